@@ -1,0 +1,128 @@
+/**
+ * The environment, validated once at start. Every failing variable is named; the process exits
+ * on a bad value instead of running with a surprise. DESIGN.md §8 lists the variables.
+ */
+export interface Config {
+  nodeEnv: string;
+  /** @defaultValue `postgres://postgres@127.0.0.1:5432/tickwork` */
+  databaseUrl: string;
+  databaseReadUrl: string | undefined;
+  /** @defaultValue 20 */
+  databasePoolMax: number;
+  /** @defaultValue `redis://127.0.0.1:6379` */
+  redisUrl: string;
+  /** @defaultValue `{tickwork}` (a hash tag: one Redis Cluster slot per queue) */
+  bullmqPrefix: string;
+  host: string;
+  /** @defaultValue 3000 */
+  port: number;
+  adminToken: string | undefined;
+  logLevel: string;
+  /** @defaultValue 10 */
+  workerConcurrency: number;
+  /** @defaultValue 9464 */
+  workerPort: number;
+  callbackAllowPrivate: boolean;
+  callbackAllowedHosts: string[];
+  /** @defaultValue 7 */
+  runRetentionDays: number;
+  /** @defaultValue 30000 */
+  reconcileIntervalMs: number;
+  /** @defaultValue 30000 */
+  shutdownGraceMs: number;
+  /** @defaultValue 1200 */
+  rateLimitPerMinute: number;
+  /** 32 bytes that encrypt signing secrets at rest. */
+  secretKey: string;
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+const DEV_SECRET_KEY = 'tickwork-development-secret-key-not-for-production';
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const problems: string[] = [];
+  const str = (name: string, fallback: string) => {
+    const value = env[name];
+    return value === undefined || value === '' ? fallback : value;
+  };
+  const int = (name: string, fallback: number, min: number, max: number) => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return value;
+  };
+  const bool = (name: string) => {
+    const raw = (env[name] ?? '').toLowerCase();
+    if (raw === '' || raw === 'false' || raw === '0') return false;
+    if (raw === 'true' || raw === '1') return true;
+    problems.push(`${name} must be true or false (got "${env[name]}")`);
+    return false;
+  };
+  const url = (name: string, fallback: string, protocols: string[]) => {
+    const value = str(name, fallback);
+    try {
+      const parsed = new URL(value);
+      if (!protocols.includes(parsed.protocol)) problems.push(`${name} must be a ${protocols.join(' or ')} URL`);
+    } catch {
+      problems.push(`${name} is not a URL (got "${value}")`);
+    }
+    return value;
+  };
+
+  const nodeEnv = str('NODE_ENV', 'development');
+  const logLevel = str('LOG_LEVEL', 'info');
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "${logLevel}")`);
+  }
+  const adminToken = env.ADMIN_TOKEN || undefined;
+  if (adminToken !== undefined && adminToken.length < 16) {
+    problems.push('ADMIN_TOKEN must be at least 16 characters');
+  }
+  let secretKey = env.SECRET_KEY ?? '';
+  if (secretKey === '') {
+    if (nodeEnv === 'production') problems.push('SECRET_KEY is required when NODE_ENV=production');
+    secretKey = DEV_SECRET_KEY;
+  } else if (secretKey.length < 32) {
+    problems.push('SECRET_KEY must be at least 32 characters');
+  }
+  const readUrl = env.DATABASE_READ_URL || undefined;
+
+  const config: Config = {
+    nodeEnv,
+    databaseUrl: url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/tickwork', ['postgres:', 'postgresql:']),
+    databaseReadUrl: readUrl === undefined ? undefined : url('DATABASE_READ_URL', readUrl, ['postgres:', 'postgresql:']),
+    databasePoolMax: int('DATABASE_POOL_MAX', 20, 1, 1000),
+    redisUrl: url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    bullmqPrefix: str('BULLMQ_PREFIX', '{tickwork}'),
+    host: str('HOST', '0.0.0.0'),
+    port: int('PORT', 3000, 0, 65535),
+    adminToken,
+    logLevel,
+    workerConcurrency: int('WORKER_CONCURRENCY', 10, 1, 1000),
+    workerPort: int('WORKER_PORT', 9464, 0, 65535),
+    callbackAllowPrivate: bool('CALLBACK_ALLOW_PRIVATE'),
+    callbackAllowedHosts: str('CALLBACK_ALLOWED_HOSTS', '')
+      .split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
+    runRetentionDays: int('RUN_RETENTION_DAYS', 7, 1, 3650),
+    reconcileIntervalMs: int('RECONCILE_INTERVAL_MS', 30_000, 1_000, 86_400_000),
+    shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 30_000, 0, 600_000),
+    rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
+    secretKey,
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,202 @@
+import { validationError, type FieldError } from './errors.ts';
+import {
+  nextOccurrence,
+  normalizeSchedule,
+  type NormalizedSchedule,
+  type Schedule,
+  type ScheduleInput,
+  type ScheduleWindow,
+} from './schedule.ts';
+import type { CreateJobBody, JobState } from './schemas.ts';
+
+export interface Target {
+  url: string;
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  headers: Record<string, string>;
+  body?: unknown;
+  timeoutMs: number;
+}
+
+export interface RetryPolicy {
+  maxAttempts: number;
+  backoff: { type: 'exponential' | 'fixed'; delayMs: number; maxDelayMs: number };
+}
+
+export interface MisfirePolicy {
+  policy: 'fire_once' | 'skip';
+  graceMs: number;
+}
+
+/** What a job is, with every default applied: the part a client sets. */
+export interface JobSpec {
+  name: string;
+  description: string | null;
+  labels: Record<string, string>;
+  schedule: Schedule;
+  target: Target;
+  startAt: number | null;
+  endAt: number | null;
+  maxRuns: number | null;
+  jitterMs: number;
+  overlap: 'allow' | 'skip';
+  misfire: MisfirePolicy;
+  retry: RetryPolicy;
+}
+
+/** A stored job: its spec plus identity, state and version. Times are epoch ms. */
+export interface Job extends JobSpec {
+  id: string;
+  serviceId: string;
+  state: JobState;
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export const DEFAULT_TIMEOUT_MS = 10_000;
+export const MAX_TIMEOUT_MS = 300_000;
+export const DEFAULT_RETRY: RetryPolicy = {
+  maxAttempts: 3,
+  backoff: { type: 'exponential', delayMs: 1_000, maxDelayMs: 3_600_000 },
+};
+export const DEFAULT_MISFIRE: MisfirePolicy = { policy: 'fire_once', graceMs: 60_000 };
+
+/** Limits a service's quota puts on its jobs. */
+export interface ScheduleLimits {
+  minIntervalMs: number;
+}
+
+/** Checks what the JSON schema cannot (the URL, the schedule's meaning, the window), and applies defaults. */
+export function buildJobSpec(body: CreateJobBody, options: { now: number; limits?: ScheduleLimits }): JobSpec {
+  const errors: FieldError[] = [];
+  const normalized = normalizeSchedule(body.schedule, {
+    now: options.now,
+    ...(options.limits ? { minIntervalMs: options.limits.minIntervalMs } : {}),
+  });
+  if ('errors' in normalized) errors.push(...normalized.errors);
+  errors.push(...targetErrors(body.target));
+  const startAt = body.startAt === undefined ? null : Date.parse(body.startAt);
+  const endAt = body.endAt === undefined ? null : Date.parse(body.endAt);
+  if (startAt !== null && endAt !== null && endAt <= startAt) {
+    errors.push({ field: 'endAt', message: 'must be after startAt' });
+  }
+  if (endAt !== null && endAt <= options.now) errors.push({ field: 'endAt', message: 'must be in the future' });
+  const backoff = body.retry?.backoff;
+  if (backoff?.delayMs !== undefined && backoff.maxDelayMs !== undefined && backoff.maxDelayMs < backoff.delayMs) {
+    errors.push({ field: 'retry.backoff.maxDelayMs', message: 'must be at least delayMs' });
+  }
+  if (errors.length > 0) throw validationError(errors);
+
+  const schedule = scheduleOf((normalized as { schedule: NormalizedSchedule }).schedule, body.schedule);
+  return {
+    name: body.name,
+    description: body.description ?? null,
+    labels: body.labels ?? {},
+    schedule,
+    target: {
+      url: body.target.url,
+      method: body.target.method ?? 'POST',
+      headers: body.target.headers ?? {},
+      ...(body.target.body === undefined ? {} : { body: body.target.body }),
+      timeoutMs: body.target.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    },
+    startAt,
+    endAt,
+    maxRuns: body.maxRuns ?? null,
+    jitterMs: body.jitterMs ?? 0,
+    overlap: body.overlap ?? 'allow',
+    misfire: {
+      policy: body.misfire?.policy ?? DEFAULT_MISFIRE.policy,
+      graceMs: body.misfire?.graceMs ?? DEFAULT_MISFIRE.graceMs,
+    },
+    retry: {
+      maxAttempts: body.retry?.maxAttempts ?? DEFAULT_RETRY.maxAttempts,
+      backoff: {
+        type: backoff?.type ?? DEFAULT_RETRY.backoff.type,
+        delayMs: backoff?.delayMs ?? DEFAULT_RETRY.backoff.delayMs,
+        maxDelayMs: backoff?.maxDelayMs ?? DEFAULT_RETRY.backoff.maxDelayMs,
+      },
+    },
+  };
+}
+
+/** The schedule to store: the client's own spelling (`every: "5m"` stays so), with defaults filled in. */
+function scheduleOf(normalized: NormalizedSchedule, input: ScheduleInput): Schedule {
+  switch (normalized.kind) {
+    case 'cron':
+      return { cron: normalized.cron, timezone: normalized.timezone };
+    case 'every':
+      return typeof input.every === 'string' ? { every: input.every } : { everyMs: normalized.everyMs };
+    case 'at':
+      return { at: new Date(normalized.at).toISOString() };
+  }
+}
+
+/** Headers Tickwork sets itself: a job may not override them. */
+const RESERVED_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'webhook-id',
+  'webhook-timestamp',
+  'webhook-signature',
+  'idempotency-key',
+  'user-agent',
+]);
+
+export function targetErrors(target: { url: string; headers?: Record<string, string> | undefined }): FieldError[] {
+  const errors: FieldError[] = [];
+  let url: URL | undefined;
+  try {
+    url = new URL(target.url);
+  } catch {
+    errors.push({ field: 'target.url', message: 'is not a valid URL' });
+  }
+  if (url) {
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      errors.push({ field: 'target.url', message: 'must use http or https' });
+    }
+    if (url.username !== '' || url.password !== '') {
+      errors.push({ field: 'target.url', message: 'must not carry credentials; use target.headers' });
+    }
+  }
+  for (const name of Object.keys(target.headers ?? {})) {
+    const lower = name.toLowerCase();
+    if (RESERVED_HEADERS.has(lower) || lower.startsWith('tickwork-')) {
+      errors.push({ field: `target.headers.${name}`, message: 'is set by Tickwork and cannot be overridden' });
+    } else if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
+      errors.push({ field: `target.headers.${name}`, message: 'is not a valid header name' });
+    }
+  }
+  for (const [name, value] of Object.entries(target.headers ?? {})) {
+    if (/[\r\n\0]/.test(value)) errors.push({ field: `target.headers.${name}`, message: 'must not contain CR, LF or NUL' });
+  }
+  return errors;
+}
+
+/** The schedule in its computable form. Stored schedules were validated, so this cannot fail. */
+export function normalizedScheduleOf(job: Pick<JobSpec, 'schedule'>): NormalizedSchedule {
+  const result = normalizeSchedule(job.schedule, { now: 0 });
+  if ('errors' in result) {
+    // An `at` in the past is valid once stored; compute it directly.
+    if ('at' in job.schedule) return { kind: 'at', at: Date.parse(job.schedule.at) };
+    throw validationError(result.errors);
+  }
+  return result.schedule;
+}
+
+export function windowOf(job: Pick<Job, 'startAt' | 'endAt' | 'createdAt'>): ScheduleWindow {
+  return {
+    anchorMs: job.startAt ?? job.createdAt,
+    startAt: job.startAt ?? undefined,
+    endAt: job.endAt ?? undefined,
+  };
+}
+
+/** The job's next occurrence strictly after `afterMs`, or null when it will not fire again. */
+export function nextRunOf(job: Job, afterMs: number, runCount = 0): number | null {
+  if (job.state !== 'active') return null;
+  if (job.maxRuns !== null && runCount >= job.maxRuns) return null;
+  return nextOccurrence(normalizedScheduleOf(job), windowOf(job), afterMs) ?? null;
+}
