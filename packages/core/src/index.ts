@@ -6,3 +6,4 @@ export * from './job.ts';
 export * from './queue-catalog.ts';
 export * from './schedule.ts';
 export * from './schemas.ts';
+export * from './secrets.ts';

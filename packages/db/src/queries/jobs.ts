@@ -1,0 +1,108 @@
+import { sql, type Kysely } from 'kysely';
+import type { Job, JobSpec, JobState, MisfirePolicy, RetryPolicy, Schedule, Target } from '@tickwork/core';
+import type { Database, JobRow } from '../types.ts';
+import { pageOf, type Page } from './cursor.ts';
+
+export function jobFromRow(row: JobRow): Job {
+  return {
+    id: row.id,
+    serviceId: row.service_id,
+    name: row.name,
+    description: row.description,
+    labels: row.labels,
+    schedule: row.schedule as Schedule,
+    target: row.target as Target,
+    startAt: row.start_at?.getTime() ?? null,
+    endAt: row.end_at?.getTime() ?? null,
+    maxRuns: row.max_runs,
+    jitterMs: row.jitter_ms,
+    overlap: row.overlap as Job['overlap'],
+    misfire: row.misfire as MisfirePolicy,
+    retry: row.retry as RetryPolicy,
+    state: row.state as JobState,
+    version: row.version,
+    createdAt: row.created_at.getTime(),
+    updatedAt: row.updated_at.getTime(),
+  };
+}
+
+export async function insertJob(
+  db: Kysely<Database>,
+  job: JobSpec & { id: string; serviceId: string; state: JobState; now: Date; nextRunAt: Date | null },
+): Promise<JobRow> {
+  return db
+    .insertInto('jobs')
+    .values({
+      id: job.id,
+      service_id: job.serviceId,
+      name: job.name,
+      description: job.description,
+      labels: JSON.stringify(job.labels),
+      schedule: JSON.stringify(job.schedule),
+      target: JSON.stringify(job.target),
+      start_at: job.startAt === null ? null : new Date(job.startAt),
+      end_at: job.endAt === null ? null : new Date(job.endAt),
+      max_runs: job.maxRuns,
+      jitter_ms: job.jitterMs,
+      overlap: job.overlap,
+      misfire: JSON.stringify(job.misfire),
+      retry: JSON.stringify(job.retry),
+      state: job.state,
+      version: 1,
+      next_run_at: job.nextRunAt,
+      created_at: job.now,
+      updated_at: job.now,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function findJob(db: Kysely<Database>, serviceId: string, id: string): Promise<JobRow | undefined> {
+  return db.selectFrom('jobs').selectAll().where('service_id', '=', serviceId).where('id', '=', id).executeTakeFirst();
+}
+
+export async function findJobById(db: Kysely<Database>, id: string): Promise<JobRow | undefined> {
+  return db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export interface JobListFilter {
+  limit: number;
+  afterId?: string | undefined;
+  state?: JobState | undefined;
+  labels?: Record<string, string> | undefined;
+  namePrefix?: string | undefined;
+}
+
+/** A service's jobs, newest first, by keyset on the (time-ordered) id. */
+export async function listJobs(db: Kysely<Database>, serviceId: string, filter: JobListFilter): Promise<Page<JobRow>> {
+  let query = db.selectFrom('jobs').selectAll().where('service_id', '=', serviceId);
+  if (filter.afterId) query = query.where('id', '<', filter.afterId);
+  if (filter.state) query = query.where('state', '=', filter.state);
+  if (filter.labels && Object.keys(filter.labels).length > 0) {
+    query = query.where(sql<boolean>`labels @> ${JSON.stringify(filter.labels)}::jsonb`);
+  }
+  if (filter.namePrefix) {
+    const escaped = filter.namePrefix.replace(/[\\%_]/g, (c) => `\\${c}`);
+    query = query.where('name', 'like', `${escaped}%`);
+  }
+  const rows = await query.orderBy('id', 'desc').limit(filter.limit + 1).execute();
+  return pageOf(rows, filter.limit);
+}
+
+export async function deleteJob(db: Kysely<Database>, serviceId: string, id: string): Promise<JobRow | undefined> {
+  return db
+    .deleteFrom('jobs')
+    .where('service_id', '=', serviceId)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function countJobs(db: Kysely<Database>, serviceId: string): Promise<number> {
+  const row = await db
+    .selectFrom('jobs')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .where('service_id', '=', serviceId)
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
+}

@@ -1,0 +1,100 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type GeneratedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type Json<T> = ColumnType<T, string, string>;
+
+export interface ServicesTable {
+  id: string;
+  name: string;
+  max_jobs: Generated<number>;
+  min_interval_ms: Generated<number>;
+  signing_secret: string;
+  previous_signing_secret: string | null;
+  previous_secret_expires_at: Timestamp | null;
+  created_at: GeneratedTimestamp;
+  disabled_at: Timestamp | null;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  service_id: string;
+  prefix: string;
+  hash: string;
+  scopes: string[];
+  created_at: GeneratedTimestamp;
+  last_used_at: Timestamp | null;
+  expires_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+}
+
+export interface JobsTable {
+  id: string;
+  service_id: string;
+  name: string;
+  description: string | null;
+  labels: Json<Record<string, string>>;
+  schedule: Json<unknown>;
+  target: Json<unknown>;
+  start_at: Timestamp | null;
+  end_at: Timestamp | null;
+  max_runs: number | null;
+  jitter_ms: number;
+  overlap: string;
+  misfire: Json<unknown>;
+  retry: Json<unknown>;
+  state: string;
+  version: number;
+  next_run_at: Timestamp | null;
+  last_run_at: Timestamp | null;
+  last_run_status: string | null;
+  run_count: Generated<number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface RunsTable {
+  id: string;
+  job_id: string;
+  service_id: string;
+  job_version: number;
+  scheduled_for: Timestamp;
+  trigger: string;
+  status: string;
+  skip_reason: string | null;
+  attempts: Generated<number>;
+  started_at: Timestamp | null;
+  finished_at: Timestamp | null;
+  duration_ms: number | null;
+  http_status: number | null;
+  response_excerpt: string | null;
+  error: string | null;
+  worker_id: string | null;
+  replay_of: string | null;
+  created_at: GeneratedTimestamp;
+}
+
+export interface IdempotencyKeysTable {
+  service_id: string;
+  key: string;
+  fingerprint: string;
+  status_code: number | null;
+  response: Json<unknown> | null;
+  created_at: GeneratedTimestamp;
+  expires_at: Timestamp;
+}
+
+export interface Database {
+  services: ServicesTable;
+  api_keys: ApiKeysTable;
+  jobs: JobsTable;
+  runs: RunsTable;
+  idempotency_keys: IdempotencyKeysTable;
+}
+
+export type ServiceRow = Selectable<ServicesTable>;
+export type ApiKeyRow = Selectable<ApiKeysTable>;
+export type JobRow = Selectable<JobsTable>;
+export type NewJobRow = Insertable<JobsTable>;
+export type JobUpdate = Updateable<JobsTable>;
+export type RunRow = Selectable<RunsTable>;
