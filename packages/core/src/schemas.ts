@@ -4,6 +4,10 @@
  */
 import { Type, type Static } from 'typebox';
 
+/** A string enum, as JSON Schema `enum` (clearer in OpenAPI than a union of literals). */
+export const StringEnum = <const T extends readonly string[]>(values: T, options: { description?: string } = {}) =>
+  Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) =>
   Type.Union([schema, Type.Null()]);
 
@@ -59,10 +63,7 @@ export const TargetSchema = Type.Object(
   {
     url: Type.String({ minLength: 1, maxLength: 2048, description: 'An http or https URL.' }),
     method: Type.Optional(
-      Type.Union(
-        HTTP_METHODS.map((m) => Type.Literal(m)),
-        { description: 'Default `POST`.' },
-      ),
+      StringEnum(HTTP_METHODS, { description: 'Default `POST`.' }),
     ),
     headers: Type.Optional(
       Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: 4096 }), {
@@ -170,7 +171,7 @@ export const JobSchema = Type.Object(
     id: Id,
     name: Type.String(),
     description: Nullable(Type.String()),
-    state: Type.Union(JOB_STATES.map((s) => Type.Literal(s))),
+    state: StringEnum(JOB_STATES),
     schedule: ScheduleSchema,
     target: TargetSchema,
     labels: LabelsSchema,
@@ -201,8 +202,8 @@ export const RunSchema = Type.Object(
     id: Id,
     jobId: Id,
     scheduledFor: Instant,
-    trigger: Type.Union(RUN_TRIGGERS.map((s) => Type.Literal(s))),
-    status: Type.Union(RUN_STATUSES.map((s) => Type.Literal(s))),
+    trigger: StringEnum(RUN_TRIGGERS),
+    status: StringEnum(RUN_STATUSES),
     skipReason: Nullable(Type.String()),
     attempts: Type.Integer(),
     startedAt: Nullable(Instant),

@@ -1,0 +1,44 @@
+/**
+ * The Tickwork api as a Fastify plugin: shared dependencies, routes, error handling. The
+ * process concerns (logger, listen, signals) live in server.ts; tests register this on a bare
+ * Fastify instance and call it with inject().
+ */
+import fp from 'fastify-plugin';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '@tickwork/core';
+import authPlugin from './plugins/auth.ts';
+import bullBoardPlugin from './plugins/bull-board.ts';
+import dbPlugin from './plugins/db.ts';
+import errorsPlugin from './plugins/errors.ts';
+import queuePlugin from './plugins/queue.ts';
+import swaggerPlugin from './plugins/swagger.ts';
+import adminRoutes from './routes/v1/admin/services.ts';
+import healthRoutes from './routes/health.ts';
+import jobRoutes from './routes/v1/jobs/index.ts';
+import runRoutes from './routes/v1/runs/index.ts';
+
+export type AppConfig = Pick<
+  Config,
+  'databaseUrl' | 'databaseReadUrl' | 'databasePoolMax' | 'redisUrl' | 'bullmqPrefix' | 'adminToken' | 'secretKey'
+>;
+
+export default fp<AppConfig>(
+  async (app: FastifyInstance, config) => {
+    await app.register(errorsPlugin);
+    await app.register(dbPlugin, { url: config.databaseUrl, readUrl: config.databaseReadUrl, poolMax: config.databasePoolMax });
+    await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+    await app.register(authPlugin, { adminToken: config.adminToken });
+    await app.register(swaggerPlugin);
+    await app.register(bullBoardPlugin, { adminToken: config.adminToken });
+    await app.register(healthRoutes);
+    await app.register(
+      async (v1) => {
+        await v1.register(jobRoutes);
+        await v1.register(runRoutes);
+        await v1.register(adminRoutes, { secretKey: config.secretKey });
+      },
+      { prefix: '/v1' },
+    );
+  },
+  { name: 'tickwork-api' },
+);

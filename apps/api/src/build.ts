@@ -1,0 +1,30 @@
+/** A Fastify instance with Tickwork's server options and the app registered: used by server.ts and tests. */
+import Fastify, { type FastifyServerOptions } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { uuidv7 } from '@tickwork/core';
+import app, { type AppConfig } from './app.ts';
+import { validatorCompiler } from './plugins/validation.ts';
+
+export const BODY_LIMIT = 64 * 1024;
+
+export async function buildServer(config: AppConfig, options: Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> = {}) {
+  const server = Fastify({
+    ...options,
+    bodyLimit: BODY_LIMIT,
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : uuidv7();
+    },
+    requestIdHeader: false,
+    requestTimeout: 30_000,
+    connectionTimeout: 30_000,
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  server.setValidatorCompiler(validatorCompiler);
+  server.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  await server.register(app, config);
+  return server;
+}

@@ -1,0 +1,90 @@
+/**
+ * One error handler: every error leaves as RFC 9457 problem+json. Coded TickworkErrors keep
+ * their status and detail; validation errors name their fields; anything unexpected is a 500
+ * whose detail says nothing of the internals (the log has them, under the request id).
+ */
+import fp from 'fastify-plugin';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { TickworkError, toProblem, type ErrorCode } from '@tickwork/core';
+import { schemaErrorToProblem } from './validation.ts';
+
+const BY_STATUS: Record<number, ErrorCode> = {
+  400: 'validation_failed',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  409: 'conflict',
+  412: 'precondition_failed',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  422: 'unprocessable',
+  429: 'rate_limited',
+  503: 'unavailable',
+};
+
+/** Postgres errors that mean "the database is not there" rather than "this query is wrong". */
+function isDatabaseDown(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  const message = String((error as Error).message ?? '');
+  return (
+    code === 'ECONNREFUSED' ||
+    code === 'ECONNRESET' ||
+    code === 'ETIMEDOUT' ||
+    code === '57P01' ||
+    code === '57P03' ||
+    /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED/i.test(message)
+  );
+}
+
+export function toTickworkError(error: unknown): TickworkError {
+  if (error instanceof TickworkError) return error;
+  const fastifyError = error as FastifyError & { validation?: unknown; validationContext?: string };
+  if (Array.isArray(fastifyError.validation)) {
+    return schemaErrorToProblem(fastifyError.validation, fastifyError.validationContext ?? 'body');
+  }
+  if (isDatabaseDown(error)) {
+    return new TickworkError('unavailable', 'The database is not answering; nothing was changed.', { cause: error });
+  }
+  const status = fastifyError.statusCode;
+  if (status && status >= 400 && status < 500) {
+    const code = BY_STATUS[status] ?? 'validation_failed';
+    const detail =
+      fastifyError.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+        ? 'Send a JSON body with content-type: application/json.'
+        : fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+          ? 'The request body is larger than the 64 KiB limit.'
+          : fastifyError.code?.startsWith('FST_ERR_CTP')
+            ? 'The request body is not valid JSON.'
+            : fastifyError.message;
+    const mapped = new TickworkError(code, detail, { cause: error });
+    Object.defineProperty(mapped, 'status', { value: status });
+    return mapped;
+  }
+  return new TickworkError('internal', 'Something went wrong on our side. The request id identifies it in our logs.', {
+    cause: error,
+  });
+}
+
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: TickworkError) {
+  const problem = toProblem(error, request.url.split('?')[0]);
+  return reply.code(error.status).type('application/problem+json').send(problem);
+}
+
+export default fp(
+  async (app) => {
+    app.setErrorHandler((error, request, reply) => {
+      const mapped = toTickworkError(error);
+      if (mapped.status >= 500) request.log.error({ err: error }, 'request failed');
+      else request.log.info({ code: mapped.code, status: mapped.status }, mapped.message);
+      if (mapped.code === 'rate_limited' || mapped.code === 'unavailable') {
+        if (!reply.hasHeader('retry-after')) reply.header('retry-after', mapped.code === 'unavailable' ? '1' : '60');
+      }
+      return sendProblem(request, reply, mapped);
+    });
+    app.setNotFoundHandler((request, reply) =>
+      sendProblem(request, reply, new TickworkError('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)),
+    );
+  },
+  { name: 'errors' },
+);

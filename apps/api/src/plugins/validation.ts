@@ -1,0 +1,67 @@
+/**
+ * Request validation with two Ajv instances: bodies are validated as sent (no coercion, unknown
+ * fields refused, not stripped); query strings, params and headers are coerced from text. Both
+ * fill in schema defaults. Errors become 400 problem+json with the JSON path of each field.
+ */
+import { Ajv, type ErrorObject } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import type { FastifySchemaCompiler } from 'fastify';
+import { validationError, type FieldError } from '@tickwork/core';
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+function makeAjv(coerce: boolean): Ajv {
+  const ajv = new Ajv({
+    allErrors: true,
+    removeAdditional: false,
+    useDefaults: true,
+    coerceTypes: coerce ? 'array' : false,
+    strict: false,
+  });
+  addFormats(ajv);
+  return ajv;
+}
+
+const bodyAjv = makeAjv(false);
+const textAjv = makeAjv(true);
+
+export const validatorCompiler: FastifySchemaCompiler<object> = ({ schema, httpPart }) => {
+  const ajv = httpPart === 'body' ? bodyAjv : textAjv;
+  return ajv.compile(schema) as ReturnType<FastifySchemaCompiler<object>>;
+};
+
+function pathOf(instancePath: string): string {
+  return instancePath
+    .split('/')
+    .filter(Boolean)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .join('.');
+}
+
+/** Turns Ajv's errors into `{ field, message }`, one per field, most useful first. */
+export function fieldErrors(errors: ErrorObject[], part: string): FieldError[] {
+  const prefix = part === 'body' ? '' : `${part}.`;
+  const out = new Map<string, string>();
+  for (const error of errors) {
+    const base = pathOf(error.instancePath);
+    const join = (name: string) => (base ? `${base}.${name}` : name);
+    let field = base;
+    let message = error.message ?? 'is not valid';
+    if (error.keyword === 'additionalProperties') {
+      field = join(String((error.params as { additionalProperty: string }).additionalProperty));
+      message = 'is not a known field';
+    } else if (error.keyword === 'required') {
+      field = join(String((error.params as { missingProperty: string }).missingProperty));
+      message = 'is required';
+    } else if (error.keyword === 'anyOf' && out.has(prefix + (field || part))) {
+      continue;
+    }
+    const key = prefix + (field || (part === 'body' ? '(body)' : part));
+    if (!out.has(key)) out.set(key, message);
+  }
+  return [...out].map(([field, message]) => ({ field, message }));
+}
+
+export function schemaErrorToProblem(errors: ErrorObject[], part: string) {
+  return validationError(fieldErrors(errors, part));
+}

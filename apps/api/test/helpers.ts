@@ -1,0 +1,69 @@
+import { Redis } from 'ioredis';
+import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
+import { buildServer } from '../src/build.ts';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export interface TestApi {
+  app: Awaited<ReturnType<typeof buildServer>>;
+  db: TestDatabase;
+  prefix: string;
+  redisUrl: string;
+  /** Creates a service through the admin route and returns its key. */
+  newService(name?: string): Promise<{ id: string; apiKey: string; signingSecret: string }>;
+  close(): Promise<void>;
+}
+
+/** The api on a database and BullMQ prefix of this test file's own. */
+export async function startTestApi(): Promise<TestApi> {
+  const db = await createTestDatabase('tw_api');
+  const prefix = testPrefix();
+  const { redisUrl } = testBaseUrls();
+  const app = await buildServer({
+    databaseUrl: db.url,
+    databaseReadUrl: undefined,
+    databasePoolMax: 5,
+    redisUrl,
+    bullmqPrefix: prefix,
+    adminToken: ADMIN_TOKEN,
+    secretKey: 'test-secret-key-0123456789-0123456789',
+  });
+  await app.ready();
+  let services = 0;
+  return {
+    app,
+    db,
+    prefix,
+    redisUrl,
+    async newService(name = `svc-${++services}-${Date.now()}`) {
+      const response = await app.inject({
+        method: 'POST',
+        url: '/v1/admin/services',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        payload: { name },
+      });
+      if (response.statusCode !== 201) throw new Error(`service create failed: ${response.body}`);
+      return response.json();
+    },
+    async close() {
+      await app.close();
+      await db.drop();
+      await deletePrefix(redisUrl, prefix);
+    },
+  };
+}
+
+/** Removes every Redis key under a BullMQ prefix. */
+export async function deletePrefix(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}

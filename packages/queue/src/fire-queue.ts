@@ -1,0 +1,117 @@
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import {
+  FIRE_QUEUE,
+  TickworkError,
+  cronRepeatStrategy,
+  onceJobIdOf,
+  schedulerIdOf,
+  registrationOf,
+  type FireJobData,
+  type Job,
+  type Registration,
+} from '@tickwork/core';
+import { redisOptionsFrom } from './connection.ts';
+
+/**
+ * Options of every occurrence. Retries are ours: the worker decides from the job's policy and
+ * BullMQ re-runs the same BullMQ job (same id, so the same run and `webhook-id`), with the delay
+ * the worker computed (the `tickwork` backoff strategy reads it off the error).
+ */
+export const OCCURRENCE_OPTIONS: JobsOptions = {
+  attempts: 50,
+  backoff: { type: 'tickwork' },
+  removeOnComplete: { age: 3_600, count: 1_000 },
+  removeOnFail: { age: 7 * 86_400, count: 10_000 },
+};
+
+export interface FireQueueOptions {
+  redisUrl: string;
+  prefix: string;
+}
+
+/** The api's handle on the `fire` queue: registers and removes jobs' schedules, fast-failing. */
+export class FireQueue {
+  readonly queue: Queue;
+  /** How long a Redis call may take before the request gives up with 503. */
+  readonly timeoutMs: number;
+
+  constructor(options: FireQueueOptions & { timeoutMs?: number }) {
+    this.timeoutMs = options.timeoutMs ?? 2_000;
+    this.queue = new Queue(FIRE_QUEUE, {
+      connection: redisOptionsFrom(options.redisUrl, 'producer') as ConnectionOptions,
+      prefix: options.prefix,
+      settings: { repeatStrategy: cronRepeatStrategy },
+    });
+    // Connection errors surface through the calls below (as 503); keep them off the process.
+    this.queue.on('error', () => {});
+  }
+
+  private async withTimeout<T>(what: string, work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} took longer than ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    try {
+      return await Promise.race([work, timeout]);
+    } catch (error) {
+      throw new TickworkError('unavailable', 'The scheduler store (Redis) is not answering; nothing was changed.', {
+        cause: error,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Registers a job as it stands now; returns what was registered. */
+  async register(job: Job, now = Date.now(), runCount = 0): Promise<Registration> {
+    const registration = registrationOf(job, now, runCount);
+    await this.withTimeout('registering the job', applyRegistration(this.queue, job, registration, now));
+    return registration;
+  }
+
+  /** Removes every trace of one version of a job: its scheduler and its pending one-shot. */
+  async unregister(jobId: string, version: number): Promise<void> {
+    await this.withTimeout('removing the job', removeRegistration(this.queue, jobId, version));
+  }
+
+  async ping(): Promise<void> {
+    await this.withTimeout('pinging Redis', this.queue.getBackend().client.then((client) => client.get('tickwork:ping')));
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+}
+
+/** Writes a registration to BullMQ. Shared by the api and the reconciler. */
+export async function applyRegistration(
+  queue: Queue,
+  job: Job,
+  registration: Registration,
+  now = Date.now(),
+): Promise<void> {
+  const data: FireJobData = { jobId: job.id, version: job.version };
+  switch (registration.kind) {
+    case 'none':
+      return;
+    case 'delayed':
+      await queue.add(FIRE_QUEUE, data, {
+        ...OCCURRENCE_OPTIONS,
+        jobId: registration.bullJobId,
+        delay: Math.max(0, registration.runAt - now),
+      });
+      return;
+    case 'scheduler':
+      await queue.upsertJobScheduler(registration.schedulerId, registration.repeat, {
+        name: FIRE_QUEUE,
+        data,
+        opts: OCCURRENCE_OPTIONS,
+      });
+  }
+}
+
+export async function removeRegistration(queue: Queue, jobId: string, version: number): Promise<void> {
+  await queue.removeJobScheduler(schedulerIdOf(jobId, version));
+  const once = await queue.getJob(onceJobIdOf(jobId, version));
+  if (once && ((await once.isDelayed()) || (await once.isWaiting()))) await once.remove();
+}
