@@ -1,4 +1,5 @@
 export * from './config.ts';
+export * from './delivery.ts';
 export * from './duration.ts';
 export * from './errors.ts';
 export * from './ids.ts';

@@ -106,3 +106,55 @@ export async function countJobs(db: Kysely<Database>, serviceId: string): Promis
     .executeTakeFirstOrThrow();
   return Number(row.count);
 }
+
+/** What the worker needs to fire an occurrence: the job and its service's signing secrets. */
+export interface JobForFire {
+  job: JobRow;
+  service: {
+    signingSecret: string;
+    previousSigningSecret: string | null;
+    previousSecretExpiresAt: Date | null;
+    disabled: boolean;
+  };
+}
+
+export async function findJobForFire(db: Kysely<Database>, id: string): Promise<JobForFire | undefined> {
+  const row = await db
+    .selectFrom('jobs')
+    .innerJoin('services', 'services.id', 'jobs.service_id')
+    .selectAll('jobs')
+    .select([
+      'services.signing_secret',
+      'services.previous_signing_secret',
+      'services.previous_secret_expires_at',
+      'services.disabled_at',
+    ])
+    .where('jobs.id', '=', id)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const { signing_secret, previous_signing_secret, previous_secret_expires_at, disabled_at, ...job } = row;
+  return {
+    job,
+    service: {
+      signingSecret: signing_secret,
+      previousSigningSecret: previous_signing_secret,
+      previousSecretExpiresAt: previous_secret_expires_at,
+      disabled: disabled_at !== null,
+    },
+  };
+}
+
+/** Keeps the job's denormalised schedule fields current after an occurrence. */
+export async function setJobNextRun(
+  db: Kysely<Database>,
+  id: string,
+  version: number,
+  change: { nextRunAt: Date | null; complete: boolean },
+): Promise<void> {
+  await db
+    .updateTable('jobs')
+    .set(change.complete ? { next_run_at: null, state: 'completed' } : { next_run_at: change.nextRunAt })
+    .where('id', '=', id)
+    .where('version', '=', version)
+    .execute();
+}

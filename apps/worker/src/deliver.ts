@@ -1,0 +1,138 @@
+/**
+ * One HTTP callback: build the request (Standard Webhooks headers, Tickwork's own headers),
+ * send it through the guarded dispatcher within the target's timeout, and read the outcome.
+ * Redirects are not followed; the response body is read up to 1 KiB and the rest discarded.
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import { signWebhook, type AttemptResult, type Target } from '@tickwork/core';
+import { DestinationNotAllowedError, checkUrl, guardedLookup, isHostAllowListed, type OutboundPolicy } from './outbound-guard.ts';
+
+export const USER_AGENT = 'Tickwork/0.1.0';
+const EXCERPT_BYTES = 1024;
+
+export interface Delivery {
+  runId: string;
+  jobId: string;
+  scheduledFor: number;
+  attempt: number;
+  trigger: string;
+  target: Target;
+  /** Current signing secret first; during a rotation, the previous one too. */
+  signingSecrets: string[];
+}
+
+export interface DeliveryOutcome {
+  result: AttemptResult;
+  durationMs: number;
+  httpStatus: number | null;
+  responseExcerpt: string | null;
+  error: string | null;
+}
+
+export function createDispatchers(policy: OutboundPolicy): { guarded: Dispatcher; allowListed: Dispatcher } {
+  const options = { keepAliveTimeout: 10_000, connections: 64, maxRedirections: 0 } as const;
+  return {
+    guarded: new Agent({ ...options, connect: { lookup: guardedLookup(policy) } }),
+    allowListed: new Agent(options),
+  };
+}
+
+function bodyOf(target: Target): { body: string | undefined; contentType: string | undefined } {
+  if (target.method === 'GET' || target.body === undefined) return { body: undefined, contentType: undefined };
+  if (typeof target.body === 'string') return { body: target.body, contentType: undefined };
+  return { body: JSON.stringify(target.body), contentType: 'application/json' };
+}
+
+export function headersFor(delivery: Delivery, body: string, nowSeconds: number): Record<string, string> {
+  const signature = delivery.signingSecrets.map((secret) => signWebhook(secret, delivery.runId, nowSeconds, body)).join(' ');
+  return {
+    'webhook-id': delivery.runId,
+    'webhook-timestamp': String(nowSeconds),
+    ...(signature ? { 'webhook-signature': signature } : {}),
+    'idempotency-key': delivery.runId,
+    'tickwork-job-id': delivery.jobId,
+    'tickwork-scheduled-for': new Date(delivery.scheduledFor).toISOString(),
+    'tickwork-attempt': String(delivery.attempt),
+    'tickwork-trigger': delivery.trigger,
+    'user-agent': USER_AGENT,
+  };
+}
+
+async function readExcerpt(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    chunks.push(chunk as Buffer);
+    size += (chunk as Buffer).length;
+    if (size >= EXCERPT_BYTES) break;
+  }
+  // Dropping the rest keeps the connection reusable without reading a large body.
+  await body.dump({ limit: 64 * 1024 }).catch(() => {});
+  return Buffer.concat(chunks).subarray(0, EXCERPT_BYTES).toString('utf8');
+}
+
+function isRefusal(error: unknown): DestinationNotAllowedError | undefined {
+  for (let e: unknown = error; e; e = (e as { cause?: unknown }).cause) {
+    if (e instanceof DestinationNotAllowedError) return e;
+  }
+  return undefined;
+}
+
+export async function deliver(
+  delivery: Delivery,
+  policy: OutboundPolicy,
+  dispatchers: { guarded: Dispatcher; allowListed: Dispatcher },
+  signal?: AbortSignal,
+): Promise<DeliveryOutcome> {
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  const { body, contentType } = bodyOf(delivery.target);
+  let url: URL;
+  try {
+    url = new URL(delivery.target.url);
+    checkUrl(policy, url);
+  } catch (error) {
+    const message = error instanceof DestinationNotAllowedError ? error.message : `invalid URL: ${(error as Error).message}`;
+    return { result: { kind: 'refused', message }, durationMs: 0, httpStatus: null, responseExcerpt: null, error: message };
+  }
+  const headers = {
+    ...(contentType ? { 'content-type': contentType } : {}),
+    ...delivery.target.headers,
+    ...headersFor(delivery, body ?? '', Math.floor(Date.now() / 1000)),
+  };
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+  const dispatcher = isHostAllowListed(policy, url.hostname, port) ? dispatchers.allowListed : dispatchers.guarded;
+  const timeout = AbortSignal.timeout(delivery.target.timeoutMs);
+  try {
+    const response = await request(url, {
+      method: delivery.target.method,
+      headers,
+      body,
+      dispatcher,
+      signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
+      headersTimeout: delivery.target.timeoutMs,
+      bodyTimeout: delivery.target.timeoutMs,
+    });
+    const excerpt = await readExcerpt(response.body).catch(() => '');
+    const retryAfter = response.headers['retry-after'];
+    return {
+      result: { kind: 'response', status: response.statusCode, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter },
+      durationMs: elapsed(),
+      httpStatus: response.statusCode,
+      responseExcerpt: excerpt,
+      error: response.statusCode >= 200 && response.statusCode < 300 ? null : `HTTP ${response.statusCode}`,
+    };
+  } catch (error) {
+    const refusal = isRefusal(error);
+    if (refusal) {
+      return { result: { kind: 'refused', message: refusal.message }, durationMs: elapsed(), httpStatus: null, responseExcerpt: null, error: 'destination not allowed' };
+    }
+    if (timeout.aborted) {
+      const message = `timed out after ${delivery.target.timeoutMs} ms`;
+      return { result: { kind: 'timeout' }, durationMs: elapsed(), httpStatus: null, responseExcerpt: null, error: message };
+    }
+    const code = (error as { code?: string }).code;
+    const message = `${code ? `${code}: ` : ''}${(error as Error).message}`.slice(0, 500);
+    return { result: { kind: 'connection', message }, durationMs: elapsed(), httpStatus: null, responseExcerpt: null, error: message };
+  }
+}

@@ -1,0 +1,32 @@
+/** The worker's small HTTP port: /health/live, /health/ready (503 naming the part that failed). */
+import { createServer, type Server } from 'node:http';
+
+export interface HealthSource {
+  isReady(): Promise<{ postgres: boolean; redis: boolean }>;
+}
+
+export function startHealthServer(source: HealthSource, port: number, host = '0.0.0.0'): Promise<Server> {
+  const server = createServer(async (request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (path === '/health/live') {
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      return;
+    }
+    if (path === '/health/ready') {
+      const parts = await source.isReady();
+      const ok = parts.postgres && parts.redis;
+      const checks = Object.fromEntries(Object.entries(parts).map(([k, up]) => [k, { status: up ? 'ok' : 'down' }]));
+      response
+        .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ status: ok ? 'ok' : 'unavailable', checks }));
+      return;
+    }
+    response.writeHead(404, { 'content-type': 'application/problem+json' }).end(
+      JSON.stringify({ type: 'about:blank', title: 'Not found', status: 404, detail: `No route ${path}.` }),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}

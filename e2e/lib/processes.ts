@@ -1,0 +1,111 @@
+/** Real api and worker processes for end-to-end tests, each on its own port, database and prefix. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const ADMIN_TOKEN = 'e2e-admin-token-0123456789';
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface Proc {
+  child: ChildProcess;
+  port: number;
+  url: string;
+  output: string[];
+  /** Sends a signal and waits for the exit; resolves to the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface FleetEnv {
+  DATABASE_URL: string;
+  REDIS_URL: string;
+  BULLMQ_PREFIX: string;
+  [name: string]: string;
+}
+
+async function waitReady(url: string, child: ChildProcess, output: string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ready:\n${output.join('')}`);
+    try {
+      const response = await request(`${url}/health/ready`);
+      await response.body.dump();
+      if (response.statusCode === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`not ready after ${timeoutMs} ms:\n${output.join('')}`);
+}
+
+function launch(script: string, env: Record<string, string>, port: number): Proc {
+  const child = spawn(process.execPath, [script], {
+    cwd: ROOT,
+    env: { ...process.env, LOG_LEVEL: 'warn', NODE_ENV: 'test', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
+  child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
+  return {
+    child,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    output,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      const exited = once(child, 'exit');
+      child.kill(signal);
+      const [code] = (await exited) as [number | null];
+      return code;
+    },
+  };
+}
+
+export async function startApi(env: FleetEnv): Promise<Proc> {
+  const port = await freePort();
+  const proc = launch('apps/api/src/server.ts', { ADMIN_TOKEN, HOST: '127.0.0.1', PORT: String(port), ...env }, port);
+  await waitReady(proc.url, proc.child, proc.output);
+  return proc;
+}
+
+export async function startWorker(env: FleetEnv): Promise<Proc> {
+  const port = await freePort();
+  const proc = launch(
+    'apps/worker/src/main.ts',
+    { CALLBACK_ALLOW_PRIVATE: 'true', HOST: '127.0.0.1', WORKER_PORT: String(port), ...env },
+    port,
+  );
+  await waitReady(proc.url, proc.child, proc.output);
+  return proc;
+}
+
+/** JSON over HTTP against a started api. */
+export async function call(
+  api: Proc,
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+  path: string,
+  options: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: any }> {
+  const response = await request(`${api.url}${path}`, {
+    method,
+    headers: {
+      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...options.headers,
+    },
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  const text = await response.body.text();
+  return { status: response.statusCode, headers: response.headers, body: text ? JSON.parse(text) : undefined };
+}

@@ -1,0 +1,86 @@
+/**
+ * `npm start`: one api and one worker in the foreground, after creating and migrating the
+ * database. Ctrl-C or SIGTERM stops both. Development defaults (an admin token, callbacks to
+ * private addresses allowed) apply only when NODE_ENV is not production, and are printed.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const env = { ...process.env };
+const notes: string[] = [];
+if (env.NODE_ENV !== 'production') {
+  if (!env.ADMIN_TOKEN) {
+    env.ADMIN_TOKEN = `dev-admin-${randomBytes(12).toString('hex')}`;
+    notes.push(`ADMIN_TOKEN was not set; for this run it is: ${env.ADMIN_TOKEN}`);
+  }
+  if (env.CALLBACK_ALLOW_PRIVATE === undefined) {
+    env.CALLBACK_ALLOW_PRIVATE = 'true';
+    notes.push('CALLBACK_ALLOW_PRIVATE=true (development): callbacks may reach localhost and private networks');
+  }
+}
+
+spawnSync('bash', ['scripts/ensure-services.sh'], { cwd: root, env, stdio: 'inherit' });
+const migrate = spawnSync(process.execPath, ['packages/db/src/cli.ts'], { cwd: root, env, stdio: 'inherit' });
+if (migrate.status !== 0) {
+  console.error('start: the migration failed; is Postgres running? (see DATABASE_URL)');
+  process.exit(1);
+}
+
+const port = env.PORT ?? '3000';
+const children: ChildProcess[] = [];
+let stopping = false;
+
+function run(name: string, script: string) {
+  const child = spawn(process.execPath, [script], { cwd: root, env, stdio: ['ignore', 'inherit', 'inherit'] });
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      console.error(`start: ${name} exited (${signal ?? code}); stopping the rest`);
+      stop('SIGTERM', code ?? 1);
+    }
+  });
+  children.push(child);
+}
+
+let exitCode = 0;
+function stop(signal: NodeJS.Signals, code = 0) {
+  if (stopping) return;
+  stopping = true;
+  exitCode = code;
+  for (const child of children) if (child.exitCode === null) child.kill(signal);
+}
+process.on('SIGINT', () => stop('SIGTERM'));
+process.on('SIGTERM', () => stop('SIGTERM'));
+
+run('api', 'apps/api/src/server.ts');
+run('worker', 'apps/worker/src/main.ts');
+
+// Say where things are once the api answers.
+const base = `http://127.0.0.1:${port}`;
+for (let i = 0; i < 100 && !stopping; i++) {
+  try {
+    const response = await fetch(`${base}/health/ready`);
+    if (response.ok) {
+      console.log(
+        [
+          '',
+          `Tickwork is running (api + worker). Ctrl-C stops both.`,
+          `  API          ${base}/v1`,
+          `  API docs     ${base}/docs   (OpenAPI: ${base}/openapi.json)`,
+          `  Bull Board   ${base}/admin/queues   (user: any, password: the ADMIN_TOKEN)`,
+          `  Health       ${base}/health/ready`,
+          ...notes.map((n) => `  note: ${n}`),
+          '',
+        ].join('\n'),
+      );
+      break;
+    }
+  } catch {
+    // not up yet
+  }
+  await new Promise((r) => setTimeout(r, 200));
+}
+
+await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.on('exit', r)) : undefined)));
+process.exit(exitCode);
