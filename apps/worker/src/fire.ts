@@ -16,6 +16,8 @@ import {
   uuidv7,
   type FireJobData,
   type Job,
+  type RunStatus,
+  type RunTrigger,
 } from '@tickwork/core';
 import {
   findJobForFire,
@@ -56,11 +58,26 @@ export function tickworkBackoff(_attemptsMade: number, _type: string | undefined
   return error instanceof RetryLaterError ? error.delayMs : 1_000;
 }
 
+/**
+ * What became of one processing of an occurrence. The worker's events carry it (BullMQ's
+ * `completed` return value), so metrics and logs observe outcomes without living in here.
+ */
 export type FireResult =
   | { outcome: 'gone' }
-  | { outcome: 'skipped'; reason: string; runId?: string }
+  | { outcome: 'skipped'; reason: string; runId?: string; trigger?: RunTrigger; scheduledFor?: number }
   | { outcome: 'already-ended'; runId: string }
-  | { outcome: 'delivered'; runId: string; status: string; attempt: number };
+  | {
+      outcome: 'delivered';
+      runId: string;
+      status: RunStatus;
+      trigger: RunTrigger;
+      attempt: number;
+      /** The instant the schedule named, epoch ms. */
+      scheduledFor: number;
+      /** When the callback was sent, epoch ms (fire lag = this − scheduledFor). */
+      deliveryStartedAt: number;
+      durationMs: number;
+    };
 
 function secretsOf(found: JobForFire, secretKey: string, now: number): string[] {
   const secrets = [decryptSecret(found.service.signingSecret, secretKey)];
@@ -94,11 +111,11 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
   }
   if (job.version !== version) {
     const { run } = await recordOccurrence(ctx.db, { ...base, id: uuidv7(), status: 'skipped', skipReason: 'superseded' });
-    return { outcome: 'skipped', reason: 'superseded', runId: run.id };
+    return { outcome: 'skipped', reason: 'superseded', runId: run.id, trigger: occurrence.trigger, scheduledFor: occurrence.scheduledFor };
   }
   if (job.state === 'paused' && occurrence.trigger === 'schedule') {
     const { run } = await recordOccurrence(ctx.db, { ...base, id: uuidv7(), status: 'skipped', skipReason: 'paused' });
-    return { outcome: 'skipped', reason: 'paused', runId: run.id };
+    return { outcome: 'skipped', reason: 'paused', runId: run.id, trigger: occurrence.trigger, scheduledFor: occurrence.scheduledFor };
   }
 
   const { run } = await recordOccurrence(ctx.db, { ...base, id: bullJob.data.runId ?? uuidv7(), status: 'running' });
@@ -107,6 +124,7 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
   const attempt = started.attempts;
   const log = ctx.logger.child({ jobId, runId: run.id, attempt });
 
+  const deliveryStartedAt = Date.now();
   const outcome: DeliveryOutcome = await deliver(
     {
       runId: run.id,
@@ -143,6 +161,15 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
   if (verdict.status === 'retrying') {
     throw new RetryLaterError(verdict.retryInMs ?? 1_000, outcome.error ?? 'retrying');
   }
-  return { outcome: 'delivered', runId: run.id, status: verdict.status, attempt };
+  return {
+    outcome: 'delivered',
+    runId: run.id,
+    status: verdict.status,
+    trigger: occurrence.trigger,
+    attempt,
+    scheduledFor: occurrence.scheduledFor,
+    deliveryStartedAt,
+    durationMs: outcome.durationMs,
+  };
 }
 
