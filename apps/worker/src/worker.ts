@@ -10,6 +10,7 @@ import { createDatabase } from '@tickwork/db';
 import { redisOptionsFrom } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
 import { fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
+import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
 
 /**
  * BullMQ renews a job's lock every `lockDuration / 2` while the processor runs, so a slow
@@ -75,6 +76,9 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     if (error?.name !== 'RetryLaterError') logger.warn({ err: error, bullJobId: job?.id }, 'occurrence failed');
   });
   await worker.waitUntilReady();
+  // Housekeeping passes (reconcile, prune, …) add themselves to this list.
+  const tasks: MaintenanceTask[] = [];
+  const maintenance = await startMaintenance({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix, logger, tasks });
   logger.info({ workerId, concurrency: config.workerConcurrency, maxTimeoutMs: MAX_TIMEOUT_MS }, 'worker started');
 
   let closing: Promise<void> | undefined;
@@ -85,6 +89,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
       closing ??= (async () => {
         const grace = setTimeout(() => abort.abort(new Error('shutdown grace period over')), config.shutdownGraceMs);
         try {
+          await maintenance.close();
           await worker.close();
         } finally {
           clearTimeout(grace);
