@@ -3,19 +3,32 @@
  * with lock settings that survive the longest callback and recover a dead worker's occurrence.
  */
 import { hostname } from 'node:os';
-import { Worker, type ConnectionOptions } from 'bullmq';
+import { Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { FIRE_QUEUE, MAX_TIMEOUT_MS, cronRepeatStrategy, type Config, type FireJobData } from '@tickwork/core';
-import { createDatabase } from '@tickwork/db';
-import { redisOptionsFrom } from '@tickwork/queue';
+import {
+  FIRE_QUEUE,
+  MAX_TIMEOUT_MS,
+  cronRepeatStrategy,
+  occurrenceOf,
+  type Config,
+  type FireJobData,
+} from '@tickwork/core';
+import { abandonRun, createDatabase, findJobById, type Database } from '@tickwork/db';
+import { FireQueue, redisOptionsFrom } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
-import { fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
+import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
+import { watchPostgres } from './readiness.ts';
+import { reconcile, type RepairKind } from './reconcile.ts';
 
 /**
  * BullMQ renews a job's lock every `lockDuration / 2` while the processor runs, so a slow
  * callback (up to MAX_TIMEOUT_MS) never loses its lock; only a dead or frozen worker does, and
- * its occurrence is picked up again within `lockDuration + stalledInterval` (≤ 45 s).
+ * its occurrence is picked up again within `lockDuration + stalledInterval` (≤ 45 s): the lock
+ * runs out at most 30 s after the last renewal, and the next stalled check (every 15 s, by any
+ * worker) that finds it gone moves the occurrence back to wait. The chaos suite measures it.
  */
 export const LOCK_DURATION_MS = 30_000;
 export const STALLED_INTERVAL_MS = 15_000;
@@ -32,7 +45,36 @@ export type WorkerConfig = Pick<
   | 'callbackAllowedHosts'
   | 'secretKey'
   | 'shutdownGraceMs'
+  | 'reconcileIntervalMs'
 >;
+
+/** Hooks for observers (metrics) of what the worker does besides firing. */
+export interface WorkerHooks {
+  /** A reconcile pass repaired `count` things of one kind. */
+  onReconcileRepair?: (kind: RepairKind, count: number) => void;
+}
+
+/**
+ * The delay before BullMQ runs an occurrence again after a failure that is not the callback's
+ * (Postgres away, a crash): 1 s doubling to 30 s, so 50 attempts outlast a long outage.
+ */
+export function infrastructureBackoff(attemptsMade: number): number {
+  return Math.min(1_000 * 2 ** Math.max(0, attemptsMade - 1), 30_000);
+}
+
+/**
+ * BullMQ gave up on an occurrence for a reason of its own (stalled too often, attempts used up by
+ * failures that were not the callback's): its run must not stay `running`.
+ */
+async function abandonOccurrence(db: Kysely<Database>, bullJob: BullJob<FireJobData>, reason: string): Promise<boolean> {
+  const { jobId, runId } = bullJob.data;
+  if (runId) return abandonRun(db, { runId }, reason);
+  const job = await findJobById(db, jobId);
+  if (!job) return false;
+  const at = (job.schedule as { at?: string }).at;
+  const occurrence = occurrenceOf(bullJob.id ?? '', at ? Date.parse(at) : bullJob.timestamp + (bullJob.opts.delay ?? 0));
+  return abandonRun(db, { jobId, scheduledFor: new Date(occurrence.scheduledFor), trigger: occurrence.trigger }, reason);
+}
 
 export interface TickworkWorker {
   worker: Worker<FireJobData>;
@@ -42,7 +84,7 @@ export interface TickworkWorker {
   isReady(): Promise<{ postgres: boolean; redis: boolean }>;
 }
 
-export async function startWorker(config: WorkerConfig, logger: Logger): Promise<TickworkWorker> {
+export async function startWorker(config: WorkerConfig, logger: Logger, hooks: WorkerHooks = {}): Promise<TickworkWorker> {
   const workerId = `${hostname()}:${process.pid}`;
   const database = createDatabase({
     url: config.databaseUrl,
@@ -68,17 +110,57 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     lockDuration: LOCK_DURATION_MS,
     stalledInterval: STALLED_INTERVAL_MS,
     maxStalledCount: MAX_STALLED_COUNT,
-    settings: { backoffStrategy: tickworkBackoff, repeatStrategy: cronRepeatStrategy },
+    settings: {
+      backoffStrategy: (attemptsMade: number, type: string | undefined, error?: Error) =>
+        error instanceof RetryLaterError ? tickworkBackoff(attemptsMade, type, error) : infrastructureBackoff(attemptsMade),
+      repeatStrategy: cronRepeatStrategy,
+    },
     autorun: true,
   });
   worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
   worker.on('failed', (job, error) => {
-    if (error?.name !== 'RetryLaterError') logger.warn({ err: error, bullJobId: job?.id }, 'occurrence failed');
+    if (!job || error?.name === 'RetryLaterError') return;
+    const final = error?.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
+    logger.warn({ err: error, bullJobId: job.id, final }, 'occurrence failed');
+    if (!final) return;
+    abandonOccurrence(database.db, job, `abandoned: ${error?.message ?? 'failed'}`).catch((cause: unknown) =>
+      logger.error({ err: cause, bullJobId: job.id }, 'could not mark an abandoned occurrence dead'),
+    );
   });
   await worker.waitUntilReady();
-  // Housekeeping passes (reconcile, prune, …) add themselves to this list.
-  const tasks: MaintenanceTask[] = [];
-  const maintenance = await startMaintenance({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix, logger, tasks });
+  const postgres = watchPostgres({
+    check: () => database.pool.query('select 1'),
+    pause: () => worker.pause(true),
+    resume: () => worker.resume(),
+    logger,
+  });
+
+  const reconcileQueue = new FireQueue({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+  const reconcileRedis = new Redis({ ...redisOptionsFrom(config.redisUrl, 'producer'), lazyConnect: true });
+  reconcileRedis.on('error', () => {});
+  const tasks: MaintenanceTask[] = [
+    {
+      name: 'reconcile',
+      everyMs: config.reconcileIntervalMs,
+      run: (_job, log) =>
+        reconcile({
+          db: database.db,
+          queue: reconcileQueue.queue,
+          redis: reconcileRedis,
+          logger: log,
+          ...(hooks.onReconcileRepair ? { onRepair: hooks.onReconcileRepair } : {}),
+        }),
+    },
+  ];
+  // After a Redis data loss the reconcile scheduler itself is gone: re-registering it at least
+  // once per interval brings the first repair within two intervals of the loss.
+  const maintenance = await startMaintenance({
+    redisUrl: config.redisUrl,
+    prefix: config.bullmqPrefix,
+    logger,
+    tasks,
+    refreshMs: Math.min(60_000, config.reconcileIntervalMs),
+  });
   logger.info({ workerId, concurrency: config.workerConcurrency, maxTimeoutMs: MAX_TIMEOUT_MS }, 'worker started');
 
   let closing: Promise<void> | undefined;
@@ -88,8 +170,11 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     close() {
       closing ??= (async () => {
         const grace = setTimeout(() => abort.abort(new Error('shutdown grace period over')), config.shutdownGraceMs);
+        postgres.stop();
         try {
           await maintenance.close();
+          await reconcileQueue.close();
+          reconcileRedis.disconnect();
           await worker.close();
         } finally {
           clearTimeout(grace);

@@ -8,3 +8,4 @@ export * from './queue-catalog.ts';
 export * from './schedule.ts';
 export * from './schemas.ts';
 export * from './secrets.ts';
+export * from './catch-up.ts';

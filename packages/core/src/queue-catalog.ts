@@ -22,6 +22,12 @@ export const schedulerIdOf = (jobId: string, version: number) => `job:${jobId}:v
 export const onceJobIdOf = (jobId: string, version: number) => `once:${jobId}:v${version}`;
 export const manualJobIdOf = (jobId: string, runId: string) => `manual:${jobId}:${runId}`;
 export const replayJobIdOf = (runId: string) => `replay:${runId}`;
+/**
+ * A scheduled occurrence the reconciler re-enqueues after its timer was lost. BullMQ allows a
+ * custom id of three `:`-separated parts only, so the instant rides in the last one.
+ */
+export const catchUpJobIdOf = (jobId: string, version: number, scheduledFor: number) =>
+  `catchup:${jobId}:v${version}-${scheduledFor}`;
 
 const SCHEDULER_ID = /^job:([0-9a-f-]{36}):v(\d+)$/;
 
@@ -108,6 +114,10 @@ export interface Occurrence {
 export function occurrenceOf(bullJobId: string, fallbackScheduledFor: number): Occurrence {
   if (bullJobId.startsWith('repeat:')) {
     const ms = Number(bullJobId.slice(bullJobId.lastIndexOf(':') + 1));
+    return { trigger: 'schedule', scheduledFor: Number.isFinite(ms) ? ms : fallbackScheduledFor };
+  }
+  if (bullJobId.startsWith('catchup:')) {
+    const ms = Number(bullJobId.slice(bullJobId.lastIndexOf('-') + 1));
     return { trigger: 'schedule', scheduledFor: Number.isFinite(ms) ? ms : fallbackScheduledFor };
   }
   if (bullJobId.startsWith('manual:')) return { trigger: 'manual', scheduledFor: fallbackScheduledFor };

@@ -1,0 +1,265 @@
+/**
+ * The reconciler: Postgres is the truth, Redis a cache of it. One pass walks every active job
+ * (keyset pages) and makes BullMQ match it, then removes what no job accounts for:
+ * - `missing`: the job's scheduler (or one-shot) is not in Redis → registered again;
+ * - `stuck`: the scheduler is there but has no pending next occurrence (BullMQ #3272, #3381:
+ *   schedulers that silently stop) → registered again;
+ * - `catchup`: a re-registered job missed occurrences while its timer was gone → its latest
+ *   missed occurrence is enqueued once; the misfire policy, applied when it fires, decides
+ *   whether it is delivered or recorded as missed;
+ * - `stale`: a scheduler of an older version than Postgres holds → removed;
+ * - `orphan`: a scheduler of a job that is deleted, paused, completed or unknown → removed.
+ * Every repair is idempotent, so a pass can run on any worker, twice, or after a FLUSHALL.
+ */
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import {
+  FIRE_QUEUE,
+  catchUpJobIdOf,
+  latestMissedOccurrence,
+  onceJobIdOf,
+  parseSchedulerId,
+  registrationOf,
+  schedulerIdOf,
+  type FireJobData,
+  type Job,
+  type Registration,
+} from '@tickwork/core';
+import { activeJobsPage, jobFromRow, jobStatesOf, type Database, type JobRow } from '@tickwork/db';
+import { OCCURRENCE_OPTIONS, applyRegistration } from '@tickwork/queue';
+
+export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan'] as const;
+export type RepairKind = (typeof REPAIR_KINDS)[number];
+export type RepairCounts = Record<RepairKind, number>;
+
+export interface ReconcileReport {
+  /** The instant the pass judged against, epoch ms. */
+  now: number;
+  jobs: number;
+  schedulers: number;
+  repairs: RepairCounts;
+  /** Schedulers that look orphaned but may belong to a transaction still in flight. */
+  suspects: number;
+  durationMs: number;
+}
+
+export interface ReconcileOptions {
+  db: Kysely<Database>;
+  /** A queue handle on `fire` (with the cron repeat strategy). */
+  queue: Queue;
+  /** A plain connection to the same Redis, for the bulk reads BullMQ has no call for. */
+  redis: Redis;
+  logger?: Logger;
+  now?: number;
+  /** Active jobs read per Postgres page. @defaultValue 1000 */
+  pageSize?: number;
+  /** Redis writes in flight at once. @defaultValue 50 */
+  concurrency?: number;
+  /** Called once per kind with a non-zero count (a metrics counter plugs in here). */
+  onRepair?: (kind: RepairKind, count: number) => void;
+}
+
+/**
+ * An api registers a job in Redis before its commit: for that moment Redis is ahead of Postgres.
+ * Such schedulers are only suspects in the pass that first sees them, and removed by the next
+ * pass that still finds them unaccounted for. A job id whose UUIDv7 time is older than this
+ * cannot belong to a transaction in flight, and its scheduler goes at once.
+ */
+const IN_FLIGHT_HORIZON_MS = 5 * 60_000;
+/** A scheduler's current occurrence that started this long ago without a successor is stuck. */
+const STARTED_WITHOUT_SUCCESSOR_MS = 60_000;
+const SUSPECTS_TTL_S = 3_600;
+
+function uuidv7Time(id: string): number {
+  return Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16);
+}
+
+/** Runs `work` over `items` with at most `limit` in flight. */
+async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await work(item);
+    }
+  });
+  await Promise.all(lanes);
+}
+
+type Action =
+  | { kind: 'missing' | 'stuck'; job: Job; registration: Registration; catchUpFrom: number | null }
+  | { kind: 'catchup'; job: Job; at: number };
+
+export async function reconcile(options: ReconcileOptions): Promise<ReconcileReport> {
+  const started = Date.now();
+  const now = options.now ?? started;
+  const pageSize = options.pageSize ?? 1_000;
+  const concurrency = options.concurrency ?? 50;
+  const { db, queue, redis } = options;
+  const repairs: RepairCounts = { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0 };
+
+  // Every scheduler Redis holds, with its next occurrence (the `repeat` sorted set's score).
+  const repeatKey = queue.toKey('repeat');
+  const schedulers = new Map<string, number>();
+  for (let start = 0; ; start += 10_000) {
+    const chunk = (await redis.zrange(repeatKey, start, String(start + 9_999), 'WITHSCORES')) as unknown as unknown[];
+    // RESP2 answers a flat [member, score, …]; RESP3 answers [[member, score], …].
+    const pairs = Array.isArray(chunk[0])
+      ? (chunk as [string, string][])
+      : Array.from({ length: chunk.length / 2 }, (_, i) => [chunk[2 * i], chunk[2 * i + 1]] as [string, string]);
+    for (const [member, score] of pairs) schedulers.set(String(member), Number(score));
+    if (pairs.length < 10_000) break;
+  }
+  const versionsByJob = new Map<string, number[]>();
+  for (const id of schedulers.keys()) {
+    const parsed = parseSchedulerId(id);
+    if (!parsed) continue;
+    const list = versionsByJob.get(parsed.jobId) ?? [];
+    list.push(parsed.version);
+    versionsByJob.set(parsed.jobId, list);
+  }
+
+  const accounted = new Set<string>();
+  const staleIds: string[] = [];
+  let jobs = 0;
+  let afterId: string | undefined;
+  for (;;) {
+    const rows = await activeJobsPage(db, afterId, pageSize);
+    if (rows.length === 0) break;
+    afterId = rows.at(-1)!.id;
+    jobs += rows.length;
+    const actions = await judgePage(rows, now, schedulers, redis, queue);
+    for (const row of rows) {
+      for (const version of versionsByJob.get(row.id) ?? []) {
+        const id = schedulerIdOf(row.id, version);
+        if (version === row.version) accounted.add(id);
+        else if (version < row.version) staleIds.push(id);
+        // A newer version than Postgres holds: an update in flight, judged with the orphans.
+      }
+    }
+    await eachLimited(actions, concurrency, async (action) => {
+      if (action.kind === 'catchup') {
+        await enqueueCatchUp(queue, action.job, action.at, now);
+        repairs.catchup++;
+        return;
+      }
+      if (action.kind === 'stuck' && action.registration.kind === 'scheduler') {
+        await queue.removeJobScheduler(action.registration.schedulerId);
+      }
+      await applyRegistration(queue, action.job, action.registration, now);
+      repairs[action.kind]++;
+      if (action.catchUpFrom !== null) {
+        const at = latestMissedOccurrence(action.job, action.catchUpFrom, now);
+        if (at !== undefined) {
+          await enqueueCatchUp(queue, action.job, at, now);
+          repairs.catchup++;
+        }
+      }
+    });
+    if (rows.length < pageSize) break;
+  }
+
+  await eachLimited(staleIds, concurrency, async (id) => {
+    await queue.removeJobScheduler(id);
+    repairs.stale++;
+  });
+
+  // Schedulers no active job accounted for: judged against Postgres as it stands now.
+  const stale = new Set(staleIds);
+  const unaccounted = [...schedulers.keys()].filter((id) => !accounted.has(id) && !stale.has(id) && parseSchedulerId(id));
+  const suspectsKey = queue.toKey('tickwork:reconcile-suspects');
+  const previousSuspects = new Set(await redis.smembers(suspectsKey));
+  const suspects: string[] = [];
+  const removals: Array<{ id: string; kind: 'stale' | 'orphan' }> = [];
+  for (let i = 0; i < unaccounted.length; i += pageSize) {
+    const ids = unaccounted.slice(i, i + pageSize);
+    const states = await jobStatesOf(db, [...new Set(ids.map((id) => parseSchedulerId(id)!.jobId))]);
+    for (const id of ids) {
+      const { jobId, version } = parseSchedulerId(id)!;
+      const state = states.get(jobId);
+      if (state && state.state === 'active' && state.version === version) continue;
+      if (state && version < state.version) removals.push({ id, kind: 'stale' });
+      else if (!state && uuidv7Time(jobId) < now - IN_FLIGHT_HORIZON_MS) removals.push({ id, kind: 'orphan' });
+      else if (previousSuspects.has(id)) removals.push({ id, kind: 'orphan' });
+      else suspects.push(id);
+    }
+  }
+  await eachLimited(removals, concurrency, async ({ id, kind }) => {
+    await queue.removeJobScheduler(id);
+    repairs[kind]++;
+  });
+  const pipeline = redis.multi().del(suspectsKey);
+  if (suspects.length > 0) pipeline.sadd(suspectsKey, ...suspects).expire(suspectsKey, SUSPECTS_TTL_S);
+  await pipeline.exec();
+
+  for (const kind of REPAIR_KINDS) if (repairs[kind] > 0) options.onRepair?.(kind, repairs[kind]);
+  const report: ReconcileReport = {
+    now,
+    jobs,
+    schedulers: schedulers.size,
+    repairs,
+    suspects: suspects.length,
+    durationMs: Date.now() - started,
+  };
+  const repaired = REPAIR_KINDS.some((kind) => repairs[kind] > 0);
+  options.logger?.[repaired ? 'warn' : 'debug'](report, repaired ? 'reconcile repaired Redis from Postgres' : 'reconcile pass');
+  return report;
+}
+
+/** Decides what each job of a page needs, reading the state of its BullMQ jobs in one round trip. */
+async function judgePage(
+  rows: JobRow[],
+  now: number,
+  schedulers: Map<string, number>,
+  redis: Redis,
+  queue: Queue,
+): Promise<Action[]> {
+  const judged = rows.map((row) => {
+    const job = jobFromRow(row);
+    const registration = registrationOf(job, now, row.run_count);
+    let probe: string | undefined;
+    if (registration.kind === 'scheduler') {
+      const next = schedulers.get(registration.schedulerId);
+      if (next !== undefined) probe = `repeat:${registration.schedulerId}:${next}`;
+    } else if (registration.kind === 'delayed' || 'at' in job.schedule) {
+      probe = onceJobIdOf(job.id, job.version);
+    }
+    return { row, job, registration, probe };
+  });
+  const pipeline = redis.pipeline();
+  for (const { probe } of judged) if (probe) pipeline.hmget(queue.toKey(probe), 'timestamp', 'processedOn', 'finishedOn');
+  const results = (await pipeline.exec()) ?? [];
+  let r = 0;
+  const actions: Action[] = [];
+  for (const { row, job, registration, probe } of judged) {
+    const fields = probe ? ((results[r++]?.[1] as (string | null)[] | undefined) ?? [null, null, null]) : undefined;
+    const exists = fields !== undefined && fields[0] !== null;
+    const catchUpFrom = row.next_run_at?.getTime() ?? null;
+    if (registration.kind === 'scheduler') {
+      if (!schedulers.has(registration.schedulerId)) {
+        actions.push({ kind: 'missing', job, registration, catchUpFrom });
+        continue;
+      }
+      const startedLongAgo = fields?.[1] != null && Number(fields[1]) < now - STARTED_WITHOUT_SUCCESSOR_MS;
+      if (!exists || fields?.[2] != null || startedLongAgo) {
+        actions.push({ kind: 'stuck', job, registration, catchUpFrom });
+      }
+    } else if (registration.kind === 'delayed') {
+      if (!exists) actions.push({ kind: 'missing', job, registration, catchUpFrom: null });
+    } else if ('at' in job.schedule && !exists) {
+      // An active one-shot whose instant has passed and whose BullMQ job is gone never ran:
+      // registrationOf has nothing left to register, so it is caught up with.
+      const at = Date.parse(job.schedule.at);
+      if (at <= now) actions.push({ kind: 'catchup', job, at });
+    }
+  }
+  return actions;
+}
+
+async function enqueueCatchUp(queue: Queue, job: Job, at: number, now: number): Promise<void> {
+  const data: FireJobData = { jobId: job.id, version: job.version };
+  const bullJobId = 'at' in job.schedule ? onceJobIdOf(job.id, job.version) : catchUpJobIdOf(job.id, job.version, at);
+  await queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId, delay: Math.max(0, at - now) });
+}

@@ -1,0 +1,43 @@
+import type { Kysely } from 'kysely';
+import type { Database, JobRow } from '../types.ts';
+
+/**
+ * One page of active jobs in id order, after `afterId` (keyset on the partial index
+ * `jobs_active`): the reconciler walks the whole table this way without OFFSET.
+ */
+export async function activeJobsPage(db: Kysely<Database>, afterId: string | undefined, limit: number): Promise<JobRow[]> {
+  let query = db.selectFrom('jobs').selectAll().where('state', '=', 'active');
+  if (afterId) query = query.where('id', '>', afterId);
+  return query.orderBy('id', 'asc').limit(limit).execute();
+}
+
+/** What the reconciler needs to judge a scheduler whose job it did not meet among the active ones. */
+export async function jobStatesOf(
+  db: Kysely<Database>,
+  ids: string[],
+): Promise<Map<string, { version: number; state: string }>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db.selectFrom('jobs').select(['id', 'version', 'state']).where('id', 'in', ids).execute();
+  return new Map(rows.map((row) => [row.id, { version: row.version, state: row.state }]));
+}
+
+/** Marks a run that BullMQ gave up on (e.g. stalled too often) as ended, unless it already ended. */
+export async function abandonRun(
+  db: Kysely<Database>,
+  where: { jobId: string; scheduledFor: Date; trigger: string } | { runId: string },
+  error: string,
+): Promise<boolean> {
+  let query = db
+    .updateTable('runs')
+    .set({ status: 'dead', error: error.slice(0, 1_000), finished_at: new Date() })
+    .where('status', 'in', ['running', 'retrying']);
+  query =
+    'runId' in where
+      ? query.where('id', '=', where.runId)
+      : query
+          .where('job_id', '=', where.jobId)
+          .where('scheduled_for', '=', where.scheduledFor)
+          .where('trigger', '=', where.trigger);
+  const result = await query.executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
