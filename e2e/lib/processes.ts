@@ -72,15 +72,20 @@ function launch(script: string, env: Record<string, string>, port: number): Proc
   };
 }
 
-export async function startApi(env: FleetEnv): Promise<Proc> {
-  const port = await freePort();
+/** Where a started process listens; a restarted process keeps its port (nginx knows it by it). */
+export interface StartOptions {
+  port?: number;
+}
+
+export async function startApi(env: FleetEnv, options: StartOptions = {}): Promise<Proc> {
+  const port = options.port ?? (await freePort());
   const proc = launch('apps/api/src/server.ts', { ADMIN_TOKEN, HOST: '127.0.0.1', PORT: String(port), ...env }, port);
   await waitReady(proc.url, proc.child, proc.output);
   return proc;
 }
 
-export async function startWorker(env: FleetEnv): Promise<Proc> {
-  const port = await freePort();
+export async function startWorker(env: FleetEnv, options: StartOptions = {}): Promise<Proc> {
+  const port = options.port ?? (await freePort());
   const proc = launch(
     'apps/worker/src/main.ts',
     { CALLBACK_ALLOW_PRIVATE: 'true', HOST: '127.0.0.1', WORKER_PORT: String(port), ...env },
