@@ -1,6 +1,7 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, type PostgresPool } from 'kysely';
 import pg from 'pg';
 import type { Database } from './types.ts';
+import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.ts';
 
 // timestamptz arrives as Date (pg's default); bigint counts as numbers, which fit here.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
@@ -13,11 +14,14 @@ export interface DatabaseOptions {
   /** Postgres' own statement_timeout for every connection of the pool. */
   statementTimeoutMs?: number;
   applicationName?: string;
+  /** Fail fast while Postgres does not answer, instead of waiting on the pool each time. */
+  breaker?: CircuitBreakerOptions;
 }
 
 export interface DatabaseHandle {
   db: Kysely<Database>;
   pool: pg.Pool;
+  breaker: CircuitBreaker | undefined;
   close(): Promise<void>;
 }
 
@@ -33,11 +37,25 @@ export function createDatabase(options: DatabaseOptions): DatabaseHandle {
   // An idle client that loses its server emits 'error' on the pool; without a listener that
   // would crash the process. The next query gets a fresh connection.
   pool.on('error', () => {});
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  // A client checked out of the pool has no error listener of the pool's: when its server goes
+  // away mid-query, the 'error' it emits would crash the process (found by the outage test).
+  // The query itself still rejects, and the pool discards the broken client on release.
+  pool.on('connect', (client) => client.on('error', () => {}));
+  const breaker = options.breaker ? new CircuitBreaker(options.breaker) : undefined;
+  const guarded: PostgresPool = breaker
+    ? {
+        ...((pool as unknown as { Client?: PostgresPool['Client'] }).Client ? { Client: (pool as unknown as { Client: PostgresPool['Client'] }).Client } : {}),
+        options: pool.options,
+        connect: () => breaker.run(() => pool.connect()),
+        end: () => pool.end(),
+      }
+    : pool;
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: guarded }) });
   let closed = false;
   return {
     db,
     pool,
+    breaker,
     async close() {
       if (closed) return;
       closed = true;

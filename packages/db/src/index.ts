@@ -7,3 +7,4 @@ export * from './queries/jobs.ts';
 export * from './queries/runs.ts';
 export * from './queries/services.ts';
 export * from './queries/reconcile.ts';
+export * from './circuit-breaker.ts';

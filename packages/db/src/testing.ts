@@ -45,3 +45,4 @@ export async function createTestDatabase(label = 'tw_test'): Promise<TestDatabas
 export function testPrefix(): string {
   return `{${uniqueName('twtest')}}`;
 }
+export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';

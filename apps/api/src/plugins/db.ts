@@ -21,8 +21,15 @@ export interface DbPluginOptions {
 
 export default fp<DbPluginOptions>(
   async (app, options) => {
-    // Short waits: when Postgres is away a request fails fast (503) instead of queueing on the pool.
-    const common = { poolMax: options.poolMax, connectionTimeoutMs: 1_000, statementTimeoutMs: 10_000, applicationName: 'tickwork-api' };
+    // Short waits: when Postgres is away a request fails fast (503) instead of queueing on the
+    // pool; after one failed connection the breaker answers at once, probing once a second.
+    const common = {
+      poolMax: options.poolMax,
+      connectionTimeoutMs: 1_000,
+      statementTimeoutMs: 10_000,
+      applicationName: 'tickwork-api',
+      breaker: { openMs: 1_000 },
+    };
     const primary = createDatabase({ url: options.url, ...common });
     const replica = options.readUrl ? createDatabase({ url: options.readUrl, ...common }) : undefined;
     app.decorate('db', primary.db);

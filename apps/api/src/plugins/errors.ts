@@ -28,6 +28,7 @@ function isDatabaseDown(error: unknown): boolean {
   const code = (error as { code?: string }).code;
   const message = String((error as Error).message ?? '');
   return (
+    code === 'ECIRCUITOPEN' ||
     code === 'ECONNREFUSED' ||
     code === 'ECONNRESET' ||
     code === 'ETIMEDOUT' ||
