@@ -1,0 +1,69 @@
+/**
+ * Worker kill: `kill -9` a random worker every few seconds while 60 schedules fire every second
+ * and callbacks take a few hundred ms (so kills land mid-callback). BullMQ's stalled-job recovery
+ * hands each interrupted occurrence to another worker, which delivers it under the same run id.
+ * Also: a callback slower than the lock duration is never taken for stalled.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../lib/sink.ts';
+import { judge, report, scaled, startScenario, type CreatedJob, type Scenario } from './lib/scenario.ts';
+
+let scenario: Scenario;
+
+beforeAll(async () => {
+  scenario = await startScenario({ apis: 1, workers: 3 });
+}, 60_000);
+
+afterAll(async () => {
+  await scenario?.close();
+}, 60_000);
+
+/** Lock 30 s renewed every 15 s, stalled check every 15 s: ≤ 45 s, plus the callback itself. */
+const RECOVERY_BOUND_MS = 60_000;
+
+describe('chaos: worker kill', () => {
+  it('loses no occurrence, keeps one webhook-id per occurrence, and recovers within 60 s', async () => {
+    const { sink, fleet } = scenario;
+    sink.respond = () => ({ status: 200, delayMs: 150 + Math.floor(Math.random() * 350) });
+    const jobs: CreatedJob[] = await scenario.createEveryJobs(60, 1_000, 'kill');
+    const from = Date.now() + 2_000;
+    await sink.waitFor((r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= from)), 20_000, 'every job firing');
+
+    const killUntil = Date.now() + scaled(20_000);
+    let kills = 0;
+    while (Date.now() < killUntil) {
+      await new Promise((r) => setTimeout(r, 3_000 + Math.floor(Math.random() * 2_000)));
+      const victim = Math.floor(Math.random() * fleet.workers.length);
+      await fleet.restartWorker(victim, 'SIGKILL');
+      kills++;
+    }
+    const until = Date.now();
+
+    // Everything due before the last kill is delivered and succeeded, within the recovery bound.
+    const verdict = await eventually(
+      async () => {
+        const v = judge({ jobs, runs: await scenario.runs(), received: sink.received, from, until });
+        return v.lost.length === 0 && v.notSucceeded.length === 0 && v.undelivered.length === 0 ? v : undefined;
+      },
+      RECOVERY_BOUND_MS + 15_000,
+      'every occurrence of the kill window to succeed',
+    ).catch(async (error: Error) => {
+      const v = judge({ jobs, runs: await scenario.runs(), received: sink.received, from, until });
+      throw new Error(`${error.message}\n${JSON.stringify({ ...v, lost: v.lost.slice(0, 10), notSucceeded: v.notSucceeded.slice(0, 10) }, null, 1)}`);
+    });
+    report('worker-kill', {
+      kills,
+      occurrences: verdict.expected,
+      deliveries: verdict.deliveries,
+      redelivered: verdict.deliveries - verdict.expected,
+      lost: verdict.lost.length,
+      twoIds: verdict.twoIds.length,
+      maxLatenessMs: verdict.maxLatenessMs,
+    });
+    expect(kills).toBeGreaterThanOrEqual(3);
+    expect(verdict.lost).toEqual([]);
+    expect(verdict.twoIds).toEqual([]);
+    expect(verdict.unknownIds).toEqual([]);
+    expect(verdict.maxLatenessMs).toBeLessThanOrEqual(RECOVERY_BOUND_MS);
+  }, scaled(20_000) + 180_000);
+});
