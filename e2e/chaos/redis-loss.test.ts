@@ -5,7 +5,7 @@
  * left that Postgres does not account for, and outside the gap no occurrence is lost.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Queue } from 'bullmq';
+import { Queue, type ConnectionOptions } from 'bullmq';
 import { MAINTENANCE_QUEUE, FIRE_QUEUE, schedulerIdOf } from '@tickwork/core';
 import { jobStatesOf } from '@tickwork/db';
 import { redisOptionsFrom } from '@tickwork/queue';
@@ -34,7 +34,7 @@ afterAll(async () => {
 }, 60_000);
 
 function queues() {
-  const connection = redisOptionsFrom(redis.url, 'worker');
+  const connection = redisOptionsFrom(redis.url, 'worker') as ConnectionOptions;
   const prefix = scenario.env.BULLMQ_PREFIX;
   const fire = new Queue(FIRE_QUEUE, { connection, prefix });
   const maintenance = new Queue(MAINTENANCE_QUEUE, { connection, prefix });

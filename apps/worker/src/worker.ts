@@ -15,7 +15,7 @@ import {
   type Config,
   type FireJobData,
 } from '@tickwork/core';
-import { abandonRun, createDatabase, findJobById, type Database } from '@tickwork/db';
+import { abandonRun, createDatabase, findJobById, isConnectionError, type Database } from '@tickwork/db';
 import { FireQueue, redisOptionsFrom } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
 import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
@@ -120,6 +120,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, hooks: W
   worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
   worker.on('failed', (job, error) => {
     if (!job || error?.name === 'RetryLaterError') return;
+    if (isConnectionError(error)) postgres.checkNow();
     const final = error?.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
     logger.warn({ err: error, bullJobId: job.id, final }, 'occurrence failed');
     if (!final) return;

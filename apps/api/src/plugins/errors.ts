@@ -6,6 +6,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { TickworkError, toProblem, type ErrorCode } from '@tickwork/core';
+import { isConnectionError } from '@tickwork/db';
 import { schemaErrorToProblem } from './validation.ts';
 
 const BY_STATUS: Record<number, ErrorCode> = {
@@ -23,28 +24,13 @@ const BY_STATUS: Record<number, ErrorCode> = {
   503: 'unavailable',
 };
 
-/** Postgres errors that mean "the database is not there" rather than "this query is wrong". */
-function isDatabaseDown(error: unknown): boolean {
-  const code = (error as { code?: string }).code;
-  const message = String((error as Error).message ?? '');
-  return (
-    code === 'ECIRCUITOPEN' ||
-    code === 'ECONNREFUSED' ||
-    code === 'ECONNRESET' ||
-    code === 'ETIMEDOUT' ||
-    code === '57P01' ||
-    code === '57P03' ||
-    /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED/i.test(message)
-  );
-}
-
 export function toTickworkError(error: unknown): TickworkError {
   if (error instanceof TickworkError) return error;
   const fastifyError = error as FastifyError & { validation?: unknown; validationContext?: string };
   if (Array.isArray(fastifyError.validation)) {
     return schemaErrorToProblem(fastifyError.validation, fastifyError.validationContext ?? 'body');
   }
-  if (isDatabaseDown(error)) {
+  if (isConnectionError(error)) {
     return new TickworkError('unavailable', 'The database is not answering; nothing was changed.', { cause: error });
   }
   const status = fastifyError.statusCode;
