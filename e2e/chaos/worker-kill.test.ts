@@ -5,6 +5,7 @@
  * Also: a callback slower than the lock duration is never taken for stalled.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call } from '../lib/processes.ts';
 import { eventually } from '../lib/sink.ts';
 import { judge, report, scaled, startScenario, type CreatedJob, type Scenario } from './lib/scenario.ts';
 
@@ -66,4 +67,22 @@ describe('chaos: worker kill', () => {
     expect(verdict.unknownIds).toEqual([]);
     expect(verdict.maxLatenessMs).toBeLessThanOrEqual(RECOVERY_BOUND_MS);
   }, scaled(20_000) + 180_000);
+
+  it('never takes a callback slower than the lock duration for stalled', async () => {
+    const { sink, token, api } = scenario;
+    // 40 s: longer than the 30 s lock, so only its renewal keeps the occurrence with its worker.
+    sink.respond = (r) => ({ status: 200, delayMs: r.path === '/slow' ? 40_000 : 0 });
+    const created = await call(api, 'POST', '/v1/jobs', {
+      token,
+      body: { name: 'slow', schedule: { at: new Date(Date.now() + 1_000).toISOString() }, target: { url: `${sink.url}/slow`, timeoutMs: 60_000 } },
+    });
+    expect(created.status).toBe(201);
+    const run = await eventually(
+      async () => (await scenario.runs()).find((r) => r.jobId === created.body.id && r.status !== 'running'),
+      70_000,
+      'the slow run to end',
+    );
+    expect(run).toMatchObject({ status: 'succeeded', attempts: 1 });
+    expect(sink.received.filter((c) => c.path === '/slow')).toHaveLength(1);
+  }, 90_000);
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildJobSpec, generateSigningSecret, uuidv7 } from '@tickwork/core';
 import { createTestDatabase, type TestDatabase } from '../src/testing.ts';
-import { insertJob, insertService, listRunsOfJob, recordOccurrence, startAttempt } from '../src/index.ts';
+import { abandonRun, findRunById, insertJob, insertService, listRunsOfJob, recordOccurrence, startAttempt } from '../src/index.ts';
 import { migrateToLatest } from '../src/migrate.ts';
 
 let db: TestDatabase;
@@ -90,5 +90,18 @@ describe('runs', () => {
     expect(second.nextCursor).toBeNull();
     const ids = [...first.items, ...second.items].map((r) => r.id);
     expect(ids).toEqual([...ids].sort().reverse());
+  });
+});
+
+describe('abandonRun', () => {
+  it('ends a run BullMQ gave up on as dead, and leaves an ended one alone', async () => {
+    const job = await aJob();
+    const base = { jobId: job.id, serviceId: job.service_id, jobVersion: 1, trigger: 'schedule' as const };
+    const open = await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date('2026-02-01T00:00:00Z'), status: 'running' });
+    const done = await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date('2026-02-01T00:00:01Z'), status: 'skipped' });
+    expect(await abandonRun(db.db, { jobId: job.id, scheduledFor: new Date('2026-02-01T00:00:00Z'), trigger: 'schedule' }, 'stalled')).toBe(true);
+    expect(await abandonRun(db.db, { runId: done.run.id }, 'stalled')).toBe(false);
+    expect(await findRunById(db.db, open.run.id)).toMatchObject({ status: 'dead', error: 'stalled' });
+    expect(await findRunById(db.db, done.run.id)).toMatchObject({ status: 'skipped' });
   });
 });
