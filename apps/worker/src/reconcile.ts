@@ -12,7 +12,7 @@
  * Every repair is idempotent, so a pass can run on any worker, twice, or after a FLUSHALL.
  */
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
@@ -28,7 +28,7 @@ import {
   type Registration,
 } from '@tickwork/core';
 import { activeJobsPage, jobFromRow, jobStatesOf, type Database, type JobRow } from '@tickwork/db';
-import { OCCURRENCE_OPTIONS, applyRegistration } from '@tickwork/queue';
+import { FireQueue, OCCURRENCE_OPTIONS, applyRegistration, redisOptionsFrom } from '@tickwork/queue';
 
 export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan'] as const;
 export type RepairKind = (typeof REPAIR_KINDS)[number];
@@ -218,7 +218,7 @@ async function judgePage(
 ): Promise<Action[]> {
   const judged = rows.map((row) => {
     const job = jobFromRow(row);
-    const registration = registrationOf(job, now, row.run_count);
+    const registration = cheapRegistrationOf(job, now, row.run_count);
     let probe: string | undefined;
     if (registration.kind === 'scheduler') {
       const next = schedulers.get(registration.schedulerId);
@@ -238,13 +238,14 @@ async function judgePage(
     const exists = fields !== undefined && fields[0] !== null;
     const catchUpFrom = row.next_run_at?.getTime() ?? null;
     if (registration.kind === 'scheduler') {
+      const full = () => registrationOf(job, now, row.run_count);
       if (!schedulers.has(registration.schedulerId)) {
-        actions.push({ kind: 'missing', job, registration, catchUpFrom });
+        actions.push({ kind: 'missing', job, registration: full(), catchUpFrom });
         continue;
       }
       const startedLongAgo = fields?.[1] != null && Number(fields[1]) < now - STARTED_WITHOUT_SUCCESSOR_MS;
       if (!exists || fields?.[2] != null || startedLongAgo) {
-        actions.push({ kind: 'stuck', job, registration, catchUpFrom });
+        actions.push({ kind: 'stuck', job, registration: full(), catchUpFrom });
       }
     } else if (registration.kind === 'delayed') {
       if (!exists) actions.push({ kind: 'missing', job, registration, catchUpFrom: null });
@@ -258,8 +259,54 @@ async function judgePage(
   return actions;
 }
 
+/**
+ * What a job registers as, without time maths where the answer cannot depend on it: an active
+ * recurring job with no end and no run limit is a scheduler under its id. Cron maths across
+ * 100k jobs would cost most of a pass; the full registration is computed for repairs only.
+ */
+function cheapRegistrationOf(job: Job, now: number, runCount: number): Registration {
+  if ('at' in job.schedule || job.endAt !== null || job.maxRuns !== null) return registrationOf(job, now, runCount);
+  return { kind: 'scheduler', schedulerId: schedulerIdOf(job.id, job.version), repeat: { every: 0, startDate: 0 } };
+}
+
 async function enqueueCatchUp(queue: Queue, job: Job, at: number, now: number): Promise<void> {
   const data: FireJobData = { jobId: job.id, version: job.version };
   const bullJobId = 'at' in job.schedule ? onceJobIdOf(job.id, job.version) : catchUpJobIdOf(job.id, job.version, at);
   await queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId, delay: Math.max(0, at - now) });
+}
+
+export interface Reconciler {
+  run(now?: number): Promise<ReconcileReport>;
+  close(): Promise<void>;
+}
+
+/**
+ * A reconciler with connections of its own: a fast-failing queue handle (a pass that meets a
+ * Redis outage fails and the next one retries) and a plain Redis connection for bulk reads.
+ */
+export function createReconciler(options: {
+  db: Kysely<Database>;
+  redisUrl: string;
+  prefix: string;
+  logger?: Logger;
+  onRepair?: (kind: RepairKind, count: number) => void;
+}): Reconciler {
+  const fireQueue = new FireQueue({ redisUrl: options.redisUrl, prefix: options.prefix });
+  const redis = new Redis(redisOptionsFrom(options.redisUrl, 'producer'));
+  redis.on('error', () => {});
+  return {
+    run: (now) =>
+      reconcile({
+        db: options.db,
+        queue: fireQueue.queue,
+        redis,
+        ...(now === undefined ? {} : { now }),
+        ...(options.logger ? { logger: options.logger } : {}),
+        ...(options.onRepair ? { onRepair: options.onRepair } : {}),
+      }),
+    async close() {
+      await fireQueue.close();
+      redis.disconnect();
+    },
+  };
 }

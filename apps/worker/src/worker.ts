@@ -4,7 +4,6 @@
  */
 import { hostname } from 'node:os';
 import { Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
-import { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
@@ -16,12 +15,12 @@ import {
   type FireJobData,
 } from '@tickwork/core';
 import { abandonRun, createDatabase, findJobById, isConnectionError, type Database } from '@tickwork/db';
-import { FireQueue, redisOptionsFrom } from '@tickwork/queue';
+import { redisOptionsFrom } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
 import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
 import { watchPostgres } from './readiness.ts';
-import { reconcile, type RepairKind } from './reconcile.ts';
+import { createReconciler, type RepairKind } from './reconcile.ts';
 
 /**
  * BullMQ renews a job's lock every `lockDuration / 2` while the processor runs, so a slow
@@ -136,23 +135,14 @@ export async function startWorker(config: WorkerConfig, logger: Logger, hooks: W
     logger,
   });
 
-  const reconcileQueue = new FireQueue({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
-  const reconcileRedis = new Redis({ ...redisOptionsFrom(config.redisUrl, 'producer'), lazyConnect: true });
-  reconcileRedis.on('error', () => {});
-  const tasks: MaintenanceTask[] = [
-    {
-      name: 'reconcile',
-      everyMs: config.reconcileIntervalMs,
-      run: (_job, log) =>
-        reconcile({
-          db: database.db,
-          queue: reconcileQueue.queue,
-          redis: reconcileRedis,
-          logger: log,
-          ...(hooks.onReconcileRepair ? { onRepair: hooks.onReconcileRepair } : {}),
-        }),
-    },
-  ];
+  const reconciler = createReconciler({
+    db: database.db,
+    redisUrl: config.redisUrl,
+    prefix: config.bullmqPrefix,
+    logger: logger.child({ task: 'reconcile' }),
+    ...(hooks.onReconcileRepair ? { onRepair: hooks.onReconcileRepair } : {}),
+  });
+  const tasks: MaintenanceTask[] = [{ name: 'reconcile', everyMs: config.reconcileIntervalMs, run: () => reconciler.run() }];
   // After a Redis data loss the reconcile scheduler itself is gone: re-registering it at least
   // once per interval brings the first repair within two intervals of the loss.
   const maintenance = await startMaintenance({
@@ -174,8 +164,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, hooks: W
         postgres.stop();
         try {
           await maintenance.close();
-          await reconcileQueue.close();
-          reconcileRedis.disconnect();
+          await reconciler.close();
           await worker.close();
         } finally {
           clearTimeout(grace);

@@ -16,6 +16,7 @@ const MAX_STEPS = 1_000;
  * `fromMs` is the first occurrence that has not run (the job's `nextRunAt`).
  */
 export function latestMissedOccurrence(job: Job, fromMs: number, nowMs: number): number | undefined {
+  if (fromMs > nowMs) return undefined;
   const schedule = normalizedScheduleOf(job);
   const window = windowOf(job);
   const until = window.endAt === undefined ? nowMs : Math.min(nowMs, window.endAt);

@@ -1,3 +1,4 @@
+import { parseDuration } from './duration.ts';
 import { validationError, type FieldError } from './errors.ts';
 import {
   nextOccurrence,
@@ -175,15 +176,23 @@ export function targetErrors(target: { url: string; headers?: Record<string, str
   return errors;
 }
 
-/** The schedule in its computable form. Stored schedules were validated, so this cannot fail. */
+/**
+ * The schedule in its computable form. A stored schedule was validated when it was written, so
+ * it is converted, not validated again: validation computes cron occurrences, and the worker
+ * (each occurrence) and the reconciler (every active job, each pass) call this on hot paths.
+ */
 export function normalizedScheduleOf(job: Pick<JobSpec, 'schedule'>): NormalizedSchedule {
-  const result = normalizeSchedule(job.schedule, { now: 0 });
-  if ('errors' in result) {
-    // An `at` in the past is valid once stored; compute it directly.
-    if ('at' in job.schedule) return { kind: 'at', at: Date.parse(job.schedule.at) };
-    throw validationError(result.errors);
+  const schedule = job.schedule;
+  if ('cron' in schedule) {
+    return { kind: 'cron', cron: schedule.cron.trim().replace(/\s+/g, ' '), timezone: schedule.timezone ?? 'UTC' };
   }
-  return result.schedule;
+  if ('everyMs' in schedule) return { kind: 'every', everyMs: schedule.everyMs };
+  if ('every' in schedule) {
+    const everyMs = parseDuration(schedule.every);
+    if (everyMs === undefined) throw validationError([{ field: 'schedule.every', message: 'is not a duration' }]);
+    return { kind: 'every', everyMs };
+  }
+  return { kind: 'at', at: Date.parse(schedule.at) };
 }
 
 export function windowOf(job: Pick<Job, 'startAt' | 'endAt' | 'createdAt'>): ScheduleWindow {

@@ -54,10 +54,14 @@ export type Registration =
  * to BullMQ as `startDate` (the job's own next occurrence), so re-registering never moves it.
  */
 export function registrationOf(job: Job, now: number, runCount = 0): Registration {
+  const schedule = normalizedScheduleOf(job);
+  // An active cron job with no end and no run limit always fires again (a cron that never fires
+  // is refused when written): skip computing when, which is the costly part of re-registering
+  // many jobs at once.
+  const unbounded = job.state === 'active' && job.endAt === null && job.maxRuns === null;
+  if (schedule.kind === 'cron' && unbounded) return cronRegistrationOf(job, schedule);
   const next = nextRunOf(job, now, runCount);
   if (next === null) return { kind: 'none' };
-  const schedule = normalizedScheduleOf(job);
-  const endDate = job.endAt ?? undefined;
   switch (schedule.kind) {
     case 'at':
       return { kind: 'delayed', bullJobId: onceJobIdOf(job.id, job.version), runAt: next };
@@ -65,22 +69,25 @@ export function registrationOf(job: Job, now: number, runCount = 0): Registratio
       return {
         kind: 'scheduler',
         schedulerId: schedulerIdOf(job.id, job.version),
-        repeat: { every: schedule.everyMs, startDate: next, ...(endDate === undefined ? {} : { endDate }) },
+        repeat: { every: schedule.everyMs, startDate: next, ...(job.endAt === null ? {} : { endDate: job.endAt }) },
       };
-    case 'cron': {
-      const window = windowOf(job);
-      return {
-        kind: 'scheduler',
-        schedulerId: schedulerIdOf(job.id, job.version),
-        repeat: {
-          pattern: schedule.cron,
-          tz: schedule.timezone,
-          ...(window.startAt === undefined ? {} : { startDate: window.startAt }),
-          ...(endDate === undefined ? {} : { endDate }),
-        },
-      };
-    }
+    case 'cron':
+      return cronRegistrationOf(job, schedule);
   }
+}
+
+function cronRegistrationOf(job: Job, schedule: { cron: string; timezone: string }): Registration {
+  const window = windowOf(job);
+  return {
+    kind: 'scheduler',
+    schedulerId: schedulerIdOf(job.id, job.version),
+    repeat: {
+      pattern: schedule.cron,
+      tz: schedule.timezone,
+      ...(window.startAt === undefined ? {} : { startDate: window.startAt }),
+      ...(job.endAt === null ? {} : { endDate: job.endAt }),
+    },
+  };
 }
 
 /**
