@@ -1,0 +1,138 @@
+/**
+ * Scenarios that need the job lifecycle of issue 3 (PATCH, pause, resume, trigger):
+ * - stale version: update a job while its occurrences are in flight; no occurrence of the old
+ *   version is delivered after the update is acknowledged;
+ * - model test: fast-check races create / update / pause / resume / delete / trigger against the
+ *   workers, and after each reconcile pass Postgres and Redis agree.
+ * Until that api is in this build, each test skips itself, saying why (it probes for PATCH).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { Queue, type ConnectionOptions } from 'bullmq';
+import { sql } from 'kysely';
+import { FIRE_QUEUE, MAINTENANCE_QUEUE, schedulerIdOf } from '@tickwork/core';
+import { redisOptionsFrom } from '@tickwork/queue';
+import { call } from '../lib/processes.ts';
+import { eventually } from '../lib/sink.ts';
+import { startScenario, type Scenario } from './lib/scenario.ts';
+
+const RECONCILE_INTERVAL_MS = 2_000;
+let scenario: Scenario;
+let lifecycle = false;
+
+beforeAll(async () => {
+  scenario = await startScenario({ apis: 1, workers: 2, env: { RECONCILE_INTERVAL_MS: String(RECONCILE_INTERVAL_MS) } });
+  const probe = await call(scenario.api, 'PATCH', '/v1/jobs/00000000-0000-7000-8000-000000000000', { token: scenario.token, body: {} });
+  lifecycle = !(probe.status === 404 && String(probe.body?.detail).startsWith('No route'));
+}, 60_000);
+
+afterAll(async () => {
+  await scenario?.close();
+}, 60_000);
+
+const SKIP_REASON = 'PATCH/pause/resume/trigger (issue 3, branch semantics) are not in this build yet';
+
+describe('chaos: job lifecycle against the workers', () => {
+  it('delivers no occurrence of the old version after an update is acknowledged', async (context) => {
+    if (!lifecycle) return context.skip(SKIP_REASON);
+    const { sink, token, api } = scenario;
+    sink.respond = () => ({ status: 200, delayMs: 100 });
+    const created = await call(api, 'POST', '/v1/jobs', {
+      token,
+      body: { name: 'versioned', schedule: { everyMs: 1_000 }, target: { url: `${sink.url}/old` } },
+    });
+    expect(created.status).toBe(201);
+    await sink.waitFor((r) => r.filter((c) => c.path === '/old').length >= 3, 15_000, 'the old version firing');
+
+    for (let round = 0; round < 5; round++) {
+      const path = round % 2 === 0 ? '/new' : '/old';
+      const job = await call(api, 'GET', `/v1/jobs/${created.body.id}`, { token });
+      const updated = await call(api, 'PATCH', `/v1/jobs/${created.body.id}`, {
+        token,
+        headers: { 'if-match': String(job.headers.etag) },
+        body: { target: { url: `${sink.url}${path}` } },
+      });
+      expect(updated.status).toBe(200);
+      const acknowledgedAt = Date.now();
+      const stale = round % 2 === 0 ? '/old' : '/new';
+      await sink.waitFor((r) => r.filter((c) => c.path === path && c.at > acknowledgedAt).length >= 2, 15_000, 'the new version firing');
+      // An occurrence sent before the acknowledgement may still arrive within its 100 ms delay.
+      const late = sink.received.filter((c) => c.path === stale && c.at > acknowledgedAt + 500);
+      expect(late).toEqual([]);
+      const dueAfter = sink.received.filter(
+        (c) => c.path === stale && Date.parse(String(c.headers['tickwork-scheduled-for'])) > acknowledgedAt,
+      );
+      expect(dueAfter).toEqual([]);
+    }
+  }, 120_000);
+
+  it('keeps Postgres and Redis in agreement after each reconcile, whatever the api is asked (model test)', async (context) => {
+    if (!lifecycle) return context.skip(SKIP_REASON);
+    const { token, api, sink } = scenario;
+    const connection = redisOptionsFrom(scenario.env.REDIS_URL, 'worker') as ConnectionOptions;
+    const fire = new Queue(FIRE_QUEUE, { connection, prefix: scenario.env.BULLMQ_PREFIX });
+    const maintenance = new Queue(MAINTENANCE_QUEUE, { connection, prefix: scenario.env.BULLMQ_PREFIX });
+    let names = 0;
+    type Model = { ids: string[] };
+    const pick = (model: Model, n: number) => (model.ids.length ? model.ids[n % model.ids.length] : undefined);
+    const commands = [
+      fc.constant(async (model: Model) => {
+        const r = await call(api, 'POST', '/v1/jobs', {
+          token,
+          body: { name: `model-${++names}`, schedule: { everyMs: 1_000 }, target: { url: `${sink.url}/model` } },
+        });
+        expect(r.status).toBe(201);
+        model.ids.push(r.body.id);
+      }),
+      ...(['pause', 'resume', 'trigger'] as const).map((action) =>
+        fc.nat().map((n) => async (model: Model) => {
+          const id = pick(model, n);
+          if (!id) return;
+          const r = await call(api, 'POST', `/v1/jobs/${id}/${action}`, { token });
+          expect([200, 202, 409]).toContain(r.status);
+        }),
+      ),
+      fc.tuple(fc.nat(), fc.integer({ min: 1, max: 5 })).map(([n, seconds]) => async (model: Model) => {
+        const id = pick(model, n);
+        if (!id) return;
+        const r = await call(api, 'PATCH', `/v1/jobs/${id}`, { token, body: { schedule: { everyMs: seconds * 1_000 } } });
+        expect(r.status).toBe(200);
+      }),
+      fc.nat().map((n) => async (model: Model) => {
+        const id = pick(model, n);
+        if (!id) return;
+        expect((await call(api, 'DELETE', `/v1/jobs/${id}`, { token })).status).toBe(204);
+        model.ids = model.ids.filter((x) => x !== id);
+      }),
+    ];
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.oneof(...commands), { minLength: 3, maxLength: 12 }), async (steps) => {
+          const model: Model = { ids: [] };
+          // Racing: the commands go out concurrently, in small groups, while the workers fire.
+          for (let i = 0; i < steps.length; i += 3) await Promise.all(steps.slice(i, i + 3).map((step) => step(model)));
+          const issuedAt = Date.now();
+          await eventually(
+            async () => {
+              const passes = await maintenance.getJobs(['completed'], 0, 50);
+              const after = passes.filter((p) => p.name === 'reconcile' && ((p.returnvalue as { now?: number } | undefined)?.now ?? 0) > issuedAt);
+              // Two passes: one that Redis may be ahead of Postgres in is judged again by the next.
+              return after.length >= 2 ? true : undefined;
+            },
+            RECONCILE_INTERVAL_MS * 8,
+            'two reconcile passes after the commands',
+          );
+          const rows = await sql<{ id: string; version: number; state: string }>`select id, version, state from jobs`.execute(scenario.db.db);
+          const expected = rows.rows.filter((r) => r.state === 'active').map((r) => schedulerIdOf(r.id, r.version)).sort();
+          const actual = (await fire.getJobSchedulers(0, -1)).map((s) => s.key).sort();
+          expect(actual).toEqual(expected);
+          for (const id of model.ids) await call(api, 'DELETE', `/v1/jobs/${id}`, { token });
+        }),
+        { numRuns: 5 },
+      );
+    } finally {
+      await fire.close();
+      await maintenance.close();
+    }
+  }, 240_000);
+});
