@@ -8,7 +8,9 @@
  *   missed occurrence is enqueued once; the misfire policy, applied when it fires, decides
  *   whether it is delivered or recorded as missed;
  * - `stale`: a scheduler of an older version than Postgres holds → removed;
- * - `orphan`: a scheduler of a job that is deleted, paused, completed or unknown → removed.
+ * - `orphan`: a scheduler of a job that is deleted, paused, completed or unknown → removed;
+ * - `run`: a scheduled run still open (running, retrying) whose BullMQ job is gone (Redis lost
+ *   it while it waited for a retry) → enqueued again; it keeps its run id.
  * Every repair is idempotent, so a pass can run on any worker, twice, or after a FLUSHALL.
  */
 import type { Queue } from 'bullmq';
@@ -27,10 +29,10 @@ import {
   type Job,
   type Registration,
 } from '@tickwork/core';
-import { activeJobsPage, jobFromRow, jobStatesOf, type Database, type JobRow } from '@tickwork/db';
+import { activeJobsPage, jobFromRow, jobStatesOf, openScheduledRuns, type Database, type JobRow } from '@tickwork/db';
 import { FireQueue, OCCURRENCE_OPTIONS, applyRegistration, redisOptionsFrom } from '@tickwork/queue';
 
-export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan'] as const;
+export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan', 'run'] as const;
 export type RepairKind = (typeof REPAIR_KINDS)[number];
 export type RepairCounts = Record<RepairKind, number>;
 
@@ -71,6 +73,8 @@ const IN_FLIGHT_HORIZON_MS = 5 * 60_000;
 /** A scheduler's current occurrence that started this long ago without a successor is stuck. */
 const STARTED_WITHOUT_SUCCESSOR_MS = 60_000;
 const SUSPECTS_TTL_S = 3_600;
+/** An open run younger than this may be mid-flight between Postgres and Redis: left alone. */
+const OPEN_RUN_MIN_AGE_MS = 2 * 60_000;
 
 function uuidv7Time(id: string): number {
   return Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16);
@@ -98,7 +102,7 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
   const pageSize = options.pageSize ?? 1_000;
   const concurrency = options.concurrency ?? 50;
   const { db, queue, redis } = options;
-  const repairs: RepairCounts = { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0 };
+  const repairs: RepairCounts = { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 };
 
   // Every scheduler Redis holds, with its next occurrence (the `repeat` sorted set's score).
   const repeatKey = queue.toKey('repeat');
@@ -194,6 +198,8 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
   if (suspects.length > 0) pipeline.sadd(suspectsKey, ...suspects).expire(suspectsKey, SUSPECTS_TTL_S);
   await pipeline.exec();
 
+  repairs.run = await requeueOpenRuns(db, queue, redis, now, concurrency);
+
   for (const kind of REPAIR_KINDS) if (repairs[kind] > 0) options.onRepair?.(kind, repairs[kind]);
   const report: ReconcileReport = {
     now,
@@ -267,6 +273,32 @@ async function judgePage(
 function cheapRegistrationOf(job: Job, now: number, runCount: number): Registration {
   if ('at' in job.schedule || job.endAt !== null || job.maxRuns !== null) return registrationOf(job, now, runCount);
   return { kind: 'scheduler', schedulerId: schedulerIdOf(job.id, job.version), repeat: { every: 0, startDate: 0 } };
+}
+
+/** The BullMQ ids an open scheduled run may live under: its scheduler's, a catch-up's, a one-shot's. */
+function candidateIdsOf(run: { jobId: string; jobVersion: number; scheduledFor: Date; schedule: unknown }): string[] {
+  const at = run.scheduledFor.getTime();
+  if (run.schedule && typeof run.schedule === 'object' && 'at' in run.schedule) return [onceJobIdOf(run.jobId, run.jobVersion)];
+  return [`repeat:${schedulerIdOf(run.jobId, run.jobVersion)}:${at}`, catchUpJobIdOf(run.jobId, run.jobVersion, at)];
+}
+
+async function requeueOpenRuns(db: Kysely<Database>, queue: Queue, redis: Redis, now: number, concurrency: number): Promise<number> {
+  const open = await openScheduledRuns(db, new Date(now - OPEN_RUN_MIN_AGE_MS));
+  if (open.length === 0) return 0;
+  const pipeline = redis.pipeline();
+  for (const run of open) for (const id of candidateIdsOf(run)) pipeline.exists(queue.toKey(id));
+  const results = (await pipeline.exec()) ?? [];
+  let r = 0;
+  const lost = open.filter((run) => {
+    const found = candidateIdsOf(run).map(() => Number(results[r++]?.[1] ?? 0) > 0);
+    return !found.includes(true);
+  });
+  await eachLimited(lost, concurrency, async (run) => {
+    const data: FireJobData = { jobId: run.jobId, version: run.jobVersion };
+    const bullJobId = candidateIdsOf(run).at(-1)!;
+    await queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId });
+  });
+  return lost.length;
 }
 
 async function enqueueCatchUp(queue: Queue, job: Job, at: number, now: number): Promise<void> {

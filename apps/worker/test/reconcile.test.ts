@@ -15,7 +15,7 @@ import {
   uuidv7,
   type CreateJobBody,
 } from '@tickwork/core';
-import { insertJob, insertService, jobFromRow, type JobRow } from '@tickwork/db';
+import { insertJob, insertService, jobFromRow, recordOccurrence, type JobRow } from '@tickwork/db';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { FireQueue } from '@tickwork/queue';
 import { reconcile, type RepairKind } from '../src/reconcile.ts';
@@ -96,7 +96,7 @@ describe('reconcile', () => {
     await aJob({ at: new Date(Date.now() + 60_000).toISOString() });
     const report = await pass();
     expect(report.jobs).toBe(3);
-    expect(report.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0 });
+    expect(report.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 });
     expect(report.counted).toEqual({});
   });
 
@@ -122,7 +122,7 @@ describe('reconcile', () => {
     expect((every10!.next! - jobs[1]!.created_at.getTime()) % 10_000).toBe(0);
 
     const second = await pass();
-    expect(second.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0 });
+    expect(second.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 });
   });
 
   it('catches up once with the latest missed occurrence, not with every one', async () => {
@@ -195,7 +195,39 @@ describe('reconcile', () => {
     const second = await pass();
     expect(second.repairs.orphan).toBe(2);
     expect(await schedulerIds()).toEqual([schedulerIdOf(kept.id, 1)]);
-    expect((await pass()).repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0 });
+    expect((await pass()).repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 });
+  });
+
+  it('enqueues again a run that waited for a retry when Redis lost its data, under its run id', async () => {
+    const job = await aJob({ every: '1m' });
+    const scheduledFor = Date.now() - 5 * 60_000;
+    const { run } = await recordOccurrence(db.db, {
+      id: uuidv7(),
+      jobId: job.id,
+      serviceId,
+      jobVersion: 1,
+      scheduledFor: new Date(scheduledFor),
+      trigger: 'schedule',
+      status: 'retrying',
+    });
+    await sql`update runs set created_at = now() - interval '5 minutes' where id = ${run.id}`.execute(db.db);
+    // A young open run may be between Postgres and Redis: left alone.
+    const young = await recordOccurrence(db.db, {
+      id: uuidv7(),
+      jobId: job.id,
+      serviceId,
+      jobVersion: 1,
+      scheduledFor: new Date(scheduledFor + 60_000),
+      trigger: 'schedule',
+      status: 'retrying',
+    });
+    expect(young.created).toBe(true);
+
+    const report = await pass();
+    expect(report.repairs.run).toBe(1);
+    const requeued = await fireQueue.queue.getJob(catchUpJobIdOf(job.id, 1, scheduledFor));
+    expect(requeued?.data).toEqual({ jobId: job.id, version: 1 });
+    expect((await pass()).repairs.run).toBe(0);
   });
 
   it('leaves a suspect that its transaction committed in the meantime', async () => {

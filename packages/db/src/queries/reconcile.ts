@@ -41,3 +41,37 @@ export async function abandonRun(
   const result = await query.executeTakeFirst();
   return Number(result.numUpdatedRows) > 0;
 }
+
+/** A scheduled run still open (running or retrying), with what its BullMQ job id is made of. */
+export interface OpenScheduledRun {
+  id: string;
+  jobId: string;
+  jobVersion: number;
+  scheduledFor: Date;
+  /** The job's schedule, to tell a one-shot (`at`) from a recurring job. */
+  schedule: unknown;
+}
+
+/**
+ * Scheduled runs that have been open since before `createdBefore`. Read per service so each
+ * query uses the (service_id, status, id) index: the runs table is large, services are few.
+ */
+export async function openScheduledRuns(db: Kysely<Database>, createdBefore: Date): Promise<OpenScheduledRun[]> {
+  const services = await db.selectFrom('services').select('id').execute();
+  const out: OpenScheduledRun[] = [];
+  for (const service of services) {
+    const rows = await db
+      .selectFrom('runs')
+      .innerJoin('jobs', 'jobs.id', 'runs.job_id')
+      .select(['runs.id', 'runs.job_id', 'runs.job_version', 'runs.scheduled_for', 'jobs.schedule'])
+      .where('runs.service_id', '=', service.id)
+      .where('runs.status', 'in', ['running', 'retrying'])
+      .where('runs.trigger', '=', 'schedule')
+      .where('runs.created_at', '<', createdBefore)
+      .execute();
+    for (const row of rows) {
+      out.push({ id: row.id, jobId: row.job_id, jobVersion: row.job_version, scheduledFor: row.scheduled_for, schedule: row.schedule });
+    }
+  }
+  return out;
+}
