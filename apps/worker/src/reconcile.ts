@@ -45,6 +45,8 @@ export interface ReconcileReport {
   /** Schedulers that look orphaned but may belong to a transaction still in flight. */
   suspects: number;
   durationMs: number;
+  /** Set when the pass did nothing because another one was still running. */
+  skipped?: string;
 }
 
 export interface ReconcileOptions {
@@ -96,7 +98,32 @@ type Action =
   | { kind: 'missing' | 'stuck'; job: Job; registration: Registration; catchUpFrom: number | null }
   | { kind: 'catchup'; job: Job; at: number };
 
+/**
+ * A pass that outlasts the interval (a rebuild of 100k schedulers) must not meet the next one,
+ * taken by another worker: two would each enqueue their own catch-up for a job. One pass at a
+ * time, fleet-wide, under a lock that expires should its holder die.
+ */
+const PASS_LOCK_MS = 5 * 60_000;
+
 export async function reconcile(options: ReconcileOptions): Promise<ReconcileReport> {
+  const lockKey = options.queue.toKey('tickwork:reconcile-lock');
+  const token = `${process.pid}:${Math.random().toString(36).slice(2)}`;
+  if ((await options.redis.set(lockKey, token, 'PX', PASS_LOCK_MS, 'NX')) !== 'OK') {
+    const now = options.now ?? Date.now();
+    const repairs = Object.fromEntries(REPAIR_KINDS.map((kind) => [kind, 0])) as RepairCounts;
+    return { now, jobs: 0, schedulers: 0, repairs, suspects: 0, durationMs: 0, skipped: 'another pass is running' };
+  }
+  try {
+    return await reconcilePass(options);
+  } finally {
+    // Release only our own lock (it may have expired and been taken by another pass).
+    await options.redis
+      .eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", 1, lockKey, token)
+      .catch(() => {});
+  }
+}
+
+async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport> {
   const started = Date.now();
   const now = options.now ?? started;
   const pageSize = options.pageSize ?? 1_000;

@@ -230,6 +230,15 @@ describe('reconcile', () => {
     expect((await pass()).repairs.run).toBe(0);
   });
 
+  it('runs one pass at a time: a pass that meets another one skips', async () => {
+    await aJob({ every: '1m' });
+    await deletePrefix();
+    const [a, b] = await Promise.all([pass(), pass()]);
+    expect([a.skipped, b.skipped].filter(Boolean)).toEqual(['another pass is running']);
+    expect(a.repairs.missing + b.repairs.missing).toBe(1);
+    expect((await pass()).skipped).toBeUndefined();
+  });
+
   it('leaves a suspect that its transaction committed in the meantime', async () => {
     const job = await aJob({ every: '1m' });
     await sql`update jobs set state = 'paused' where id = ${job.id}`.execute(db.db);
