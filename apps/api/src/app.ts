@@ -12,6 +12,7 @@ import dbPlugin from './plugins/db.ts';
 import errorsPlugin from './plugins/errors.ts';
 import outboundPlugin from './plugins/outbound.ts';
 import queuePlugin from './plugins/queue.ts';
+import rateLimitPlugin from './plugins/rate-limit.ts';
 import swaggerPlugin from './plugins/swagger.ts';
 import adminRoutes from './routes/v1/admin/services.ts';
 import healthRoutes from './routes/health.ts';
@@ -31,6 +32,11 @@ export default fp<AppConfig>(
     await app.register(dbPlugin, { url: config.databaseUrl, readUrl: config.databaseReadUrl, poolMax: config.databasePoolMax });
     await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
     await app.register(authPlugin, { adminToken: config.adminToken });
+    await app.register(rateLimitPlugin, {
+      redisUrl: config.redisUrl,
+      prefix: config.bullmqPrefix,
+      perMinute: config.rateLimitPerMinute ?? 1200,
+    });
     await app.register(outboundPlugin, {
       allowPrivate: config.callbackAllowPrivate ?? false,
       allowedHosts: config.callbackAllowedHosts ?? [],

@@ -1,3 +1,4 @@
+export * from './admin-schemas.ts';
 export * from './config.ts';
 export * from './delivery.ts';
 export * from './duration.ts';
