@@ -5,7 +5,7 @@ import Fastify, { type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { TickworkError, toProblem, uuidv7 } from '@tickwork/core';
 import app, { type AppConfig } from './app.ts';
-import { validatorCompiler } from './plugins/validation.ts';
+import { installJsonParser, validatorCompiler } from './plugins/validation.ts';
 
 export const BODY_LIMIT = 64 * 1024;
 
@@ -49,6 +49,7 @@ export async function buildServer(config: AppConfig, options: Pick<FastifyServer
   server.setValidatorCompiler(validatorCompiler);
   // JSON only: a text/plain body would otherwise reach validation as a string (400) instead of 415.
   server.removeContentTypeParser('text/plain');
+  installJsonParser(server);
   server.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });

@@ -102,6 +102,24 @@ describe('problem+json for every error', () => {
     expect(expectProblem(unknown, 400).errors).toContainEqual({ field: 'owner', message: 'is not a known field' });
   });
 
+  it('400 naming the field for strings Postgres cannot store (NUL, unpaired surrogates), and nothing written', async () => {
+    const cases: Array<[string, string]> = [
+      ['{"name":"a","description":"x\\u0000y","schedule":{"every":"1m"},"target":{"url":"https://example.com"}}', 'description'],
+      ['{"name":"a","schedule":{"every":"1m"},"target":{"url":"https://example.com","body":"\\ud800"}}', 'target.body'],
+      ['{"name":"a","schedule":{"every":"1m"},"target":{"url":"https://example.com","body":{"\\udc00":1}}}', 'target.body.\udc00'],
+    ];
+    for (const [payload, field] of cases) {
+      const response = await api.app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        payload,
+      });
+      expect(expectProblem(response, 400).errors.map((e: { field: string }) => e.field)).toEqual([field]);
+    }
+    expect(await api.db.db.selectFrom('jobs').select('id').execute()).toHaveLength(0);
+  });
+
   it('431 and 400 from the HTTP parser itself, over a real socket', async () => {
     const raw = (request: string) =>
       new Promise<string>((resolve, reject) => {

@@ -6,7 +6,7 @@
  * would say 404), found from the route table this plugin collects as routes are added.
  */
 import fp from 'fastify-plugin';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import { TickworkError, toProblem, type ErrorCode } from '@tickwork/core';
 import { schemaErrorToProblem } from './validation.ts';
 
@@ -79,6 +79,13 @@ function patternOf(url: string): RegExp {
   return new RegExp(`^${source}/?$`);
 }
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route as registered (method, path pattern, schema): the 405 logic and the tenant-isolation tests read it. */
+    routeTable: ReadonlyArray<{ method: string; url: string; schema: FastifySchema | undefined }>;
+  }
+}
+
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: TickworkError) {
   const problem = toProblem(error, request.url.split('?')[0]);
   return reply.code(error.status).type('application/problem+json').send(problem);
@@ -96,8 +103,12 @@ export default fp(
       return sendProblem(request, reply, mapped);
     });
     const routes: Array<{ pattern: RegExp; methods: string[] }> = [];
+    const table: Array<{ method: string; url: string; schema: FastifySchema | undefined }> = [];
+    app.decorate('routeTable', table);
     app.addHook('onRoute', (route) => {
-      routes.push({ pattern: patternOf(route.url), methods: Array.isArray(route.method) ? route.method : [route.method] });
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      routes.push({ pattern: patternOf(route.url), methods });
+      for (const method of methods) table.push({ method, url: route.url, schema: route.schema });
     });
     app.setNotFoundHandler((request, reply) => {
       const path = request.url.split('?')[0]!;
