@@ -8,7 +8,7 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { API_KEY_PREFIX, TickworkError, constantTimeEqual, hashApiKey, type ApiKeyScope } from '@tickwork/core';
+import { API_KEY_PATTERN, API_KEY_PREFIX, TickworkError, constantTimeEqual, hashApiKey, type ApiKeyScope } from '@tickwork/core';
 import { findUsableKey, touchApiKey, type Principal } from '@tickwork/db';
 
 declare module 'fastify' {
@@ -69,8 +69,11 @@ export default fp<AuthPluginOptions>(
       if (isAdminToken(token, options.adminToken)) {
         throw new TickworkError('forbidden', 'The admin token is for /v1/admin routes only; use a service API key.');
       }
-      const principal = await findUsableKey(app.db, hashApiKey(token));
-      if (!principal) {
+      // The lookup is by hash, so a timing difference in the index says nothing about any key;
+      // the constant-time check after it makes the comparison itself independent of the secret.
+      const hash = hashApiKey(token);
+      const principal = API_KEY_PATTERN.test(token) ? await findUsableKey(app.db, hash) : undefined;
+      if (!principal || !constantTimeEqual(principal.hash, hash)) {
         reply.header('www-authenticate', 'Bearer error="invalid_token"');
         throw new TickworkError('unauthorized', 'The API key is not valid (unknown, revoked, expired or disabled).');
       }

@@ -21,6 +21,8 @@ export async function insertApiKey(
 
 export interface Principal {
   keyId: string;
+  /** The stored SHA-256, for the caller's constant-time comparison. */
+  hash: string;
   serviceId: string;
   scopes: string[];
   lastUsedAt: Date | null;
@@ -35,13 +37,15 @@ export async function findUsableKey(db: Kysely<Database>, hash: string): Promise
   const row = await db
     .selectFrom('api_keys')
     .innerJoin('services', 'services.id', 'api_keys.service_id')
-    .select(['api_keys.id', 'api_keys.service_id', 'api_keys.scopes', 'api_keys.last_used_at'])
+    .select(['api_keys.id', 'api_keys.hash', 'api_keys.service_id', 'api_keys.scopes', 'api_keys.last_used_at'])
     .where('api_keys.hash', '=', hash)
     .where('api_keys.revoked_at', 'is', null)
     .where('services.disabled_at', 'is', null)
     .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', new Date())]))
     .executeTakeFirst();
-  return row ? { keyId: row.id, serviceId: row.service_id, scopes: row.scopes, lastUsedAt: row.last_used_at } : undefined;
+  return row
+    ? { keyId: row.id, hash: row.hash, serviceId: row.service_id, scopes: row.scopes, lastUsedAt: row.last_used_at }
+    : undefined;
 }
 
 /** Records that a key was used; callers do it at most once a minute per key, not per request. */
