@@ -28,6 +28,13 @@ export default fp<RateLimitPluginOptions>(
     app.addHook('onClose', async () => {
       redis.disconnect();
     });
+    // When the count could not be made (Redis not ready: commands fail at once), the plugin
+    // would still report a full allowance; say nothing rather than something untrue.
+    app.addHook('onSend', async (_request, reply) => {
+      if (redis.status !== 'ready') {
+        for (const name of ['ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']) reply.removeHeader(name);
+      }
+    });
     await app.register(rateLimit, {
       global: true,
       hook: 'preHandler',
