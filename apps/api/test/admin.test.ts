@@ -51,8 +51,15 @@ describe('API keys', () => {
     expect(detail.statusCode).toBe(200);
     expect(detail.json().keys.map((k: { id: string }) => k.id)).toContain(body.id);
     expect(detail.body).not.toContain(body.apiKey);
-    // The new key works.
+    // The new key works, and its use is recorded (at most once a minute, off the request path).
+    expect(detail.json().keys.find((k: { id: string }) => k.id === body.id).lastUsedAt).toBeNull();
     expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(body.apiKey) })).statusCode).toBe(200);
+    await expect
+      .poll(async () => {
+        const keys = (await api.app.inject({ method: 'GET', url: `/v1/admin/services/${service.id}`, headers: admin })).json().keys;
+        return keys.find((k: { id: string }) => k.id === body.id).lastUsedAt;
+      }, { timeout: 5_000 })
+      .toEqual(expect.any(String));
   });
 
   it('answers 403 for a key that lacks the scope: a read-only key reads but cannot write', async () => {
