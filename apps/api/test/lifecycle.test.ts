@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { uuidv7 } from '@tickwork/core';
-import { startTestApi, type TestApi } from './helpers.ts';
+import { buildServer } from '../src/build.ts';
+import { ADMIN_TOKEN, startTestApi, type TestApi } from './helpers.ts';
 
 let api: TestApi;
 let key: string;
@@ -310,4 +311,47 @@ describe('list filters', () => {
     expect(next.items.map((j: { id: string }) => j.id)).toEqual([c]);
     expect((await api.app.inject({ method: 'GET', url: '/v1/jobs?label=nocolon', headers })).statusCode).toBe(400);
   });
+});
+
+describe('when Redis is away', () => {
+  it('answers 503 to PATCH, resume and run now, and changes nothing; pause still takes effect', async () => {
+    const job = await create('redis-away', { schedule: { every: '1m' } });
+    const paused = await create('redis-away-paused', { paused: true });
+    const { createServer } = await import('node:net');
+    // A port nothing listens on: every Redis call fails at once.
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as { port: number };
+        server.close(() => resolve(port));
+      });
+    });
+    const away = await buildServer({
+      databaseUrl: api.db.url,
+      databaseReadUrl: undefined,
+      databasePoolMax: 2,
+      redisUrl: `redis://127.0.0.1:${closed}`,
+      bullmqPrefix: api.prefix,
+      adminToken: ADMIN_TOKEN,
+      secretKey: 'test-secret-key-0123456789-0123456789',
+    });
+    try {
+      await away.ready();
+      const call = (method: 'POST' | 'PATCH', url: string, payload?: object) =>
+        away.inject({ method, url, headers: auth(), ...(payload ? { payload } : {}) });
+      const patch = await call('PATCH', `/v1/jobs/${job.id}`, { description: 'x' });
+      expect(patch.statusCode).toBe(503);
+      expect(patch.headers['content-type']).toContain('application/problem+json');
+      expect((await call('POST', `/v1/jobs/${paused.id}/resume`)).statusCode).toBe(503);
+      expect((await call('POST', `/v1/jobs/${job.id}/trigger`)).statusCode).toBe(503);
+      expect((await inject('GET', `/v1/jobs/${job.id}`)).json()).toMatchObject({ version: 1, description: null });
+      expect((await inject('GET', `/v1/jobs/${paused.id}`)).json()).toMatchObject({ version: 1, state: 'paused' });
+      expect((await inject('GET', `/v1/jobs/${job.id}/runs`)).json().items).toEqual([]);
+      expect(await queue.getJobScheduler(`job:${job.id}:v1`)).toBeTruthy();
+      // Postgres alone stops delivery of a paused job, so pausing does not wait for Redis.
+      expect((await call('POST', `/v1/jobs/${job.id}/pause`)).json()).toMatchObject({ state: 'paused', version: 2 });
+    } finally {
+      await away.close();
+    }
+    // Each refusal waits out the api's 2 s Redis budget.
+  }, 30_000);
 });

@@ -290,3 +290,8 @@ export async function pruneRuns(
   }
   return total;
 }
+
+/** Takes back a run the api recorded but could not hand to BullMQ. */
+export async function deleteRun(db: Kysely<Database>, id: string): Promise<void> {
+  await db.deleteFrom('runs').where('id', '=', id).execute();
+}

@@ -17,20 +17,18 @@ import {
   buildJobSpec,
   canonicalJson,
   ifMatchAllows,
-  manualJobIdOf,
   nextOccurrences,
   nextRunOf,
   normalizedScheduleOf,
-  uuidv7,
   windowOf,
   type Job,
   type JobState,
 } from '@tickwork/core';
-import { findJob, findServiceById, insertRequestedRun, jobFromRow, lockJob, updateJob, type JobRow } from '@tickwork/db';
+import { findJob, findServiceById, jobFromRow, lockJob, updateJob, type JobRow } from '@tickwork/db';
 import type { FastifyInstance } from 'fastify';
 import { principalOf } from '../../../plugins/auth.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
-import { JobParams, isUniqueViolation, jobErrors as errors, nameTaken } from './shared.ts';
+import { JobParams, isUniqueViolation, jobErrors as errors, nameTaken, startRequestedRun } from './shared.ts';
 
 const notFound = (id: string) => new TickworkError('not_found', `No job ${id}.`);
 
@@ -41,15 +39,10 @@ function stateAfterChange(current: JobState, draft: Job, now: number, runCount: 
 }
 
 /**
- * Writes `next` as the job's new version and moves its BullMQ registration from the old version's
- * id to the new one. Runs inside the caller's transaction; if the transaction then fails, the
- * caller's catch puts the old registration back (`restore`).
+ * After the new version was registered but the change did not commit (or the old registration
+ * could not be removed): take the new one back and put the old one back, best effort; the
+ * reconciler repairs whatever this cannot.
  */
-async function swapRegistration(app: FastifyInstance, old: Job, next: Job, runCount: number, now: number) {
-  await app.fireQueue.register(next, now, runCount);
-  await app.fireQueue.unregister(old.id, old.version);
-}
-
 async function restore(app: FastifyInstance, old: Job, newVersion: number, runCount: number) {
   await app.fireQueue.unregister(old.id, newVersion).catch(() => {});
   if (old.state === 'active') await app.fireQueue.register(old, Date.now(), runCount).catch(() => {});
@@ -107,8 +100,10 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
             nextRunAt: nextRunAt === null ? null : new Date(nextRunAt),
             now: new Date(now),
           });
+          // The new version's id first, then the old one's removal: no moment without a schedule.
+          await app.fireQueue.register(jobFromRow(updated), now, current.run_count);
           swapped = { old, version: draft.version, runCount: current.run_count };
-          await swapRegistration(app, old, jobFromRow(updated), current.run_count, now);
+          await app.fireQueue.unregister(old.id, old.version);
           return updated;
         })
         .catch(async (error: unknown) => {
@@ -190,8 +185,8 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
             nextRunAt: nextRunAt === null ? null : new Date(nextRunAt),
             now: new Date(now),
           });
-          swapped = { old, version: draft.version, runCount: current.run_count };
           await app.fireQueue.register(jobFromRow(updated), now, current.run_count);
+          swapped = { old, version: draft.version, runCount: current.run_count };
           return updated;
         })
         .catch(async (error: unknown) => {
@@ -220,18 +215,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       const { serviceId } = principalOf(request);
       const job = await findJob(app.db, serviceId, request.params.id);
       if (!job) throw notFound(request.params.id);
-      const run = await app.db.transaction().execute(async (trx) => {
-        const recorded = await insertRequestedRun(trx, {
-          id: uuidv7(),
-          jobId: job.id,
-          serviceId,
-          jobVersion: job.version,
-          trigger: 'manual',
-          now: Date.now(),
-        });
-        await app.fireQueue.enqueueRun({ jobId: job.id, version: job.version, runId: recorded.id }, manualJobIdOf(job.id, recorded.id));
-        return recorded;
-      });
+      const run = await startRequestedRun(app, { jobId: job.id, serviceId, jobVersion: job.version, trigger: 'manual' });
       reply.code(202).header('location', `/v1/runs/${run.id}`);
       return runDto(run);
     },

@@ -8,13 +8,11 @@ import {
   RunSchema,
   StringEnum,
   TickworkError,
-  replayJobIdOf,
-  uuidv7,
 } from '@tickwork/core';
-import { findJob, findRun, insertRequestedRun, listRunsOfService } from '@tickwork/db';
+import { findJob, findRun, listRunsOfService } from '@tickwork/db';
 import { principalOf } from '../../../plugins/auth.ts';
 import { runDto } from '../../../serializers.ts';
-import { afterIdOf } from '../jobs/shared.ts';
+import { afterIdOf, startRequestedRun } from '../jobs/shared.ts';
 
 const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
 
@@ -85,18 +83,12 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
       }
       const job = await findJob(app.db, serviceId, original.job_id);
       if (!job) throw new TickworkError('not_found', `The job of run ${original.id} no longer exists.`);
-      const run = await app.db.transaction().execute(async (trx) => {
-        const recorded = await insertRequestedRun(trx, {
-          id: uuidv7(),
-          jobId: job.id,
-          serviceId,
-          jobVersion: job.version,
-          trigger: 'replay',
-          now: Date.now(),
-          replayOf: original.id,
-        });
-        await app.fireQueue.enqueueRun({ jobId: job.id, version: job.version, runId: recorded.id }, replayJobIdOf(job.id, recorded.id));
-        return recorded;
+      const run = await startRequestedRun(app, {
+        jobId: job.id,
+        serviceId,
+        jobVersion: job.version,
+        trigger: 'replay',
+        replayOf: original.id,
       });
       reply.code(202).header('location', `/v1/runs/${run.id}`);
       return runDto(run);
