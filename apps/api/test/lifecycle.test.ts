@@ -355,3 +355,39 @@ describe('when Redis is away', () => {
     // Each refusal waits out the api's 2 s Redis budget.
   }, 30_000);
 });
+
+describe('OpenAPI', () => {
+  it('lists every route of the issue and describes every field of a job, a run and the bodies', async () => {
+    const doc = (await api.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/v1/jobs/{id}/pause',
+        '/v1/jobs/{id}/resume',
+        '/v1/jobs/{id}/trigger',
+        '/v1/jobs/{id}/next-runs',
+        '/v1/schedules/preview',
+        '/v1/runs/{id}/replay',
+      ]),
+    );
+    expect(doc.paths['/v1/jobs/{id}'].patch).toBeDefined();
+    const undescribed: string[] = [];
+    const walk = (schema: any, path: string) => {
+      if (!schema || typeof schema !== 'object') return;
+      for (const [name, property] of Object.entries<any>(schema.properties ?? {})) {
+        const described = property.description ?? property.anyOf?.find((p: any) => p.description)?.description;
+        if (!described && !property.properties && !property.anyOf?.some((p: any) => p.properties)) undescribed.push(`${path}.${name}`);
+        walk(property, `${path}.${name}`);
+        for (const option of property.anyOf ?? []) walk(option, `${path}.${name}`);
+      }
+    };
+    const schemas = {
+      job: doc.paths['/v1/jobs/{id}'].get.responses['200'].content['application/json'].schema,
+      run: doc.paths['/v1/runs/{id}'].get.responses['200'].content['application/json'].schema,
+      create: doc.paths['/v1/jobs'].post.requestBody.content['application/json'].schema,
+      patch: doc.paths['/v1/jobs/{id}'].patch.requestBody.content['application/json'].schema,
+      preview: doc.paths['/v1/schedules/preview'].post.requestBody.content['application/json'].schema,
+    };
+    for (const [name, schema] of Object.entries(schemas)) walk(schema, name);
+    expect(undescribed).toEqual([]);
+  });
+});

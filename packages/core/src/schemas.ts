@@ -189,7 +189,7 @@ export type CreateJobBody = Static<typeof CreateJobBody>;
 const TargetPatchSchema = Type.Object(
   {
     url: Type.Optional(TargetSchema.properties.url),
-    method: Type.Optional(StringEnum(HTTP_METHODS)),
+    method: Type.Optional(StringEnum(HTTP_METHODS, { description: 'The HTTP method of the callback.' })),
     headers: Type.Optional(
       Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Nullable(Type.String({ maxLength: 4096 })), {
         maxProperties: 50,
@@ -259,7 +259,7 @@ export const JobSchema = Type.Object(
   {
     id: Id,
     name: Type.String({ description: 'Unique within your service.' }),
-    description: Nullable(Type.String()),
+    description: Nullable(Type.String({ description: 'Free text for people.' })),
     state: StringEnum(JOB_STATES, {
       description: '`active` fires; `paused` fires nothing until resumed; `completed` will not fire again (one-shot done, `endAt` passed or `maxRuns` reached).',
     }),
@@ -273,15 +273,19 @@ export const JobSchema = Type.Object(
     overlap: JobFields.overlap,
     misfire: Type.Object(
       {
-        policy: StringEnum(['fire_once', 'skip'] as const),
-        graceMs: Type.Integer(),
+        policy: StringEnum(['fire_once', 'skip'] as const, { description: 'Deliver a late occurrence once (`fire_once`) or skip it (`skip`).' }),
+        graceMs: Type.Integer({ description: 'How late an occurrence may start and still count as on time.' }),
       },
       { description: MISFIRE_DOC },
     ),
     retry: Type.Object(
       {
-        maxAttempts: Type.Integer(),
-        backoff: Type.Object({ type: StringEnum(['exponential', 'fixed'] as const), delayMs: Type.Integer(), maxDelayMs: Type.Integer() }),
+        maxAttempts: Type.Integer({ description: 'Attempts in all, the first included; then the run is `dead`.' }),
+        backoff: Type.Object({
+          type: StringEnum(['exponential', 'fixed'] as const, { description: '`exponential` doubles from `delayMs` with jitter; `fixed` waits `delayMs`.' }),
+          delayMs: Type.Integer({ description: 'The first delay.' }),
+          maxDelayMs: Type.Integer({ description: 'No delay is longer, `Retry-After` included.' }),
+        }),
       },
       { description: RETRY_DOC },
     ),
