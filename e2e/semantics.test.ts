@@ -254,6 +254,18 @@ describe('lifecycle', () => {
   });
 });
 
+describe('housekeeping', () => {
+  it('registers retention as a maintenance job scheduler of its own', async () => {
+    const maintenance = new Queue('maintenance', { connection: new Redis(env.REDIS_URL, { maxRetriesPerRequest: null }), prefix: env.BULLMQ_PREFIX });
+    try {
+      const scheduler = await eventually(async () => (await maintenance.getJobScheduler('prune')) ?? undefined, 20_000, 'the prune scheduler');
+      expect(scheduler.every).toBe(600_000);
+    } finally {
+      await maintenance.close();
+    }
+  });
+});
+
 describe('misfire', () => {
   it('skip: an occurrence that starts later than graceMs after its time is recorded missed', async () => {
     const job = await createJob('/misfire-skip', { misfire: { policy: 'skip', graceMs: 1_000 } });
