@@ -242,6 +242,17 @@ describe('lifecycle', () => {
     expect(times).toEqual([startAt, startAt + 1_000, startAt + 2_000]);
   });
 
+  it('drops an occurrence after endAt without a run, and completes the job', async () => {
+    const job = await createJob('/after-end', { endAt: new Date(Date.now() + 60_000).toISOString() });
+    // As if the window had closed meanwhile: an API refuses an endAt in the past.
+    const endAt = Date.now() - 1_000;
+    await db.db.updateTable('jobs').set({ end_at: new Date(endAt) }).where('id', '=', job.id).execute();
+    await addOccurrence(job.id, 1, endAt + 500);
+    await eventually(async () => ((await call(api, 'GET', `/v1/jobs/${job.id}`, { token })).body.state === 'completed' ? true : undefined), 20_000, 'the job to complete');
+    expect(await runsOf(job.id)).toEqual([]);
+    expect(at('/after-end')).toHaveLength(0);
+  });
+
   it('delays each occurrence by its stable jitter without changing tickwork-scheduled-for', async () => {
     const job = await createJob('/jitter', { schedule: { every: '2s' }, jitterMs: 1_500 });
     await sink.waitFor((r) => r.filter((x) => x.path === '/jitter').length >= 3, 20_000, 'jittered callbacks');

@@ -138,6 +138,14 @@ describe('PATCH /v1/jobs/{id}', () => {
     expect(await queue.getJobScheduler(`job:${job.id}:v2`)).toBeTruthy();
   });
 
+  it('completes an active job whose new window holds no more occurrences', async () => {
+    const job = await create('patch-ended', { schedule: { every: '1h' } });
+    const soon = new Date(Date.now() + 60_000).toISOString();
+    const response = await inject('PATCH', `/v1/jobs/${job.id}`, { endAt: soon });
+    expect(response.json()).toMatchObject({ state: 'completed', nextRunAt: null, version: 2 });
+    expect((await queue.getJobSchedulers(0, -1)).some((s) => s.key.startsWith(`job:${job.id}:`))).toBe(false);
+  });
+
   it('moves a one-shot to its new time', async () => {
     const at = new Date(Date.now() + 3_600_000).toISOString();
     const later = new Date(Date.now() + 7_200_000).toISOString();

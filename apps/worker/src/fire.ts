@@ -30,6 +30,7 @@ import {
   type SkipReason,
 } from '@tickwork/core';
 import {
+  completeJob,
   findJobForFire,
   findOccurrenceRun,
   findRunById,
@@ -209,7 +210,10 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
       case 'gone':
         return { outcome: 'gone' };
       case 'dropped':
-        if (decision.complete) await retire(ctx, jobId, version);
+        if (decision.complete) {
+          await completeJob(ctx.db, jobId, version);
+          await retire(ctx, jobId, version);
+        }
         return { outcome: 'dropped', reason: decision.reason, scheduledFor: occurrence.scheduledFor };
       case 'skipped':
         ctx.logger.info({ jobId, runId: decision.run.id, reason: decision.reason }, 'occurrence skipped');

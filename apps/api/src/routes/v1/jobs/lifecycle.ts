@@ -32,9 +32,13 @@ import { JobParams, isUniqueViolation, jobErrors as errors, nameTaken, startRequ
 
 const notFound = (id: string) => new TickworkError('not_found', `No job ${id}.`);
 
-/** The job's state after a change: a completed job whose new definition fires again is active again. */
+/**
+ * The job's state after a change: a paused job stays paused; otherwise it is active when its new
+ * definition fires again (a completed one-shot moved to a later `at`, a higher `maxRuns`) and
+ * completed when it will not (an `endAt` moved into the past of its next occurrence).
+ */
 function stateAfterChange(current: JobState, draft: Job, now: number, runCount: number): JobState {
-  if (current !== 'completed') return current;
+  if (current === 'paused') return current;
   return nextRunOf({ ...draft, state: 'active' }, now, runCount) === null ? 'completed' : 'active';
 }
 
