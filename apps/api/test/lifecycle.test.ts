@@ -146,6 +146,12 @@ describe('PATCH /v1/jobs/{id}', () => {
     expect((await queue.getJobSchedulers(0, -1)).some((s) => s.key.startsWith(`job:${job.id}:`))).toBe(false);
   });
 
+  it('creates a job whose window holds no occurrence as completed', async () => {
+    const job = await create('born-done', { schedule: { every: '1h' }, endAt: new Date(Date.now() + 60_000).toISOString() });
+    expect(job).toMatchObject({ state: 'completed', nextRunAt: null });
+    expect(await queue.getJobScheduler(`job:${job.id}:v1`)).toBeFalsy();
+  });
+
   it('moves a one-shot to its new time', async () => {
     const at = new Date(Date.now() + 3_600_000).toISOString();
     const later = new Date(Date.now() + 7_200_000).toISOString();

@@ -69,9 +69,10 @@ async function createJob(app: FastifyInstance, serviceId: string, body: CreateJo
     throw new TickworkError('forbidden', `Quota maxJobs reached: this service may have at most ${service.max_jobs} jobs.`);
   }
   const id = uuidv7(now);
-  const state: JobState = body.paused ? 'paused' : 'active';
-  const draft = { ...spec, id, serviceId, state, version: 1, createdAt: now, updatedAt: now };
+  const draft = { ...spec, id, serviceId, state: 'active' as JobState, version: 1, createdAt: now, updatedAt: now };
   const nextRunAt = nextRunOf(draft, now);
+  // A window that holds no occurrence (endAt before the first one) makes a job that is done already.
+  const state: JobState = body.paused ? 'paused' : nextRunAt === null ? 'completed' : 'active';
   // A job is acknowledged only after its commit, and a failed Redis call rolls the row back.
   const row = await app.db
     .transaction()
@@ -82,7 +83,7 @@ async function createJob(app: FastifyInstance, serviceId: string, body: CreateJo
         serviceId,
         state,
         now: new Date(now),
-        nextRunAt: nextRunAt === null ? null : new Date(nextRunAt),
+        nextRunAt: nextRunAt === null || state !== 'active' ? null : new Date(nextRunAt),
       });
       await app.fireQueue.register(jobFromRow(inserted), now);
       return inserted;
