@@ -1,4 +1,5 @@
 export * from './deliver.ts';
 export * from './fire.ts';
 export * from './outbound-guard.ts';
+export * from './prune.ts';
 export * from './worker.ts';

@@ -3,7 +3,7 @@
  * with lock settings that survive the longest callback and recover a dead worker's occurrence.
  */
 import { hostname } from 'node:os';
-import { Worker, type ConnectionOptions } from 'bullmq';
+import { Queue, Worker, type ConnectionOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import { FIRE_QUEUE, MAX_TIMEOUT_MS, cronRepeatStrategy, type Config, type FireJobData } from '@tickwork/core';
 import { createDatabase } from '@tickwork/db';
@@ -11,6 +11,7 @@ import { redisOptionsFrom } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
 import { fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
+import { pruneTask } from './prune.ts';
 
 /**
  * BullMQ renews a job's lock every `lockDuration / 2` while the processor runs, so a slow
@@ -32,6 +33,7 @@ export type WorkerConfig = Pick<
   | 'callbackAllowedHosts'
   | 'secretKey'
   | 'shutdownGraceMs'
+  | 'runRetentionDays'
 >;
 
 export interface TickworkWorker {
@@ -52,6 +54,10 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const policy = { allowPrivate: config.callbackAllowPrivate, allowedHosts: config.callbackAllowedHosts };
   const dispatchers = createDispatchers(policy);
   const abort = new AbortController();
+  const connection = redisOptionsFrom(config.redisUrl, 'worker') as ConnectionOptions;
+  // For removing the scheduler of a job that completed (endAt passed, maxRuns reached).
+  const fireQueue = new Queue(FIRE_QUEUE, { connection, prefix: config.bullmqPrefix });
+  fireQueue.on('error', (error) => logger.warn({ err: error }, 'fire queue error'));
   const ctx: FireContext = {
     db: database.db,
     logger,
@@ -60,9 +66,10 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     policy,
     dispatchers,
     signal: abort.signal,
+    queue: fireQueue,
   };
-  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job) => fireOccurrence(ctx, job), {
-    connection: redisOptionsFrom(config.redisUrl, 'worker') as ConnectionOptions,
+  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job, token) => fireOccurrence(ctx, job, token), {
+    connection,
     prefix: config.bullmqPrefix,
     concurrency: config.workerConcurrency,
     lockDuration: LOCK_DURATION_MS,
@@ -77,7 +84,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   });
   await worker.waitUntilReady();
   // Housekeeping passes (reconcile, prune, …) add themselves to this list.
-  const tasks: MaintenanceTask[] = [];
+  const tasks: MaintenanceTask[] = [pruneTask({ db: database.db, retentionDays: config.runRetentionDays })];
   const maintenance = await startMaintenance({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix, logger, tasks });
   logger.info({ workerId, concurrency: config.workerConcurrency, maxTimeoutMs: MAX_TIMEOUT_MS }, 'worker started');
 
@@ -91,6 +98,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
         try {
           await maintenance.close();
           await worker.close();
+          await fireQueue.close();
         } finally {
           clearTimeout(grace);
           await Promise.allSettled([dispatchers.guarded.close(), dispatchers.allowListed.close()]);
