@@ -10,17 +10,22 @@ import authPlugin from './plugins/auth.ts';
 import bullBoardPlugin from './plugins/bull-board.ts';
 import dbPlugin from './plugins/db.ts';
 import errorsPlugin from './plugins/errors.ts';
+import outboundPlugin from './plugins/outbound.ts';
 import queuePlugin from './plugins/queue.ts';
+import rateLimitPlugin from './plugins/rate-limit.ts';
 import swaggerPlugin from './plugins/swagger.ts';
 import adminRoutes from './routes/v1/admin/services.ts';
 import healthRoutes from './routes/health.ts';
 import jobRoutes from './routes/v1/jobs/index.ts';
 import runRoutes from './routes/v1/runs/index.ts';
+import scheduleRoutes from './routes/v1/schedules/index.ts';
 
 export type AppConfig = Pick<
   Config,
   'databaseUrl' | 'databaseReadUrl' | 'databasePoolMax' | 'redisUrl' | 'bullmqPrefix' | 'adminToken' | 'secretKey'
->;
+> &
+  /** Optional so a caller that predates them gets the safe defaults: no private callbacks, 1200/min. */
+  Partial<Pick<Config, 'callbackAllowPrivate' | 'callbackAllowedHosts' | 'rateLimitPerMinute'>>;
 
 export default fp<AppConfig>(
   async (app: FastifyInstance, config) => {
@@ -28,6 +33,15 @@ export default fp<AppConfig>(
     await app.register(dbPlugin, { url: config.databaseUrl, readUrl: config.databaseReadUrl, poolMax: config.databasePoolMax });
     await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
     await app.register(authPlugin, { adminToken: config.adminToken });
+    await app.register(rateLimitPlugin, {
+      redisUrl: config.redisUrl,
+      prefix: config.bullmqPrefix,
+      perMinute: config.rateLimitPerMinute ?? 1200,
+    });
+    await app.register(outboundPlugin, {
+      allowPrivate: config.callbackAllowPrivate ?? false,
+      allowedHosts: config.callbackAllowedHosts ?? [],
+    });
     await app.register(swaggerPlugin);
     await app.register(bullBoardPlugin, { adminToken: config.adminToken });
     await app.register(healthRoutes);
@@ -35,6 +49,7 @@ export default fp<AppConfig>(
       async (v1) => {
         await v1.register(jobRoutes);
         await v1.register(runRoutes);
+        await v1.register(scheduleRoutes);
         await v1.register(adminRoutes, { secretKey: config.secretKey });
       },
       { prefix: '/v1' },

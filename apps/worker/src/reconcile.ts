@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import {
   FIRE_QUEUE,
   catchUpJobIdOf,
-  latestMissedOccurrence,
+  catchUpOf,
   onceJobIdOf,
   parseSchedulerId,
   registrationOf,
@@ -95,7 +95,7 @@ async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Prom
 }
 
 type Action =
-  | { kind: 'missing' | 'stuck'; job: Job; registration: Registration; catchUpFrom: number | null }
+  | { kind: 'missing' | 'stuck'; job: Job; registration: Registration; catchUpFrom: number | null; runCount: number }
   | { kind: 'catchup'; job: Job; at: number };
 
 /**
@@ -182,7 +182,8 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
       await applyRegistration(queue, action.job, action.registration, now);
       repairs[action.kind]++;
       if (action.catchUpFrom !== null) {
-        const at = latestMissedOccurrence(action.job, action.catchUpFrom, now);
+        // The first occurrence that has not run is the job's nextRunAt: catch up from there.
+        const at = catchUpOf(action.job, action.catchUpFrom - 1, now, action.runCount);
         if (at !== undefined) {
           await enqueueCatchUp(queue, action.job, at, now);
           repairs.catchup++;
@@ -273,15 +274,15 @@ async function judgePage(
     if (registration.kind === 'scheduler') {
       const full = () => registrationOf(job, now, row.run_count);
       if (!schedulers.has(registration.schedulerId)) {
-        actions.push({ kind: 'missing', job, registration: full(), catchUpFrom });
+        actions.push({ kind: 'missing', job, registration: full(), catchUpFrom, runCount: row.run_count });
         continue;
       }
       const startedLongAgo = fields?.[1] != null && Number(fields[1]) < now - STARTED_WITHOUT_SUCCESSOR_MS;
       if (!exists || fields?.[2] != null || startedLongAgo) {
-        actions.push({ kind: 'stuck', job, registration: full(), catchUpFrom });
+        actions.push({ kind: 'stuck', job, registration: full(), catchUpFrom, runCount: row.run_count });
       }
     } else if (registration.kind === 'delayed') {
-      if (!exists) actions.push({ kind: 'missing', job, registration, catchUpFrom: null });
+      if (!exists) actions.push({ kind: 'missing', job, registration, catchUpFrom: null, runCount: row.run_count });
     } else if ('at' in job.schedule && !exists) {
       // An active one-shot whose instant has passed and whose BullMQ job is gone never ran:
       // registrationOf has nothing left to register, so it is caught up with.

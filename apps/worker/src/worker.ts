@@ -3,7 +3,7 @@
  * with lock settings that survive the longest callback and recover a dead worker's occurrence.
  */
 import { hostname } from 'node:os';
-import { Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
+import { Queue, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
@@ -19,6 +19,7 @@ import { redisOptionsFrom } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
 import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
+import { pruneTask } from './prune.ts';
 import { watchPostgres } from './readiness.ts';
 import { createReconciler, type RepairKind } from './reconcile.ts';
 
@@ -45,6 +46,7 @@ export type WorkerConfig = Pick<
   | 'secretKey'
   | 'shutdownGraceMs'
   | 'reconcileIntervalMs'
+  | 'runRetentionDays'
 >;
 
 /** Hooks for observers (metrics) of what the worker does besides firing. */
@@ -93,6 +95,10 @@ export async function startWorker(config: WorkerConfig, logger: Logger, hooks: W
   const policy = { allowPrivate: config.callbackAllowPrivate, allowedHosts: config.callbackAllowedHosts };
   const dispatchers = createDispatchers(policy);
   const abort = new AbortController();
+  const connection = redisOptionsFrom(config.redisUrl, 'worker') as ConnectionOptions;
+  // For removing the scheduler of a job that completed (endAt passed, maxRuns reached).
+  const fireQueue = new Queue(FIRE_QUEUE, { connection, prefix: config.bullmqPrefix });
+  fireQueue.on('error', (error) => logger.warn({ err: error }, 'fire queue error'));
   const ctx: FireContext = {
     db: database.db,
     logger,
@@ -101,9 +107,10 @@ export async function startWorker(config: WorkerConfig, logger: Logger, hooks: W
     policy,
     dispatchers,
     signal: abort.signal,
+    queue: fireQueue,
   };
-  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job) => fireOccurrence(ctx, job), {
-    connection: redisOptionsFrom(config.redisUrl, 'worker') as ConnectionOptions,
+  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job, token) => fireOccurrence(ctx, job, token), {
+    connection,
     prefix: config.bullmqPrefix,
     concurrency: config.workerConcurrency,
     lockDuration: LOCK_DURATION_MS,
@@ -142,7 +149,10 @@ export async function startWorker(config: WorkerConfig, logger: Logger, hooks: W
     logger: logger.child({ task: 'reconcile' }),
     ...(hooks.onReconcileRepair ? { onRepair: hooks.onReconcileRepair } : {}),
   });
-  const tasks: MaintenanceTask[] = [{ name: 'reconcile', everyMs: config.reconcileIntervalMs, run: () => reconciler.run() }];
+  const tasks: MaintenanceTask[] = [
+    { name: 'reconcile', everyMs: config.reconcileIntervalMs, run: () => reconciler.run() },
+    pruneTask({ db: database.db, retentionDays: config.runRetentionDays }),
+  ];
   // After a Redis data loss the reconcile scheduler itself is gone: re-registering it at least
   // once per interval brings the first repair within two intervals of the loss.
   const maintenance = await startMaintenance({
@@ -166,6 +176,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger, hooks: W
           await maintenance.close();
           await reconciler.close();
           await worker.close();
+          await fireQueue.close();
         } finally {
           clearTimeout(grace);
           await Promise.allSettled([dispatchers.guarded.close(), dispatchers.allowListed.close()]);

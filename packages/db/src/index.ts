@@ -8,3 +8,4 @@ export * from './queries/runs.ts';
 export * from './queries/services.ts';
 export * from './queries/reconcile.ts';
 export * from './circuit-breaker.ts';
+export * from './queries/idempotency.ts';
