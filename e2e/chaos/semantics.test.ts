@@ -1,10 +1,9 @@
 /**
- * Scenarios that need the job lifecycle of issue 3 (PATCH, pause, resume, trigger):
+ * The job lifecycle (PATCH, pause, resume, trigger, delete) racing the workers:
  * - stale version: update a job while its occurrences are in flight; no occurrence of the old
  *   version is delivered after the update is acknowledged;
  * - model test: fast-check races create / update / pause / resume / delete / trigger against the
  *   workers, and after each reconcile pass Postgres and Redis agree.
- * Until that api is in this build, each test skips itself, saying why (it probes for PATCH).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -18,23 +17,17 @@ import { startScenario, type Scenario } from './lib/scenario.ts';
 
 const RECONCILE_INTERVAL_MS = 2_000;
 let scenario: Scenario;
-let lifecycle = false;
 
 beforeAll(async () => {
   scenario = await startScenario({ apis: 1, workers: 2, env: { RECONCILE_INTERVAL_MS: String(RECONCILE_INTERVAL_MS) } });
-  const probe = await call(scenario.api, 'PATCH', '/v1/jobs/00000000-0000-7000-8000-000000000000', { token: scenario.token, body: {} });
-  lifecycle = !(probe.status === 404 && String(probe.body?.detail).startsWith('No route'));
 }, 60_000);
 
 afterAll(async () => {
   await scenario?.close();
 }, 60_000);
 
-const SKIP_REASON = 'PATCH/pause/resume/trigger (issue 3, branch semantics) are not in this build yet';
-
 describe('chaos: job lifecycle against the workers', () => {
-  it('delivers no occurrence of the old version after an update is acknowledged', async (context) => {
-    if (!lifecycle) return context.skip(SKIP_REASON);
+  it('delivers no occurrence of the old version after an update is acknowledged', async () => {
     const { sink, token, api } = scenario;
     sink.respond = () => ({ status: 200, delayMs: 100 });
     const created = await call(api, 'POST', '/v1/jobs', {
@@ -66,8 +59,7 @@ describe('chaos: job lifecycle against the workers', () => {
     }
   }, 120_000);
 
-  it('keeps Postgres and Redis in agreement after each reconcile, whatever the api is asked (model test)', async (context) => {
-    if (!lifecycle) return context.skip(SKIP_REASON);
+  it('keeps Postgres and Redis in agreement after each reconcile, whatever the api is asked (model test)', async () => {
     const { token, api, sink } = scenario;
     const connection = redisOptionsFrom(scenario.env.REDIS_URL, 'worker') as ConnectionOptions;
     const fire = new Queue(FIRE_QUEUE, { connection, prefix: scenario.env.BULLMQ_PREFIX });
