@@ -161,7 +161,7 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
     if (rows.length === 0) break;
     afterId = rows.at(-1)!.id;
     jobs += rows.length;
-    const actions = await judgePage(rows, now, schedulers, redis, queue);
+    const actions = await judgePage(rows, now, redis, queue);
     for (const row of rows) {
       for (const version of versionsByJob.get(row.id) ?? []) {
         const id = schedulerIdOf(row.id, version);
@@ -243,43 +243,52 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
 }
 
 /** Decides what each job of a page needs, reading the state of its BullMQ jobs in one round trip. */
-async function judgePage(
-  rows: JobRow[],
-  now: number,
-  schedulers: Map<string, number>,
-  redis: Redis,
-  queue: Queue,
-): Promise<Action[]> {
+async function judgePage(rows: JobRow[], now: number, redis: Redis, queue: Queue): Promise<Action[]> {
+  const repeatKey = queue.toKey('repeat');
   const judged = rows.map((row) => {
     const job = jobFromRow(row);
-    const registration = cheapRegistrationOf(job, now, row.run_count);
-    let probe: string | undefined;
+    return { row, job, registration: cheapRegistrationOf(job, now, row.run_count) };
+  });
+  // Each scheduler's next occurrence as it is now, not as the pass began: a busy scheduler moves
+  // on every second, and a stale answer would make a healthy one look stuck.
+  const nextOf = async (ids: string[]) => {
+    const pipeline = redis.pipeline();
+    for (const id of ids) pipeline.zscore(repeatKey, id);
+    const results = (await pipeline.exec()) ?? [];
+    return ids.map((_, i) => (results[i]?.[1] == null ? undefined : Number(results[i]![1])));
+  };
+  const schedulerIds = judged.flatMap(({ registration }) => (registration.kind === 'scheduler' ? [registration.schedulerId] : []));
+  const nexts = new Map(schedulerIds.map((id, i) => [id, i]));
+  const nextValues = await nextOf(schedulerIds);
+  const probes = judged.map(({ job, registration }) => {
     if (registration.kind === 'scheduler') {
-      const next = schedulers.get(registration.schedulerId);
-      if (next !== undefined) probe = `repeat:${registration.schedulerId}:${next}`;
-    } else if (registration.kind === 'delayed' || 'at' in job.schedule) {
-      probe = onceJobIdOf(job.id, job.version);
+      const next = nextValues[nexts.get(registration.schedulerId)!];
+      return next === undefined ? undefined : `repeat:${registration.schedulerId}:${next}`;
     }
-    return { row, job, registration, probe };
+    return registration.kind === 'delayed' || 'at' in job.schedule ? onceJobIdOf(job.id, job.version) : undefined;
   });
   const pipeline = redis.pipeline();
-  for (const { probe } of judged) if (probe) pipeline.hmget(queue.toKey(probe), 'timestamp', 'processedOn', 'finishedOn');
+  for (const probe of probes) if (probe) pipeline.hmget(queue.toKey(probe), 'timestamp', 'processedOn', 'finishedOn');
   const results = (await pipeline.exec()) ?? [];
   let r = 0;
   const actions: Action[] = [];
-  for (const { row, job, registration, probe } of judged) {
+  const suspects: Array<{ action: Action; schedulerId: string; next: number }> = [];
+  judged.forEach(({ row, job, registration }, i) => {
+    const probe = probes[i];
     const fields = probe ? ((results[r++]?.[1] as (string | null)[] | undefined) ?? [null, null, null]) : undefined;
     const exists = fields !== undefined && fields[0] !== null;
     const catchUpFrom = row.next_run_at?.getTime() ?? null;
     if (registration.kind === 'scheduler') {
+      const next = nextValues[nexts.get(registration.schedulerId)!];
       const full = () => registrationOf(job, now, row.run_count);
-      if (!schedulers.has(registration.schedulerId)) {
+      if (next === undefined) {
         actions.push({ kind: 'missing', job, registration: full(), catchUpFrom, runCount: row.run_count });
-        continue;
+        return;
       }
       const startedLongAgo = fields?.[1] != null && Number(fields[1]) < now - STARTED_WITHOUT_SUCCESSOR_MS;
       if (!exists || fields?.[2] != null || startedLongAgo) {
-        actions.push({ kind: 'stuck', job, registration: full(), catchUpFrom, runCount: row.run_count });
+        const action: Action = { kind: 'stuck', job, registration: full(), catchUpFrom, runCount: row.run_count };
+        suspects.push({ action, schedulerId: registration.schedulerId, next });
       }
     } else if (registration.kind === 'delayed') {
       if (!exists) actions.push({ kind: 'missing', job, registration, catchUpFrom: null, runCount: row.run_count });
@@ -289,7 +298,12 @@ async function judgePage(
       const at = Date.parse(job.schedule.at);
       if (at <= now) actions.push({ kind: 'catchup', job, at });
     }
-  }
+  });
+  // A scheduler that moved on between the two reads was only busy: stuck is one that did not.
+  const again = await nextOf(suspects.map((s) => s.schedulerId));
+  suspects.forEach((suspect, i) => {
+    if (again[i] === suspect.next) actions.push(suspect.action);
+  });
   return actions;
 }
 
