@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const soak = process.argv.includes('--soak');
 const rest = process.argv.slice(2).filter((a) => a !== '--soak');
-const result = spawnSync('pnpm', ['vitest', 'run', '--project', '@tickwork/e2e', 'e2e/chaos', ...rest], {
+const result = spawnSync('pnpm', ['vitest', 'run', '--project', '@tickwork/chaos', ...rest], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, ...(soak ? { TICKWORK_CHAOS_SOAK: '1' } : {}) },

@@ -37,7 +37,7 @@ describe('chaos: Postgres stops for 20 s', () => {
   it('answers 503 in < 1 s throughout, pauses the workers, and loses nothing', async () => {
     const { sink, fleet, token } = scenario;
     sink.respond = () => ({ status: 200, delayMs: 300 });
-    const jobs = await scenario.createEveryJobs(20, 1_000, 'pg');
+    const jobs = await scenario.createEveryJobs(20, 2_000, 'pg');
     const from = Date.now() + 1_000;
     await sink.waitFor((r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= from)), 15_000, 'every job firing');
 

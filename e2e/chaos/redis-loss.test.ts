@@ -120,7 +120,7 @@ describe('chaos: Redis loses its data', () => {
   let jobs: CreatedJob[];
 
   it('heals a FLUSHALL: every job fires again within one reconcile interval + 5 s, one catch-up at most, no orphan', async () => {
-    jobs = [...(await scenario.createEveryJobs(20, 1_000, 'flush')), ...(await scenario.createEveryJobs(5, 2_000, 'flush2'))];
+    jobs = [...(await scenario.createEveryJobs(20, 2_000, 'flush')), ...(await scenario.createEveryJobs(5, 3_000, 'flush3'))];
     await lose(jobs, () => redis.flushAll(), 'redis-flush');
   }, 90_000);
 

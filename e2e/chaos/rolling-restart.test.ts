@@ -69,10 +69,10 @@ describe('chaos: rolling restart', () => {
     expect(failures).toEqual([]);
   }, 120_000);
 
-  it('SIGTERM every worker in turn while 30 schedules fire every second: 0 lost', async () => {
+  it('SIGTERM every worker in turn while 30 schedules fire every 2 s: 0 lost', async () => {
     const { fleet, sink } = scenario;
     sink.respond = () => ({ status: 200, delayMs: 200 + Math.floor(Math.random() * 300) });
-    const jobs = await scenario.createEveryJobs(30, 1_000, 'rolling-worker');
+    const jobs = await scenario.createEveryJobs(30, 2_000, 'rolling-worker');
     const from = Date.now() + 2_000;
     await sink.waitFor((r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= from)), 15_000, 'every job firing');
     for (let i = 0; i < fleet.workers.length; i++) {

@@ -81,19 +81,20 @@ describe('chaos: job lifecycle against the workers', () => {
           const id = pick(model, n);
           if (!id) return;
           const r = await call(api, 'POST', `/v1/jobs/${id}/${action}`, { token });
-          expect([200, 202, 409]).toContain(r.status);
+          // A delete racing in the same group may have taken the job away: 404 is an answer too.
+          expect([200, 202, 404, 409]).toContain(r.status);
         }),
       ),
       fc.tuple(fc.nat(), fc.integer({ min: 1, max: 5 })).map(([n, seconds]) => async (model: Model) => {
         const id = pick(model, n);
         if (!id) return;
         const r = await call(api, 'PATCH', `/v1/jobs/${id}`, { token, body: { schedule: { everyMs: seconds * 1_000 } } });
-        expect(r.status).toBe(200);
+        expect([200, 404]).toContain(r.status);
       }),
       fc.nat().map((n) => async (model: Model) => {
         const id = pick(model, n);
         if (!id) return;
-        expect((await call(api, 'DELETE', `/v1/jobs/${id}`, { token })).status).toBe(204);
+        expect([204, 404]).toContain((await call(api, 'DELETE', `/v1/jobs/${id}`, { token })).status);
         model.ids = model.ids.filter((x) => x !== id);
       }),
     ];

@@ -30,6 +30,7 @@ beforeAll(async () => {
     bullmqPrefix: prefix,
     adminToken: ADMIN_TOKEN,
     secretKey: 'test-secret-key-0123456789-0123456789',
+    callbackAllowPrivate: true,
   });
   await app.ready();
   const service = await app.inject({

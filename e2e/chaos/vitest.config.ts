@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    name: '@tickwork/chaos',
+    include: ['**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 60_000,
+    // The scenarios kill processes and measure recovery: one file at a time, so they neither
+    // share a disturbance nor starve each other of the two cores.
+    fileParallelism: false,
+  },
+});
