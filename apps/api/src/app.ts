@@ -10,6 +10,7 @@ import authPlugin from './plugins/auth.ts';
 import bullBoardPlugin from './plugins/bull-board.ts';
 import dbPlugin from './plugins/db.ts';
 import errorsPlugin from './plugins/errors.ts';
+import metricsPlugin from './plugins/metrics.ts';
 import queuePlugin from './plugins/queue.ts';
 import swaggerPlugin from './plugins/swagger.ts';
 import adminRoutes from './routes/v1/admin/services.ts';
@@ -27,6 +28,7 @@ export default fp<AppConfig>(
     await app.register(errorsPlugin);
     await app.register(dbPlugin, { url: config.databaseUrl, readUrl: config.databaseReadUrl, poolMax: config.databasePoolMax });
     await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+    await app.register(metricsPlugin);
     await app.register(authPlugin, { adminToken: config.adminToken });
     await app.register(swaggerPlugin);
     await app.register(bullBoardPlugin, { adminToken: config.adminToken });

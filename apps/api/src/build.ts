@@ -7,6 +7,15 @@ import { validatorCompiler } from './plugins/validation.ts';
 
 export const BODY_LIMIT = 64 * 1024;
 
+/** Never in a log line: credentials in headers, and request bodies (targets carry secrets). */
+export const API_LOG_REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.body',
+  'headers.authorization',
+  'body',
+];
+
 export async function buildServer(config: AppConfig, options: Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> = {}) {
   const server = Fastify({
     ...options,

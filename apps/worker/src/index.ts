@@ -2,3 +2,4 @@ export * from './deliver.ts';
 export * from './fire.ts';
 export * from './outbound-guard.ts';
 export * from './worker.ts';
+export * from './metrics.ts';

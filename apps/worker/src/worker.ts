@@ -5,12 +5,14 @@
 import { hostname } from 'node:os';
 import { Worker, type ConnectionOptions } from 'bullmq';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { FIRE_QUEUE, MAX_TIMEOUT_MS, cronRepeatStrategy, type Config, type FireJobData } from '@tickwork/core';
 import { createDatabase } from '@tickwork/db';
-import { redisOptionsFrom } from '@tickwork/queue';
+import { FireQueue, redisOptionsFrom, warnUnlessNoeviction } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
-import { fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
+import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
+import { createWorkerRegistry, observeWorker } from './metrics.ts';
 
 /**
  * BullMQ renews a job's lock every `lockDuration / 2` while the processor runs, so a slow
@@ -37,9 +39,24 @@ export type WorkerConfig = Pick<
 export interface TickworkWorker {
   worker: Worker<FireJobData>;
   workerId: string;
+  /** What /metrics on the worker's port serves. */
+  metrics: Registry;
   /** Stops taking occurrences, lets in-flight ones finish within the grace period, closes. */
   close(): Promise<void>;
-  isReady(): Promise<{ postgres: boolean; redis: boolean }>;
+  /** Postgres and Redis answer, and the worker is not shutting down. */
+  isReady(): Promise<{ postgres: boolean; redis: boolean; accepting: boolean }>;
+}
+
+async function answersWithin(ms: number, work: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true, () => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function startWorker(config: WorkerConfig, logger: Logger): Promise<TickworkWorker> {
@@ -73,45 +90,57 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   });
   worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
   worker.on('failed', (job, error) => {
-    if (error?.name !== 'RetryLaterError') logger.warn({ err: error, bullJobId: job?.id }, 'occurrence failed');
+    if (error instanceof RetryLaterError) return;
+    // Postgres or Redis failed mid-occurrence: BullMQ runs it again, and the run keeps its id.
+    logger.warn(
+      { err: error, jobId: job?.data.jobId, runId: job?.data.runId, attempt: job?.attemptsMade, bullJobId: job?.id },
+      'occurrence failed; BullMQ will run it again',
+    );
   });
+  observeWorker(worker);
   await worker.waitUntilReady();
+  // The api's fast-failing producer connection, here for the queue gauges only: a scrape while
+  // Redis is away answers at once instead of queueing behind the worker's retrying connection.
+  const statsQueue = new FireQueue({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+  void warnUnlessNoeviction(config.redisUrl, logger);
   // Housekeeping passes (reconcile, prune, …) add themselves to this list.
   const tasks: MaintenanceTask[] = [];
   const maintenance = await startMaintenance({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix, logger, tasks });
   logger.info({ workerId, concurrency: config.workerConcurrency, maxTimeoutMs: MAX_TIMEOUT_MS }, 'worker started');
 
   let closing: Promise<void> | undefined;
+  // Each part answers within a second, so a probe or a scrape never hangs on a dead dependency.
+  const isReady = async () => {
+    const [postgres, redis] = await Promise.all([
+      answersWithin(1_000, database.pool.query('select 1')),
+      answersWithin(1_000, statsQueue.ping()),
+    ]);
+    return { postgres, redis, accepting: closing === undefined };
+  };
+  const metrics = createWorkerRegistry({
+    pool: database.pool,
+    queue: statsQueue.queue,
+    isReady: async () => Object.values(await isReady()).every(Boolean),
+  });
   return {
     worker,
     workerId,
+    metrics,
+    isReady,
     close() {
       closing ??= (async () => {
+        // Past the grace period in-flight callbacks are aborted: each is recorded as a failed
+        // attempt and retried later (same run), so nothing is lost, only delayed.
         const grace = setTimeout(() => abort.abort(new Error('shutdown grace period over')), config.shutdownGraceMs);
         try {
-          await maintenance.close();
-          await worker.close();
+          await Promise.all([maintenance.close(), worker.close()]);
         } finally {
           clearTimeout(grace);
-          await Promise.allSettled([dispatchers.guarded.close(), dispatchers.allowListed.close()]);
+          await Promise.allSettled([dispatchers.guarded.close(), dispatchers.allowListed.close(), statsQueue.close()]);
           await database.close();
         }
       })();
       return closing;
-    },
-    async isReady() {
-      const [postgres, redis] = await Promise.all([
-        database.pool
-          .query('select 1')
-          .then(() => true)
-          .catch(() => false),
-        worker
-          .getBackend()
-          .client.then((client) => client.get('tickwork:ping'))
-          .then(() => true)
-          .catch(() => false),
-      ]);
-      return { postgres, redis };
     },
   };
 }
