@@ -31,8 +31,15 @@ export async function buildServer(config: AppConfig, options: Pick<FastifyServer
     routerOptions: { ignoreTrailingSlash: true },
   }).withTypeProvider<TypeBoxTypeProvider>();
   server.setValidatorCompiler(validatorCompiler);
+  // A keep-alive connection that goes idle after close() began would hold the process open
+  // until its timeout: a response sent while closing asks the client to hang up instead.
+  let closing = false;
+  server.addHook('preClose', async () => {
+    closing = true;
+  });
   server.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (closing) reply.header('connection', 'close');
   });
   await server.register(app, config);
   return server;
