@@ -9,6 +9,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { TickworkError } from '@tickwork/core';
 import { isAdminToken } from './auth.ts';
+import { sendProblem } from './errors.ts';
 
 export const BULL_BOARD_PATH = '/admin/queues';
 
@@ -37,7 +38,13 @@ export default fp<{ adminToken: string | undefined }>(
         scope.addHook('onRequest', async (request, reply) => {
           if (!isAdminToken(tokenOf(request.headers.authorization), options.adminToken)) {
             reply.header('www-authenticate', 'Basic realm="Tickwork operators", charset="UTF-8"');
-            throw new TickworkError('unauthorized', 'Operators only: use the admin token (as the Basic password, or Bearer).');
+            // Sent here, not thrown: Bull Board's routes have an error handler of their own,
+            // which would turn the 401 into a 500.
+            return sendProblem(
+              request,
+              reply,
+              new TickworkError('unauthorized', 'Operators only: use the admin token (as the Basic password, or Bearer).'),
+            );
           }
         });
         await scope.register(serverAdapter.registerPlugin(), { prefix: BULL_BOARD_PATH });
