@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { BOARD_SCHEDULER_LIMIT } from '../src/plugins/bull-board.ts';
 import { ADMIN_TOKEN, startTestApi, type TestApi } from './helpers.ts';
 
 let api: TestApi;
@@ -82,5 +83,28 @@ describe('/admin/queues', () => {
     expect(await queue.isPaused()).toBe(false);
     expect(await queue.getJobSchedulersCount()).toBe(1);
     expect(await queue.getJobCounts('delayed', 'waiting')).toEqual({ delayed: 1, waiting: 0 });
+  });
+
+  it(`lists only the ${BOARD_SCHEDULER_LIMIT} schedulers due soonest, and counts them all`, async () => {
+    const headers = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const extra = BOARD_SCHEDULER_LIMIT + 20;
+    const base = Date.now() + 2 * 3_600_000;
+    await Promise.all(
+      Array.from({ length: extra }, (_, i) =>
+        queue.upsertJobScheduler(`board-load-${i}`, { every: 86_400_000, startDate: base + i * 1_000 }, { name: 'fire', data: {} }),
+      ),
+    );
+    const listed = await api.app.inject({ method: 'GET', url: '/admin/queues/api/job-schedulers', headers });
+    expect(listed.statusCode).toBe(200);
+    const schedulers: Array<{ id: string; next: number }> = listed.json().schedulers;
+    expect(schedulers).toHaveLength(BOARD_SCHEDULER_LIMIT);
+    const nexts = schedulers.map((scheduler) => scheduler.next);
+    expect(nexts).toEqual([...nexts].sort((a, b) => a - b));
+    // The api's own hourly job comes due before any of these.
+    expect(schedulers[0]!.id).toBe(`job:${jobId}:v1`);
+
+    const queues = await api.app.inject({ method: 'GET', url: '/admin/queues/api/queues', headers });
+    const fire = queues.json().queues.find((q: { name: string }) => q.name === 'fire');
+    expect(fire.jobSchedulerCount).toBe(extra + 1);
   });
 });
