@@ -1,7 +1,8 @@
 /**
  * What an operator sees of real api and worker processes: the worker's /metrics after a callback
- * that is retried once and then succeeds, and JSON logs that name the request or the occurrence
- * on every line while never showing a secret or a callback body.
+ * that is retried once and then succeeds; every metric the dashboard and alerts use, really
+ * exported by one of the two; and JSON logs that name the request or the occurrence on every
+ * line while never showing a secret or a callback body.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
@@ -10,6 +11,7 @@ import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } fr
 import { eventually, startSink, type Sink } from './lib/sink.ts';
 import { deletePrefix } from './lib/redis.ts';
 import { scrape } from './lib/metrics.ts';
+import { DASHBOARD_METRICS, METRIC_LABELS, PROMETHEUS_SYNTHETIC_METRICS, familyOf } from './lib/metric-names.ts';
 
 const TARGET_SECRET = 'target-header-secret-5d1f0c';
 const BODY_MARKER = 'callback-body-marker-9a7e21';
@@ -80,6 +82,46 @@ describe('worker metrics', () => {
       return page.body.items[0]?.status === 'succeeded' ? page.body.items[0] : undefined;
     }, 10_000, 'the run to be recorded');
     expect(run.attempts).toBe(2);
+  });
+});
+
+describe('the metric contract with infra/ (dashboard, alerts, KEDA)', () => {
+  it('every metric they use is exported by the api or the worker, with the labels they select on', async () => {
+    const [fromApi, fromWorker] = await Promise.all([scrape(api.url), scrape(worker.url)]);
+    const exported = new Map<string, Set<string>>();
+    for (const families of [fromApi, fromWorker]) {
+      for (const family of families.values()) {
+        const labels = exported.get(family.name) ?? new Set<string>();
+        exported.set(family.name, labels);
+        for (const sample of family.samples) {
+          exported.set(sample.name, exported.get(sample.name) ?? new Set());
+          for (const label of Object.keys(sample.labels)) labels.add(label);
+        }
+      }
+    }
+    const missing = DASHBOARD_METRICS.filter((name) => !PROMETHEUS_SYNTHETIC_METRICS.includes(name) && !exported.has(name));
+    expect(missing).toEqual([]);
+    for (const [family, labels] of Object.entries(METRIC_LABELS)) {
+      // A counter nothing has incremented yet (the reconciler's repairs) shows no labels.
+      if (family === 'tickwork_reconcile_repairs_total' && exported.get(family)?.size === 0) continue;
+      expect([...(exported.get(family) ?? [])], family).toEqual(expect.arrayContaining([...labels]));
+    }
+    // Every histogram series the dashboard reads belongs to a family that is a histogram.
+    for (const name of DASHBOARD_METRICS.filter((n) => /_(bucket|sum|count)$/.test(n))) {
+      const family = familyOf(name);
+      expect(fromApi.get(family)?.type ?? fromWorker.get(family)?.type, name).toBe('histogram');
+    }
+  });
+
+  it('the api exports the HTTP metrics and the worker the delivery metrics', async () => {
+    const [fromApi, fromWorker] = await Promise.all([scrape(api.url), scrape(worker.url)]);
+    expect(fromApi.has('http_request_duration_seconds')).toBe(true);
+    for (const name of ['tickwork_runs_total', 'tickwork_fire_lag_seconds', 'tickwork_callback_duration_seconds', 'tickwork_retries_total']) {
+      expect(fromWorker.has(name), name).toBe(true);
+    }
+    for (const shared of ['tickwork_queue_jobs', 'tickwork_schedulers', 'tickwork_ready', 'tickwork_db_pool_total']) {
+      expect(fromApi.has(shared) && fromWorker.has(shared), shared).toBe(true);
+    }
   });
 });
 
