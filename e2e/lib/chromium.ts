@@ -20,11 +20,11 @@ export function ensureChromium(): void {
       env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     });
   try {
-    apt('install', '-y', '--no-install-recommends', 'chromium');
+    apt('install', '-y', 'chromium');
   } catch {
     // A fresh machine's package lists may be missing or stale.
     apt('update');
-    apt('install', '-y', '--no-install-recommends', 'chromium');
+    apt('install', '-y', 'chromium');
   }
   if (!existsSync(CHROMIUM)) throw new Error(`apt-get installed chromium, but ${CHROMIUM} is not there`);
 }
