@@ -8,6 +8,7 @@
  * prometheus package into the temp dir (not installed: no daemon, no service). Missing ones are
  * installed on first run; after that the file takes a few seconds.
  */
+import { parseAllDocuments } from 'yaml';
 import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -115,39 +116,12 @@ function ensurePromtool(): string {
   return bin;
 }
 
-type ParseYaml = (text: string) => unknown[];
-let parseYamlDocs: ParseYaml;
-
-/**
- * The `yaml` package when it resolves from here; pnpm does not hoist it (it is only a dependency
- * of other packages), so otherwise Python's yaml module, which docker-compose depends on.
- */
-async function loadYamlParser(): Promise<ParseYaml> {
-  try {
-    const specifier = 'yaml';
-    const mod = (await import(/* @vite-ignore */ specifier)) as {
-      parseAllDocuments: (text: string) => Array<{ errors: Error[]; toJS: () => unknown }>;
-    };
-    return (text) =>
-      mod.parseAllDocuments(text).map((doc) => {
-        if (doc.errors.length > 0) throw doc.errors[0];
-        return doc.toJS();
-      });
-  } catch {
-    const probe = run('python3', ['-c', 'import yaml']);
-    if (probe.status !== 0) {
-      throw new Error('no YAML parser: neither the yaml package nor python3-yaml is available');
-    }
-    return (text) => {
-      const r = run(
-        'python3',
-        ['-c', 'import json, sys, yaml; json.dump(list(yaml.safe_load_all(sys.stdin)), sys.stdout)'],
-        { input: text },
-      );
-      if (r.status !== 0) throw new Error(`YAML does not parse:\n${r.stderr}`);
-      return JSON.parse(r.stdout) as unknown[];
-    };
-  }
+/** Every document of a YAML file, as plain data; a syntax error fails the test. */
+function parseYamlDocs(text: string): unknown[] {
+  return parseAllDocuments(text).map((doc) => {
+    if (doc.errors.length > 0) throw doc.errors[0];
+    return doc.toJS();
+  });
 }
 
 const parseYaml = (text: string): any => {
@@ -164,12 +138,6 @@ beforeAll(async () => {
   dockerCompose = ensureCommand('docker-compose', 'docker-compose');
   nginxBin = ensureCommand('nginx', 'nginx');
   promtool = ensurePromtool();
-  const parse = await loadYamlParser();
-  const parsed = new Map<string, unknown[]>();
-  parseYamlDocs = (text) => {
-    if (!parsed.has(text)) parsed.set(text, parse(text));
-    return structuredClone(parsed.get(text)!);
-  };
 }, SETUP_TIMEOUT);
 
 // ---------------------------------------------------------------------------------------------

@@ -114,8 +114,11 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
               errors: [{ field: 'name', message: 'is already taken' }],
             });
           }
-          // The commit may have failed after Redis accepted the schedule: take it back.
-          await app.fireQueue.unregister(id, 1).catch(() => {});
+          // The commit may have failed after Redis accepted the schedule: take it back, without
+          // making the client wait (a worker drops occurrences of jobs Postgres does not have).
+          void app.fireQueue.unregister(id, 1).catch((cleanupError: unknown) => {
+            request.log.warn({ err: cleanupError, jobId: id }, 'could not remove the scheduler of a rolled-back job');
+          });
           throw error;
         });
       reply.code(201).header('location', `/v1/jobs/${row.id}`).header('etag', etagOf(row.version));

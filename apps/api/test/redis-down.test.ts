@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer } from 'node:net';
+import { createTestDatabase, testPrefix, type TestDatabase } from '@tickwork/db/testing';
+import { buildServer } from '../src/build.ts';
+import { ADMIN_TOKEN } from './helpers.ts';
+
+/** A port with nothing listening: Redis is "down" for this api. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+let db: TestDatabase;
+let app: Awaited<ReturnType<typeof buildServer>>;
+
+beforeAll(async () => {
+  db = await createTestDatabase('tw_api_redisdown');
+  app = await buildServer({
+    databaseUrl: db.url,
+    databaseReadUrl: undefined,
+    databasePoolMax: 5,
+    redisUrl: `redis://127.0.0.1:${await closedPort()}`,
+    bullmqPrefix: testPrefix(),
+    adminToken: ADMIN_TOKEN,
+    secretKey: 'test-secret-key-0123456789-0123456789',
+  });
+  await app.ready();
+});
+afterAll(async () => {
+  await app?.close();
+  await db?.drop();
+});
+
+describe('with Redis down', () => {
+  it('answers a create with 503 problem+json and leaves nothing behind in Postgres', async () => {
+    const service = await app.inject({
+      method: 'POST',
+      url: '/v1/admin/services',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      payload: { name: 'no-redis' },
+    });
+    expect(service.statusCode).toBe(201);
+    const started = Date.now();
+    const response = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: { authorization: `Bearer ${service.json().apiKey}` },
+      payload: { name: 'orphan', schedule: { every: '1m' }, target: { url: 'https://example.com/hook' } },
+    });
+    expect(response.statusCode).toBe(503);
+    expect(response.headers['content-type']).toContain('application/problem+json');
+    expect(response.headers['retry-after']).toBeDefined();
+    expect(response.json()).toMatchObject({ status: 503, code: 'unavailable' });
+    // Bounded: the request gave up on Redis instead of hanging (the budget is 2 s).
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const rows = await db.db.selectFrom('jobs').selectAll().execute();
+    expect(rows).toEqual([]);
+  });
+
+  it('reports not ready, naming Redis', async () => {
+    const ready = await app.inject({ method: 'GET', url: '/health/ready' });
+    expect(ready.statusCode).toBe(503);
+    expect(ready.json()).toMatchObject({ status: 'unavailable', checks: { postgres: { status: 'ok' }, redis: { status: 'down' } } });
+  });
+});
