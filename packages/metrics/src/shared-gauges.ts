@@ -127,8 +127,8 @@ export function registerQueueGauges(registry: Registry, queue: QueueStats, optio
     registers: [registry],
     async collect() {
       const snapshot = await read();
-      this.reset();
-      if (snapshot) this.set(snapshot.schedulers);
+      // An unlabelled gauge cannot be absent: NaN says "unknown" (PromQL's max() skips it).
+      this.set(snapshot ? snapshot.schedulers : Number.NaN);
     },
   });
 }

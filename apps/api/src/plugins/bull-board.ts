@@ -14,6 +14,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { Queue } from 'bullmq';
 import { FIRE_QUEUE, TickworkError } from '@tickwork/core';
+import { closeQueue } from '@tickwork/queue';
 import { isAdminToken } from './auth.ts';
 import { sendProblem } from './errors.ts';
 
@@ -47,7 +48,7 @@ export default fp<{ adminToken: string | undefined }>(
     const boardQueue = new BoardQueue(FIRE_QUEUE, { connection, prefix });
     boardQueue.on('error', () => {});
     app.addHook('onClose', async () => {
-      await boardQueue.close();
+      await closeQueue(boardQueue);
     });
     const serverAdapter = new FastifyAdapter();
     serverAdapter.setBasePath(BULL_BOARD_PATH);
