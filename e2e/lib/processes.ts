@@ -74,7 +74,12 @@ function launch(script: string, env: Record<string, string>, port: number): Proc
 
 export async function startApi(env: FleetEnv): Promise<Proc> {
   const port = await freePort();
-  const proc = launch('apps/api/src/server.ts', { ADMIN_TOKEN, HOST: '127.0.0.1', PORT: String(port), ...env }, port);
+  // Tests aim callbacks at loopback sinks; a test of the outbound guard sets it back to false.
+  const proc = launch(
+    'apps/api/src/server.ts',
+    { ADMIN_TOKEN, CALLBACK_ALLOW_PRIVATE: 'true', HOST: '127.0.0.1', PORT: String(port), ...env },
+    port,
+  );
   await waitReady(proc.url, proc.child, proc.output);
   return proc;
 }

@@ -11,7 +11,9 @@ import bullBoardPlugin from './plugins/bull-board.ts';
 import dbPlugin from './plugins/db.ts';
 import errorsPlugin from './plugins/errors.ts';
 import metricsPlugin from './plugins/metrics.ts';
+import outboundPlugin from './plugins/outbound.ts';
 import queuePlugin from './plugins/queue.ts';
+import rateLimitPlugin from './plugins/rate-limit.ts';
 import swaggerPlugin from './plugins/swagger.ts';
 import adminRoutes from './routes/v1/admin/services.ts';
 import healthRoutes from './routes/health.ts';
@@ -21,7 +23,9 @@ import runRoutes from './routes/v1/runs/index.ts';
 export type AppConfig = Pick<
   Config,
   'databaseUrl' | 'databaseReadUrl' | 'databasePoolMax' | 'redisUrl' | 'bullmqPrefix' | 'adminToken' | 'secretKey'
->;
+> &
+  /** Optional so a caller that predates them gets the safe defaults: no private callbacks, 1200/min. */
+  Partial<Pick<Config, 'callbackAllowPrivate' | 'callbackAllowedHosts' | 'rateLimitPerMinute'>>;
 
 export default fp<AppConfig>(
   async (app: FastifyInstance, config) => {
@@ -30,6 +34,15 @@ export default fp<AppConfig>(
     await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
     await app.register(metricsPlugin);
     await app.register(authPlugin, { adminToken: config.adminToken });
+    await app.register(rateLimitPlugin, {
+      redisUrl: config.redisUrl,
+      prefix: config.bullmqPrefix,
+      perMinute: config.rateLimitPerMinute ?? 1200,
+    });
+    await app.register(outboundPlugin, {
+      allowPrivate: config.callbackAllowPrivate ?? false,
+      allowedHosts: config.callbackAllowedHosts ?? [],
+    });
     await app.register(swaggerPlugin);
     await app.register(bullBoardPlugin, { adminToken: config.adminToken });
     await app.register(healthRoutes);

@@ -1,9 +1,11 @@
 /** A Fastify instance with Tickwork's server options and the app registered: used by server.ts and tests. */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { uuidv7 } from '@tickwork/core';
+import { TickworkError, toProblem, uuidv7 } from '@tickwork/core';
 import app, { type AppConfig } from './app.ts';
-import { validatorCompiler } from './plugins/validation.ts';
+import { installJsonParser, validatorCompiler } from './plugins/validation.ts';
 
 export const BODY_LIMIT = 64 * 1024;
 
@@ -15,6 +17,28 @@ export const API_LOG_REDACT_PATHS = [
   'headers.authorization',
   'body',
 ];
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (malformed, headers over 16 KiB,
+ * too slow) still get problem+json, written straight to the socket.
+ */
+function clientErrorHandler(error: Error & { code?: string }, socket: Socket) {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const problem =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? toProblem(new TickworkError('headers_too_large', 'The request headers are larger than 16 KiB.'))
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? toProblem(new TickworkError('request_timeout', 'The request took too long to arrive.'))
+        : toProblem(new TickworkError('validation_failed', 'The request is not valid HTTP.'));
+  const body = JSON.stringify(problem);
+  socket.end(
+    `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nconnection: close\r\ncontent-type: application/problem+json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
 
 export async function buildServer(config: AppConfig, options: Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> = {}) {
   const server = Fastify({
@@ -28,9 +52,13 @@ export async function buildServer(config: AppConfig, options: Pick<FastifyServer
     requestTimeout: 30_000,
     connectionTimeout: 30_000,
     return503OnClosing: true,
+    clientErrorHandler,
     routerOptions: { ignoreTrailingSlash: true },
   }).withTypeProvider<TypeBoxTypeProvider>();
   server.setValidatorCompiler(validatorCompiler);
+  // JSON only: a text/plain body would otherwise reach validation as a string (400) instead of 415.
+  server.removeContentTypeParser('text/plain');
+  installJsonParser(server);
   // A keep-alive connection that goes idle after close() began would hold the process open
   // until its timeout: a response sent while closing asks the client to hang up instead.
   let closing = false;

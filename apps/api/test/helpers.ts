@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { buildServer } from '../src/build.ts';
+import type { AppConfig } from '../src/app.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -14,8 +15,11 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-/** The api on a database and BullMQ prefix of this test file's own. */
-export async function startTestApi(): Promise<TestApi> {
+/**
+ * The api on a database and BullMQ prefix of this test file's own. Callbacks to private
+ * addresses are allowed (tests aim them at loopback) unless `overrides` says otherwise.
+ */
+export async function startTestApi(overrides: Partial<AppConfig> = {}): Promise<TestApi> {
   const db = await createTestDatabase('tw_api');
   const prefix = testPrefix();
   const { redisUrl } = testBaseUrls();
@@ -27,6 +31,8 @@ export async function startTestApi(): Promise<TestApi> {
     bullmqPrefix: prefix,
     adminToken: ADMIN_TOKEN,
     secretKey: 'test-secret-key-0123456789-0123456789',
+    callbackAllowPrivate: true,
+    ...overrides,
   });
   await app.ready();
   let services = 0;

@@ -3,9 +3,11 @@
  * send it through the guarded dispatcher within the target's timeout, and read the outcome.
  * Redirects are not followed; the response body is read up to 1 KiB and the rest discarded.
  */
-import { Agent, request, type Dispatcher } from 'undici';
-import { signWebhook, type AttemptResult, type Target } from '@tickwork/core';
-import { DestinationNotAllowedError, checkUrl, guardedLookup, isHostAllowListed, type OutboundPolicy } from './outbound-guard.ts';
+import { request, type Dispatcher } from 'undici';
+import { isHostAllowListed, signWebhook, type AttemptResult, type OutboundPolicy, type Target } from '@tickwork/core';
+import { DestinationNotAllowedError, checkUrl } from './outbound-guard.ts';
+
+export { createDispatchers } from './outbound-guard.ts';
 
 export const USER_AGENT = 'Tickwork/0.1.0';
 const EXCERPT_BYTES = 1024;
@@ -27,14 +29,6 @@ export interface DeliveryOutcome {
   httpStatus: number | null;
   responseExcerpt: string | null;
   error: string | null;
-}
-
-export function createDispatchers(policy: OutboundPolicy): { guarded: Dispatcher; allowListed: Dispatcher } {
-  const options = { keepAliveTimeout: 10_000, connections: 64, maxRedirections: 0 } as const;
-  return {
-    guarded: new Agent({ ...options, connect: { lookup: guardedLookup(policy) } }),
-    allowListed: new Agent(options),
-  };
 }
 
 function bodyOf(target: Target): { body: string | undefined; contentType: string | undefined } {
@@ -100,8 +94,7 @@ export async function deliver(
     ...delivery.target.headers,
     ...headersFor(delivery, body ?? '', Math.floor(Date.now() / 1000)),
   };
-  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
-  const dispatcher = isHostAllowListed(policy, url.hostname, port) ? dispatchers.allowListed : dispatchers.guarded;
+  const dispatcher = isHostAllowListed(policy, url) ? dispatchers.allowListed : dispatchers.guarded;
   const timeout = AbortSignal.timeout(delivery.target.timeoutMs);
   try {
     const response = await request(url, {

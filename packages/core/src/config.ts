@@ -2,6 +2,8 @@
  * The environment, validated once at start. Every failing variable is named; the process exits
  * on a bad value instead of running with a surprise. DESIGN.md §8 lists the variables.
  */
+import { parseAllowedHost } from './outbound.ts';
+
 export interface Config {
   nodeEnv: string;
   /** @defaultValue `postgres://postgres@127.0.0.1:5432/tickwork` */
@@ -98,6 +100,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     problems.push('SECRET_KEY must be at least 32 characters');
   }
   const readUrl = env.DATABASE_READ_URL || undefined;
+  const allowedHosts = () => {
+    const entries = str('CALLBACK_ALLOWED_HOSTS', '')
+      .split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean);
+    for (const entry of entries) {
+      if (!parseAllowedHost(entry)) problems.push(`CALLBACK_ALLOWED_HOSTS entries are host or host:port (got "${entry}")`);
+    }
+    return entries;
+  };
 
   const config: Config = {
     nodeEnv,
@@ -113,10 +125,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerConcurrency: int('WORKER_CONCURRENCY', 10, 1, 1000),
     workerPort: int('WORKER_PORT', 9464, 0, 65535),
     callbackAllowPrivate: bool('CALLBACK_ALLOW_PRIVATE'),
-    callbackAllowedHosts: str('CALLBACK_ALLOWED_HOSTS', '')
-      .split(',')
-      .map((h) => h.trim().toLowerCase())
-      .filter(Boolean),
+    callbackAllowedHosts: allowedHosts(),
     runRetentionDays: int('RUN_RETENTION_DAYS', 7, 1, 3650),
     reconcileIntervalMs: int('RECONCILE_INTERVAL_MS', 30_000, 1_000, 86_400_000),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 30_000, 0, 600_000),

@@ -1,6 +1,8 @@
-import { validationError, type FieldError } from './errors.ts';
+import { quotaExceeded, validationError, type FieldError, type TickworkError } from './errors.ts';
 import {
+  MIN_INTERVAL_MS,
   nextOccurrence,
+  nextOccurrences,
   normalizeSchedule,
   type NormalizedSchedule,
   type Schedule,
@@ -69,10 +71,9 @@ export interface ScheduleLimits {
 /** Checks what the JSON schema cannot (the URL, the schedule's meaning, the window), and applies defaults. */
 export function buildJobSpec(body: CreateJobBody, options: { now: number; limits?: ScheduleLimits }): JobSpec {
   const errors: FieldError[] = [];
-  const normalized = normalizeSchedule(body.schedule, {
-    now: options.now,
-    ...(options.limits ? { minIntervalMs: options.limits.minIntervalMs } : {}),
-  });
+  // The service's minimum interval is a quota (403, below), not a validation rule: only the
+  // system-wide floor makes a schedule invalid.
+  const normalized = normalizeSchedule(body.schedule, { now: options.now });
   if ('errors' in normalized) errors.push(...normalized.errors);
   errors.push(...targetErrors(body.target));
   const startAt = body.startAt === undefined ? null : Date.parse(body.startAt);
@@ -86,6 +87,10 @@ export function buildJobSpec(body: CreateJobBody, options: { now: number; limits
     errors.push({ field: 'retry.backoff.maxDelayMs', message: 'must be at least delayMs' });
   }
   if (errors.length > 0) throw validationError(errors);
+  if (options.limits) {
+    const quotaError = minIntervalQuotaError((normalized as { schedule: NormalizedSchedule }).schedule, body.schedule, options);
+    if (quotaError) throw quotaError;
+  }
 
   const schedule = scheduleOf((normalized as { schedule: NormalizedSchedule }).schedule, body.schedule);
   return {
@@ -118,6 +123,31 @@ export function buildJobSpec(body: CreateJobBody, options: { now: number; limits
       },
     },
   };
+}
+
+/** Enough occurrences to find a cron pattern's shortest gap (`0,1 * * * *` has 1 min and 59 min). */
+const GAP_SAMPLE = 64;
+
+/** A 403 naming the `minIntervalMs` quota when the schedule fires more often than it allows. */
+function minIntervalQuotaError(
+  schedule: NormalizedSchedule,
+  input: ScheduleInput,
+  options: { now: number; limits?: ScheduleLimits },
+): TickworkError | undefined {
+  const min = options.limits?.minIntervalMs ?? MIN_INTERVAL_MS;
+  if (min <= MIN_INTERVAL_MS || schedule.kind === 'at') return undefined;
+  let gap = Infinity;
+  if (schedule.kind === 'every') {
+    gap = schedule.everyMs;
+  } else {
+    const times = nextOccurrences(schedule, { anchorMs: options.now }, options.now, GAP_SAMPLE);
+    for (let i = 1; i < times.length; i++) gap = Math.min(gap, times[i]! - times[i - 1]!);
+  }
+  if (gap >= min) return undefined;
+  const field = schedule.kind === 'cron' ? 'schedule.cron' : input.every !== undefined ? 'schedule.every' : 'schedule.everyMs';
+  return quotaExceeded('minIntervalMs', `This service's jobs may fire at most once every ${min} ms; this schedule fires every ${gap} ms.`, [
+    { field, message: `fires more often than the minIntervalMs quota of ${min} ms` },
+  ]);
 }
 
 /** The schedule to store: the client's own spelling (`every: "5m"` stays so), with defaults filled in. */

@@ -28,6 +28,7 @@ export const ProblemSchema = Type.Object(
     code: Type.String({ description: 'A stable error code; see docs/errors.md.' }),
     instance: Type.Optional(Type.String()),
     errors: Type.Optional(Type.Array(FieldErrorSchema)),
+    quota: Type.Optional(Type.String({ description: 'For `quota_exceeded`: the quota, `maxJobs` or `minIntervalMs`.' })),
   },
   { $id: 'Problem', description: 'RFC 9457 problem details (`application/problem+json`).' },
 );
@@ -231,19 +232,4 @@ export const JobListSchema = Type.Object({
 export const RunListSchema = Type.Object({
   items: Type.Array(RunSchema),
   nextCursor: Nullable(Type.String()),
-});
-
-export const CreateServiceBody = Type.Object(
-  {
-    name: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }),
-  },
-  { additionalProperties: false },
-);
-
-export const CreatedServiceSchema = Type.Object({
-  id: Id,
-  name: Type.String(),
-  apiKey: Type.String({ description: 'Shown once: only its hash is stored.' }),
-  signingSecret: Type.String({ description: 'The `whsec_` secret that signs callbacks.' }),
-  createdAt: Instant,
 });

@@ -6,12 +6,24 @@ import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, 
 
 export const API_KEY_PREFIX = 'tw_';
 
-/** A new API key: `tw_` and 40 base62 characters (~238 bits). */
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+const API_KEY_BODY_LENGTH = 40;
+
+/** What an API key looks like: a token of another shape is refused without a database lookup. */
+export const API_KEY_PATTERN = /^tw_[0-9A-Za-z]{40}$/;
+
+/**
+ * A new API key: `tw_` and 40 base62 characters (~238 bits). The prefix makes a leaked key easy
+ * to spot (secret scanners, logs). Bytes of 248 and above are dropped rather than folded with
+ * `% 62`, so every character is equally likely.
+ */
 export function generateApiKey(): string {
-  const alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-  const bytes = randomBytes(40);
   let out = '';
-  for (const byte of bytes) out += alphabet[byte % 62];
+  while (out.length < API_KEY_BODY_LENGTH) {
+    for (const byte of randomBytes(API_KEY_BODY_LENGTH)) {
+      if (byte < 248 && out.length < API_KEY_BODY_LENGTH) out += BASE62[byte % 62];
+    }
+  }
   return API_KEY_PREFIX + out;
 }
 
@@ -24,10 +36,11 @@ export function displayPrefixOf(apiKey: string): string {
   return apiKey.slice(0, API_KEY_PREFIX.length + 6);
 }
 
+/** Compares two secrets in time that depends on neither, nor on their lengths (both are hashed first). */
 export function constantTimeEqual(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
+  const left = createHash('sha256').update(a).digest();
+  const right = createHash('sha256').update(b).digest();
+  return timingSafeEqual(left, right);
 }
 
 /** A Standard Webhooks secret: `whsec_` and 32 random bytes in base64. */

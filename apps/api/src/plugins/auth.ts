@@ -1,16 +1,23 @@
 /**
- * Who is calling. Service routes take `Authorization: Bearer <api key>`: the key's SHA-256 is
- * looked up (no secret is ever compared in SQL), so a revoked key or disabled service fails at
- * once on every api instance. Admin routes take the ADMIN_TOKEN, compared in constant time.
+ * Who is calling, and may they. Service routes take `Authorization: Bearer <api key>`: the key's
+ * SHA-256 is looked up (no secret is ever compared in SQL), so a revoked key or disabled service
+ * fails at once on every api instance. The scope a request needs follows from its method (reads
+ * need `jobs:read`, anything else `jobs:write`) unless the route says otherwise in
+ * `config.scope`, so a new route is covered without a line of its own. Admin routes take the
+ * ADMIN_TOKEN, compared in constant time.
  */
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { TickworkError, constantTimeEqual, hashApiKey } from '@tickwork/core';
-import { findUsableKey, type Principal } from '@tickwork/db';
+import { API_KEY_PATTERN, API_KEY_PREFIX, TickworkError, constantTimeEqual, hashApiKey, type ApiKeyScope } from '@tickwork/core';
+import { findUsableKey, touchApiKey, type Principal } from '@tickwork/db';
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    /** The scope a route needs when its method alone would say otherwise (a POST that only reads). */
+    scope?: ApiKeyScope;
   }
   interface FastifyInstance {
     /** preHandler for /v1 service routes. */
@@ -36,6 +43,16 @@ export function principalOf(request: FastifyRequest): Principal {
   return request.principal;
 }
 
+/** The scope a request needs: the route's own, else `jobs:read` for GET/HEAD and `jobs:write` for the rest. */
+export function scopeOf(request: FastifyRequest): ApiKeyScope {
+  const declared = request.routeOptions.config?.scope;
+  if (declared) return declared;
+  return request.method === 'GET' || request.method === 'HEAD' ? 'jobs:read' : 'jobs:write';
+}
+
+/** `last_used_at` is written at most this often per key, so a busy key costs no write per request. */
+const TOUCH_EVERY_MS = 60_000;
+
 export function isAdminToken(token: string | undefined, adminToken: string | undefined): boolean {
   return token !== undefined && adminToken !== undefined && constantTimeEqual(token, adminToken);
 }
@@ -52,12 +69,25 @@ export default fp<AuthPluginOptions>(
       if (isAdminToken(token, options.adminToken)) {
         throw new TickworkError('forbidden', 'The admin token is for /v1/admin routes only; use a service API key.');
       }
-      const principal = await findUsableKey(app.db, hashApiKey(token));
-      if (!principal) {
+      // The lookup is by hash, so a timing difference in the index says nothing about any key;
+      // the constant-time check after it makes the comparison itself independent of the secret.
+      const hash = hashApiKey(token);
+      const principal = API_KEY_PATTERN.test(token) ? await findUsableKey(app.db, hash) : undefined;
+      if (!principal || !constantTimeEqual(principal.hash, hash)) {
         reply.header('www-authenticate', 'Bearer error="invalid_token"');
         throw new TickworkError('unauthorized', 'The API key is not valid (unknown, revoked, expired or disabled).');
       }
+      const needed = scopeOf(request);
+      if (!principal.scopes.includes(needed)) {
+        throw new TickworkError('forbidden', `This API key lacks the scope ${needed}.`);
+      }
       request.principal = principal;
+      const now = new Date();
+      if (!principal.lastUsedAt || now.getTime() - principal.lastUsedAt.getTime() > TOUCH_EVERY_MS) {
+        touchApiKey(app.db, principal.keyId, now).catch((error: unknown) => {
+          request.log.warn({ err: error }, 'could not record the key as used');
+        });
+      }
     });
     app.decorate('authenticateAdmin', async (request: FastifyRequest, reply: FastifyReply) => {
       const token = bearerOf(request);
@@ -66,7 +96,7 @@ export default fp<AuthPluginOptions>(
         throw new TickworkError('unauthorized', 'Authenticate with Authorization: Bearer <ADMIN_TOKEN>.');
       }
       if (!isAdminToken(token, options.adminToken)) {
-        if (token.startsWith('tw_')) throw new TickworkError('forbidden', 'Admin routes need the admin token, not a service key.');
+        if (token.startsWith(API_KEY_PREFIX)) throw new TickworkError('forbidden', 'Admin routes need the admin token, not a service key.');
         throw new TickworkError('unauthorized', 'The admin token is not valid.');
       }
     });

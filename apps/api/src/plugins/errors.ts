@@ -1,10 +1,12 @@
 /**
  * One error handler: every error leaves as RFC 9457 problem+json. Coded TickworkErrors keep
  * their status and detail; validation errors name their fields; anything unexpected is a 500
- * whose detail says nothing of the internals (the log has them, under the request id).
+ * whose detail says nothing of the internals (the log has them, under the request id). An
+ * unknown path is a 404; a known path with another method is a 405 with `Allow` (Fastify alone
+ * would say 404), found from the route table this plugin collects as routes are added.
  */
 import fp from 'fastify-plugin';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import { TickworkError, toProblem, type ErrorCode } from '@tickwork/core';
 import { schemaErrorToProblem } from './validation.ts';
 
@@ -14,12 +16,14 @@ const BY_STATUS: Record<number, ErrorCode> = {
   403: 'forbidden',
   404: 'not_found',
   405: 'method_not_allowed',
+  408: 'request_timeout',
   409: 'conflict',
   412: 'precondition_failed',
   413: 'payload_too_large',
   415: 'unsupported_media_type',
   422: 'unprocessable',
   429: 'rate_limited',
+  431: 'headers_too_large',
   503: 'unavailable',
 };
 
@@ -66,6 +70,22 @@ export function toTickworkError(error: unknown): TickworkError {
   });
 }
 
+/** A route's path as a pattern: `:param` matches one segment, `*` the rest. */
+function patternOf(url: string): RegExp {
+  const source = url
+    .split('/')
+    .map((segment) => (segment.startsWith(':') ? '[^/]+' : segment === '*' ? '.*' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  return new RegExp(`^${source}/?$`);
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route as registered (method, path pattern, schema): the 405 logic and the tenant-isolation tests read it. */
+    routeTable: ReadonlyArray<{ method: string; url: string; schema: FastifySchema | undefined }>;
+  }
+}
+
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: TickworkError) {
   const problem = toProblem(error, request.url.split('?')[0]);
   return reply.code(error.status).type('application/problem+json').send(problem);
@@ -82,9 +102,23 @@ export default fp(
       }
       return sendProblem(request, reply, mapped);
     });
-    app.setNotFoundHandler((request, reply) =>
-      sendProblem(request, reply, new TickworkError('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)),
-    );
+    const routes: Array<{ pattern: RegExp; methods: string[] }> = [];
+    const table: Array<{ method: string; url: string; schema: FastifySchema | undefined }> = [];
+    app.decorate('routeTable', table);
+    app.addHook('onRoute', (route) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      routes.push({ pattern: patternOf(route.url), methods });
+      for (const method of methods) table.push({ method, url: route.url, schema: route.schema });
+    });
+    app.setNotFoundHandler((request, reply) => {
+      const path = request.url.split('?')[0]!;
+      const allowed = new Set(routes.filter((r) => r.pattern.test(path)).flatMap((r) => r.methods));
+      if (allowed.size > 0) {
+        reply.header('allow', [...allowed].sort().join(', '));
+        return sendProblem(request, reply, new TickworkError('method_not_allowed', `${path} does not take ${request.method}; it takes ${[...allowed].sort().join(', ')}.`));
+      }
+      return sendProblem(request, reply, new TickworkError('not_found', `No route ${request.method} ${path}.`));
+    });
   },
   { name: 'errors' },
 );

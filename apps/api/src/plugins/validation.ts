@@ -5,7 +5,7 @@
  */
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import type { FastifySchemaCompiler } from 'fastify';
+import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
 import { validationError, type FieldError } from '@tickwork/core';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
@@ -64,4 +64,41 @@ export function fieldErrors(errors: ErrorObject[], part: string): FieldError[] {
 
 export function schemaErrorToProblem(errors: ErrorObject[], part: string) {
   return validationError(fieldErrors(errors, part));
+}
+
+/**
+ * The JSON path of the first string (value or key) Postgres cannot store — a NUL, which neither
+ * `text` nor `jsonb` accepts, or an unpaired UTF-16 surrogate (`"\ud800"`), which `jsonb` refuses —
+ * or undefined when there is none.
+ */
+export function unstorableStringPath(value: unknown, path = ''): string | undefined {
+  const bad = (s: string) => s.includes('\0') || !s.isWellFormed();
+  if (typeof value === 'string') return bad(value) ? path || '(body)' : undefined;
+  if (typeof value !== 'object' || value === null) return undefined;
+  for (const [key, child] of Object.entries(value)) {
+    const childPath = path ? `${path}.${key}` : key;
+    if (bad(key)) return childPath;
+    const found = unstorableStringPath(child, childPath);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/**
+ * Fastify's own JSON parser (prototype poisoning refused), plus a 400 for strings the database
+ * cannot store, so they fail as the client's error instead of reaching Postgres as a 500.
+ */
+export function installJsonParser(server: FastifyInstance): void {
+  const parse = server.getDefaultJsonParser('error', 'error');
+  server.removeContentTypeParser('application/json');
+  server.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    parse(request, body as string, (error, value) => {
+      if (error) return done(error, undefined);
+      const field = unstorableStringPath(value);
+      if (field !== undefined) {
+        return done(validationError([{ field, message: 'contains a NUL character or an unpaired UTF-16 surrogate' }]) as unknown as Error, undefined);
+      }
+      done(null, value);
+    });
+  });
 }

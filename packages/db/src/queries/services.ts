@@ -1,17 +1,114 @@
-import type { Kysely } from 'kysely';
-import type { Database, ServiceRow } from '../types.ts';
+import { sql, type Kysely } from 'kysely';
+import type { Database, JobRow, ServiceRow } from '../types.ts';
+import { pageOf, type Page } from './cursor.ts';
 
 export async function insertService(
   db: Kysely<Database>,
-  service: { id: string; name: string; signingSecret: string },
+  service: { id: string; name: string; signingSecret: string; maxJobs?: number; minIntervalMs?: number },
 ): Promise<ServiceRow> {
   return db
     .insertInto('services')
-    .values({ id: service.id, name: service.name, signing_secret: service.signingSecret })
+    .values({
+      id: service.id,
+      name: service.name,
+      signing_secret: service.signingSecret,
+      ...(service.maxJobs === undefined ? {} : { max_jobs: service.maxJobs }),
+      ...(service.minIntervalMs === undefined ? {} : { min_interval_ms: service.minIntervalMs }),
+    })
     .returningAll()
     .executeTakeFirstOrThrow();
 }
 
 export async function findServiceById(db: Kysely<Database>, id: string): Promise<ServiceRow | undefined> {
   return db.selectFrom('services').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** Services in creation order (UUIDv7 ids), by keyset. */
+export async function listServices(db: Kysely<Database>, filter: { limit: number; afterId?: string | undefined }): Promise<Page<ServiceRow>> {
+  let query = db.selectFrom('services').selectAll();
+  if (filter.afterId) query = query.where('id', '>', filter.afterId);
+  const rows = await query.orderBy('id', 'asc').limit(filter.limit + 1).execute();
+  return pageOf(rows, filter.limit);
+}
+
+export async function updateServiceQuotas(
+  db: Kysely<Database>,
+  id: string,
+  quotas: { maxJobs?: number | undefined; minIntervalMs?: number | undefined },
+): Promise<ServiceRow | undefined> {
+  return db
+    .updateTable('services')
+    .set({
+      ...(quotas.maxJobs === undefined ? {} : { max_jobs: quotas.maxJobs }),
+      ...(quotas.minIntervalMs === undefined ? {} : { min_interval_ms: quotas.minIntervalMs }),
+    })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** Disables (keys refused, jobs not fired) or enables a service. Keeps the first disable time. */
+export async function setServiceDisabled(db: Kysely<Database>, id: string, disabled: boolean): Promise<ServiceRow | undefined> {
+  return db
+    .updateTable('services')
+    .set({ disabled_at: disabled ? sql<Date>`coalesce(disabled_at, now())` : null })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/**
+ * Makes `sealed` the current signing secret and the current one the previous, valid until
+ * `previousExpiresAt`. One statement, so two rotations at once cannot lose a secret in between.
+ */
+export async function rotateSigningSecret(
+  db: Kysely<Database>,
+  id: string,
+  sealed: string,
+  previousExpiresAt: Date,
+): Promise<ServiceRow | undefined> {
+  return db
+    .updateTable('services')
+    .set((eb) => ({
+      previous_signing_secret: eb.ref('signing_secret'),
+      previous_secret_expires_at: previousExpiresAt,
+      signing_secret: sealed,
+    }))
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/**
+ * Locks the service row for the rest of the transaction and counts its jobs, so two creates at
+ * once cannot both pass the `maxJobs` quota.
+ */
+export async function lockServiceQuota(
+  db: Kysely<Database>,
+  id: string,
+): Promise<{ maxJobs: number; minIntervalMs: number; jobCount: number } | undefined> {
+  const service = await db
+    .selectFrom('services')
+    .select(['max_jobs', 'min_interval_ms'])
+    .where('id', '=', id)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!service) return undefined;
+  const { count } = await db
+    .selectFrom('jobs')
+    .select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('service_id', '=', id)
+    .executeTakeFirstOrThrow();
+  return { maxJobs: service.max_jobs, minIntervalMs: service.min_interval_ms, jobCount: Number(count) };
+}
+
+/** A page of a service's jobs in id order: disable/enable walk them to (un)register schedules. */
+export async function jobsOfService(
+  db: Kysely<Database>,
+  serviceId: string,
+  filter: { limit: number; afterId?: string | undefined },
+): Promise<JobRow[]> {
+  let query = db.selectFrom('jobs').selectAll().where('service_id', '=', serviceId);
+  if (filter.afterId) query = query.where('id', '>', filter.afterId);
+  return query.orderBy('id', 'asc').limit(filter.limit).execute();
 }

@@ -1,13 +1,106 @@
+/**
+ * Operators' routes (ADMIN_TOKEN only): services (tenants), their quotas, API keys and signing
+ * secrets. Secrets are shown once, in the response that makes them; the database keeps only a
+ * key's SHA-256 and a signing secret sealed with SECRET_KEY.
+ *
+ * Disabling a service refuses its keys at once (the key lookup joins the service) and removes its
+ * jobs' schedules from BullMQ; the worker also skips a disabled service's occurrences, which
+ * covers a schedule the removal missed. Enabling re-registers them from Postgres.
+ */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { CreateServiceBody, CreatedServiceSchema, ProblemSchema, TickworkError, displayPrefixOf, encryptSecret, generateApiKey, generateSigningSecret, hashApiKey, uuidv7 } from '@tickwork/core';
-import { insertApiKey, insertService } from '@tickwork/db';
+import { Type } from 'typebox';
+import {
+  API_KEY_SCOPES,
+  CreateKeyBody,
+  CreateServiceBody,
+  CreatedKeySchema,
+  CreatedServiceSchema,
+  PageQuery,
+  ProblemSchema,
+  RotatedSecretSchema,
+  ServiceDetailSchema,
+  ServiceListSchema,
+  ServiceSchema,
+  TickworkError,
+  UpdateServiceBody,
+  displayPrefixOf,
+  encryptSecret,
+  generateApiKey,
+  generateSigningSecret,
+  hashApiKey,
+  uuidv7,
+  type ServiceDto,
+} from '@tickwork/core';
+import {
+  findServiceById,
+  insertApiKey,
+  insertService,
+  jobFromRow,
+  jobsOfService,
+  listKeysOfService,
+  listServices,
+  revokeApiKey,
+  rotateSigningSecret,
+  setServiceDisabled,
+  updateServiceQuotas,
+  type ApiKeyRow,
+  type ServiceRow,
+} from '@tickwork/db';
+import { afterIdOf } from '../jobs/index.ts';
 
 export interface AdminRoutesOptions {
   secretKey: string;
 }
 
+/** How long callbacks carry the previous signature after a rotation. */
+export const PREVIOUS_SECRET_GRACE_MS = 24 * 3_600_000;
+/** Jobs (un)registered at once while disabling or enabling a service. */
+const REGISTRATION_BATCH = 50;
+
+const ServiceParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
+const KeyParams = Type.Object({ id: Type.String({ format: 'uuid' }), keyId: Type.String({ format: 'uuid' }) });
+const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
+
+function serviceDto(row: ServiceRow): ServiceDto {
+  return {
+    id: row.id,
+    name: row.name,
+    quotas: { maxJobs: row.max_jobs, minIntervalMs: row.min_interval_ms },
+    createdAt: row.created_at.toISOString(),
+    disabledAt: row.disabled_at?.toISOString() ?? null,
+    previousSecretExpiresAt: row.previous_secret_expires_at?.toISOString() ?? null,
+  };
+}
+
+function keyDto(row: ApiKeyRow) {
+  return {
+    id: row.id,
+    prefix: row.prefix,
+    scopes: row.scopes as Array<(typeof API_KEY_SCOPES)[number]>,
+    createdAt: row.created_at.toISOString(),
+    lastUsedAt: row.last_used_at?.toISOString() ?? null,
+    expiresAt: row.expires_at?.toISOString() ?? null,
+    revokedAt: row.revoked_at?.toISOString() ?? null,
+  };
+}
+
+function notFound(id: string): TickworkError {
+  return new TickworkError('not_found', `No service ${id}.`);
+}
+
 const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options) => {
   app.addHook('preHandler', app.authenticateAdmin);
+
+  /** Calls `each` on every job of a service, a batch at a time, in id order. */
+  async function forEachJob(serviceId: string, each: (job: ReturnType<typeof jobFromRow>, runCount: number) => Promise<void>) {
+    let afterId: string | undefined;
+    for (;;) {
+      const rows = await jobsOfService(app.db, serviceId, { limit: REGISTRATION_BATCH, afterId });
+      await Promise.all(rows.map((row) => each(jobFromRow(row), row.run_count)));
+      if (rows.length < REGISTRATION_BATCH) return;
+      afterId = rows.at(-1)!.id;
+    }
+  }
 
   app.post(
     '/admin/services',
@@ -18,29 +111,31 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
         description: 'The API key and signing secret are shown once, in this response only.',
         security: [{ adminToken: [] }],
         body: CreateServiceBody,
-        response: { 201: CreatedServiceSchema, 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 409: ProblemSchema },
+        response: { 201: CreatedServiceSchema, ...errors, 409: ProblemSchema },
       },
     },
     async (request, reply) => {
       const apiKey = generateApiKey();
       const signingSecret = generateSigningSecret();
       const id = uuidv7();
-      const service = await app.db
+      const { service, key } = await app.db
         .transaction()
         .execute(async (trx) => {
           const row = await insertService(trx, {
             id,
             name: request.body.name,
             signingSecret: encryptSecret(signingSecret, options.secretKey),
+            maxJobs: request.body.quotas?.maxJobs,
+            minIntervalMs: request.body.quotas?.minIntervalMs,
           });
-          await insertApiKey(trx, {
+          const keyRow = await insertApiKey(trx, {
             id: uuidv7(),
             serviceId: id,
             prefix: displayPrefixOf(apiKey),
             hash: hashApiKey(apiKey),
-            scopes: ['jobs:read', 'jobs:write'],
+            scopes: [...API_KEY_SCOPES],
           });
-          return row;
+          return { service: row, key: keyRow };
         })
         .catch((error: unknown) => {
           if ((error as { code?: string }).code === '23505') {
@@ -51,7 +146,209 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
           throw error;
         });
       reply.code(201).header('location', `/v1/admin/services/${service.id}`);
-      return { id: service.id, name: service.name, apiKey, signingSecret, createdAt: service.created_at.toISOString() };
+      return {
+        id: service.id,
+        name: service.name,
+        quotas: { maxJobs: service.max_jobs, minIntervalMs: service.min_interval_ms },
+        apiKey,
+        apiKeyId: key.id,
+        signingSecret,
+        createdAt: service.created_at.toISOString(),
+      };
+    },
+  );
+
+  app.get(
+    '/admin/services',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'List services, oldest first',
+        security: [{ adminToken: [] }],
+        querystring: Type.Object({ ...PageQuery }, { additionalProperties: false }),
+        response: { 200: ServiceListSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const { limit = 20, cursor } = request.query;
+      const page = await listServices(app.readDb, { limit, afterId: afterIdOf(cursor) });
+      return { items: page.items.map(serviceDto), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/admin/services/:id',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'A service with its API keys (prefixes only)',
+        security: [{ adminToken: [] }],
+        params: ServiceParams,
+        response: { 200: ServiceDetailSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const row = await findServiceById(app.readDb, request.params.id);
+      if (!row) throw notFound(request.params.id);
+      const keys = await listKeysOfService(app.readDb, row.id);
+      return { ...serviceDto(row), keys: keys.map(keyDto) };
+    },
+  );
+
+  app.patch(
+    '/admin/services/:id',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "Change a service's quotas",
+        description: 'Existing jobs are kept; the new quotas apply to the next create or update.',
+        security: [{ adminToken: [] }],
+        params: ServiceParams,
+        body: UpdateServiceBody,
+        response: { 200: ServiceSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const row = await updateServiceQuotas(app.db, request.params.id, request.body.quotas);
+      if (!row) throw notFound(request.params.id);
+      return serviceDto(row);
+    },
+  );
+
+  app.post(
+    '/admin/services/:id/keys',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Issue an API key',
+        description: 'The key is shown once, in this response only.',
+        security: [{ adminToken: [] }],
+        params: ServiceParams,
+        body: Type.Optional(CreateKeyBody),
+        response: { 201: CreatedKeySchema, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const service = await findServiceById(app.db, request.params.id);
+      if (!service) throw notFound(request.params.id);
+      const expiresAt = request.body?.expiresAt === undefined ? null : new Date(request.body.expiresAt);
+      if (expiresAt !== null && expiresAt.getTime() <= Date.now()) {
+        throw new TickworkError('validation_failed', 'expiresAt: must be in the future', {
+          errors: [{ field: 'expiresAt', message: 'must be in the future' }],
+        });
+      }
+      const apiKey = generateApiKey();
+      const scopes = request.body?.scopes ?? [...API_KEY_SCOPES];
+      const row = await insertApiKey(app.db, {
+        id: uuidv7(),
+        serviceId: service.id,
+        prefix: displayPrefixOf(apiKey),
+        hash: hashApiKey(apiKey),
+        scopes,
+        expiresAt,
+      });
+      reply.code(201).header('location', `/v1/admin/services/${service.id}/keys/${row.id}`);
+      return {
+        id: row.id,
+        apiKey,
+        prefix: row.prefix,
+        scopes,
+        expiresAt: row.expires_at?.toISOString() ?? null,
+        createdAt: row.created_at.toISOString(),
+      };
+    },
+  );
+
+  app.delete(
+    '/admin/services/:id/keys/:keyId',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Revoke an API key: it fails with 401 from the next request, on every api instance',
+        security: [{ adminToken: [] }],
+        params: KeyParams,
+        response: { 204: Type.Null(), ...errors },
+      },
+    },
+    async (request, reply) => {
+      const row = await revokeApiKey(app.db, request.params.id, request.params.keyId);
+      if (!row) throw new TickworkError('not_found', `Service ${request.params.id} has no key ${request.params.keyId}.`);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/admin/services/:id/disable',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Disable a service: its keys stop working and its jobs stop firing',
+        description: 'Idempotent. Jobs and runs are kept; enable brings the schedules back.',
+        security: [{ adminToken: [] }],
+        params: ServiceParams,
+        response: { 200: ServiceSchema, ...errors },
+      },
+    },
+    async (request) => {
+      // Postgres first: from this commit on, keys are refused and workers skip the service's
+      // occurrences, whatever happens to the schedule removal below.
+      const row = await setServiceDisabled(app.db, request.params.id, true);
+      if (!row) throw notFound(request.params.id);
+      try {
+        await forEachJob(row.id, (job) => app.fireQueue.unregister(job.id, job.version));
+      } catch (error) {
+        request.log.warn({ err: error, serviceId: row.id }, 'disabled, but some schedules are still in Redis; workers skip them');
+      }
+      return serviceDto(row);
+    },
+  );
+
+  app.post(
+    '/admin/services/:id/enable',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Enable a disabled service: its keys work again and its active jobs are scheduled again',
+        description: 'Idempotent. Occurrences that fell due while disabled are not delivered.',
+        security: [{ adminToken: [] }],
+        params: ServiceParams,
+        response: { 200: ServiceSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const service = await findServiceById(app.db, request.params.id);
+      if (!service) throw notFound(request.params.id);
+      // Redis first: a failure here leaves the service disabled (503, nothing changed that
+      // matters: a schedule registered early is skipped by workers until the enable commits).
+      const now = Date.now();
+      await forEachJob(service.id, async (job, runCount) => {
+        await app.fireQueue.register(job, now, runCount);
+      });
+      const row = await setServiceDisabled(app.db, service.id, false);
+      if (!row) throw notFound(request.params.id);
+      return serviceDto(row);
+    },
+  );
+
+  app.post(
+    '/admin/services/:id/signing-secret/rotate',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Rotate the signing secret',
+        description:
+          'The new secret is shown once. For 24 h callbacks carry two signatures, the new and the previous, so receivers can switch without losing a callback.',
+        security: [{ adminToken: [] }],
+        params: ServiceParams,
+        response: { 200: RotatedSecretSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const signingSecret = generateSigningSecret();
+      const previousSecretExpiresAt = new Date(Date.now() + PREVIOUS_SECRET_GRACE_MS);
+      const row = await rotateSigningSecret(app.db, request.params.id, encryptSecret(signingSecret, options.secretKey), previousSecretExpiresAt);
+      if (!row) throw notFound(request.params.id);
+      return { signingSecret, previousSecretExpiresAt: previousSecretExpiresAt.toISOString() };
     },
   );
 };

@@ -13,11 +13,11 @@ import {
   TickworkError,
   buildJobSpec,
   nextRunOf,
+  quotaExceeded,
   uuidv7,
   type JobState,
 } from '@tickwork/core';
 import {
-  countJobs,
   decodeCursor,
   deleteJob,
   findJob,
@@ -26,6 +26,7 @@ import {
   jobFromRow,
   listJobs,
   listRunsOfJob,
+  lockServiceQuota,
 } from '@tickwork/db';
 import { principalOf } from '../../../plugins/auth.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
@@ -85,9 +86,6 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       if (!service) throw new TickworkError('unauthorized', 'The API key is not valid.');
       const now = Date.now();
       const spec = buildJobSpec(request.body, { now, limits: { minIntervalMs: service.min_interval_ms } });
-      if ((await countJobs(app.db, serviceId)) >= service.max_jobs) {
-        throw new TickworkError('forbidden', `Quota maxJobs reached: this service may have at most ${service.max_jobs} jobs.`);
-      }
       const id = uuidv7(now);
       const state: JobState = request.body.paused ? 'paused' : 'active';
       const draft = { ...spec, id, serviceId, state, version: 1, createdAt: now, updatedAt: now };
@@ -97,6 +95,11 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       const row = await app.db
         .transaction()
         .execute(async (trx) => {
+          // Counted under a lock on the service row: two creates at once cannot both take the last slot.
+          const quota = await lockServiceQuota(trx, serviceId);
+          if (quota && quota.jobCount >= quota.maxJobs) {
+            throw quotaExceeded('maxJobs', `This service may hold at most ${quota.maxJobs} jobs.`);
+          }
           const inserted = await insertJob(trx, {
             ...spec,
             id,
@@ -109,6 +112,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
           return inserted;
         })
         .catch(async (error: unknown) => {
+          if (error instanceof TickworkError && error.code === 'quota_exceeded') throw error;
           if (isUniqueViolation(error)) {
             throw new TickworkError('conflict', `A job named "${spec.name}" already exists in this service.`, {
               errors: [{ field: 'name', message: 'is already taken' }],
