@@ -15,16 +15,19 @@ let db: TestDatabase;
 let env: FleetEnv;
 let api: Proc;
 let locker: pg.Client;
+// Not the locker: inside its transaction pg_stat_activity would answer from a snapshot.
+let observer: pg.Client;
 
 beforeAll(async () => {
   db = await createTestDatabase('tw_e2e_api_stop');
   env = { DATABASE_URL: db.url, REDIS_URL: testBaseUrls().redisUrl, BULLMQ_PREFIX: testPrefix(), LOG_LEVEL: 'info' };
   api = await startApi(env);
   locker = new pg.Client({ connectionString: db.url });
-  await locker.connect();
+  observer = new pg.Client({ connectionString: db.url });
+  await Promise.all([locker.connect(), observer.connect()]);
 });
 afterAll(async () => {
-  await locker?.end().catch(() => {});
+  await Promise.all([locker?.end().catch(() => {}), observer?.end().catch(() => {})]);
   await api?.stop();
   await db?.drop();
   if (env) await deletePrefix(env.REDIS_URL, env.BULLMQ_PREFIX);
@@ -52,7 +55,7 @@ describe('api graceful shutdown', () => {
       body: { name: 'held', schedule: { every: '1h' }, target: { url: 'https://example.com/hook' } },
     });
     await eventually(async () => {
-      const waiting = await locker.query(
+      const waiting = await observer.query(
         `select 1 from pg_stat_activity where application_name = 'tickwork-api' and wait_event_type = 'Lock'`,
       );
       return waiting.rowCount ? true : undefined;
