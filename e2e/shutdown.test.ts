@@ -8,6 +8,8 @@ import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from 
 import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } from './lib/processes.ts';
 import { eventually, startSink, type Sink } from './lib/sink.ts';
 import { deletePrefix } from './lib/redis.ts';
+import { request } from 'undici';
+import { startOwnRedis } from '@tickwork/queue/testing';
 
 let db: TestDatabase;
 let env: FleetEnv;
@@ -118,5 +120,22 @@ describe('worker graceful shutdown', () => {
     }, 10_000, 'the run to succeed on the retry');
     expect(done).toHaveLength(1);
     expect(done[0].attempts).toBe(2);
+  });
+});
+
+describe('worker shutdown during a Redis outage', () => {
+  it('still exits 0 when Redis does not answer', async () => {
+    const redis = await startOwnRedis();
+    const lonely = await startWorker({ ...env, REDIS_URL: redis.url, SHUTDOWN_GRACE_MS: '2000' });
+    workers.push(lonely);
+    await redis.stop();
+    await eventually(async () => {
+      const response = await request(`${lonely.url}/health/ready`);
+      await response.body.dump();
+      return response.statusCode === 503 ? true : undefined;
+    }, 10_000, 'the worker to notice Redis is gone');
+
+    expect(await lonely.stop('SIGTERM')).toBe(0);
+    expect(lonely.output.join('')).toContain('Redis did not answer while closing; stopping without it');
   });
 });

@@ -22,6 +22,8 @@ import { createWorkerRegistry, observeWorker } from './metrics.ts';
 export const LOCK_DURATION_MS = 30_000;
 export const STALLED_INTERVAL_MS = 15_000;
 export const MAX_STALLED_COUNT = 10;
+/** How long a shutdown waits for Redis connections to close once nothing is in flight. */
+export const REDIS_CLOSE_MS = 3_000;
 
 export type WorkerConfig = Pick<
   Config,
@@ -78,7 +80,19 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     dispatchers,
     signal: abort.signal,
   };
-  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job) => fireOccurrence(ctx, job), {
+  // Occurrences being processed, so a shutdown knows when nothing is left to finish.
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  const track = async <T>(work: Promise<T>): Promise<T> => {
+    inFlight += 1;
+    try {
+      return await work;
+    } finally {
+      inFlight -= 1;
+      if (inFlight === 0) drained?.();
+    }
+  };
+  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job) => track(fireOccurrence(ctx, job)), {
     connection: redisOptionsFrom(config.redisUrl, 'worker') as ConnectionOptions,
     prefix: config.bullmqPrefix,
     concurrency: config.workerConcurrency,
@@ -132,10 +146,23 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
         // Past the grace period in-flight callbacks are aborted: each is recorded as a failed
         // attempt and retried later (same run), so nothing is lost, only delayed.
         const grace = setTimeout(() => abort.abort(new Error('shutdown grace period over')), config.shutdownGraceMs);
+        let giveUp: NodeJS.Timeout | undefined;
         try {
-          await Promise.all([maintenance.close(), worker.close()]);
+          const closed = Promise.all([maintenance.close(), worker.close()]).then(() => true);
+          // BullMQ's close ends with a QUIT that waits for ever while Redis is away: once nothing
+          // is in flight, the connections get a few seconds, then the worker stops without them.
+          const idle = (inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve))).then(
+            () =>
+              new Promise<boolean>((resolve) => {
+                giveUp = setTimeout(() => resolve(false), REDIS_CLOSE_MS);
+              }),
+          );
+          if (!(await Promise.race([closed, idle]))) {
+            logger.warn({ waitedMs: REDIS_CLOSE_MS }, 'Redis did not answer while closing; stopping without it');
+          }
         } finally {
           clearTimeout(grace);
+          clearTimeout(giveUp);
           await Promise.allSettled([dispatchers.guarded.close(), dispatchers.allowListed.close(), statsQueue.close()]);
           await database.close();
         }
