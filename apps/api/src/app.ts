@@ -19,6 +19,7 @@ import adminRoutes from './routes/v1/admin/services.ts';
 import healthRoutes from './routes/health.ts';
 import jobRoutes from './routes/v1/jobs/index.ts';
 import runRoutes from './routes/v1/runs/index.ts';
+import scheduleRoutes from './routes/v1/schedules/index.ts';
 
 export type AppConfig = Pick<
   Config,
@@ -50,6 +51,7 @@ export default fp<AppConfig>(
       async (v1) => {
         await v1.register(jobRoutes);
         await v1.register(runRoutes);
+        await v1.register(scheduleRoutes);
         await v1.register(adminRoutes, { secretKey: config.secretKey });
       },
       { prefix: '/v1' },

@@ -73,6 +73,14 @@ describe('API keys', () => {
     const readOnly = issued.json().apiKey as string;
     expect(issued.json().scopes).toEqual(['jobs:read']);
     expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(readOnly) })).statusCode).toBe(200);
+    // Previewing a schedule only reads, though it is a POST.
+    const preview = await api.app.inject({
+      method: 'POST',
+      url: '/v1/schedules/preview',
+      headers: bearer(readOnly),
+      payload: { schedule: { every: '1h' }, count: 2 },
+    });
+    expect(preview.statusCode).toBe(200);
     const write = await createJob(readOnly, job('ro'));
     expect(write.statusCode).toBe(403);
     expect(write.headers['content-type']).toContain('application/problem+json');

@@ -1,33 +1,51 @@
 /**
  * One occurrence of the `fire` queue, from BullMQ job to recorded outcome:
  *   1. load the job (and its service's signing secrets) from Postgres, the source of truth;
- *   2. record the occurrence as a run, once: a redelivery finds the same row and run id;
- *   3. start an attempt, deliver the callback, judge the result;
- *   4. record the outcome; for a retry, hand BullMQ the delay and let it run this same job again.
+ *   2. a scheduled occurrence waits out its jitter (back to BullMQ's delayed set, same id);
+ *   3. decide it under the job's row lock — paused, superseded, outside the window or maxRuns,
+ *      late (misfire), overlapping — and record it as a run, once: a redelivery finds the same
+ *      row and run id; a manual run or replay was recorded by the api and is looked up;
+ *   4. start an attempt, deliver the callback, judge the result;
+ *   5. record the outcome; for a retry, hand BullMQ the delay and let it run this same job again.
  */
-import type { Job as BullJob } from 'bullmq';
+import { DelayedError, type Job as BullJob, type Queue } from 'bullmq';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
   decryptSecret,
+  dueAtOf,
   judgeAttempt,
+  lateSinceOf,
+  misfireVerdict,
   nextRunOf,
   occurrenceOf,
+  outsideLimits,
   uuidv7,
+  uuidv7Floor,
   type FireJobData,
   type Job,
+  type Occurrence,
   type RunStatus,
   type RunTrigger,
+  type SkipReason,
 } from '@tickwork/core';
 import {
+  completeJob,
   findJobForFire,
+  findOccurrenceRun,
+  findRunById,
+  hasCaughtUp,
+  hasRunInFlight,
   jobFromRow,
+  lockJobForFire,
   recordOccurrence,
   recordOutcome,
   startAttempt,
   type Database,
   type JobForFire,
+  type RunRow,
 } from '@tickwork/db';
+import { removeRegistration } from '@tickwork/queue';
 import { deliver, type DeliveryOutcome } from './deliver.ts';
 import type { OutboundPolicy } from './outbound-guard.ts';
 import type { Dispatcher } from 'undici';
@@ -41,6 +59,8 @@ export interface FireContext {
   dispatchers: { guarded: Dispatcher; allowListed: Dispatcher };
   /** Aborts in-flight callbacks when the grace period of a shutdown runs out. */
   signal?: AbortSignal;
+  /** The `fire` queue, to remove the scheduler of a job that has completed (endAt, maxRuns). */
+  queue?: Queue;
 }
 
 /** The attempt a retry follows, for observers of the worker's `failed` event (metrics, logs). */
@@ -79,6 +99,8 @@ export function tickworkBackoff(_attemptsMade: number, _type: string | undefined
 export type FireResult =
   | { outcome: 'gone' }
   | { outcome: 'skipped'; reason: string; runId?: string; trigger?: RunTrigger; scheduledFor?: number }
+  /** Not recorded: outside the job's window, beyond maxRuns, or the job is completed. */
+  | { outcome: 'dropped'; reason: string; scheduledFor: number }
   | { outcome: 'already-ended'; runId: string }
   | {
       outcome: 'delivered';
@@ -91,6 +113,8 @@ export type FireResult =
       /** When the callback was sent, epoch ms (fire lag = this − scheduledFor). */
       deliveryStartedAt: number;
       durationMs: number;
+      /** A late occurrence delivered as the job's one catch-up (misfire `fire_once`). */
+      catchUp?: boolean;
     };
 
 function secretsOf(found: JobForFire, secretKey: string, now: number): string[] {
@@ -107,36 +131,125 @@ function fallbackInstant(bullJob: BullJob<FireJobData>, job: Job): number {
   return bullJob.timestamp + (bullJob.opts.delay ?? 0);
 }
 
-export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobData>): Promise<FireResult> {
-  const { jobId, version } = bullJob.data;
+/** What the decision under the job's lock came to for a scheduled occurrence. */
+type Decision =
+  | { kind: 'gone' }
+  | { kind: 'dropped'; reason: string; complete: boolean }
+  | { kind: 'skipped'; reason: SkipReason; run: RunRow }
+  | { kind: 'deliver'; run: RunRow; job: Job; runCount: number; catchUp: boolean };
+
+/**
+ * Decides a scheduled occurrence and records its run, in one transaction holding the job's row
+ * lock: the checks "is a run in flight?", "has this job already caught up?" and "how many runs so
+ * far?" and the insert that changes their answers happen atomically, so two workers taking two
+ * occurrences of one job at once cannot both pass them.
+ */
+async function decideScheduled(
+  ctx: FireContext,
+  jobId: string,
+  version: number,
+  occurrence: Occurrence,
+): Promise<Decision> {
+  return ctx.db.transaction().execute(async (trx): Promise<Decision> => {
+    const row = await lockJobForFire(trx, jobId);
+    if (!row) return { kind: 'gone' };
+    const job = jobFromRow(row);
+    const scheduledFor = new Date(occurrence.scheduledFor);
+    // A retry, or another worker after a crash: the occurrence was decided already.
+    const existing = await findOccurrenceRun(trx, jobId, scheduledFor, 'schedule');
+    if (existing) {
+      if (existing.status === 'skipped') return { kind: 'skipped', reason: existing.skip_reason as SkipReason, run: existing };
+      return { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false };
+    }
+    const base = { jobId, serviceId: job.serviceId, jobVersion: version, scheduledFor, trigger: 'schedule' as const };
+    const skip = async (reason: SkipReason): Promise<Decision> => {
+      const { run } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'skipped', skipReason: reason });
+      return { kind: 'skipped', reason, run };
+    };
+    if (job.state === 'paused') return skip('paused');
+    if (job.version !== version) return skip('superseded');
+    if (job.state === 'completed') return { kind: 'dropped', reason: 'completed', complete: false };
+    const limit = outsideLimits(job, occurrence.scheduledFor, row.run_count);
+    if (limit) return { kind: 'dropped', reason: limit, complete: limit !== 'before_start' };
+
+    const now = Date.now();
+    const lateSince = lateSinceOf(job, occurrence.scheduledFor);
+    const caughtUp = now > lateSince && (await hasCaughtUp(trx, jobId, scheduledFor, uuidv7Floor(lateSince)));
+    const verdict = misfireVerdict(job, occurrence.scheduledFor, now, caughtUp);
+    if (verdict === 'missed') return skip('missed');
+    if (job.overlap === 'skip' && (await hasRunInFlight(trx, jobId, new Date(now)))) return skip('overlap');
+    const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
+    return { kind: 'deliver', run, job, runCount: row.run_count + (created ? 1 : 0), catchUp: verdict === 'catch_up' };
+  });
+}
+
+/** Takes a completed job's scheduler out of Redis; the reconciler removes it if this fails. */
+async function retire(ctx: FireContext, jobId: string, version: number): Promise<void> {
+  if (!ctx.queue) return;
+  await removeRegistration(ctx.queue, jobId, version).catch((error: unknown) => {
+    ctx.logger.warn({ err: error, jobId }, 'could not remove the scheduler of a completed job');
+  });
+}
+
+export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobData>, token?: string): Promise<FireResult> {
+  const { jobId, version, runId } = bullJob.data;
   const found = await findJobForFire(ctx.db, jobId);
   if (!found) {
     // Deleted (or never committed): nothing to deliver, nothing to record.
     ctx.logger.info({ jobId, bullJobId: bullJob.id }, 'job is gone; occurrence dropped');
     return { outcome: 'gone' };
   }
-  const job = jobFromRow(found.job);
-  const occurrence = occurrenceOf(bullJob.id ?? '', fallbackInstant(bullJob, job));
-  const scheduledFor = new Date(occurrence.scheduledFor);
-  const base = { jobId, serviceId: job.serviceId, jobVersion: version, scheduledFor, trigger: occurrence.trigger };
+  if (found.service.disabled) return { outcome: 'skipped', reason: 'service disabled' };
 
-  if (found.service.disabled || job.state === 'completed') {
-    return { outcome: 'skipped', reason: 'job or service inactive' };
-  }
-  if (job.version !== version) {
-    const { run } = await recordOccurrence(ctx.db, { ...base, id: uuidv7(), status: 'skipped', skipReason: 'superseded' });
-    return { outcome: 'skipped', reason: 'superseded', runId: run.id, trigger: occurrence.trigger, scheduledFor: occurrence.scheduledFor };
-  }
-  if (job.state === 'paused' && occurrence.trigger === 'schedule') {
-    const { run } = await recordOccurrence(ctx.db, { ...base, id: uuidv7(), status: 'skipped', skipReason: 'paused' });
-    return { outcome: 'skipped', reason: 'paused', runId: run.id, trigger: occurrence.trigger, scheduledFor: occurrence.scheduledFor };
+  let run: RunRow;
+  let occurrence: Occurrence;
+  let job = jobFromRow(found.job);
+  let schedule: { runCount: number; catchUp: boolean } | undefined;
+  if (runId !== undefined) {
+    // Run now or replay: the api recorded the run; it is delivered whatever the job's state.
+    const requested = await findRunById(ctx.db, runId);
+    if (!requested) return { outcome: 'gone' };
+    run = requested;
+    occurrence = { trigger: requested.trigger as RunTrigger, scheduledFor: requested.scheduled_for.getTime() };
+  } else {
+    occurrence = occurrenceOf(bullJob.id ?? '', fallbackInstant(bullJob, job));
+    // Jitter delays the start, never the occurrence's instant (`tickwork-scheduled-for`).
+    const dueAt = dueAtOf(job, occurrence.scheduledFor);
+    if (occurrence.trigger === 'schedule' && token !== undefined && bullJob.attemptsMade === 0 && Date.now() < dueAt) {
+      await bullJob.moveToDelayed(dueAt, token);
+      throw new DelayedError();
+    }
+    const decision = await decideScheduled(ctx, jobId, version, occurrence);
+    switch (decision.kind) {
+      case 'gone':
+        return { outcome: 'gone' };
+      case 'dropped':
+        if (decision.complete) {
+          await completeJob(ctx.db, jobId, version);
+          await retire(ctx, jobId, version);
+        }
+        return { outcome: 'dropped', reason: decision.reason, scheduledFor: occurrence.scheduledFor };
+      case 'skipped':
+        ctx.logger.info({ jobId, runId: decision.run.id, reason: decision.reason }, 'occurrence skipped');
+        return {
+          outcome: 'skipped',
+          reason: decision.reason,
+          runId: decision.run.id,
+          trigger: occurrence.trigger,
+          scheduledFor: occurrence.scheduledFor,
+        };
+      case 'deliver':
+        run = decision.run;
+        job = decision.job;
+        schedule = { runCount: decision.runCount, catchUp: decision.catchUp };
+    }
   }
 
-  const { run } = await recordOccurrence(ctx.db, { ...base, id: bullJob.data.runId ?? uuidv7(), status: 'running' });
   const started = await startAttempt(ctx.db, run.id, ctx.workerId);
   if (!started) return { outcome: 'already-ended', runId: run.id };
   const attempt = started.attempts;
   const log = ctx.logger.child({ jobId, runId: run.id, attempt });
+  if (schedule?.catchUp && attempt === 1) log.info({ scheduledFor: occurrence.scheduledFor }, 'late occurrence delivered as the catch-up');
 
   const deliveryStartedAt = Date.now();
   const outcome: DeliveryOutcome = await deliver(
@@ -155,8 +268,8 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
   );
   const verdict = judgeAttempt(outcome.result, attempt, job.retry, { now: Date.now() });
   const ended = verdict.status !== 'retrying';
-  const isOneShot = 'at' in job.schedule && occurrence.trigger === 'schedule';
-  const nextRunAt = nextRunOf(job, Math.max(Date.now(), occurrence.scheduledFor), found.job.run_count);
+  const nextRunAt = schedule ? nextRunOf(job, Math.max(Date.now(), occurrence.scheduledFor), schedule.runCount) : null;
+  const complete = schedule !== undefined && ended && nextRunAt === null;
   await recordOutcome(
     ctx.db,
     { id: run.id, jobId },
@@ -167,10 +280,9 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
       responseExcerpt: outcome.responseExcerpt,
       error: outcome.result.kind === 'refused' ? 'destination not allowed' : outcome.error,
     },
-    occurrence.trigger === 'schedule'
-      ? { nextRunAt: nextRunAt === null ? null : new Date(nextRunAt), complete: ended && isOneShot }
-      : undefined,
+    schedule ? { version: job.version, nextRunAt: nextRunAt === null ? null : new Date(nextRunAt), complete } : undefined,
   );
+  if (complete && !('at' in job.schedule)) await retire(ctx, jobId, job.version);
   log.info({ status: verdict.status, httpStatus: outcome.httpStatus, durationMs: outcome.durationMs }, 'callback attempted');
   if (verdict.status === 'retrying') {
     throw new RetryLaterError(verdict.retryInMs ?? 1_000, outcome.error ?? 'retrying', {
@@ -191,6 +303,6 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
     scheduledFor: occurrence.scheduledFor,
     deliveryStartedAt,
     durationMs: outcome.durationMs,
+    ...(schedule?.catchUp ? { catchUp: true } : {}),
   };
 }
-

@@ -1,5 +1,6 @@
 export * from './deliver.ts';
 export * from './fire.ts';
 export * from './outbound-guard.ts';
+export * from './prune.ts';
 export * from './worker.ts';
 export * from './metrics.ts';

@@ -3,7 +3,7 @@
  * with lock settings that survive the longest callback and recover a dead worker's occurrence.
  */
 import { hostname } from 'node:os';
-import { Worker, type ConnectionOptions } from 'bullmq';
+import { Queue, Worker, type ConnectionOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { FIRE_QUEUE, MAX_TIMEOUT_MS, cronRepeatStrategy, type Config, type FireJobData } from '@tickwork/core';
@@ -13,6 +13,7 @@ import { createDispatchers } from './deliver.ts';
 import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
 import { createWorkerRegistry, observeWorker } from './metrics.ts';
+import { pruneTask } from './prune.ts';
 
 /**
  * BullMQ renews a job's lock every `lockDuration / 2` while the processor runs, so a slow
@@ -36,6 +37,7 @@ export type WorkerConfig = Pick<
   | 'callbackAllowedHosts'
   | 'secretKey'
   | 'shutdownGraceMs'
+  | 'runRetentionDays'
 >;
 
 export interface TickworkWorker {
@@ -71,6 +73,10 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const policy = { allowPrivate: config.callbackAllowPrivate, allowedHosts: config.callbackAllowedHosts };
   const dispatchers = createDispatchers(policy);
   const abort = new AbortController();
+  const connection = redisOptionsFrom(config.redisUrl, 'worker') as ConnectionOptions;
+  // For removing the scheduler of a job that completed (endAt passed, maxRuns reached).
+  const fireQueue = new Queue(FIRE_QUEUE, { connection, prefix: config.bullmqPrefix });
+  fireQueue.on('error', (error) => logger.warn({ err: error }, 'fire queue error'));
   const ctx: FireContext = {
     db: database.db,
     logger,
@@ -79,6 +85,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     policy,
     dispatchers,
     signal: abort.signal,
+    queue: fireQueue,
   };
   // Occurrences being processed, so a shutdown knows when nothing is left to finish.
   let inFlight = 0;
@@ -92,8 +99,8 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
       if (inFlight === 0) drained?.();
     }
   };
-  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job) => track(fireOccurrence(ctx, job)), {
-    connection: redisOptionsFrom(config.redisUrl, 'worker') as ConnectionOptions,
+  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job, token) => track(fireOccurrence(ctx, job, token)), {
+    connection,
     prefix: config.bullmqPrefix,
     concurrency: config.workerConcurrency,
     lockDuration: LOCK_DURATION_MS,
@@ -118,7 +125,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const statsQueue = new FireQueue({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
   void warnUnlessNoeviction(config.redisUrl, logger);
   // Housekeeping passes (reconcile, prune, …) add themselves to this list.
-  const tasks: MaintenanceTask[] = [];
+  const tasks: MaintenanceTask[] = [pruneTask({ db: database.db, retentionDays: config.runRetentionDays })];
   const maintenance = await startMaintenance({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix, logger, tasks });
   logger.info({ workerId, concurrency: config.workerConcurrency, maxTimeoutMs: MAX_TIMEOUT_MS }, 'worker started');
 
@@ -148,7 +155,9 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
         const grace = setTimeout(() => abort.abort(new Error('shutdown grace period over')), config.shutdownGraceMs);
         let giveUp: NodeJS.Timeout | undefined;
         try {
-          const closed = Promise.all([maintenance.close(), worker.close()]).then(() => true);
+          const closed = Promise.all([maintenance.close(), worker.close()])
+            .then(() => fireQueue.close())
+            .then(() => true);
           // BullMQ's close ends with a QUIT that waits for ever while Redis is away: once nothing
           // is in flight, the connections get a few seconds, then the worker stops without them.
           const idle = (inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve))).then(

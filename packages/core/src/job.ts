@@ -68,12 +68,21 @@ export interface ScheduleLimits {
   minIntervalMs: number;
 }
 
-/** Checks what the JSON schema cannot (the URL, the schedule's meaning, the window), and applies defaults. */
-export function buildJobSpec(body: CreateJobBody, options: { now: number; limits?: ScheduleLimits }): JobSpec {
+/**
+ * Checks what the JSON schema cannot (the URL, the schedule's meaning, the window), and applies
+ * defaults. For an update, `previous` is the stored spec: a value that did not change is not held
+ * to "must be in the future" again (a completed one-shot's `at` may be in the past).
+ */
+export function buildJobSpec(
+  body: CreateJobBody,
+  options: { now: number; limits?: ScheduleLimits; previous?: JobSpec },
+): JobSpec {
   const errors: FieldError[] = [];
   // The service's minimum interval is a quota (403, below), not a validation rule: only the
   // system-wide floor makes a schedule invalid.
-  const normalized = normalizeSchedule(body.schedule, { now: options.now });
+  const previous = options.previous;
+  const scheduleKept = previous !== undefined && JSON.stringify(previous.schedule) === JSON.stringify(body.schedule);
+  const normalized = normalizeSchedule(body.schedule, { now: scheduleKept ? 0 : options.now });
   if ('errors' in normalized) errors.push(...normalized.errors);
   errors.push(...targetErrors(body.target));
   const startAt = body.startAt === undefined ? null : Date.parse(body.startAt);
@@ -81,7 +90,8 @@ export function buildJobSpec(body: CreateJobBody, options: { now: number; limits
   if (startAt !== null && endAt !== null && endAt <= startAt) {
     errors.push({ field: 'endAt', message: 'must be after startAt' });
   }
-  if (endAt !== null && endAt <= options.now) errors.push({ field: 'endAt', message: 'must be in the future' });
+  const endAtKept = previous !== undefined && previous.endAt === endAt;
+  if (endAt !== null && endAt <= options.now && !endAtKept) errors.push({ field: 'endAt', message: 'must be in the future' });
   const backoff = body.retry?.backoff;
   if (backoff?.delayMs !== undefined && backoff.maxDelayMs !== undefined && backoff.maxDelayMs < backoff.delayMs) {
     errors.push({ field: 'retry.backoff.maxDelayMs', message: 'must be at least delayMs' });

@@ -21,7 +21,11 @@ export interface FireJobData {
 export const schedulerIdOf = (jobId: string, version: number) => `job:${jobId}:v${version}`;
 export const onceJobIdOf = (jobId: string, version: number) => `once:${jobId}:v${version}`;
 export const manualJobIdOf = (jobId: string, runId: string) => `manual:${jobId}:${runId}`;
-export const replayJobIdOf = (runId: string) => `replay:${runId}`;
+/**
+ * BullMQ 6 refuses a custom job id with a `:` unless it has exactly three parts (its repeatable-job
+ * compatibility rule), so a replay names its job too: `replay:<jobId>:<runId>` (the new run's id).
+ */
+export const replayJobIdOf = (jobId: string, runId: string) => `replay:${jobId}:${runId}`;
 
 const SCHEDULER_ID = /^job:([0-9a-f-]{36}):v(\d+)$/;
 

@@ -33,6 +33,11 @@ export const ProblemSchema = Type.Object(
   { $id: 'Problem', description: 'RFC 9457 problem details (`application/problem+json`).' },
 );
 
+const MAX_RUNS_DOC = 'The job is `completed` after this many scheduled runs (manual runs and replays do not count).';
+const JITTER_DOC = 'Delay each scheduled occurrence by up to this many ms, the same for one occurrence on every retry (default 0).';
+const MISFIRE_DOC = 'What happens to an occurrence that starts late (workers down, Redis rebuilt).';
+const RETRY_DOC = '408, 429, 5xx, timeouts and connection errors are retried; other 4xx and 3xx fail at once.';
+
 export const ScheduleSchema = Type.Object(
   {
     cron: Type.Optional(
@@ -86,33 +91,47 @@ export const TargetSchema = Type.Object(
 
 export const RetryPolicySchema = Type.Object(
   {
-    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 20, description: 'Default 3.' })),
+    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 20, description: 'Attempts in all, the first included (default 3); then the run is `dead`.' })),
     backoff: Type.Optional(
       Type.Object(
         {
-          type: Type.Optional(Type.Union([Type.Literal('exponential'), Type.Literal('fixed')])),
-          delayMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'Default 1000.' })),
+          type: Type.Optional(
+            StringEnum(['exponential', 'fixed'] as const, {
+              description: '`exponential` (default) doubles from `delayMs` with jitter; `fixed` waits `delayMs`.',
+            }),
+          ),
+          delayMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'The first delay (default 1000).' })),
           maxDelayMs: Type.Optional(
-            Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'Default 3600000.' }),
+            Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'No delay is longer, `Retry-After` included (default 3600000).' }),
           ),
         },
         { additionalProperties: false },
       ),
     ),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    description: RETRY_DOC,
+  },
 );
 
 export const MisfirePolicySchema = Type.Object(
   {
-    policy: Type.Optional(Type.Union([Type.Literal('fire_once'), Type.Literal('skip')])),
-    graceMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000, description: 'Default 60000.' })),
+    policy: Type.Optional(
+      StringEnum(['fire_once', 'skip'] as const, {
+        description: 'A late occurrence is delivered once (`fire_once`, default) or recorded `skipped` (`missed`).',
+      }),
+    ),
+    graceMs: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 86_400_000, description: 'How late an occurrence may start and still count as on time (default 60000).' }),
+    ),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: MISFIRE_DOC },
 );
 
+const LabelKey = Type.String({ minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9._/-]+$' });
 const LabelsSchema = Type.Record(
-  Type.String({ minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9._/-]+$' }),
+  LabelKey,
   Type.String({ maxLength: 255 }),
   { maxProperties: 32, description: 'Your own key/value strings, for filtering.' },
 );
@@ -124,15 +143,25 @@ const JobFields = {
     pattern: '^[A-Za-z0-9][A-Za-z0-9._:/-]*$',
     description: 'Unique within your service.',
   }),
-  description: Type.String({ maxLength: 1000 }),
+  description: Type.String({ maxLength: 1000, description: 'Free text for people.' }),
   labels: LabelsSchema,
   schedule: ScheduleSchema,
   target: TargetSchema,
-  startAt: Instant,
-  endAt: Instant,
-  maxRuns: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
-  jitterMs: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
-  overlap: Type.Union([Type.Literal('allow'), Type.Literal('skip')]),
+  startAt: Type.String({ format: 'date-time', description: 'Nothing fires before this instant; an interval is phased from it.' }),
+  endAt: Type.String({ format: 'date-time', description: 'Nothing fires after this instant; the job is `completed` once it has passed.' }),
+  maxRuns: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000_000,
+    description: MAX_RUNS_DOC,
+  }),
+  jitterMs: Type.Integer({
+    minimum: 0,
+    maximum: 3_600_000,
+    description: JITTER_DOC,
+  }),
+  overlap: StringEnum(['allow', 'skip'] as const, {
+    description: '`allow` (default): runs may overlap. `skip`: an occurrence due while a run of this job is in flight is recorded `skipped` (`overlap`).',
+  }),
   misfire: MisfirePolicySchema,
   retry: RetryPolicySchema,
 };
@@ -157,6 +186,66 @@ export const CreateJobBody = Type.Object(
 );
 export type CreateJobBody = Static<typeof CreateJobBody>;
 
+/** Merge patch of a target: a header set to null is removed; `body` is replaced whole (null removes it). */
+const TargetPatchSchema = Type.Object(
+  {
+    url: Type.Optional(TargetSchema.properties.url),
+    method: Type.Optional(StringEnum(HTTP_METHODS, { description: 'The HTTP method of the callback.' })),
+    headers: Type.Optional(
+      Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Nullable(Type.String({ maxLength: 4096 })), {
+        maxProperties: 50,
+        description: 'Merged into the stored headers; a header set to null is removed.',
+      }),
+    ),
+    body: Type.Optional(Type.Unknown({ description: 'Replaces the stored body; null removes it.' })),
+    timeoutMs: Type.Optional(TargetSchema.properties.timeoutMs),
+  },
+  { additionalProperties: false },
+);
+
+export const PatchJobBody = Type.Object(
+  {
+    name: Type.Optional(JobFields.name),
+    schedule: Type.Optional(JobFields.schedule),
+    target: Type.Optional(TargetPatchSchema),
+    description: Type.Optional(Nullable(JobFields.description)),
+    labels: Type.Optional(
+      Type.Record(LabelKey, Nullable(Type.String({ maxLength: 255 })), {
+        maxProperties: 32,
+        description: 'Merged into the stored labels; a label set to null is removed.',
+      }),
+    ),
+    startAt: Type.Optional(Nullable(JobFields.startAt)),
+    endAt: Type.Optional(Nullable(JobFields.endAt)),
+    maxRuns: Type.Optional(Nullable(JobFields.maxRuns)),
+    jitterMs: Type.Optional(JobFields.jitterMs),
+    overlap: Type.Optional(JobFields.overlap),
+    misfire: Type.Optional(JobFields.misfire),
+    retry: Type.Optional(JobFields.retry),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'JSON Merge Patch (RFC 7396): fields you send replace the stored ones, objects merge, null removes. `schedule` and `target.body` are replaced whole.',
+  },
+);
+export type PatchJobBody = Static<typeof PatchJobBody>;
+
+export const NextRunsSchema = Type.Object({
+  nextRuns: Type.Array(Instant, { description: 'The coming occurrence times, earliest first.' }),
+});
+
+export const SchedulePreviewBody = Type.Object(
+  {
+    schedule: ScheduleSchema,
+    startAt: Type.Optional(JobFields.startAt),
+    endAt: Type.Optional(JobFields.endAt),
+    count: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10, description: 'How many times (default 10).' })),
+  },
+  { additionalProperties: false },
+);
+export type SchedulePreviewBody = Static<typeof SchedulePreviewBody>;
+
 export const JOB_STATES = ['active', 'paused', 'completed'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
@@ -170,27 +259,42 @@ export type SkipReason = (typeof SKIP_REASONS)[number];
 export const JobSchema = Type.Object(
   {
     id: Id,
-    name: Type.String(),
-    description: Nullable(Type.String()),
-    state: StringEnum(JOB_STATES),
+    name: Type.String({ description: 'Unique within your service.' }),
+    description: Nullable(Type.String({ description: 'Free text for people.' })),
+    state: StringEnum(JOB_STATES, {
+      description: '`active` fires; `paused` fires nothing until resumed; `completed` will not fire again (one-shot done, `endAt` passed or `maxRuns` reached).',
+    }),
     schedule: ScheduleSchema,
     target: TargetSchema,
     labels: LabelsSchema,
-    startAt: Nullable(Instant),
-    endAt: Nullable(Instant),
-    maxRuns: Nullable(Type.Integer()),
-    jitterMs: Type.Integer(),
+    startAt: Nullable({ ...JobFields.startAt }),
+    endAt: Nullable({ ...JobFields.endAt }),
+    maxRuns: Nullable(Type.Integer({ description: MAX_RUNS_DOC })),
+    jitterMs: Type.Integer({ description: JITTER_DOC }),
     overlap: JobFields.overlap,
-    misfire: Type.Object({ policy: Type.String(), graceMs: Type.Integer() }),
-    retry: Type.Object({
-      maxAttempts: Type.Integer(),
-      backoff: Type.Object({ type: Type.String(), delayMs: Type.Integer(), maxDelayMs: Type.Integer() }),
-    }),
-    version: Type.Integer({ description: 'Goes up by one on every change; the ETag.' }),
-    nextRunAt: Nullable(Instant),
-    lastRunAt: Nullable(Instant),
-    lastRunStatus: Nullable(Type.String()),
-    runCount: Type.Integer(),
+    misfire: Type.Object(
+      {
+        policy: StringEnum(['fire_once', 'skip'] as const, { description: 'Deliver a late occurrence once (`fire_once`) or skip it (`skip`).' }),
+        graceMs: Type.Integer({ description: 'How late an occurrence may start and still count as on time.' }),
+      },
+      { description: MISFIRE_DOC },
+    ),
+    retry: Type.Object(
+      {
+        maxAttempts: Type.Integer({ description: 'Attempts in all, the first included; then the run is `dead`.' }),
+        backoff: Type.Object({
+          type: StringEnum(['exponential', 'fixed'] as const, { description: '`exponential` doubles from `delayMs` with jitter; `fixed` waits `delayMs`.' }),
+          delayMs: Type.Integer({ description: 'The first delay.' }),
+          maxDelayMs: Type.Integer({ description: 'No delay is longer, `Retry-After` included.' }),
+        }),
+      },
+      { description: RETRY_DOC },
+    ),
+    version: Type.Integer({ description: 'Goes up by one on every change; the ETag is `W/"<version>"`.' }),
+    nextRunAt: Nullable({ ...Instant, description: 'The next scheduled occurrence; null when the job will not fire (paused, completed).' }),
+    lastRunAt: Nullable({ ...Instant, description: 'When the latest run recorded an outcome.' }),
+    lastRunStatus: Nullable(StringEnum(RUN_STATUSES, { description: 'The status of that run.' })),
+    runCount: Type.Integer({ description: 'Scheduled runs so far (skipped ones excluded); `maxRuns` counts against it.' }),
     createdAt: Instant,
     updatedAt: Instant,
   },
@@ -200,20 +304,22 @@ export type JobDto = Static<typeof JobSchema>;
 
 export const RunSchema = Type.Object(
   {
-    id: Id,
+    id: { ...Id, description: 'The run id; sent as `webhook-id` on every attempt.' },
     jobId: Id,
-    scheduledFor: Instant,
-    trigger: StringEnum(RUN_TRIGGERS),
-    status: StringEnum(RUN_STATUSES),
-    skipReason: Nullable(Type.String()),
-    attempts: Type.Integer(),
-    startedAt: Nullable(Instant),
-    finishedAt: Nullable(Instant),
-    durationMs: Nullable(Type.Integer()),
-    httpStatus: Nullable(Type.Integer()),
-    error: Nullable(Type.String()),
+    scheduledFor: { ...Instant, description: 'The instant the schedule named (for manual runs and replays, when asked for); sent as `tickwork-scheduled-for`.' },
+    trigger: StringEnum(RUN_TRIGGERS, { description: '`schedule`, `manual` (run now) or `replay` (of a dead or failed run).' }),
+    status: StringEnum(RUN_STATUSES, {
+      description: '`running` → `succeeded` | `retrying` → … | `failed` (not retryable) | `dead` (attempts exhausted); or `skipped`.',
+    }),
+    skipReason: Nullable(StringEnum(SKIP_REASONS, { description: 'Why a `skipped` run was not delivered.' })),
+    attempts: Type.Integer({ description: 'Attempts made so far (`tickwork-attempt` of the latest).' }),
+    startedAt: Nullable({ ...Instant, description: 'When the first attempt started.' }),
+    finishedAt: Nullable({ ...Instant, description: 'When the run ended.' }),
+    durationMs: Nullable(Type.Integer({ description: 'How long the latest attempt took.' })),
+    httpStatus: Nullable(Type.Integer({ description: "The latest attempt's HTTP status." })),
+    error: Nullable(Type.String({ description: 'Why the latest attempt did not succeed.' })),
     responseExcerpt: Nullable(Type.String({ description: 'The first 1 KiB of the response body.' })),
-    replayOf: Nullable(Id),
+    replayOf: Nullable({ ...Id, description: 'For a replay: the run it delivers again.' }),
     createdAt: Instant,
   },
   { $id: 'Run' },

@@ -1,10 +1,12 @@
 import type { Kysely } from 'kysely';
 import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
 import * as m0001 from './migrations/0001_init.ts';
+import * as m0002 from './migrations/0002_scheduling.ts';
 
 /** Every migration, in order. Forward-only: a change is a new file, never an edit. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_init': m0001,
+  '0002_scheduling': m0002,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -74,6 +74,14 @@ export class FireQueue {
     await this.withTimeout('removing the job', removeRegistration(this.queue, jobId, version));
   }
 
+  /**
+   * Hands BullMQ a run the api has recorded itself (run now, replay): a plain job, so no
+   * scheduler's next occurrence moves (BullMQ's `promote()` would shift the schedule).
+   */
+  async enqueueRun(data: Required<FireJobData>, bullJobId: string): Promise<void> {
+    await this.withTimeout('queueing the run', this.queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId }));
+  }
+
   async ping(): Promise<void> {
     await this.withTimeout('pinging Redis', this.queue.getBackend().client.then((client) => client.get('tickwork:ping')));
   }

@@ -158,3 +158,72 @@ export async function setJobNextRun(
     .where('version', '=', version)
     .execute();
 }
+
+/**
+ * A service's job, locked for the rest of the transaction: every change of a job (PATCH, pause,
+ * resume) goes through this, so two changes never interleave and the version check is exact.
+ */
+export async function lockJob(db: Kysely<Database>, serviceId: string, id: string): Promise<JobRow | undefined> {
+  return db
+    .selectFrom('jobs')
+    .selectAll()
+    .where('service_id', '=', serviceId)
+    .where('id', '=', id)
+    .forUpdate()
+    .executeTakeFirst();
+}
+
+/** Writes a changed job as its next version (the caller holds the row lock). */
+export async function updateJob(
+  db: Kysely<Database>,
+  id: string,
+  change: { spec?: JobSpec; state: JobState; version: number; nextRunAt: Date | null; now: Date },
+): Promise<JobRow> {
+  const spec = change.spec;
+  return db
+    .updateTable('jobs')
+    .set({
+      ...(spec
+        ? {
+            name: spec.name,
+            description: spec.description,
+            labels: JSON.stringify(spec.labels),
+            schedule: JSON.stringify(spec.schedule),
+            target: JSON.stringify(spec.target),
+            start_at: spec.startAt === null ? null : new Date(spec.startAt),
+            end_at: spec.endAt === null ? null : new Date(spec.endAt),
+            max_runs: spec.maxRuns,
+            jitter_ms: spec.jitterMs,
+            overlap: spec.overlap,
+            misfire: JSON.stringify(spec.misfire),
+            retry: JSON.stringify(spec.retry),
+          }
+        : {}),
+      state: change.state,
+      version: change.version,
+      next_run_at: change.nextRunAt,
+      updated_at: change.now,
+    })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/**
+ * The job of an occurrence, locked until the occurrence's run is recorded: occurrences of one job
+ * are decided one at a time (overlap, maxRuns, one catch-up), whichever worker holds them.
+ */
+export async function lockJobForFire(db: Kysely<Database>, id: string): Promise<JobRow | undefined> {
+  return db.selectFrom('jobs').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+/** Marks a job completed (its window ended or it reached maxRuns). */
+export async function completeJob(db: Kysely<Database>, id: string, version: number): Promise<void> {
+  await db
+    .updateTable('jobs')
+    .set({ state: 'completed', next_run_at: null })
+    .where('id', '=', id)
+    .where('version', '=', version)
+    .where('state', '=', 'active')
+    .execute();
+}

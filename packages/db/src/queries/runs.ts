@@ -18,7 +18,8 @@ export interface NewRun {
 /**
  * Records an occurrence, once. The unique key (job, scheduled_for, trigger) makes a second
  * delivery of the same occurrence find the first one's row (and its id, the `webhook-id`)
- * instead of writing another. A new row counts towards the job's `run_count`.
+ * instead of writing another. A new scheduled run that is not skipped counts towards the job's
+ * `run_count` (what `maxRuns` limits); manual runs and replays do not.
  */
 export async function recordOccurrence(db: Kysely<Database>, run: NewRun): Promise<{ run: RunRow; created: boolean }> {
   const inserted = await db
@@ -45,7 +46,7 @@ export async function recordOccurrence(db: Kysely<Database>, run: NewRun): Promi
         .updateTable('jobs')
         .set((eb) => ({ run_count: eb('run_count', '+', 1) }))
         .where('id', '=', run.jobId)
-        .where(sql<boolean>`exists (select 1 from ins where ins.status <> 'skipped')`),
+        .where(sql<boolean>`exists (select 1 from ins where ins.status <> 'skipped' and ins.trigger = 'schedule')`),
     )
     .selectFrom('ins')
     .selectAll()
@@ -89,12 +90,16 @@ export interface RunOutcome {
   error: string | null;
 }
 
-/** Writes an attempt's outcome on the run and, when the run ended, on its job. */
+/**
+ * Writes an attempt's outcome on the run and on its job (`lastRunAt`, `lastRunStatus`). `job`
+ * carries the schedule fields a scheduled run moves on (`nextRunAt`, completion); they apply only
+ * while the job is still at the run's version, so an old run never rewrites an updated job.
+ */
 export async function recordOutcome(
   db: Kysely<Database>,
   run: { id: string; jobId: string },
   outcome: RunOutcome,
-  job?: { nextRunAt: Date | null; complete: boolean },
+  job?: { version: number; nextRunAt: Date | null; complete: boolean },
 ): Promise<void> {
   const final = outcome.status !== 'retrying';
   await db.transaction().execute(async (trx) => {
@@ -112,14 +117,18 @@ export async function recordOutcome(
       .execute();
     await trx
       .updateTable('jobs')
-      .set({
-        last_run_at: sql`now()`,
-        last_run_status: outcome.status,
-        ...(job ? { next_run_at: job.nextRunAt } : {}),
-        ...(job?.complete ? { state: 'completed', next_run_at: null } : {}),
-      })
+      .set({ last_run_at: sql`now()`, last_run_status: outcome.status })
       .where('id', '=', run.jobId)
       .execute();
+    if (job) {
+      await trx
+        .updateTable('jobs')
+        .set(job.complete ? { state: 'completed', next_run_at: null } : { next_run_at: job.nextRunAt })
+        .where('id', '=', run.jobId)
+        .where('version', '=', job.version)
+        .where('state', '=', 'active')
+        .execute();
+    }
   });
 }
 
@@ -155,4 +164,134 @@ export async function listRunsOfService(
   if (filter.status) query = query.where('status', '=', filter.status);
   const rows = await query.orderBy('id', 'desc').limit(filter.limit + 1).execute();
   return pageOf(rows, filter.limit);
+}
+
+/** The run already recorded for an occurrence, if any (a retry, or a redelivery after a crash). */
+export async function findOccurrenceRun(
+  db: Kysely<Database>,
+  jobId: string,
+  scheduledFor: Date,
+  trigger: RunTrigger,
+): Promise<RunRow | undefined> {
+  return db
+    .selectFrom('runs')
+    .selectAll()
+    .where('job_id', '=', jobId)
+    .where('scheduled_for', '=', scheduledFor)
+    .where('trigger', '=', trigger)
+    .executeTakeFirst();
+}
+
+/**
+ * How long a run may stay `running`/`retrying` and still count as in flight for the overlap
+ * check. A run whose BullMQ job was lost (Redis lost its data mid-run) must not block its job for
+ * ever; no real run lasts this long (20 attempts, at most 5 min each plus 1 h between them).
+ */
+export const IN_FLIGHT_HORIZON_MS = 24 * 3_600_000;
+
+/** Whether another run of the job is still in flight (for `overlap: skip`). */
+export async function hasRunInFlight(db: Kysely<Database>, jobId: string, now: Date): Promise<boolean> {
+  const row = await db
+    .selectFrom('runs')
+    .select('id')
+    .where('job_id', '=', jobId)
+    .where('status', 'in', ['running', 'retrying'])
+    .where('created_at', '>', new Date(now.getTime() - IN_FLIGHT_HORIZON_MS))
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/**
+ * Whether the job has moved past a late occurrence: a scheduled run was recorded for a later
+ * instant, or was recorded at all after the occurrence was already late (`lateSince`). Either
+ * means this job's one catch-up for the outage has been taken (see `misfireVerdict`). Run ids are
+ * UUIDv7, so "recorded after" is an id range on the (job_id, id) index.
+ */
+export async function hasCaughtUp(
+  db: Kysely<Database>,
+  jobId: string,
+  scheduledFor: Date,
+  lateSinceId: string,
+): Promise<boolean> {
+  const row = await db
+    .selectFrom('runs')
+    .select('id')
+    .where('job_id', '=', jobId)
+    .where('trigger', '=', 'schedule')
+    .where('status', '<>', 'skipped')
+    .where((eb) => eb.or([eb('scheduled_for', '>', scheduledFor), eb('id', '>', lateSinceId)]))
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/**
+ * Records a run the api starts itself (run now, replay) before handing it to BullMQ. Its instant
+ * is `now`; two requests in the same millisecond get the next free one, since an occurrence is
+ * unique per (job, instant, trigger).
+ */
+export async function insertRequestedRun(
+  db: Kysely<Database>,
+  run: { id: string; jobId: string; serviceId: string; jobVersion: number; trigger: 'manual' | 'replay'; now: number; replayOf?: string },
+): Promise<RunRow> {
+  for (let offset = 0; offset < 1_000; offset++) {
+    const inserted = await db
+      .insertInto('runs')
+      .values({
+        id: run.id,
+        job_id: run.jobId,
+        service_id: run.serviceId,
+        job_version: run.jobVersion,
+        scheduled_for: new Date(run.now + offset),
+        trigger: run.trigger,
+        status: 'running',
+        replay_of: run.replayOf ?? null,
+      })
+      .onConflict((oc) => oc.columns(['job_id', 'scheduled_for', 'trigger']).doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (inserted) return inserted;
+  }
+  throw new Error(`no free instant for a ${run.trigger} run of job ${run.jobId}`);
+}
+
+/**
+ * Deletes runs created before `cutoff`, `batchSize` at a time, each batch its own short
+ * statement, so a large prune never holds many locks for long; rows a worker is updating are
+ * skipped (SKIP LOCKED) and taken by a later pass. Runs still in flight are kept: their BullMQ
+ * job may still come back for them. Returns how many were deleted.
+ */
+export async function pruneRuns(
+  db: Kysely<Database>,
+  cutoff: Date,
+  options: { batchSize?: number; maxBatches?: number; signal?: AbortSignal } = {},
+): Promise<number> {
+  const batchSize = options.batchSize ?? 1_000;
+  let total = 0;
+  for (let batch = 0; batch < (options.maxBatches ?? 10_000); batch++) {
+    if (options.signal?.aborted) break;
+    const result = await db
+      .deleteFrom('runs')
+      .where('id', 'in', (eb) =>
+        eb
+          .selectFrom('runs')
+          .select('id')
+          .where('created_at', '<', cutoff)
+          .where('status', 'not in', ['running', 'retrying'])
+          .limit(batchSize)
+          .forUpdate()
+          .skipLocked(),
+      )
+      .executeTakeFirst();
+    const deleted = Number(result.numDeletedRows);
+    total += deleted;
+    if (deleted < batchSize) break;
+  }
+  return total;
+}
+
+/** Takes back a run the api recorded but could not hand to BullMQ. */
+export async function deleteRun(db: Kysely<Database>, id: string): Promise<void> {
+  await db.deleteFrom('runs').where('id', '=', id).execute();
 }

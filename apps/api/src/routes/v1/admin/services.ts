@@ -46,7 +46,7 @@ import {
   type ApiKeyRow,
   type ServiceRow,
 } from '@tickwork/db';
-import { afterIdOf } from '../jobs/index.ts';
+import { afterIdOf } from '../jobs/shared.ts';
 
 export interface AdminRoutesOptions {
   secretKey: string;

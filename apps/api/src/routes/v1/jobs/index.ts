@@ -2,6 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import {
   CreateJobBody,
+  IDEMPOTENCY_STALE_MS,
+  IDEMPOTENCY_TTL_MS,
   JOB_STATES,
   JobListSchema,
   JobSchema,
@@ -14,11 +16,15 @@ import {
   buildJobSpec,
   nextRunOf,
   quotaExceeded,
+  parseIdempotencyKey,
+  requestFingerprint,
+  toProblem,
   uuidv7,
   type JobState,
 } from '@tickwork/core';
 import {
-  decodeCursor,
+  claimIdempotencyKey,
+  completeIdempotencyKey,
   deleteJob,
   findJob,
   findServiceById,
@@ -27,25 +33,17 @@ import {
   listJobs,
   listRunsOfJob,
   lockServiceQuota,
+  releaseIdempotencyKey,
+  type StoredResponse,
 } from '@tickwork/db';
+import type { FastifyInstance } from 'fastify';
 import { principalOf } from '../../../plugins/auth.ts';
+import { toTickworkError } from '../../../plugins/errors.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
+import lifecycleRoutes from './lifecycle.ts';
+import { JobParams, afterIdOf, isUniqueViolation, jobErrors, nameTaken } from './shared.ts';
 
-const JobParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
-const errors = {
-  400: ProblemSchema,
-  401: ProblemSchema,
-  403: ProblemSchema,
-  404: ProblemSchema,
-  503: ProblemSchema,
-};
-
-export function afterIdOf(cursor: string | undefined): string | undefined {
-  if (cursor === undefined) return undefined;
-  const id = decodeCursor(cursor);
-  if (!id) throw new TickworkError('validation_failed', 'cursor is not valid', { errors: [{ field: 'querystring.cursor', message: 'is not a cursor this API returned' }] });
-  return id;
-}
+const errors = jobErrors;
 
 function parseLabels(values: string[] | undefined): Record<string, string> | undefined {
   if (!values || values.length === 0) return undefined;
@@ -62,12 +60,57 @@ function parseLabels(values: string[] | undefined): Record<string, string> | und
   return labels;
 }
 
-function isUniqueViolation(error: unknown): boolean {
-  return (error as { code?: string }).code === '23505';
+/** Creates a job: Postgres first, Redis inside the transaction, commit last. */
+async function createJob(app: FastifyInstance, serviceId: string, body: CreateJobBody): Promise<StoredResponse> {
+  const service = await findServiceById(app.db, serviceId);
+  if (!service) throw new TickworkError('unauthorized', 'The API key is not valid.');
+  const now = Date.now();
+  const spec = buildJobSpec(body, { now, limits: { minIntervalMs: service.min_interval_ms } });
+  const id = uuidv7(now);
+  const draft = { ...spec, id, serviceId, state: 'active' as JobState, version: 1, createdAt: now, updatedAt: now };
+  const nextRunAt = nextRunOf(draft, now);
+  // A window that holds no occurrence (endAt before the first one) makes a job that is done already.
+  const state: JobState = body.paused ? 'paused' : nextRunAt === null ? 'completed' : 'active';
+  // A job is acknowledged only after its commit, and a failed Redis call rolls the row back.
+  const row = await app.db
+    .transaction()
+    .execute(async (trx) => {
+      // Counted under a lock on the service row: two creates at once cannot both take the last slot.
+      const quota = await lockServiceQuota(trx, serviceId);
+      if (quota && quota.jobCount >= quota.maxJobs) {
+        throw quotaExceeded('maxJobs', `This service may hold at most ${quota.maxJobs} jobs.`);
+      }
+      const inserted = await insertJob(trx, {
+        ...spec,
+        id,
+        serviceId,
+        state,
+        now: new Date(now),
+        nextRunAt: nextRunAt === null || state !== 'active' ? null : new Date(nextRunAt),
+      });
+      await app.fireQueue.register(jobFromRow(inserted), now);
+      return inserted;
+    })
+    .catch(async (error: unknown) => {
+      if (error instanceof TickworkError && error.code === 'quota_exceeded') throw error;
+      if (isUniqueViolation(error)) throw nameTaken(spec.name);
+      // The commit may have failed after Redis accepted the schedule: take it back, without
+      // making the client wait (a worker drops occurrences of jobs Postgres does not have).
+      void app.fireQueue.unregister(id, 1).catch((cleanupError: unknown) => {
+        app.log.warn({ err: cleanupError, jobId: id }, 'could not remove the scheduler of a rolled-back job');
+      });
+      throw error;
+    });
+  return {
+    statusCode: 201,
+    headers: { location: `/v1/jobs/${row.id}`, etag: etagOf(row.version) },
+    body: jobDto(row),
+  };
 }
 
 const jobs: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('preHandler', app.authenticate);
+  await app.register(lifecycleRoutes);
 
   app.post(
     '/jobs',
@@ -75,58 +118,67 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['jobs'],
         summary: 'Create a job',
+        description:
+          'Send `Idempotency-Key` to make retries safe: the same key with the same body gets the stored answer back (kept 24 h), another body 422, and a repeat while the first is running 409.',
         security: [{ apiKey: [] }],
+        headers: Type.Object({
+          'idempotency-key': Type.Optional(Type.String({ description: 'A unique key per logical request (1–255 visible ASCII characters).' })),
+        }),
         body: CreateJobBody,
-        response: { 201: JobSchema, ...errors, 409: ProblemSchema },
+        response: { 201: JobSchema, ...errors, 409: ProblemSchema, 422: ProblemSchema },
       },
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      const service = await findServiceById(app.db, serviceId);
-      if (!service) throw new TickworkError('unauthorized', 'The API key is not valid.');
-      const now = Date.now();
-      const spec = buildJobSpec(request.body, { now, limits: { minIntervalMs: service.min_interval_ms } });
-      const id = uuidv7(now);
-      const state: JobState = request.body.paused ? 'paused' : 'active';
-      const draft = { ...spec, id, serviceId, state, version: 1, createdAt: now, updatedAt: now };
-      const nextRunAt = nextRunOf(draft, now);
-      // Postgres first, Redis inside the transaction, commit last: a job is acknowledged only after
-      // its commit, and a failed Redis call rolls the row back.
-      const row = await app.db
-        .transaction()
-        .execute(async (trx) => {
-          // Counted under a lock on the service row: two creates at once cannot both take the last slot.
-          const quota = await lockServiceQuota(trx, serviceId);
-          if (quota && quota.jobCount >= quota.maxJobs) {
-            throw quotaExceeded('maxJobs', `This service may hold at most ${quota.maxJobs} jobs.`);
-          }
-          const inserted = await insertJob(trx, {
-            ...spec,
-            id,
-            serviceId,
-            state,
-            now: new Date(now),
-            nextRunAt: nextRunAt === null ? null : new Date(nextRunAt),
+      const key = parseIdempotencyKey(request.headers['idempotency-key']);
+      const send = (stored: StoredResponse) => {
+        reply.code(stored.statusCode).headers(stored.headers);
+        return stored.body as never;
+      };
+      if (key === undefined) return send(await createJob(app, serviceId, request.body));
+
+      // Idempotency-Key (IETF draft): one request per (service, key) runs; a repeat with the same
+      // body gets the stored answer, another body 422, and a repeat while the first runs 409.
+      const fingerprint = requestFingerprint('POST', '/v1/jobs', request.body);
+      const claim = await claimIdempotencyKey(app.db, {
+        serviceId,
+        key,
+        fingerprint,
+        ttlMs: IDEMPOTENCY_TTL_MS,
+        staleMs: IDEMPOTENCY_STALE_MS,
+      });
+      if (claim.kind !== 'claimed') {
+        if (claim.fingerprint !== fingerprint) {
+          throw new TickworkError('unprocessable', 'This Idempotency-Key was used with a different request body.', {
+            errors: [{ field: 'headers.idempotency-key', message: 'was used with a different request body' }],
           });
-          await app.fireQueue.register(jobFromRow(inserted), now);
-          return inserted;
-        })
-        .catch(async (error: unknown) => {
-          if (error instanceof TickworkError && error.code === 'quota_exceeded') throw error;
-          if (isUniqueViolation(error)) {
-            throw new TickworkError('conflict', `A job named "${spec.name}" already exists in this service.`, {
-              errors: [{ field: 'name', message: 'is already taken' }],
-            });
-          }
-          // The commit may have failed after Redis accepted the schedule: take it back, without
-          // making the client wait (a worker drops occurrences of jobs Postgres does not have).
-          void app.fireQueue.unregister(id, 1).catch((cleanupError: unknown) => {
-            request.log.warn({ err: cleanupError, jobId: id }, 'could not remove the scheduler of a rolled-back job');
-          });
-          throw error;
-        });
-      reply.code(201).header('location', `/v1/jobs/${row.id}`).header('etag', etagOf(row.version));
-      return jobDto(row);
+        }
+        if (claim.kind === 'in_flight') {
+          reply.header('retry-after', '1');
+          throw new TickworkError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.');
+        }
+        reply.header('idempotent-replayed', 'true');
+        return send(claim.response);
+      }
+      let stored: StoredResponse;
+      try {
+        stored = await createJob(app, serviceId, request.body);
+      } catch (error) {
+        const mapped = toTickworkError(error);
+        if (mapped.status >= 500) {
+          // Worth retrying: give the key back so the retry runs afresh.
+          await releaseIdempotencyKey(app.db, serviceId, key).catch(() => {});
+        } else {
+          await completeIdempotencyKey(app.db, serviceId, key, {
+            statusCode: mapped.status,
+            headers: { 'content-type': 'application/problem+json' },
+            body: toProblem(mapped, '/v1/jobs'),
+          }).catch(() => releaseIdempotencyKey(app.db, serviceId, key).catch(() => {}));
+        }
+        throw error;
+      }
+      await completeIdempotencyKey(app.db, serviceId, key, stored);
+      return send(stored);
     },
   );
 

@@ -1,10 +1,18 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { PageQuery, ProblemSchema, RUN_STATUSES, RunListSchema, RunSchema, StringEnum, TickworkError } from '@tickwork/core';
-import { findRun, listRunsOfService } from '@tickwork/db';
+import {
+  PageQuery,
+  ProblemSchema,
+  RUN_STATUSES,
+  RunListSchema,
+  RunSchema,
+  StringEnum,
+  TickworkError,
+} from '@tickwork/core';
+import { findJob, findRun, listRunsOfService } from '@tickwork/db';
 import { principalOf } from '../../../plugins/auth.ts';
 import { runDto } from '../../../serializers.ts';
-import { afterIdOf } from '../jobs/index.ts';
+import { afterIdOf, startRequestedRun } from '../jobs/shared.ts';
 
 const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
 
@@ -17,6 +25,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['runs'],
         summary: 'Runs of all your jobs, newest first; `status=dead` is the dead-letter list',
+        description: 'Cursor-paged: pass the `nextCursor` of a page as `cursor` to get the next one.',
         security: [{ apiKey: [] }],
         querystring: Type.Object(
           { ...PageQuery, status: Type.Optional(StringEnum(RUN_STATUSES)) },
@@ -49,6 +58,40 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
       const row = await findRun(app.readDb, serviceId, request.params.id);
       if (!row) throw new TickworkError('not_found', `No run ${request.params.id}.`);
       return runDto(row);
+    },
+  );
+
+  app.post(
+    '/runs/:id/replay',
+    {
+      schema: {
+        tags: ['runs'],
+        summary: 'Deliver a dead or failed run again, as a new run',
+        description:
+          'Records a new run (`trigger: replay`, `replayOf`: this run, `scheduledFor`: now, its own `webhook-id`) and delivers it at once with the job’s current target and retry policy. Only `dead` and `failed` runs can be replayed (409 otherwise).',
+        security: [{ apiKey: [] }],
+        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        response: { 202: RunSchema, ...errors, 409: ProblemSchema },
+      },
+    },
+    async (request, reply) => {
+      const { serviceId } = principalOf(request);
+      const original = await findRun(app.db, serviceId, request.params.id);
+      if (!original) throw new TickworkError('not_found', `No run ${request.params.id}.`);
+      if (original.status !== 'dead' && original.status !== 'failed') {
+        throw new TickworkError('conflict', `Only dead or failed runs can be replayed; this one is ${original.status}.`);
+      }
+      const job = await findJob(app.db, serviceId, original.job_id);
+      if (!job) throw new TickworkError('not_found', `The job of run ${original.id} no longer exists.`);
+      const run = await startRequestedRun(app, {
+        jobId: job.id,
+        serviceId,
+        jobVersion: job.version,
+        trigger: 'replay',
+        replayOf: original.id,
+      });
+      reply.code(202).header('location', `/v1/runs/${run.id}`);
+      return runDto(run);
     },
   );
 };

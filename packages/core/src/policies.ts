@@ -1,0 +1,97 @@
+/**
+ * The per-occurrence policies, as pure decisions: whether a scheduled occurrence may fire at all
+ * (window, maxRuns), how late it is (misfire), and which missed occurrence a re-registration may
+ * catch up. The worker and the reconciler hand in what they read from Postgres and the clock.
+ */
+import { stableJitter } from './delivery.ts';
+import { nextOccurrence } from './schedule.ts';
+import { normalizedScheduleOf, windowOf, type Job } from './job.ts';
+
+/** The key a scheduled occurrence's jitter is derived from: the same on every retry and every worker. */
+export const jitterKeyOf = (jobId: string, scheduledFor: number) => `${jobId}:${scheduledFor}`;
+
+/** When a scheduled occurrence should start: its instant plus the job's stable jitter. */
+export function dueAtOf(job: Pick<Job, 'id' | 'jitterMs'>, scheduledFor: number): number {
+  return scheduledFor + stableJitter(jitterKeyOf(job.id, scheduledFor), job.jitterMs);
+}
+
+/**
+ * Whether an occurrence lies outside the job's window (`startAt`/`endAt`) or beyond `maxRuns`.
+ * `runCount` counts the scheduled runs recorded before this one.
+ */
+export function outsideLimits(
+  job: Pick<Job, 'startAt' | 'endAt' | 'maxRuns'>,
+  scheduledFor: number,
+  runCount: number,
+): 'before_start' | 'after_end' | 'max_runs' | undefined {
+  if (job.startAt !== null && scheduledFor < job.startAt) return 'before_start';
+  if (job.endAt !== null && scheduledFor > job.endAt) return 'after_end';
+  if (job.maxRuns !== null && runCount >= job.maxRuns) return 'max_runs';
+  return undefined;
+}
+
+export type MisfireVerdict =
+  /** Started within the grace period: deliver. */
+  | 'on_time'
+  /** Late, and the policy is `fire_once`: deliver, as the job's one catch-up. */
+  | 'catch_up'
+  /** Late, and the policy is `skip` (or the job already caught up): record `skipped`, reason `missed`. */
+  | 'missed';
+
+/**
+ * Judges a scheduled occurrence that starts at `now`. It is late when it starts more than
+ * `graceMs` after it was due (its instant plus jitter). A late occurrence is delivered once under
+ * `fire_once` — unless the job has already moved past it (`caughtUp`: a run of the job was
+ * recorded after this occurrence was already late, or for a later instant), which keeps a job to
+ * one catch-up however many stale occurrences an outage leaves behind.
+ */
+export function misfireVerdict(
+  job: Pick<Job, 'id' | 'jitterMs' | 'misfire'>,
+  scheduledFor: number,
+  now: number,
+  caughtUp: boolean,
+): MisfireVerdict {
+  const lateness = now - dueAtOf(job, scheduledFor);
+  if (lateness <= job.misfire.graceMs) return 'on_time';
+  if (job.misfire.policy === 'skip' || caughtUp) return 'missed';
+  return 'catch_up';
+}
+
+/**
+ * The instant after which a run of the job means "this occurrence was already handled or
+ * overtaken": the occurrence's due time plus the grace period. The worker asks Postgres whether a
+ * run of the job was recorded after it (or for a later instant) to fill in `caughtUp`.
+ */
+export function lateSinceOf(job: Pick<Job, 'id' | 'jitterMs' | 'misfire'>, scheduledFor: number): number {
+  return dueAtOf(job, scheduledFor) + job.misfire.graceMs;
+}
+
+/**
+ * For a re-registration that may have lost occurrences (the reconciler after Redis lost its data;
+ * resume is not one: a paused job owes nothing): the one occurrence to add now, if any. That is the
+ * latest instant the job should have fired in `(lastScheduledFor, now]`: still within its grace
+ * period under either policy, or later under `fire_once` only. `lastScheduledFor` is the latest
+ * scheduled run recorded (or the job's creation when none). The worker judges it again when it
+ * starts (`misfireVerdict`), so adding it twice still delivers it once.
+ */
+export function catchUpOf(job: Job, lastScheduledFor: number, now: number, runCount = 0): number | undefined {
+  if (job.state !== 'active') return undefined;
+  const schedule = normalizedScheduleOf(job);
+  const window = windowOf(job);
+  let latest: number | undefined;
+  let cursor = lastScheduledFor;
+  // Intervals can be short: jump close to `now` instead of walking every missed instant.
+  if (schedule.kind === 'every' && now - cursor > schedule.everyMs * 2) {
+    cursor = now - schedule.everyMs * 2;
+  }
+  for (let guard = 0; guard < 10_000; guard++) {
+    const next = nextOccurrence(schedule, window, cursor);
+    if (next === undefined || next > now) break;
+    latest = next;
+    cursor = next;
+  }
+  if (latest === undefined || latest <= lastScheduledFor) return undefined;
+  if (outsideLimits(job, latest, runCount)) return undefined;
+  const late = now > lateSinceOf(job, latest);
+  return late && job.misfire.policy === 'skip' ? undefined : latest;
+}
