@@ -10,6 +10,7 @@ import authPlugin from './plugins/auth.ts';
 import bullBoardPlugin from './plugins/bull-board.ts';
 import dbPlugin from './plugins/db.ts';
 import errorsPlugin from './plugins/errors.ts';
+import metricsPlugin from './plugins/metrics.ts';
 import outboundPlugin from './plugins/outbound.ts';
 import queuePlugin from './plugins/queue.ts';
 import rateLimitPlugin from './plugins/rate-limit.ts';
@@ -32,6 +33,7 @@ export default fp<AppConfig>(
     await app.register(errorsPlugin);
     await app.register(dbPlugin, { url: config.databaseUrl, readUrl: config.databaseReadUrl, poolMax: config.databasePoolMax });
     await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+    await app.register(metricsPlugin);
     await app.register(authPlugin, { adminToken: config.adminToken });
     await app.register(rateLimitPlugin, {
       redisUrl: config.redisUrl,

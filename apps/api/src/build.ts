@@ -9,6 +9,15 @@ import { installJsonParser, validatorCompiler } from './plugins/validation.ts';
 
 export const BODY_LIMIT = 64 * 1024;
 
+/** Never in a log line: credentials in headers, and request bodies (targets carry secrets). */
+export const API_LOG_REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.body',
+  'headers.authorization',
+  'body',
+];
+
 /**
  * Requests Node's HTTP parser refuses before Fastify sees them (malformed, headers over 16 KiB,
  * too slow) still get problem+json, written straight to the socket.
@@ -50,8 +59,15 @@ export async function buildServer(config: AppConfig, options: Pick<FastifyServer
   // JSON only: a text/plain body would otherwise reach validation as a string (400) instead of 415.
   server.removeContentTypeParser('text/plain');
   installJsonParser(server);
+  // A keep-alive connection that goes idle after close() began would hold the process open
+  // until its timeout: a response sent while closing asks the client to hang up instead.
+  let closing = false;
+  server.addHook('preClose', async () => {
+    closing = true;
+  });
   server.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (closing) reply.header('connection', 'close');
   });
   await server.register(app, config);
   return server;

@@ -1,6 +1,6 @@
 /** The api process: configuration, logger, listen, graceful close on SIGTERM/SIGINT. */
 import { ConfigError, loadConfig, type Config } from '@tickwork/core';
-import { buildServer } from './build.ts';
+import { API_LOG_REDACT_PATHS, buildServer } from './build.ts';
 
 let config: Config;
 try {
@@ -16,8 +16,10 @@ try {
 const server = await buildServer(config, {
   logger: {
     level: config.logLevel,
-    redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
-    ...(process.stdout.isTTY ? {} : {}),
+    base: { service: 'tickwork-api', pid: process.pid },
+    // Fastify's serializers log neither headers nor bodies; these paths guard a line that
+    // logs a request or an error object by hand.
+    redact: { paths: API_LOG_REDACT_PATHS, censor: '[redacted]' },
   },
 });
 

@@ -63,13 +63,27 @@ export interface FireContext {
   queue?: Queue;
 }
 
+/** The attempt a retry follows, for observers of the worker's `failed` event (metrics, logs). */
+export interface RetriedAttempt {
+  runId: string;
+  trigger: RunTrigger;
+  attempt: number;
+  /** The instant the schedule named, epoch ms. */
+  scheduledFor: number;
+  /** When the callback was sent, epoch ms. */
+  deliveryStartedAt: number;
+  durationMs: number;
+}
+
 /** Thrown to make BullMQ run the same job again after `delayMs` (see the `tickwork` backoff). */
 export class RetryLaterError extends Error {
   readonly delayMs: number;
-  constructor(delayMs: number, message: string) {
+  readonly attempted: RetriedAttempt | undefined;
+  constructor(delayMs: number, message: string, attempted?: RetriedAttempt) {
     super(message);
     this.name = 'RetryLaterError';
     this.delayMs = delayMs;
+    this.attempted = attempted;
   }
 }
 
@@ -271,7 +285,14 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
   if (complete && !('at' in job.schedule)) await retire(ctx, jobId, job.version);
   log.info({ status: verdict.status, httpStatus: outcome.httpStatus, durationMs: outcome.durationMs }, 'callback attempted');
   if (verdict.status === 'retrying') {
-    throw new RetryLaterError(verdict.retryInMs ?? 1_000, outcome.error ?? 'retrying');
+    throw new RetryLaterError(verdict.retryInMs ?? 1_000, outcome.error ?? 'retrying', {
+      runId: run.id,
+      trigger: occurrence.trigger,
+      attempt,
+      scheduledFor: occurrence.scheduledFor,
+      deliveryStartedAt,
+      durationMs: outcome.durationMs,
+    });
   }
   return {
     outcome: 'delivered',

@@ -3,4 +3,5 @@ export * from './fire.ts';
 export * from './outbound-guard.ts';
 export * from './prune.ts';
 export * from './worker.ts';
+export * from './metrics.ts';
 export * from './reconcile.ts';

@@ -15,7 +15,16 @@ try {
   throw error;
 }
 
-const logger = pino({ level: config.logLevel, base: { service: 'tickwork-worker', pid: process.pid } });
+const logger = pino({
+  level: config.logLevel,
+  base: { service: 'tickwork-worker', pid: process.pid },
+  // Nothing here logs a target or a callback body on purpose; these paths guard against a line
+  // that passes one by accident (an error carrying the request, a job row).
+  redact: {
+    paths: ['target.headers', 'target.body', '*.target.headers', '*.target.body', 'body', 'headers', 'signingSecret', 'signingSecrets', '*.signingSecrets'],
+    censor: '[redacted]',
+  },
+});
 const tickwork = await startWorker(config, logger);
 const health = await startHealthServer(tickwork, config.workerPort, config.host);
 logger.info({ port: config.workerPort }, 'health and metrics port open');

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { Queue, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import {
   FIRE_QUEUE,
   MAX_TIMEOUT_MS,
@@ -15,13 +16,14 @@ import {
   type FireJobData,
 } from '@tickwork/core';
 import { abandonRun, createDatabase, findJobById, isConnectionError, type Database } from '@tickwork/db';
-import { redisOptionsFrom } from '@tickwork/queue';
+import { FireQueue, redisOptionsFrom, warnUnlessNoeviction } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
 import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
+import { countReconcileRepairs, createWorkerRegistry, observeWorker } from './metrics.ts';
 import { pruneTask } from './prune.ts';
 import { watchPostgres } from './readiness.ts';
-import { createReconciler, type RepairKind } from './reconcile.ts';
+import { createReconciler } from './reconcile.ts';
 
 /**
  * BullMQ renews a job's lock every `lockDuration / 2` while the processor runs, so a slow
@@ -33,6 +35,8 @@ import { createReconciler, type RepairKind } from './reconcile.ts';
 export const LOCK_DURATION_MS = 30_000;
 export const STALLED_INTERVAL_MS = 15_000;
 export const MAX_STALLED_COUNT = 10;
+/** How long a shutdown waits for Redis connections to close once nothing is in flight. */
+export const REDIS_CLOSE_MS = 3_000;
 
 export type WorkerConfig = Pick<
   Config,
@@ -49,10 +53,15 @@ export type WorkerConfig = Pick<
   | 'runRetentionDays'
 >;
 
-/** Hooks for observers (metrics) of what the worker does besides firing. */
-export interface WorkerHooks {
-  /** A reconcile pass repaired `count` things of one kind. */
-  onReconcileRepair?: (kind: RepairKind, count: number) => void;
+export interface TickworkWorker {
+  worker: Worker<FireJobData>;
+  workerId: string;
+  /** What /metrics on the worker's port serves. */
+  metrics: Registry;
+  /** Stops taking occurrences, lets in-flight ones finish within the grace period, closes. */
+  close(): Promise<void>;
+  /** Postgres and Redis answer, and the worker is not shutting down. */
+  isReady(): Promise<{ postgres: boolean; redis: boolean; accepting: boolean }>;
 }
 
 /**
@@ -77,15 +86,19 @@ async function abandonOccurrence(db: Kysely<Database>, bullJob: BullJob<FireJobD
   return abandonRun(db, { jobId, scheduledFor: new Date(occurrence.scheduledFor), trigger: occurrence.trigger }, reason);
 }
 
-export interface TickworkWorker {
-  worker: Worker<FireJobData>;
-  workerId: string;
-  /** Stops taking occurrences, lets in-flight ones finish within the grace period, closes. */
-  close(): Promise<void>;
-  isReady(): Promise<{ postgres: boolean; redis: boolean }>;
+async function answersWithin(ms: number, work: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true, () => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
-export async function startWorker(config: WorkerConfig, logger: Logger, hooks: WorkerHooks = {}): Promise<TickworkWorker> {
+export async function startWorker(config: WorkerConfig, logger: Logger): Promise<TickworkWorker> {
   const workerId = `${hostname()}:${process.pid}`;
   const database = createDatabase({
     url: config.databaseUrl,
@@ -109,7 +122,19 @@ export async function startWorker(config: WorkerConfig, logger: Logger, hooks: W
     signal: abort.signal,
     queue: fireQueue,
   };
-  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job, token) => fireOccurrence(ctx, job, token), {
+  // Occurrences being processed, so a shutdown knows when nothing is left to finish.
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  const track = async <T>(work: Promise<T>): Promise<T> => {
+    inFlight += 1;
+    try {
+      return await work;
+    } finally {
+      inFlight -= 1;
+      if (inFlight === 0) drained?.();
+    }
+  };
+  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job, token) => track(fireOccurrence(ctx, job, token)), {
     connection,
     prefix: config.bullmqPrefix,
     concurrency: config.workerConcurrency,
@@ -125,29 +150,37 @@ export async function startWorker(config: WorkerConfig, logger: Logger, hooks: W
   });
   worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
   worker.on('failed', (job, error) => {
-    if (!job || error?.name === 'RetryLaterError') return;
+    if (!job || error instanceof RetryLaterError) return;
     if (isConnectionError(error)) postgres.checkNow();
     const final = error?.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
-    logger.warn({ err: error, bullJobId: job.id, final }, 'occurrence failed');
+    // Postgres or Redis failed mid-occurrence: BullMQ runs it again, and the run keeps its id.
+    logger.warn(
+      { err: error, jobId: job.data.jobId, runId: job.data.runId, attempt: job.attemptsMade, bullJobId: job.id, final },
+      final ? 'occurrence failed for good' : 'occurrence failed; BullMQ will run it again',
+    );
     if (!final) return;
     abandonOccurrence(database.db, job, `abandoned: ${error?.message ?? 'failed'}`).catch((cause: unknown) =>
       logger.error({ err: cause, bullJobId: job.id }, 'could not mark an abandoned occurrence dead'),
     );
   });
+  observeWorker(worker);
   await worker.waitUntilReady();
+  // The api's fast-failing producer connection, here for the queue gauges only: a scrape while
+  // Redis is away answers at once instead of queueing behind the worker's retrying connection.
+  const statsQueue = new FireQueue({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+  void warnUnlessNoeviction(config.redisUrl, logger);
   const postgres = watchPostgres({
     check: () => database.pool.query('select 1'),
     pause: () => worker.pause(true),
     resume: () => worker.resume(),
     logger,
   });
-
   const reconciler = createReconciler({
     db: database.db,
     redisUrl: config.redisUrl,
     prefix: config.bullmqPrefix,
     logger: logger.child({ task: 'reconcile' }),
-    ...(hooks.onReconcileRepair ? { onRepair: hooks.onReconcileRepair } : {}),
+    onRepair: countReconcileRepairs,
   });
   const tasks: MaintenanceTask[] = [
     { name: 'reconcile', everyMs: config.reconcileIntervalMs, run: () => reconciler.run() },
@@ -165,39 +198,54 @@ export async function startWorker(config: WorkerConfig, logger: Logger, hooks: W
   logger.info({ workerId, concurrency: config.workerConcurrency, maxTimeoutMs: MAX_TIMEOUT_MS }, 'worker started');
 
   let closing: Promise<void> | undefined;
+  // Each part answers within a second, so a probe or a scrape never hangs on a dead dependency.
+  const isReady = async () => {
+    const [postgres, redis] = await Promise.all([
+      answersWithin(1_000, database.pool.query('select 1')),
+      answersWithin(1_000, statsQueue.ping()),
+    ]);
+    return { postgres, redis, accepting: closing === undefined };
+  };
+  const metrics = createWorkerRegistry({
+    pool: database.pool,
+    queue: statsQueue.queue,
+    isReady: async () => Object.values(await isReady()).every(Boolean),
+  });
   return {
     worker,
     workerId,
+    metrics,
+    isReady,
     close() {
       closing ??= (async () => {
+        // Past the grace period in-flight callbacks are aborted: each is recorded as a failed
+        // attempt and retried later (same run), so nothing is lost, only delayed.
         const grace = setTimeout(() => abort.abort(new Error('shutdown grace period over')), config.shutdownGraceMs);
+        let giveUp: NodeJS.Timeout | undefined;
         postgres.stop();
         try {
-          await maintenance.close();
-          await reconciler.close();
-          await worker.close();
-          await fireQueue.close();
+          const closed = Promise.all([maintenance.close(), worker.close(), reconciler.close()])
+            .then(() => fireQueue.close())
+            .then(() => true);
+          // BullMQ's close ends with a QUIT that waits for ever while Redis is away: once nothing
+          // is in flight, the connections get a few seconds, then the worker stops without them.
+          const idle = (inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve))).then(
+            () =>
+              new Promise<boolean>((resolve) => {
+                giveUp = setTimeout(() => resolve(false), REDIS_CLOSE_MS);
+              }),
+          );
+          if (!(await Promise.race([closed, idle]))) {
+            logger.warn({ waitedMs: REDIS_CLOSE_MS }, 'Redis did not answer while closing; stopping without it');
+          }
         } finally {
           clearTimeout(grace);
-          await Promise.allSettled([dispatchers.guarded.close(), dispatchers.allowListed.close()]);
+          clearTimeout(giveUp);
+          await Promise.allSettled([dispatchers.guarded.close(), dispatchers.allowListed.close(), statsQueue.close()]);
           await database.close();
         }
       })();
       return closing;
-    },
-    async isReady() {
-      const [postgres, redis] = await Promise.all([
-        database.pool
-          .query('select 1')
-          .then(() => true)
-          .catch(() => false),
-        worker
-          .getBackend()
-          .client.then((client) => client.get('tickwork:ping'))
-          .then(() => true)
-          .catch(() => false),
-      ]);
-      return { postgres, redis };
     },
   };
 }

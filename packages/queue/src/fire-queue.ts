@@ -87,7 +87,20 @@ export class FireQueue {
   }
 
   async close(): Promise<void> {
-    await this.queue.close();
+    await closeQueue(this.queue);
+  }
+}
+
+/**
+ * Closes a BullMQ queue. With Redis away QUIT cannot be sent on a fail-fast connection and
+ * BullMQ rethrows (and its disconnect() then never settles): drop the socket instead, so a
+ * process can shut down cleanly during a Redis outage.
+ */
+export async function closeQueue(queue: Queue): Promise<void> {
+  try {
+    await queue.close();
+  } catch {
+    (await queue.getBackend().client).disconnect();
   }
 }
 

@@ -1,2 +1,3 @@
 export * from './connection.ts';
 export * from './fire-queue.ts';
+export * from './eviction.ts';

@@ -28,10 +28,12 @@ export default fp<RateLimitPluginOptions>(
     app.addHook('onClose', async () => {
       redis.disconnect();
     });
-    // When the count could not be made (Redis not ready: commands fail at once), the plugin
-    // would still report a full allowance; say nothing rather than something untrue.
+    // When the count could not be made (Redis away: skipOnError), the plugin still reports a
+    // full allowance. A counted request always leaves at most `max - 1`, so a full allowance
+    // means "not counted": say nothing rather than something untrue. (Reading `redis.status`
+    // instead races with reconnection.)
     app.addHook('onSend', async (_request, reply) => {
-      if (redis.status !== 'ready') {
+      if (String(reply.getHeader('ratelimit-remaining')) === String(options.perMinute)) {
         for (const name of ['ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']) reply.removeHeader(name);
       }
     });

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { Type } from 'typebox';
 
@@ -25,6 +26,15 @@ async function check(work: () => Promise<unknown>, timeoutMs: number) {
   }
 }
 
+/** What /health/ready and the `tickwork_ready` gauge report: Postgres and Redis, each with a 1 s budget. */
+export async function checkReadiness(app: FastifyInstance) {
+  const [postgres, redis] = await Promise.all([
+    check(() => sql`select 1`.execute(app.db), 1_000),
+    check(() => app.fireQueue.ping(), 1_000),
+  ]);
+  return { ok: postgres.status === 'ok' && redis.status === 'ok', checks: { postgres, redis } };
+}
+
 const health: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/health/live',
@@ -39,13 +49,9 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
       logLevel: 'warn',
     },
     async (_request, reply) => {
-      const [postgres, redis] = await Promise.all([
-        check(() => sql`select 1`.execute(app.db), 1_000),
-        check(() => app.fireQueue.ping(), 1_000),
-      ]);
-      const ok = postgres.status === 'ok' && redis.status === 'ok';
+      const { ok, checks } = await checkReadiness(app);
       reply.code(ok ? 200 : 503);
-      return { status: ok ? ('ok' as const) : ('unavailable' as const), checks: { postgres, redis } };
+      return { status: ok ? ('ok' as const) : ('unavailable' as const), checks };
     },
   );
 };

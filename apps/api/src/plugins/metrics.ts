@@ -1,0 +1,48 @@
+/**
+ * Prometheus metrics of the api at /metrics (kept out of the OpenAPI document): request
+ * durations by route pattern — never the raw URL, whose ids would make a series per job — plus
+ * the pool, readiness and queue gauges both processes share, and Node's process metrics.
+ */
+import fp from 'fastify-plugin';
+import { Histogram, type Registry } from 'prom-client';
+import { DURATION_BUCKETS, createRegistry, registerPoolGauges, registerQueueGauges, registerReadyGauge } from '@tickwork/metrics';
+import { checkReadiness } from '../routes/health.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: Registry;
+  }
+}
+
+/** The route label of a request that matched no route: one series for every 404, whatever the URL. */
+export const UNMATCHED_ROUTE = 'unmatched';
+
+export default fp(
+  async (app) => {
+    const registry = createRegistry();
+    const requestDuration = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'API request duration by method, route pattern and status code.',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: DURATION_BUCKETS,
+      registers: [registry],
+    });
+    registerPoolGauges(registry, app.dbPool);
+    registerReadyGauge(registry, async () => (await checkReadiness(app)).ok);
+    registerQueueGauges(registry, app.fireQueue.queue);
+    app.decorate('metrics', registry);
+
+    app.addHook('onResponse', async (request, reply) => {
+      requestDuration.observe(
+        { method: request.method, route: request.routeOptions.url ?? UNMATCHED_ROUTE, status_code: String(reply.statusCode) },
+        reply.elapsedTime / 1000,
+      );
+    });
+
+    app.get('/metrics', { schema: { hide: true }, logLevel: 'warn' }, async (_request, reply) => {
+      reply.type(registry.contentType);
+      return registry.metrics();
+    });
+  },
+  { name: 'metrics', dependencies: ['db', 'queue'] },
+);
