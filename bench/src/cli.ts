@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchApi, type ApiFigures } from './api-bench.ts';
-import { drainCompare, fireAtRate, scaleOut, startSink, type AtRateFigures, type Contestant, type DrainFigures, type ScaleFigures } from './fire-bench.ts';
+import { compareLever, drainCompare, fireAtRate, scaleOut, startSink, type AtRateFigures, type Contestant, type DrainFigures, type ScaleFigures, type LeverFigures } from './fire-bench.ts';
 import { describeMachine, printMachine } from './machine.ts';
 import { startRedis } from './redis-server.ts';
 import { deploy } from './tickwork.ts';
@@ -27,6 +27,7 @@ const { values, positionals } = parseArgs({
     'skip-peers': { type: 'boolean', default: false },
     'skip-scale': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    env: { type: 'string', multiple: true },
     contestants: { type: 'string', default: 'tickwork,bullmq-fetch,bullmq-noop,pgboss,timers' },
   },
 });
@@ -52,6 +53,7 @@ const out: {
   fire?: AtRateFigures[];
   drain?: DrainFigures;
   scale?: ScaleFigures;
+  lever?: LeverFigures;
 } = { date: new Date().toISOString(), argv: process.argv.slice(2), machine };
 
 if (command === 'api' || command === 'all') {
@@ -112,6 +114,26 @@ if (command === 'fire' || command === 'all') {
   } finally {
     await sink.close();
     for (const r of redises.values()) await r.stop();
+  }
+}
+
+if (command === 'lever') {
+  // `lever --env NAME=value …`: the drain with and without one setting, side by side.
+  const env = Object.fromEntries((values.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const hz = Number(values.hz!.split(',')[0]);
+  const redis = await startRedis(hz);
+  const sink = await startSink();
+  const tw = await deploy({ redisUrl: redis.url, workers: 0, label: 'tw_bench_lever' });
+  try {
+    const service = await tw.service('bench-lever', 10_000_000);
+    const count = num(values.drain, 1_000);
+    console.log(`lever: drain of ${count} with the default worker vs ${JSON.stringify(env)}, own Redis hz ${hz}`);
+    out.lever = await compareLever({ tw, token: service.token, sink, count, rounds: num(values.rounds, 3), env });
+    console.log(`  variant/default ${out.lever.variantOverBaseline}×`);
+  } finally {
+    await tw.close();
+    await sink.close();
+    await redis.stop();
   }
 }
 

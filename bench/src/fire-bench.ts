@@ -172,6 +172,9 @@ async function startPeer(kind: string, env: Record<string, string>): Promise<Pee
   const child = fork(fileURLToPath(new URL('./peer.ts', import.meta.url)), [kind], { env: { ...process.env, ...env } });
   const inbox: any[] = [];
   const waiting: Array<(m: any) => void> = [];
+  child.on('exit', (code) => {
+    for (const w of waiting.splice(0)) w({ type: 'error', message: `exited with ${code}` });
+  });
   child.on('message', (m) => {
     const w = waiting.shift();
     if (w) w(m);
@@ -180,7 +183,15 @@ async function startPeer(kind: string, env: Record<string, string>): Promise<Pee
   const peer: Peer = {
     child,
     async next(type) {
-      const m = inbox.length ? inbox.shift() : await new Promise((resolve) => waiting.push(resolve));
+      const m = inbox.length
+        ? inbox.shift()
+        : await new Promise((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`${kind}: no '${type}' within 120 s`)), 120_000);
+            waiting.push((message) => {
+              clearTimeout(timer);
+              resolve(message);
+            });
+          });
       if (m.type === 'error') throw new Error(`${kind}: ${m.message}`);
       if (m.type !== type) throw new Error(`${kind}: expected ${type}, got ${m.type}`);
       return m;
@@ -223,7 +234,7 @@ function shotOf(dueAt: number, arrivals: number[], count: number): DrainShot {
 }
 
 /** One Tickwork drain: K interval jobs created through the API, all due at one instant. */
-async function tickworkDrain(tw: Deployment, token: string, sink: Sink, count: number, tag: string, createPerSec: { value: number }): Promise<DrainShot> {
+export async function tickworkDrain(tw: Deployment, token: string, sink: Sink, count: number, tag: string, createPerSec: { value: number }): Promise<DrainShot> {
   const margin = 1_000 + Math.ceil((count / createPerSec.value) * 1_000 * 1.5);
   const dueAt = Date.now() + margin;
   const drafts: JobDraft[] = Array.from({ length: count }, (_, i) => ({
@@ -376,3 +387,39 @@ export async function scaleOut(options: { tw: Deployment; token: string; sink: S
 }
 
 export { startSink };
+
+export interface LeverFigures {
+  env: Record<string, string>;
+  count: number;
+  rounds: number;
+  baseline: number[];
+  variant: number[];
+  variantOverBaseline: number;
+}
+
+/**
+ * One lever, side by side: the same drain with a worker started with the default environment (A)
+ * and with `env` (B), alternating A/B order each round; the figure is the median of B/A per round.
+ */
+export async function compareLever(options: { tw: Deployment; token: string; sink: Sink; count: number; rounds: number; env: Record<string, string> }): Promise<LeverFigures> {
+  const { tw, sink, count } = options;
+  const createPerSec = { value: 300 };
+  const a: number[] = [];
+  const b: number[] = [];
+  const ratios: number[] = [];
+  for (let r = 0; r < options.rounds; r++) {
+    const shots: Record<string, number> = {};
+    for (const variant of rotated(['A', 'B'], r)) {
+      while (tw.workers.length) await tw.removeWorker();
+      await tw.addWorker(variant === 'B' ? options.env : {});
+      const shot = await tickworkDrain(tw, options.token, sink, count, `lever-${variant}-${r}`, createPerSec);
+      sink.received.length = 0;
+      shots[variant] = shot.perSec;
+      console.log(`  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify(options.env)}: ${shot.perSec}/s`);
+    }
+    a.push(shots.A!);
+    b.push(shots.B!);
+    ratios.push(shots.B! / shots.A!);
+  }
+  return { env: options.env, count, rounds: options.rounds, baseline: a, variant: b, variantOverBaseline: round(median(ratios), 3) };
+}

@@ -12,7 +12,7 @@ export interface Deployment {
   env: FleetEnv;
   api: Proc;
   workers: Proc[];
-  addWorker(): Promise<Proc>;
+  addWorker(extraEnv?: Record<string, string>): Promise<Proc>;
   removeWorker(): Promise<void>;
   /** A new service and its API key; `maxJobs` raises the quota directly in the bench's own database. */
   service(name: string, maxJobs?: number): Promise<{ id: string; token: string }>;
@@ -41,8 +41,8 @@ export async function deploy(options: { redisUrl: string; workers: number; label
     env,
     api,
     workers,
-    async addWorker() {
-      const worker = await startWorker(env);
+    async addWorker(extraEnv = {}) {
+      const worker = await startWorker({ ...env, ...extraEnv });
       workers.push(worker);
       return worker;
     },

@@ -21,10 +21,10 @@ import {
 } from '@tickwork/core';
 import {
   findJobForFire,
+  finishAttempt,
   jobFromRow,
   recordOccurrence,
-  recordOutcome,
-  startAttempt,
+  startOccurrence,
   type Database,
   type JobForFire,
 } from '@tickwork/db';
@@ -118,10 +118,11 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
     return { outcome: 'skipped', reason: 'paused', runId: run.id, trigger: occurrence.trigger, scheduledFor: occurrence.scheduledFor };
   }
 
-  const { run } = await recordOccurrence(ctx.db, { ...base, id: bullJob.data.runId ?? uuidv7(), status: 'running' });
-  const started = await startAttempt(ctx.db, run.id, ctx.workerId);
-  if (!started) return { outcome: 'already-ended', runId: run.id };
-  const attempt = started.attempts;
+  // One statement records the occurrence and starts its attempt (fire-path.ts: round trips are the cost).
+  const started = await startOccurrence(ctx.db, { ...base, id: bullJob.data.runId ?? uuidv7() }, ctx.workerId);
+  if (started.ended) return { outcome: 'already-ended', runId: started.run.id };
+  const run = started.run;
+  const attempt = run.attempts;
   const log = ctx.logger.child({ jobId, runId: run.id, attempt });
 
   const deliveryStartedAt = Date.now();
@@ -143,7 +144,7 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
   const ended = verdict.status !== 'retrying';
   const isOneShot = 'at' in job.schedule && occurrence.trigger === 'schedule';
   const nextRunAt = nextRunOf(job, Math.max(Date.now(), occurrence.scheduledFor), found.job.run_count);
-  await recordOutcome(
+  await finishAttempt(
     ctx.db,
     { id: run.id, jobId },
     {

@@ -6,3 +6,4 @@ export * from './queries/cursor.ts';
 export * from './queries/jobs.ts';
 export * from './queries/runs.ts';
 export * from './queries/services.ts';
+export * from './queries/fire-path.ts';
