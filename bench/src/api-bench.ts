@@ -19,6 +19,7 @@ export interface ApiOptions {
   rounds: number;
   durationS: number;
   connections: number;
+  nodeOptions?: string | undefined;
 }
 
 export interface EndpointFigures {
@@ -68,7 +69,7 @@ async function startHello(): Promise<{ url: string; child: ChildProcess }> {
 }
 
 export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
-  const tw = await deploy({ redisUrl: options.redisUrl, workers: 0, label: 'tw_bench_api' });
+  const tw = await deploy({ redisUrl: options.redisUrl, workers: 0, label: 'tw_bench_api', nodeOptions: options.nodeOptions });
   const hello = await startHello();
   try {
     // Quota raised in the bench's own database: one service creates tens of thousands of jobs here.

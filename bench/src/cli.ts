@@ -63,6 +63,7 @@ if (command === 'api' || command === 'all') {
     rounds: num(values.rounds, quick ? 1 : 3),
     durationS: num(values.duration, quick ? 2 : 10),
     connections: Number(values.connections),
+    nodeOptions,
   });
   console.log(`  hello-world ${out.api.helloReqPerSec} req/s p99 ${out.api.helloP99Ms} ms`);
   for (const e of out.api.endpoints) {
@@ -71,11 +72,11 @@ if (command === 'api' || command === 'all') {
 }
 
 if (command === 'fire' || command === 'all') {
-  const schedules = num(values.schedules, quick ? 2_000 : 20_000);
-  const rate = num(values.rate, quick ? 400 : 1_000);
-  const measureS = num(values['measure-s'], quick ? 8 : 30);
+  const schedules = num(values.schedules, quick ? 1_000 : 20_000);
+  const rate = num(values.rate, quick ? 200 : 1_000);
+  const measureS = num(values['measure-s'], quick ? 5 : 30);
   const hzList = quick ? [10] : values.hz!.split(',').map(Number);
-  const drainCount = num(values.drain, quick ? 500 : 3_000);
+  const drainCount = num(values.drain, quick ? 300 : 3_000);
   const rounds = num(values.rounds, quick ? 1 : 3);
   const sink = await startSink();
   out.fire = [];
@@ -85,13 +86,13 @@ if (command === 'fire' || command === 'all') {
       const redis = await startRedis(hz);
       redises.set(hz, redis);
       console.log(`fire at rate: ${schedules} schedules, ${rate} due/s, own Redis hz ${hz} (${redis.url}), 1 worker at concurrency 10`);
-      const figures = schedules === 0 ? undefined : await fireAtRate({ redisUrl: redis.url, redisHz: hz, schedules, rate, measureS, workers: 1, sink, nodeOptions });
+      const figures = schedules === 0 ? undefined : await fireAtRate({ redisUrl: redis.url, redisHz: hz, schedules, rate, measureS, workers: 1, sink, nodeOptions, lateWaitMs: quick ? 10_000 : 60_000 });
       if (!figures) continue;
       out.fire.push(figures);
       console.log(
         `  hz${hz}: ${figures.deliveriesPerSec} deliveries/s, lag p50/p95/p99 ${figures.lagP50Ms}/${figures.lagP95Ms}/${figures.lagP99Ms} ms (max ${figures.lagMaxMs}), ` +
           `lost ${figures.lost}, duplicates ${figures.duplicates}, runs ${figures.runsRecorded}/${figures.expected}, Redis ${figures.redisBytesPerSchedule} B/schedule, ` +
-          `RSS api ${figures.apiRssMaxMiB} MiB workers ${figures.workerRssMaxMiB.join(',')} MiB`,
+          `RSS api ${figures.apiRssMaxMiB} MiB (idle ${figures.apiRssIdleMiB}) workers ${figures.workerRssMaxMiB.join(',')} MiB (idle ${figures.workerRssIdleMiB.join(',')})`,
       );
     }
     const redis = redises.get(hzList[0]!)!;

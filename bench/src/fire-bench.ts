@@ -41,6 +41,9 @@ export interface AtRateFigures {
   redisBytesPerSchedule: number;
   apiRssMaxMiB: number;
   workerRssMaxMiB: number[];
+  /** Right after start, before any schedule: what the process costs before it does anything. */
+  apiRssIdleMiB: number;
+  workerRssIdleMiB: number[];
   load: string;
 }
 
@@ -53,12 +56,16 @@ export async function fireAtRate(options: {
   workers: number;
   sink: Sink;
   nodeOptions?: string | undefined;
+  /** How long to wait for the window's late occurrences. @defaultValue 60000 */
+  lateWaitMs?: number;
 }): Promise<AtRateFigures> {
   const { schedules, rate, sink } = options;
   const everyMs = Math.round((schedules / rate) * 1000);
   if (everyMs < 1000) throw new Error(`--schedules / --rate must be at least 1 s (the default minimum interval); got ${everyMs} ms`);
   const memoryBefore = await redisUsedMemory(options.redisUrl);
   const tw = await deploy({ redisUrl: options.redisUrl, workers: options.workers, label: 'tw_bench_fire', nodeOptions: options.nodeOptions });
+  const apiRssIdleMiB = rssOf(tw.api.child.pid!).rssMiB;
+  const workerRssIdleMiB = tw.workers.map((w) => rssOf(w.child.pid!).rssMiB);
   try {
     // Services keep their default quota (10,000 jobs): N schedules are spread over N/10,000 services.
     const services = await Promise.all(
@@ -91,10 +98,10 @@ export async function fireAtRate(options: {
       await sleep(Math.min(1_000, Math.max(0, windowEnd - Date.now())));
     }
     // Let the window's late occurrences arrive: until every expected one came, or none came for 3 s
-    // (at most 60 s). A late occurrence counts in the lateness figures; only one that never came is lost.
+    // (at most `lateWaitMs`). A late occurrence counts in the lateness figures; only one that never came is lost.
     const expectedCount = Math.round((options.measureS * 1000 * schedules) / everyMs);
     const countInWindow = () => sink.received.reduce((n, r) => { const at = scheduledForOf(r); return at >= windowStart && at < windowEnd ? n + 1 : n; }, 0);
-    for (let last = -1, quietSince = Date.now(), deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+    for (let last = -1, quietSince = Date.now(), deadline = Date.now() + (options.lateWaitMs ?? 60_000); Date.now() < deadline; ) {
       await sleep(500);
       const n = countInWindow();
       if (n >= expectedCount) break;
@@ -153,6 +160,8 @@ export async function fireAtRate(options: {
       redisBytesPerSchedule: Math.round((memoryAfter - memoryBefore) / schedules),
       apiRssMaxMiB: apiRss,
       workerRssMaxMiB: workerRss,
+      apiRssIdleMiB,
+      workerRssIdleMiB,
       load,
     };
   } finally {
