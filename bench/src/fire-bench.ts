@@ -419,6 +419,9 @@ export interface LeverFigures {
   baseline: number[];
   variant: number[];
   variantOverBaseline: number;
+  /** Peak RSS of the worker after each shot, MiB. */
+  baselineRssMiB: number[];
+  variantRssMiB: number[];
 }
 
 /**
@@ -431,6 +434,7 @@ export async function compareLever(options: { tw: Deployment; token: string; sin
   const a: number[] = [];
   const b: number[] = [];
   const ratios: number[] = [];
+  const rss: Record<string, number[]> = { A: [], B: [] };
   for (let r = 0; r < options.rounds; r++) {
     const shots: Record<string, number> = {};
     for (const variant of rotated(['A', 'B'], r)) {
@@ -439,11 +443,13 @@ export async function compareLever(options: { tw: Deployment; token: string; sin
       const shot = await tickworkDrain(tw, options.token, sink, count, `lever-${variant}-${r}`, createPerSec);
       sink.received.length = 0;
       shots[variant] = shot.perSec;
-      console.log(`  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify(options.env)}: ${shot.perSec}/s`);
+      const peak = rssOf(tw.workers[0]!.child.pid!).peakMiB;
+      rss[variant]!.push(peak);
+      console.log(`  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify(options.env)}: ${shot.perSec}/s, worker peak RSS ${peak} MiB`);
     }
     a.push(shots.A!);
     b.push(shots.B!);
     ratios.push(shots.B! / shots.A!);
   }
-  return { env: options.env, count, rounds: options.rounds, baseline: a, variant: b, variantOverBaseline: round(median(ratios), 3) };
+  return { env: options.env, count, rounds: options.rounds, baseline: a, variant: b, variantOverBaseline: round(median(ratios), 3), baselineRssMiB: rss.A!, variantRssMiB: rss.B! };
 }
