@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { coalesceWrites } from './coalesce-writes.ts';
 import type { Database } from './types.ts';
 
 // timestamptz arrives as Date (pg's default); bigint counts as numbers, which fit here.
@@ -33,6 +34,7 @@ export function createDatabase(options: DatabaseOptions): DatabaseHandle {
   // An idle client that loses its server emits 'error' on the pool; without a listener that
   // would crash the process. The next query gets a fresh connection.
   pool.on('error', () => {});
+  if (process.env.TICKWORK_PG_COALESCE !== 'off') pool.on('connect', coalesceWrites);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
   return {
