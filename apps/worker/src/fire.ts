@@ -87,6 +87,9 @@ export class RetryLaterError extends Error {
   }
 }
 
+/** How long after its BullMQ job was made an occurrence may wait for its job's row to commit. */
+const UNCOMMITTED_GRACE_MS = 10_000;
+
 /** BullMQ's custom backoff: the delay the worker computed from the job's retry policy. */
 export function tickworkBackoff(_attemptsMade: number, _type: string | undefined, error?: Error): number {
   return error instanceof RetryLaterError ? error.delayMs : 1_000;
@@ -195,11 +198,26 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
   const { jobId, version, runId } = bullJob.data;
   const found = await findJobForFire(ctx.db, jobId);
   if (!found) {
+    // An occurrence can reach a worker before the create that registered it has committed (a
+    // one-shot due within milliseconds, a manual run): give a young one a moment to appear.
+    if (Date.now() - bullJob.timestamp < UNCOMMITTED_GRACE_MS && bullJob.attemptsMade < 5) {
+      throw new RetryLaterError(500, 'job not visible yet; its create may still be committing');
+    }
     // Deleted (or never committed): nothing to deliver, nothing to record.
     ctx.logger.info({ jobId, bullJobId: bullJob.id }, 'job is gone; occurrence dropped');
     return { outcome: 'gone' };
   }
-  if (found.service.disabled) return { outcome: 'skipped', reason: 'service disabled' };
+  if (found.service.disabled) {
+    // A run the api already recorded (run now, replay) must not stay `running` for ever.
+    if (runId !== undefined) {
+      await recordOutcome(
+        ctx.db,
+        { id: runId, jobId },
+        { status: 'failed', httpStatus: null, durationMs: null, responseExcerpt: null, error: 'service disabled' },
+      );
+    }
+    return { outcome: 'skipped', reason: 'service disabled' };
+  }
 
   let run: RunRow;
   let occurrence: Occurrence;

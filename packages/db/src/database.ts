@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect, type PostgresPool } from 'kysely';
 import pg from 'pg';
+import { coalesceWrites } from './coalesce-writes.ts';
 import type { Database } from './types.ts';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.ts';
 
@@ -41,6 +42,7 @@ export function createDatabase(options: DatabaseOptions): DatabaseHandle {
   // away mid-query, the 'error' it emits would crash the process (found by the outage test).
   // The query itself still rejects, and the pool discards the broken client on release.
   pool.on('connect', (client) => client.on('error', () => {}));
+  if (process.env.TICKWORK_PG_COALESCE !== 'off') pool.on('connect', coalesceWrites);
   const breaker = options.breaker ? new CircuitBreaker(options.breaker) : undefined;
   const guarded: PostgresPool = breaker
     ? {

@@ -1,0 +1,152 @@
+/**
+ * `npm run bench -- <api|fire|all> [options]` and `npm run bench -- --quick`.
+ * Every figure is a ratio or a percentile measured side by side in one run; see bench/RESULTS.md.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { benchApi, type ApiFigures } from './api-bench.ts';
+import { compareLever, drainCompare, fireAtRate, scaleOut, startSink, type AtRateFigures, type Contestant, type DrainFigures, type ScaleFigures, type LeverFigures } from './fire-bench.ts';
+import { describeMachine, printMachine } from './machine.ts';
+import { startRedis } from './redis-server.ts';
+import { deploy } from './tickwork.ts';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    quick: { type: 'boolean', default: false },
+    schedules: { type: 'string' },
+    rate: { type: 'string' },
+    'measure-s': { type: 'string' },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    connections: { type: 'string', default: '50' },
+    drain: { type: 'string' },
+    'max-workers': { type: 'string', default: '3' },
+    hz: { type: 'string', default: '10,100' },
+    'skip-peers': { type: 'boolean', default: false },
+    'skip-scale': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    env: { type: 'string', multiple: true },
+    contestants: { type: 'string', default: 'tickwork,bullmq-fetch,bullmq-noop,pgboss,timers' },
+  },
+});
+
+const quick = values.quick;
+const command = positionals[0] ?? (quick ? 'all' : 'all');
+const sharedRedis = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const num = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Number(v));
+const started = Date.now();
+const profileDir = fileURLToPath(new URL('../results/profiles/', import.meta.url));
+const nodeOptions = values.profile ? `--cpu-prof --cpu-prof-dir=${profileDir}` : undefined;
+
+const machine = await describeMachine(sharedRedis, databaseUrl);
+console.log(`bench ${quick ? '--quick ' : ''}${command} ${process.argv.slice(2).join(' ')}`);
+printMachine(machine);
+
+const out: {
+  date: string;
+  argv: string[];
+  machine: typeof machine;
+  api?: ApiFigures;
+  fire?: AtRateFigures[];
+  drain?: DrainFigures;
+  scale?: ScaleFigures;
+  lever?: LeverFigures;
+} = { date: new Date().toISOString(), argv: process.argv.slice(2), machine };
+
+if (command === 'api' || command === 'all') {
+  console.log('api: autocannon against one api process and a hello-world Fastify (same Node)');
+  out.api = await benchApi({
+    redisUrl: sharedRedis,
+    rounds: num(values.rounds, quick ? 1 : 3),
+    durationS: num(values.duration, quick ? 2 : 10),
+    connections: Number(values.connections),
+    nodeOptions,
+  });
+  console.log(`  hello-world ${out.api.helloReqPerSec} req/s p99 ${out.api.helloP99Ms} ms`);
+  for (const e of out.api.endpoints) {
+    console.log(`  ${e.name.padEnd(24)} ${e.reqPerSec} req/s = ${e.ratioToHello}× hello; p50 ${e.p50Ms} p99 ${e.p99Ms} ms; at half rate (${e.halfRate}/s) p99 ${e.halfRateP99Ms} ms`);
+  }
+}
+
+if (command === 'fire' || command === 'all') {
+  const schedules = num(values.schedules, quick ? 1_000 : 20_000);
+  const rate = num(values.rate, quick ? 200 : 1_000);
+  const measureS = num(values['measure-s'], quick ? 5 : 30);
+  const hzList = quick ? [10] : values.hz!.split(',').map(Number);
+  const drainCount = num(values.drain, quick ? 300 : 3_000);
+  const rounds = num(values.rounds, quick ? 1 : 3);
+  const sink = await startSink();
+  out.fire = [];
+  const redises = new Map<number, Awaited<ReturnType<typeof startRedis>>>();
+  try {
+    for (const hz of hzList) {
+      const redis = await startRedis(hz);
+      redises.set(hz, redis);
+      console.log(`fire at rate: ${schedules} schedules, ${rate} due/s, own Redis hz ${hz} (${redis.url}), 1 worker at concurrency 10`);
+      const figures = schedules === 0 ? undefined : await fireAtRate({ redisUrl: redis.url, redisHz: hz, schedules, rate, measureS, workers: 1, sink, nodeOptions, lateWaitMs: quick ? 10_000 : 60_000 });
+      if (!figures) continue;
+      out.fire.push(figures);
+      console.log(
+        `  hz${hz}: ${figures.deliveriesPerSec} deliveries/s, lag p50/p95/p99 ${figures.lagP50Ms}/${figures.lagP95Ms}/${figures.lagP99Ms} ms (max ${figures.lagMaxMs}), ` +
+          `lost ${figures.lost}, duplicates ${figures.duplicates}, runs ${figures.runsRecorded}/${figures.expected}, Redis ${figures.redisBytesPerSchedule} B/schedule, ` +
+          `RSS api ${figures.apiRssMaxMiB} MiB (idle ${figures.apiRssIdleMiB}) workers ${figures.workerRssMaxMiB.join(',')} MiB (idle ${figures.workerRssIdleMiB.join(',')})`,
+      );
+    }
+    const redis = redises.get(hzList[0]!)!;
+    const contestants = (values['skip-peers'] ? 'tickwork' : values.contestants!).split(',') as Contestant[];
+    const tw = await deploy({ redisUrl: redis.url, workers: 1, label: 'tw_bench_drain' });
+    try {
+      const service = await tw.service('bench-drain', 10_000_000);
+      console.log(`drain: ${drainCount} occurrences due at one instant, ${rounds} round(s), contestants ${contestants.join(', ')} (Redis hz ${redis.hz})`);
+      out.drain = await drainCompare({ redisUrl: redis.url, sink, count: drainCount, rounds, contestants, tw, token: service.token });
+      for (const [kind, f] of Object.entries(out.drain.perContestant)) console.log(`  ${kind.padEnd(13)} ${f.perSec}/s (rounds ${f.shots.join(', ')})`);
+      console.log(`  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/timers ${out.drain.tickworkOverTimers}×`);
+      if (!quick && !values['skip-scale']) {
+        console.log(`scale-out: the same drain with 1..${values['max-workers']} workers`);
+        out.scale = await scaleOut({ tw, token: service.token, sink, count: drainCount, rounds, maxWorkers: Number(values['max-workers']) });
+        for (const row of out.scale.rows) console.log(`  workers=${row.workers} ${row.perSec}/s (${row.perWorker}/s per worker, ${row.perWorkerCpuSecond} per worker CPU-second)`);
+      }
+    } finally {
+      await tw.close();
+    }
+  } finally {
+    await sink.close();
+    for (const r of redises.values()) await r.stop();
+  }
+}
+
+if (command === 'lever') {
+  // `lever --env NAME=value …`: the drain with and without one setting, side by side.
+  const env = Object.fromEntries((values.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const hz = Number(values.hz!.split(',')[0]);
+  const redis = await startRedis(hz);
+  const sink = await startSink();
+  const tw = await deploy({ redisUrl: redis.url, workers: 0, label: 'tw_bench_lever' });
+  try {
+    const service = await tw.service('bench-lever', 10_000_000);
+    const count = num(values.drain, 1_000);
+    console.log(`lever: drain of ${count} with the default worker vs ${JSON.stringify(env)}, own Redis hz ${hz}`);
+    out.lever = await compareLever({ tw, token: service.token, sink, count, rounds: num(values.rounds, 3), env });
+    console.log(`  variant/default ${out.lever.variantOverBaseline}×`);
+  } finally {
+    await tw.close();
+    await sink.close();
+    await redis.stop();
+  }
+}
+
+mkdirSync(new URL('../results/', import.meta.url), { recursive: true });
+const file = new URL(`../results/${quick ? 'quick' : command}.json`, import.meta.url);
+writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+console.log(`figures written to bench/results/${quick ? 'quick' : command}.json (${Math.round((Date.now() - started) / 1000)} s)`);
+
+if (quick) {
+  const ratio = (name: string) => out.api?.endpoints.find((e) => e.name === name)?.ratioToHello ?? Number.NaN;
+  console.log(
+    `bench: create/hello=${ratio('POST /v1/jobs')} get/hello=${ratio('GET /v1/jobs/{id}')} fire/raw=${out.drain?.tickworkOverBullmqFetch ?? Number.NaN} lagP99Ms=${out.fire?.[0]?.lagP99Ms ?? Number.NaN}`,
+  );
+}
+process.exit(0);

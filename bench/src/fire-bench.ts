@@ -1,0 +1,455 @@
+/**
+ * Fire bench. Three parts, all against the same Redis, Postgres and sink:
+ *   - `fireAtRate`: N schedules created through the real API, phased so `rate` occurrences come due
+ *     each second; measures deliveries/s, lateness, lost and duplicated occurrences, Redis memory
+ *     per schedule, RSS of the api and workers, and the time to create N schedules.
+ *   - `drainCompare`: K occurrences due at one instant, drained by Tickwork and by its peers
+ *     (raw BullMQ no-op, raw BullMQ + the same HTTP call, pg-boss, in-memory timers), alternating
+ *     rounds; throughput = K / (last delivery − due instant).
+ *   - `scaleOut`: the same drain with 1, 2 and 3 Tickwork workers.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { startSink, type Received, type Sink } from '../../e2e/lib/sink.ts';
+import { cpuSecondsOf, loadNow, rssOf } from './machine.ts';
+import { redisUsedMemory } from './redis-server.ts';
+import { median, percentile, rotated, round, sleep } from './stats.ts';
+import { createJobs, deploy, type Deployment, type JobDraft } from './tickwork.ts';
+
+const scheduledForOf = (r: Received) => Date.parse(String(r.headers['tickwork-scheduled-for']));
+
+export interface AtRateFigures {
+  redisHz: number;
+  schedules: number;
+  rate: number;
+  everyMs: number;
+  workers: number;
+  createMs: number;
+  createPerSec: number;
+  measureS: number;
+  expected: number;
+  delivered: number;
+  deliveriesPerSec: number;
+  lost: number;
+  duplicates: number;
+  runsRecorded: number;
+  lagP50Ms: number;
+  lagP95Ms: number;
+  lagP99Ms: number;
+  lagMaxMs: number;
+  redisBytesPerSchedule: number;
+  apiRssMaxMiB: number;
+  workerRssMaxMiB: number[];
+  /** Right after start, before any schedule: what the process costs before it does anything. */
+  apiRssIdleMiB: number;
+  workerRssIdleMiB: number[];
+  load: string;
+}
+
+export async function fireAtRate(options: {
+  redisUrl: string;
+  redisHz: number;
+  schedules: number;
+  rate: number;
+  measureS: number;
+  workers: number;
+  sink: Sink;
+  nodeOptions?: string | undefined;
+  /** How long to wait for the window's late occurrences. @defaultValue 60000 */
+  lateWaitMs?: number;
+}): Promise<AtRateFigures> {
+  const { schedules, rate, sink } = options;
+  const everyMs = Math.round((schedules / rate) * 1000);
+  if (everyMs < 1000) throw new Error(`--schedules / --rate must be at least 1 s (the default minimum interval); got ${everyMs} ms`);
+  const memoryBefore = await redisUsedMemory(options.redisUrl);
+  const tw = await deploy({ redisUrl: options.redisUrl, workers: options.workers, label: 'tw_bench_fire', nodeOptions: options.nodeOptions });
+  const apiRssIdleMiB = rssOf(tw.api.child.pid!).rssMiB;
+  const workerRssIdleMiB = tw.workers.map((w) => rssOf(w.child.pid!).rssMiB);
+  try {
+    // Services keep their default quota (10,000 jobs): N schedules are spread over N/10,000 services.
+    const services = await Promise.all(
+      Array.from({ length: Math.ceil(schedules / 10_000) }, (_, i) => tw.service(`bench-fire-${i}`)),
+    );
+    const t0 = Date.now() + 1_000;
+    const startAts = Array.from({ length: schedules }, (_, i) => t0 + Math.floor((i * everyMs) / schedules));
+    const drafts: JobDraft[] = startAts.map((startAt, i) => ({
+      name: `fire-${i}`,
+      schedule: { everyMs },
+      startAt: new Date(startAt).toISOString(),
+      target: { url: `${sink.url}/tw/rate`, body: { i } },
+    }));
+    // Jobs i of service i % S: each service gets an even share of the phases.
+    const tokens = services.map((s) => s.token);
+    const created = await createJobs(tw.api, tokens, drafts, 32);
+    const memoryAfter = await redisUsedMemory(options.redisUrl);
+    console.log(`  fire hz${options.redisHz}: created ${schedules} schedules in ${(created.ms / 1000).toFixed(1)} s (${Math.round(schedules / (created.ms / 1000))}/s)`);
+
+    await sleep(2_000);
+    const windowStart = Date.now();
+    const windowEnd = windowStart + options.measureS * 1000;
+    sink.received.length = 0;
+    let apiRss = 0;
+    const workerRss = tw.workers.map(() => 0);
+    const load = loadNow();
+    while (Date.now() < windowEnd) {
+      apiRss = Math.max(apiRss, rssOf(tw.api.child.pid!).rssMiB);
+      tw.workers.forEach((w, i) => (workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).rssMiB)));
+      await sleep(Math.min(1_000, Math.max(0, windowEnd - Date.now())));
+    }
+    // Let the window's late occurrences arrive: until every expected one came, or none came for 3 s
+    // (at most `lateWaitMs`). A late occurrence counts in the lateness figures; only one that never came is lost.
+    const expectedCount = Math.round((options.measureS * 1000 * schedules) / everyMs);
+    const countInWindow = () => sink.received.reduce((n, r) => { const at = scheduledForOf(r); return at >= windowStart && at < windowEnd ? n + 1 : n; }, 0);
+    for (let last = -1, quietSince = Date.now(), deadline = Date.now() + (options.lateWaitMs ?? 60_000); Date.now() < deadline; ) {
+      await sleep(500);
+      const n = countInWindow();
+      if (n >= expectedCount) break;
+      if (n !== last) [last, quietSince] = [n, Date.now()];
+      else if (Date.now() - quietSince > 3_000) break;
+    }
+    apiRss = Math.max(apiRss, rssOf(tw.api.child.pid!).peakMiB);
+    tw.workers.forEach((w, i) => (workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).peakMiB)));
+
+    const expected = new Set<string>();
+    for (let i = 0; i < schedules; i++) {
+      const first = startAts[i]!;
+      let t = first + Math.max(0, Math.ceil((windowStart - first) / everyMs)) * everyMs;
+      for (; t < windowEnd; t += everyMs) expected.add(`${created.ids[i]}@${t}`);
+    }
+    const inWindow = sink.received.filter((r) => {
+      const at = scheduledForOf(r);
+      return at >= windowStart && at < windowEnd;
+    });
+    const seen = new Set<string>();
+    let duplicates = 0;
+    for (const r of inWindow) {
+      const key = `${r.headers['tickwork-job-id']}@${scheduledForOf(r)}`;
+      if (seen.has(key)) duplicates++;
+      seen.add(key);
+    }
+    // Throughput and lateness count what reached the sink during the window, whenever it was due:
+    // an overloaded worker delivers occurrences of minutes ago, and that is what a receiver sees.
+    const deliveredInWindow = sink.received.filter((r) => r.at >= windowStart && r.at < windowEnd);
+    const lags = deliveredInWindow.map((r) => r.at - scheduledForOf(r));
+    let lost = 0;
+    for (const key of expected) if (!seen.has(key)) lost++;
+    const runs = await tw.db.db
+      .selectFrom('runs')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('scheduled_for', '>=', new Date(windowStart))
+      .where('scheduled_for', '<', new Date(windowEnd))
+      .executeTakeFirst();
+    return {
+      redisHz: options.redisHz,
+      schedules,
+      rate,
+      everyMs,
+      workers: options.workers,
+      createMs: Math.round(created.ms),
+      createPerSec: Math.round(schedules / (created.ms / 1000)),
+      measureS: options.measureS,
+      expected: expected.size,
+      delivered: inWindow.length,
+      deliveriesPerSec: Math.round(deliveredInWindow.length / options.measureS),
+      lost,
+      duplicates,
+      runsRecorded: Number(runs?.n ?? 0),
+      lagP50Ms: percentile(lags, 50),
+      lagP95Ms: percentile(lags, 95),
+      lagP99Ms: percentile(lags, 99),
+      lagMaxMs: percentile(lags, 100),
+      redisBytesPerSchedule: Math.round((memoryAfter - memoryBefore) / schedules),
+      apiRssMaxMiB: apiRss,
+      workerRssMaxMiB: workerRss,
+      apiRssIdleMiB,
+      workerRssIdleMiB,
+      load,
+    };
+  } finally {
+    sink.received.length = 0;
+    await tw.close();
+  }
+}
+
+export type Contestant = 'tickwork' | 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'timers';
+
+interface Peer {
+  child: ChildProcess;
+  next(type: string): Promise<{ type: string; firstAt?: number; lastAt?: number; lagMs?: number[]; message?: string }>;
+}
+
+async function startPeer(kind: string, env: Record<string, string>): Promise<Peer> {
+  const child = fork(fileURLToPath(new URL('./peer.ts', import.meta.url)), [kind], { env: { ...process.env, ...env } });
+  const inbox: any[] = [];
+  const waiting: Array<(m: any) => void> = [];
+  child.on('exit', (code) => {
+    for (const w of waiting.splice(0)) w({ type: 'error', message: `exited with ${code}` });
+  });
+  child.on('message', (m) => {
+    const w = waiting.shift();
+    if (w) w(m);
+    else inbox.push(m);
+  });
+  const peer: Peer = {
+    child,
+    async next(type) {
+      const m = inbox.length
+        ? inbox.shift()
+        : await new Promise((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`${kind}: no '${type}' within 120 s`)), 120_000);
+            waiting.push((message) => {
+              clearTimeout(timer);
+              resolve(message);
+            });
+          });
+      if (m.type === 'error') throw new Error(`${kind}: ${m.message}`);
+      if (m.type !== type) throw new Error(`${kind}: expected ${type}, got ${m.type}`);
+      return m;
+    },
+  };
+  await peer.next('ready');
+  return peer;
+}
+
+export interface DrainShot {
+  perSec: number;
+  lagP99Ms: number;
+}
+
+/** Waits until `count` callbacks whose path starts with `path` reached the sink; their receive times. */
+async function sinkArrivals(sink: Sink, path: string, count: number, timeoutMs: number): Promise<Received[]> {
+  // Scans each callback once (a filter per callback would cost the sink O(K²) while it measures).
+  let matched = 0;
+  let scanned = 0;
+  await sink.waitFor(
+    (received) => {
+      for (; scanned < received.length; scanned++) if (received[scanned]!.path.startsWith(path)) matched++;
+      return matched >= count;
+    },
+    timeoutMs,
+    `${count} callbacks on ${path}`,
+  );
+  const mine = sink.received.filter((r) => r.path.startsWith(path));
+  const stray = sink.received.filter((r) => !r.path.startsWith(path));
+  if (stray.length) console.log(`  (${stray.length} other callbacks reached the sink meanwhile: ${[...new Set(stray.map((r) => r.path))].join(', ')})`);
+  return mine;
+}
+
+function shotOf(dueAt: number, arrivals: number[], count: number): DrainShot {
+  const last = Math.max(...arrivals);
+  return {
+    perSec: Math.round(count / (Math.max(1, last - dueAt) / 1000)),
+    lagP99Ms: percentile(arrivals.map((a) => a - dueAt), 99),
+  };
+}
+
+/** One Tickwork drain: K interval jobs created through the API, all due at one instant. */
+export async function tickworkDrain(tw: Deployment, token: string, sink: Sink, count: number, tag: string, createPerSec: { value: number }): Promise<DrainShot> {
+  const margin = 1_000 + Math.ceil((count / createPerSec.value) * 1_000 * 1.5);
+  const dueAt = Date.now() + margin;
+  const drafts: JobDraft[] = Array.from({ length: count }, (_, i) => ({
+    name: `drain-${tag}-${i}`,
+    schedule: { every: '1h' },
+    startAt: new Date(dueAt).toISOString(),
+    target: { url: `${sink.url}/tw/${tag}`, body: { i } },
+  }));
+  const created = await createJobs(tw.api, [token], drafts, 32);
+  createPerSec.value = count / (created.ms / 1000);
+  if (Date.now() >= dueAt) throw new Error(`creating ${count} jobs took past their due instant; raise the margin`);
+  const arrivals = await sinkArrivals(sink, `/tw/${tag}`, count, 120_000);
+  return shotOf(dueAt, arrivals.map((r) => r.at), count);
+}
+
+async function peerDrain(peer: Peer, kind: Contestant, sink: Sink, count: number, tag: string): Promise<DrainShot> {
+  const dueAt = Date.now() + 1_000 + Math.ceil(count / 10);
+  peer.child.send({ type: 'load', count, dueAt, tag });
+  if (process.env.BENCH_DEBUG) console.log('debug: load sent', kind);
+  await peer.next('loaded');
+  if (Date.now() >= dueAt) throw new Error(`${kind}: loading took past the due instant`);
+  if (process.env.BENCH_DEBUG) console.log('debug: loaded', kind);
+  const drained = await peer.next('drained');
+  if (process.env.BENCH_DEBUG) console.log('debug: drained', kind, sink.received.length);
+  if (kind === 'bullmq-noop') return shotOf(dueAt, [drained.lastAt!], count);
+  const arrivals = await sinkArrivals(sink, `/peer/${tag}`, count, 120_000);
+  return shotOf(dueAt, arrivals.map((r) => r.at), count);
+}
+
+export interface DrainFigures {
+  count: number;
+  rounds: number;
+  perContestant: Record<string, { perSec: number; lagP99Ms: number; shots: number[] }>;
+  tickworkOverBullmqFetch: number;
+  tickworkOverPgboss: number;
+  tickworkOverTimers: number;
+  bullmqFetchOverNoop: number;
+  loads: string[];
+}
+
+export async function drainCompare(options: {
+  redisUrl: string;
+  sink: Sink;
+  count: number;
+  rounds: number;
+  contestants: Contestant[];
+  tw: Deployment;
+  token: string;
+}): Promise<DrainFigures> {
+  const { sink, count } = options;
+  const peers = new Map<Contestant, Peer>();
+  const env = {
+    REDIS_URL: options.redisUrl,
+    DATABASE_URL: options.tw.db.url,
+    SINK_URL: sink.url,
+    BULLMQ_PREFIX: `{twbench_peer_${Date.now().toString(36)}}`,
+    CONCURRENCY: '10',
+  };
+  // A peer process is started for its shot and closed after it: a raw BullMQ worker left idle in
+  // the background while another contestant ran sometimes never picked up its next delayed batch
+  // (seen twice, not yet understood; bench/RESULTS.md lists it), which would stall the whole run.
+  const closePeer = async (kind: Contestant) => {
+    const peer = peers.get(kind);
+    if (!peer) return;
+    peers.delete(kind);
+    const exited = once(peer.child, 'exit');
+    peer.child.send({ type: 'close' });
+    await Promise.race([exited, sleep(10_000)]);
+    if (peer.child.exitCode === null) peer.child.kill('SIGKILL');
+  };
+  try {
+    const createPerSec = { value: 300 };
+    const shots: Record<string, DrainShot[]> = {};
+    const ratios = { fetch: [] as number[], pgboss: [] as number[], timers: [] as number[], noop: [] as number[] };
+    const loads: string[] = [];
+    for (let r = 0; r < options.rounds; r++) {
+      loads.push(loadNow());
+      const inRound: Partial<Record<Contestant, DrainShot>> = {};
+      for (const kind of rotated(options.contestants, r)) {
+        const tag = `${kind}-${r}`;
+        const shot =
+          kind === 'tickwork'
+            ? await tickworkDrain(options.tw, options.token, sink, count, tag, createPerSec)
+            : await (async () => {
+                peers.set(kind, await startPeer(kind, env));
+                try {
+                  return await peerDrain(peers.get(kind)!, kind, sink, count, tag);
+                } finally {
+                  await closePeer(kind);
+                }
+              })();
+        sink.received.length = 0;
+        inRound[kind] = shot;
+        (shots[kind] ??= []).push(shot);
+        console.log(`  drain round ${r + 1}/${options.rounds} ${kind.padEnd(13)} ${shot.perSec}/s, last-delivery lag p99 ${shot.lagP99Ms} ms`);
+        await sleep(500);
+      }
+      const tick = inRound.tickwork?.perSec ?? Number.NaN;
+      if (inRound['bullmq-fetch']) ratios.fetch.push(tick / inRound['bullmq-fetch'].perSec);
+      if (inRound.pgboss) ratios.pgboss.push(tick / inRound.pgboss.perSec);
+      if (inRound.timers) ratios.timers.push(tick / inRound.timers.perSec);
+      if (inRound['bullmq-fetch'] && inRound['bullmq-noop']) ratios.noop.push(inRound['bullmq-fetch'].perSec / inRound['bullmq-noop'].perSec);
+    }
+    const perContestant: DrainFigures['perContestant'] = {};
+    for (const [kind, list] of Object.entries(shots)) {
+      perContestant[kind] = {
+        perSec: median(list.map((s) => s.perSec)),
+        lagP99Ms: median(list.map((s) => s.lagP99Ms)),
+        shots: list.map((s) => s.perSec),
+      };
+    }
+    return {
+      count,
+      rounds: options.rounds,
+      perContestant,
+      tickworkOverBullmqFetch: round(median(ratios.fetch), 3),
+      tickworkOverPgboss: round(median(ratios.pgboss), 3),
+      tickworkOverTimers: round(median(ratios.timers), 3),
+      bullmqFetchOverNoop: round(median(ratios.noop), 3),
+      loads,
+    };
+  } finally {
+    for (const kind of [...peers.keys()]) await closePeer(kind);
+  }
+}
+
+export interface ScaleFigures {
+  count: number;
+  rows: Array<{ workers: number; perSec: number; perWorker: number; perWorkerCpuSecond: number; shots: number[] }>;
+}
+
+/** The drain with 1, 2, 3 workers, up then down each round, so no count always runs warm or cold. */
+export async function scaleOut(options: { tw: Deployment; token: string; sink: Sink; count: number; rounds: number; maxWorkers: number }): Promise<ScaleFigures> {
+  const { tw, sink, count } = options;
+  const perSec: Record<number, number[]> = {};
+  const perCpu: Record<number, number[]> = {};
+  const createPerSec = { value: 300 };
+  const counts = Array.from({ length: options.maxWorkers }, (_, i) => i + 1);
+  for (let r = 0; r < options.rounds; r++) {
+    const order = r % 2 === 0 ? counts : [...counts].reverse();
+    for (const n of order) {
+      while (tw.workers.length < n) await tw.addWorker();
+      while (tw.workers.length > n) await tw.removeWorker();
+      const cpuBefore = tw.workers.reduce((sum, w) => sum + cpuSecondsOf(w.child.pid!), 0);
+      const shot = await tickworkDrain(tw, options.token, sink, count, `scale-${n}-${r}`, createPerSec);
+      const cpu = tw.workers.reduce((sum, w) => sum + cpuSecondsOf(w.child.pid!), 0) - cpuBefore;
+      sink.received.length = 0;
+      (perSec[n] ??= []).push(shot.perSec);
+      (perCpu[n] ??= []).push(count / Math.max(cpu, 0.01));
+      console.log(`  scale round ${r + 1}/${options.rounds} workers=${n} ${shot.perSec}/s, ${Math.round(count / Math.max(cpu, 0.01))} deliveries per worker CPU-second`);
+    }
+  }
+  return {
+    count,
+    rows: counts.map((n) => ({
+      workers: n,
+      perSec: median(perSec[n]!),
+      perWorker: Math.round(median(perSec[n]!) / n),
+      perWorkerCpuSecond: Math.round(median(perCpu[n]!)),
+      shots: perSec[n]!,
+    })),
+  };
+}
+
+export { startSink };
+
+export interface LeverFigures {
+  env: Record<string, string>;
+  count: number;
+  rounds: number;
+  baseline: number[];
+  variant: number[];
+  variantOverBaseline: number;
+  /** Peak RSS of the worker after each shot, MiB. */
+  baselineRssMiB: number[];
+  variantRssMiB: number[];
+}
+
+/**
+ * One lever, side by side: the same drain with a worker started with the default environment (A)
+ * and with `env` (B), alternating A/B order each round; the figure is the median of B/A per round.
+ */
+export async function compareLever(options: { tw: Deployment; token: string; sink: Sink; count: number; rounds: number; env: Record<string, string> }): Promise<LeverFigures> {
+  const { tw, sink, count } = options;
+  const createPerSec = { value: 300 };
+  const a: number[] = [];
+  const b: number[] = [];
+  const ratios: number[] = [];
+  const rss: Record<string, number[]> = { A: [], B: [] };
+  for (let r = 0; r < options.rounds; r++) {
+    const shots: Record<string, number> = {};
+    for (const variant of rotated(['A', 'B'], r)) {
+      while (tw.workers.length) await tw.removeWorker();
+      await tw.addWorker(variant === 'B' ? options.env : {});
+      const shot = await tickworkDrain(tw, options.token, sink, count, `lever-${variant}-${r}`, createPerSec);
+      sink.received.length = 0;
+      shots[variant] = shot.perSec;
+      const peak = rssOf(tw.workers[0]!.child.pid!).peakMiB;
+      rss[variant]!.push(peak);
+      console.log(`  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify(options.env)}: ${shot.perSec}/s, worker peak RSS ${peak} MiB`);
+    }
+    a.push(shots.A!);
+    b.push(shots.B!);
+    ratios.push(shots.B! / shots.A!);
+  }
+  return { env: options.env, count, rounds: options.rounds, baseline: a, variant: b, variantOverBaseline: round(median(ratios), 3), baselineRssMiB: rss.A!, variantRssMiB: rss.B! };
+}

@@ -1,0 +1,80 @@
+/** The machine a figure was measured on, printed with every run and written into RESULTS.md. */
+import { execFileSync } from 'node:child_process';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+
+export interface Machine {
+  nproc: number;
+  cpuModel: string;
+  memoryGiB: number;
+  node: string;
+  redis: string;
+  redisHz: string;
+  redisPersistence: string;
+  postgres: string;
+  load: string;
+}
+
+export const loadNow = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+
+export async function describeMachine(redisUrl: string, databaseUrl: string): Promise<Machine> {
+  const redis = new Redis(redisUrl, { lazyConnect: true });
+  await redis.connect();
+  const server = await redis.info('server');
+  const [, hz] = (await redis.config('GET', 'hz')) as string[];
+  const [, save] = (await redis.config('GET', 'save')) as string[];
+  const [, aof] = (await redis.config('GET', 'appendonly')) as string[];
+  redis.disconnect();
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const { rows } = await client.query<{ server_version: string }>('show server_version');
+  await client.end();
+  let nproc = cpus().length;
+  try {
+    nproc = Number(execFileSync('nproc').toString().trim());
+  } catch {
+    // cpus() is close enough where nproc is missing
+  }
+  return {
+    nproc,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    redis: /redis_version:(\S+)/.exec(server)?.[1] ?? '?',
+    redisHz: hz ?? '?',
+    redisPersistence: `save "${save ?? ''}", appendonly ${aof ?? '?'}`,
+    postgres: rows[0]?.server_version ?? '?',
+    load: loadNow(),
+  };
+}
+
+export function printMachine(m: Machine): void {
+  console.log(
+    `machine: nproc=${m.nproc} (${m.cpuModel}) mem=${m.memoryGiB}GiB node=${m.node} redis=${m.redis} hz=${m.redisHz} ` +
+      `persistence=[${m.redisPersistence}] postgres=${m.postgres} load=${m.load}`,
+  );
+}
+
+/** Resident memory of a process now and at its peak, in MiB (Linux /proc). */
+export function rssOf(pid: number): { rssMiB: number; peakMiB: number } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+    return { rssMiB: Math.round(kb('VmRSS') / 1024), peakMiB: Math.round(kb('VmHWM') / 1024) };
+  } catch {
+    return { rssMiB: Number.NaN, peakMiB: Number.NaN };
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far (Linux /proc, 100 ticks a second). */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * A Tickwork deployment for a bench run: a database of its own, a BullMQ prefix of its own, real
+ * api and worker processes (started by the e2e helpers), and services made through the admin API.
+ */
+import { Pool } from 'undici';
+import { createTestDatabase, type TestDatabase } from '@tickwork/db/testing';
+import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } from '../../e2e/lib/processes.ts';
+import { deletePrefix } from '../../e2e/lib/redis.ts';
+
+export interface Deployment {
+  db: TestDatabase;
+  env: FleetEnv;
+  api: Proc;
+  workers: Proc[];
+  addWorker(extraEnv?: Record<string, string>): Promise<Proc>;
+  removeWorker(): Promise<void>;
+  /** A new service and its API key; `maxJobs` raises the quota directly in the bench's own database. */
+  service(name: string, maxJobs?: number): Promise<{ id: string; token: string }>;
+  close(): Promise<void>;
+}
+
+export async function deploy(options: { redisUrl: string; workers: number; label?: string; nodeOptions?: string }): Promise<Deployment> {
+  const db = await createTestDatabase(options.label ?? 'tw_bench');
+  const env: FleetEnv = {
+    DATABASE_URL: db.url,
+    REDIS_URL: options.redisUrl,
+    BULLMQ_PREFIX: `{twbench_${Date.now().toString(36)}}`,
+    // The bench measures the service, not the limiter: raise it out of the way (issue 4 reads it).
+    RATE_LIMIT_PER_MINUTE: '10000000',
+    CALLBACK_ALLOW_PRIVATE: 'true',
+    // Request and per-callback lines at `info` would be piped into this process and kept; `warn`
+    // keeps the bench's own memory flat. RESULTS.md states it.
+    LOG_LEVEL: 'warn',
+    // `--profile`: every api and worker process writes a V8 CPU profile when it exits.
+    ...(options.nodeOptions ? { NODE_OPTIONS: options.nodeOptions } : {}),
+  };
+  const api = await startApi(env);
+  const workers: Proc[] = [];
+  const deployment: Deployment = {
+    db,
+    env,
+    api,
+    workers,
+    async addWorker(extraEnv = {}) {
+      const worker = await startWorker({ ...env, ...extraEnv });
+      workers.push(worker);
+      return worker;
+    },
+    async removeWorker() {
+      await workers.pop()?.stop();
+    },
+    async service(name, maxJobs) {
+      const created = await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name } });
+      if (created.status !== 201) throw new Error(`could not create service ${name}: ${JSON.stringify(created.body)}`);
+      if (maxJobs !== undefined) {
+        await db.db.updateTable('services').set({ max_jobs: maxJobs }).where('id', '=', created.body.id).execute();
+      }
+      return { id: created.body.id as string, token: created.body.apiKey as string };
+    },
+    async close() {
+      await Promise.allSettled([api.stop(), ...workers.map((w) => w.stop())]);
+      await db.drop().catch(() => {});
+      await deletePrefix(options.redisUrl, env.BULLMQ_PREFIX).catch(() => {});
+    },
+  };
+  for (let i = 0; i < options.workers; i++) await deployment.addWorker();
+  return deployment;
+}
+
+export interface JobDraft {
+  name: string;
+  schedule: Record<string, unknown>;
+  startAt?: string;
+  target: { url: string; body?: unknown };
+}
+
+/**
+ * Creates jobs through `POST /v1/jobs` with `inFlight` requests at once (as a calling service
+ * doing a bulk import would). Returns the created ids in draft order and the wall time.
+ */
+export async function createJobs(
+  api: Proc,
+  tokens: string[],
+  drafts: JobDraft[],
+  inFlight = 32,
+): Promise<{ ids: string[]; ms: number }> {
+  const pool = new Pool(api.url, { connections: inFlight, pipelining: 1 });
+  const ids = new Array<string>(drafts.length);
+  let next = 0;
+  const started = performance.now();
+  const lane = async () => {
+    for (let i = next++; i < drafts.length; i = next++) {
+      const token = tokens[i % tokens.length]!;
+      for (let attempt = 0; ; attempt++) {
+        const response = await pool.request({
+          method: 'POST',
+          path: '/v1/jobs',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify(drafts[i]),
+        });
+        const text = await response.body.text();
+        if (response.statusCode === 201) {
+          ids[i] = JSON.parse(text).id;
+          break;
+        }
+        if (response.statusCode === 503 && attempt < 5) continue;
+        throw new Error(`POST /v1/jobs answered ${response.statusCode}: ${text}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, lane));
+  const ms = performance.now() - started;
+  await pool.close();
+  return { ids, ms };
+}
