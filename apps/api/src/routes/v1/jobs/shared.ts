@@ -40,7 +40,12 @@ export async function startRequestedRun(
   app: FastifyInstance,
   run: { jobId: string; serviceId: string; jobVersion: number; trigger: 'manual' | 'replay'; replayOf?: string },
 ): Promise<RunRow> {
-  const recorded = await insertRequestedRun(app.db, { ...run, id: uuidv7(), now: Date.now() });
+  const recorded = await insertRequestedRun(app.db, { ...run, id: uuidv7(), now: Date.now() }).catch((error: unknown) => {
+    // The job was deleted between the lookup and this insert (found by the chaos model test,
+    // a trigger racing a delete): its run has nothing to belong to.
+    if ((error as { code?: string }).code === '23503') throw new TickworkError('not_found', `No job ${run.jobId}.`);
+    throw error;
+  });
   const bullJobId = run.trigger === 'manual' ? manualJobIdOf(run.jobId, recorded.id) : replayJobIdOf(run.jobId, recorded.id);
   try {
     await app.fireQueue.enqueueRun({ jobId: run.jobId, version: run.jobVersion, runId: recorded.id }, bullJobId);
