@@ -20,6 +20,9 @@ import {
   nextRunOf,
   occurrenceOf,
   outsideLimits,
+  catchUpJobIdOf,
+  schedulerIdOf,
+  slotsBetween,
   uuidv7,
   uuidv7Floor,
   type FireJobData,
@@ -37,7 +40,9 @@ import {
   hasCaughtUp,
   hasRunInFlight,
   jobFromRow,
+  lastScheduledBefore,
   lockJobForFire,
+  recordMissedSlots,
   recordOccurrence,
   recordOutcome,
   startAttempt,
@@ -174,6 +179,30 @@ async function decideScheduled(
     if (job.state === 'completed') return { kind: 'dropped', reason: 'completed', complete: false };
     const limit = outsideLimits(job, occurrence.scheduledFor, row.run_count);
     if (limit) return { kind: 'dropped', reason: limit, complete: limit !== 'before_start' };
+
+    // BullMQ skips a scheduler's slots when it falls behind (workers down, a worker killed as it
+    // took an occurrence, an overloaded box): no worker ever sees them. Record them as missed, so
+    // every occurrence still has its one row in the ledger.
+    // A slot whose BullMQ job still exists (delayed by jitter, taken by a worker that died and
+    // awaiting stalled recovery, a reconciler catch-up) is not skipped: it will be decided itself.
+    const previous = ctx.queue ? await lastScheduledBefore(trx, jobId, version, scheduledFor) : undefined;
+    if (previous && ctx.queue) {
+      const gap = slotsBetween(job, previous.getTime(), occurrence.scheduledFor);
+      if (gap === undefined) ctx.logger.warn({ jobId, since: previous }, 'too many skipped slots to record one by one');
+      else if (gap.length > 0) {
+        const queue = ctx.queue;
+        const pending = await Promise.all(
+          gap.map(async (slot) => {
+            const ids = [`repeat:${schedulerIdOf(jobId, version)}:${slot}`, catchUpJobIdOf(jobId, version, slot)];
+            const found = await Promise.all(ids.map((id) => queue.getJob(id)));
+            return found.some((j) => j !== undefined && j !== null);
+          }),
+        );
+        const skipped = gap.filter((_, i) => !pending[i]);
+        const recorded = await recordMissedSlots(trx, { jobId, serviceId: job.serviceId, jobVersion: version }, skipped, uuidv7);
+        if (recorded > 0) ctx.logger.info({ jobId, recorded }, 'slots the timer skipped recorded as missed');
+      }
+    }
 
     const now = Date.now();
     const lateSince = lateSinceOf(job, occurrence.scheduledFor);

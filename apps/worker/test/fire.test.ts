@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { buildJobSpec, manualJobIdOf, uuidv7, type FireJobData } from '@tickwork/core';
-import { findRunById, insertJob, insertRequestedRun, insertService } from '@tickwork/db';
+import { buildJobSpec, catchUpJobIdOf, encryptSecret, generateSigningSecret, manualJobIdOf, schedulerIdOf, uuidv7, type FireJobData } from '@tickwork/core';
+import { findRunById, insertJob, insertRequestedRun, insertService, recordOccurrence } from '@tickwork/db';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { createDispatchers } from '../src/deliver.ts';
 import { RetryLaterError, fireOccurrence, type FireContext } from '../src/fire.ts';
@@ -62,5 +62,49 @@ describe('fireOccurrence', () => {
     const other = uuidv7();
     const old = await queue.add('fire', { jobId: other, version: 1 }, { jobId: `once:${other}:v1`, timestamp: Date.now() - 60_000 });
     expect(await fireOccurrence(ctx, old)).toEqual({ outcome: 'gone' });
+  });
+
+  it('records the slots a timer skipped as missed, but not one whose BullMQ job still exists', async () => {
+    const service = await insertService(db.db, { id: uuidv7(), name: 'gaps', signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey) });
+    const t0 = Math.floor(Date.now() / 1000) * 1000 - 2_000;
+    const spec = buildJobSpec(
+      {
+        name: 'gaps',
+        schedule: { every: '1s' },
+        startAt: new Date(t0).toISOString(),
+        target: { url: 'http://127.0.0.1:9/' },
+        misfire: { policy: 'fire_once', graceMs: 600_000 },
+      },
+      { now: t0 - 1 },
+    );
+    const job = await insertJob(db.db, { ...spec, id: uuidv7(), serviceId: service.id, state: 'active', now: new Date(t0 - 1), nextRunAt: null });
+    await recordOccurrence(db.db, {
+      id: uuidv7(), jobId: job.id, serviceId: service.id, jobVersion: 1, scheduledFor: new Date(t0), trigger: 'schedule', status: 'succeeded',
+    });
+    const scheduler = schedulerIdOf(job.id, 1);
+    // t0+2s is still pending in BullMQ (a reconciler's catch-up not yet taken): not a skipped slot.
+    await queue.add('fire', { jobId: job.id, version: 1 }, { jobId: catchUpJobIdOf(job.id, 1, t0 + 2_000), delay: 60_000 });
+    // The scheduler's occurrence at t0+4s, as BullMQ makes it.
+    await queue.upsertJobScheduler(scheduler, { every: 1_000, startDate: t0 + 4_000 }, { name: 'fire', data: { jobId: job.id, version: 1 } });
+    const arriving = await queue.getJob(`repeat:${scheduler}:${t0 + 4_000}`);
+    if (!arriving) throw new Error('BullMQ did not make the occurrence at t0+4s');
+    await queue.removeJobScheduler(scheduler);
+
+    await fireOccurrence({ ...ctx, queue: queue as never }, arriving).catch((error: unknown) => {
+      // The target does not answer: the occurrence itself is retried; only the ledger matters here.
+      if (!(error instanceof RetryLaterError)) throw error;
+    });
+    const rows = await db.db
+      .selectFrom('runs')
+      .select(['scheduled_for', 'status', 'skip_reason'])
+      .where('job_id', '=', job.id)
+      .orderBy('scheduled_for')
+      .execute();
+    expect(rows.map((r) => [r.scheduled_for.getTime() - t0, r.status, r.skip_reason])).toEqual([
+      [0, 'succeeded', null],
+      [1_000, 'skipped', 'missed'],
+      [3_000, 'skipped', 'missed'],
+      [4_000, 'retrying', null],
+    ]);
   });
 });

@@ -5,7 +5,8 @@
  */
 import { latestMissedOccurrence } from './catch-up.ts';
 import { stableJitter } from './delivery.ts';
-import { type Job } from './job.ts';
+import { normalizedScheduleOf, windowOf, type Job } from './job.ts';
+import { nextOccurrence } from './schedule.ts';
 
 /** The key a scheduled occurrence's jitter is derived from: the same on every retry and every worker. */
 export const jitterKeyOf = (jobId: string, scheduledFor: number) => `${jobId}:${scheduledFor}`;
@@ -81,4 +82,30 @@ export function catchUpOf(job: Job, lastScheduledFor: number, now: number, runCo
   if (outsideLimits(job, latest, runCount)) return undefined;
   const late = now > lateSinceOf(job, latest);
   return late && job.misfire.policy === 'skip' ? undefined : latest;
+}
+
+/** The most slots {@link slotsBetween} fills in at once; a longer gap is left as it is. */
+export const MAX_FILLED_SLOTS = 1_000;
+
+/**
+ * The job's occurrences strictly between two of its instants: the slots a timer skipped when it
+ * fell behind. Undefined when there are more than `max` (a long outage is not written out slot by
+ * slot).
+ */
+export function slotsBetween(
+  job: Pick<Job, 'schedule' | 'startAt' | 'endAt' | 'createdAt'>,
+  afterMs: number,
+  beforeMs: number,
+  max = MAX_FILLED_SLOTS,
+): number[] | undefined {
+  const schedule = normalizedScheduleOf(job);
+  const window = windowOf(job);
+  const slots: number[] = [];
+  for (let cursor = afterMs; ; ) {
+    const next = nextOccurrence(schedule, window, cursor);
+    if (next === undefined || next >= beforeMs) return slots;
+    if (slots.length >= max) return undefined;
+    slots.push(next);
+    cursor = next;
+  }
 }

@@ -295,3 +295,52 @@ export async function pruneRuns(
 export async function deleteRun(db: Kysely<Database>, id: string): Promise<void> {
   await db.deleteFrom('runs').where('id', '=', id).execute();
 }
+
+/** The instant of the job version's latest scheduled occurrence before `before`, if any. */
+export async function lastScheduledBefore(
+  db: Kysely<Database>,
+  jobId: string,
+  version: number,
+  before: Date,
+): Promise<Date | undefined> {
+  const row = await db
+    .selectFrom('runs')
+    .select('scheduled_for')
+    .where('job_id', '=', jobId)
+    .where('trigger', '=', 'schedule')
+    .where('job_version', '=', version)
+    .where('scheduled_for', '<', before)
+    .orderBy('scheduled_for', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.scheduled_for;
+}
+
+/** Records slots no worker ever received as `skipped` (`missed`), one row each, once. */
+export async function recordMissedSlots(
+  db: Kysely<Database>,
+  base: { jobId: string; serviceId: string; jobVersion: number },
+  slots: number[],
+  ids: () => string,
+): Promise<number> {
+  if (slots.length === 0) return 0;
+  const finished = new Date();
+  const inserted = await db
+    .insertInto('runs')
+    .values(
+      slots.map((slot) => ({
+        id: ids(),
+        job_id: base.jobId,
+        service_id: base.serviceId,
+        job_version: base.jobVersion,
+        scheduled_for: new Date(slot),
+        trigger: 'schedule',
+        status: 'skipped',
+        skip_reason: 'missed',
+        finished_at: finished,
+      })),
+    )
+    .onConflict((oc) => oc.columns(['job_id', 'scheduled_for', 'trigger']).doNothing())
+    .executeTakeFirst();
+  return Number(inserted.numInsertedOrUpdatedRows ?? 0);
+}
