@@ -120,11 +120,31 @@ export type FireResult =
       catchUp?: boolean;
     };
 
+/**
+ * Decrypted signing secrets by (key, service, stored value). Decrypting derives a key and runs
+ * AES-GCM on every callback otherwise; a rotation stores a new value (and a fresh IV), so it is a
+ * new entry and the old one is never read again. Bounded: the oldest entry goes first.
+ */
+const SECRET_CACHE_MAX = 10_000;
+const secretCache = new Map<string, string>();
+
+function decryptCached(serviceId: string, encrypted: string, secretKey: string): string {
+  const key = `${secretKey}\u0000${serviceId}\u0000${encrypted}`;
+  let secret = secretCache.get(key);
+  if (secret === undefined) {
+    secret = decryptSecret(encrypted, secretKey);
+    if (secretCache.size >= SECRET_CACHE_MAX) secretCache.delete(secretCache.keys().next().value!);
+    secretCache.set(key, secret);
+  }
+  return secret;
+}
+
 function secretsOf(found: JobForFire, secretKey: string, now: number): string[] {
-  const secrets = [decryptSecret(found.service.signingSecret, secretKey)];
+  const serviceId = found.job.service_id;
+  const secrets = [decryptCached(serviceId, found.service.signingSecret, secretKey)];
   const previous = found.service.previousSigningSecret;
   const until = found.service.previousSecretExpiresAt;
-  if (previous && until && until.getTime() > now) secrets.push(decryptSecret(previous, secretKey));
+  if (previous && until && until.getTime() > now) secrets.push(decryptCached(serviceId, previous, secretKey));
   return secrets;
 }
 
