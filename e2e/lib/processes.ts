@@ -49,8 +49,9 @@ async function waitReady(url: string, child: ChildProcess, output: string[], tim
 }
 
 function launch(script: string, env: Record<string, string>, port: number): Proc {
+  // TICKWORK_ROOT runs the process from another checkout (the bench's code A/B).
   const child = spawn(process.execPath, [script], {
-    cwd: ROOT,
+    cwd: env.TICKWORK_ROOT ?? ROOT,
     env: { ...process.env, LOG_LEVEL: 'warn', NODE_ENV: 'test', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -41,7 +41,7 @@ import {
   hasRunInFlight,
   jobFromRow,
   lastScheduledBefore,
-  lockJobForFire,
+  lockJobForFireWithService,
   recordMissedSlots,
   recordOccurrence,
   recordOutcome,
@@ -125,11 +125,31 @@ export type FireResult =
       catchUp?: boolean;
     };
 
+/**
+ * Decrypted signing secrets by (key, service, stored value). Decrypting derives a key and runs
+ * AES-GCM on every callback otherwise; a rotation stores a new value (and a fresh IV), so it is a
+ * new entry and the old one is never read again. Bounded: the oldest entry goes first.
+ */
+const SECRET_CACHE_MAX = 10_000;
+const secretCache = new Map<string, string>();
+
+function decryptCached(serviceId: string, encrypted: string, secretKey: string): string {
+  const key = `${secretKey}\u0000${serviceId}\u0000${encrypted}`;
+  let secret = secretCache.get(key);
+  if (secret === undefined) {
+    secret = decryptSecret(encrypted, secretKey);
+    if (secretCache.size >= SECRET_CACHE_MAX) secretCache.delete(secretCache.keys().next().value!);
+    secretCache.set(key, secret);
+  }
+  return secret;
+}
+
 function secretsOf(found: JobForFire, secretKey: string, now: number): string[] {
-  const secrets = [decryptSecret(found.service.signingSecret, secretKey)];
+  const serviceId = found.job.service_id;
+  const secrets = [decryptCached(serviceId, found.service.signingSecret, secretKey)];
   const previous = found.service.previousSigningSecret;
   const until = found.service.previousSecretExpiresAt;
-  if (previous && until && until.getTime() > now) secrets.push(decryptSecret(previous, secretKey));
+  if (previous && until && until.getTime() > now) secrets.push(decryptCached(serviceId, previous, secretKey));
   return secrets;
 }
 
@@ -141,77 +161,119 @@ function fallbackInstant(bullJob: BullJob<FireJobData>, job: Job): number {
 
 /** What the decision under the job's lock came to for a scheduled occurrence. */
 type Decision =
-  | { kind: 'gone' }
-  | { kind: 'dropped'; reason: string; complete: boolean }
-  | { kind: 'skipped'; reason: SkipReason; run: RunRow }
-  | { kind: 'deliver'; run: RunRow; job: Job; runCount: number; catchUp: boolean };
+  | { kind: 'missing' }
+  | { kind: 'disabled' }
+  /** Jitter: the occurrence starts at `dueAt`; nothing was recorded. */
+  | { kind: 'wait'; dueAt: number }
+  | { kind: 'dropped'; reason: string; complete: boolean; occurrence: Occurrence }
+  | { kind: 'skipped'; reason: SkipReason; run: RunRow; occurrence: Occurrence }
+  | { kind: 'deliver'; run: RunRow; job: Job; runCount: number; catchUp: boolean; occurrence: Occurrence; found: JobForFire };
 
 /**
  * Decides a scheduled occurrence and records its run, in one transaction holding the job's row
  * lock: the checks "is a run in flight?", "has this job already caught up?" and "how many runs so
  * far?" and the insert that changes their answers happen atomically, so two workers taking two
- * occurrences of one job at once cannot both pass them.
+ * occurrences of one job at once cannot both pass them. The locked read is also the job's only
+ * read (with its service's secrets), so the job is read once per occurrence.
  */
+/**
+ * BullMQ skips a scheduler's slots when it falls behind (workers down, a worker killed as it took
+ * an occurrence, an overloaded box): it makes the next occurrence only when a worker takes the
+ * current one, aligned to the clock. No worker ever sees those slots; record them as missed, so
+ * every occurrence keeps its one row in the ledger. A slot whose BullMQ job still exists (awaiting
+ * stalled recovery, a reconciler catch-up) is not skipped: it will be decided itself.
+ */
+async function recordSkippedSlots(
+  ctx: FireContext,
+  trx: Kysely<Database>,
+  job: Job,
+  version: number,
+  scheduledFor: number,
+): Promise<void> {
+  const queue = ctx.queue;
+  if (!queue) return;
+  const previous = await lastScheduledBefore(trx, job.id, version, new Date(scheduledFor));
+  if (!previous) return;
+  const gap = slotsBetween(job, previous.getTime(), scheduledFor);
+  if (gap === undefined) {
+    ctx.logger.warn({ jobId: job.id, since: previous }, 'too many skipped slots to record one by one');
+    return;
+  }
+  if (gap.length === 0) return;
+  const pending = await Promise.all(
+    gap.map(async (slot) => {
+      const ids = [`repeat:${schedulerIdOf(job.id, version)}:${slot}`, catchUpJobIdOf(job.id, version, slot)];
+      const found = await Promise.all(ids.map((id) => queue.getJob(id)));
+      return found.some((j) => j !== undefined && j !== null);
+    }),
+  );
+  const skipped = gap.filter((_, i) => !pending[i]);
+  const recorded = await recordMissedSlots(trx, { jobId: job.id, serviceId: job.serviceId, jobVersion: version }, skipped, uuidv7);
+  if (recorded > 0) ctx.logger.info({ jobId: job.id, recorded }, 'slots the timer skipped recorded as missed');
+}
+
 async function decideScheduled(
   ctx: FireContext,
-  jobId: string,
-  version: number,
-  occurrence: Occurrence,
+  bullJob: BullJob<FireJobData>,
+  token: string | undefined,
 ): Promise<Decision> {
+  const { jobId, version } = bullJob.data;
   return ctx.db.transaction().execute(async (trx): Promise<Decision> => {
-    const row = await lockJobForFire(trx, jobId);
-    if (!row) return { kind: 'gone' };
+    const found = await lockJobForFireWithService(trx, jobId);
+    if (!found) return { kind: 'missing' };
+    if (found.service.disabled) return { kind: 'disabled' };
+    const row = found.job;
     const job = jobFromRow(row);
+    const occurrence = occurrenceOf(bullJob.id ?? '', fallbackInstant(bullJob, job));
+    // Jitter delays the start, never the occurrence's instant (`tickwork-scheduled-for`).
+    const dueAt = dueAtOf(job, occurrence.scheduledFor);
+    if (occurrence.trigger === 'schedule' && token !== undefined && bullJob.attemptsMade === 0 && Date.now() < dueAt) {
+      return { kind: 'wait', dueAt };
+    }
     const scheduledFor = new Date(occurrence.scheduledFor);
+    const existingDecision = (existing: RunRow): Decision =>
+      existing.status === 'skipped'
+        ? { kind: 'skipped', reason: existing.skip_reason as SkipReason, run: existing, occurrence }
+        : { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false, occurrence, found };
+    const base = { jobId, serviceId: job.serviceId, jobVersion: version, scheduledFor, trigger: 'schedule' as const };
+    const now = Date.now();
+    const lateSince = lateSinceOf(job, occurrence.scheduledFor);
+    if (
+      job.state === 'active' &&
+      job.version === version &&
+      job.overlap !== 'skip' &&
+      now <= lateSince &&
+      outsideLimits(job, occurrence.scheduledFor, row.run_count) === undefined
+    ) {
+      // The common case: every check passes without a query, so record it straight away. The
+      // insert finds the row of an occurrence decided already (a retry, a redelivery after a
+      // crash) by its unique key, which is what looking it up first would have found.
+      const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
+      if (!created) return existingDecision(run);
+      await recordSkippedSlots(ctx, trx, job, version, occurrence.scheduledFor);
+      return { kind: 'deliver', run, job, runCount: row.run_count + 1, catchUp: false, occurrence, found };
+    }
     // A retry, or another worker after a crash: the occurrence was decided already.
     const existing = await findOccurrenceRun(trx, jobId, scheduledFor, 'schedule');
-    if (existing) {
-      if (existing.status === 'skipped') return { kind: 'skipped', reason: existing.skip_reason as SkipReason, run: existing };
-      return { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false };
-    }
-    const base = { jobId, serviceId: job.serviceId, jobVersion: version, scheduledFor, trigger: 'schedule' as const };
+    if (existing) return existingDecision(existing);
     const skip = async (reason: SkipReason): Promise<Decision> => {
       const { run } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'skipped', skipReason: reason });
-      return { kind: 'skipped', reason, run };
+      return { kind: 'skipped', reason, run, occurrence };
     };
     if (job.state === 'paused') return skip('paused');
     if (job.version !== version) return skip('superseded');
-    if (job.state === 'completed') return { kind: 'dropped', reason: 'completed', complete: false };
+    if (job.state === 'completed') return { kind: 'dropped', reason: 'completed', complete: false, occurrence };
     const limit = outsideLimits(job, occurrence.scheduledFor, row.run_count);
-    if (limit) return { kind: 'dropped', reason: limit, complete: limit !== 'before_start' };
+    if (limit) return { kind: 'dropped', reason: limit, complete: limit !== 'before_start', occurrence };
 
-    // BullMQ skips a scheduler's slots when it falls behind (workers down, a worker killed as it
-    // took an occurrence, an overloaded box): no worker ever sees them. Record them as missed, so
-    // every occurrence still has its one row in the ledger.
-    // A slot whose BullMQ job still exists (delayed by jitter, taken by a worker that died and
-    // awaiting stalled recovery, a reconciler catch-up) is not skipped: it will be decided itself.
-    const previous = ctx.queue ? await lastScheduledBefore(trx, jobId, version, scheduledFor) : undefined;
-    if (previous && ctx.queue) {
-      const gap = slotsBetween(job, previous.getTime(), occurrence.scheduledFor);
-      if (gap === undefined) ctx.logger.warn({ jobId, since: previous }, 'too many skipped slots to record one by one');
-      else if (gap.length > 0) {
-        const queue = ctx.queue;
-        const pending = await Promise.all(
-          gap.map(async (slot) => {
-            const ids = [`repeat:${schedulerIdOf(jobId, version)}:${slot}`, catchUpJobIdOf(jobId, version, slot)];
-            const found = await Promise.all(ids.map((id) => queue.getJob(id)));
-            return found.some((j) => j !== undefined && j !== null);
-          }),
-        );
-        const skipped = gap.filter((_, i) => !pending[i]);
-        const recorded = await recordMissedSlots(trx, { jobId, serviceId: job.serviceId, jobVersion: version }, skipped, uuidv7);
-        if (recorded > 0) ctx.logger.info({ jobId, recorded }, 'slots the timer skipped recorded as missed');
-      }
-    }
+    await recordSkippedSlots(ctx, trx, job, version, occurrence.scheduledFor);
 
-    const now = Date.now();
-    const lateSince = lateSinceOf(job, occurrence.scheduledFor);
     const caughtUp = now > lateSince && (await hasCaughtUp(trx, jobId, scheduledFor, uuidv7Floor(lateSince)));
     const verdict = misfireVerdict(job, occurrence.scheduledFor, now, caughtUp);
     if (verdict === 'missed') return skip('missed');
     if (job.overlap === 'skip' && (await hasRunInFlight(trx, jobId, new Date(now)))) return skip('overlap');
     const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
-    return { kind: 'deliver', run, job, runCount: row.run_count + (created ? 1 : 0), catchUp: verdict === 'catch_up' };
+    return { kind: 'deliver', run, job, runCount: row.run_count + (created ? 1 : 0), catchUp: verdict === 'catch_up', occurrence, found };
   });
 }
 
@@ -225,8 +287,7 @@ async function retire(ctx: FireContext, jobId: string, version: number): Promise
 
 export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobData>, token?: string): Promise<FireResult> {
   const { jobId, version, runId } = bullJob.data;
-  const found = await findJobForFire(ctx.db, jobId);
-  if (!found) {
+  const missing = (): FireResult => {
     // An occurrence can reach a worker before the create that registered it has committed (a
     // one-shot due within milliseconds, a manual run): give a young one a moment to appear.
     if (Date.now() - bullJob.timestamp < UNCOMMITTED_GRACE_MS && bullJob.attemptsMade < 5) {
@@ -235,59 +296,62 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
     // Deleted (or never committed): nothing to deliver, nothing to record.
     ctx.logger.info({ jobId, bullJobId: bullJob.id }, 'job is gone; occurrence dropped');
     return { outcome: 'gone' };
-  }
-  if (found.service.disabled) {
-    // A run the api already recorded (run now, replay) must not stay `running` for ever.
-    if (runId !== undefined) {
+  };
+
+  let run: RunRow;
+  let occurrence: Occurrence;
+  let job: Job;
+  let found: JobForFire;
+  let schedule: { runCount: number; catchUp: boolean } | undefined;
+  if (runId !== undefined) {
+    const read = await findJobForFire(ctx.db, jobId);
+    if (!read) return missing();
+    found = read;
+    if (found.service.disabled) {
+      // A run the api already recorded (run now, replay) must not stay `running` for ever.
       await recordOutcome(
         ctx.db,
         { id: runId, jobId },
         { status: 'failed', httpStatus: null, durationMs: null, responseExcerpt: null, error: 'service disabled' },
       );
+      return { outcome: 'skipped', reason: 'service disabled' };
     }
-    return { outcome: 'skipped', reason: 'service disabled' };
-  }
-
-  let run: RunRow;
-  let occurrence: Occurrence;
-  let job = jobFromRow(found.job);
-  let schedule: { runCount: number; catchUp: boolean } | undefined;
-  if (runId !== undefined) {
+    job = jobFromRow(found.job);
     // Run now or replay: the api recorded the run; it is delivered whatever the job's state.
     const requested = await findRunById(ctx.db, runId);
     if (!requested) return { outcome: 'gone' };
     run = requested;
     occurrence = { trigger: requested.trigger as RunTrigger, scheduledFor: requested.scheduled_for.getTime() };
   } else {
-    occurrence = occurrenceOf(bullJob.id ?? '', fallbackInstant(bullJob, job));
-    // Jitter delays the start, never the occurrence's instant (`tickwork-scheduled-for`).
-    const dueAt = dueAtOf(job, occurrence.scheduledFor);
-    if (occurrence.trigger === 'schedule' && token !== undefined && bullJob.attemptsMade === 0 && Date.now() < dueAt) {
-      await bullJob.moveToDelayed(dueAt, token);
-      throw new DelayedError();
-    }
-    const decision = await decideScheduled(ctx, jobId, version, occurrence);
+    const decision = await decideScheduled(ctx, bullJob, token);
     switch (decision.kind) {
-      case 'gone':
-        return { outcome: 'gone' };
+      case 'missing':
+        return missing();
+      case 'disabled':
+        return { outcome: 'skipped', reason: 'service disabled' };
+      case 'wait':
+        await bullJob.moveToDelayed(decision.dueAt, token);
+        throw new DelayedError();
       case 'dropped':
         if (decision.complete) {
           await completeJob(ctx.db, jobId, version);
           await retire(ctx, jobId, version);
         }
-        return { outcome: 'dropped', reason: decision.reason, scheduledFor: occurrence.scheduledFor };
+        return { outcome: 'dropped', reason: decision.reason, scheduledFor: decision.occurrence.scheduledFor };
       case 'skipped':
         ctx.logger.info({ jobId, runId: decision.run.id, reason: decision.reason }, 'occurrence skipped');
         return {
           outcome: 'skipped',
           reason: decision.reason,
           runId: decision.run.id,
-          trigger: occurrence.trigger,
-          scheduledFor: occurrence.scheduledFor,
+          trigger: decision.occurrence.trigger,
+          scheduledFor: decision.occurrence.scheduledFor,
         };
       case 'deliver':
         run = decision.run;
         job = decision.job;
+        found = decision.found;
+        occurrence = decision.occurrence;
         schedule = { runCount: decision.runCount, catchUp: decision.catchUp };
     }
   }

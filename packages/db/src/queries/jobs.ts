@@ -118,8 +118,8 @@ export interface JobForFire {
   };
 }
 
-export async function findJobForFire(db: Kysely<Database>, id: string): Promise<JobForFire | undefined> {
-  const row = await db
+function jobForFireQuery(db: Kysely<Database>, id: string) {
+  return db
     .selectFrom('jobs')
     .innerJoin('services', 'services.id', 'jobs.service_id')
     .selectAll('jobs')
@@ -129,8 +129,31 @@ export async function findJobForFire(db: Kysely<Database>, id: string): Promise<
       'services.previous_secret_expires_at',
       'services.disabled_at',
     ])
-    .where('jobs.id', '=', id)
-    .executeTakeFirst();
+    .where('jobs.id', '=', id);
+}
+
+export async function findJobForFire(db: Kysely<Database>, id: string): Promise<JobForFire | undefined> {
+  return jobForFireOf(await jobForFireQuery(db, id).executeTakeFirst());
+}
+
+/**
+ * `findJobForFire` and `lockJobForFire` in one statement: the job, locked for the rest of the
+ * transaction (its row only, never its service's), with its service's signing secrets.
+ */
+export async function lockJobForFireWithService(db: Kysely<Database>, id: string): Promise<JobForFire | undefined> {
+  return jobForFireOf(await jobForFireQuery(db, id).forUpdate('jobs').executeTakeFirst());
+}
+
+function jobForFireOf(
+  row:
+    | (JobRow & {
+        signing_secret: string;
+        previous_signing_secret: string | null;
+        previous_secret_expires_at: Date | null;
+        disabled_at: Date | null;
+      })
+    | undefined,
+): JobForFire | undefined {
   if (!row) return undefined;
   const { signing_secret, previous_signing_secret, previous_secret_expires_at, disabled_at, ...job } = row;
   return {

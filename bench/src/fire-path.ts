@@ -1,0 +1,84 @@
+/**
+ * `npm run bench -- …` is end to end and, on a shared 2-core box, its drains swing ±40% round to
+ * round. This one times only the worker's per-occurrence path (`fireOccurrence`: Postgres work,
+ * the signed callback to a local sink, the outcome) of several checkouts of the code in one
+ * process, interleaved block by block on the same database, so load drifts cancel out:
+ *   node bench/src/fire-path.ts base=/tmp/base new=. [--blocks 30 --block 100 --concurrency 10]
+ * Prints occurrences/s of each checkout per block and the median per-block ratio to the first.
+ */
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { buildJobSpec, encryptSecret, uuidv7 } from '@tickwork/core';
+import { insertJob, insertService } from '@tickwork/db';
+import { createTestDatabase } from '@tickwork/db/testing';
+import { startSink } from '../../e2e/lib/sink.ts';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { blocks: { type: 'string', default: '30' }, block: { type: 'string', default: '100' }, concurrency: { type: 'string', default: '10' } },
+});
+const checkouts = positionals.map((p) => ({ name: p.slice(0, p.indexOf('=')), dir: resolve(p.slice(p.indexOf('=') + 1)) }));
+const blocks = Number(values.blocks);
+const perBlock = Number(values.block);
+const concurrency = Number(values.concurrency);
+
+// A silent logger (pino is not a bench dependency; the bench runs the worker at warn anyway).
+const silent: Record<string, unknown> = { info() {}, warn() {}, error() {}, debug() {}, child: () => silent };
+const secretKey = 'bench-secret-key-0123456789-0123456789';
+const db = await createTestDatabase('tw_bench_firepath');
+const sink = await startSink();
+interface Variant {
+  name: string;
+  dir: string;
+  fire: (ctx: unknown, job: unknown) => Promise<{ outcome: string }>;
+  ctx: unknown;
+  perSec: number[];
+}
+const variants: Variant[] = [];
+for (const c of checkouts) {
+  const fire = await import(`${c.dir}/apps/worker/src/fire.ts`);
+  const deliver = await import(`${c.dir}/apps/worker/src/deliver.ts`);
+  const policy = { allowPrivate: true, allowedHosts: [] };
+  const ctx = { db: db.db, logger: silent, workerId: `bench-${c.name}`, secretKey, policy, dispatchers: deliver.createDispatchers(policy) };
+  variants.push({ ...c, fire: fire.fireOccurrence, ctx, perSec: [] });
+}
+const service = await insertService(db.db, { id: uuidv7(), name: 'bench', signingSecret: encryptSecret('whsec_bench_0123456789abcdef', secretKey) });
+const jobs: string[] = [];
+for (let i = 0; i < concurrency * 4; i++) {
+  const spec = buildJobSpec({ name: `j${i}`, schedule: { every: '1h' }, target: { url: `${sink.url}/hook` } }, { now: Date.now() });
+  jobs.push((await insertJob(db.db, { ...spec, id: uuidv7(), serviceId: service.id, state: 'active', now: new Date(), nextRunAt: null })).id);
+}
+
+let instant = Date.now();
+async function shot(v: Variant, count: number): Promise<number> {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, lane) => {
+      for (let i = next++; i < count; i = next++) {
+        const jobId = jobs[(lane + i * concurrency) % jobs.length]!;
+        const at = ++instant;
+        const bullJob = { id: `repeat:${jobId}:${at}`, data: { jobId, version: 1 }, timestamp: at, opts: {}, attemptsMade: 0 };
+        const result = await v.fire(v.ctx, bullJob);
+        if (result.outcome !== 'delivered') throw new Error(`${v.name}: ${JSON.stringify(result)}`);
+      }
+    }),
+  );
+  return count / ((performance.now() - started) / 1000);
+}
+
+for (const v of variants) await shot(v, perBlock); // warm-up
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+for (let b = 0; b < blocks; b++) {
+  const order = variants.map((_, i) => variants[(i + b) % variants.length]!);
+  for (const v of order) v.perSec.push(await shot(v, perBlock));
+}
+const first = variants[0]!;
+for (const v of variants) {
+  const ratios = v.perSec.map((x, i) => x / first.perSec[i]!);
+  console.log(`${v.name.padEnd(6)} median ${median(v.perSec).toFixed(0)}/s  ratio to ${first.name} ${median(ratios).toFixed(3)} (blocks ${v.perSec.map((x) => x.toFixed(0)).join(' ')})`);
+}
+console.log(`sink received ${sink.received.length}`);
+await sink.close();
+await db.drop();
+process.exit(0);
