@@ -10,22 +10,15 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { buildJobSpec, uuidv7 } from '@tickwork/core';
 import { createDatabase, dropDatabase, ensureDatabase, insertService, migrateToLatest } from '@tickwork/db';
 import { createReconciler } from '@tickwork/worker';
+import { freePort } from '@tickwork/queue/testing';
 
 const args = process.argv.slice(2);
 const at = args.indexOf('--jobs');
 const JOBS = at >= 0 ? Number(args[at + 1]) : 100_000;
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const redisPort = await freePort();
 const redisServer = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {

@@ -1,20 +1,14 @@
 /** Real api and worker processes for end-to-end tests, each on its own port, database and prefix. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789';
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+export { freePort } from '@tickwork/queue/testing';
+import { freePort } from '@tickwork/queue/testing';
 
 export interface Proc {
   child: ChildProcess;

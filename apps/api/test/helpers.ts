@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { deletePrefix } from '@tickwork/queue/testing';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { buildServer } from '../src/build.ts';
 import type { AppConfig } from '../src/app.ts';
@@ -59,17 +59,4 @@ export async function startTestApi(overrides: Partial<AppConfig> = {}): Promise<
   };
 }
 
-/** Removes every Redis key under a BullMQ prefix. */
-export async function deletePrefix(redisUrl: string, prefix: string): Promise<void> {
-  const redis = new Redis(redisUrl);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-}
+export { deletePrefix };

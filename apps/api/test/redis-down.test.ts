@@ -1,17 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer } from 'node:net';
 import { createTestDatabase, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { buildServer } from '../src/build.ts';
 import { ADMIN_TOKEN } from './helpers.ts';
+import { freePort } from '@tickwork/queue/testing';
 
-/** A port with nothing listening: Redis is "down" for this api. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 let db: TestDatabase;
 let app: Awaited<ReturnType<typeof buildServer>>;
@@ -22,7 +14,7 @@ beforeAll(async () => {
     databaseUrl: db.url,
     databaseReadUrl: undefined,
     databasePoolMax: 5,
-    redisUrl: `redis://127.0.0.1:${await closedPort()}`,
+    redisUrl: `redis://127.0.0.1:${await freePort()}`,
     bullmqPrefix: testPrefix(),
     adminToken: ADMIN_TOKEN,
     secretKey: 'test-secret-key-0123456789-0123456789',

@@ -19,6 +19,7 @@ import { insertJob, insertService, jobFromRow, recordOccurrence, type JobRow } f
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { FireQueue } from '@tickwork/queue';
 import { reconcile, type RepairKind } from '../src/reconcile.ts';
+import { deletePrefix } from '@tickwork/queue/testing';
 
 let db: TestDatabase;
 let fireQueue: FireQueue;
@@ -26,14 +27,6 @@ let redis: Redis;
 let prefix: string;
 let serviceId: string;
 
-async function deletePrefix(): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await redis.del(...keys);
-  } while (cursor !== '0');
-}
 
 beforeAll(async () => {
   db = await createTestDatabase('tw_reconcile');
@@ -47,7 +40,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await fireQueue?.close();
   if (redis) {
-    await deletePrefix();
+    await deletePrefix(testBaseUrls().redisUrl, prefix);
     redis.disconnect();
   }
   await db?.drop();
@@ -55,7 +48,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await sql`delete from jobs`.execute(db.db);
-  await deletePrefix();
+  await deletePrefix(testBaseUrls().redisUrl, prefix);
 });
 
 let names = 0;
@@ -108,7 +101,7 @@ describe('reconcile', () => {
       await aJob({ at: new Date(Date.now() + 60_000).toISOString() }),
       await aJob({ every: '1h' }),
     ];
-    await deletePrefix();
+    await deletePrefix(testBaseUrls().redisUrl, prefix);
 
     const first = await pass();
     expect(first.jobs).toBe(5);
@@ -128,7 +121,7 @@ describe('reconcile', () => {
   it('catches up once with the latest missed occurrence, not with every one', async () => {
     const createdAt = Date.now() - 10_500;
     const job = await aJob({ every: '1s' }, { createdAt });
-    await deletePrefix();
+    await deletePrefix(testBaseUrls().redisUrl, prefix);
     const now = Date.now();
     const report = await pass(now);
     expect(report.repairs).toMatchObject({ missing: 1, catchup: 1 });
@@ -145,7 +138,7 @@ describe('reconcile', () => {
 
   it('catches up with a one-shot whose instant passed while its BullMQ job was lost', async () => {
     const job = await aJob({ at: new Date(Date.now() + 1_000).toISOString() });
-    await deletePrefix();
+    await deletePrefix(testBaseUrls().redisUrl, prefix);
     const report = await pass(Date.now() + 2_000);
     expect(report.repairs.catchup).toBe(1);
     expect(await fireQueue.queue.getJob(onceJobIdOf(job.id, 1))).toBeDefined();
@@ -232,7 +225,7 @@ describe('reconcile', () => {
 
   it('runs one pass at a time: a pass that meets another one skips', async () => {
     await aJob({ every: '1m' });
-    await deletePrefix();
+    await deletePrefix(testBaseUrls().redisUrl, prefix);
     const [a, b] = await Promise.all([pass(), pass()]);
     expect([a.skipped, b.skipped].filter(Boolean)).toEqual(['another pass is running']);
     expect(a.repairs.missing + b.repairs.missing).toBe(1);

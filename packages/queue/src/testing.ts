@@ -1,3 +1,7 @@
+/**
+ * Test helpers around Redis: a throwaway redis-server of a test's own, for settings the shared
+ * Redis must not change; a free port; removing every key under a test's BullMQ prefix.
+ */
 /** A throwaway redis-server of a test's own, for settings the shared Redis must not change. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -10,7 +14,8 @@ export interface OwnRedis {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** A loopback port nothing listens on now (for a server of a test's own, or a service that is down). */
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
@@ -54,4 +59,19 @@ export async function startOwnRedis(args: string[] = []): Promise<OwnRedis> {
       await exited;
     },
   };
+}
+
+/** Removes every Redis key under a BullMQ prefix (a test's own), leaving everything else alone. */
+export async function deletePrefix(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }
