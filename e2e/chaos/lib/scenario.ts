@@ -32,6 +32,8 @@ export interface LedgerRun {
   scheduledFor: number;
   trigger: string;
   status: string;
+  /** For `skipped` runs: why (`missed` is a slot the timer skipped, the misfire policy's outcome). */
+  skipReason: string | null;
   attempts: number;
   jobVersion: number;
 }
@@ -108,15 +110,17 @@ export async function startScenario(options: ScenarioOptions = {}): Promise<Scen
         scheduled_for: Date;
         trigger: string;
         status: string;
+        skip_reason: string | null;
         attempts: number;
         job_version: number;
-      }>`select id, job_id, scheduled_for, trigger, status, attempts, job_version from runs`.execute(db.db);
+      }>`select id, job_id, scheduled_for, trigger, status, skip_reason, attempts, job_version from runs`.execute(db.db);
       return result.rows.map((r) => ({
         id: r.id,
         jobId: r.job_id,
         scheduledFor: r.scheduled_for.getTime(),
         trigger: r.trigger,
         status: r.status,
+        skipReason: r.skip_reason,
         attempts: r.attempts,
         jobVersion: r.job_version,
       }));
@@ -139,8 +143,10 @@ export interface Verdict {
   twoIds: Array<{ jobId: string; at: string; ids: string[] }>;
   /** `webhook-id`s that name no run. */
   unknownIds: string[];
-  /** Runs in the window that are not `succeeded` (still running, retrying, dead…). */
+  /** Runs in the window that are not `succeeded` (still running, retrying, dead…), missed slots aside. */
   notSucceeded: LedgerRun[];
+  /** Slots the timer skipped (workers paused or behind), recorded `skipped`/`missed` per the misfire policy. */
+  missed: LedgerRun[];
   /** Succeeded runs the receiver never saw. */
   undelivered: string[];
   /** Largest (last delivery − scheduled instant) over the window's runs, ms. */
@@ -188,7 +194,9 @@ export function judge(input: { jobs: CreatedJob[]; runs: LedgerRun[]; received: 
   const unknownIds = [...lastDelivery.keys()].filter((id) => !runIds.has(id));
 
   const inWindow = runs.filter((r) => r.scheduledFor >= input.from && r.scheduledFor <= input.until);
-  const notSucceeded = inWindow.filter((r) => r.status !== 'succeeded');
+  const isMissed = (r: LedgerRun) => r.status === 'skipped' && r.skipReason === 'missed';
+  const missed = inWindow.filter(isMissed);
+  const notSucceeded = inWindow.filter((r) => r.status !== 'succeeded' && !isMissed(r));
   const undelivered = inWindow.filter((r) => r.status === 'succeeded' && !lastDelivery.has(r.id)).map((r) => r.id);
   let maxLatenessMs = 0;
   for (const run of inWindow) {
@@ -196,7 +204,7 @@ export function judge(input: { jobs: CreatedJob[]; runs: LedgerRun[]; received: 
     if (at !== undefined) maxLatenessMs = Math.max(maxLatenessMs, at - run.scheduledFor);
   }
   const deliveries = received.filter((c) => scheduledAt(c) >= input.from && scheduledAt(c) <= input.until).length;
-  return { expected, lost, twoIds, unknownIds, notSucceeded, undelivered, maxLatenessMs, deliveries };
+  return { expected, lost, twoIds, unknownIds, notSucceeded, missed, undelivered, maxLatenessMs, deliveries };
 }
 
 /** One line for the test log: what a scenario measured (docs/guarantees.md quotes these). */
