@@ -331,6 +331,12 @@ export const PageQuery = {
   cursor: Type.Optional(Type.String({ maxLength: 200, description: 'The `nextCursor` of the previous page.' })),
 };
 
+/** The query of every run list: a page, and optionally one status. */
+export const RunListQuery = Type.Object(
+  { ...PageQuery, status: Type.Optional(StringEnum(RUN_STATUSES)) },
+  { additionalProperties: false },
+);
+
 export const JobListSchema = Type.Object({
   items: Type.Array(JobSchema),
   nextCursor: Nullable(Type.String()),

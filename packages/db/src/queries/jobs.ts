@@ -137,7 +137,7 @@ export async function findJobForFire(db: Kysely<Database>, id: string): Promise<
 }
 
 /**
- * `findJobForFire` and `lockJobForFire` in one statement: the job, locked for the rest of the
+ * `findJobForFire`, locked, in one statement: the job, locked for the rest of the
  * transaction (its row only, never its service's), with its service's signing secrets.
  */
 export async function lockJobForFireWithService(db: Kysely<Database>, id: string): Promise<JobForFire | undefined> {
@@ -230,14 +230,6 @@ export async function updateJob(
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow();
-}
-
-/**
- * The job of an occurrence, locked until the occurrence's run is recorded: occurrences of one job
- * are decided one at a time (overlap, maxRuns, one catch-up), whichever worker holds them.
- */
-export async function lockJobForFire(db: Kysely<Database>, id: string): Promise<JobRow | undefined> {
-  return db.selectFrom('jobs').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
 }
 
 /** Marks a job completed (its window ended or it reached maxRuns). */

@@ -145,30 +145,33 @@ export async function findRunById(db: Kysely<Database>, id: string): Promise<Run
   return db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** A job's runs, newest first (run ids are UUIDv7). */
-export async function listRunsOfJob(
+export interface RunListFilter {
+  limit: number;
+  afterId?: string | undefined;
+  status?: RunStatus | undefined;
+}
+
+/** Runs of one job or of a whole service, newest first (run ids are UUIDv7), by keyset. */
+async function listRuns(
   db: Kysely<Database>,
-  jobId: string,
-  filter: { limit: number; afterId?: string | undefined; status?: RunStatus | undefined },
+  owner: { column: 'job_id' | 'service_id'; id: string },
+  filter: RunListFilter,
 ): Promise<Page<RunRow>> {
-  let query = db.selectFrom('runs').selectAll().where('job_id', '=', jobId);
+  let query = db.selectFrom('runs').selectAll().where(owner.column, '=', owner.id);
   if (filter.afterId) query = query.where('id', '<', filter.afterId);
   if (filter.status) query = query.where('status', '=', filter.status);
   const rows = await query.orderBy('id', 'desc').limit(filter.limit + 1).execute();
   return pageOf(rows, filter.limit);
 }
 
-/** A service's runs in one status (the dead-letter list is `status = dead`), newest first. */
-export async function listRunsOfService(
-  db: Kysely<Database>,
-  serviceId: string,
-  filter: { limit: number; afterId?: string | undefined; status?: RunStatus | undefined },
-): Promise<Page<RunRow>> {
-  let query = db.selectFrom('runs').selectAll().where('service_id', '=', serviceId);
-  if (filter.afterId) query = query.where('id', '<', filter.afterId);
-  if (filter.status) query = query.where('status', '=', filter.status);
-  const rows = await query.orderBy('id', 'desc').limit(filter.limit + 1).execute();
-  return pageOf(rows, filter.limit);
+/** A job's runs, newest first. */
+export function listRunsOfJob(db: Kysely<Database>, jobId: string, filter: RunListFilter): Promise<Page<RunRow>> {
+  return listRuns(db, { column: 'job_id', id: jobId }, filter);
+}
+
+/** A service's runs, optionally in one status (the dead-letter list is `status = dead`), newest first. */
+export function listRunsOfService(db: Kysely<Database>, serviceId: string, filter: RunListFilter): Promise<Page<RunRow>> {
+  return listRuns(db, { column: 'service_id', id: serviceId }, filter);
 }
 
 /** The run already recorded for an occurrence, if any (a retry, or a redelivery after a crash). */

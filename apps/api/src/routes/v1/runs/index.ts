@@ -1,12 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import {
-  PageQuery,
   ProblemSchema,
-  RUN_STATUSES,
+  RunListQuery,
   RunListSchema,
   RunSchema,
-  StringEnum,
   TickworkError,
 } from '@tickwork/core';
 import { findJob, findRun, listRunsOfService } from '@tickwork/db';
@@ -27,10 +25,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Runs of all your jobs, newest first; `status=dead` is the dead-letter list',
         description: 'Cursor-paged: pass the `nextCursor` of a page as `cursor` to get the next one.',
         security: [{ apiKey: [] }],
-        querystring: Type.Object(
-          { ...PageQuery, status: Type.Optional(StringEnum(RUN_STATUSES)) },
-          { additionalProperties: false },
-        ),
+        querystring: RunListQuery,
         response: { 200: RunListSchema, ...errors },
       },
     },
