@@ -9,8 +9,9 @@
  *   whether it is delivered or recorded as missed;
  * - `stale`: a scheduler of an older version than Postgres holds → removed;
  * - `orphan`: a scheduler of a job that is deleted, paused, completed or unknown → removed;
- * - `run`: a scheduled run still open (running, retrying) whose BullMQ job is gone (Redis lost
- *   it while it waited for a retry) → enqueued again; it keeps its run id.
+ * - `run`: a run still open (running, retrying) whose BullMQ job is gone (Redis lost it while it
+ *   waited for a worker or a retry) → enqueued again under the same BullMQ id; it keeps its run
+ *   id. This covers scheduled occurrences and the runs the api recorded itself (run now, replay).
  * Every repair is idempotent, so a pass can run on any worker, twice, or after a FLUSHALL.
  */
 import type { Queue } from 'bullmq';
@@ -21,15 +22,17 @@ import {
   FIRE_QUEUE,
   catchUpJobIdOf,
   catchUpOf,
+  manualJobIdOf,
   onceJobIdOf,
   parseSchedulerId,
   registrationOf,
+  replayJobIdOf,
   schedulerIdOf,
   type FireJobData,
   type Job,
   type Registration,
 } from '@tickwork/core';
-import { activeJobsPage, jobFromRow, jobStatesOf, openScheduledRuns, type Database, type JobRow } from '@tickwork/db';
+import { activeJobsPage, jobFromRow, jobStatesOf, openRuns, type Database, type JobRow, type OpenRun } from '@tickwork/db';
 import { FireQueue, OCCURRENCE_OPTIONS, applyRegistration, redisOptionsFrom } from '@tickwork/queue';
 
 export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan', 'run'] as const;
@@ -317,15 +320,17 @@ function cheapRegistrationOf(job: Job, now: number, runCount: number): Registrat
   return { kind: 'scheduler', schedulerId: schedulerIdOf(job.id, job.version), repeat: { every: 0, startDate: 0 } };
 }
 
-/** The BullMQ ids an open scheduled run may live under: its scheduler's, a catch-up's, a one-shot's. */
-function candidateIdsOf(run: { jobId: string; jobVersion: number; scheduledFor: Date; schedule: unknown }): string[] {
+/** The BullMQ ids an open run may live under: its scheduler's, a catch-up's, a one-shot's, or the api's own. */
+function candidateIdsOf(run: OpenRun): string[] {
+  if (run.trigger === 'manual') return [manualJobIdOf(run.jobId, run.id)];
+  if (run.trigger === 'replay') return [replayJobIdOf(run.jobId, run.id)];
   const at = run.scheduledFor.getTime();
   if (run.schedule && typeof run.schedule === 'object' && 'at' in run.schedule) return [onceJobIdOf(run.jobId, run.jobVersion)];
   return [`repeat:${schedulerIdOf(run.jobId, run.jobVersion)}:${at}`, catchUpJobIdOf(run.jobId, run.jobVersion, at)];
 }
 
 async function requeueOpenRuns(db: Kysely<Database>, queue: Queue, redis: Redis, now: number, concurrency: number): Promise<number> {
-  const open = await openScheduledRuns(db, new Date(now - OPEN_RUN_MIN_AGE_MS));
+  const open = await openRuns(db, new Date(now - OPEN_RUN_MIN_AGE_MS));
   if (open.length === 0) return 0;
   const pipeline = redis.pipeline();
   for (const run of open) for (const id of candidateIdsOf(run)) pipeline.exists(queue.toKey(id));
@@ -336,7 +341,9 @@ async function requeueOpenRuns(db: Kysely<Database>, queue: Queue, redis: Redis,
     return !found.includes(true);
   });
   await eachLimited(lost, concurrency, async (run) => {
-    const data: FireJobData = { jobId: run.jobId, version: run.jobVersion };
+    // A run the api recorded names itself in the data, so the worker delivers that run.
+    const data: FireJobData =
+      run.trigger === 'schedule' ? { jobId: run.jobId, version: run.jobVersion } : { jobId: run.jobId, version: run.jobVersion, runId: run.id };
     const bullJobId = candidateIdsOf(run).at(-1)!;
     await queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId });
   });

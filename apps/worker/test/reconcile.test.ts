@@ -9,13 +9,15 @@ import { sql } from 'kysely';
 import {
   buildJobSpec,
   catchUpJobIdOf,
+  manualJobIdOf,
   nextRunOf,
   onceJobIdOf,
+  replayJobIdOf,
   schedulerIdOf,
   uuidv7,
   type CreateJobBody,
 } from '@tickwork/core';
-import { insertJob, insertService, jobFromRow, recordOccurrence, type JobRow } from '@tickwork/db';
+import { insertJob, insertRequestedRun, insertService, jobFromRow, recordOccurrence, type JobRow } from '@tickwork/db';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { FireQueue } from '@tickwork/queue';
 import { reconcile, type RepairKind } from '../src/reconcile.ts';
@@ -220,6 +222,25 @@ describe('reconcile', () => {
     expect(report.repairs.run).toBe(1);
     const requeued = await fireQueue.queue.getJob(catchUpJobIdOf(job.id, 1, scheduledFor));
     expect(requeued?.data).toEqual({ jobId: job.id, version: 1 });
+    expect((await pass()).repairs.run).toBe(0);
+  });
+
+  it('enqueues again a run now and a replay that Redis lost before a worker took them, naming their runs', async () => {
+    const job = await aJob({ every: '1h' });
+    const requested = async (trigger: 'manual' | 'replay') => {
+      const run = await insertRequestedRun(db.db, { id: uuidv7(), jobId: job.id, serviceId, jobVersion: 1, trigger, now: Date.now() });
+      await sql`update runs set created_at = now() - interval '5 minutes' where id = ${run.id}`.execute(db.db);
+      return run;
+    };
+    const manual = await requested('manual');
+    const replay = await requested('replay');
+    // A young one may still be on its way to Redis: left alone.
+    await insertRequestedRun(db.db, { id: uuidv7(), jobId: job.id, serviceId, jobVersion: 1, trigger: 'manual', now: Date.now() + 1_000 });
+
+    const report = await pass();
+    expect(report.repairs.run).toBe(2);
+    expect((await fireQueue.queue.getJob(manualJobIdOf(job.id, manual.id)))?.data).toEqual({ jobId: job.id, version: 1, runId: manual.id });
+    expect((await fireQueue.queue.getJob(replayJobIdOf(job.id, replay.id)))?.data).toEqual({ jobId: job.id, version: 1, runId: replay.id });
     expect((await pass()).repairs.run).toBe(0);
   });
 

@@ -42,35 +42,43 @@ export async function abandonRun(
   return Number(result.numUpdatedRows) > 0;
 }
 
-/** A scheduled run still open (running or retrying), with what its BullMQ job id is made of. */
-export interface OpenScheduledRun {
+/** A run still open (running or retrying), with what its BullMQ job id is made of. */
+export interface OpenRun {
   id: string;
   jobId: string;
   jobVersion: number;
   scheduledFor: Date;
+  /** `schedule`, or `manual`/`replay` (a run the api recorded before handing it to BullMQ). */
+  trigger: 'schedule' | 'manual' | 'replay';
   /** The job's schedule, to tell a one-shot (`at`) from a recurring job. */
   schedule: unknown;
 }
 
 /**
- * Scheduled runs that have been open since before `createdBefore`. Read per service so each
+ * Runs (scheduled, manual or replayed) open since before `createdBefore`. Read per service so each
  * query uses the (service_id, status, id) index: the runs table is large, services are few.
  */
-export async function openScheduledRuns(db: Kysely<Database>, createdBefore: Date): Promise<OpenScheduledRun[]> {
+export async function openRuns(db: Kysely<Database>, createdBefore: Date): Promise<OpenRun[]> {
   const services = await db.selectFrom('services').select('id').execute();
-  const out: OpenScheduledRun[] = [];
+  const out: OpenRun[] = [];
   for (const service of services) {
     const rows = await db
       .selectFrom('runs')
       .innerJoin('jobs', 'jobs.id', 'runs.job_id')
-      .select(['runs.id', 'runs.job_id', 'runs.job_version', 'runs.scheduled_for', 'jobs.schedule'])
+      .select(['runs.id', 'runs.job_id', 'runs.job_version', 'runs.scheduled_for', 'runs.trigger', 'jobs.schedule'])
       .where('runs.service_id', '=', service.id)
       .where('runs.status', 'in', ['running', 'retrying'])
-      .where('runs.trigger', '=', 'schedule')
       .where('runs.created_at', '<', createdBefore)
       .execute();
     for (const row of rows) {
-      out.push({ id: row.id, jobId: row.job_id, jobVersion: row.job_version, scheduledFor: row.scheduled_for, schedule: row.schedule });
+      out.push({
+        id: row.id,
+        jobId: row.job_id,
+        jobVersion: row.job_version,
+        scheduledFor: row.scheduled_for,
+        trigger: row.trigger as OpenRun['trigger'],
+        schedule: row.schedule,
+      });
     }
   }
   return out;
