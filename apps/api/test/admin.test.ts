@@ -286,6 +286,45 @@ describe('quotas', () => {
     expect(answers.filter((a) => a.statusCode === 403)).toHaveLength(7);
     const rows = await api.db.db.selectFrom('jobs').select('id').where('service_id', '=', created.json().id).execute();
     expect(rows).toHaveLength(3);
+    // The refused creates had registered their schedules before their slot was refused: each is
+    // taken back (in the background), so every scheduler left belongs to a job Postgres has.
+    const orphans = async () => {
+      const known = new Set((await api.db.db.selectFrom('jobs').select('id').execute()).map((r) => r.id));
+      return (await queue.getJobSchedulers(0, -1)).map((s) => /^job:([^:]+):/.exec(s.key)?.[1]).filter((jobId) => !known.has(jobId!));
+    };
+    await expect.poll(orphans).toEqual([]);
+    const [service] = await api.db.db.selectFrom('services').select('job_count').where('id', '=', created.json().id).execute();
+    expect(service!.job_count).toBe(3);
+  });
+
+  it('counts jobs on create and delete: a deleted job frees its slot, and the count matches the rows', async () => {
+    const created = await api.app.inject({
+      method: 'POST',
+      url: '/v1/admin/services',
+      headers: admin,
+      payload: { name: 'quota-delete', quotas: { maxJobs: 2 } },
+    });
+    const key = created.json().apiKey as string;
+    const serviceId = created.json().id as string;
+    const countOf = async () =>
+      (await api.db.db.selectFrom('services').select('job_count').where('id', '=', serviceId).executeTakeFirstOrThrow()).job_count;
+    const first = await createJob(key, job('d1'));
+    expect((await createJob(key, job('d2'))).statusCode).toBe(201);
+    expect(await countOf()).toBe(2);
+    expect((await createJob(key, job('d3'))).statusCode).toBe(403);
+    const removed = await api.app.inject({ method: 'DELETE', url: `/v1/jobs/${first.json().id}`, headers: bearer(key) });
+    expect(removed.statusCode).toBe(204);
+    expect(await countOf()).toBe(1);
+    // Deleting it again finds nothing and gives nothing back.
+    expect((await api.app.inject({ method: 'DELETE', url: `/v1/jobs/${first.json().id}`, headers: bearer(key) })).statusCode).toBe(404);
+    expect(await countOf()).toBe(1);
+    // A create refused for another reason (the name is taken) takes no slot.
+    expect((await createJob(key, job('d2'))).statusCode).toBe(409);
+    expect(await countOf()).toBe(1);
+    expect((await createJob(key, job('d3'))).statusCode).toBe(201);
+    expect(await countOf()).toBe(2);
+    const rows = await api.db.db.selectFrom('jobs').select('id').where('service_id', '=', serviceId).execute();
+    expect(rows).toHaveLength(2);
   });
 
   it('refuses a schedule under minIntervalMs with 403 naming the quota, for intervals and cron', async () => {

@@ -32,7 +32,6 @@ import {
   jobFromRow,
   listJobs,
   listRunsOfJob,
-  lockServiceQuota,
   releaseIdempotencyKey,
   type StoredResponse,
 } from '@tickwork/db';
@@ -41,7 +40,7 @@ import { principalOf } from '../../../plugins/auth.ts';
 import { toTickworkError } from '../../../plugins/errors.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
 import lifecycleRoutes from './lifecycle.ts';
-import { JobParams, afterIdOf, isUniqueViolation, jobErrors, nameTaken } from './shared.ts';
+import { JobParams, afterIdOf, isMaxJobsViolation, isUniqueViolation, jobErrors, nameTaken } from './shared.ts';
 
 const errors = jobErrors;
 
@@ -71,15 +70,13 @@ async function createJob(app: FastifyInstance, serviceId: string, body: CreateJo
   const nextRunAt = nextRunOf(draft, now);
   // A window that holds no occurrence (endAt before the first one) makes a job that is done already.
   const state: JobState = body.paused ? 'paused' : nextRunAt === null ? 'completed' : 'active';
+  const full = () => quotaExceeded('maxJobs', `This service may hold at most ${service.max_jobs} jobs.`);
+  // A full service is refused before any work; the count at COMMIT is the exact check.
+  if (service.job_count >= service.max_jobs) throw full();
   // A job is acknowledged only after its commit, and a failed Redis call rolls the row back.
   const row = await app.db
     .transaction()
     .execute(async (trx) => {
-      // Counted under a lock on the service row: two creates at once cannot both take the last slot.
-      const quota = await lockServiceQuota(trx, serviceId);
-      if (quota && quota.jobCount >= quota.maxJobs) {
-        throw quotaExceeded('maxJobs', `This service may hold at most ${quota.maxJobs} jobs.`);
-      }
       const inserted = await insertJob(trx, {
         ...spec,
         id,
@@ -89,13 +86,15 @@ async function createJob(app: FastifyInstance, serviceId: string, body: CreateJo
         nextRunAt: nextRunAt === null || state !== 'active' ? null : new Date(nextRunAt),
       });
       await app.fireQueue.register(jobFromRow(inserted), now);
+      // The quota is counted inside COMMIT (a deferred trigger): a full service fails it.
       return inserted;
     })
     .catch(async (error: unknown) => {
-      if (error instanceof TickworkError && error.code === 'quota_exceeded') throw error;
       if (isUniqueViolation(error)) throw nameTaken(spec.name);
-      // The commit may have failed after Redis accepted the schedule: take it back, without
-      // making the client wait (a worker drops occurrences of jobs Postgres does not have).
+      if (isMaxJobsViolation(error)) error = full();
+      // Redis may hold the schedule already (a full quota, or a commit that failed after the
+      // registration): take it back, without making the client wait (a worker drops occurrences
+      // of jobs Postgres does not have).
       void app.fireQueue.unregister(id, 1).catch((cleanupError: unknown) => {
         app.log.warn({ err: cleanupError, jobId: id }, 'could not remove the scheduler of a rolled-back job');
       });
