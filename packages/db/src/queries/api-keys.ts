@@ -26,6 +26,8 @@ export interface Principal {
   serviceId: string;
   scopes: string[];
   lastUsedAt: Date | null;
+  /** The service's `min_interval_ms` quota, read with the key: a create needs nothing else of the service. */
+  minIntervalMs: number;
 }
 
 /**
@@ -37,14 +39,21 @@ export async function findUsableKey(db: Kysely<Database>, hash: string): Promise
   const row = await db
     .selectFrom('api_keys')
     .innerJoin('services', 'services.id', 'api_keys.service_id')
-    .select(['api_keys.id', 'api_keys.hash', 'api_keys.service_id', 'api_keys.scopes', 'api_keys.last_used_at'])
+    .select(['api_keys.id', 'api_keys.hash', 'api_keys.service_id', 'api_keys.scopes', 'api_keys.last_used_at', 'services.min_interval_ms'])
     .where('api_keys.hash', '=', hash)
     .where('api_keys.revoked_at', 'is', null)
     .where('services.disabled_at', 'is', null)
     .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', new Date())]))
     .executeTakeFirst();
   return row
-    ? { keyId: row.id, hash: row.hash, serviceId: row.service_id, scopes: row.scopes, lastUsedAt: row.last_used_at }
+    ? {
+        keyId: row.id,
+        hash: row.hash,
+        serviceId: row.service_id,
+        scopes: row.scopes,
+        lastUsedAt: row.last_used_at,
+        minIntervalMs: row.min_interval_ms,
+      }
     : undefined;
 }
 
