@@ -35,7 +35,8 @@ const prefix = '{twbench}';
 const reconciler = createReconciler({ db: database.db, redisUrl, prefix });
 
 try {
-  const service = await insertService(database.db, { id: uuidv7(), name: 'bench', signingSecret: 'x' });
+  // One service holds every job: its quota (counted by the database, migration 0003) must allow them.
+  const service = await insertService(database.db, { id: uuidv7(), name: 'bench', signingSecret: 'x', maxJobs: JOBS });
   const schedules = [
     { every: '1m' },
     { every: '5m' },

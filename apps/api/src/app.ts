@@ -34,7 +34,7 @@ export default fp<AppConfig>(
     await app.register(dbPlugin, { url: config.databaseUrl, readUrl: config.databaseReadUrl, poolMax: config.databasePoolMax });
     await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
     await app.register(metricsPlugin);
-    await app.register(authPlugin, { adminToken: config.adminToken });
+    await app.register(authPlugin, { adminToken: config.adminToken, redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
     await app.register(rateLimitPlugin, {
       redisUrl: config.redisUrl,
       prefix: config.bullmqPrefix,

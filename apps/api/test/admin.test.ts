@@ -2,7 +2,7 @@
  * The admin API and what it controls: keys (shown once, hashed, scoped, revocable at once on every
  * instance), services (disable/enable, quotas) and signing-secret rotation.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { decryptSecret, hashApiKey } from '@tickwork/core';
@@ -107,12 +107,20 @@ describe('API keys', () => {
       method: 'POST',
       url: `/v1/admin/services/${service.id}/keys`,
       headers: admin,
-      payload: { expiresAt: new Date(Date.now() + 60_000).toISOString() },
+      payload: { expiresAt: new Date(Date.now() + 10_000).toISOString() },
     });
     expect(soon.statusCode).toBe(201);
     const key = soon.json().apiKey as string;
     expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key) })).statusCode).toBe(200);
-    // Expire it in the database rather than wait for the clock.
+    // Its principal is cached now (for up to 60 s): move the clock past the expiry, not past that.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 11_000);
+      expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key) })).statusCode).toBe(401);
+    } finally {
+      vi.useRealTimers();
+    }
+    // And expired in the database, the lookup refuses it too.
     await api.db.db.updateTable('api_keys').set({ expires_at: new Date(Date.now() - 1_000) }).where('id', '=', soon.json().id).execute();
     expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key) })).statusCode).toBe(401);
   });
@@ -146,6 +154,60 @@ describe('API keys', () => {
       const cross = await api.app.inject({ method: 'DELETE', url: `/v1/admin/services/${service.id}/keys/${strangerKey}`, headers: admin });
       expect(cross.statusCode).toBe(404);
       expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(stranger.apiKey) })).statusCode).toBe(200);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('cached principals', () => {
+  // Each instance keeps principals in process under the auth epoch in Redis; every change below
+  // is made on one instance and must hold on the other from the next request, its cache warm.
+  it('sees a revoke, a disable, an enable and a quota change made on another instance at once', async () => {
+    const other = await buildServer({
+      databaseUrl: api.db.url,
+      databaseReadUrl: undefined,
+      databasePoolMax: 2,
+      redisUrl: api.redisUrl,
+      bullmqPrefix: api.prefix,
+      adminToken: ADMIN_TOKEN,
+      secretKey: SECRET_KEY,
+      callbackAllowPrivate: true,
+    });
+    try {
+      await other.ready();
+      const service = await api.newService('cache-epoch');
+      const second = await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/keys`, headers: admin, payload: {} });
+      const keyId = (await api.app.inject({ method: 'GET', url: `/v1/admin/services/${service.id}`, headers: admin })).json().keys[0].id as string;
+      const warm = async (key: string) => {
+        for (let i = 0; i < 2; i++) expect((await other.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key) })).statusCode).toBe(200);
+      };
+      const onOther = async (key: string) => (await other.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key) })).statusCode;
+
+      await warm(service.apiKey);
+      await warm(second.json().apiKey);
+      expect((await api.app.inject({ method: 'DELETE', url: `/v1/admin/services/${service.id}/keys/${keyId}`, headers: admin })).statusCode).toBe(204);
+      expect(await onOther(service.apiKey)).toBe(401);
+      // Another key of the service is untouched.
+      expect(await onOther(second.json().apiKey)).toBe(200);
+
+      expect((await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/disable`, headers: admin })).statusCode).toBe(200);
+      expect(await onOther(second.json().apiKey)).toBe(401);
+      expect((await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/enable`, headers: admin })).statusCode).toBe(200);
+      expect(await onOther(second.json().apiKey)).toBe(200);
+
+      await warm(second.json().apiKey);
+      const tenSeconds = { name: 'ten-seconds', schedule: { every: '10s' }, target: { url: 'https://example.com/hook' } };
+      const patched = await api.app.inject({
+        method: 'PATCH',
+        url: `/v1/admin/services/${service.id}`,
+        headers: admin,
+        payload: { quotas: { minIntervalMs: 60_000 } },
+      });
+      expect(patched.statusCode).toBe(200);
+      const refused = await other.inject({ method: 'POST', url: '/v1/jobs', headers: bearer(second.json().apiKey), payload: tenSeconds });
+      expect(refused.statusCode).toBe(403);
+      expect(refused.json()).toMatchObject({ code: 'quota_exceeded', quota: 'minIntervalMs' });
     } finally {
       await other.close();
     }
@@ -286,6 +348,45 @@ describe('quotas', () => {
     expect(answers.filter((a) => a.statusCode === 403)).toHaveLength(7);
     const rows = await api.db.db.selectFrom('jobs').select('id').where('service_id', '=', created.json().id).execute();
     expect(rows).toHaveLength(3);
+    // The refused creates had registered their schedules before their slot was refused: each is
+    // taken back (in the background), so every scheduler left belongs to a job Postgres has.
+    const orphans = async () => {
+      const known = new Set((await api.db.db.selectFrom('jobs').select('id').execute()).map((r) => r.id));
+      return (await queue.getJobSchedulers(0, -1)).map((s) => /^job:([^:]+):/.exec(s.key)?.[1]).filter((jobId) => !known.has(jobId!));
+    };
+    await expect.poll(orphans).toEqual([]);
+    const [service] = await api.db.db.selectFrom('services').select('job_count').where('id', '=', created.json().id).execute();
+    expect(service!.job_count).toBe(3);
+  });
+
+  it('counts jobs on create and delete: a deleted job frees its slot, and the count matches the rows', async () => {
+    const created = await api.app.inject({
+      method: 'POST',
+      url: '/v1/admin/services',
+      headers: admin,
+      payload: { name: 'quota-delete', quotas: { maxJobs: 2 } },
+    });
+    const key = created.json().apiKey as string;
+    const serviceId = created.json().id as string;
+    const countOf = async () =>
+      (await api.db.db.selectFrom('services').select('job_count').where('id', '=', serviceId).executeTakeFirstOrThrow()).job_count;
+    const first = await createJob(key, job('d1'));
+    expect((await createJob(key, job('d2'))).statusCode).toBe(201);
+    expect(await countOf()).toBe(2);
+    expect((await createJob(key, job('d3'))).statusCode).toBe(403);
+    const removed = await api.app.inject({ method: 'DELETE', url: `/v1/jobs/${first.json().id}`, headers: bearer(key) });
+    expect(removed.statusCode).toBe(204);
+    expect(await countOf()).toBe(1);
+    // Deleting it again finds nothing and gives nothing back.
+    expect((await api.app.inject({ method: 'DELETE', url: `/v1/jobs/${first.json().id}`, headers: bearer(key) })).statusCode).toBe(404);
+    expect(await countOf()).toBe(1);
+    // A create refused for another reason (the name is taken) takes no slot.
+    expect((await createJob(key, job('d2'))).statusCode).toBe(409);
+    expect(await countOf()).toBe(1);
+    expect((await createJob(key, job('d3'))).statusCode).toBe(201);
+    expect(await countOf()).toBe(2);
+    const rows = await api.db.db.selectFrom('jobs').select('id').where('service_id', '=', serviceId).execute();
+    expect(rows).toHaveLength(2);
   });
 
   it('refuses a schedule under minIntervalMs with 403 naming the quota, for intervals and cron', async () => {

@@ -13,7 +13,8 @@ const service = uuidv7();
 const job = uuidv7();
 beforeAll(async () => {
   db = await createTestDatabase();
-  await sql`INSERT INTO services (id, name, signing_secret) VALUES (${service}, 'big', 'x')`.execute(db.db);
+  // max_jobs above the default 10,000: the database counts every insert against it (migration 0003).
+  await sql`INSERT INTO services (id, name, signing_secret, max_jobs) VALUES (${service}, 'big', 'x', 100000)`.execute(db.db);
   await sql`
     INSERT INTO jobs (id, service_id, name, labels, schedule, target, misfire, retry, state, created_at, updated_at)
     SELECT gen_random_uuid(), ${service}, CASE WHEN i % 2000 = 0 THEN 'bill-' || i ELSE 'job-' || i END,

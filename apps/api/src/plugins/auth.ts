@@ -1,14 +1,19 @@
 /**
  * Who is calling, and may they. Service routes take `Authorization: Bearer <api key>`: the key's
  * SHA-256 is looked up (no secret is ever compared in SQL), so a revoked key or disabled service
- * fails at once on every api instance. The scope a request needs follows from its method (reads
+ * fails at once on every api instance. Principals are kept in process under the auth epoch
+ * (`auth-cache.ts`): a request reads the epoch from Redis instead of the key from Postgres, and
+ * admin changes set a new epoch before they answer; `TICKWORK_AUTH_CACHE=off` turns the cache off. The scope a request needs follows from its method (reads
  * need `jobs:read`, anything else `jobs:write`) unless the route says otherwise in
  * `config.scope`, so a new route is covered without a line of its own. Admin routes take the
  * ADMIN_TOKEN, compared in constant time.
  */
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { API_KEY_PATTERN, API_KEY_PREFIX, TickworkError, constantTimeEqual, hashApiKey, type ApiKeyScope } from '@tickwork/core';
+import { Redis } from 'ioredis';
+import { redisOptionsFrom } from '@tickwork/queue';
+import { NO_EPOCH, PrincipalCache, authEpochKey } from '../auth-cache.ts';
+import { API_KEY_PATTERN, API_KEY_PREFIX, TickworkError, constantTimeEqual, hashApiKey, uuidv7, type ApiKeyScope } from '@tickwork/core';
 import { findUsableKey, touchApiKey, type Principal } from '@tickwork/db';
 
 declare module 'fastify' {
@@ -24,11 +29,19 @@ declare module 'fastify' {
     authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
     /** preHandler for admin routes. */
     authenticateAdmin: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+    /**
+     * Makes every cached principal stale on every api instance. Admin changes that can make a key
+     * unusable, or change what its principal carries, call it after their commit and before they answer.
+     */
+    announceAuthChange: () => Promise<void>;
   }
 }
 
 export interface AuthPluginOptions {
   adminToken: string | undefined;
+  redisUrl: string;
+  /** The epoch lives at `<prefix>:auth-epoch`, beside the queue's keys. */
+  prefix: string;
 }
 
 function bearerOf(request: FastifyRequest): string | undefined {
@@ -60,6 +73,33 @@ export function isAdminToken(token: string | undefined, adminToken: string | und
 export default fp<AuthPluginOptions>(
   async (app, options) => {
     app.decorateRequest('principal', null);
+    const redis = new Redis(redisOptionsFrom(options.redisUrl, 'producer'));
+    redis.on('error', () => {});
+    app.addHook('onClose', async () => {
+      redis.disconnect();
+    });
+    const cache = process.env.TICKWORK_AUTH_CACHE === 'off' ? undefined : new PrincipalCache(redis, authEpochKey(options.prefix));
+    app.decorate('announceAuthChange', async () => {
+      try {
+        await redis.set(authEpochKey(options.prefix), uuidv7());
+      } catch (error) {
+        throw new TickworkError('unavailable', 'The change is saved, but could not be announced to every api instance; repeat the request.', {
+          cause: error,
+        });
+      }
+    });
+    /** The key's principal: from the cache when it was filled under the current epoch, else Postgres. */
+    const principalOfHash = async (hash: string) => {
+      if (!cache) return findUsableKey(app.db, hash);
+      // Read before Postgres: a change committed after this read sets a newer epoch, so the
+      // entry filled below is stale from then on.
+      const epoch = await cache.readEpoch();
+      const cached = cache.get(hash, epoch);
+      if (cached) return cached;
+      const principal = await findUsableKey(app.db, hash);
+      if (principal && epoch !== NO_EPOCH) cache.set(hash, principal, epoch);
+      return principal;
+    };
     app.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => {
       const token = bearerOf(request);
       if (!token) {
@@ -72,7 +112,7 @@ export default fp<AuthPluginOptions>(
       // The lookup is by hash, so a timing difference in the index says nothing about any key;
       // the constant-time check after it makes the comparison itself independent of the secret.
       const hash = hashApiKey(token);
-      const principal = API_KEY_PATTERN.test(token) ? await findUsableKey(app.db, hash) : undefined;
+      const principal = API_KEY_PATTERN.test(token) ? await principalOfHash(hash) : undefined;
       if (!principal || !constantTimeEqual(principal.hash, hash)) {
         reply.header('www-authenticate', 'Bearer error="invalid_token"');
         throw new TickworkError('unauthorized', 'The API key is not valid (unknown, revoked, expired or disabled).');
@@ -84,6 +124,8 @@ export default fp<AuthPluginOptions>(
       request.principal = principal;
       const now = new Date();
       if (!principal.lastUsedAt || now.getTime() - principal.lastUsedAt.getTime() > TOUCH_EVERY_MS) {
+        // A cached principal is shared by the key's requests: one touch a minute, not one each.
+        principal.lastUsedAt = now;
         touchApiKey(app.db, principal.keyId, now).catch((error: unknown) => {
           request.log.warn({ err: error }, 'could not record the key as used');
         });

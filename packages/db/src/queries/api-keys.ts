@@ -26,25 +26,38 @@ export interface Principal {
   serviceId: string;
   scopes: string[];
   lastUsedAt: Date | null;
+  /** When the key stops working (the api's principal cache checks it on every request). */
+  expiresAt: Date | null;
+  /** The service's `min_interval_ms` quota, read with the key: a create needs nothing else of the service. */
+  minIntervalMs: number;
 }
 
 /**
  * The key with this hash, if it may be used now: not revoked, not expired, and its service not
- * disabled. The hash is the lookup key, so no secret is ever compared in the database. No cache:
- * a revocation or a disable holds on every api instance from the next request.
+ * disabled. The hash is the lookup key, so no secret is ever compared in the database. The api
+ * keeps principals in process only under the auth epoch (apps/api/src/auth-cache.ts), so a
+ * revocation or a disable holds on every api instance from the next request.
  */
 export async function findUsableKey(db: Kysely<Database>, hash: string): Promise<Principal | undefined> {
   const row = await db
     .selectFrom('api_keys')
     .innerJoin('services', 'services.id', 'api_keys.service_id')
-    .select(['api_keys.id', 'api_keys.hash', 'api_keys.service_id', 'api_keys.scopes', 'api_keys.last_used_at'])
+    .select(['api_keys.id', 'api_keys.hash', 'api_keys.service_id', 'api_keys.scopes', 'api_keys.last_used_at', 'api_keys.expires_at', 'services.min_interval_ms'])
     .where('api_keys.hash', '=', hash)
     .where('api_keys.revoked_at', 'is', null)
     .where('services.disabled_at', 'is', null)
     .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', new Date())]))
     .executeTakeFirst();
   return row
-    ? { keyId: row.id, hash: row.hash, serviceId: row.service_id, scopes: row.scopes, lastUsedAt: row.last_used_at }
+    ? {
+        keyId: row.id,
+        hash: row.hash,
+        serviceId: row.service_id,
+        scopes: row.scopes,
+        lastUsedAt: row.last_used_at,
+        expiresAt: row.expires_at,
+        minIntervalMs: row.min_interval_ms,
+      }
     : undefined;
 }
 

@@ -79,29 +79,6 @@ export async function rotateSigningSecret(
     .executeTakeFirst();
 }
 
-/**
- * Locks the service row for the rest of the transaction and counts its jobs, so two creates at
- * once cannot both pass the `maxJobs` quota.
- */
-export async function lockServiceQuota(
-  db: Kysely<Database>,
-  id: string,
-): Promise<{ maxJobs: number; minIntervalMs: number; jobCount: number } | undefined> {
-  const service = await db
-    .selectFrom('services')
-    .select(['max_jobs', 'min_interval_ms'])
-    .where('id', '=', id)
-    .forUpdate()
-    .executeTakeFirst();
-  if (!service) return undefined;
-  const { count } = await db
-    .selectFrom('jobs')
-    .select((eb) => eb.fn.countAll<string>().as('count'))
-    .where('service_id', '=', id)
-    .executeTakeFirstOrThrow();
-  return { maxJobs: service.max_jobs, minIntervalMs: service.min_interval_ms, jobCount: Number(count) };
-}
-
 /** A page of a service's jobs in id order: disable/enable walk them to (un)register schedules. */
 export async function jobsOfService(
   db: Kysely<Database>,

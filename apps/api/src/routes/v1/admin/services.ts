@@ -211,6 +211,8 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     async (request) => {
       const row = await updateServiceQuotas(app.db, request.params.id, request.body.quotas);
       if (!row) throw notFound(request.params.id);
+      // A principal carries its service's minIntervalMs.
+      await app.announceAuthChange();
       return serviceDto(row);
     },
   );
@@ -273,6 +275,7 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     async (request, reply) => {
       const row = await revokeApiKey(app.db, request.params.id, request.params.keyId);
       if (!row) throw new TickworkError('not_found', `Service ${request.params.id} has no key ${request.params.keyId}.`);
+      await app.announceAuthChange();
       return reply.code(204).send(null);
     },
   );
@@ -294,6 +297,7 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
       // occurrences, whatever happens to the schedule removal below.
       const row = await setServiceDisabled(app.db, request.params.id, true);
       if (!row) throw notFound(request.params.id);
+      await app.announceAuthChange();
       try {
         await forEachJob(row.id, (job) => app.fireQueue.unregister(job.id, job.version));
       } catch (error) {
@@ -326,6 +330,7 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
       });
       const row = await setServiceDisabled(app.db, service.id, false);
       if (!row) throw notFound(request.params.id);
+      await app.announceAuthChange();
       return serviceDto(row);
     },
   );

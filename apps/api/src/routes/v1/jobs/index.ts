@@ -29,11 +29,11 @@ import {
   findJob,
   findServiceById,
   insertJob,
-  jobFromRow,
   listJobs,
   listRunsOfJob,
-  lockServiceQuota,
   releaseIdempotencyKey,
+  type JobRow,
+  type Principal,
   type StoredResponse,
 } from '@tickwork/db';
 import type { FastifyInstance } from 'fastify';
@@ -41,7 +41,7 @@ import { principalOf } from '../../../plugins/auth.ts';
 import { toTickworkError } from '../../../plugins/errors.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
 import lifecycleRoutes from './lifecycle.ts';
-import { JobParams, afterIdOf, isUniqueViolation, jobErrors, nameTaken } from './shared.ts';
+import { JobParams, afterIdOf, isMaxJobsViolation, isUniqueViolation, jobErrors, nameTaken } from './shared.ts';
 
 const errors = jobErrors;
 
@@ -60,52 +60,54 @@ function parseLabels(values: string[] | undefined): Record<string, string> | und
   return labels;
 }
 
-/** Creates a job: Postgres first, Redis inside the transaction, commit last. */
-async function createJob(app: FastifyInstance, serviceId: string, body: CreateJobBody): Promise<StoredResponse> {
-  const service = await findServiceById(app.db, serviceId);
-  if (!service) throw new TickworkError('unauthorized', 'The API key is not valid.');
+/**
+ * Creates a job: its schedule in Redis first, then its row in one statement. The row is the
+ * job: a scheduler without one fires nothing (a worker drops occurrences of jobs Postgres does
+ * not have, and the reconciler removes such a scheduler once it is old), so a create that fails
+ * after the registration (name taken, quota full, Postgres away, the process killed) takes the
+ * scheduler back or leaves it to the reconciler. A job is acknowledged only after its INSERT
+ * committed; a Redis failure writes nothing.
+ */
+async function createJob(app: FastifyInstance, principal: Principal, body: CreateJobBody): Promise<StoredResponse> {
+  const { serviceId } = principal;
   const now = Date.now();
-  const spec = buildJobSpec(body, { now, limits: { minIntervalMs: service.min_interval_ms } });
+  const spec = buildJobSpec(body, { now, limits: { minIntervalMs: principal.minIntervalMs } });
   const id = uuidv7(now);
   const draft = { ...spec, id, serviceId, state: 'active' as JobState, version: 1, createdAt: now, updatedAt: now };
   const nextRunAt = nextRunOf(draft, now);
   // A window that holds no occurrence (endAt before the first one) makes a job that is done already.
   const state: JobState = body.paused ? 'paused' : nextRunAt === null ? 'completed' : 'active';
-  // A job is acknowledged only after its commit, and a failed Redis call rolls the row back.
-  const row = await app.db
-    .transaction()
-    .execute(async (trx) => {
-      // Counted under a lock on the service row: two creates at once cannot both take the last slot.
-      const quota = await lockServiceQuota(trx, serviceId);
-      if (quota && quota.jobCount >= quota.maxJobs) {
-        throw quotaExceeded('maxJobs', `This service may hold at most ${quota.maxJobs} jobs.`);
-      }
-      const inserted = await insertJob(trx, {
-        ...spec,
-        id,
-        serviceId,
-        state,
-        now: new Date(now),
-        nextRunAt: nextRunAt === null || state !== 'active' ? null : new Date(nextRunAt),
-      });
-      await app.fireQueue.register(jobFromRow(inserted), now);
-      return inserted;
-    })
-    .catch(async (error: unknown) => {
-      if (error instanceof TickworkError && error.code === 'quota_exceeded') throw error;
-      if (isUniqueViolation(error)) throw nameTaken(spec.name);
-      // The commit may have failed after Redis accepted the schedule: take it back, without
-      // making the client wait (a worker drops occurrences of jobs Postgres does not have).
-      void app.fireQueue.unregister(id, 1).catch((cleanupError: unknown) => {
-        app.log.warn({ err: cleanupError, jobId: id }, 'could not remove the scheduler of a rolled-back job');
-      });
-      throw error;
+  await app.fireQueue.register({ ...draft, state }, now);
+  let row: JobRow;
+  try {
+    // One statement, its own transaction: the maxJobs quota is counted inside its COMMIT (a
+    // deferred trigger, migration 0003), so racing creates can never pass it.
+    row = await insertJob(app.db, {
+      ...spec,
+      id,
+      serviceId,
+      state,
+      now: new Date(now),
+      nextRunAt: nextRunAt === null || state !== 'active' ? null : new Date(nextRunAt),
     });
+  } catch (error) {
+    void app.fireQueue.unregister(id, 1).catch((cleanupError: unknown) => {
+      app.log.warn({ err: cleanupError, jobId: id }, 'could not remove the scheduler of a job not created; the reconciler will');
+    });
+    if (isUniqueViolation(error)) throw nameTaken(spec.name);
+    if (isMaxJobsViolation(error)) throw await maxJobsExceeded(app, serviceId);
+    throw error;
+  }
   return {
     statusCode: 201,
     headers: { location: `/v1/jobs/${row.id}`, etag: etagOf(row.version) },
     body: jobDto(row),
   };
+}
+
+async function maxJobsExceeded(app: FastifyInstance, serviceId: string): Promise<TickworkError> {
+  const service = await findServiceById(app.db, serviceId).catch(() => undefined);
+  return quotaExceeded('maxJobs', service ? `This service may hold at most ${service.max_jobs} jobs.` : 'This service holds its maximum of jobs.');
 }
 
 const jobs: FastifyPluginAsyncTypebox = async (app) => {
@@ -129,13 +131,14 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { serviceId } = principalOf(request);
+      const principal = principalOf(request);
+      const { serviceId } = principal;
       const key = parseIdempotencyKey(request.headers['idempotency-key']);
       const send = (stored: StoredResponse) => {
         reply.code(stored.statusCode).headers(stored.headers);
         return stored.body as never;
       };
-      if (key === undefined) return send(await createJob(app, serviceId, request.body));
+      if (key === undefined) return send(await createJob(app, principal, request.body));
 
       // Idempotency-Key (IETF draft): one request per (service, key) runs; a repeat with the same
       // body gets the stored answer, another body 422, and a repeat while the first runs 409.
@@ -162,7 +165,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       }
       let stored: StoredResponse;
       try {
-        stored = await createJob(app, serviceId, request.body);
+        stored = await createJob(app, principal, request.body);
       } catch (error) {
         const mapped = toTickworkError(error);
         if (mapped.status >= 500) {

@@ -24,6 +24,12 @@ export function isUniqueViolation(error: unknown): boolean {
   return (error as { code?: string }).code === '23505';
 }
 
+/** The COMMIT of a create found the service full (the `jobs_within_max_jobs` trigger, migration 0003). */
+export function isMaxJobsViolation(error: unknown): boolean {
+  const { code, constraint } = error as { code?: string; constraint?: string };
+  return code === '23514' && constraint === 'jobs_within_max_jobs';
+}
+
 export function nameTaken(name: string): TickworkError {
   return new TickworkError('conflict', `A job named "${name}" already exists in this service.`, {
     errors: [{ field: 'name', message: 'is already taken' }],
