@@ -7,16 +7,19 @@
  * reads the epoch (one Redis GET, far cheaper here than a Postgres query), and a cached principal
  * counts only if it was filled under that same epoch — its epoch read *before* its Postgres read,
  * so a change that commits in between makes the entry stale at once. The epoch is a fresh UUID,
- * never a counter: a Redis that lost its data cannot bring an old epoch back. When Redis cannot be
- * read, every request goes to Postgres. Expiry is checked against the key's `expires_at` here.
+ * never a counter: a Redis that lost its data cannot bring an old epoch back. A missing epoch (a
+ * fresh or emptied Redis) is never trusted: it is set to a new one, and that request goes to
+ * Postgres — else an entry filled before a revoke under "no epoch yet" would count again once a
+ * FLUSHALL removed the revoke's epoch. When Redis cannot be read, every request goes to Postgres. Expiry is checked against the key's `expires_at` here.
  * Entries also age out after `ttlMs`, and at most `maxEntries` are kept.
  */
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Principal } from '@tickwork/db';
 
 interface Entry {
   principal: Principal;
-  epoch: string | null;
+  epoch: string;
   filledAt: number;
 }
 
@@ -33,7 +36,7 @@ export function authEpochKey(prefix: string): string {
 
 /** What `readEpoch` answers when Redis could not be read: nothing cached may be used or filled. */
 export const NO_EPOCH = Symbol('no epoch');
-export type Epoch = string | null | typeof NO_EPOCH;
+export type Epoch = string | typeof NO_EPOCH;
 
 export class PrincipalCache {
   readonly #entries = new Map<string, Entry>();
@@ -51,7 +54,10 @@ export class PrincipalCache {
 
   async readEpoch(): Promise<Epoch> {
     try {
-      return await this.#redis.get(this.#key);
+      const epoch = await this.#redis.get(this.#key);
+      if (epoch !== null) return epoch;
+      await this.#redis.set(this.#key, randomUUID(), 'NX');
+      return NO_EPOCH;
     } catch {
       return NO_EPOCH;
     }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { decryptSecret, hashApiKey } from '@tickwork/core';
+import { authEpochKey } from '../src/auth-cache.ts';
 import { buildServer } from '../src/build.ts';
 import { ADMIN_TOKEN, startTestApi, type TestApi } from './helpers.ts';
 
@@ -208,6 +209,20 @@ describe('cached principals', () => {
       const refused = await other.inject({ method: 'POST', url: '/v1/jobs', headers: bearer(second.json().apiKey), payload: tenSeconds });
       expect(refused.statusCode).toBe(403);
       expect(refused.json()).toMatchObject({ code: 'quota_exceeded', quota: 'minIntervalMs' });
+
+      // Redis loses the epoch (a FLUSHALL) both before a key is cached and after it is revoked:
+      // an entry filled while there was no epoch must not count again once there is none again.
+      const redis = new Redis(api.redisUrl);
+      try {
+        const third = await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/keys`, headers: admin, payload: {} });
+        await redis.del(authEpochKey(api.prefix));
+        await warm(third.json().apiKey);
+        expect((await api.app.inject({ method: 'DELETE', url: `/v1/admin/services/${service.id}/keys/${third.json().id}`, headers: admin })).statusCode).toBe(204);
+        await redis.del(authEpochKey(api.prefix));
+        expect(await onOther(third.json().apiKey)).toBe(401);
+      } finally {
+        redis.disconnect();
+      }
     } finally {
       await other.close();
     }
