@@ -14,6 +14,8 @@ import type { Logger } from 'pino';
 import {
   decryptSecret,
   dueAtOf,
+  jitterHash,
+  jitterKeyOf,
   judgeAttempt,
   lateSinceOf,
   misfireVerdict,
@@ -41,6 +43,7 @@ import {
   hasRunInFlight,
   jobFromRow,
   lastScheduledBefore,
+  lockAndRecordOnTime,
   lockJobForFireWithService,
   recordMissedSlots,
   recordOccurrence,
@@ -167,7 +170,17 @@ type Decision =
   | { kind: 'wait'; dueAt: number }
   | { kind: 'dropped'; reason: string; complete: boolean; occurrence: Occurrence }
   | { kind: 'skipped'; reason: SkipReason; run: RunRow; occurrence: Occurrence }
-  | { kind: 'deliver'; run: RunRow; job: Job; runCount: number; catchUp: boolean; occurrence: Occurrence; found: JobForFire };
+  | {
+      kind: 'deliver';
+      run: Pick<RunRow, 'id'>;
+      job: Job;
+      runCount: number;
+      catchUp: boolean;
+      occurrence: Occurrence;
+      found: JobForFire;
+      /** Set when the run was recorded with its first attempt started (attempt 1). */
+      started?: number;
+    };
 
 /**
  * Decides a scheduled occurrence and records its run, in one transaction holding the job's row
@@ -189,10 +202,12 @@ async function recordSkippedSlots(
   job: Job,
   version: number,
   scheduledFor: number,
+  /** The version's previous scheduled instant when the caller read it already (null: none). */
+  known?: Date | null,
 ): Promise<void> {
   const queue = ctx.queue;
   if (!queue) return;
-  const previous = await lastScheduledBefore(trx, job.id, version, new Date(scheduledFor));
+  const previous = known !== undefined ? known : await lastScheduledBefore(trx, job.id, version, new Date(scheduledFor));
   if (!previous) return;
   const gap = slotsBetween(job, previous.getTime(), scheduledFor);
   if (gap === undefined) {
@@ -218,25 +233,57 @@ async function decideScheduled(
   token: string | undefined,
 ): Promise<Decision> {
   const { jobId, version } = bullJob.data;
+  const bullJobId = bullJob.id ?? '';
+  // The instant is in the id of every occurrence but a one-shot's (which is the job's `at`).
+  const knownInstant = bullJobId.startsWith('repeat:') || bullJobId.startsWith('catchup:');
+  const mayWait = token !== undefined && bullJob.attemptsMade === 0;
   return ctx.db.transaction().execute(async (trx): Promise<Decision> => {
-    const found = await lockJobForFireWithService(trx, jobId);
+    // One clock reading for every check of this occurrence, SQL's and ours.
+    const now = Date.now();
+    let found: JobForFire | undefined;
+    if (knownInstant) {
+      // The common case in one statement: lock, check, record the run with its first attempt
+      // started, and read the previous instant for the skipped-slot check. When a check fails
+      // nothing is written, and the occurrence is decided below under the lock taken here.
+      const scheduledFor = occurrenceOf(bullJobId, 0).scheduledFor;
+      const onTime = await lockAndRecordOnTime(trx, {
+        runId: uuidv7(),
+        jobId,
+        version,
+        scheduledFor,
+        workerId: ctx.workerId,
+        now,
+        jitterHash: jitterHash(jitterKeyOf(jobId, scheduledFor)),
+        mayWait,
+      });
+      if (!onTime) return { kind: 'missing' };
+      found = onTime.found;
+      if (onTime.runId !== undefined) {
+        const job = jobFromRow(found.job);
+        await recordSkippedSlots(ctx, trx, job, version, scheduledFor, onTime.previous ?? null);
+        const occurrence: Occurrence = { trigger: 'schedule', scheduledFor };
+        return { kind: 'deliver', run: { id: onTime.runId }, job, runCount: found.job.run_count + 1, catchUp: false, occurrence, found, started: 1 };
+      }
+    } else {
+      found = await lockJobForFireWithService(trx, jobId);
+    }
     if (!found) return { kind: 'missing' };
     if (found.service.disabled) return { kind: 'disabled' };
+    const locked = found;
     const row = found.job;
     const job = jobFromRow(row);
-    const occurrence = occurrenceOf(bullJob.id ?? '', fallbackInstant(bullJob, job));
+    const occurrence = occurrenceOf(bullJobId, fallbackInstant(bullJob, job));
     // Jitter delays the start, never the occurrence's instant (`tickwork-scheduled-for`).
     const dueAt = dueAtOf(job, occurrence.scheduledFor);
-    if (occurrence.trigger === 'schedule' && token !== undefined && bullJob.attemptsMade === 0 && Date.now() < dueAt) {
+    if (occurrence.trigger === 'schedule' && mayWait && now < dueAt) {
       return { kind: 'wait', dueAt };
     }
     const scheduledFor = new Date(occurrence.scheduledFor);
     const existingDecision = (existing: RunRow): Decision =>
       existing.status === 'skipped'
         ? { kind: 'skipped', reason: existing.skip_reason as SkipReason, run: existing, occurrence }
-        : { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false, occurrence, found };
+        : { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false, occurrence, found: locked };
     const base = { jobId, serviceId: job.serviceId, jobVersion: version, scheduledFor, trigger: 'schedule' as const };
-    const now = Date.now();
     const lateSince = lateSinceOf(job, occurrence.scheduledFor);
     if (
       job.state === 'active' &&
@@ -251,7 +298,7 @@ async function decideScheduled(
       const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
       if (!created) return existingDecision(run);
       await recordSkippedSlots(ctx, trx, job, version, occurrence.scheduledFor);
-      return { kind: 'deliver', run, job, runCount: row.run_count + 1, catchUp: false, occurrence, found };
+      return { kind: 'deliver', run, job, runCount: row.run_count + 1, catchUp: false, occurrence, found: locked };
     }
     // A retry, or another worker after a crash: the occurrence was decided already.
     const existing = await findOccurrenceRun(trx, jobId, scheduledFor, 'schedule');
@@ -273,7 +320,7 @@ async function decideScheduled(
     if (verdict === 'missed') return skip('missed');
     if (job.overlap === 'skip' && (await hasRunInFlight(trx, jobId, new Date(now)))) return skip('overlap');
     const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
-    return { kind: 'deliver', run, job, runCount: row.run_count + (created ? 1 : 0), catchUp: verdict === 'catch_up', occurrence, found };
+    return { kind: 'deliver', run, job, runCount: row.run_count + (created ? 1 : 0), catchUp: verdict === 'catch_up', occurrence, found: locked };
   });
 }
 
@@ -298,11 +345,12 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
     return { outcome: 'gone' };
   };
 
-  let run: RunRow;
+  let run: Pick<RunRow, 'id'>;
   let occurrence: Occurrence;
   let job: Job;
   let found: JobForFire;
   let schedule: { runCount: number; catchUp: boolean } | undefined;
+  let startedAttempt: number | undefined;
   if (runId !== undefined) {
     const read = await findJobForFire(ctx.db, jobId);
     if (!read) return missing();
@@ -353,12 +401,18 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
         found = decision.found;
         occurrence = decision.occurrence;
         schedule = { runCount: decision.runCount, catchUp: decision.catchUp };
+        startedAttempt = decision.started;
     }
   }
 
-  const started = await startAttempt(ctx.db, run.id, ctx.workerId);
-  if (!started) return { outcome: 'already-ended', runId: run.id };
-  const attempt = started.attempts;
+  let attempt: number;
+  if (startedAttempt !== undefined) {
+    attempt = startedAttempt;
+  } else {
+    const started = await startAttempt(ctx.db, run.id, ctx.workerId);
+    if (!started) return { outcome: 'already-ended', runId: run.id };
+    attempt = started.attempts;
+  }
   const log = ctx.logger.child({ jobId, runId: run.id, attempt });
   if (schedule?.catchUp && attempt === 1) log.info({ scheduledFor: occurrence.scheduledFor }, 'late occurrence delivered as the catch-up');
 

@@ -1,7 +1,8 @@
 import { sql, type Kysely } from 'kysely';
 import type { RunStatus, RunTrigger, SkipReason } from '@tickwork/core';
-import type { Database, RunRow } from '../types.ts';
+import type { Database, JobRow, RunRow } from '../types.ts';
 import { pageOf, type Page } from './cursor.ts';
+import { jobForFireOf, type JobForFire } from './jobs.ts';
 
 export interface NewRun {
   id: string;
@@ -351,4 +352,90 @@ export async function recordMissedSlots(
     .onConflict((oc) => oc.columns(['job_id', 'scheduled_for', 'trigger']).doNothing())
     .executeTakeFirst();
   return Number(inserted.numInsertedOrUpdatedRows ?? 0);
+}
+
+/** What {@link lockAndRecordOnTime} found and did. */
+export interface OnTimeRecord {
+  /** The job, locked for the rest of the transaction, with its service's secrets. */
+  found: JobForFire;
+  /** The run recorded for the occurrence, already started (attempt 1); undefined when a check failed. */
+  runId: string | undefined;
+  /** The instant of the job version's latest scheduled occurrence before this one, if any. */
+  previous: Date | undefined;
+}
+
+/**
+ * The common case of a scheduled occurrence in one statement: locks the job (its row only, with
+ * its service's signing secrets) and, when every check passes — service enabled, job active at
+ * this version, overlap allowed, inside its window and under maxRuns, due (jitter) and within its
+ * misfire grace at `now` — records the run as started by `workerId` and bumps `run_count`, and
+ * reads the version's previous scheduled instant (for the skipped-slot check). The same checks
+ * as `outsideLimits`, `dueAtOf` and `lateSinceOf`, in SQL: `jitterHash` is `jitterHash(key)` of
+ * `@tickwork/core`, so the jitter is `jitterHash % (jitter_ms + 1)` as `stableJitter` computes it.
+ * When a check fails, or the occurrence already has its run (a retry, a redelivery), nothing is
+ * written and the caller decides under the lock it now holds. Call it inside a transaction.
+ * Undefined when the job does not exist.
+ */
+export async function lockAndRecordOnTime(
+  db: Kysely<Database>,
+  occurrence: {
+    runId: string;
+    jobId: string;
+    version: number;
+    scheduledFor: number;
+    workerId: string;
+    now: number;
+    jitterHash: number;
+    /** Whether an occurrence before its jittered start should wait (not be recorded). */
+    mayWait: boolean;
+  },
+): Promise<OnTimeRecord | undefined> {
+  const at = new Date(occurrence.scheduledFor);
+  const now = occurrence.now;
+  const { rows } = await sql<
+    JobRow & {
+      signing_secret: string;
+      previous_signing_secret: string | null;
+      previous_secret_expires_at: Date | null;
+      disabled_at: Date | null;
+      recorded_run_id: string | null;
+      previous_scheduled_for: Date | null;
+    }
+  >`
+    with j as (
+      select jobs.*, s.signing_secret, s.previous_signing_secret, s.previous_secret_expires_at, s.disabled_at,
+        ${occurrence.scheduledFor}::bigint
+          + case when jobs.jitter_ms > 0 then ${occurrence.jitterHash}::bigint % (jobs.jitter_ms + 1) else 0 end as due_at
+      from jobs join services s on s.id = jobs.service_id
+      where jobs.id = ${occurrence.jobId}
+      for update of jobs
+    ), ins as (
+      insert into runs (id, job_id, service_id, job_version, scheduled_for, trigger, status, attempts, started_at, worker_id)
+      select ${occurrence.runId}, j.id, j.service_id, j.version, ${at}, 'schedule', 'running', 1, now(), ${occurrence.workerId}
+      from j
+      where j.disabled_at is null and j.state = 'active' and j.version = ${occurrence.version} and j.overlap <> 'skip'
+        and (j.start_at is null or j.start_at <= ${at}) and (j.end_at is null or j.end_at >= ${at})
+        and (j.max_runs is null or j.run_count < j.max_runs)
+        and (not ${occurrence.mayWait}::boolean or ${now}::bigint >= j.due_at)
+        and ${now}::bigint <= j.due_at + (j.misfire->>'graceMs')::bigint
+      on conflict (job_id, scheduled_for, trigger) do nothing
+      returning id
+    ), bump as (
+      update jobs set run_count = run_count + 1 where id = ${occurrence.jobId} and exists (select 1 from ins)
+    )
+    select j.*, (select id from ins) as recorded_run_id,
+      (select r.scheduled_for from runs r
+        where r.job_id = ${occurrence.jobId} and r.trigger = 'schedule' and r.job_version = ${occurrence.version}
+          and r.scheduled_for < ${at}
+        order by r.scheduled_for desc limit 1) as previous_scheduled_for
+    from j
+  `.execute(db);
+  const row = rows[0];
+  if (!row) return undefined;
+  const { recorded_run_id, previous_scheduled_for, due_at: _dueAt, ...rest } = row as typeof row & { due_at: unknown };
+  return {
+    found: jobForFireOf(rest)!,
+    runId: recorded_run_id ?? undefined,
+    previous: previous_scheduled_for ?? undefined,
+  };
 }
