@@ -3,6 +3,7 @@ import type { RunStatus, RunTrigger, SkipReason } from '@tickwork/core';
 import type { Database, JobRow, RunRow } from '../types.ts';
 import { pageOf, type Page } from './cursor.ts';
 import { jobForFireOf, type JobForFire } from './jobs.ts';
+import { PREPARE } from '../prepared.ts';
 
 export interface NewRun {
   id: string;
@@ -105,37 +106,21 @@ export async function recordOutcome(
   const final = outcome.status !== 'retrying';
   // One statement (the run's update as a data-modifying CTE) instead of a transaction of two or
   // three: one round trip, and still atomic. The schedule fields change only while the job is at
-  // the run's version and active, as the separate conditional update did.
-  const current = job ? sql<boolean>`version = ${job.version} and state = 'active'` : undefined;
-  await db
-    .with('run_outcome', (qb) =>
-      qb
-        .updateTable('runs')
-        .set({
-          status: outcome.status,
-          http_status: outcome.httpStatus,
-          duration_ms: outcome.durationMs,
-          response_excerpt: outcome.responseExcerpt,
-          error: outcome.error,
-          finished_at: final ? new Date() : null,
-        })
-        .where('id', '=', run.id),
+  // the run's version and active. One fixed text for every case, so it is prepared once per
+  // connection (see prepared.ts); `scheduled` false leaves the schedule fields as they are.
+  await sql`${sql.raw(PREPARE)}
+    with run_outcome as (
+      update runs set status = ${outcome.status}, http_status = ${outcome.httpStatus}, duration_ms = ${outcome.durationMs},
+        response_excerpt = ${outcome.responseExcerpt}, error = ${outcome.error}, finished_at = ${final ? new Date() : null}::timestamptz
+      where id = ${run.id}
     )
-    .updateTable('jobs')
-    .set({
-      last_run_at: sql`now()`,
-      last_run_status: outcome.status,
-      ...(job && current
-        ? job.complete
-          ? {
-              state: sql`case when ${current} then 'completed' else state end`,
-              next_run_at: sql`case when ${current} then null else next_run_at end`,
-            }
-          : { next_run_at: sql`case when ${current} then ${job.nextRunAt}::timestamptz else next_run_at end` }
-        : {}),
-    })
-    .where('id', '=', run.jobId)
-    .execute();
+    update jobs set last_run_at = now(), last_run_status = ${outcome.status},
+      state = case when ${job?.complete === true}::boolean and version = ${job?.version ?? 0}::integer and state = 'active'
+        then 'completed' else state end,
+      next_run_at = case when ${job !== undefined}::boolean and version = ${job?.version ?? 0}::integer and state = 'active'
+        then ${job?.complete ? null : (job?.nextRunAt ?? null)}::timestamptz else next_run_at end
+    where id = ${run.jobId}
+  `.execute(db);
 }
 
 export async function findRun(db: Kysely<Database>, serviceId: string, id: string): Promise<RunRow | undefined> {
@@ -354,6 +339,21 @@ export async function recordMissedSlots(
   return Number(inserted.numInsertedOrUpdatedRows ?? 0);
 }
 
+/**
+ * The job's columns by name, not `jobs.*`: a prepared statement's result type is fixed when it is
+ * first parsed, and a `*` that grows with a migration would fail every later execution on that
+ * connection ("cached plan must not change result type").
+ */
+const JOB_FIELDS = [
+  'id', 'service_id', 'name', 'description', 'labels', 'schedule', 'target', 'start_at', 'end_at', 'max_runs', 'jitter_ms',
+  'overlap', 'misfire', 'retry', 'state', 'version', 'next_run_at', 'last_run_at', 'last_run_status', 'run_count', 'created_at',
+  'updated_at',
+] as const satisfies readonly (keyof JobRow)[];
+// Every field of JobRow is listed (a column added to the table and the type but not here fails to compile).
+true satisfies [Exclude<keyof JobRow, (typeof JOB_FIELDS)[number]>] extends [never] ? true : false;
+const JOB_COLUMNS = sql.raw(JOB_FIELDS.map((f) => `jobs.${f}`).join(', '));
+const JOB_COLUMNS_OF_J = sql.raw(JOB_FIELDS.map((f) => `j.${f}`).join(', '));
+
 /** What {@link lockAndRecordOnTime} found and did. */
 export interface OnTimeRecord {
   /** The job, locked for the rest of the transaction, with its service's secrets. */
@@ -401,9 +401,9 @@ export async function lockAndRecordOnTime(
       recorded_run_id: string | null;
       previous_scheduled_for: Date | null;
     }
-  >`
+  >`${sql.raw(PREPARE)}
     with j as (
-      select jobs.*, s.signing_secret, s.previous_signing_secret, s.previous_secret_expires_at, s.disabled_at,
+      select ${JOB_COLUMNS}, s.signing_secret, s.previous_signing_secret, s.previous_secret_expires_at, s.disabled_at,
         ${occurrence.scheduledFor}::bigint
           + case when jobs.jitter_ms > 0 then ${occurrence.jitterHash}::bigint % (jobs.jitter_ms + 1) else 0 end as due_at
       from jobs join services s on s.id = jobs.service_id
@@ -423,7 +423,8 @@ export async function lockAndRecordOnTime(
     ), bump as (
       update jobs set run_count = run_count + 1 where id = ${occurrence.jobId} and exists (select 1 from ins)
     )
-    select j.*, (select id from ins) as recorded_run_id,
+    select ${JOB_COLUMNS_OF_J}, j.signing_secret, j.previous_signing_secret, j.previous_secret_expires_at, j.disabled_at,
+      (select id from ins) as recorded_run_id,
       (select r.scheduled_for from runs r
         where r.job_id = ${occurrence.jobId} and r.trigger = 'schedule' and r.job_version = ${occurrence.version}
           and r.scheduled_for < ${at}
@@ -432,7 +433,7 @@ export async function lockAndRecordOnTime(
   `.execute(db);
   const row = rows[0];
   if (!row) return undefined;
-  const { recorded_run_id, previous_scheduled_for, due_at: _dueAt, ...rest } = row as typeof row & { due_at: unknown };
+  const { recorded_run_id, previous_scheduled_for, ...rest } = row;
   return {
     found: jobForFireOf(rest)!,
     runId: recorded_run_id ?? undefined,
