@@ -183,13 +183,6 @@ type Decision =
     };
 
 /**
- * Decides a scheduled occurrence and records its run, in one transaction holding the job's row
- * lock: the checks "is a run in flight?", "has this job already caught up?" and "how many runs so
- * far?" and the insert that changes their answers happen atomically, so two workers taking two
- * occurrences of one job at once cannot both pass them. The locked read is also the job's only
- * read (with its service's secrets), so the job is read once per occurrence.
- */
-/**
  * BullMQ skips a scheduler's slots when it falls behind (workers down, a worker killed as it took
  * an occurrence, an overloaded box): it makes the next occurrence only when a worker takes the
  * current one, aligned to the clock. No worker ever sees those slots; record them as missed, so
@@ -227,6 +220,12 @@ async function recordSkippedSlots(
   if (recorded > 0) ctx.logger.info({ jobId: job.id, recorded }, 'slots the timer skipped recorded as missed');
 }
 
+/**
+ * Decides a scheduled occurrence and records its run. The job's row is locked while it is
+ * decided, so the checks and the insert that changes their answers are atomic; the locked read
+ * is also the job's only read (with its service's secrets), so the job is read once per
+ * occurrence. Two round trips in the common case: this statement and, later, the outcome.
+ */
 async function decideScheduled(
   ctx: FireContext,
   bullJob: BullJob<FireJobData>,
@@ -234,55 +233,71 @@ async function decideScheduled(
 ): Promise<Decision> {
   const { jobId, version } = bullJob.data;
   const bullJobId = bullJob.id ?? '';
-  // The instant is in the id of every occurrence but a one-shot's (which is the job's `at`).
-  const knownInstant = bullJobId.startsWith('repeat:') || bullJobId.startsWith('catchup:');
   const mayWait = token !== undefined && bullJob.attemptsMade === 0;
+  // The instant is in the id of every occurrence but a one-shot's (which is the job's `at`).
+  if (!bullJobId.startsWith('repeat:') && !bullJobId.startsWith('catchup:')) return decideUnderLock(ctx, bullJob, mayWait);
+  // The common case in one statement of its own: lock, check, record the run with its first
+  // attempt started, and read the previous instant for the skipped-slot check. When a check
+  // fails nothing is written: the occurrence is decided in a transaction under the job's lock.
+  const now = Date.now();
+  const scheduledFor = occurrenceOf(bullJobId, 0).scheduledFor;
+  const onTime = await lockAndRecordOnTime(ctx.db, {
+    runId: uuidv7(),
+    jobId,
+    version,
+    scheduledFor,
+    workerId: ctx.workerId,
+    now,
+    jitterHash: jitterHash(jitterKeyOf(jobId, scheduledFor)),
+    mayWait,
+  });
+  if (!onTime) return { kind: 'missing' };
+  const { found } = onTime;
+  const job = jobFromRow(found.job);
+  const occurrence: Occurrence = { trigger: 'schedule', scheduledFor };
+  if (onTime.runId !== undefined) {
+    // After the run's commit, not with it: a crash in between leaves the BullMQ job to be taken
+    // over, and the takeover finds the run and records the slots (see `decideUnderLock`).
+    await recordSkippedSlots(ctx, ctx.db, job, version, scheduledFor, onTime.previous ?? null);
+    return { kind: 'deliver', run: { id: onTime.runId }, job, runCount: found.job.run_count + 1, catchUp: false, occurrence, found, started: 1 };
+  }
+  // Neither needs the lock, nor writes: decided from the row the statement read.
+  if (found.service.disabled) return { kind: 'disabled' };
+  const dueAt = dueAtOf(job, scheduledFor);
+  if (mayWait && now < dueAt) return { kind: 'wait', dueAt };
+  return decideUnderLock(ctx, bullJob, mayWait);
+}
+
+/**
+ * Decides a scheduled occurrence the common-case statement did not record (and a one-shot's),
+ * in one transaction holding the job's row lock: the checks "is a run in flight?", "has this job
+ * already caught up?" and "how many runs so far?" and the insert that changes their answers
+ * happen atomically, so two workers taking two occurrences of one job at once cannot both pass
+ * them.
+ */
+async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, mayWait: boolean): Promise<Decision> {
+  const { jobId, version } = bullJob.data;
   return ctx.db.transaction().execute(async (trx): Promise<Decision> => {
-    // One clock reading for every check of this occurrence, SQL's and ours.
-    const now = Date.now();
-    let found: JobForFire | undefined;
-    if (knownInstant) {
-      // The common case in one statement: lock, check, record the run with its first attempt
-      // started, and read the previous instant for the skipped-slot check. When a check fails
-      // nothing is written, and the occurrence is decided below under the lock taken here.
-      const scheduledFor = occurrenceOf(bullJobId, 0).scheduledFor;
-      const onTime = await lockAndRecordOnTime(trx, {
-        runId: uuidv7(),
-        jobId,
-        version,
-        scheduledFor,
-        workerId: ctx.workerId,
-        now,
-        jitterHash: jitterHash(jitterKeyOf(jobId, scheduledFor)),
-        mayWait,
-      });
-      if (!onTime) return { kind: 'missing' };
-      found = onTime.found;
-      if (onTime.runId !== undefined) {
-        const job = jobFromRow(found.job);
-        await recordSkippedSlots(ctx, trx, job, version, scheduledFor, onTime.previous ?? null);
-        const occurrence: Occurrence = { trigger: 'schedule', scheduledFor };
-        return { kind: 'deliver', run: { id: onTime.runId }, job, runCount: found.job.run_count + 1, catchUp: false, occurrence, found, started: 1 };
-      }
-    } else {
-      found = await lockJobForFireWithService(trx, jobId);
-    }
+    const found = await lockJobForFireWithService(trx, jobId);
     if (!found) return { kind: 'missing' };
     if (found.service.disabled) return { kind: 'disabled' };
-    const locked = found;
     const row = found.job;
     const job = jobFromRow(row);
-    const occurrence = occurrenceOf(bullJobId, fallbackInstant(bullJob, job));
+    const occurrence = occurrenceOf(bullJob.id ?? '', fallbackInstant(bullJob, job));
+    const now = Date.now();
     // Jitter delays the start, never the occurrence's instant (`tickwork-scheduled-for`).
     const dueAt = dueAtOf(job, occurrence.scheduledFor);
     if (occurrence.trigger === 'schedule' && mayWait && now < dueAt) {
       return { kind: 'wait', dueAt };
     }
     const scheduledFor = new Date(occurrence.scheduledFor);
-    const existingDecision = (existing: RunRow): Decision =>
-      existing.status === 'skipped'
-        ? { kind: 'skipped', reason: existing.skip_reason as SkipReason, run: existing, occurrence }
-        : { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false, occurrence, found: locked };
+    const existingDecision = async (existing: RunRow): Promise<Decision> => {
+      if (existing.status === 'skipped') return { kind: 'skipped', reason: existing.skip_reason as SkipReason, run: existing, occurrence };
+      // A worker that recorded this run may have died before recording the slots skipped
+      // before it (the common case records them after its commit): record them now, once.
+      if (job.version === existing.job_version) await recordSkippedSlots(ctx, trx, job, existing.job_version, occurrence.scheduledFor);
+      return { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false, occurrence, found };
+    };
     const base = { jobId, serviceId: job.serviceId, jobVersion: version, scheduledFor, trigger: 'schedule' as const };
     const lateSince = lateSinceOf(job, occurrence.scheduledFor);
     if (
@@ -292,13 +307,13 @@ async function decideScheduled(
       now <= lateSince &&
       outsideLimits(job, occurrence.scheduledFor, row.run_count) === undefined
     ) {
-      // The common case: every check passes without a query, so record it straight away. The
-      // insert finds the row of an occurrence decided already (a retry, a redelivery after a
-      // crash) by its unique key, which is what looking it up first would have found.
+      // Every check passes without a query, so record it straight away. The insert finds the
+      // row of an occurrence decided already (a retry, a redelivery after a crash) by its
+      // unique key, which is what looking it up first would have found.
       const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
       if (!created) return existingDecision(run);
       await recordSkippedSlots(ctx, trx, job, version, occurrence.scheduledFor);
-      return { kind: 'deliver', run, job, runCount: row.run_count + 1, catchUp: false, occurrence, found: locked };
+      return { kind: 'deliver', run, job, runCount: row.run_count + 1, catchUp: false, occurrence, found };
     }
     // A retry, or another worker after a crash: the occurrence was decided already.
     const existing = await findOccurrenceRun(trx, jobId, scheduledFor, 'schedule');
@@ -320,7 +335,7 @@ async function decideScheduled(
     if (verdict === 'missed') return skip('missed');
     if (job.overlap === 'skip' && (await hasRunInFlight(trx, jobId, new Date(now)))) return skip('overlap');
     const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
-    return { kind: 'deliver', run, job, runCount: row.run_count + (created ? 1 : 0), catchUp: verdict === 'catch_up', occurrence, found: locked };
+    return { kind: 'deliver', run, job, runCount: row.run_count + (created ? 1 : 0), catchUp: verdict === 'catch_up', occurrence, found };
   });
 }
 
