@@ -48,6 +48,7 @@ import {
   recordMissedSlots,
   recordOccurrence,
   recordOutcome,
+  recordOutcomeGrouped,
   startAttempt,
   type Database,
   type JobForFire,
@@ -450,7 +451,7 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
   const ended = verdict.status !== 'retrying';
   const nextRunAt = schedule ? nextRunOf(job, Math.max(Date.now(), occurrence.scheduledFor), schedule.runCount) : null;
   const complete = schedule !== undefined && ended && nextRunAt === null;
-  await recordOutcome(
+  await recordOutcomeGrouped(
     ctx.db,
     { id: run.id, jobId },
     {

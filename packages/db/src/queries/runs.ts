@@ -102,8 +102,9 @@ export async function recordOutcome(
   run: { id: string; jobId: string },
   outcome: RunOutcome,
   job?: { version: number; nextRunAt: Date | null; complete: boolean },
+  /** When the run ended (a final status); now by default. */
+  finishedAt: Date | null = outcome.status !== 'retrying' ? new Date() : null,
 ): Promise<void> {
-  const final = outcome.status !== 'retrying';
   // One statement (the run's update as a data-modifying CTE) instead of a transaction of two or
   // three: one round trip, and still atomic. The schedule fields change only while the job is at
   // the run's version and active. One fixed text for every case, so it is prepared once per
@@ -111,7 +112,7 @@ export async function recordOutcome(
   await sql`${sql.raw(PREPARE)}
     with run_outcome as (
       update runs set status = ${outcome.status}, http_status = ${outcome.httpStatus}, duration_ms = ${outcome.durationMs},
-        response_excerpt = ${outcome.responseExcerpt}, error = ${outcome.error}, finished_at = ${final ? new Date() : null}::timestamptz
+        response_excerpt = ${outcome.responseExcerpt}, error = ${outcome.error}, finished_at = ${finishedAt}::timestamptz
       where id = ${run.id}
     )
     update jobs set last_run_at = now(), last_run_status = ${outcome.status},
