@@ -317,7 +317,7 @@ export async function drainCompare(options: {
     if (peer.child.exitCode === null) peer.child.kill('SIGKILL');
   };
   try {
-    const createPerSec = { value: 300 };
+    const createPerSec = { value: 150 };
     const shots: Record<string, DrainShot[]> = {};
     const ratios = { fetch: [] as number[], pgboss: [] as number[], timers: [] as number[], noop: [] as number[] };
     const loads: string[] = [];
@@ -382,7 +382,7 @@ export async function scaleOut(options: { tw: Deployment; token: string; sink: S
   const { tw, sink, count } = options;
   const perSec: Record<number, number[]> = {};
   const perCpu: Record<number, number[]> = {};
-  const createPerSec = { value: 300 };
+  const createPerSec = { value: 150 };
   const counts = Array.from({ length: options.maxWorkers }, (_, i) => i + 1);
   for (let r = 0; r < options.rounds; r++) {
     const order = r % 2 === 0 ? counts : [...counts].reverse();
@@ -430,7 +430,7 @@ export interface LeverFigures {
  */
 export async function compareLever(options: { tw: Deployment; token: string; sink: Sink; count: number; rounds: number; env: Record<string, string> }): Promise<LeverFigures> {
   const { tw, sink, count } = options;
-  const createPerSec = { value: 300 };
+  const createPerSec = { value: 150 };
   const a: number[] = [];
   const b: number[] = [];
   const ratios: number[] = [];
