@@ -97,7 +97,7 @@ if (command === 'fire' || command === 'all') {
     }
     const redis = redises.get(hzList[0]!)!;
     const contestants = (values['skip-peers'] ? 'tickwork' : values.contestants!).split(',') as Contestant[];
-    const tw = await deploy({ redisUrl: redis.url, workers: 1, label: 'tw_bench_drain' });
+    const tw = await deploy({ redisUrl: redis.url, workers: 1, label: 'tw_bench_drain', nodeOptions });
     try {
       const service = await tw.service('bench-drain', 10_000_000);
       console.log(`drain: ${drainCount} occurrences due at one instant, ${rounds} round(s), contestants ${contestants.join(', ')} (Redis hz ${redis.hz})`);

@@ -8,9 +8,12 @@
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { buildJobSpec, encryptSecret, uuidv7 } from '@tickwork/core';
 import { insertJob, insertService } from '@tickwork/db';
 import { createTestDatabase } from '@tickwork/db/testing';
+import { deletePrefix } from '@tickwork/queue/testing';
 import { startSink } from '../../e2e/lib/sink.ts';
 
 const { values, positionals } = parseArgs({
@@ -27,6 +30,10 @@ const silent: Record<string, unknown> = { info() {}, warn() {}, error() {}, debu
 const secretKey = 'bench-secret-key-0123456789-0123456789';
 const db = await createTestDatabase('tw_bench_firepath');
 const sink = await startSink();
+// The worker's queue, as in production: with it, `fireOccurrence` also makes its skipped-slot check.
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const prefix = `{tw-bench-firepath-${process.pid}}`;
+const queue = new Queue('fire', { connection: new Redis(redisUrl, { maxRetriesPerRequest: null }), prefix });
 interface Variant {
   name: string;
   dir: string;
@@ -39,7 +46,7 @@ for (const c of checkouts) {
   const fire = await import(`${c.dir}/apps/worker/src/fire.ts`);
   const deliver = await import(`${c.dir}/apps/worker/src/deliver.ts`);
   const policy = { allowPrivate: true, allowedHosts: [] };
-  const ctx = { db: db.db, logger: silent, workerId: `bench-${c.name}`, secretKey, policy, dispatchers: deliver.createDispatchers(policy) };
+  const ctx = { db: db.db, logger: silent, workerId: `bench-${c.name}`, secretKey, policy, dispatchers: deliver.createDispatchers(policy), queue };
   variants.push({ ...c, fire: fire.fireOccurrence, ctx, perSec: [] });
 }
 const service = await insertService(db.db, { id: uuidv7(), name: 'bench', signingSecret: encryptSecret('whsec_bench_0123456789abcdef', secretKey) });
@@ -80,5 +87,7 @@ for (const v of variants) {
 }
 console.log(`sink received ${sink.received.length}`);
 await sink.close();
+await queue.close();
+await deletePrefix(redisUrl, prefix);
 await db.drop();
 process.exit(0);

@@ -14,6 +14,8 @@ import type { Logger } from 'pino';
 import {
   decryptSecret,
   dueAtOf,
+  jitterHash,
+  jitterKeyOf,
   judgeAttempt,
   lateSinceOf,
   misfireVerdict,
@@ -41,10 +43,12 @@ import {
   hasRunInFlight,
   jobFromRow,
   lastScheduledBefore,
+  lockAndRecordOnTime,
   lockJobForFireWithService,
   recordMissedSlots,
   recordOccurrence,
   recordOutcome,
+  recordOutcomeGrouped,
   startAttempt,
   type Database,
   type JobForFire,
@@ -167,15 +171,18 @@ type Decision =
   | { kind: 'wait'; dueAt: number }
   | { kind: 'dropped'; reason: string; complete: boolean; occurrence: Occurrence }
   | { kind: 'skipped'; reason: SkipReason; run: RunRow; occurrence: Occurrence }
-  | { kind: 'deliver'; run: RunRow; job: Job; runCount: number; catchUp: boolean; occurrence: Occurrence; found: JobForFire };
+  | {
+      kind: 'deliver';
+      run: Pick<RunRow, 'id'>;
+      job: Job;
+      runCount: number;
+      catchUp: boolean;
+      occurrence: Occurrence;
+      found: JobForFire;
+      /** Set when the run was recorded with its first attempt started (attempt 1). */
+      started?: number;
+    };
 
-/**
- * Decides a scheduled occurrence and records its run, in one transaction holding the job's row
- * lock: the checks "is a run in flight?", "has this job already caught up?" and "how many runs so
- * far?" and the insert that changes their answers happen atomically, so two workers taking two
- * occurrences of one job at once cannot both pass them. The locked read is also the job's only
- * read (with its service's secrets), so the job is read once per occurrence.
- */
 /**
  * BullMQ skips a scheduler's slots when it falls behind (workers down, a worker killed as it took
  * an occurrence, an overloaded box): it makes the next occurrence only when a worker takes the
@@ -189,10 +196,12 @@ async function recordSkippedSlots(
   job: Job,
   version: number,
   scheduledFor: number,
+  /** The version's previous scheduled instant when the caller read it already (null: none). */
+  known?: Date | null,
 ): Promise<void> {
   const queue = ctx.queue;
   if (!queue) return;
-  const previous = await lastScheduledBefore(trx, job.id, version, new Date(scheduledFor));
+  const previous = known !== undefined ? known : await lastScheduledBefore(trx, job.id, version, new Date(scheduledFor));
   if (!previous) return;
   const gap = slotsBetween(job, previous.getTime(), scheduledFor);
   if (gap === undefined) {
@@ -212,11 +221,62 @@ async function recordSkippedSlots(
   if (recorded > 0) ctx.logger.info({ jobId: job.id, recorded }, 'slots the timer skipped recorded as missed');
 }
 
+/**
+ * Decides a scheduled occurrence and records its run. The job's row is locked while it is
+ * decided, so the checks and the insert that changes their answers are atomic; the locked read
+ * is also the job's only read (with its service's secrets), so the job is read once per
+ * occurrence. Two round trips in the common case: this statement and, later, the outcome.
+ */
 async function decideScheduled(
   ctx: FireContext,
   bullJob: BullJob<FireJobData>,
   token: string | undefined,
 ): Promise<Decision> {
+  const { jobId, version } = bullJob.data;
+  const bullJobId = bullJob.id ?? '';
+  const mayWait = token !== undefined && bullJob.attemptsMade === 0;
+  // The instant is in the id of every occurrence but a one-shot's (which is the job's `at`).
+  if (!bullJobId.startsWith('repeat:') && !bullJobId.startsWith('catchup:')) return decideUnderLock(ctx, bullJob, mayWait);
+  // The common case in one statement of its own: lock, check, record the run with its first
+  // attempt started, and read the previous instant for the skipped-slot check. When a check
+  // fails nothing is written: the occurrence is decided in a transaction under the job's lock.
+  const now = Date.now();
+  const scheduledFor = occurrenceOf(bullJobId, 0).scheduledFor;
+  const onTime = await lockAndRecordOnTime(ctx.db, {
+    runId: uuidv7(),
+    jobId,
+    version,
+    scheduledFor,
+    workerId: ctx.workerId,
+    now,
+    jitterHash: jitterHash(jitterKeyOf(jobId, scheduledFor)),
+    mayWait,
+  });
+  if (!onTime) return { kind: 'missing' };
+  const { found } = onTime;
+  const job = jobFromRow(found.job);
+  const occurrence: Occurrence = { trigger: 'schedule', scheduledFor };
+  if (onTime.runId !== undefined) {
+    // After the run's commit, not with it: a crash in between leaves the BullMQ job to be taken
+    // over, and the takeover finds the run and records the slots (see `decideUnderLock`).
+    await recordSkippedSlots(ctx, ctx.db, job, version, scheduledFor, onTime.previous ?? null);
+    return { kind: 'deliver', run: { id: onTime.runId }, job, runCount: found.job.run_count + 1, catchUp: false, occurrence, found, started: 1 };
+  }
+  // Neither needs the lock, nor writes: decided from the row the statement read.
+  if (found.service.disabled) return { kind: 'disabled' };
+  const dueAt = dueAtOf(job, scheduledFor);
+  if (mayWait && now < dueAt) return { kind: 'wait', dueAt };
+  return decideUnderLock(ctx, bullJob, mayWait);
+}
+
+/**
+ * Decides a scheduled occurrence the common-case statement did not record (and a one-shot's),
+ * in one transaction holding the job's row lock: the checks "is a run in flight?", "has this job
+ * already caught up?" and "how many runs so far?" and the insert that changes their answers
+ * happen atomically, so two workers taking two occurrences of one job at once cannot both pass
+ * them.
+ */
+async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, mayWait: boolean): Promise<Decision> {
   const { jobId, version } = bullJob.data;
   return ctx.db.transaction().execute(async (trx): Promise<Decision> => {
     const found = await lockJobForFireWithService(trx, jobId);
@@ -225,18 +285,21 @@ async function decideScheduled(
     const row = found.job;
     const job = jobFromRow(row);
     const occurrence = occurrenceOf(bullJob.id ?? '', fallbackInstant(bullJob, job));
+    const now = Date.now();
     // Jitter delays the start, never the occurrence's instant (`tickwork-scheduled-for`).
     const dueAt = dueAtOf(job, occurrence.scheduledFor);
-    if (occurrence.trigger === 'schedule' && token !== undefined && bullJob.attemptsMade === 0 && Date.now() < dueAt) {
+    if (occurrence.trigger === 'schedule' && mayWait && now < dueAt) {
       return { kind: 'wait', dueAt };
     }
     const scheduledFor = new Date(occurrence.scheduledFor);
-    const existingDecision = (existing: RunRow): Decision =>
-      existing.status === 'skipped'
-        ? { kind: 'skipped', reason: existing.skip_reason as SkipReason, run: existing, occurrence }
-        : { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false, occurrence, found };
+    const existingDecision = async (existing: RunRow): Promise<Decision> => {
+      if (existing.status === 'skipped') return { kind: 'skipped', reason: existing.skip_reason as SkipReason, run: existing, occurrence };
+      // A worker that recorded this run may have died before recording the slots skipped
+      // before it (the common case records them after its commit): record them now, once.
+      if (job.version === existing.job_version) await recordSkippedSlots(ctx, trx, job, existing.job_version, occurrence.scheduledFor);
+      return { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false, occurrence, found };
+    };
     const base = { jobId, serviceId: job.serviceId, jobVersion: version, scheduledFor, trigger: 'schedule' as const };
-    const now = Date.now();
     const lateSince = lateSinceOf(job, occurrence.scheduledFor);
     if (
       job.state === 'active' &&
@@ -245,9 +308,9 @@ async function decideScheduled(
       now <= lateSince &&
       outsideLimits(job, occurrence.scheduledFor, row.run_count) === undefined
     ) {
-      // The common case: every check passes without a query, so record it straight away. The
-      // insert finds the row of an occurrence decided already (a retry, a redelivery after a
-      // crash) by its unique key, which is what looking it up first would have found.
+      // Every check passes without a query, so record it straight away. The insert finds the
+      // row of an occurrence decided already (a retry, a redelivery after a crash) by its
+      // unique key, which is what looking it up first would have found.
       const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
       if (!created) return existingDecision(run);
       await recordSkippedSlots(ctx, trx, job, version, occurrence.scheduledFor);
@@ -298,11 +361,12 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
     return { outcome: 'gone' };
   };
 
-  let run: RunRow;
+  let run: Pick<RunRow, 'id'>;
   let occurrence: Occurrence;
   let job: Job;
   let found: JobForFire;
   let schedule: { runCount: number; catchUp: boolean } | undefined;
+  let startedAttempt: number | undefined;
   if (runId !== undefined) {
     const read = await findJobForFire(ctx.db, jobId);
     if (!read) return missing();
@@ -353,12 +417,18 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
         found = decision.found;
         occurrence = decision.occurrence;
         schedule = { runCount: decision.runCount, catchUp: decision.catchUp };
+        startedAttempt = decision.started;
     }
   }
 
-  const started = await startAttempt(ctx.db, run.id, ctx.workerId);
-  if (!started) return { outcome: 'already-ended', runId: run.id };
-  const attempt = started.attempts;
+  let attempt: number;
+  if (startedAttempt !== undefined) {
+    attempt = startedAttempt;
+  } else {
+    const started = await startAttempt(ctx.db, run.id, ctx.workerId);
+    if (!started) return { outcome: 'already-ended', runId: run.id };
+    attempt = started.attempts;
+  }
   const log = ctx.logger.child({ jobId, runId: run.id, attempt });
   if (schedule?.catchUp && attempt === 1) log.info({ scheduledFor: occurrence.scheduledFor }, 'late occurrence delivered as the catch-up');
 
@@ -381,7 +451,7 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
   const ended = verdict.status !== 'retrying';
   const nextRunAt = schedule ? nextRunOf(job, Math.max(Date.now(), occurrence.scheduledFor), schedule.runCount) : null;
   const complete = schedule !== undefined && ended && nextRunAt === null;
-  await recordOutcome(
+  await recordOutcomeGrouped(
     ctx.db,
     { id: run.id, jobId },
     {

@@ -107,4 +107,48 @@ describe('fireOccurrence', () => {
       [4_000, 'retrying', null],
     ]);
   });
+
+  it('records the skipped slots on a takeover when the worker that recorded the run died before it could', async () => {
+    const service = await insertService(db.db, { id: uuidv7(), name: 'gaps-takeover', signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey) });
+    const t0 = Math.floor(Date.now() / 1000) * 1000 - 2_000;
+    const spec = buildJobSpec(
+      {
+        name: 'gaps-takeover',
+        schedule: { every: '1s' },
+        startAt: new Date(t0).toISOString(),
+        target: { url: 'http://127.0.0.1:9/' },
+        misfire: { policy: 'fire_once', graceMs: 600_000 },
+      },
+      { now: t0 - 1 },
+    );
+    const job = await insertJob(db.db, { ...spec, id: uuidv7(), serviceId: service.id, state: 'active', now: new Date(t0 - 1), nextRunAt: null });
+    const base = { jobId: job.id, serviceId: service.id, jobVersion: 1, trigger: 'schedule' as const };
+    await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date(t0), status: 'succeeded' });
+    // The run of t0+3s as the common case commits it, started; its worker died right after.
+    const { run } = await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date(t0 + 3_000), status: 'running' });
+    await db.db.updateTable('runs').set({ attempts: 1, started_at: new Date() }).where('id', '=', run.id).execute();
+    const scheduler = schedulerIdOf(job.id, 1);
+    await queue.upsertJobScheduler(scheduler, { every: 1_000, startDate: t0 + 3_000 }, { name: 'fire', data: { jobId: job.id, version: 1 } });
+    const taken = await queue.getJob(`repeat:${scheduler}:${t0 + 3_000}`);
+    if (!taken) throw new Error('BullMQ did not make the occurrence at t0+3s');
+    await queue.removeJobScheduler(scheduler);
+
+    await fireOccurrence({ ...ctx, queue: queue as never }, taken).catch((error: unknown) => {
+      if (!(error instanceof RetryLaterError)) throw error;
+    });
+    const rows = await db.db
+      .selectFrom('runs')
+      .select(['id', 'scheduled_for', 'status', 'skip_reason', 'attempts'])
+      .where('job_id', '=', job.id)
+      .orderBy('scheduled_for')
+      .execute();
+    expect(rows.map((r) => [r.scheduled_for.getTime() - t0, r.status, r.skip_reason])).toEqual([
+      [0, 'succeeded', null],
+      [1_000, 'skipped', 'missed'],
+      [2_000, 'skipped', 'missed'],
+      [3_000, 'retrying', null],
+    ]);
+    // The same run (the same webhook-id), its second attempt.
+    expect(rows[3]).toMatchObject({ id: run.id, attempts: 2 });
+  });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, judgeAttempt, retryAfterMs, stableJitter } from './delivery.ts';
+import { backoffDelay, jitterHash, judgeAttempt, retryAfterMs, stableJitter } from './delivery.ts';
 import { DEFAULT_RETRY } from './job.ts';
 
 const now = Date.parse('2026-06-01T00:00:00Z');
@@ -56,5 +56,12 @@ describe('backoff', () => {
     expect(stableJitter('job:1:123', 0)).toBe(0);
     const spread = new Set(Array.from({ length: 50 }, (_, i) => stableJitter(`k${i}`, 1000)));
     expect(spread.size).toBeGreaterThan(30);
+  });
+  it('jitters as jitterHash % (jitterMs + 1), the form the worker computes in SQL', () => {
+    for (const key of ['job:1:123', 'a', '0190f2c4-7e8a-7b3c-9d10-1234567890ab:1764200000000']) {
+      const hash = jitterHash(key);
+      expect(Number.isInteger(hash) && hash >= 0 && hash < 2 ** 32).toBe(true);
+      for (const jitterMs of [1, 999, 60_000]) expect(stableJitter(key, jitterMs)).toBe(hash % (jitterMs + 1));
+    }
   });
 });

@@ -70,10 +70,18 @@ export function judgeAttempt(
  */
 export function stableJitter(key: string, jitterMs: number): number {
   if (jitterMs <= 0) return 0;
+  return jitterHash(key) % (jitterMs + 1);
+}
+
+/**
+ * The hash {@link stableJitter} scales (FNV-1a, 32 bits, unsigned): the jitter of `key` is
+ * `jitterHash(key) % (jitterMs + 1)`, which SQL can compute from the job row's `jitter_ms`.
+ */
+export function jitterHash(key: string): number {
   let hash = 2166136261;
   for (let i = 0; i < key.length; i++) {
     hash ^= key.charCodeAt(i);
     hash = Math.imul(hash, 16777619);
   }
-  return (hash >>> 0) % (jitterMs + 1);
+  return hash >>> 0;
 }

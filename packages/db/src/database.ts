@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect, type PostgresPool } from 'kysely';
 import pg from 'pg';
 import { coalesceWrites } from './coalesce-writes.ts';
+import { prepareMarked } from './prepared.ts';
 import type { Database } from './types.ts';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.ts';
 
@@ -43,6 +44,7 @@ export function createDatabase(options: DatabaseOptions): DatabaseHandle {
   // The query itself still rejects, and the pool discards the broken client on release.
   pool.on('connect', (client) => client.on('error', () => {}));
   if (process.env.TICKWORK_PG_COALESCE !== 'off') pool.on('connect', coalesceWrites);
+  if (process.env.TICKWORK_PG_PREPARE !== 'off') pool.on('connect', prepareMarked);
   const breaker = options.breaker ? new CircuitBreaker(options.breaker) : undefined;
   const guarded: PostgresPool = breaker
     ? {

@@ -144,7 +144,7 @@ export async function lockJobForFireWithService(db: Kysely<Database>, id: string
   return jobForFireOf(await jobForFireQuery(db, id).forUpdate('jobs').executeTakeFirst());
 }
 
-function jobForFireOf(
+export function jobForFireOf(
   row:
     | (JobRow & {
         signing_secret: string;

@@ -1,7 +1,9 @@
 import { sql, type Kysely } from 'kysely';
 import type { RunStatus, RunTrigger, SkipReason } from '@tickwork/core';
-import type { Database, RunRow } from '../types.ts';
+import type { Database, JobRow, RunRow } from '../types.ts';
 import { pageOf, type Page } from './cursor.ts';
+import { jobForFireOf, type JobForFire } from './jobs.ts';
+import { PREPARE } from '../prepared.ts';
 
 export interface NewRun {
   id: string;
@@ -100,41 +102,26 @@ export async function recordOutcome(
   run: { id: string; jobId: string },
   outcome: RunOutcome,
   job?: { version: number; nextRunAt: Date | null; complete: boolean },
+  /** When the run ended (a final status); now by default. */
+  finishedAt: Date | null = outcome.status !== 'retrying' ? new Date() : null,
 ): Promise<void> {
-  const final = outcome.status !== 'retrying';
   // One statement (the run's update as a data-modifying CTE) instead of a transaction of two or
   // three: one round trip, and still atomic. The schedule fields change only while the job is at
-  // the run's version and active, as the separate conditional update did.
-  const current = job ? sql<boolean>`version = ${job.version} and state = 'active'` : undefined;
-  await db
-    .with('run_outcome', (qb) =>
-      qb
-        .updateTable('runs')
-        .set({
-          status: outcome.status,
-          http_status: outcome.httpStatus,
-          duration_ms: outcome.durationMs,
-          response_excerpt: outcome.responseExcerpt,
-          error: outcome.error,
-          finished_at: final ? new Date() : null,
-        })
-        .where('id', '=', run.id),
+  // the run's version and active. One fixed text for every case, so it is prepared once per
+  // connection (see prepared.ts); `scheduled` false leaves the schedule fields as they are.
+  await sql`${sql.raw(PREPARE)}
+    with run_outcome as (
+      update runs set status = ${outcome.status}, http_status = ${outcome.httpStatus}, duration_ms = ${outcome.durationMs},
+        response_excerpt = ${outcome.responseExcerpt}, error = ${outcome.error}, finished_at = ${finishedAt}::timestamptz
+      where id = ${run.id}
     )
-    .updateTable('jobs')
-    .set({
-      last_run_at: sql`now()`,
-      last_run_status: outcome.status,
-      ...(job && current
-        ? job.complete
-          ? {
-              state: sql`case when ${current} then 'completed' else state end`,
-              next_run_at: sql`case when ${current} then null else next_run_at end`,
-            }
-          : { next_run_at: sql`case when ${current} then ${job.nextRunAt}::timestamptz else next_run_at end` }
-        : {}),
-    })
-    .where('id', '=', run.jobId)
-    .execute();
+    update jobs set last_run_at = now(), last_run_status = ${outcome.status},
+      state = case when ${job?.complete === true}::boolean and version = ${job?.version ?? 0}::integer and state = 'active'
+        then 'completed' else state end,
+      next_run_at = case when ${job !== undefined}::boolean and version = ${job?.version ?? 0}::integer and state = 'active'
+        then ${job?.complete ? null : (job?.nextRunAt ?? null)}::timestamptz else next_run_at end
+    where id = ${run.jobId}
+  `.execute(db);
 }
 
 export async function findRun(db: Kysely<Database>, serviceId: string, id: string): Promise<RunRow | undefined> {
@@ -351,4 +338,106 @@ export async function recordMissedSlots(
     .onConflict((oc) => oc.columns(['job_id', 'scheduled_for', 'trigger']).doNothing())
     .executeTakeFirst();
   return Number(inserted.numInsertedOrUpdatedRows ?? 0);
+}
+
+/**
+ * The job's columns by name, not `jobs.*`: a prepared statement's result type is fixed when it is
+ * first parsed, and a `*` that grows with a migration would fail every later execution on that
+ * connection ("cached plan must not change result type").
+ */
+const JOB_FIELDS = [
+  'id', 'service_id', 'name', 'description', 'labels', 'schedule', 'target', 'start_at', 'end_at', 'max_runs', 'jitter_ms',
+  'overlap', 'misfire', 'retry', 'state', 'version', 'next_run_at', 'last_run_at', 'last_run_status', 'run_count', 'created_at',
+  'updated_at',
+] as const satisfies readonly (keyof JobRow)[];
+// Every field of JobRow is listed (a column added to the table and the type but not here fails to compile).
+true satisfies [Exclude<keyof JobRow, (typeof JOB_FIELDS)[number]>] extends [never] ? true : false;
+const JOB_COLUMNS = sql.raw(JOB_FIELDS.map((f) => `jobs.${f}`).join(', '));
+const JOB_COLUMNS_OF_J = sql.raw(JOB_FIELDS.map((f) => `j.${f}`).join(', '));
+
+/** What {@link lockAndRecordOnTime} found and did. */
+export interface OnTimeRecord {
+  /** The job, locked for the rest of the transaction, with its service's secrets. */
+  found: JobForFire;
+  /** The run recorded for the occurrence, already started (attempt 1); undefined when a check failed. */
+  runId: string | undefined;
+  /** The instant of the job version's latest scheduled occurrence before this one, if any. */
+  previous: Date | undefined;
+}
+
+/**
+ * The common case of a scheduled occurrence in one statement: locks the job (its row only, with
+ * its service's signing secrets) and, when every check passes — service enabled, job active at
+ * this version, overlap allowed, inside its window and under maxRuns, due (jitter) and within its
+ * misfire grace at `now` — records the run as started by `workerId` and bumps `run_count`, and
+ * reads the version's previous scheduled instant (for the skipped-slot check). The same checks
+ * as `outsideLimits`, `dueAtOf` and `lateSinceOf`, in SQL: `jitterHash` is `jitterHash(key)` of
+ * `@tickwork/core`, so the jitter is `jitterHash % (jitter_ms + 1)` as `stableJitter` computes it.
+ * When a check fails, or the occurrence already has its run (a retry, a redelivery), nothing is
+ * written and the caller decides under the lock it now holds. Call it inside a transaction.
+ * Undefined when the job does not exist.
+ */
+export async function lockAndRecordOnTime(
+  db: Kysely<Database>,
+  occurrence: {
+    runId: string;
+    jobId: string;
+    version: number;
+    scheduledFor: number;
+    workerId: string;
+    now: number;
+    jitterHash: number;
+    /** Whether an occurrence before its jittered start should wait (not be recorded). */
+    mayWait: boolean;
+  },
+): Promise<OnTimeRecord | undefined> {
+  const at = new Date(occurrence.scheduledFor);
+  const now = occurrence.now;
+  const { rows } = await sql<
+    JobRow & {
+      signing_secret: string;
+      previous_signing_secret: string | null;
+      previous_secret_expires_at: Date | null;
+      disabled_at: Date | null;
+      recorded_run_id: string | null;
+      previous_scheduled_for: Date | null;
+    }
+  >`${sql.raw(PREPARE)}
+    with j as (
+      select ${JOB_COLUMNS}, s.signing_secret, s.previous_signing_secret, s.previous_secret_expires_at, s.disabled_at,
+        ${occurrence.scheduledFor}::bigint
+          + case when jobs.jitter_ms > 0 then ${occurrence.jitterHash}::bigint % (jobs.jitter_ms + 1) else 0 end as due_at
+      from jobs join services s on s.id = jobs.service_id
+      where jobs.id = ${occurrence.jobId}
+      for update of jobs
+    ), ins as (
+      insert into runs (id, job_id, service_id, job_version, scheduled_for, trigger, status, attempts, started_at, worker_id)
+      select ${occurrence.runId}, j.id, j.service_id, j.version, ${at}, 'schedule', 'running', 1, now(), ${occurrence.workerId}
+      from j
+      where j.disabled_at is null and j.state = 'active' and j.version = ${occurrence.version} and j.overlap <> 'skip'
+        and (j.start_at is null or j.start_at <= ${at}) and (j.end_at is null or j.end_at >= ${at})
+        and (j.max_runs is null or j.run_count < j.max_runs)
+        and (not ${occurrence.mayWait}::boolean or ${now}::bigint >= j.due_at)
+        and ${now}::bigint <= j.due_at + (j.misfire->>'graceMs')::bigint
+      on conflict (job_id, scheduled_for, trigger) do nothing
+      returning id
+    ), bump as (
+      update jobs set run_count = run_count + 1 where id = ${occurrence.jobId} and exists (select 1 from ins)
+    )
+    select ${JOB_COLUMNS_OF_J}, j.signing_secret, j.previous_signing_secret, j.previous_secret_expires_at, j.disabled_at,
+      (select id from ins) as recorded_run_id,
+      (select r.scheduled_for from runs r
+        where r.job_id = ${occurrence.jobId} and r.trigger = 'schedule' and r.job_version = ${occurrence.version}
+          and r.scheduled_for < ${at}
+        order by r.scheduled_for desc limit 1) as previous_scheduled_for
+    from j
+  `.execute(db);
+  const row = rows[0];
+  if (!row) return undefined;
+  const { recorded_run_id, previous_scheduled_for, ...rest } = row;
+  return {
+    found: jobForFireOf(rest)!,
+    runId: recorded_run_id ?? undefined,
+    previous: previous_scheduled_for ?? undefined,
+  };
 }
