@@ -245,7 +245,7 @@ function shotOf(dueAt: number, arrivals: number[], count: number): DrainShot {
 }
 
 /** One Tickwork drain: K interval jobs created through the API, all due at one instant. */
-export async function tickworkDrain(tw: Deployment, token: string, sink: Sink, count: number, tag: string, createPerSec: { value: number }): Promise<DrainShot> {
+export async function tickworkDrain(tw: Deployment, token: string, sink: Sink, count: number, tag: string, createPerSec: { value: number }, retries = 2): Promise<DrainShot> {
   const margin = 1_000 + Math.ceil((count / createPerSec.value) * 1_000 * 1.5);
   const dueAt = Date.now() + margin;
   const drafts: JobDraft[] = Array.from({ length: count }, (_, i) => ({
@@ -256,7 +256,13 @@ export async function tickworkDrain(tw: Deployment, token: string, sink: Sink, c
   }));
   const created = await createJobs(tw.api, [token], drafts, 32);
   createPerSec.value = count / (created.ms / 1000);
-  if (Date.now() >= dueAt) throw new Error(`creating ${count} jobs took past their due instant; raise the margin`);
+  if (Date.now() >= dueAt) {
+    // A busy box created more slowly than the last shot: again, with the margin of the rate just seen.
+    if (retries === 0) throw new Error(`creating ${count} jobs took past their due instant; raise the margin`);
+    // (Those created late fire an hour on: the sink tells the next shot's callbacks by their path.)
+    console.log(`  (creating ${count} jobs took past their due instant at ${Math.round(createPerSec.value)}/s; again with a wider margin)`);
+    return tickworkDrain(tw, token, sink, count, `${tag}r`, createPerSec, retries - 1);
+  }
   const arrivals = await sinkArrivals(sink, `/tw/${tag}`, count, 120_000);
   return shotOf(dueAt, arrivals.map((r) => r.at), count);
 }
