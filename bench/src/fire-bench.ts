@@ -11,6 +11,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { startSink, type Received, type Sink } from '../../e2e/lib/sink.ts';
 import { cpuSecondsOf, loadNow, rssOf } from './machine.ts';
 import { redisUsedMemory } from './redis-server.ts';
@@ -434,7 +435,20 @@ export interface LeverFigures {
  * One lever, side by side: the same drain with a worker started with the default environment (A)
  * and with `env` (B), alternating A/B order each round; the figure is the median of B/A per round.
  */
-export async function compareLever(options: { tw: Deployment; token: string; sink: Sink; count: number; rounds: number; env: Record<string, string> }): Promise<LeverFigures> {
+export async function compareLever(options: {
+  tw: Deployment;
+  token: string;
+  sink: Sink;
+  count: number;
+  rounds: number;
+  env: Record<string, string>;
+  /** Redis settings (CONFIG SET) of the variant's shots; the baseline's get their values as found. */
+  redisConfig?: Record<string, string>;
+}): Promise<LeverFigures> {
+  const redisConfig = options.redisConfig ?? {};
+  const redis = new Redis(options.tw.env.REDIS_URL);
+  const found: Record<string, string> = {};
+  for (const name of Object.keys(redisConfig)) found[name] = ((await redis.config('GET', name)) as string[])[1]!;
   const { tw, sink, count } = options;
   const createPerSec = { value: 300 };
   const a: number[] = [];
@@ -446,16 +460,19 @@ export async function compareLever(options: { tw: Deployment; token: string; sin
     for (const variant of rotated(['A', 'B'], r)) {
       while (tw.workers.length) await tw.removeWorker();
       await tw.addWorker(variant === 'B' ? options.env : {});
+      for (const [name, value] of Object.entries(variant === 'B' ? redisConfig : found)) await redis.config('SET', name, value);
       const shot = await tickworkDrain(tw, options.token, sink, count, `lever-${variant}-${r}`, createPerSec);
       sink.received.length = 0;
       shots[variant] = shot.perSec;
       const peak = rssOf(tw.workers[0]!.child.pid!).peakMiB;
       rss[variant]!.push(peak);
-      console.log(`  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify(options.env)}: ${shot.perSec}/s, worker peak RSS ${peak} MiB`);
+      console.log(`  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify({ ...options.env, ...redisConfig })}: ${shot.perSec}/s, worker peak RSS ${peak} MiB`);
     }
     a.push(shots.A!);
     b.push(shots.B!);
     ratios.push(shots.B! / shots.A!);
   }
-  return { env: options.env, count, rounds: options.rounds, baseline: a, variant: b, variantOverBaseline: round(median(ratios), 3), baselineRssMiB: rss.A!, variantRssMiB: rss.B! };
+  for (const [name, value] of Object.entries(found)) await redis.config('SET', name, value);
+  redis.disconnect();
+  return { env: { ...options.env, ...redisConfig }, count, rounds: options.rounds, baseline: a, variant: b, variantOverBaseline: round(median(ratios), 3), baselineRssMiB: rss.A!, variantRssMiB: rss.B! };
 }

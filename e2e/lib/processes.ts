@@ -47,11 +47,12 @@ async function waitReady(url: string, child: ChildProcess, output: string[], tim
 
 /**
  * The Node flags a process starts with: ours (infra/node/node-flags.ts), as every start command
- * uses them. `TICKWORK_NODE_FLAGS` replaces them (space-separated; empty for none), for the
- * bench's side-by-side runs; a checkout from before the flags existed runs without them.
+ * uses them. `TICKWORK_NODE_FLAGS` (in the process's env or this one's) replaces them
+ * (space-separated; empty for none), for the bench's side-by-side runs; a checkout from before the flags existed runs without them.
  */
 function nodeFlagsFor(cwd: string, env: Record<string, string>): string[] {
-  if (env.TICKWORK_NODE_FLAGS !== undefined) return env.TICKWORK_NODE_FLAGS.split(' ').filter(Boolean);
+  const replaced = env.TICKWORK_NODE_FLAGS ?? process.env.TICKWORK_NODE_FLAGS;
+  if (replaced !== undefined) return replaced.split(' ').filter(Boolean);
   return existsSync(join(cwd, TYPESCRIPT_CACHE)) ? [...NODE_FLAGS] : [];
 }
 
