@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image, three entry points: `api`, `worker`, `migrate` (see infra/docker/entrypoint.sh).
 # Node 24 runs the TypeScript sources directly (type stripping), so there is no build stage:
-# the image is the workspace's sources plus its production node_modules.
+# the image is the workspace's sources plus its production node_modules, and a cache of the
+# sources with their types stripped (filled below, served by infra/node/typescript-cache.mjs).
 #
 #   docker build -t tickwork:local .
 #   docker run --rm tickwork:local migrate
@@ -48,6 +49,9 @@ WORKDIR /app
 COPY --from=prod-deps /app /app
 # The sources (.dockerignore lets in only what runs: manifests, src/ trees, infra/docker/).
 COPY . .
+# Our sources with their types stripped, once, here: at run time the files are read-only, and a
+# process that strips them itself keeps Node's stripper resident (infra/node/typescript-cache.mjs).
+RUN node infra/node/strip-sources.mjs
 USER node
 EXPOSE 3000 9464
 ENTRYPOINT ["/app/infra/docker/entrypoint.sh"]

@@ -26,6 +26,7 @@ import {
   metricNamesIn,
   selectorLabelsIn,
 } from './lib/metric-names.ts';
+import { NODE_FLAGS } from '../infra/node/node-flags.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const at = (...parts: string[]) => join(root, ...parts);
@@ -711,9 +712,24 @@ describe('Dockerfile and infra/docker', CHECK, () => {
   it('the entry point maps api, worker and migrate to their node commands', () => {
     const entry = read('infra', 'docker', 'entrypoint.sh');
     expect(run('sh', ['-n', at('infra', 'docker', 'entrypoint.sh')]).status).toBe(0);
-    expect(entry).toContain('exec node apps/api/src/server.ts');
-    expect(entry).toContain('exec node apps/worker/src/main.ts');
+    expect(entry).toContain('exec node $NODE_FLAGS apps/api/src/server.ts');
+    expect(entry).toContain('exec node $NODE_FLAGS apps/worker/src/main.ts');
     expect(entry).toContain('exec node packages/db/src/cli.ts');
+  });
+
+  it('every start command of the api and the worker passes the flags of infra/node/node-flags.ts', () => {
+    const flags = NODE_FLAGS.join(' ');
+    expect(read('infra', 'docker', 'entrypoint.sh')).toContain(`NODE_FLAGS="${flags}"`);
+    const scripts = JSON.parse(read('package.json')).scripts as Record<string, string>;
+    expect(scripts.api).toContain(`node ${flags} apps/api/src/server.ts`);
+    expect(scripts.worker).toContain(`node ${flags} apps/worker/src/main.ts`);
+    for (const [app, entry] of [['api', 'src/server.ts'], ['worker', 'src/main.ts']] as const) {
+      const start = (JSON.parse(read('apps', app, 'package.json')).scripts as Record<string, string>).start;
+      expect(start).toBe(`node ${flags.replace('=./infra/', '=../../infra/')} ${entry}`);
+    }
+    // The image fills the cache the preload serves from, and lets the preload in.
+    expect(read('Dockerfile')).toMatch(/^RUN node infra\/node\/strip-sources\.mjs$/m);
+    expect(read('.dockerignore')).toMatch(/^!infra\/node\/\*\*$/m);
   });
 
   it('healthcheck.mjs passes on 2xx and fails on 503 or a closed port', async () => {

@@ -28,6 +28,7 @@ const { values, positionals } = parseArgs({
     'skip-scale': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     env: { type: 'string', multiple: true },
+    'redis-config': { type: 'string', multiple: true },
     contestants: { type: 'string', default: 'tickwork,bullmq-fetch,bullmq-noop,pgboss,timers' },
   },
 });
@@ -120,7 +121,10 @@ if (command === 'fire' || command === 'all') {
 
 if (command === 'lever') {
   // `lever --env NAME=value …`: the drain with and without one setting, side by side.
-  const env = Object.fromEntries((values.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const pairs = (list: string[] | undefined) => Object.fromEntries((list ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const env = pairs(values.env);
+  // `--redis-config name=value`: a Redis setting of the variant's shots (CONFIG SET on the bench's Redis).
+  const redisConfig = pairs(values['redis-config']);
   const hz = Number(values.hz!.split(',')[0]);
   const redis = await startRedis(hz);
   const sink = await startSink();
@@ -128,8 +132,8 @@ if (command === 'lever') {
   try {
     const service = await tw.service('bench-lever', 10_000_000);
     const count = num(values.drain, 1_000);
-    console.log(`lever: drain of ${count} with the default worker vs ${JSON.stringify(env)}, own Redis hz ${hz}`);
-    out.lever = await compareLever({ tw, token: service.token, sink, count, rounds: num(values.rounds, 3), env });
+    console.log(`lever: drain of ${count} with the default worker vs ${JSON.stringify({ ...env, ...redisConfig })}, own Redis hz ${hz}`);
+    out.lever = await compareLever({ tw, token: service.token, sink, count, rounds: num(values.rounds, 3), env, redisConfig });
     console.log(`  variant/default ${out.lever.variantOverBaseline}×`);
   } finally {
     await tw.close();

@@ -1,8 +1,11 @@
 /** Real api and worker processes for end-to-end tests, each on its own port, database and prefix. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { NODE_FLAGS, TYPESCRIPT_CACHE } from '../../infra/node/node-flags.ts';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789';
@@ -42,10 +45,22 @@ async function waitReady(url: string, child: ChildProcess, output: string[], tim
   throw new Error(`not ready after ${timeoutMs} ms:\n${output.join('')}`);
 }
 
+/**
+ * The Node flags a process starts with: ours (infra/node/node-flags.ts), as every start command
+ * uses them. `TICKWORK_NODE_FLAGS` (in the process's env or this one's) replaces them
+ * (space-separated; empty for none), for the bench's side-by-side runs; a checkout from before the flags existed runs without them.
+ */
+function nodeFlagsFor(cwd: string, env: Record<string, string>): string[] {
+  const replaced = env.TICKWORK_NODE_FLAGS ?? process.env.TICKWORK_NODE_FLAGS;
+  if (replaced !== undefined) return replaced.split(' ').filter(Boolean);
+  return existsSync(join(cwd, TYPESCRIPT_CACHE)) ? [...NODE_FLAGS] : [];
+}
+
 function launch(script: string, env: Record<string, string>, port: number): Proc {
   // TICKWORK_ROOT runs the process from another checkout (the bench's code A/B).
-  const child = spawn(process.execPath, [script], {
-    cwd: env.TICKWORK_ROOT ?? ROOT,
+  const cwd = env.TICKWORK_ROOT ?? ROOT;
+  const child = spawn(process.execPath, [...nodeFlagsFor(cwd, env), script], {
+    cwd,
     env: { ...process.env, LOG_LEVEL: 'warn', NODE_ENV: 'test', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

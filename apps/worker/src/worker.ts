@@ -16,7 +16,7 @@ import {
   type FireJobData,
 } from '@tickwork/core';
 import { abandonRun, createDatabase, findJobById, isConnectionError, type Database } from '@tickwork/db';
-import { FireQueue, redisOptionsFrom, warnUnlessNoeviction } from '@tickwork/queue';
+import { FINISHED_RETENTION, FireQueue, redisOptionsFrom, warnUnlessNoeviction } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
 import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
@@ -141,6 +141,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     lockDuration: LOCK_DURATION_MS,
     stalledInterval: STALLED_INTERVAL_MS,
     maxStalledCount: MAX_STALLED_COUNT,
+    ...FINISHED_RETENTION,
     settings: {
       backoffStrategy: (attemptsMade: number, type: string | undefined, error?: Error) =>
         error instanceof RetryLaterError ? tickworkBackoff(attemptsMade, type, error) : infrastructureBackoff(attemptsMade),

@@ -16,13 +16,26 @@ import { redisOptionsFrom } from './connection.ts';
  * Options of every occurrence. Retries are ours: the worker decides from the job's policy and
  * BullMQ re-runs the same BullMQ job (same id, so the same run and `webhook-id`), with the delay
  * the worker computed (the `tickwork` backoff strategy reads it off the error).
+ *
+ * Only what BullMQ cannot take from the Worker belongs here: Redis keeps these options twice per
+ * schedule (the scheduler's template and its pending occurrence). Kept to 45 bytes of JSON, the
+ * template stays under Redis's `hash-max-listpack-value` (64), so the scheduler's hash is a
+ * compact listpack rather than a hashtable (312 B instead of 744 B at 100,000 schedules).
  */
 export const OCCURRENCE_OPTIONS: JobsOptions = {
   attempts: 50,
   backoff: { type: 'tickwork' },
+};
+
+/**
+ * How long finished occurrences stay in Redis (Bull Board shows them; Postgres keeps the runs).
+ * Set on the Worker, which applies them to every job it completes or fails whose own options do
+ * not say otherwise, rather than stored in each occurrence's options.
+ */
+export const FINISHED_RETENTION = {
   removeOnComplete: { age: 3_600, count: 1_000 },
   removeOnFail: { age: 7 * 86_400, count: 10_000 },
-};
+} as const satisfies Pick<JobsOptions, 'removeOnComplete' | 'removeOnFail'>;
 
 export interface FireQueueOptions {
   redisUrl: string;
