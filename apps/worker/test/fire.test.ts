@@ -64,12 +64,13 @@ describe('fireOccurrence', () => {
     expect(await fireOccurrence(ctx, old)).toEqual({ outcome: 'gone' });
   });
 
-  it('records the slots a timer skipped as missed, but not one whose BullMQ job still exists', async () => {
-    const service = await insertService(db.db, { id: uuidv7(), name: 'gaps', signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey) });
+  /** An every-second job of a service of its own, phased at t0 (two seconds ago, on a whole second). */
+  async function everySecondJobSince2sAgo(name: string) {
+    const service = await insertService(db.db, { id: uuidv7(), name, signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey) });
     const t0 = Math.floor(Date.now() / 1000) * 1000 - 2_000;
     const spec = buildJobSpec(
       {
-        name: 'gaps',
+        name,
         schedule: { every: '1s' },
         startAt: new Date(t0).toISOString(),
         target: { url: 'http://127.0.0.1:9/' },
@@ -78,6 +79,11 @@ describe('fireOccurrence', () => {
       { now: t0 - 1 },
     );
     const job = await insertJob(db.db, { ...spec, id: uuidv7(), serviceId: service.id, state: 'active', now: new Date(t0 - 1), nextRunAt: null });
+    return { service, job, t0 };
+  }
+
+  it('records the slots a timer skipped as missed, but not one whose BullMQ job still exists', async () => {
+    const { service, job, t0 } = await everySecondJobSince2sAgo('gaps');
     await recordOccurrence(db.db, {
       id: uuidv7(), jobId: job.id, serviceId: service.id, jobVersion: 1, scheduledFor: new Date(t0), trigger: 'schedule', status: 'succeeded',
     });
@@ -109,19 +115,7 @@ describe('fireOccurrence', () => {
   });
 
   it('records the skipped slots on a takeover when the worker that recorded the run died before it could', async () => {
-    const service = await insertService(db.db, { id: uuidv7(), name: 'gaps-takeover', signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey) });
-    const t0 = Math.floor(Date.now() / 1000) * 1000 - 2_000;
-    const spec = buildJobSpec(
-      {
-        name: 'gaps-takeover',
-        schedule: { every: '1s' },
-        startAt: new Date(t0).toISOString(),
-        target: { url: 'http://127.0.0.1:9/' },
-        misfire: { policy: 'fire_once', graceMs: 600_000 },
-      },
-      { now: t0 - 1 },
-    );
-    const job = await insertJob(db.db, { ...spec, id: uuidv7(), serviceId: service.id, state: 'active', now: new Date(t0 - 1), nextRunAt: null });
+    const { service, job, t0 } = await everySecondJobSince2sAgo('gaps-takeover');
     const base = { jobId: job.id, serviceId: service.id, jobVersion: 1, trigger: 'schedule' as const };
     await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date(t0), status: 'succeeded' });
     // The run of t0+3s as the common case commits it, started; its worker died right after.
