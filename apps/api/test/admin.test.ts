@@ -7,14 +7,12 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { decryptSecret, hashApiKey } from '@tickwork/core';
 import { authEpochKey } from '../src/auth-cache.ts';
-import { buildServer } from '../src/build.ts';
-import { ADMIN_TOKEN, startTestApi, type TestApi } from './helpers.ts';
+import { ADMIN_TOKEN, SECRET_KEY, anotherInstance, startTestApi, type TestApi } from './helpers.ts';
 
 let api: TestApi;
 let queue: Queue;
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
-const SECRET_KEY = 'test-secret-key-0123456789-0123456789';
 
 beforeAll(async () => {
   api = await startTestApi();
@@ -128,15 +126,7 @@ describe('API keys', () => {
 
   it('revokes a key: 204, then 401 at once on this and on another api instance', async () => {
     const service = await api.newService('keys-revoke');
-    const other = await buildServer({
-      databaseUrl: api.db.url,
-      databaseReadUrl: undefined,
-      databasePoolMax: 2,
-      redisUrl: api.redisUrl,
-      bullmqPrefix: api.prefix,
-      adminToken: ADMIN_TOKEN,
-      secretKey: SECRET_KEY,
-    });
+    const other = await anotherInstance(api);
     try {
       await other.ready();
       const headers = bearer(service.apiKey);
@@ -165,16 +155,7 @@ describe('cached principals', () => {
   // Each instance keeps principals in process under the auth epoch in Redis; every change below
   // is made on one instance and must hold on the other from the next request, its cache warm.
   it('sees a revoke, a disable, an enable and a quota change made on another instance at once', async () => {
-    const other = await buildServer({
-      databaseUrl: api.db.url,
-      databaseReadUrl: undefined,
-      databasePoolMax: 2,
-      redisUrl: api.redisUrl,
-      bullmqPrefix: api.prefix,
-      adminToken: ADMIN_TOKEN,
-      secretKey: SECRET_KEY,
-      callbackAllowPrivate: true,
-    });
+    const other = await anotherInstance(api);
     try {
       await other.ready();
       const service = await api.newService('cache-epoch');

@@ -3,8 +3,8 @@
  * burst leaves every other key's allowance alone.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer } from '../src/build.ts';
-import { ADMIN_TOKEN, startTestApi, type TestApi } from './helpers.ts';
+import type { buildServer } from '../src/build.ts';
+import { anotherInstance, startTestApi, type TestApi } from './helpers.ts';
 
 const LIMIT = 6;
 let api: TestApi;
@@ -12,16 +12,7 @@ let second: Awaited<ReturnType<typeof buildServer>>;
 
 beforeAll(async () => {
   api = await startTestApi({ rateLimitPerMinute: LIMIT });
-  second = await buildServer({
-    databaseUrl: api.db.url,
-    databaseReadUrl: undefined,
-    databasePoolMax: 2,
-    redisUrl: api.redisUrl,
-    bullmqPrefix: api.prefix,
-    adminToken: ADMIN_TOKEN,
-    secretKey: 'test-secret-key-0123456789-0123456789',
-    rateLimitPerMinute: LIMIT,
-  });
+  second = await anotherInstance(api, { rateLimitPerMinute: LIMIT });
   await second.ready();
 });
 afterAll(async () => {
