@@ -64,6 +64,23 @@ describe('fireOccurrence', () => {
     expect(await fireOccurrence(ctx, old)).toEqual({ outcome: 'gone' });
   });
 
+  /** The occurrence at `at` of the job's every-second scheduler, as BullMQ makes it (the scheduler itself removed). */
+  async function schedulerOccurrence(jobId: string, at: number) {
+    const scheduler = schedulerIdOf(jobId, 1);
+    await queue.upsertJobScheduler(scheduler, { every: 1_000, startDate: at }, { name: 'fire', data: { jobId, version: 1 } });
+    const occurrence = await queue.getJob(`repeat:${scheduler}:${at}`);
+    if (!occurrence) throw new Error(`BullMQ did not make the occurrence at ${at}`);
+    await queue.removeJobScheduler(scheduler);
+    return occurrence;
+  }
+
+  /** Fires an occurrence whose target does not answer: it is retried; only the ledger matters here. */
+  async function fireLedgerOnly(occurrence: Awaited<ReturnType<typeof schedulerOccurrence>>) {
+    await fireOccurrence({ ...ctx, queue: queue as never }, occurrence).catch((error: unknown) => {
+      if (!(error instanceof RetryLaterError)) throw error;
+    });
+  }
+
   /** An every-second job of a service of its own, phased at t0 (two seconds ago, on a whole second). */
   async function everySecondJobSince2sAgo(name: string) {
     const service = await insertService(db.db, { id: uuidv7(), name, signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey) });
@@ -87,19 +104,9 @@ describe('fireOccurrence', () => {
     await recordOccurrence(db.db, {
       id: uuidv7(), jobId: job.id, serviceId: service.id, jobVersion: 1, scheduledFor: new Date(t0), trigger: 'schedule', status: 'succeeded',
     });
-    const scheduler = schedulerIdOf(job.id, 1);
     // t0+2s is still pending in BullMQ (a reconciler's catch-up not yet taken): not a skipped slot.
     await queue.add('fire', { jobId: job.id, version: 1 }, { jobId: catchUpJobIdOf(job.id, 1, t0 + 2_000), delay: 60_000 });
-    // The scheduler's occurrence at t0+4s, as BullMQ makes it.
-    await queue.upsertJobScheduler(scheduler, { every: 1_000, startDate: t0 + 4_000 }, { name: 'fire', data: { jobId: job.id, version: 1 } });
-    const arriving = await queue.getJob(`repeat:${scheduler}:${t0 + 4_000}`);
-    if (!arriving) throw new Error('BullMQ did not make the occurrence at t0+4s');
-    await queue.removeJobScheduler(scheduler);
-
-    await fireOccurrence({ ...ctx, queue: queue as never }, arriving).catch((error: unknown) => {
-      // The target does not answer: the occurrence itself is retried; only the ledger matters here.
-      if (!(error instanceof RetryLaterError)) throw error;
-    });
+    await fireLedgerOnly(await schedulerOccurrence(job.id, t0 + 4_000));
     const rows = await db.db
       .selectFrom('runs')
       .select(['scheduled_for', 'status', 'skip_reason'])
@@ -121,15 +128,7 @@ describe('fireOccurrence', () => {
     // The run of t0+3s as the common case commits it, started; its worker died right after.
     const { run } = await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date(t0 + 3_000), status: 'running' });
     await db.db.updateTable('runs').set({ attempts: 1, started_at: new Date() }).where('id', '=', run.id).execute();
-    const scheduler = schedulerIdOf(job.id, 1);
-    await queue.upsertJobScheduler(scheduler, { every: 1_000, startDate: t0 + 3_000 }, { name: 'fire', data: { jobId: job.id, version: 1 } });
-    const taken = await queue.getJob(`repeat:${scheduler}:${t0 + 3_000}`);
-    if (!taken) throw new Error('BullMQ did not make the occurrence at t0+3s');
-    await queue.removeJobScheduler(scheduler);
-
-    await fireOccurrence({ ...ctx, queue: queue as never }, taken).catch((error: unknown) => {
-      if (!(error instanceof RetryLaterError)) throw error;
-    });
+    await fireLedgerOnly(await schedulerOccurrence(job.id, t0 + 3_000));
     const rows = await db.db
       .selectFrom('runs')
       .select(['id', 'scheduled_for', 'status', 'skip_reason', 'attempts'])
