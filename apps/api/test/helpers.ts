@@ -6,22 +6,23 @@ import type { AppConfig } from '../src/app.ts';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 export const SECRET_KEY = 'test-secret-key-0123456789-0123456789';
 
-function configOf(databaseUrl: string, redisUrl: string, prefix: string, overrides: Partial<AppConfig>): AppConfig {
+/** An api's config for a test: its database, Redis and BullMQ prefix, the test tokens, and `overrides`. */
+export function testServerConfig(databaseUrl: string, redisUrl: string, prefix: string, overrides: Partial<AppConfig> = {}): AppConfig {
   return {
     databaseUrl,
     databaseReadUrl: undefined,
+    databasePoolMax: 5,
     redisUrl,
     bullmqPrefix: prefix,
     adminToken: ADMIN_TOKEN,
     secretKey: SECRET_KEY,
-    callbackAllowPrivate: true,
     ...overrides,
   } as AppConfig;
 }
 
 /** A second api instance on the same database, Redis and prefix as `api` (not started: call `ready`). */
 export function anotherInstance(api: TestApi, overrides: Partial<AppConfig> = {}) {
-  return buildServer(configOf(api.db.url, api.redisUrl, api.prefix, { databasePoolMax: 2, ...overrides }));
+  return buildServer(testServerConfig(api.db.url, api.redisUrl, api.prefix, { databasePoolMax: 2, callbackAllowPrivate: true, ...overrides }));
 }
 
 export interface TestApi {
@@ -42,7 +43,7 @@ export async function startTestApi(overrides: Partial<AppConfig> = {}): Promise<
   const db = await createTestDatabase('tw_api');
   const prefix = testPrefix();
   const { redisUrl } = testBaseUrls();
-  const app = await buildServer(configOf(db.url, redisUrl, prefix, { databasePoolMax: 5, ...overrides }));
+  const app = await buildServer(testServerConfig(db.url, redisUrl, prefix, { callbackAllowPrivate: true, ...overrides }));
   await app.ready();
   let services = 0;
   return {

@@ -7,7 +7,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { uuidv7 } from '@tickwork/core';
 import { buildServer } from '../src/build.ts';
-import { ADMIN_TOKEN, startTestApi, type TestApi } from './helpers.ts';
+import { ADMIN_TOKEN, startTestApi, testServerConfig, type TestApi } from './helpers.ts';
 
 let api: TestApi;
 let key: string;
@@ -339,15 +339,7 @@ describe('when Redis is away', () => {
         server.close(() => resolve(port));
       });
     });
-    const away = await buildServer({
-      databaseUrl: api.db.url,
-      databaseReadUrl: undefined,
-      databasePoolMax: 2,
-      redisUrl: `redis://127.0.0.1:${closed}`,
-      bullmqPrefix: api.prefix,
-      adminToken: ADMIN_TOKEN,
-      secretKey: 'test-secret-key-0123456789-0123456789',
-    });
+    const away = await buildServer(testServerConfig(api.db.url, `redis://127.0.0.1:${closed}`, api.prefix, { databasePoolMax: 2 }));
     try {
       await away.ready();
       const call = (method: 'POST' | 'PATCH', url: string, payload?: object) =>

@@ -7,7 +7,7 @@ import { createTestDatabase, testPrefix, type TestDatabase } from '@tickwork/db/
 import { parseExposition, sampleValue } from '@tickwork/metrics/testing';
 import { startOwnRedis, type OwnRedis } from '@tickwork/queue/testing';
 import { buildServer } from '../src/build.ts';
-import { ADMIN_TOKEN } from './helpers.ts';
+import { testServerConfig } from './helpers.ts';
 
 let db: TestDatabase;
 let redis: OwnRedis;
@@ -15,15 +15,7 @@ let app: Awaited<ReturnType<typeof buildServer>>;
 
 beforeAll(async () => {
   [db, redis] = await Promise.all([createTestDatabase('tw_api_metrics_down'), startOwnRedis()]);
-  app = await buildServer({
-    databaseUrl: db.url,
-    databaseReadUrl: undefined,
-    databasePoolMax: 5,
-    redisUrl: redis.url,
-    bullmqPrefix: testPrefix(),
-    adminToken: ADMIN_TOKEN,
-    secretKey: 'test-secret-key-0123456789-0123456789',
-  });
+  app = await buildServer(testServerConfig(db.url, redis.url, testPrefix()));
   await app.ready();
 });
 afterAll(async () => {

@@ -9,7 +9,7 @@ import type { InjectOptions } from 'fastify';
 import { sql } from 'kysely';
 import { createTestDatabase, startTcpProxy, testBaseUrls, testPrefix, type TcpProxy, type TestDatabase } from '@tickwork/db/testing';
 import { buildServer } from '../src/build.ts';
-import { ADMIN_TOKEN, deletePrefix } from './helpers.ts';
+import { ADMIN_TOKEN, deletePrefix, testServerConfig } from './helpers.ts';
 
 let db: TestDatabase;
 let proxy: TcpProxy;
@@ -22,19 +22,14 @@ beforeAll(async () => {
   const target = new URL(db.url);
   proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
   prefix = testPrefix();
-  app = await buildServer({
-    databaseUrl: proxy.urlThrough(db.url),
-    databaseReadUrl: undefined,
-    databasePoolMax: 5,
-    redisUrl: testBaseUrls().redisUrl,
-    bullmqPrefix: prefix,
-    adminToken: ADMIN_TOKEN,
-    secretKey: 'test-secret-key-0123456789-0123456789',
-    callbackAllowPrivate: true,
-    // The key's principal is cached, so requests during the outage pass authentication and are
-    // counted by the limiter: the loop below sends more than the default 1200 a minute.
-    rateLimitPerMinute: 1_000_000,
-  });
+  app = await buildServer(
+    testServerConfig(proxy.urlThrough(db.url), testBaseUrls().redisUrl, prefix, {
+      callbackAllowPrivate: true,
+      // The key's principal is cached, so requests during the outage pass authentication and are
+      // counted by the limiter: the loop below sends more than the default 1200 a minute.
+      rateLimitPerMinute: 1_000_000,
+    }),
+  );
   await app.ready();
   const service = await app.inject({
     method: 'POST',

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { buildServer } from '../src/build.ts';
-import { ADMIN_TOKEN } from './helpers.ts';
+import { ADMIN_TOKEN, testServerConfig } from './helpers.ts';
 import { freePort } from '@tickwork/queue/testing';
 
 
@@ -10,15 +10,7 @@ let app: Awaited<ReturnType<typeof buildServer>>;
 
 beforeAll(async () => {
   db = await createTestDatabase('tw_api_redisdown');
-  app = await buildServer({
-    databaseUrl: db.url,
-    databaseReadUrl: undefined,
-    databasePoolMax: 5,
-    redisUrl: `redis://127.0.0.1:${await freePort()}`,
-    bullmqPrefix: testPrefix(),
-    adminToken: ADMIN_TOKEN,
-    secretKey: 'test-secret-key-0123456789-0123456789',
-  });
+  app = await buildServer(testServerConfig(db.url, `redis://127.0.0.1:${await freePort()}`, testPrefix()));
   await app.ready();
 });
 afterAll(async () => {
