@@ -81,6 +81,13 @@ describe('fireOccurrence', () => {
     });
   }
 
+  const runsOf = (jobId: string) =>
+    db.db.selectFrom('runs').select(['id', 'scheduled_for', 'status', 'skip_reason', 'attempts']).where('job_id', '=', jobId).orderBy('scheduled_for').execute();
+
+  /** The job's runs in order, as [ms after t0, status, skip reason]. */
+  const ledgerOf = async (jobId: string, t0: number) =>
+    (await runsOf(jobId)).map((r) => [r.scheduled_for.getTime() - t0, r.status, r.skip_reason]);
+
   /** An every-second job of a service of its own, phased at t0 (two seconds ago, on a whole second). */
   async function everySecondJobSince2sAgo(name: string) {
     const service = await insertService(db.db, { id: uuidv7(), name, signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey) });
@@ -107,13 +114,7 @@ describe('fireOccurrence', () => {
     // t0+2s is still pending in BullMQ (a reconciler's catch-up not yet taken): not a skipped slot.
     await queue.add('fire', { jobId: job.id, version: 1 }, { jobId: catchUpJobIdOf(job.id, 1, t0 + 2_000), delay: 60_000 });
     await fireLedgerOnly(await schedulerOccurrence(job.id, t0 + 4_000));
-    const rows = await db.db
-      .selectFrom('runs')
-      .select(['scheduled_for', 'status', 'skip_reason'])
-      .where('job_id', '=', job.id)
-      .orderBy('scheduled_for')
-      .execute();
-    expect(rows.map((r) => [r.scheduled_for.getTime() - t0, r.status, r.skip_reason])).toEqual([
+    expect(await ledgerOf(job.id, t0)).toEqual([
       [0, 'succeeded', null],
       [1_000, 'skipped', 'missed'],
       [3_000, 'skipped', 'missed'],
@@ -129,13 +130,8 @@ describe('fireOccurrence', () => {
     const { run } = await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date(t0 + 3_000), status: 'running' });
     await db.db.updateTable('runs').set({ attempts: 1, started_at: new Date() }).where('id', '=', run.id).execute();
     await fireLedgerOnly(await schedulerOccurrence(job.id, t0 + 3_000));
-    const rows = await db.db
-      .selectFrom('runs')
-      .select(['id', 'scheduled_for', 'status', 'skip_reason', 'attempts'])
-      .where('job_id', '=', job.id)
-      .orderBy('scheduled_for')
-      .execute();
-    expect(rows.map((r) => [r.scheduled_for.getTime() - t0, r.status, r.skip_reason])).toEqual([
+    const rows = await runsOf(job.id);
+    expect(await ledgerOf(job.id, t0)).toEqual([
       [0, 'succeeded', null],
       [1_000, 'skipped', 'missed'],
       [2_000, 'skipped', 'missed'],
