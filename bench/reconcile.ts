@@ -19,11 +19,14 @@ const args = process.argv.slice(2);
 const at = args.indexOf('--jobs');
 const JOBS = at >= 0 ? Number(args[at + 1]) : 100_000;
 
-
 const redisPort = await freePort();
-const redisServer = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-  stdio: 'ignore',
-});
+const redisServer = spawn(
+  'redis-server',
+  ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+  {
+    stdio: 'ignore',
+  },
+);
 const redisUrl = `redis://127.0.0.1:${redisPort}`;
 const base = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
 base.pathname = `/tw_bench_reconcile_${Date.now().toString(36)}`;
@@ -45,7 +48,9 @@ try {
     { cron: '0 9 * * 1-5', timezone: 'America/New_York' },
   ];
   const started = Date.now();
-  const specs = schedules.map((schedule) => buildJobSpec({ name: 'x', schedule, target: { url: 'http://127.0.0.1:9/' } }, { now: started }));
+  const specs = schedules.map((schedule) =>
+    buildJobSpec({ name: 'x', schedule, target: { url: 'http://127.0.0.1:9/' } }, { now: started }),
+  );
   // Every job's next run is ahead, as in a healthy system; its exact instant does not matter here.
   const nextRunAt = new Date(started + 3_600_000);
   for (let offset = 0; offset < JOBS; offset += 5_000) {
@@ -81,7 +86,9 @@ try {
   console.log(`warm pass (nothing to do):   ${warm.durationMs} ms, repairs ${JSON.stringify(warm.repairs)}`);
 
   const verdict = cold.durationMs < 30_000 && warm.durationMs < 30_000 ? 'under' : 'OVER';
-  console.log(`\nRESULT reconcile ${JOBS} jobs: cold ${(cold.durationMs / 1000).toFixed(1)} s, warm ${(warm.durationMs / 1000).toFixed(1)} s (${verdict} the 30 s bar)`);
+  console.log(
+    `\nRESULT reconcile ${JOBS} jobs: cold ${(cold.durationMs / 1000).toFixed(1)} s, warm ${(warm.durationMs / 1000).toFixed(1)} s (${verdict} the 30 s bar)`,
+  );
 } finally {
   await reconciler.close();
   await database.close();

@@ -46,7 +46,8 @@ function refusesConnections(port: number): Promise<boolean> {
 
 describe('api graceful shutdown', () => {
   it('finishes the in-flight request, then exits 0', async () => {
-    const { apiKey } = (await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'drain' } })).body;
+    const { apiKey } = (await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'drain' } }))
+      .body;
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE');
 
@@ -54,15 +55,23 @@ describe('api graceful shutdown', () => {
       token: apiKey,
       body: { name: 'held', schedule: { every: '1h' }, target: { url: 'https://example.com/hook' } },
     });
-    await eventually(async () => {
-      const waiting = await observer.query(
-        `select 1 from pg_stat_activity where application_name = 'tickwork-api' and wait_event_type = 'Lock'`,
-      );
-      return waiting.rowCount ? true : undefined;
-    }, 10_000, 'the request to wait on the lock');
+    await eventually(
+      async () => {
+        const waiting = await observer.query(
+          `select 1 from pg_stat_activity where application_name = 'tickwork-api' and wait_event_type = 'Lock'`,
+        );
+        return waiting.rowCount ? true : undefined;
+      },
+      10_000,
+      'the request to wait on the lock',
+    );
 
     const exited = api.stop('SIGTERM');
-    await eventually(async () => ((await refusesConnections(api.port)) ? true : undefined), 5_000, 'the listener to close');
+    await eventually(
+      async () => ((await refusesConnections(api.port)) ? true : undefined),
+      5_000,
+      'the listener to close',
+    );
     await locker.query('COMMIT');
 
     const response = await inFlight;

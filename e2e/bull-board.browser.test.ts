@@ -24,9 +24,13 @@ beforeAll(async () => {
   db = await createTestDatabase('tw_e2e_board');
   env = { DATABASE_URL: db.url, REDIS_URL: testBaseUrls().redisUrl, BULLMQ_PREFIX: testPrefix() };
   api = await startApi(env);
-  const { apiKey } = (await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'board' } })).body;
+  const { apiKey } = (await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'board' } }))
+    .body;
   const target = { url: 'https://example.com/hook' };
-  const hourly = await call(api, 'POST', '/v1/jobs', { token: apiKey, body: { name: 'hourly', schedule: { cron: '0 * * * *' }, target } });
+  const hourly = await call(api, 'POST', '/v1/jobs', {
+    token: apiKey,
+    body: { name: 'hourly', schedule: { cron: '0 * * * *' }, target },
+  });
   const once = await call(api, 'POST', '/v1/jobs', {
     token: apiKey,
     body: { name: 'tomorrow', schedule: { at: new Date(Date.now() + 86_400_000).toISOString() }, target },
@@ -44,7 +48,9 @@ afterAll(async () => {
 
 describe('Bull Board in a browser', () => {
   it('refuses a wrong token', async () => {
-    const intruder = await launchChromium({ httpCredentials: { username: 'operator', password: 'not-the-admin-token' } });
+    const intruder = await launchChromium({
+      httpCredentials: { username: 'operator', password: 'not-the-admin-token' },
+    });
     try {
       const page = await intruder.context.newPage();
       const response = await page.goto(`${api.url}/admin/queues`);
@@ -58,7 +64,10 @@ describe('Bull Board in a browser', () => {
   });
 
   it('logs in, shows the fire queue with its counts, and opens a job', async () => {
-    browser = await launchChromium({ httpCredentials: { username: 'operator', password: ADMIN_TOKEN }, viewport: { width: 1280, height: 900 } });
+    browser = await launchChromium({
+      httpCredentials: { username: 'operator', password: ADMIN_TOKEN },
+      viewport: { width: 1280, height: 900 },
+    });
     const page = await browser.context.newPage();
 
     const overview = await page.goto(`${api.url}/admin/queues`);
@@ -78,7 +87,9 @@ describe('Bull Board in a browser', () => {
     const jobLink = page.getByText(bullJobId).first();
     await jobLink.waitFor({ timeout: 20_000 });
     await jobLink.click();
-    await page.waitForURL((url) => decodeURIComponent(url.pathname).endsWith(`/queue/fire/${bullJobId}`), { timeout: 20_000 });
+    await page.waitForURL((url) => decodeURIComponent(url.pathname).endsWith(`/queue/fire/${bullJobId}`), {
+      timeout: 20_000,
+    });
     await expect.poll(() => page.locator('body').innerText(), { timeout: 20_000 }).toContain(onceJobId);
     await page.screenshot({ path: join(OUTPUT, 'job.png'), fullPage: true });
   });

@@ -37,12 +37,20 @@ describe('foundation end to end', () => {
 
     const created = await call(api, 'POST', '/v1/jobs', {
       token,
-      body: { name: 'tick', schedule: { every: '1s' }, target: { url: `${sink.url}/hook`, body: { hello: 'tickwork' } } },
+      body: {
+        name: 'tick',
+        schedule: { every: '1s' },
+        target: { url: `${sink.url}/hook`, body: { hello: 'tickwork' } },
+      },
     });
     expect(created.status).toBe(201);
     const jobId = created.body.id as string;
 
-    await sink.waitFor((r) => r.filter((x) => x.headers['tickwork-job-id'] === jobId).length >= 3, 20_000, '3 callbacks');
+    await sink.waitFor(
+      (r) => r.filter((x) => x.headers['tickwork-job-id'] === jobId).length >= 3,
+      20_000,
+      '3 callbacks',
+    );
     const callbacks = sink.received.filter((x) => x.headers['tickwork-job-id'] === jobId);
     const ids = callbacks.map((c) => c.headers['webhook-id']);
     expect(new Set(ids).size).toBe(ids.length);
@@ -63,13 +71,23 @@ describe('foundation end to end', () => {
     }
 
     // Every callback has its succeeded run, readable over the API.
-    const runs = await eventually(async () => {
-      const page = await call(api, 'GET', `/v1/jobs/${jobId}/runs?limit=100`, { token });
-      const succeeded = page.body.items.filter((r: { status: string }) => r.status === 'succeeded');
-      return ids.every((id) => succeeded.some((r: { id: string }) => r.id === id)) ? page.body.items : undefined;
-    }, 10_000, 'succeeded runs for every callback');
+    const runs = await eventually(
+      async () => {
+        const page = await call(api, 'GET', `/v1/jobs/${jobId}/runs?limit=100`, { token });
+        const succeeded = page.body.items.filter((r: { status: string }) => r.status === 'succeeded');
+        return ids.every((id) => succeeded.some((r: { id: string }) => r.id === id)) ? page.body.items : undefined;
+      },
+      10_000,
+      'succeeded runs for every callback',
+    );
     const first = runs.find((r: { id: string }) => r.id === ids[0]);
-    expect(first).toMatchObject({ trigger: 'schedule', attempts: 1, httpStatus: 200, responseExcerpt: 'ok', error: null });
+    expect(first).toMatchObject({
+      trigger: 'schedule',
+      attempts: 1,
+      httpStatus: 200,
+      responseExcerpt: 'ok',
+      error: null,
+    });
     const one = await call(api, 'GET', `/v1/runs/${ids[0]}`, { token });
     expect(one.status).toBe(200);
     expect(one.body.id).toBe(ids[0]);
@@ -99,10 +117,14 @@ describe('foundation end to end', () => {
     const callback = sink.received.find((x) => x.path === '/once')!;
     expect(callback.method).toBe('PUT');
     expect(callback.headers['tickwork-scheduled-for']).toBe(at);
-    const job = await eventually(async () => {
-      const r = await call(api, 'GET', `/v1/jobs/${created.body.id}`, { token });
-      return r.body.state === 'completed' ? r.body : undefined;
-    }, 10_000, 'the job to complete');
+    const job = await eventually(
+      async () => {
+        const r = await call(api, 'GET', `/v1/jobs/${created.body.id}`, { token });
+        return r.body.state === 'completed' ? r.body : undefined;
+      },
+      10_000,
+      'the job to complete',
+    );
     expect(job).toMatchObject({ state: 'completed', runCount: 1, lastRunStatus: 'succeeded', nextRunAt: null });
   });
 });

@@ -33,7 +33,10 @@ const at = (...parts: string[]) => join(root, ...parts);
 const read = (...parts: string[]) => readFileSync(at(...parts), 'utf8');
 
 // Values that pass the app's config checks (ADMIN_TOKEN 16+, SECRET_KEY 32+ characters).
-const COMPOSE_ENV = { ADMIN_TOKEN: 'infra-test-admin-token-0123', SECRET_KEY: 'infra-test-secret-key-0123456789abcdef' };
+const COMPOSE_ENV = {
+  ADMIN_TOKEN: 'infra-test-admin-token-0123',
+  SECRET_KEY: 'infra-test-secret-key-0123456789abcdef',
+};
 const SETUP_TIMEOUT = 600_000;
 // Each check spawns a tool; generous, since `npm test` runs this beside the other suites.
 const CHECK = { timeout: 60_000 };
@@ -310,7 +313,7 @@ describe('infra/nginx/nginx.conf', CHECK, () => {
           rr.writeUInt16BE(1, 4); // IN
           rr.writeUInt32BE(5, 6); // TTL
           rr.writeUInt16BE(4, 10);
-          ip.split('.').forEach((octet, i) => (rr[12 + i] = Number(octet)));
+          for (const [i, octet] of ip.split('.').entries()) rr[12 + i] = Number(octet);
           return rr;
         });
         dns.send(Buffer.concat([header, msg.subarray(12, end), ...records]), peer.port, peer.address);
@@ -339,7 +342,10 @@ describe('infra/nginx/nginx.conf', CHECK, () => {
       nginx.stderr!.on('data', (chunk: Buffer) => (nginxLog += chunk.toString()));
       const deadline = Date.now() + 10_000;
       for (;;) {
-        const ok = await fetch(`http://127.0.0.1:${adminPort}/nginx-health`).then((r) => r.ok, () => false);
+        const ok = await fetch(`http://127.0.0.1:${adminPort}/nginx-health`).then(
+          (r) => r.ok,
+          () => false,
+        );
         if (ok) break;
         if (Date.now() > deadline || nginx.exitCode !== null) throw new Error(`nginx did not start:\n${nginxLog}`);
         await new Promise((r) => setTimeout(r, 100));
@@ -380,17 +386,28 @@ describe('infra/nginx/nginx.conf', CHECK, () => {
         expect(body.replica).not.toBe(replicas[0]);
       }
       const statuses = new Set<number>();
-      for (let i = 0; i < 30; i++) statuses.add((await get(publicPort, '/fail', { method: 'POST', body: '{}' })).status);
+      for (let i = 0; i < 30; i++)
+        statuses.add((await get(publicPort, '/fail', { method: 'POST', body: '{}' })).status);
       expect(statuses.has(503)).toBe(true); // the POST that reached 127.0.0.2 is answered as is
     });
 
     it('passes a request id through, or makes one', async () => {
-      expect((await get(publicPort, '/v1/x', { headers: { 'x-request-id': 'abc-123' } })).body.requestId).toBe('abc-123');
+      expect((await get(publicPort, '/v1/x', { headers: { 'x-request-id': 'abc-123' } })).body.requestId).toBe(
+        'abc-123',
+      );
       expect((await get(publicPort, '/v1/x')).body.requestId).toMatch(/^[0-9a-f]{32}$/);
     });
 
     it('answers 404 for /metrics and /admin publicly, and serves /admin/ on the operator port', async () => {
-      for (const path of ['/metrics', '/metrics/', '/admin', '/admin/queues', '/admin/queues/api/queues', '//metrics', '/%6detrics']) {
+      for (const path of [
+        '/metrics',
+        '/metrics/',
+        '/admin',
+        '/admin/queues',
+        '/admin/queues/api/queues',
+        '//metrics',
+        '/%6detrics',
+      ]) {
         expect((await get(publicPort, path)).status, path).toBe(404);
       }
       const admin = await get(adminPort, '/admin/queues');
@@ -418,7 +435,9 @@ describe('infra/prometheus', CHECK, () => {
   it('scrapes every api and worker replica under the job names the dashboard uses', () => {
     const config = parseYaml(read('infra', 'prometheus', 'prometheus.yml'));
     const job = (name: string) => config.scrape_configs.find((c: any) => c.job_name === name);
-    expect(job('tickwork-api').dns_sd_configs).toEqual([expect.objectContaining({ names: ['api'], type: 'A', port: 3000 })]);
+    expect(job('tickwork-api').dns_sd_configs).toEqual([
+      expect.objectContaining({ names: ['api'], type: 'A', port: 3000 }),
+    ]);
     expect(job('tickwork-worker').dns_sd_configs).toEqual([
       expect.objectContaining({ names: ['worker'], type: 'A', port: 9464 }),
     ]);
@@ -436,7 +455,9 @@ describe('infra/prometheus', CHECK, () => {
     const runbook = read('docs', 'operations.md').toLowerCase();
     for (const rule of rules) {
       expect(rule.annotations.runbook).toBe(`docs/operations.md#${rule.alert.toLowerCase()}`);
-      expect(runbook, `docs/operations.md has a section for ${rule.alert}`).toContain(`### ${rule.alert.toLowerCase()}`);
+      expect(runbook, `docs/operations.md has a section for ${rule.alert}`).toContain(
+        `### ${rule.alert.toLowerCase()}`,
+      );
     }
   });
 });
@@ -460,7 +481,8 @@ function dashboardPanels(): any[] {
 function queries(): Query[] {
   const out: Query[] = [];
   for (const panel of dashboardPanels()) {
-    for (const t of panel.targets ?? []) out.push({ where: `dashboard panel "${panel.title}" ${t.refId}`, expr: t.expr });
+    for (const t of panel.targets ?? [])
+      out.push({ where: `dashboard panel "${panel.title}" ${t.refId}`, expr: t.expr });
   }
   for (const group of parseYaml(read('infra', 'prometheus', 'alerts.yml')).groups) {
     for (const rule of group.rules) out.push({ where: `alert ${rule.alert}`, expr: rule.expr });
@@ -547,6 +569,7 @@ describe('infra/grafana', CHECK, () => {
       }
       if (p.type === 'row') continue;
       expect(p.targets?.length, p.title).toBeGreaterThan(0);
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a template.
       expect(p.datasource).toEqual({ type: 'prometheus', uid: '${datasource}' });
       for (const t of p.targets) expect(t.datasource).toEqual(p.datasource);
     }
@@ -610,7 +633,10 @@ describe('infra/k8s', CHECK, () => {
       .flatMap((file) =>
         (parseYamlDocs(readFileSync(join(dir, file), 'utf8')) as any[]).filter(Boolean).map((doc) => ({ file, doc })),
       );
-  const ofKind = (kind: string) => manifests().filter((m) => m.doc.kind === kind).map((m) => m.doc);
+  const ofKind = (kind: string) =>
+    manifests()
+      .filter((m) => m.doc.kind === kind)
+      .map((m) => m.doc);
   const one = (kind: string, name: string) => ofKind(kind).find((d) => d.metadata.name === name);
 
   it('every manifest parses, is namespace-agnostic and is listed in kustomization.yaml', () => {
@@ -640,11 +666,16 @@ describe('infra/k8s', CHECK, () => {
         expect(c.readinessProbe?.httpGet?.path, `${d.metadata.name}/${c.name}`).toBe('/health/ready');
         expect(c.livenessProbe?.httpGet?.path, `${d.metadata.name}/${c.name}`).toBe('/health/live');
         expect(c.envFrom).toEqual(
-          expect.arrayContaining([{ configMapRef: { name: 'tickwork-config' } }, { secretRef: { name: 'tickwork-secrets' } }]),
+          expect.arrayContaining([
+            { configMapRef: { name: 'tickwork-config' } },
+            { secretRef: { name: 'tickwork-secrets' } },
+          ]),
         );
       }
       expect(d.spec.selector.matchLabels).toEqual(
-        Object.fromEntries(Object.entries(d.spec.template.metadata.labels).filter(([k]) => k in d.spec.selector.matchLabels)),
+        Object.fromEntries(
+          Object.entries(d.spec.template.metadata.labels).filter(([k]) => k in d.spec.selector.matchLabels),
+        ),
       );
     }
     const api = one('Deployment', 'tickwork-api');
@@ -669,7 +700,11 @@ describe('infra/k8s', CHECK, () => {
     expect(job.spec.template.spec.containers[0].args).toEqual(['migrate']);
     expect(job.spec.template.spec.restartPolicy).toBe('Never');
     // A release applies these first with `-l tickwork/step=migrate` (kustomization.yaml).
-    for (const [kind, name] of [['Job', 'tickwork-migrate'], ['ConfigMap', 'tickwork-config'], ['Secret', 'tickwork-secrets']]) {
+    for (const [kind, name] of [
+      ['Job', 'tickwork-migrate'],
+      ['ConfigMap', 'tickwork-config'],
+      ['Secret', 'tickwork-secrets'],
+    ]) {
       expect(one(kind!, name!).metadata.labels['tickwork/step'], `${kind} ${name}`).toBe('migrate');
     }
     expect(one('Secret', 'tickwork-secrets').stringData.SECRET_KEY).toBe('');
@@ -706,7 +741,8 @@ describe('Dockerfile and infra/docker', CHECK, () => {
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toContain('ENTRYPOINT ["/app/infra/docker/entrypoint.sh"]');
     const ignore = read('.dockerignore');
-    for (const entry of ['**/node_modules', '**/.tooling', '**/.git', '**/test-output', '**/.env']) expect(ignore).toContain(entry);
+    for (const entry of ['**/node_modules', '**/.tooling', '**/.git', '**/test-output', '**/.env'])
+      expect(ignore).toContain(entry);
   });
 
   it('the entry point maps api, worker and migrate to their node commands', () => {
@@ -723,7 +759,10 @@ describe('Dockerfile and infra/docker', CHECK, () => {
     const scripts = JSON.parse(read('package.json')).scripts as Record<string, string>;
     expect(scripts.api).toContain(`node ${flags} apps/api/src/server.ts`);
     expect(scripts.worker).toContain(`node ${flags} apps/worker/src/main.ts`);
-    for (const [app, entry] of [['api', 'src/server.ts'], ['worker', 'src/main.ts']] as const) {
+    for (const [app, entry] of [
+      ['api', 'src/server.ts'],
+      ['worker', 'src/main.ts'],
+    ] as const) {
       const start = (JSON.parse(read('apps', app, 'package.json')).scripts as Record<string, string>).start;
       expect(start).toBe(`node ${flags.replace('=./infra/', '=../../infra/')} ${entry}`);
     }

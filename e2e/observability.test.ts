@@ -41,7 +41,11 @@ beforeAll(async () => {
     body: {
       name: 'flaky-once',
       schedule: { at: new Date(Date.now() + 1_500).toISOString() },
-      target: { url: `${sink.url}/flaky`, headers: { authorization: `Bearer ${TARGET_SECRET}` }, body: { marker: BODY_MARKER } },
+      target: {
+        url: `${sink.url}/flaky`,
+        headers: { authorization: `Bearer ${TARGET_SECRET}` },
+        body: { marker: BODY_MARKER },
+      },
       retry: { maxAttempts: 3, backoff: { type: 'fixed', delayMs: 200 } },
     },
   });
@@ -59,10 +63,16 @@ afterAll(async () => {
 
 describe('worker metrics', () => {
   it('counts the retry and the success, and observes fire lag on the first attempt only', async () => {
-    const families = await eventually(async () => {
-      const scraped = await scrape(worker.url);
-      return sampleValue(scraped, 'tickwork_runs_total', { status: 'succeeded', trigger: 'schedule' }) === 1 ? scraped : undefined;
-    }, 10_000, 'the succeeded run in the worker metrics');
+    const families = await eventually(
+      async () => {
+        const scraped = await scrape(worker.url);
+        return sampleValue(scraped, 'tickwork_runs_total', { status: 'succeeded', trigger: 'schedule' }) === 1
+          ? scraped
+          : undefined;
+      },
+      10_000,
+      'the succeeded run in the worker metrics',
+    );
 
     expect(sampleValue(families, 'tickwork_runs_total', { status: 'retrying', trigger: 'schedule' })).toBe(1);
     expect(sampleValue(families, 'tickwork_retries_total', { trigger: 'schedule' })).toBe(1);
@@ -77,10 +87,14 @@ describe('worker metrics', () => {
     expect(families.get('tickwork_reconcile_repairs_total')?.type).toBe('counter');
     expect(families.has('process_cpu_seconds_total')).toBe(true);
 
-    const run = await eventually(async () => {
-      const page = await call(api, 'GET', `/v1/jobs/${jobId}/runs`, { token: apiKey });
-      return page.body.items[0]?.status === 'succeeded' ? page.body.items[0] : undefined;
-    }, 10_000, 'the run to be recorded');
+    const run = await eventually(
+      async () => {
+        const page = await call(api, 'GET', `/v1/jobs/${jobId}/runs`, { token: apiKey });
+        return page.body.items[0]?.status === 'succeeded' ? page.body.items[0] : undefined;
+      },
+      10_000,
+      'the run to be recorded',
+    );
     expect(run.attempts).toBe(2);
   });
 });
@@ -99,7 +113,9 @@ describe('the metric contract with infra/ (dashboard, alerts, KEDA)', () => {
         }
       }
     }
-    const missing = DASHBOARD_METRICS.filter((name) => !PROMETHEUS_SYNTHETIC_METRICS.includes(name) && !exported.has(name));
+    const missing = DASHBOARD_METRICS.filter(
+      (name) => !PROMETHEUS_SYNTHETIC_METRICS.includes(name) && !exported.has(name),
+    );
     expect(missing).toEqual([]);
     for (const [family, labels] of Object.entries(METRIC_LABELS)) {
       // A counter nothing has incremented yet (the reconciler's repairs) shows no labels.
@@ -116,7 +132,12 @@ describe('the metric contract with infra/ (dashboard, alerts, KEDA)', () => {
   it('the api exports the HTTP metrics and the worker the delivery metrics', async () => {
     const [fromApi, fromWorker] = await Promise.all([scrape(api.url), scrape(worker.url)]);
     expect(fromApi.has('http_request_duration_seconds')).toBe(true);
-    for (const name of ['tickwork_runs_total', 'tickwork_fire_lag_seconds', 'tickwork_callback_duration_seconds', 'tickwork_retries_total']) {
+    for (const name of [
+      'tickwork_runs_total',
+      'tickwork_fire_lag_seconds',
+      'tickwork_callback_duration_seconds',
+      'tickwork_retries_total',
+    ]) {
       expect(fromWorker.has(name), name).toBe(true);
     }
     for (const shared of ['tickwork_queue_jobs', 'tickwork_schedulers', 'tickwork_ready', 'tickwork_db_pool_total']) {

@@ -12,7 +12,10 @@ let api: Proc;
 let worker: Proc;
 
 beforeAll(async () => {
-  [db, redis] = await Promise.all([createTestDatabase('tw_e2e_evict'), startOwnRedis(['--maxmemory-policy', 'allkeys-lru'])]);
+  [db, redis] = await Promise.all([
+    createTestDatabase('tw_e2e_evict'),
+    startOwnRedis(['--maxmemory-policy', 'allkeys-lru']),
+  ]);
   const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, BULLMQ_PREFIX: testPrefix() };
   [api, worker] = await Promise.all([startApi(env), startWorker(env)]);
 });
@@ -37,6 +40,11 @@ describe('Redis eviction policy check at start', () => {
     ['worker', () => worker],
   ])('the %s logs a warning naming maxmemory-policy', async (_name, proc) => {
     const line = await eventually(async () => warningIn(proc()), 10_000, 'the eviction warning');
-    expect(line).toMatchObject({ level: 40, setting: 'maxmemory-policy', actual: 'allkeys-lru', expected: 'noeviction' });
+    expect(line).toMatchObject({
+      level: 40,
+      setting: 'maxmemory-policy',
+      actual: 'allkeys-lru',
+      expected: 'noeviction',
+    });
   });
 });

@@ -62,7 +62,9 @@ afterAll(async () => {
 });
 
 function headersOf(received: Received): Record<string, string> {
-  return Object.fromEntries(Object.entries(received.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)]));
+  return Object.fromEntries(
+    Object.entries(received.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)]),
+  );
 }
 
 async function newService(name: string) {
@@ -76,7 +78,11 @@ describe('signed callbacks', () => {
     const service = await newService('signed');
     const created = await call(api, 'POST', '/v1/jobs', {
       token: service.apiKey,
-      body: { name: 'signed', schedule: { every: '1s' }, target: { url: `${sink.url}/signed`, body: { hello: 'signed' } } },
+      body: {
+        name: 'signed',
+        schedule: { every: '1s' },
+        target: { url: `${sink.url}/signed`, body: { hello: 'signed' } },
+      },
     });
     expect(created.status).toBe(201);
     const mine = (r: Received[]) => r.filter((x) => x.path === '/signed');
@@ -88,13 +94,17 @@ describe('signed callbacks', () => {
       expect(headers['webhook-signature']).toMatch(/^v1,[A-Za-z0-9+/=]+$/);
       expect(before.verify(callback.body, headers)).toEqual({ hello: 'signed' });
       expect(() => before.verify(callback.body.replace('signed', 'forged'), headers)).toThrow();
-      expect(() => new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(callback.body, headers)).toThrow();
+      expect(() =>
+        new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(callback.body, headers),
+      ).toThrow();
     }
     // webhook-id is the run id.
     const first = headersOf(mine(sink.received)[0]!);
     expect((await call(api, 'GET', `/v1/runs/${first['webhook-id']}`, { token: service.apiKey })).status).toBe(200);
 
-    const rotated = await call(api, 'POST', `/v1/admin/services/${service.id}/signing-secret/rotate`, { token: ADMIN_TOKEN });
+    const rotated = await call(api, 'POST', `/v1/admin/services/${service.id}/signing-secret/rotate`, {
+      token: ADMIN_TOKEN,
+    });
     expect(rotated.status).toBe(200);
     const after = new Webhook(rotated.body.signingSecret);
     const dual = (r: Received[]) => mine(r).filter((x) => String(x.headers['webhook-signature']).includes(' '));
@@ -141,7 +151,10 @@ describe('outbound guard with real processes', () => {
       });
       expect(response.status, url).toBe(400);
       expect(response.headers['content-type']).toContain('application/problem+json');
-      expect(response.body.errors.map((e: { field: string }) => e.field), url).toContain('target.url');
+      expect(
+        response.body.errors.map((e: { field: string }) => e.field),
+        url,
+      ).toContain('target.url');
     }
     const list = await call(api, 'GET', '/v1/jobs', { token: service.apiKey });
     expect(list.body.items).toEqual([]);
@@ -152,7 +165,12 @@ describe('outbound guard with real processes', () => {
     const at = new Date(Date.now() + 2_000).toISOString();
     const jobIds: string[] = [];
     // Literal spellings could only have been stored under a laxer policy: made through that api.
-    for (const url of [`http://127.0.0.1:${trapPort}/`, `http://2130706433:${trapPort}/`, `http://[::1]:${trapPort}/`, `http://localhost:${trapPort}/`]) {
+    for (const url of [
+      `http://127.0.0.1:${trapPort}/`,
+      `http://2130706433:${trapPort}/`,
+      `http://[::1]:${trapPort}/`,
+      `http://localhost:${trapPort}/`,
+    ]) {
       const created = await call(lenientApi, 'POST', '/v1/jobs', {
         token: service.apiKey,
         body: { name: `lax-${jobIds.length}`, schedule: { at }, target: { url } },
@@ -170,11 +188,15 @@ describe('outbound guard with real processes', () => {
       jobIds.push(created.body.id);
     }
     for (const jobId of jobIds) {
-      const run = await eventually(async () => {
-        const page = await call(api, 'GET', `/v1/jobs/${jobId}/runs`, { token: service.apiKey });
-        const found = page.body.items[0];
-        return found && found.status !== 'running' && found.status !== 'retrying' ? found : undefined;
-      }, 30_000, `the run of ${jobId} to end`);
+      const run = await eventually(
+        async () => {
+          const page = await call(api, 'GET', `/v1/jobs/${jobId}/runs`, { token: service.apiKey });
+          const found = page.body.items[0];
+          return found && found.status !== 'running' && found.status !== 'retrying' ? found : undefined;
+        },
+        30_000,
+        `the run of ${jobId} to end`,
+      );
       expect(run).toMatchObject({ status: 'failed', attempts: 1, error: 'destination not allowed', httpStatus: null });
     }
     expect(trapped).toEqual([]);
@@ -199,7 +221,9 @@ describe('disable and enable', () => {
       expect((await call(instance, 'GET', '/v1/jobs', { token: service.apiKey })).status).toBe(401);
     }
     // One occurrence already being delivered may still land; after it, nothing for several periods.
-    await expect(sink.waitFor(() => count() > settled + 1, 4_000, 'a callback after disable')).rejects.toThrow(/timed out/);
+    await expect(sink.waitFor(() => count() > settled + 1, 4_000, 'a callback after disable')).rejects.toThrow(
+      /timed out/,
+    );
 
     const enabled = await call(lenientApi, 'POST', `/v1/admin/services/${service.id}/enable`, { token: ADMIN_TOKEN });
     expect(enabled.status).toBe(200);

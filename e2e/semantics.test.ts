@@ -24,7 +24,10 @@ let token: string;
 let queue: Queue<FireJobData>;
 
 /** How the sink answers, per path: tests install their own. */
-const answers = new Map<string, (r: Received, nth: number) => { status: number; delayMs?: number; headers?: Record<string, string> }>();
+const answers = new Map<
+  string,
+  (r: Received, nth: number) => { status: number; delayMs?: number; headers?: Record<string, string> }
+>();
 
 beforeAll(async () => {
   db = await createTestDatabase('tw_e2e_sem');
@@ -40,7 +43,10 @@ beforeAll(async () => {
   workers = started.slice(1);
   const service = await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'semantics' } });
   token = service.body.apiKey;
-  queue = new Queue<FireJobData>('fire', { connection: new Redis(env.REDIS_URL, { maxRetriesPerRequest: null }), prefix: env.BULLMQ_PREFIX });
+  queue = new Queue<FireJobData>('fire', {
+    connection: new Redis(env.REDIS_URL, { maxRetriesPerRequest: null }),
+    prefix: env.BULLMQ_PREFIX,
+  });
 });
 
 afterAll(async () => {
@@ -67,10 +73,14 @@ async function runsOf(jobId: string): Promise<Array<Record<string, any>>> {
 }
 
 async function runUntil(runId: string, done: (run: Record<string, any>) => boolean, what: string) {
-  return eventually(async () => {
-    const run = (await call(api, 'GET', `/v1/runs/${runId}`, { token })).body;
-    return done(run) ? run : undefined;
-  }, 30_000, what);
+  return eventually(
+    async () => {
+      const run = (await call(api, 'GET', `/v1/runs/${runId}`, { token })).body;
+      return done(run) ? run : undefined;
+    },
+    30_000,
+    what,
+  );
 }
 
 /**
@@ -87,11 +97,15 @@ describe('overlap', () => {
   it('skip: with two workers and a slow target, an occurrence due while a run is in flight is skipped, never delivered alongside', async () => {
     answers.set('/slow', () => ({ status: 200, delayMs: 2_500 }));
     const job = await createJob('/slow', { schedule: { every: '1s' }, overlap: 'skip' });
-    const skipped = await eventually(async () => {
-      const runs = await runsOf(job.id);
-      const overlaps = runs.filter((r) => r.status === 'skipped' && r.skipReason === 'overlap');
-      return overlaps.length >= 3 && runs.filter((r) => r.status === 'succeeded').length >= 2 ? runs : undefined;
-    }, 30_000, 'overlapping occurrences to be skipped');
+    const skipped = await eventually(
+      async () => {
+        const runs = await runsOf(job.id);
+        const overlaps = runs.filter((r) => r.status === 'skipped' && r.skipReason === 'overlap');
+        return overlaps.length >= 3 && runs.filter((r) => r.status === 'succeeded').length >= 2 ? runs : undefined;
+      },
+      30_000,
+      'overlapping occurrences to be skipped',
+    );
     await call(api, 'POST', `/v1/jobs/${job.id}/pause`, { token });
     const callbacks = at('/slow');
     for (let i = 1; i < callbacks.length; i++) {
@@ -116,12 +130,20 @@ describe('overlap', () => {
 describe('retries', () => {
   it('retries 503 and 429 after their Retry-After, with the same webhook-id and counting attempts', async () => {
     answers.set('/flaky', (_r, nth) =>
-      nth === 1 ? { status: 503, headers: { 'retry-after': '2' } } : nth === 2 ? { status: 429, headers: { 'retry-after': '1' } } : { status: 200 },
+      nth === 1
+        ? { status: 503, headers: { 'retry-after': '2' } }
+        : nth === 2
+          ? { status: 429, headers: { 'retry-after': '1' } }
+          : { status: 200 },
     );
     const job = await createJob('/flaky', { retry: { maxAttempts: 3, backoff: { type: 'fixed', delayMs: 100 } } });
     const triggered = await call(api, 'POST', `/v1/jobs/${job.id}/trigger`, { token });
     expect(triggered.status).toBe(202);
-    const run = await runUntil(triggered.body.id, (r) => r.status === 'succeeded', `the run to succeed; sink saw ${JSON.stringify(at('/flaky').map((c) => [c.at, c.headers['tickwork-attempt']]))}`);
+    const run = await runUntil(
+      triggered.body.id,
+      (r) => r.status === 'succeeded',
+      `the run to succeed; sink saw ${JSON.stringify(at('/flaky').map((c) => [c.at, c.headers['tickwork-attempt']]))}`,
+    );
     expect(run).toMatchObject({ attempts: 3, httpStatus: 200, trigger: 'manual', error: null });
     const callbacks = at('/flaky');
     expect(callbacks.map((c) => c.headers['tickwork-attempt'])).toEqual(['1', '2', '3']);
@@ -132,8 +154,12 @@ describe('retries', () => {
   });
 
   it('caps Retry-After at maxDelayMs', async () => {
-    answers.set('/capped', (_r, nth) => (nth === 1 ? { status: 503, headers: { 'retry-after': '3600' } } : { status: 204 }));
-    const job = await createJob('/capped', { retry: { maxAttempts: 2, backoff: { type: 'exponential', delayMs: 100, maxDelayMs: 500 } } });
+    answers.set('/capped', (_r, nth) =>
+      nth === 1 ? { status: 503, headers: { 'retry-after': '3600' } } : { status: 204 },
+    );
+    const job = await createJob('/capped', {
+      retry: { maxAttempts: 2, backoff: { type: 'exponential', delayMs: 100, maxDelayMs: 500 } },
+    });
     const triggered = await call(api, 'POST', `/v1/jobs/${job.id}/trigger`, { token });
     await runUntil(triggered.body.id, (r) => r.status === 'succeeded', 'the capped retry');
     const callbacks = at('/capped');
@@ -156,7 +182,10 @@ describe('retries', () => {
   it('aborts a slow callback at timeoutMs; when attempts run out the run is dead, and a replay delivers it again', async () => {
     let healthy = false;
     answers.set('/dead', () => (healthy ? { status: 200 } : { status: 200, delayMs: 3_000 }));
-    const job = await createJob('/dead', { target: { url: `${sink.url}/dead`, timeoutMs: 300 }, retry: { maxAttempts: 2, backoff: { type: 'fixed', delayMs: 100 } } });
+    const job = await createJob('/dead', {
+      target: { url: `${sink.url}/dead`, timeoutMs: 300 },
+      retry: { maxAttempts: 2, backoff: { type: 'fixed', delayMs: 100 } },
+    });
     const triggered = await call(api, 'POST', `/v1/jobs/${job.id}/trigger`, { token });
     const dead = await runUntil(triggered.body.id, (r) => r.status === 'dead', 'the run to be dead');
     expect(dead).toMatchObject({ attempts: 2, httpStatus: null, error: 'timed out after 300 ms' });
@@ -177,17 +206,29 @@ describe('retries', () => {
 describe('lifecycle', () => {
   it('records an occurrence of a replaced version as superseded, and of a paused job as paused, delivering neither', async () => {
     const job = await createJob('/versions', {});
-    const patched = await call(api, 'PATCH', `/v1/jobs/${job.id}`, { token, body: { description: 'v2' }, headers: { 'if-match': 'W/"1"' } });
+    const patched = await call(api, 'PATCH', `/v1/jobs/${job.id}`, {
+      token,
+      body: { description: 'v2' },
+      headers: { 'if-match': 'W/"1"' },
+    });
     expect(patched.status).toBe(200);
     const stale = Date.now() - 500;
     await addOccurrence(job.id, 1, stale);
-    await eventually(async () => ((await runsOf(job.id)).length === 1 ? true : undefined), 20_000, 'the superseded run');
+    await eventually(
+      async () => ((await runsOf(job.id)).length === 1 ? true : undefined),
+      20_000,
+      'the superseded run',
+    );
     await call(api, 'POST', `/v1/jobs/${job.id}/pause`, { token });
     await addOccurrence(job.id, 3, stale + 1);
-    const runs = await eventually(async () => {
-      const all = await runsOf(job.id);
-      return all.length >= 2 ? all : undefined;
-    }, 20_000, 'two skipped runs');
+    const runs = await eventually(
+      async () => {
+        const all = await runsOf(job.id);
+        return all.length >= 2 ? all : undefined;
+      },
+      20_000,
+      'two skipped runs',
+    );
     expect(runs.map((r) => [r.status, r.skipReason]).sort()).toEqual([
       ['skipped', 'paused'],
       ['skipped', 'superseded'],
@@ -205,12 +246,22 @@ describe('lifecycle', () => {
     const paused = await call(api, 'POST', `/v1/jobs/${job.id}/pause`, { token });
     expect(paused.body.state).toBe('paused');
     // An occurrence already being delivered may still land; wait for the job's runs to settle.
-    await eventually(async () => ((await runsOf(job.id)).every((r) => r.status !== 'running') ? true : undefined), 10_000, 'runs to settle');
+    await eventually(
+      async () => ((await runsOf(job.id)).every((r) => r.status !== 'running') ? true : undefined),
+      10_000,
+      'runs to settle',
+    );
     const settled = at('/pausing').length;
-    await expect(sink.waitFor((r) => r.filter((x) => x.path === '/pausing').length > settled, 3_000)).rejects.toThrow(/timed out/);
+    await expect(sink.waitFor((r) => r.filter((x) => x.path === '/pausing').length > settled, 3_000)).rejects.toThrow(
+      /timed out/,
+    );
     const resumedAt = Date.now();
     await call(api, 'POST', `/v1/jobs/${job.id}/resume`, { token });
-    await sink.waitFor((r) => r.filter((x) => x.path === '/pausing').length > settled, 15_000, 'callbacks after resume');
+    await sink.waitFor(
+      (r) => r.filter((x) => x.path === '/pausing').length > settled,
+      15_000,
+      'callbacks after resume',
+    );
     const next = at('/pausing')[settled]!;
     expect(Date.parse(String(next.headers['tickwork-scheduled-for']))).toBeGreaterThan(resumedAt);
     await call(api, 'POST', `/v1/jobs/${job.id}/pause`, { token });
@@ -218,12 +269,20 @@ describe('lifecycle', () => {
 
   it('completes a job after maxRuns and removes its scheduler', async () => {
     const job = await createJob('/limited', { schedule: { every: '1s' }, maxRuns: 2 });
-    const done = await eventually(async () => {
-      const got = await call(api, 'GET', `/v1/jobs/${job.id}`, { token });
-      return got.body.state === 'completed' ? got.body : undefined;
-    }, 20_000, 'the job to complete');
+    const done = await eventually(
+      async () => {
+        const got = await call(api, 'GET', `/v1/jobs/${job.id}`, { token });
+        return got.body.state === 'completed' ? got.body : undefined;
+      },
+      20_000,
+      'the job to complete',
+    );
     expect(done).toMatchObject({ runCount: 2, nextRunAt: null });
-    await eventually(async () => ((await queue.getJobScheduler(`job:${job.id}:v1`)) ? undefined : true), 10_000, 'the scheduler to go');
+    await eventually(
+      async () => ((await queue.getJobScheduler(`job:${job.id}:v1`)) ? undefined : true),
+      10_000,
+      'the scheduler to go',
+    );
     const runs = (await runsOf(job.id)).filter((r) => r.status !== 'skipped');
     expect(runs).toHaveLength(2);
     expect(at('/limited')).toHaveLength(2);
@@ -237,7 +296,12 @@ describe('lifecycle', () => {
       startAt: new Date(startAt).toISOString(),
       endAt: new Date(endAt).toISOString(),
     });
-    await eventually(async () => ((await call(api, 'GET', `/v1/jobs/${job.id}`, { token })).body.state === 'completed' ? true : undefined), 20_000, 'the window to close');
+    await eventually(
+      async () =>
+        (await call(api, 'GET', `/v1/jobs/${job.id}`, { token })).body.state === 'completed' ? true : undefined,
+      20_000,
+      'the window to close',
+    );
     const times = at('/window').map((c) => Date.parse(String(c.headers['tickwork-scheduled-for'])));
     expect(times).toEqual([startAt, startAt + 1_000, startAt + 2_000]);
   });
@@ -246,9 +310,18 @@ describe('lifecycle', () => {
     const job = await createJob('/after-end', { endAt: new Date(Date.now() + 60_000).toISOString() });
     // As if the window had closed meanwhile: an API refuses an endAt in the past.
     const endAt = Date.now() - 1_000;
-    await db.db.updateTable('jobs').set({ end_at: new Date(endAt) }).where('id', '=', job.id).execute();
+    await db.db
+      .updateTable('jobs')
+      .set({ end_at: new Date(endAt) })
+      .where('id', '=', job.id)
+      .execute();
     await addOccurrence(job.id, 1, endAt + 500);
-    await eventually(async () => ((await call(api, 'GET', `/v1/jobs/${job.id}`, { token })).body.state === 'completed' ? true : undefined), 20_000, 'the job to complete');
+    await eventually(
+      async () =>
+        (await call(api, 'GET', `/v1/jobs/${job.id}`, { token })).body.state === 'completed' ? true : undefined,
+      20_000,
+      'the job to complete',
+    );
     expect(await runsOf(job.id)).toEqual([]);
     expect(at('/after-end')).toHaveLength(0);
   });
@@ -267,9 +340,16 @@ describe('lifecycle', () => {
 
 describe('housekeeping', () => {
   it('registers retention as a maintenance job scheduler of its own', async () => {
-    const maintenance = new Queue('maintenance', { connection: new Redis(env.REDIS_URL, { maxRetriesPerRequest: null }), prefix: env.BULLMQ_PREFIX });
+    const maintenance = new Queue('maintenance', {
+      connection: new Redis(env.REDIS_URL, { maxRetriesPerRequest: null }),
+      prefix: env.BULLMQ_PREFIX,
+    });
     try {
-      const scheduler = await eventually(async () => (await maintenance.getJobScheduler('prune')) ?? undefined, 20_000, 'the prune scheduler');
+      const scheduler = await eventually(
+        async () => (await maintenance.getJobScheduler('prune')) ?? undefined,
+        20_000,
+        'the prune scheduler',
+      );
       expect(scheduler.every).toBe(600_000);
     } finally {
       await maintenance.close();
@@ -281,10 +361,14 @@ describe('misfire', () => {
   it('skip: an occurrence that starts later than graceMs after its time is recorded missed', async () => {
     const job = await createJob('/misfire-skip', { misfire: { policy: 'skip', graceMs: 1_000 } });
     await addOccurrence(job.id, 1, Date.now() - 5_000);
-    const [run] = await eventually(async () => {
-      const runs = await runsOf(job.id);
-      return runs.length ? runs : undefined;
-    }, 20_000, 'the late occurrence');
+    const [run] = await eventually(
+      async () => {
+        const runs = await runsOf(job.id);
+        return runs.length ? runs : undefined;
+      },
+      20_000,
+      'the late occurrence',
+    );
     expect(run).toMatchObject({ status: 'skipped', skipReason: 'missed', attempts: 0 });
     expect(at('/misfire-skip')).toHaveLength(0);
   });
@@ -292,11 +376,19 @@ describe('misfire', () => {
   it('fire_once: of several late occurrences exactly one is delivered, the newest decided first wins', async () => {
     const job = await createJob('/misfire-once', { misfire: { policy: 'fire_once', graceMs: 1_000 } });
     const now = Date.now();
-    await Promise.all([addOccurrence(job.id, 1, now - 30_000), addOccurrence(job.id, 1, now - 20_000), addOccurrence(job.id, 1, now - 10_000)]);
-    const runs = await eventually(async () => {
-      const all = await runsOf(job.id);
-      return all.length === 3 && all.every((r) => r.status !== 'running') ? all : undefined;
-    }, 20_000, 'three decided occurrences');
+    await Promise.all([
+      addOccurrence(job.id, 1, now - 30_000),
+      addOccurrence(job.id, 1, now - 20_000),
+      addOccurrence(job.id, 1, now - 10_000),
+    ]);
+    const runs = await eventually(
+      async () => {
+        const all = await runsOf(job.id);
+        return all.length === 3 && all.every((r) => r.status !== 'running') ? all : undefined;
+      },
+      20_000,
+      'three decided occurrences',
+    );
     expect(runs.filter((r) => r.status === 'succeeded')).toHaveLength(1);
     expect(runs.filter((r) => r.status === 'skipped' && r.skipReason === 'missed')).toHaveLength(2);
     expect(at('/misfire-once')).toHaveLength(1);
@@ -304,7 +396,10 @@ describe('misfire', () => {
 
   it('fire_once after the workers were down: at most one late delivery, then the schedule goes on', async () => {
     await Promise.all(workers.map((w) => w.stop()));
-    const job = await createJob('/outage', { schedule: { every: '1s' }, misfire: { policy: 'fire_once', graceMs: 1_000 } });
+    const job = await createJob('/outage', {
+      schedule: { every: '1s' },
+      misfire: { policy: 'fire_once', graceMs: 1_000 },
+    });
     const firstDue = Date.parse(job.createdAt) + 1_000;
     // No worker runs: let the first occurrence fall well past its grace period.
     await eventually(async () => (Date.now() > firstDue + 3_000 ? true : undefined), 10_000, 'the outage');
@@ -323,7 +418,10 @@ describe('misfire', () => {
       expect(overdue!.skipReason, detail).toBe('missed');
       expect(late, detail).toHaveLength(0);
     } else {
-      expect(late.map((c) => c.headers['webhook-id']), detail).toEqual([overdue!.id]);
+      expect(
+        late.map((c) => c.headers['webhook-id']),
+        detail,
+      ).toEqual([overdue!.id]);
     }
     expect(callbacks.length - late.length).toBeGreaterThanOrEqual(2);
   });

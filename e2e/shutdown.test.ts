@@ -33,13 +33,18 @@ afterAll(async () => {
 
 describe('worker graceful shutdown', () => {
   it('finishes and records the in-flight callback, takes nothing new, and exits 0', async () => {
-    const { apiKey } = (await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'drain' } })).body;
+    const { apiKey } = (await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'drain' } }))
+      .body;
     const first = await startWorker(env);
     workers.push(first);
 
     const slow = await call(api, 'POST', '/v1/jobs', {
       token: apiKey,
-      body: { name: 'slow', schedule: { at: new Date(Date.now() + 1_000).toISOString() }, target: { url: `${sink.url}/slow` } },
+      body: {
+        name: 'slow',
+        schedule: { at: new Date(Date.now() + 1_000).toISOString() },
+        target: { url: `${sink.url}/slow` },
+      },
     });
     expect(slow.status).toBe(201);
     await sink.waitFor((r) => r.some((x) => x.path === '/slow'), 15_000, 'the slow callback to start');
@@ -49,7 +54,11 @@ describe('worker graceful shutdown', () => {
     // Comes due while the worker drains: a stopping worker must leave it alone.
     const later = await call(api, 'POST', '/v1/jobs', {
       token: apiKey,
-      body: { name: 'later', schedule: { at: new Date(Date.now() + 1_000).toISOString() }, target: { url: `${sink.url}/later` } },
+      body: {
+        name: 'later',
+        schedule: { at: new Date(Date.now() + 1_000).toISOString() },
+        target: { url: `${sink.url}/later` },
+      },
     });
     expect(later.status).toBe(201);
 
@@ -60,10 +69,14 @@ describe('worker graceful shutdown', () => {
     expect(output).toContain('shutting down: finishing in-flight occurrences');
     expect(output).toContain('worker stopped');
 
-    const run = await eventually(async () => {
-      const page = await call(api, 'GET', `/v1/jobs/${slow.body.id}/runs`, { token: apiKey });
-      return page.body.items[0]?.status === 'succeeded' ? page.body.items : undefined;
-    }, 5_000, 'the slow run recorded as succeeded');
+    const run = await eventually(
+      async () => {
+        const page = await call(api, 'GET', `/v1/jobs/${slow.body.id}/runs`, { token: apiKey });
+        return page.body.items[0]?.status === 'succeeded' ? page.body.items : undefined;
+      },
+      5_000,
+      'the slow run recorded as succeeded',
+    );
     expect(run).toHaveLength(1);
     expect(run[0]).toMatchObject({ attempts: 1, httpStatus: 200 });
     expect(sink.received.filter((x) => x.path === '/slow')).toHaveLength(1);
@@ -73,10 +86,14 @@ describe('worker graceful shutdown', () => {
     const second = await startWorker(env);
     workers.push(second);
     await sink.waitFor((r) => r.some((x) => x.path === '/later'), 15_000, 'the later callback from the next worker');
-    const laterRuns = await eventually(async () => {
-      const page = await call(api, 'GET', `/v1/jobs/${later.body.id}/runs`, { token: apiKey });
-      return page.body.items[0]?.status === 'succeeded' ? page.body.items : undefined;
-    }, 5_000, 'the later run recorded');
+    const laterRuns = await eventually(
+      async () => {
+        const page = await call(api, 'GET', `/v1/jobs/${later.body.id}/runs`, { token: apiKey });
+        return page.body.items[0]?.status === 'succeeded' ? page.body.items : undefined;
+      },
+      5_000,
+      'the later run recorded',
+    );
     expect(laterRuns).toHaveLength(1);
     expect(sink.received.find((x) => x.path === '/later')!.at).toBeGreaterThanOrEqual(exitedAt);
     expect(sink.received.filter((x) => x.path === '/slow')).toHaveLength(1);
@@ -84,7 +101,8 @@ describe('worker graceful shutdown', () => {
   });
 
   it('past SHUTDOWN_GRACE_MS aborts the callback, records the attempt, and the next worker retries the same run', async () => {
-    const { apiKey } = (await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'grace' } })).body;
+    const { apiKey } = (await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'grace' } }))
+      .body;
     // The only worker: nothing else may take the retry before the test reads the aborted attempt.
     const hasty = await startWorker({ ...env, SHUTDOWN_GRACE_MS: '500' });
     workers.push(hasty);
@@ -102,10 +120,14 @@ describe('worker graceful shutdown', () => {
     await sink.waitFor((r) => mine(r).length === 1, 15_000, 'the slow callback to start');
 
     expect(await hasty.stop('SIGTERM')).toBe(0);
-    const afterAbort = await eventually(async () => {
-      const page = await call(api, 'GET', `/v1/jobs/${job.body.id}/runs`, { token: apiKey });
-      return page.body.items[0]?.status === 'retrying' ? page.body.items[0] : undefined;
-    }, 5_000, 'the aborted attempt recorded as retrying');
+    const afterAbort = await eventually(
+      async () => {
+        const page = await call(api, 'GET', `/v1/jobs/${job.body.id}/runs`, { token: apiKey });
+        return page.body.items[0]?.status === 'retrying' ? page.body.items[0] : undefined;
+      },
+      5_000,
+      'the aborted attempt recorded as retrying',
+    );
     expect(afterAbort.attempts).toBe(1);
 
     const next = await startWorker(env);
@@ -114,10 +136,14 @@ describe('worker graceful shutdown', () => {
     const [aborted, retried] = mine(sink.received);
     expect(retried!.headers['webhook-id']).toBe(aborted!.headers['webhook-id']);
     expect(retried!.headers['tickwork-attempt']).toBe('2');
-    const done = await eventually(async () => {
-      const page = await call(api, 'GET', `/v1/jobs/${job.body.id}/runs`, { token: apiKey });
-      return page.body.items[0]?.status === 'succeeded' ? page.body.items : undefined;
-    }, 10_000, 'the run to succeed on the retry');
+    const done = await eventually(
+      async () => {
+        const page = await call(api, 'GET', `/v1/jobs/${job.body.id}/runs`, { token: apiKey });
+        return page.body.items[0]?.status === 'succeeded' ? page.body.items : undefined;
+      },
+      10_000,
+      'the run to succeed on the retry',
+    );
     expect(done).toHaveLength(1);
     expect(done[0].attempts).toBe(2);
   });
@@ -129,11 +155,15 @@ describe('worker shutdown during a Redis outage', () => {
     const lonely = await startWorker({ ...env, REDIS_URL: redis.url, SHUTDOWN_GRACE_MS: '2000' });
     workers.push(lonely);
     await redis.stop();
-    await eventually(async () => {
-      const response = await request(`${lonely.url}/health/ready`);
-      await response.body.dump();
-      return response.statusCode === 503 ? true : undefined;
-    }, 10_000, 'the worker to notice Redis is gone');
+    await eventually(
+      async () => {
+        const response = await request(`${lonely.url}/health/ready`);
+        await response.body.dump();
+        return response.statusCode === 503 ? true : undefined;
+      },
+      10_000,
+      'the worker to notice Redis is gone',
+    );
 
     expect(await lonely.stop('SIGTERM')).toBe(0);
     expect(lonely.output.join('')).toContain('Redis did not answer while closing; stopping without it');

@@ -34,7 +34,10 @@ afterAll(async () => {
 });
 
 async function newService(name: string, quotas?: Record<string, number>) {
-  const response = await call(a, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name, ...(quotas ? { quotas } : {}) } });
+  const response = await call(a, 'POST', '/v1/admin/services', {
+    token: ADMIN_TOKEN,
+    body: { name, ...(quotas ? { quotas } : {}) },
+  });
   expect(response.status).toBe(201);
   return response.body as { id: string; apiKey: string; apiKeyId: string };
 }
@@ -45,7 +48,9 @@ describe('tenants over HTTP on two api processes', () => {
   it('revokes a key on both instances at once', async () => {
     const service = await newService('revoke');
     for (const api of [a, b]) expect((await call(api, 'GET', '/v1/jobs', { token: service.apiKey })).status).toBe(200);
-    const revoked = await call(b, 'DELETE', `/v1/admin/services/${service.id}/keys/${service.apiKeyId}`, { token: ADMIN_TOKEN });
+    const revoked = await call(b, 'DELETE', `/v1/admin/services/${service.id}/keys/${service.apiKeyId}`, {
+      token: ADMIN_TOKEN,
+    });
     expect(revoked.status).toBe(204);
     for (const api of [a, b]) {
       const response = await call(api, 'GET', '/v1/jobs', { token: service.apiKey });
@@ -56,7 +61,10 @@ describe('tenants over HTTP on two api processes', () => {
 
   it('holds scopes, and keeps admin routes to the admin token', async () => {
     const service = await newService('scopes');
-    const issued = await call(a, 'POST', `/v1/admin/services/${service.id}/keys`, { token: ADMIN_TOKEN, body: { scopes: ['jobs:read'] } });
+    const issued = await call(a, 'POST', `/v1/admin/services/${service.id}/keys`, {
+      token: ADMIN_TOKEN,
+      body: { scopes: ['jobs:read'] },
+    });
     expect(issued.status).toBe(201);
     expect(issued.body.scopes).toEqual(['jobs:read']);
     expect((await call(b, 'GET', '/v1/jobs', { token: issued.body.apiKey })).status).toBe(200);
@@ -68,7 +76,8 @@ describe('tenants over HTTP on two api processes', () => {
     const busy = await newService('busy');
     const quiet = await newService('quiet');
     const statuses: number[] = [];
-    for (let i = 0; i < LIMIT + 2; i++) statuses.push((await call(i % 2 ? a : b, 'GET', '/v1/jobs', { token: busy.apiKey })).status);
+    for (let i = 0; i < LIMIT + 2; i++)
+      statuses.push((await call(i % 2 ? a : b, 'GET', '/v1/jobs', { token: busy.apiKey })).status);
     expect(statuses.slice(0, LIMIT).every((s) => s === 200)).toBe(true);
     expect(statuses.slice(LIMIT)).toEqual([429, 429]);
     const limited = await call(a, 'GET', '/v1/jobs', { token: busy.apiKey });
@@ -91,7 +100,7 @@ describe('tenants over HTTP on two api processes', () => {
     for (const [path, operations] of Object.entries(spec.body.paths as Record<string, Record<string, unknown>>)) {
       if (!path.startsWith('/v1/') || path.startsWith('/v1/admin') || !path.includes('{')) continue;
       const segments = path.split('/');
-      const url = segments.map((s, i) => (s.startsWith('{') ? ids[segments[i - 1]!] ?? s : s)).join('/');
+      const url = segments.map((s, i) => (s.startsWith('{') ? (ids[segments[i - 1]!] ?? s) : s)).join('/');
       for (const method of Object.keys(operations).map((m) => m.toUpperCase())) {
         if (!['GET', 'POST', 'PATCH', 'DELETE', 'PUT'].includes(method)) continue;
         const response = await call(a, method as 'GET', url, {
@@ -104,7 +113,9 @@ describe('tenants over HTTP on two api processes', () => {
     expect(tried.length).toBeGreaterThanOrEqual(4);
     // A write route may refuse the empty body first (400); none may act on, or reveal, the job.
     for (const line of tried) expect(line).toMatch(/ (404|400)$/);
-    expect(tried.filter((t) => t.startsWith('GET ') || t.startsWith('DELETE ')).every((t) => t.endsWith(' 404'))).toBe(true);
+    expect(tried.filter((t) => t.startsWith('GET ') || t.startsWith('DELETE ')).every((t) => t.endsWith(' 404'))).toBe(
+      true,
+    );
     expect((await call(b, 'GET', `/v1/jobs/${jobId}`, { token: owner.apiKey })).status).toBe(200);
   });
 
@@ -121,7 +132,10 @@ describe('tenants over HTTP on two api processes', () => {
     const send = async (method: string, path: string, body?: string, contentType = 'application/json') => {
       const response = await request(`${a.url}${path}`, {
         method: method as 'GET',
-        headers: { authorization: `Bearer ${service.apiKey}`, ...(body === undefined ? {} : { 'content-type': contentType }) },
+        headers: {
+          authorization: `Bearer ${service.apiKey}`,
+          ...(body === undefined ? {} : { 'content-type': contentType }),
+        },
         body,
       });
       const text = await response.body.text();
@@ -136,7 +150,12 @@ describe('tenants over HTTP on two api processes', () => {
     expect(results.map((r) => r.status)).toEqual([404, 405, 413, 415]);
     for (const result of results) {
       expect(result.type).toContain('application/problem+json');
-      expect(result.problem).toMatchObject({ status: result.status, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
+      expect(result.problem).toMatchObject({
+        status: result.status,
+        type: expect.any(String),
+        title: expect.any(String),
+        detail: expect.any(String),
+      });
     }
   });
 });

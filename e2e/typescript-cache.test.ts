@@ -34,7 +34,7 @@ console.log(JSON.stringify({ exports: Object.keys(m).length, stripper: process.m
 }
 
 describe('the stripped-source cache', () => {
-  it('fills an empty cache once and runs the worker\'s modules without loading the stripper', () => {
+  it("fills an empty cache once and runs the worker's modules without loading the stripper", () => {
     expect(readdirSync(cacheDir)).toEqual([]);
     const first = importWithPreload('./apps/worker/src/worker.ts');
     expect(first.exports).toBeGreaterThan(0);

@@ -64,7 +64,10 @@ export function ensureNginx(): string {
   if (found) return found;
   if (process.getuid?.() !== 0) throw new Error('fleet: nginx is not installed; run `sudo apt-get install -y nginx`');
   console.error('fleet: installing nginx (apt-get install -y nginx)');
-  execFileSync('apt-get', ['install', '-y', '-q', 'nginx'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  execFileSync('apt-get', ['install', '-y', '-q', 'nginx'], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
   const installed = find();
   if (!installed) throw new Error('fleet: nginx did not install');
   return installed;
@@ -167,7 +170,9 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       const dir = mkdtempSync(join(tmpdir(), 'tickwork-nginx-'));
       for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, sub));
       writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, apiPorts));
-      const child = spawn(binary, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], { stdio: 'ignore' });
+      const child = spawn(binary, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], {
+        stdio: 'ignore',
+      });
       nginx = { child, dir };
       url = `http://127.0.0.1:${port}`;
       await waitHttp(`${url}/health/live`, child);
@@ -226,7 +231,11 @@ async function main() {
     CALLBACK_ALLOW_PRIVATE: process.env.CALLBACK_ALLOW_PRIVATE ?? 'true',
   };
   execFileSync('bash', ['scripts/ensure-services.sh'], { cwd: ROOT, stdio: 'inherit' });
-  execFileSync(process.execPath, ['packages/db/src/cli.ts'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'inherit' });
+  execFileSync(process.execPath, ['packages/db/src/cli.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: 'inherit',
+  });
   const fleet = await startFleet({
     apis,
     workers,

@@ -34,7 +34,11 @@ const children: ChildProcess[] = [];
 let stopping = false;
 
 function run(name: string, script: string) {
-  const child = spawn(process.execPath, [...NODE_FLAGS, script], { cwd: root, env, stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(process.execPath, [...NODE_FLAGS, script], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   child.on('exit', (code, signal) => {
     if (!stopping) {
       console.error(`start: ${name} exited (${signal ?? code}); stopping the rest`);

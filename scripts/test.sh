@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `npm test`: type-check every package, then run every test (unit, api, worker, end to end)
-# in one vitest run against DATABASE_URL / REDIS_URL (default: the local services).
+# `npm test`: lint and format-check (Biome), type-check every package, then run every test (unit,
+# api, worker, end to end) in one vitest run against DATABASE_URL / REDIS_URL (default: the local
+# services).
 set -euo pipefail
-pnpm turbo run typecheck --output-logs=errors-only
+pnpm turbo run lint lint:root typecheck --output-logs=errors-only
 exec pnpm vitest run "$@"

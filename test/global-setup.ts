@@ -29,7 +29,10 @@ export default async function setup(_project: TestProject) {
     const redis = await new GenericContainer('redis:7').withExposedPorts(6379).start();
     process.env.DATABASE_URL = `postgres://postgres@${postgres.getHost()}:${postgres.getMappedPort(5432)}/test`;
     process.env.REDIS_URL = `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`;
-    stops.push(() => postgres.stop(), () => redis.stop());
+    stops.push(
+      () => postgres.stop(),
+      () => redis.stop(),
+    );
   }
   process.env.DATABASE_URL ??= 'postgres://postgres@127.0.0.1:5432/test';
   process.env.REDIS_URL ??= 'redis://127.0.0.1:6379';

@@ -69,7 +69,12 @@ async function startHello(): Promise<{ url: string; child: ChildProcess }> {
 }
 
 export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
-  const tw = await deploy({ redisUrl: options.redisUrl, workers: 0, label: 'tw_bench_api', nodeOptions: options.nodeOptions });
+  const tw = await deploy({
+    redisUrl: options.redisUrl,
+    workers: 0,
+    label: 'tw_bench_api',
+    nodeOptions: options.nodeOptions,
+  });
   const hello = await startHello();
   try {
     // Quota raised in the bench's own database: one service creates tens of thousands of jobs here.
@@ -83,7 +88,11 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
       startAt,
       target: { url: 'http://127.0.0.1:9/hook', body: { hello: 'bench' } },
     });
-    const seeded = await createJobs(tw.api, [service.token], Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)));
+    const seeded = await createJobs(
+      tw.api,
+      [service.token],
+      Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)),
+    );
     const runsJob = seeded.ids[0]!;
     const now = Date.now();
     await tw.db.db
@@ -152,7 +161,9 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
         const shot = await shoot(name === 'hello' ? { ...base, url: hello.url } : { ...endpoints[name]!(), ...base });
         roundShots[name] = shot;
         shots[name]!.push(shot);
-        console.log(`  api round ${r + 1}/${options.rounds} ${name.padEnd(24)} ${Math.round(shot.reqPerSec)} req/s p50 ${shot.p50} ms p99 ${shot.p99} ms${shot.errors ? ` errors ${shot.errors}` : ''}`);
+        console.log(
+          `  api round ${r + 1}/${options.rounds} ${name.padEnd(24)} ${Math.round(shot.reqPerSec)} req/s p50 ${shot.p50} ms p99 ${shot.p99} ms${shot.errors ? ` errors ${shot.errors}` : ''}`,
+        );
       }
       for (const name of names) ratios[name]!.push(roundShots[name]!.reqPerSec / roundShots.hello!.reqPerSec);
     }

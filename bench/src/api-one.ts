@@ -17,16 +17,44 @@ try {
   const service = await tw.service('bench-one', 10_000_000);
   const auth = { authorization: `Bearer ${service.token}`, 'content-type': 'application/json' };
   const startAt = new Date(Date.now() + 30 * 86_400_000).toISOString();
-  const draft = (name: string) => ({ name, schedule: { every: '1h' }, startAt, target: { url: 'http://127.0.0.1:9/hook', body: { hello: 'bench' } } });
-  const seeded = await createJobs(tw.api, [service.token], Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)));
+  const draft = (name: string) => ({
+    name,
+    schedule: { every: '1h' },
+    startAt,
+    target: { url: 'http://127.0.0.1:9/hook', body: { hello: 'bench' } },
+  });
+  const seeded = await createJobs(
+    tw.api,
+    [service.token],
+    Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)),
+  );
   let unique = 0;
   let next = 0;
   const opts: autocannon.Options =
     which === 'post'
-      ? { url: tw.api.url, requests: [{ method: 'POST', path: '/v1/jobs', headers: auth, setupRequest: (r) => ({ ...r, body: JSON.stringify(draft(`c-${unique++}`)) }) }] }
+      ? {
+          url: tw.api.url,
+          requests: [
+            {
+              method: 'POST',
+              path: '/v1/jobs',
+              headers: auth,
+              setupRequest: (r) => ({ ...r, body: JSON.stringify(draft(`c-${unique++}`)) }),
+            },
+          ],
+        }
       : which === 'list'
         ? { url: `${tw.api.url}/v1/jobs?limit=100`, headers: auth }
-        : { url: tw.api.url, requests: [{ method: 'GET', headers: auth, setupRequest: (r) => ({ ...r, path: `/v1/jobs/${seeded.ids[next++ % 200]}` }) }] };
+        : {
+            url: tw.api.url,
+            requests: [
+              {
+                method: 'GET',
+                headers: auth,
+                setupRequest: (r) => ({ ...r, path: `/v1/jobs/${seeded.ids[next++ % 200]}` }),
+              },
+            ],
+          };
   await autocannon({ ...opts, connections: 50, duration: 1 });
   const client = new pg.Client({ connectionString: tw.db.url });
   await client.connect();
@@ -34,7 +62,9 @@ try {
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      const { rows } = await client.query(`SELECT state, coalesce(wait_event_type,'-')||':'||coalesce(wait_event,'-') AS w, left(query, 40) AS q FROM pg_stat_activity WHERE application_name = 'tickwork-api'`);
+      const { rows } = await client.query(
+        `SELECT state, coalesce(wait_event_type,'-')||':'||coalesce(wait_event,'-') AS w, left(query, 40) AS q FROM pg_stat_activity WHERE application_name = 'tickwork-api'`,
+      );
       for (const r of rows) waits.set(`${r.state} ${r.w} ${r.q}`, (waits.get(`${r.state} ${r.w} ${r.q}`) ?? 0) + 1);
       await new Promise((res) => setTimeout(res, 100));
     }
@@ -43,8 +73,23 @@ try {
   sampling = false;
   await sampler;
   await client.end();
-  console.log(which, Math.round(result.requests.average), 'req/s p50', result.latency.p50, 'p99', result.latency.p99, 'non2xx', result.non2xx);
-  console.log([...waits].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([k, v]) => `${v}\t${k}`).join('\n'));
+  console.log(
+    which,
+    Math.round(result.requests.average),
+    'req/s p50',
+    result.latency.p50,
+    'p99',
+    result.latency.p99,
+    'non2xx',
+    result.non2xx,
+  );
+  console.log(
+    [...waits]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 15)
+      .map(([k, v]) => `${v}\t${k}`)
+      .join('\n'),
+  );
 } finally {
   await tw.close();
 }

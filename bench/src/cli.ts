@@ -6,7 +6,18 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchApi, type ApiFigures } from './api-bench.ts';
-import { compareLever, drainCompare, fireAtRate, scaleOut, startSink, type AtRateFigures, type Contestant, type DrainFigures, type ScaleFigures, type LeverFigures } from './fire-bench.ts';
+import {
+  compareLever,
+  drainCompare,
+  fireAtRate,
+  scaleOut,
+  startSink,
+  type AtRateFigures,
+  type Contestant,
+  type DrainFigures,
+  type ScaleFigures,
+  type LeverFigures,
+} from './fire-bench.ts';
 import { describeMachine, printMachine } from './machine.ts';
 import { startRedis } from './redis-server.ts';
 import { deploy } from './tickwork.ts';
@@ -68,7 +79,9 @@ if (command === 'api' || command === 'all') {
   });
   console.log(`  hello-world ${out.api.helloReqPerSec} req/s p99 ${out.api.helloP99Ms} ms`);
   for (const e of out.api.endpoints) {
-    console.log(`  ${e.name.padEnd(24)} ${e.reqPerSec} req/s = ${e.ratioToHello}× hello; p50 ${e.p50Ms} p99 ${e.p99Ms} ms; at half rate (${e.halfRate}/s) p99 ${e.halfRateP99Ms} ms`);
+    console.log(
+      `  ${e.name.padEnd(24)} ${e.reqPerSec} req/s = ${e.ratioToHello}× hello; p50 ${e.p50Ms} p99 ${e.p99Ms} ms; at half rate (${e.halfRate}/s) p99 ${e.halfRateP99Ms} ms`,
+    );
   }
 }
 
@@ -86,8 +99,23 @@ if (command === 'fire' || command === 'all') {
     for (const hz of hzList) {
       const redis = await startRedis(hz);
       redises.set(hz, redis);
-      console.log(`fire at rate: ${schedules} schedules, ${rate} due/s, own Redis hz ${hz} (${redis.url}), 1 worker at concurrency 10`);
-      const figures = schedules === 0 ? undefined : await fireAtRate({ redisUrl: redis.url, redisHz: hz, schedules, rate, measureS, workers: 1, sink, nodeOptions, lateWaitMs: quick ? 10_000 : 60_000 });
+      console.log(
+        `fire at rate: ${schedules} schedules, ${rate} due/s, own Redis hz ${hz} (${redis.url}), 1 worker at concurrency 10`,
+      );
+      const figures =
+        schedules === 0
+          ? undefined
+          : await fireAtRate({
+              redisUrl: redis.url,
+              redisHz: hz,
+              schedules,
+              rate,
+              measureS,
+              workers: 1,
+              sink,
+              nodeOptions,
+              lateWaitMs: quick ? 10_000 : 60_000,
+            });
       if (!figures) continue;
       out.fire.push(figures);
       console.log(
@@ -101,14 +129,37 @@ if (command === 'fire' || command === 'all') {
     const tw = await deploy({ redisUrl: redis.url, workers: 1, label: 'tw_bench_drain', nodeOptions });
     try {
       const service = await tw.service('bench-drain', 10_000_000);
-      console.log(`drain: ${drainCount} occurrences due at one instant, ${rounds} round(s), contestants ${contestants.join(', ')} (Redis hz ${redis.hz})`);
-      out.drain = await drainCompare({ redisUrl: redis.url, sink, count: drainCount, rounds, contestants, tw, token: service.token });
-      for (const [kind, f] of Object.entries(out.drain.perContestant)) console.log(`  ${kind.padEnd(13)} ${f.perSec}/s (rounds ${f.shots.join(', ')})`);
-      console.log(`  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/timers ${out.drain.tickworkOverTimers}×`);
+      console.log(
+        `drain: ${drainCount} occurrences due at one instant, ${rounds} round(s), contestants ${contestants.join(', ')} (Redis hz ${redis.hz})`,
+      );
+      out.drain = await drainCompare({
+        redisUrl: redis.url,
+        sink,
+        count: drainCount,
+        rounds,
+        contestants,
+        tw,
+        token: service.token,
+      });
+      for (const [kind, f] of Object.entries(out.drain.perContestant))
+        console.log(`  ${kind.padEnd(13)} ${f.perSec}/s (rounds ${f.shots.join(', ')})`);
+      console.log(
+        `  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/timers ${out.drain.tickworkOverTimers}×`,
+      );
       if (!quick && !values['skip-scale']) {
         console.log(`scale-out: the same drain with 1..${values['max-workers']} workers`);
-        out.scale = await scaleOut({ tw, token: service.token, sink, count: drainCount, rounds, maxWorkers: Number(values['max-workers']) });
-        for (const row of out.scale.rows) console.log(`  workers=${row.workers} ${row.perSec}/s (${row.perWorker}/s per worker, ${row.perWorkerCpuSecond} per worker CPU-second)`);
+        out.scale = await scaleOut({
+          tw,
+          token: service.token,
+          sink,
+          count: drainCount,
+          rounds,
+          maxWorkers: Number(values['max-workers']),
+        });
+        for (const row of out.scale.rows)
+          console.log(
+            `  workers=${row.workers} ${row.perSec}/s (${row.perWorker}/s per worker, ${row.perWorkerCpuSecond} per worker CPU-second)`,
+          );
       }
     } finally {
       await tw.close();
@@ -121,7 +172,8 @@ if (command === 'fire' || command === 'all') {
 
 if (command === 'lever') {
   // `lever --env NAME=value …`: the drain with and without one setting, side by side.
-  const pairs = (list: string[] | undefined) => Object.fromEntries((list ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const pairs = (list: string[] | undefined) =>
+    Object.fromEntries((list ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
   const env = pairs(values.env);
   // `--redis-config name=value`: a Redis setting of the variant's shots (CONFIG SET on the bench's Redis).
   const redisConfig = pairs(values['redis-config']);
@@ -132,8 +184,18 @@ if (command === 'lever') {
   try {
     const service = await tw.service('bench-lever', 10_000_000);
     const count = num(values.drain, 1_000);
-    console.log(`lever: drain of ${count} with the default worker vs ${JSON.stringify({ ...env, ...redisConfig })}, own Redis hz ${hz}`);
-    out.lever = await compareLever({ tw, token: service.token, sink, count, rounds: num(values.rounds, 3), env, redisConfig });
+    console.log(
+      `lever: drain of ${count} with the default worker vs ${JSON.stringify({ ...env, ...redisConfig })}, own Redis hz ${hz}`,
+    );
+    out.lever = await compareLever({
+      tw,
+      token: service.token,
+      sink,
+      count,
+      rounds: num(values.rounds, 3),
+      env,
+      redisConfig,
+    });
     console.log(`  variant/default ${out.lever.variantOverBaseline}×`);
   } finally {
     await tw.close();
@@ -145,7 +207,9 @@ if (command === 'lever') {
 mkdirSync(new URL('../results/', import.meta.url), { recursive: true });
 const file = new URL(`../results/${quick ? 'quick' : command}.json`, import.meta.url);
 writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
-console.log(`figures written to bench/results/${quick ? 'quick' : command}.json (${Math.round((Date.now() - started) / 1000)} s)`);
+console.log(
+  `figures written to bench/results/${quick ? 'quick' : command}.json (${Math.round((Date.now() - started) / 1000)} s)`,
+);
 
 if (quick) {
   const ratio = (name: string) => out.api?.endpoints.find((e) => e.name === name)?.ratioToHello ?? Number.NaN;

@@ -62,9 +62,15 @@ export async function fireAtRate(options: {
 }): Promise<AtRateFigures> {
   const { schedules, rate, sink } = options;
   const everyMs = Math.round((schedules / rate) * 1000);
-  if (everyMs < 1000) throw new Error(`--schedules / --rate must be at least 1 s (the default minimum interval); got ${everyMs} ms`);
+  if (everyMs < 1000)
+    throw new Error(`--schedules / --rate must be at least 1 s (the default minimum interval); got ${everyMs} ms`);
   const memoryBefore = await redisUsedMemory(options.redisUrl);
-  const tw = await deploy({ redisUrl: options.redisUrl, workers: options.workers, label: 'tw_bench_fire', nodeOptions: options.nodeOptions });
+  const tw = await deploy({
+    redisUrl: options.redisUrl,
+    workers: options.workers,
+    label: 'tw_bench_fire',
+    nodeOptions: options.nodeOptions,
+  });
   const apiRssIdleMiB = rssOf(tw.api.child.pid!).rssMiB;
   const workerRssIdleMiB = tw.workers.map((w) => rssOf(w.child.pid!).rssMiB);
   try {
@@ -84,7 +90,9 @@ export async function fireAtRate(options: {
     const tokens = services.map((s) => s.token);
     const created = await createJobs(tw.api, tokens, drafts, 32);
     const memoryAfter = await redisUsedMemory(options.redisUrl);
-    console.log(`  fire hz${options.redisHz}: created ${schedules} schedules in ${(created.ms / 1000).toFixed(1)} s (${Math.round(schedules / (created.ms / 1000))}/s)`);
+    console.log(
+      `  fire hz${options.redisHz}: created ${schedules} schedules in ${(created.ms / 1000).toFixed(1)} s (${Math.round(schedules / (created.ms / 1000))}/s)`,
+    );
 
     await sleep(2_000);
     const windowStart = Date.now();
@@ -95,14 +103,23 @@ export async function fireAtRate(options: {
     const load = loadNow();
     while (Date.now() < windowEnd) {
       apiRss = Math.max(apiRss, rssOf(tw.api.child.pid!).rssMiB);
-      tw.workers.forEach((w, i) => (workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).rssMiB)));
+      tw.workers.forEach((w, i) => {
+        workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).rssMiB);
+      });
       await sleep(Math.min(1_000, Math.max(0, windowEnd - Date.now())));
     }
     // Let the window's late occurrences arrive: until every expected one came, or none came for 3 s
     // (at most `lateWaitMs`). A late occurrence counts in the lateness figures; only one that never came is lost.
     const expectedCount = Math.round((options.measureS * 1000 * schedules) / everyMs);
-    const countInWindow = () => sink.received.reduce((n, r) => { const at = scheduledForOf(r); return at >= windowStart && at < windowEnd ? n + 1 : n; }, 0);
-    for (let last = -1, quietSince = Date.now(), deadline = Date.now() + (options.lateWaitMs ?? 60_000); Date.now() < deadline; ) {
+    const countInWindow = () =>
+      sink.received.reduce((n, r) => {
+        const at = scheduledForOf(r);
+        return at >= windowStart && at < windowEnd ? n + 1 : n;
+      }, 0);
+    for (
+      let last = -1, quietSince = Date.now(), deadline = Date.now() + (options.lateWaitMs ?? 60_000);
+      Date.now() < deadline;
+    ) {
       await sleep(500);
       const n = countInWindow();
       if (n >= expectedCount) break;
@@ -110,7 +127,9 @@ export async function fireAtRate(options: {
       else if (Date.now() - quietSince > 3_000) break;
     }
     apiRss = Math.max(apiRss, rssOf(tw.api.child.pid!).peakMiB);
-    tw.workers.forEach((w, i) => (workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).peakMiB)));
+    tw.workers.forEach((w, i) => {
+      workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).peakMiB);
+    });
 
     const expected = new Set<string>();
     for (let i = 0; i < schedules; i++) {
@@ -233,7 +252,10 @@ async function sinkArrivals(sink: Sink, path: string, count: number, timeoutMs: 
   );
   const mine = sink.received.filter((r) => r.path.startsWith(path));
   const stray = sink.received.filter((r) => !r.path.startsWith(path));
-  if (stray.length) console.log(`  (${stray.length} other callbacks reached the sink meanwhile: ${[...new Set(stray.map((r) => r.path))].join(', ')})`);
+  if (stray.length)
+    console.log(
+      `  (${stray.length} other callbacks reached the sink meanwhile: ${[...new Set(stray.map((r) => r.path))].join(', ')})`,
+    );
   return mine;
 }
 
@@ -241,12 +263,23 @@ function shotOf(dueAt: number, arrivals: number[], count: number): DrainShot {
   const last = Math.max(...arrivals);
   return {
     perSec: Math.round(count / (Math.max(1, last - dueAt) / 1000)),
-    lagP99Ms: percentile(arrivals.map((a) => a - dueAt), 99),
+    lagP99Ms: percentile(
+      arrivals.map((a) => a - dueAt),
+      99,
+    ),
   };
 }
 
 /** One Tickwork drain: K interval jobs created through the API, all due at one instant. */
-export async function tickworkDrain(tw: Deployment, token: string, sink: Sink, count: number, tag: string, createPerSec: { value: number }, retries = 2): Promise<DrainShot> {
+export async function tickworkDrain(
+  tw: Deployment,
+  token: string,
+  sink: Sink,
+  count: number,
+  tag: string,
+  createPerSec: { value: number },
+  retries = 2,
+): Promise<DrainShot> {
   // Twice the time the last creates took (the first guess is 150/s): creates share the box with
   // the worker and the other contestants' leftovers, and ran at 141/s in a quick run at load 8.7.
   const margin = 1_000 + Math.ceil((count / createPerSec.value) * 1_000 * 2);
@@ -263,11 +296,17 @@ export async function tickworkDrain(tw: Deployment, token: string, sink: Sink, c
     // A busy box created more slowly than the last shot: again, with the margin of the rate just seen.
     if (retries === 0) throw new Error(`creating ${count} jobs took past their due instant; raise the margin`);
     // (Those created late fire an hour on: the sink tells the next shot's callbacks by their path.)
-    console.log(`  (creating ${count} jobs took past their due instant at ${Math.round(createPerSec.value)}/s; again with a wider margin)`);
+    console.log(
+      `  (creating ${count} jobs took past their due instant at ${Math.round(createPerSec.value)}/s; again with a wider margin)`,
+    );
     return tickworkDrain(tw, token, sink, count, `${tag}r`, createPerSec, retries - 1);
   }
   const arrivals = await sinkArrivals(sink, `/tw/${tag}`, count, 120_000);
-  return shotOf(dueAt, arrivals.map((r) => r.at), count);
+  return shotOf(
+    dueAt,
+    arrivals.map((r) => r.at),
+    count,
+  );
 }
 
 async function peerDrain(peer: Peer, kind: Contestant, sink: Sink, count: number, tag: string): Promise<DrainShot> {
@@ -281,7 +320,11 @@ async function peerDrain(peer: Peer, kind: Contestant, sink: Sink, count: number
   if (process.env.BENCH_DEBUG) console.log('debug: drained', kind, sink.received.length);
   if (kind === 'bullmq-noop') return shotOf(dueAt, [drained.lastAt!], count);
   const arrivals = await sinkArrivals(sink, `/peer/${tag}`, count, 120_000);
-  return shotOf(dueAt, arrivals.map((r) => r.at), count);
+  return shotOf(
+    dueAt,
+    arrivals.map((r) => r.at),
+    count,
+  );
 }
 
 export interface DrainFigures {
@@ -348,15 +391,19 @@ export async function drainCompare(options: {
               })();
         sink.received.length = 0;
         inRound[kind] = shot;
-        (shots[kind] ??= []).push(shot);
-        console.log(`  drain round ${r + 1}/${options.rounds} ${kind.padEnd(13)} ${shot.perSec}/s, last-delivery lag p99 ${shot.lagP99Ms} ms`);
+        shots[kind] ??= [];
+        shots[kind].push(shot);
+        console.log(
+          `  drain round ${r + 1}/${options.rounds} ${kind.padEnd(13)} ${shot.perSec}/s, last-delivery lag p99 ${shot.lagP99Ms} ms`,
+        );
         await sleep(500);
       }
       const tick = inRound.tickwork?.perSec ?? Number.NaN;
       if (inRound['bullmq-fetch']) ratios.fetch.push(tick / inRound['bullmq-fetch'].perSec);
       if (inRound.pgboss) ratios.pgboss.push(tick / inRound.pgboss.perSec);
       if (inRound.timers) ratios.timers.push(tick / inRound.timers.perSec);
-      if (inRound['bullmq-fetch'] && inRound['bullmq-noop']) ratios.noop.push(inRound['bullmq-fetch'].perSec / inRound['bullmq-noop'].perSec);
+      if (inRound['bullmq-fetch'] && inRound['bullmq-noop'])
+        ratios.noop.push(inRound['bullmq-fetch'].perSec / inRound['bullmq-noop'].perSec);
     }
     const perContestant: DrainFigures['perContestant'] = {};
     for (const [kind, list] of Object.entries(shots)) {
@@ -387,7 +434,14 @@ export interface ScaleFigures {
 }
 
 /** The drain with 1, 2, 3 workers, up then down each round, so no count always runs warm or cold. */
-export async function scaleOut(options: { tw: Deployment; token: string; sink: Sink; count: number; rounds: number; maxWorkers: number }): Promise<ScaleFigures> {
+export async function scaleOut(options: {
+  tw: Deployment;
+  token: string;
+  sink: Sink;
+  count: number;
+  rounds: number;
+  maxWorkers: number;
+}): Promise<ScaleFigures> {
   const { tw, sink, count } = options;
   const perSec: Record<number, number[]> = {};
   const perCpu: Record<number, number[]> = {};
@@ -402,9 +456,13 @@ export async function scaleOut(options: { tw: Deployment; token: string; sink: S
       const shot = await tickworkDrain(tw, options.token, sink, count, `scale-${n}-${r}`, createPerSec);
       const cpu = tw.workers.reduce((sum, w) => sum + cpuSecondsOf(w.child.pid!), 0) - cpuBefore;
       sink.received.length = 0;
-      (perSec[n] ??= []).push(shot.perSec);
-      (perCpu[n] ??= []).push(count / Math.max(cpu, 0.01));
-      console.log(`  scale round ${r + 1}/${options.rounds} workers=${n} ${shot.perSec}/s, ${Math.round(count / Math.max(cpu, 0.01))} deliveries per worker CPU-second`);
+      perSec[n] ??= [];
+      perSec[n].push(shot.perSec);
+      perCpu[n] ??= [];
+      perCpu[n].push(count / Math.max(cpu, 0.01));
+      console.log(
+        `  scale round ${r + 1}/${options.rounds} workers=${n} ${shot.perSec}/s, ${Math.round(count / Math.max(cpu, 0.01))} deliveries per worker CPU-second`,
+      );
     }
   }
   return {
@@ -462,13 +520,16 @@ export async function compareLever(options: {
     for (const variant of rotated(['A', 'B'], r)) {
       while (tw.workers.length) await tw.removeWorker();
       await tw.addWorker(variant === 'B' ? options.env : {});
-      for (const [name, value] of Object.entries(variant === 'B' ? redisConfig : found)) await redis.config('SET', name, value);
+      for (const [name, value] of Object.entries(variant === 'B' ? redisConfig : found))
+        await redis.config('SET', name, value);
       const shot = await tickworkDrain(tw, options.token, sink, count, `lever-${variant}-${r}`, createPerSec);
       sink.received.length = 0;
       shots[variant] = shot.perSec;
       const peak = rssOf(tw.workers[0]!.child.pid!).peakMiB;
       rss[variant]!.push(peak);
-      console.log(`  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify({ ...options.env, ...redisConfig })}: ${shot.perSec}/s, worker peak RSS ${peak} MiB`);
+      console.log(
+        `  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify({ ...options.env, ...redisConfig })}: ${shot.perSec}/s, worker peak RSS ${peak} MiB`,
+      );
     }
     a.push(shots.A!);
     b.push(shots.B!);
@@ -476,5 +537,14 @@ export async function compareLever(options: {
   }
   for (const [name, value] of Object.entries(found)) await redis.config('SET', name, value);
   redis.disconnect();
-  return { env: { ...options.env, ...redisConfig }, count, rounds: options.rounds, baseline: a, variant: b, variantOverBaseline: round(median(ratios), 3), baselineRssMiB: rss.A!, variantRssMiB: rss.B! };
+  return {
+    env: { ...options.env, ...redisConfig },
+    count,
+    rounds: options.rounds,
+    baseline: a,
+    variant: b,
+    variantOverBaseline: round(median(ratios), 3),
+    baselineRssMiB: rss.A!,
+    variantRssMiB: rss.B!,
+  };
 }

@@ -18,9 +18,16 @@ import { startSink } from '../../e2e/lib/sink.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { blocks: { type: 'string', default: '30' }, block: { type: 'string', default: '100' }, concurrency: { type: 'string', default: '10' } },
+  options: {
+    blocks: { type: 'string', default: '30' },
+    block: { type: 'string', default: '100' },
+    concurrency: { type: 'string', default: '10' },
+  },
 });
-const checkouts = positionals.map((p) => ({ name: p.slice(0, p.indexOf('=')), dir: resolve(p.slice(p.indexOf('=') + 1)) }));
+const checkouts = positionals.map((p) => ({
+  name: p.slice(0, p.indexOf('=')),
+  dir: resolve(p.slice(p.indexOf('=') + 1)),
+}));
 const blocks = Number(values.blocks);
 const perBlock = Number(values.block);
 const concurrency = Number(values.concurrency);
@@ -46,14 +53,40 @@ for (const c of checkouts) {
   const fire = await import(`${c.dir}/apps/worker/src/fire.ts`);
   const deliver = await import(`${c.dir}/apps/worker/src/deliver.ts`);
   const policy = { allowPrivate: true, allowedHosts: [] };
-  const ctx = { db: db.db, logger: silent, workerId: `bench-${c.name}`, secretKey, policy, dispatchers: deliver.createDispatchers(policy), queue };
+  const ctx = {
+    db: db.db,
+    logger: silent,
+    workerId: `bench-${c.name}`,
+    secretKey,
+    policy,
+    dispatchers: deliver.createDispatchers(policy),
+    queue,
+  };
   variants.push({ ...c, fire: fire.fireOccurrence, ctx, perSec: [] });
 }
-const service = await insertService(db.db, { id: uuidv7(), name: 'bench', signingSecret: encryptSecret('whsec_bench_0123456789abcdef', secretKey) });
+const service = await insertService(db.db, {
+  id: uuidv7(),
+  name: 'bench',
+  signingSecret: encryptSecret('whsec_bench_0123456789abcdef', secretKey),
+});
 const jobs: string[] = [];
 for (let i = 0; i < concurrency * 4; i++) {
-  const spec = buildJobSpec({ name: `j${i}`, schedule: { every: '1h' }, target: { url: `${sink.url}/hook` } }, { now: Date.now() });
-  jobs.push((await insertJob(db.db, { ...spec, id: uuidv7(), serviceId: service.id, state: 'active', now: new Date(), nextRunAt: null })).id);
+  const spec = buildJobSpec(
+    { name: `j${i}`, schedule: { every: '1h' }, target: { url: `${sink.url}/hook` } },
+    { now: Date.now() },
+  );
+  jobs.push(
+    (
+      await insertJob(db.db, {
+        ...spec,
+        id: uuidv7(),
+        serviceId: service.id,
+        state: 'active',
+        now: new Date(),
+        nextRunAt: null,
+      })
+    ).id,
+  );
 }
 
 let instant = Date.now();
@@ -65,7 +98,13 @@ async function shot(v: Variant, count: number): Promise<number> {
       for (let i = next++; i < count; i = next++) {
         const jobId = jobs[(lane + i * concurrency) % jobs.length]!;
         const at = ++instant;
-        const bullJob = { id: `repeat:${jobId}:${at}`, data: { jobId, version: 1 }, timestamp: at, opts: {}, attemptsMade: 0 };
+        const bullJob = {
+          id: `repeat:${jobId}:${at}`,
+          data: { jobId, version: 1 },
+          timestamp: at,
+          opts: {},
+          attemptsMade: 0,
+        };
         const result = await v.fire(v.ctx, bullJob);
         if (result.outcome !== 'delivered') throw new Error(`${v.name}: ${JSON.stringify(result)}`);
       }
@@ -83,7 +122,9 @@ for (let b = 0; b < blocks; b++) {
 const first = variants[0]!;
 for (const v of variants) {
   const ratios = v.perSec.map((x, i) => x / first.perSec[i]!);
-  console.log(`${v.name.padEnd(6)} median ${median(v.perSec).toFixed(0)}/s  ratio to ${first.name} ${median(ratios).toFixed(3)} (blocks ${v.perSec.map((x) => x.toFixed(0)).join(' ')})`);
+  console.log(
+    `${v.name.padEnd(6)} median ${median(v.perSec).toFixed(0)}/s  ratio to ${first.name} ${median(ratios).toFixed(3)} (blocks ${v.perSec.map((x) => x.toFixed(0)).join(' ')})`,
+  );
 }
 console.log(`sink received ${sink.received.length}`);
 await sink.close();

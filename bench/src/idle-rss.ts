@@ -19,7 +19,9 @@ const { values } = parseArgs({
     'settle-ms': { type: 'string', default: '3000' },
   },
 });
-const variantEnv = Object.fromEntries((values.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const variantEnv = Object.fromEntries(
+  (values.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+);
 const rounds = Number(values.rounds);
 const settleMs = Number(values['settle-ms']);
 
@@ -32,7 +34,9 @@ const env: FleetEnv = {
 };
 type Figures = { apiRss: number; apiPeak: number; workerRss: number; workerPeak: number };
 const figures: Record<'A' | 'B', Figures[]> = { A: [], B: [] };
-console.log(`idle RSS: default (A) vs ${JSON.stringify(variantEnv)} (B), ${rounds} round(s), settle ${settleMs} ms, load ${loadNow()}`);
+console.log(
+  `idle RSS: default (A) vs ${JSON.stringify(variantEnv)} (B), ${rounds} round(s), settle ${settleMs} ms, load ${loadNow()}`,
+);
 try {
   for (let r = 0; r < rounds; r++) {
     for (const variant of rotated<'A' | 'B'>(['A', 'B'], r)) {
@@ -45,7 +49,9 @@ try {
         const w = rssOf(worker.child.pid!);
         const f = { apiRss: a.rssMiB, apiPeak: a.peakMiB, workerRss: w.rssMiB, workerPeak: w.peakMiB };
         figures[variant].push(f);
-        console.log(`  round ${r + 1} ${variant}: api ${f.apiRss} MiB (peak ${f.apiPeak}), worker ${f.workerRss} MiB (peak ${f.workerPeak}); load ${loadNow()}`);
+        console.log(
+          `  round ${r + 1} ${variant}: api ${f.apiRss} MiB (peak ${f.apiPeak}), worker ${f.workerRss} MiB (peak ${f.workerPeak}); load ${loadNow()}`,
+        );
       } finally {
         await Promise.all([api.stop(), worker.stop()]);
       }
@@ -53,7 +59,9 @@ try {
   }
   for (const variant of ['A', 'B'] as const) {
     const m = (k: keyof Figures) => median(figures[variant].map((f) => f[k]));
-    console.log(`median ${variant}: api ${m('apiRss')} MiB (peak ${m('apiPeak')}), worker ${m('workerRss')} MiB (peak ${m('workerPeak')})`);
+    console.log(
+      `median ${variant}: api ${m('apiRss')} MiB (peak ${m('apiPeak')}), worker ${m('workerRss')} MiB (peak ${m('workerPeak')})`,
+    );
   }
 } finally {
   await db.drop().catch(() => {});

@@ -17,7 +17,10 @@ export interface Machine {
   load: string;
 }
 
-export const loadNow = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+export const loadNow = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
 export async function describeMachine(redisUrl: string, databaseUrl: string): Promise<Machine> {
   const redis = new Redis(redisUrl, { lazyConnect: true });

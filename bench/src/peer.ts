@@ -15,7 +15,11 @@ const kind = process.argv[2] as 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'tim
 const concurrency = Number(process.env.CONCURRENCY ?? 10);
 const sinkUrl = process.env.SINK_URL ?? '';
 const redisUrl = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
-const connection = { host: redisUrl.hostname, port: Number(redisUrl.port || 6379), maxRetriesPerRequest: null } as ConnectionOptions;
+const connection = {
+  host: redisUrl.hostname,
+  port: Number(redisUrl.port || 6379),
+  maxRetriesPerRequest: null,
+} as ConnectionOptions;
 const prefix = process.env.BULLMQ_PREFIX ?? '{twbench_peer}';
 // The same dispatcher settings as Tickwork's deliver.ts: keep-alive, up to 64 sockets.
 const dispatcher = new Agent({ keepAliveTimeout: 10_000, connections: 64 });
@@ -90,7 +94,11 @@ if (kind === 'bullmq-noop' || kind === 'bullmq-fetch') {
     await queue.close();
   };
 } else if (kind === 'pgboss') {
-  const boss = new PgBoss({ connectionString: process.env.DATABASE_URL!, max: concurrency + 4, schema: 'pgboss_bench' });
+  const boss = new PgBoss({
+    connectionString: process.env.DATABASE_URL!,
+    max: concurrency + 4,
+    schema: 'pgboss_bench',
+  });
   boss.on('error', (error) => console.error('pg-boss:', error));
   await boss.start();
   await boss.createQueue('peer');
@@ -133,10 +141,13 @@ if (kind === 'bullmq-noop' || kind === 'bullmq-fetch') {
   load = async (count, dueAt, tag) => {
     for (let i = 0; i < count; i++) {
       const payload = { id: `${tag}-${i}`, dueAt, tag };
-      setTimeout(() => {
-        waiting.push(payload);
-        pump();
-      }, Math.max(0, dueAt - Date.now()));
+      setTimeout(
+        () => {
+          waiting.push(payload);
+          pump();
+        },
+        Math.max(0, dueAt - Date.now()),
+      );
     }
   };
   close = async () => {};

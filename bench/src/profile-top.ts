@@ -17,7 +17,7 @@ function ownerOf(url: string): string {
     const rest = url.slice(nm + 'node_modules/'.length).split('/');
     return rest[0]!.startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0]!;
   }
-  if (url.startsWith('node:')) return 'node:' + url.slice(5).split('/')[0];
+  if (url.startsWith('node:')) return `node:${url.slice(5).split('/')[0]}`;
   const m = /\/(apps\/[^/]+|packages\/[^/]+|bench|e2e)\//.exec(url);
   return m ? m[1]! : url;
 }
@@ -26,7 +26,9 @@ for (const file of process.argv.slice(2)) {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
-  profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  profile.samples.forEach((id, i) => {
+    selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  });
   let total = 0;
   const idle = new Set(['(idle)', '(program)']);
   const fns = new Map<string, number>();
@@ -36,7 +38,9 @@ for (const file of process.argv.slice(2)) {
     const name = node.callFrame.functionName || '(anonymous)';
     if (idle.has(name)) continue;
     total += us;
-    const where = node.callFrame.url ? `${node.callFrame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(apps|packages|bench)\//, '$1/')}:${node.callFrame.lineNumber + 1}` : '';
+    const where = node.callFrame.url
+      ? `${node.callFrame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(apps|packages|bench)\//, '$1/')}:${node.callFrame.lineNumber + 1}`
+      : '';
     const key = `${name} ${where}`;
     fns.set(key, (fns.get(key) ?? 0) + us);
     const owner = name === '(garbage collector)' ? '(garbage collector)' : ownerOf(node.callFrame.url);

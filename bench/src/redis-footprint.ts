@@ -26,16 +26,25 @@ const redisArgs = (values['redis-arg'] ?? []).flatMap((a) => a.split(' '));
 const server = await startOwnRedis(redisArgs);
 const redis = new Redis(server.url);
 const prefix = '{tickwork}';
-const queue = new Queue(FIRE_QUEUE, { connection: { host: '127.0.0.1', port: server.port }, prefix, settings: { repeatStrategy: cronRepeatStrategy } });
+const queue = new Queue(FIRE_QUEUE, {
+  connection: { host: '127.0.0.1', port: server.port },
+  prefix,
+  settings: { repeatStrategy: cronRepeatStrategy },
+});
 const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
-const usage = async (key: string) => `${await redis.object('ENCODING', key)} ${await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')} B`;
+const usage = async (key: string) =>
+  `${await redis.object('ENCODING', key)} ${await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')} B`;
 
 try {
   const now = Date.now();
   const register = (i: number) => {
     const id = randomUUID();
     const job = { id, version: 1 } as Job;
-    const registration: Registration = { kind: 'scheduler', schedulerId: schedulerIdOf(id, 1), repeat: { every: 60_000, startDate: now + 30_000 + i } };
+    const registration: Registration = {
+      kind: 'scheduler',
+      schedulerId: schedulerIdOf(id, 1),
+      repeat: { every: 60_000, startDate: now + 30_000 + i },
+    };
     return applyRegistration(queue, job, registration, now).then(() => id);
   };
   // The queue's own keys (meta, events, id) exist before the measurement starts.
@@ -49,9 +58,14 @@ try {
   const after = await usedMemory();
   const scheduler = `${prefix}:${FIRE_QUEUE}:repeat:${schedulerIdOf(first, 1)}`;
   const [occurrence] = await redis.keys(`${scheduler}:*`);
-  console.log(`redis ${redisArgs.join(' ') || '(stock settings)'}: ${n} schedules, ${Math.round((after - before) / n)} B per schedule (used_memory after − before, / N)`);
-  console.log(`  scheduler hash ${await usage(scheduler)}; pending occurrence hash ${await usage(occurrence!)} (its opts: ${(await redis.hget(occurrence!, 'opts'))!.length} B)`);
-  for (const key of ['delayed', 'repeat', 'events']) console.log(`  ${key}: ${await usage(`${prefix}:${FIRE_QUEUE}:${key}`)}`);
+  console.log(
+    `redis ${redisArgs.join(' ') || '(stock settings)'}: ${n} schedules, ${Math.round((after - before) / n)} B per schedule (used_memory after − before, / N)`,
+  );
+  console.log(
+    `  scheduler hash ${await usage(scheduler)}; pending occurrence hash ${await usage(occurrence!)} (its opts: ${(await redis.hget(occurrence!, 'opts'))!.length} B)`,
+  );
+  for (const key of ['delayed', 'repeat', 'events'])
+    console.log(`  ${key}: ${await usage(`${prefix}:${FIRE_QUEUE}:${key}`)}`);
 } finally {
   await queue.close();
   redis.disconnect();

@@ -19,7 +19,12 @@ export interface Deployment {
   close(): Promise<void>;
 }
 
-export async function deploy(options: { redisUrl: string; workers: number; label?: string; nodeOptions?: string }): Promise<Deployment> {
+export async function deploy(options: {
+  redisUrl: string;
+  workers: number;
+  label?: string;
+  nodeOptions?: string;
+}): Promise<Deployment> {
   const db = await createTestDatabase(options.label ?? 'tw_bench');
   const env: FleetEnv = {
     DATABASE_URL: db.url,

@@ -59,7 +59,11 @@ async function lose(jobs: CreatedJob[], how: () => Promise<void>, name: string) 
   const { fire, maintenance } = queues();
   try {
     const before = Date.now();
-    await sink.waitFor((r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= before)), 15_000, 'every job firing');
+    await sink.waitFor(
+      (r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= before)),
+      15_000,
+      'every job firing',
+    );
     const lostAt = Date.now();
     await how();
 
@@ -69,7 +73,11 @@ async function lose(jobs: CreatedJob[], how: () => Promise<void>, name: string) 
       (received) => {
         for (const c of received) {
           const id = String(c.headers['tickwork-job-id']);
-          if (!firstAfter.has(id) && c.at > lostAt + 100 && Date.parse(String(c.headers['tickwork-scheduled-for'])) > lostAt) {
+          if (
+            !firstAfter.has(id) &&
+            c.at > lostAt + 100 &&
+            Date.parse(String(c.headers['tickwork-scheduled-for'])) > lostAt
+          ) {
             firstAfter.set(id, c.at);
           }
         }
@@ -85,14 +93,22 @@ async function lose(jobs: CreatedJob[], how: () => Promise<void>, name: string) 
     await new Promise<void>((resolve) => setTimeout(resolve, 4_000));
     const until = Date.now() - 2_000;
     const runs = await scenario.runs();
-    const catchUps = jobs.map((j) => runs.filter((r) => r.jobId === j.id && r.scheduledFor > lostAt && r.scheduledFor <= repairedAt).length);
+    const catchUps = jobs.map(
+      (j) => runs.filter((r) => r.jobId === j.id && r.scheduledFor > lostAt && r.scheduledFor <= repairedAt).length,
+    );
     const beforeLoss = judge({ jobs, runs, received: sink.received, from: before - 5_000, until: lostAt - 1_500 });
     const afterRepair = judge({ jobs, runs, received: sink.received, from: repairedAt + 1_500, until });
 
     // Redis holds exactly the schedulers Postgres accounts for.
     const schedulers = (await fire.getJobSchedulers(0, -1)).map((s) => s.key).sort();
-    const states = await jobStatesOf(scenario.db.db, jobs.map((j) => j.id));
-    const expected = [...states.entries()].filter(([, s]) => s.state === 'active').map(([id, s]) => schedulerIdOf(id, s.version)).sort();
+    const states = await jobStatesOf(
+      scenario.db.db,
+      jobs.map((j) => j.id),
+    );
+    const expected = [...states.entries()]
+      .filter(([, s]) => s.state === 'active')
+      .map(([id, s]) => schedulerIdOf(id, s.version))
+      .sort();
 
     report(name, {
       jobs: jobs.length,
@@ -120,7 +136,10 @@ describe('chaos: Redis loses its data', () => {
   let jobs: CreatedJob[];
 
   it('heals a FLUSHALL: every job fires again within one reconcile interval + 5 s, one catch-up at most, no orphan', async () => {
-    jobs = [...(await scenario.createEveryJobs(20, 2_000, 'flush')), ...(await scenario.createEveryJobs(5, 3_000, 'flush3'))];
+    jobs = [
+      ...(await scenario.createEveryJobs(20, 2_000, 'flush')),
+      ...(await scenario.createEveryJobs(5, 3_000, 'flush3')),
+    ];
     await lose(jobs, () => redis.flushAll(), 'redis-flush');
   }, 90_000);
 

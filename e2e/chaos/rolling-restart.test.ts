@@ -32,7 +32,12 @@ function steadyLoad(url: string, token: string, jobId: string, lanes = 6) {
           ? await request(`${url}/v1/jobs`, {
               method: 'POST',
               headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-              body: JSON.stringify({ name: `load-${created++}`, paused: true, schedule: { every: '1h' }, target: { url: 'http://127.0.0.1:9/' } }),
+              body: JSON.stringify({
+                name: `load-${created++}`,
+                paused: true,
+                schedule: { every: '1h' },
+                target: { url: 'http://127.0.0.1:9/' },
+              }),
             })
           : await request(`${url}/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${token}` } });
         await response.body.dump();
@@ -74,7 +79,11 @@ describe('chaos: rolling restart', () => {
     sink.respond = () => ({ status: 200, delayMs: 200 + Math.floor(Math.random() * 300) });
     const jobs = await scenario.createEveryJobs(30, 2_000, 'rolling-worker');
     const from = Date.now() + 2_000;
-    await sink.waitFor((r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= from)), 15_000, 'every job firing');
+    await sink.waitFor(
+      (r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= from)),
+      15_000,
+      'every job firing',
+    );
     for (let i = 0; i < fleet.workers.length; i++) {
       await fleet.restartWorker(i, 'SIGTERM');
       await new Promise((r) => setTimeout(r, 2_000));
@@ -88,7 +97,12 @@ describe('chaos: rolling restart', () => {
       30_000,
       'every occurrence of the restart window to succeed',
     );
-    report('rolling-worker', { restarts: fleet.workers.length, occurrences: verdict.expected, lost: verdict.lost.length, maxLatenessMs: verdict.maxLatenessMs });
+    report('rolling-worker', {
+      restarts: fleet.workers.length,
+      occurrences: verdict.expected,
+      lost: verdict.lost.length,
+      maxLatenessMs: verdict.maxLatenessMs,
+    });
     expect(verdict.lost).toEqual([]);
     expect(verdict.twoIds).toEqual([]);
     expect(verdict.unknownIds).toEqual([]);

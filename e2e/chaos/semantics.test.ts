@@ -19,7 +19,11 @@ const RECONCILE_INTERVAL_MS = 2_000;
 let scenario: Scenario;
 
 beforeAll(async () => {
-  scenario = await startScenario({ apis: 1, workers: 2, env: { RECONCILE_INTERVAL_MS: String(RECONCILE_INTERVAL_MS) } });
+  scenario = await startScenario({
+    apis: 1,
+    workers: 2,
+    env: { RECONCILE_INTERVAL_MS: String(RECONCILE_INTERVAL_MS) },
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -48,7 +52,11 @@ describe('chaos: job lifecycle against the workers', () => {
       expect(updated.status).toBe(200);
       const acknowledgedAt = Date.now();
       const stale = round % 2 === 0 ? '/old' : '/new';
-      await sink.waitFor((r) => r.filter((c) => c.path === path && c.at > acknowledgedAt).length >= 2, 15_000, 'the new version firing');
+      await sink.waitFor(
+        (r) => r.filter((c) => c.path === path && c.at > acknowledgedAt).length >= 2,
+        15_000,
+        'the new version firing',
+      );
       // An occurrence sent before the acknowledgement may still arrive within its 100 ms delay.
       const late = sink.received.filter((c) => c.path === stale && c.at > acknowledgedAt + 500);
       expect(late).toEqual([]);
@@ -88,7 +96,10 @@ describe('chaos: job lifecycle against the workers', () => {
       fc.tuple(fc.nat(), fc.integer({ min: 1, max: 5 })).map(([n, seconds]) => async (model: Model) => {
         const id = pick(model, n);
         if (!id) return;
-        const r = await call(api, 'PATCH', `/v1/jobs/${id}`, { token, body: { schedule: { everyMs: seconds * 1_000 } } });
+        const r = await call(api, 'PATCH', `/v1/jobs/${id}`, {
+          token,
+          body: { schedule: { everyMs: seconds * 1_000 } },
+        });
         expect([200, 404]).toContain(r.status);
       }),
       fc.nat().map((n) => async (model: Model) => {
@@ -119,8 +130,15 @@ describe('chaos: job lifecycle against the workers', () => {
             RECONCILE_INTERVAL_MS * 8,
             'two reconcile passes after the commands',
           );
-          const rows = await sql<{ id: string; version: number; state: string }>`select id, version, state from jobs`.execute(scenario.db.db);
-          const expected = rows.rows.filter((r) => r.state === 'active').map((r) => schedulerIdOf(r.id, r.version)).sort();
+          const rows = await sql<{
+            id: string;
+            version: number;
+            state: string;
+          }>`select id, version, state from jobs`.execute(scenario.db.db);
+          const expected = rows.rows
+            .filter((r) => r.state === 'active')
+            .map((r) => schedulerIdOf(r.id, r.version))
+            .sort();
           const actual = (await fire.getJobSchedulers(0, -1)).map((s) => s.key).sort();
           expect(actual, JSON.stringify(rows.rows)).toEqual(expected);
           for (const id of model.ids) await call(api, 'DELETE', `/v1/jobs/${id}`, { token });

@@ -41,14 +41,22 @@ function stallGaps(
   const unexplained: Array<{ jobId: string; at: number }> = [];
   const stalled = new Set<string>();
   for (const job of jobs) {
-    const missing = lost.filter((l) => l.jobId === job.id).map((l) => l.at).sort((a, b) => a - b);
+    const missing = lost
+      .filter((l) => l.jobId === job.id)
+      .map((l) => l.at)
+      .sort((a, b) => a - b);
     if (missing.length === 0) continue;
     const contiguous = missing.every((at, i) => i === 0 || at - missing[i - 1]! === job.everyMs);
     const before = runs.find((r) => r.jobId === job.id && r.scheduledFor === missing[0]! - job.everyMs);
     const deliveredAt = before
       ? Math.max(0, ...received.filter((c) => c.headers['webhook-id'] === before.id).map((c) => c.at))
       : 0;
-    if (contiguous && before && deliveredAt >= missing.at(-1)! && deliveredAt - before.scheduledFor <= verdict.maxLatenessMs) {
+    if (
+      contiguous &&
+      before &&
+      deliveredAt >= missing.at(-1)! &&
+      deliveredAt - before.scheduledFor <= verdict.maxLatenessMs
+    ) {
       stalled.add(job.id);
     } else {
       unexplained.push(...missing.map((at) => ({ jobId: job.id, at })));
@@ -61,65 +69,84 @@ function stallGaps(
 const RECOVERY_BOUND_MS = 60_000;
 
 describe('chaos: worker kill', () => {
-  it('loses no occurrence, keeps one webhook-id per occurrence, and recovers within 60 s', async () => {
-    const { sink, fleet } = scenario;
-    sink.respond = () => ({ status: 200, delayMs: 150 + Math.floor(Math.random() * 350) });
-    // 150 jobs every 3 s: 50 occurrences a second, and room for the fire lag of a loaded box
-    // (BullMQ creates an occurrence's successor when it starts; see docs/guarantees.md).
-    const jobs: CreatedJob[] = await scenario.createEveryJobs(150, 3_000, 'kill');
-    const from = Date.now() + 2_000;
-    await sink.waitFor((r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= from)), 30_000, 'every job firing');
+  it(
+    'loses no occurrence, keeps one webhook-id per occurrence, and recovers within 60 s',
+    async () => {
+      const { sink, fleet } = scenario;
+      sink.respond = () => ({ status: 200, delayMs: 150 + Math.floor(Math.random() * 350) });
+      // 150 jobs every 3 s: 50 occurrences a second, and room for the fire lag of a loaded box
+      // (BullMQ creates an occurrence's successor when it starts; see docs/guarantees.md).
+      const jobs: CreatedJob[] = await scenario.createEveryJobs(150, 3_000, 'kill');
+      const from = Date.now() + 2_000;
+      await sink.waitFor(
+        (r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= from)),
+        30_000,
+        'every job firing',
+      );
 
-    const killUntil = Date.now() + scaled(20_000);
-    let kills = 0;
-    while (Date.now() < killUntil || kills < 4) {
-      await new Promise((r) => setTimeout(r, 3_000 + Math.floor(Math.random() * 2_000)));
-      const victim = Math.floor(Math.random() * fleet.workers.length);
-      await fleet.restartWorker(victim, 'SIGKILL');
-      kills++;
-    }
-    const until = Date.now();
-
-    // Everything due before the last kill is delivered and succeeded, within the recovery bound —
-    // except the occurrences a timer skipped while its in-flight occurrence was stalled (see
-    // stallGaps): those collapse into that late occurrence, as missed occurrences do.
-    const verdict = await eventually(
-      async () => {
-        const v = judge({ jobs, runs: await scenario.runs(), received: sink.received, from, until });
-        const { unexplained } = stallGaps(v.lost, jobs, v, await scenario.runs(), sink.received);
-        return unexplained.length === 0 && v.notSucceeded.length === 0 && v.undelivered.length === 0 ? v : undefined;
-      },
-      RECOVERY_BOUND_MS + 15_000,
-      'every occurrence of the kill window to succeed',
-    ).catch(async (error: Error) => {
-      const v = judge({ jobs, runs: await scenario.runs(), received: sink.received, from, until });
-      // What BullMQ knows of the first lost occurrences, to tell "never created" from "dropped".
-      const queue = new Queue(FIRE_QUEUE, { connection: redisOptionsFrom(scenario.env.REDIS_URL, 'worker') as ConnectionOptions, prefix: scenario.env.BULLMQ_PREFIX });
-      const states = [];
-      for (const l of v.lost.slice(0, 5)) {
-        const bullJob = await queue.getJob(`repeat:${schedulerIdOf(l.jobId, 1)}:${l.at}`);
-        states.push({ ...l, state: bullJob ? await bullJob.getState() : 'absent', failedReason: bullJob?.failedReason, returnvalue: bullJob?.returnvalue, attemptsMade: bullJob?.attemptsMade });
+      const killUntil = Date.now() + scaled(20_000);
+      let kills = 0;
+      while (Date.now() < killUntil || kills < 4) {
+        await new Promise((r) => setTimeout(r, 3_000 + Math.floor(Math.random() * 2_000)));
+        const victim = Math.floor(Math.random() * fleet.workers.length);
+        await fleet.restartWorker(victim, 'SIGKILL');
+        kills++;
       }
-      await queue.close();
-      throw new Error(`${error.message}\n${JSON.stringify({ ...v, lost: v.lost.length, states, notSucceeded: v.notSucceeded.slice(0, 10) }, null, 1)}`);
-    });
-    const gaps = stallGaps(verdict.lost, jobs, verdict, await scenario.runs(), sink.received);
-    report('worker-kill', {
-      kills,
-      occurrences: verdict.expected,
-      deliveries: verdict.deliveries,
-      lost: gaps.unexplained.length,
-      jobsWithSkippedSlots: gaps.jobs,
-      skippedSlots: verdict.lost.length,
-      twoIds: verdict.twoIds.length,
-      maxLatenessMs: verdict.maxLatenessMs,
-    });
-    expect(kills).toBeGreaterThanOrEqual(4);
-    expect(gaps.unexplained).toEqual([]);
-    expect(verdict.twoIds).toEqual([]);
-    expect(verdict.unknownIds).toEqual([]);
-    expect(verdict.maxLatenessMs).toBeLessThanOrEqual(RECOVERY_BOUND_MS);
-  }, scaled(20_000) + 180_000);
+      const until = Date.now();
+
+      // Everything due before the last kill is delivered and succeeded, within the recovery bound —
+      // except the occurrences a timer skipped while its in-flight occurrence was stalled (see
+      // stallGaps): those collapse into that late occurrence, as missed occurrences do.
+      const verdict = await eventually(
+        async () => {
+          const v = judge({ jobs, runs: await scenario.runs(), received: sink.received, from, until });
+          const { unexplained } = stallGaps(v.lost, jobs, v, await scenario.runs(), sink.received);
+          return unexplained.length === 0 && v.notSucceeded.length === 0 && v.undelivered.length === 0 ? v : undefined;
+        },
+        RECOVERY_BOUND_MS + 15_000,
+        'every occurrence of the kill window to succeed',
+      ).catch(async (error: Error) => {
+        const v = judge({ jobs, runs: await scenario.runs(), received: sink.received, from, until });
+        // What BullMQ knows of the first lost occurrences, to tell "never created" from "dropped".
+        const queue = new Queue(FIRE_QUEUE, {
+          connection: redisOptionsFrom(scenario.env.REDIS_URL, 'worker') as ConnectionOptions,
+          prefix: scenario.env.BULLMQ_PREFIX,
+        });
+        const states = [];
+        for (const l of v.lost.slice(0, 5)) {
+          const bullJob = await queue.getJob(`repeat:${schedulerIdOf(l.jobId, 1)}:${l.at}`);
+          states.push({
+            ...l,
+            state: bullJob ? await bullJob.getState() : 'absent',
+            failedReason: bullJob?.failedReason,
+            returnvalue: bullJob?.returnvalue,
+            attemptsMade: bullJob?.attemptsMade,
+          });
+        }
+        await queue.close();
+        throw new Error(
+          `${error.message}\n${JSON.stringify({ ...v, lost: v.lost.length, states, notSucceeded: v.notSucceeded.slice(0, 10) }, null, 1)}`,
+        );
+      });
+      const gaps = stallGaps(verdict.lost, jobs, verdict, await scenario.runs(), sink.received);
+      report('worker-kill', {
+        kills,
+        occurrences: verdict.expected,
+        deliveries: verdict.deliveries,
+        lost: gaps.unexplained.length,
+        jobsWithSkippedSlots: gaps.jobs,
+        skippedSlots: verdict.lost.length,
+        twoIds: verdict.twoIds.length,
+        maxLatenessMs: verdict.maxLatenessMs,
+      });
+      expect(kills).toBeGreaterThanOrEqual(4);
+      expect(gaps.unexplained).toEqual([]);
+      expect(verdict.twoIds).toEqual([]);
+      expect(verdict.unknownIds).toEqual([]);
+      expect(verdict.maxLatenessMs).toBeLessThanOrEqual(RECOVERY_BOUND_MS);
+    },
+    scaled(20_000) + 180_000,
+  );
 
   it('never takes a callback slower than the lock duration for stalled', async () => {
     const { sink, token, api } = scenario;
@@ -127,7 +154,11 @@ describe('chaos: worker kill', () => {
     sink.respond = (r) => ({ status: 200, delayMs: r.path === '/slow' ? 35_000 : 0 });
     const created = await call(api, 'POST', '/v1/jobs', {
       token,
-      body: { name: 'slow', schedule: { at: new Date(Date.now() + 1_000).toISOString() }, target: { url: `${sink.url}/slow`, timeoutMs: 60_000 } },
+      body: {
+        name: 'slow',
+        schedule: { at: new Date(Date.now() + 1_000).toISOString() },
+        target: { url: `${sink.url}/slow`, timeoutMs: 60_000 },
+      },
     });
     expect(created.status).toBe(201);
     const run = await eventually(

@@ -32,7 +32,8 @@ export interface FleetEnv {
 async function waitReady(url: string, child: ChildProcess, output: string[], timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ready:\n${output.join('')}`);
+    if (child.exitCode !== null)
+      throw new Error(`process exited (${child.exitCode}) before ready:\n${output.join('')}`);
     try {
       const response = await request(`${url}/health/ready`);
       await response.body.dump();

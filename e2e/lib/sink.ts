@@ -39,7 +39,8 @@ export async function startSink(): Promise<Sink> {
       sink.received.push(received);
       for (const wake of waiters) wake();
       const answer = sink.respond(received);
-      const send = () => response.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers }).end('ok');
+      const send = () =>
+        response.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers }).end('ok');
       if (answer.delayMs) setTimeout(send, answer.delayMs);
       else send();
     });
@@ -74,7 +75,11 @@ export async function startSink(): Promise<Sink> {
 }
 
 /** Polls until `check` returns a value that is not undefined, or fails after the deadline. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

@@ -12,4 +12,8 @@
  *   150 MiB, at no measured throughput cost.
  */
 export const TYPESCRIPT_CACHE = './infra/node/typescript-cache.mjs';
-export const NODE_FLAGS = [`--import=${TYPESCRIPT_CACHE}`, '--max-old-space-size=96', '--max-semi-space-size=2'] as const;
+export const NODE_FLAGS = [
+  `--import=${TYPESCRIPT_CACHE}`,
+  '--max-old-space-size=96',
+  '--max-semi-space-size=2',
+] as const;

@@ -31,10 +31,18 @@ export type AppConfig = Pick<
 export default fp<AppConfig>(
   async (app: FastifyInstance, config) => {
     await app.register(errorsPlugin);
-    await app.register(dbPlugin, { url: config.databaseUrl, readUrl: config.databaseReadUrl, poolMax: config.databasePoolMax });
+    await app.register(dbPlugin, {
+      url: config.databaseUrl,
+      readUrl: config.databaseReadUrl,
+      poolMax: config.databasePoolMax,
+    });
     await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
     await app.register(metricsPlugin);
-    await app.register(authPlugin, { adminToken: config.adminToken, redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+    await app.register(authPlugin, {
+      adminToken: config.adminToken,
+      redisUrl: config.redisUrl,
+      prefix: config.bullmqPrefix,
+    });
     await app.register(rateLimitPlugin, {
       redisUrl: config.redisUrl,
       prefix: config.bullmqPrefix,

@@ -69,7 +69,11 @@ export class PrincipalCache {
     const entry = this.#entries.get(hash);
     if (!entry) return undefined;
     const expiresAt = entry.principal.expiresAt;
-    if (entry.epoch !== epoch || now - entry.filledAt > this.#ttlMs || (expiresAt !== null && expiresAt.getTime() <= now)) {
+    if (
+      entry.epoch !== epoch ||
+      now - entry.filledAt > this.#ttlMs ||
+      (expiresAt !== null && expiresAt.getTime() <= now)
+    ) {
       this.#entries.delete(hash);
       return undefined;
     }

@@ -40,7 +40,10 @@ function clientErrorHandler(error: Error & { code?: string }, socket: Socket) {
   );
 }
 
-export async function buildServer(config: AppConfig, options: Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> = {}) {
+export async function buildServer(
+  config: AppConfig,
+  options: Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> = {},
+) {
   const server = Fastify({
     ...options,
     bodyLimit: BODY_LIMIT,

@@ -16,7 +16,10 @@ const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
 beforeAll(async () => {
   api = await startTestApi();
-  queue = new Queue('fire', { connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }), prefix: api.prefix });
+  queue = new Queue('fire', {
+    connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }),
+    prefix: api.prefix,
+  });
 });
 afterAll(async () => {
   await queue?.close();
@@ -36,10 +39,19 @@ async function createJob(key: string, body: Record<string, unknown>) {
 describe('API keys', () => {
   it('issues a key with the tw_ prefix, shows it once and stores only its SHA-256 and a display prefix', async () => {
     const service = await api.newService('keys-1');
-    const issued = await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/keys`, headers: admin, payload: {} });
+    const issued = await api.app.inject({
+      method: 'POST',
+      url: `/v1/admin/services/${service.id}/keys`,
+      headers: admin,
+      payload: {},
+    });
     expect(issued.statusCode).toBe(201);
     const body = issued.json();
-    expect(body).toMatchObject({ id: expect.any(String), apiKey: expect.stringMatching(/^tw_[A-Za-z0-9]{40}$/), scopes: ['jobs:read', 'jobs:write'] });
+    expect(body).toMatchObject({
+      id: expect.any(String),
+      apiKey: expect.stringMatching(/^tw_[A-Za-z0-9]{40}$/),
+      scopes: ['jobs:read', 'jobs:write'],
+    });
     const row = await api.db.db.selectFrom('api_keys').selectAll().where('id', '=', body.id).executeTakeFirstOrThrow();
     expect(row.hash).toBe(hashApiKey(body.apiKey));
     expect(body.apiKey.startsWith(row.prefix)).toBe(true);
@@ -52,12 +64,19 @@ describe('API keys', () => {
     expect(detail.body).not.toContain(body.apiKey);
     // The new key works, and its use is recorded (at most once a minute, off the request path).
     expect(detail.json().keys.find((k: { id: string }) => k.id === body.id).lastUsedAt).toBeNull();
-    expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(body.apiKey) })).statusCode).toBe(200);
+    expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(body.apiKey) })).statusCode).toBe(
+      200,
+    );
     await expect
-      .poll(async () => {
-        const keys = (await api.app.inject({ method: 'GET', url: `/v1/admin/services/${service.id}`, headers: admin })).json().keys;
-        return keys.find((k: { id: string }) => k.id === body.id).lastUsedAt;
-      }, { timeout: 5_000 })
+      .poll(
+        async () => {
+          const keys = (
+            await api.app.inject({ method: 'GET', url: `/v1/admin/services/${service.id}`, headers: admin })
+          ).json().keys;
+          return keys.find((k: { id: string }) => k.id === body.id).lastUsedAt;
+        },
+        { timeout: 5_000 },
+      )
       .toEqual(expect.any(String));
   });
 
@@ -84,10 +103,17 @@ describe('API keys', () => {
     expect(write.statusCode).toBe(403);
     expect(write.headers['content-type']).toContain('application/problem+json');
     expect(write.json().detail).toContain('jobs:write');
-    expect(await api.db.db.selectFrom('jobs').select('id').where('service_id', '=', service.id).execute()).toHaveLength(0);
+    expect(await api.db.db.selectFrom('jobs').select('id').where('service_id', '=', service.id).execute()).toHaveLength(
+      0,
+    );
 
     const writeOnly = (
-      await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/keys`, headers: admin, payload: { scopes: ['jobs:write'] } })
+      await api.app.inject({
+        method: 'POST',
+        url: `/v1/admin/services/${service.id}/keys`,
+        headers: admin,
+        payload: { scopes: ['jobs:write'] },
+      })
     ).json().apiKey as string;
     expect((await createJob(writeOnly, job('wo'))).statusCode).toBe(201);
     expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(writeOnly) })).statusCode).toBe(403);
@@ -120,7 +146,11 @@ describe('API keys', () => {
       vi.useRealTimers();
     }
     // And expired in the database, the lookup refuses it too.
-    await api.db.db.updateTable('api_keys').set({ expires_at: new Date(Date.now() - 1_000) }).where('id', '=', soon.json().id).execute();
+    await api.db.db
+      .updateTable('api_keys')
+      .set({ expires_at: new Date(Date.now() - 1_000) })
+      .where('id', '=', soon.json().id)
+      .execute();
     expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key) })).statusCode).toBe(401);
   });
 
@@ -131,20 +161,38 @@ describe('API keys', () => {
       await other.ready();
       const headers = bearer(service.apiKey);
       expect((await other.inject({ method: 'GET', url: '/v1/jobs', headers })).statusCode).toBe(200);
-      const detail = (await api.app.inject({ method: 'GET', url: `/v1/admin/services/${service.id}`, headers: admin })).json();
+      const detail = (
+        await api.app.inject({ method: 'GET', url: `/v1/admin/services/${service.id}`, headers: admin })
+      ).json();
       const keyId = detail.keys[0].id as string;
-      const revoked = await api.app.inject({ method: 'DELETE', url: `/v1/admin/services/${service.id}/keys/${keyId}`, headers: admin });
+      const revoked = await api.app.inject({
+        method: 'DELETE',
+        url: `/v1/admin/services/${service.id}/keys/${keyId}`,
+        headers: admin,
+      });
       expect(revoked.statusCode).toBe(204);
       expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers })).statusCode).toBe(401);
       expect((await other.inject({ method: 'GET', url: '/v1/jobs', headers })).statusCode).toBe(401);
-      const again = await api.app.inject({ method: 'DELETE', url: `/v1/admin/services/${service.id}/keys/${keyId}`, headers: admin });
+      const again = await api.app.inject({
+        method: 'DELETE',
+        url: `/v1/admin/services/${service.id}/keys/${keyId}`,
+        headers: admin,
+      });
       expect(again.statusCode).toBe(204);
       // A key id of another service is not found under this one.
       const stranger = await api.newService('keys-revoke-other');
-      const strangerKey = (await api.app.inject({ method: 'GET', url: `/v1/admin/services/${stranger.id}`, headers: admin })).json().keys[0].id;
-      const cross = await api.app.inject({ method: 'DELETE', url: `/v1/admin/services/${service.id}/keys/${strangerKey}`, headers: admin });
+      const strangerKey = (
+        await api.app.inject({ method: 'GET', url: `/v1/admin/services/${stranger.id}`, headers: admin })
+      ).json().keys[0].id;
+      const cross = await api.app.inject({
+        method: 'DELETE',
+        url: `/v1/admin/services/${service.id}/keys/${strangerKey}`,
+        headers: admin,
+      });
       expect(cross.statusCode).toBe(404);
-      expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(stranger.apiKey) })).statusCode).toBe(200);
+      expect(
+        (await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(stranger.apiKey) })).statusCode,
+      ).toBe(200);
     } finally {
       await other.close();
     }
@@ -159,27 +207,54 @@ describe('cached principals', () => {
     try {
       await other.ready();
       const service = await api.newService('cache-epoch');
-      const second = await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/keys`, headers: admin, payload: {} });
-      const keyId = (await api.app.inject({ method: 'GET', url: `/v1/admin/services/${service.id}`, headers: admin })).json().keys[0].id as string;
+      const second = await api.app.inject({
+        method: 'POST',
+        url: `/v1/admin/services/${service.id}/keys`,
+        headers: admin,
+        payload: {},
+      });
+      const keyId = (
+        await api.app.inject({ method: 'GET', url: `/v1/admin/services/${service.id}`, headers: admin })
+      ).json().keys[0].id as string;
       const warm = async (key: string) => {
-        for (let i = 0; i < 2; i++) expect((await other.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key) })).statusCode).toBe(200);
+        for (let i = 0; i < 2; i++)
+          expect((await other.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key) })).statusCode).toBe(200);
       };
-      const onOther = async (key: string) => (await other.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key) })).statusCode;
+      const onOther = async (key: string) =>
+        (await other.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key) })).statusCode;
 
       await warm(service.apiKey);
       await warm(second.json().apiKey);
-      expect((await api.app.inject({ method: 'DELETE', url: `/v1/admin/services/${service.id}/keys/${keyId}`, headers: admin })).statusCode).toBe(204);
+      expect(
+        (
+          await api.app.inject({
+            method: 'DELETE',
+            url: `/v1/admin/services/${service.id}/keys/${keyId}`,
+            headers: admin,
+          })
+        ).statusCode,
+      ).toBe(204);
       expect(await onOther(service.apiKey)).toBe(401);
       // Another key of the service is untouched.
       expect(await onOther(second.json().apiKey)).toBe(200);
 
-      expect((await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/disable`, headers: admin })).statusCode).toBe(200);
+      expect(
+        (await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/disable`, headers: admin }))
+          .statusCode,
+      ).toBe(200);
       expect(await onOther(second.json().apiKey)).toBe(401);
-      expect((await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/enable`, headers: admin })).statusCode).toBe(200);
+      expect(
+        (await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/enable`, headers: admin }))
+          .statusCode,
+      ).toBe(200);
       expect(await onOther(second.json().apiKey)).toBe(200);
 
       await warm(second.json().apiKey);
-      const tenSeconds = { name: 'ten-seconds', schedule: { every: '10s' }, target: { url: 'https://example.com/hook' } };
+      const tenSeconds = {
+        name: 'ten-seconds',
+        schedule: { every: '10s' },
+        target: { url: 'https://example.com/hook' },
+      };
       const patched = await api.app.inject({
         method: 'PATCH',
         url: `/v1/admin/services/${service.id}`,
@@ -187,7 +262,12 @@ describe('cached principals', () => {
         payload: { quotas: { minIntervalMs: 60_000 } },
       });
       expect(patched.statusCode).toBe(200);
-      const refused = await other.inject({ method: 'POST', url: '/v1/jobs', headers: bearer(second.json().apiKey), payload: tenSeconds });
+      const refused = await other.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        headers: bearer(second.json().apiKey),
+        payload: tenSeconds,
+      });
       expect(refused.statusCode).toBe(403);
       expect(refused.json()).toMatchObject({ code: 'quota_exceeded', quota: 'minIntervalMs' });
 
@@ -195,10 +275,23 @@ describe('cached principals', () => {
       // an entry filled while there was no epoch must not count again once there is none again.
       const redis = new Redis(api.redisUrl);
       try {
-        const third = await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/keys`, headers: admin, payload: {} });
+        const third = await api.app.inject({
+          method: 'POST',
+          url: `/v1/admin/services/${service.id}/keys`,
+          headers: admin,
+          payload: {},
+        });
         await redis.del(authEpochKey(api.prefix));
         await warm(third.json().apiKey);
-        expect((await api.app.inject({ method: 'DELETE', url: `/v1/admin/services/${service.id}/keys/${third.json().id}`, headers: admin })).statusCode).toBe(204);
+        expect(
+          (
+            await api.app.inject({
+              method: 'DELETE',
+              url: `/v1/admin/services/${service.id}/keys/${third.json().id}`,
+              headers: admin,
+            })
+          ).statusCode,
+        ).toBe(204);
         await redis.del(authEpochKey(api.prefix));
         expect(await onOther(third.json().apiKey)).toBe(401);
       } finally {
@@ -226,18 +319,35 @@ describe('admin routes are for the admin token only', () => {
 
   it('answers 403 to a service key and 401 without a token, on every admin route, changing nothing', async () => {
     const service = await api.newService('admin-guard');
-    const keyId = (await api.app.inject({ method: 'GET', url: `/v1/admin/services/${service.id}`, headers: admin })).json().keys[0].id;
-    const before = await api.db.db.selectFrom('services').selectAll().where('id', '=', service.id).executeTakeFirstOrThrow();
+    const keyId = (
+      await api.app.inject({ method: 'GET', url: `/v1/admin/services/${service.id}`, headers: admin })
+    ).json().keys[0].id;
+    const before = await api.db.db
+      .selectFrom('services')
+      .selectAll()
+      .where('id', '=', service.id)
+      .executeTakeFirstOrThrow();
     for (const [method, url, payload] of routes(service.id, keyId)) {
-      const withKey = await api.app.inject({ method, url, headers: bearer(service.apiKey), ...(payload ? { payload } : {}) });
+      const withKey = await api.app.inject({
+        method,
+        url,
+        headers: bearer(service.apiKey),
+        ...(payload ? { payload } : {}),
+      });
       expect(withKey.statusCode, `${method} ${url}`).toBe(403);
       expect(withKey.headers['content-type']).toContain('application/problem+json');
       const anonymous = await api.app.inject({ method, url, ...(payload ? { payload } : {}) });
       expect(anonymous.statusCode, `${method} ${url}`).toBe(401);
     }
-    const after = await api.db.db.selectFrom('services').selectAll().where('id', '=', service.id).executeTakeFirstOrThrow();
+    const after = await api.db.db
+      .selectFrom('services')
+      .selectAll()
+      .where('id', '=', service.id)
+      .executeTakeFirstOrThrow();
     expect(after).toEqual(before);
-    expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(service.apiKey) })).statusCode).toBe(200);
+    expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(service.apiKey) })).statusCode).toBe(
+      200,
+    );
   });
 
   it('refuses the admin token on service routes', async () => {
@@ -250,7 +360,11 @@ describe('admin routes are for the admin token only', () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: { json(): any; statusCode: number; body: string } = await api.app.inject({ method: 'GET', url: `/v1/admin/services?limit=2${cursor ? `&cursor=${cursor}` : ''}`, headers: admin });
+      const page: { json(): any; statusCode: number; body: string } = await api.app.inject({
+        method: 'GET',
+        url: `/v1/admin/services?limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+        headers: admin,
+      });
       expect(page.statusCode).toBe(200);
       expect(page.body).not.toMatch(/whsec_|signing_secret|tw_[A-Za-z0-9]{40}/);
       seen.push(...page.json().items.map((s: { id: string }) => s.id));
@@ -265,25 +379,43 @@ describe('disable and enable', () => {
   it('disables: keys fail with 401 and schedules leave Redis; enable brings both back', async () => {
     const service = await api.newService('disable-1');
     const active = (await createJob(service.apiKey, job('d-active'))).json();
-    const once = (await createJob(service.apiKey, job('d-once', { at: new Date(Date.now() + 3_600_000).toISOString() }))).json();
+    const once = (
+      await createJob(service.apiKey, job('d-once', { at: new Date(Date.now() + 3_600_000).toISOString() }))
+    ).json();
     const paused = (await createJob(service.apiKey, { ...job('d-paused'), paused: true })).json();
     expect(await queue.getJobScheduler(`job:${active.id}:v1`)).toBeTruthy();
     expect(await queue.getJob(`once:${once.id}:v1`)).toBeTruthy();
 
-    const disabled = await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/disable`, headers: admin });
+    const disabled = await api.app.inject({
+      method: 'POST',
+      url: `/v1/admin/services/${service.id}/disable`,
+      headers: admin,
+    });
     expect(disabled.statusCode).toBe(200);
     expect(disabled.json().disabledAt).toEqual(expect.any(String));
-    expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(service.apiKey) })).statusCode).toBe(401);
+    expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(service.apiKey) })).statusCode).toBe(
+      401,
+    );
     expect(await queue.getJobScheduler(`job:${active.id}:v1`)).toBeFalsy();
     expect(await queue.getJob(`once:${once.id}:v1`)).toBeFalsy();
     // Idempotent: the first disable time stays.
-    const twice = await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/disable`, headers: admin });
+    const twice = await api.app.inject({
+      method: 'POST',
+      url: `/v1/admin/services/${service.id}/disable`,
+      headers: admin,
+    });
     expect(twice.json().disabledAt).toBe(disabled.json().disabledAt);
 
-    const enabled = await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/enable`, headers: admin });
+    const enabled = await api.app.inject({
+      method: 'POST',
+      url: `/v1/admin/services/${service.id}/enable`,
+      headers: admin,
+    });
     expect(enabled.statusCode).toBe(200);
     expect(enabled.json().disabledAt).toBeNull();
-    expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(service.apiKey) })).statusCode).toBe(200);
+    expect((await api.app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(service.apiKey) })).statusCode).toBe(
+      200,
+    );
     expect((await queue.getJobScheduler(`job:${active.id}:v1`))?.every).toBe(60_000);
     expect(await queue.getJob(`once:${once.id}:v1`)).toBeTruthy();
     expect(await queue.getJobScheduler(`job:${paused.id}:v1`)).toBeFalsy();
@@ -348,10 +480,16 @@ describe('quotas', () => {
     // taken back (in the background), so every scheduler left belongs to a job Postgres has.
     const orphans = async () => {
       const known = new Set((await api.db.db.selectFrom('jobs').select('id').execute()).map((r) => r.id));
-      return (await queue.getJobSchedulers(0, -1)).map((s) => /^job:([^:]+):/.exec(s.key)?.[1]).filter((jobId) => !known.has(jobId!));
+      return (await queue.getJobSchedulers(0, -1))
+        .map((s) => /^job:([^:]+):/.exec(s.key)?.[1])
+        .filter((jobId) => !known.has(jobId!));
     };
     await expect.poll(orphans).toEqual([]);
-    const [service] = await api.db.db.selectFrom('services').select('job_count').where('id', '=', created.json().id).execute();
+    const [service] = await api.db.db
+      .selectFrom('services')
+      .select('job_count')
+      .where('id', '=', created.json().id)
+      .execute();
     expect(service!.job_count).toBe(3);
   });
 
@@ -365,16 +503,23 @@ describe('quotas', () => {
     const key = created.json().apiKey as string;
     const serviceId = created.json().id as string;
     const countOf = async () =>
-      (await api.db.db.selectFrom('services').select('job_count').where('id', '=', serviceId).executeTakeFirstOrThrow()).job_count;
+      (await api.db.db.selectFrom('services').select('job_count').where('id', '=', serviceId).executeTakeFirstOrThrow())
+        .job_count;
     const first = await createJob(key, job('d1'));
     expect((await createJob(key, job('d2'))).statusCode).toBe(201);
     expect(await countOf()).toBe(2);
     expect((await createJob(key, job('d3'))).statusCode).toBe(403);
-    const removed = await api.app.inject({ method: 'DELETE', url: `/v1/jobs/${first.json().id}`, headers: bearer(key) });
+    const removed = await api.app.inject({
+      method: 'DELETE',
+      url: `/v1/jobs/${first.json().id}`,
+      headers: bearer(key),
+    });
     expect(removed.statusCode).toBe(204);
     expect(await countOf()).toBe(1);
     // Deleting it again finds nothing and gives nothing back.
-    expect((await api.app.inject({ method: 'DELETE', url: `/v1/jobs/${first.json().id}`, headers: bearer(key) })).statusCode).toBe(404);
+    expect(
+      (await api.app.inject({ method: 'DELETE', url: `/v1/jobs/${first.json().id}`, headers: bearer(key) })).statusCode,
+    ).toBe(404);
     expect(await countOf()).toBe(1);
     // A create refused for another reason (the name is taken) takes no slot.
     expect((await createJob(key, job('d2'))).statusCode).toBe(409);
@@ -394,7 +539,10 @@ describe('quotas', () => {
     });
     const key = created.json().apiKey as string;
     for (const schedule of [{ every: '1m' }, { everyMs: 60_000 }, { cron: '*/1 * * * *' }, { cron: '0,1 * * * *' }]) {
-      const response = await createJob(key, job(`qi-${Object.keys(schedule)[0]}-${Math.random().toString(36).slice(2, 8)}`, schedule));
+      const response = await createJob(
+        key,
+        job(`qi-${Object.keys(schedule)[0]}-${Math.random().toString(36).slice(2, 8)}`, schedule),
+      );
       expect(response.statusCode, JSON.stringify(schedule)).toBe(403);
       expect(response.json()).toMatchObject({ code: 'quota_exceeded', quota: 'minIntervalMs' });
     }
@@ -406,7 +554,12 @@ describe('quotas', () => {
 
   it('validates quotas: unknown fields and out-of-range values are 400', async () => {
     for (const quotas of [{ maxJobs: -1 }, { minIntervalMs: 10 }, { maxJobs: 5, extra: 1 }, { maxJobs: '5' }]) {
-      const response = await api.app.inject({ method: 'POST', url: '/v1/admin/services', headers: admin, payload: { name: 'bad-quota', quotas } });
+      const response = await api.app.inject({
+        method: 'POST',
+        url: '/v1/admin/services',
+        headers: admin,
+        payload: { name: 'bad-quota', quotas },
+      });
       expect(response.statusCode, JSON.stringify(quotas)).toBe(400);
     }
   });
@@ -415,7 +568,11 @@ describe('quotas', () => {
 describe('signing secret rotation', () => {
   it('keeps the previous secret, sealed, for 24 h and returns the new one once', async () => {
     const service = await api.newService('rotate-1');
-    const rotated = await api.app.inject({ method: 'POST', url: `/v1/admin/services/${service.id}/signing-secret/rotate`, headers: admin });
+    const rotated = await api.app.inject({
+      method: 'POST',
+      url: `/v1/admin/services/${service.id}/signing-secret/rotate`,
+      headers: admin,
+    });
     expect(rotated.statusCode).toBe(200);
     const { signingSecret, previousSecretExpiresAt } = rotated.json();
     expect(signingSecret).toMatch(/^whsec_/);
@@ -423,7 +580,11 @@ describe('signing secret rotation', () => {
     const expiresIn = Date.parse(previousSecretExpiresAt) - Date.now();
     expect(expiresIn).toBeGreaterThan(23.9 * 3_600_000);
     expect(expiresIn).toBeLessThanOrEqual(24 * 3_600_000);
-    const row = await api.db.db.selectFrom('services').selectAll().where('id', '=', service.id).executeTakeFirstOrThrow();
+    const row = await api.db.db
+      .selectFrom('services')
+      .selectAll()
+      .where('id', '=', service.id)
+      .executeTakeFirstOrThrow();
     expect(JSON.stringify(row)).not.toContain(signingSecret.slice(6));
     expect(decryptSecret(row.signing_secret, SECRET_KEY)).toBe(signingSecret);
     expect(decryptSecret(row.previous_signing_secret!, SECRET_KEY)).toBe(service.signingSecret);

@@ -11,7 +11,10 @@ let jobId: string;
 
 beforeAll(async () => {
   api = await startTestApi();
-  queue = new Queue('fire', { connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }), prefix: api.prefix });
+  queue = new Queue('fire', {
+    connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }),
+    prefix: api.prefix,
+  });
   const { apiKey } = await api.newService('board-test');
   const created = await api.app.inject({
     method: 'POST',
@@ -73,7 +76,11 @@ describe('/admin/queues', () => {
       ['PUT', `/admin/queues/api/queues/fire/job-schedulers/${schedulerId}/run`],
       ['PATCH', `/admin/queues/api/queues/fire/job-schedulers/${schedulerId}`, { every: 1000 }],
       ['PUT', `/admin/queues/api/queues/fire/${encodeURIComponent(delayed!.id!)}/promote`],
-      ['PATCH', `/admin/queues/api/queues/fire/${encodeURIComponent(delayed!.id!)}/update-data`, { jobData: { jobId: 'elsewhere' } }],
+      [
+        'PATCH',
+        `/admin/queues/api/queues/fire/${encodeURIComponent(delayed!.id!)}/update-data`,
+        { jobData: { jobId: 'elsewhere' } },
+      ],
     ];
     for (const [method, url, payload] of attempts) {
       const response = await api.app.inject({ method, url, headers, ...(payload ? { payload } : {}) });
@@ -91,7 +98,11 @@ describe('/admin/queues', () => {
     const base = Date.now() + 2 * 3_600_000;
     await Promise.all(
       Array.from({ length: extra }, (_, i) =>
-        queue.upsertJobScheduler(`board-load-${i}`, { every: 86_400_000, startDate: base + i * 1_000 }, { name: 'fire', data: {} }),
+        queue.upsertJobScheduler(
+          `board-load-${i}`,
+          { every: 86_400_000, startDate: base + i * 1_000 },
+          { name: 'fire', data: {} },
+        ),
       ),
     );
     const listed = await api.app.inject({ method: 'GET', url: '/admin/queues/api/job-schedulers', headers });

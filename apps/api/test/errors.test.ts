@@ -22,11 +22,20 @@ afterAll(async () => {
   await api?.close();
 });
 
-function expectProblem(response: { statusCode: number; headers: Record<string, unknown>; body: string }, status: number) {
+function expectProblem(
+  response: { statusCode: number; headers: Record<string, unknown>; body: string },
+  status: number,
+) {
   expect(response.statusCode).toBe(status);
   expect(String(response.headers['content-type'])).toContain('application/problem+json');
   const problem = JSON.parse(response.body);
-  expect(problem).toMatchObject({ status, type: expect.stringMatching(/^https:\/\//), title: expect.any(String), detail: expect.any(String), code: expect.any(String) });
+  expect(problem).toMatchObject({
+    status,
+    type: expect.stringMatching(/^https:\/\//),
+    title: expect.any(String),
+    detail: expect.any(String),
+    code: expect.any(String),
+  });
   expect(response.body).not.toMatch(/\bat .*\.(ts|js):\d+|node_modules|stack/);
   return problem;
 }
@@ -38,7 +47,11 @@ describe('problem+json for every error', () => {
   });
 
   it('405 with Allow for a known route and another method', async () => {
-    const response = await api.app.inject({ method: 'PUT', url: '/v1/jobs', headers: { authorization: `Bearer ${key}` } });
+    const response = await api.app.inject({
+      method: 'PUT',
+      url: '/v1/jobs',
+      headers: { authorization: `Bearer ${key}` },
+    });
     const problem = expectProblem(response, 405);
     expect(problem.code).toBe('method_not_allowed');
     expect(String(response.headers.allow)).toMatch(/GET.*POST/);
@@ -79,7 +92,11 @@ describe('problem+json for every error', () => {
       method: 'POST',
       url: '/v1/jobs',
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      payload: JSON.stringify({ name: 'big', schedule: { every: '1m' }, target: { url: 'https://example.com', body: 'x'.repeat(70_000) } }),
+      payload: JSON.stringify({
+        name: 'big',
+        schedule: { every: '1m' },
+        target: { url: 'https://example.com', body: 'x'.repeat(70_000) },
+      }),
     });
     expect(expectProblem(response, 413).code).toBe('payload_too_large');
     expect(await api.db.db.selectFrom('jobs').select('id').execute()).toHaveLength(0);
@@ -104,9 +121,15 @@ describe('problem+json for every error', () => {
 
   it('400 naming the field for strings Postgres cannot store (NUL, unpaired surrogates), and nothing written', async () => {
     const cases: Array<[string, string]> = [
-      ['{"name":"a","description":"x\\u0000y","schedule":{"every":"1m"},"target":{"url":"https://example.com"}}', 'description'],
+      [
+        '{"name":"a","description":"x\\u0000y","schedule":{"every":"1m"},"target":{"url":"https://example.com"}}',
+        'description',
+      ],
       ['{"name":"a","schedule":{"every":"1m"},"target":{"url":"https://example.com","body":"\\ud800"}}', 'target.body'],
-      ['{"name":"a","schedule":{"every":"1m"},"target":{"url":"https://example.com","body":{"\\udc00":1}}}', 'target.body.\udc00'],
+      [
+        '{"name":"a","schedule":{"every":"1m"},"target":{"url":"https://example.com","body":{"\\udc00":1}}}',
+        'target.body.\udc00',
+      ],
     ];
     for (const [payload, field] of cases) {
       const response = await api.app.inject({
@@ -133,7 +156,10 @@ describe('problem+json for every error', () => {
     const huge = await raw(`GET /v1/jobs HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`);
     expect(huge).toMatch(/^HTTP\/1\.1 431/);
     expect(huge).toContain('application/problem+json');
-    expect(JSON.parse(huge.slice(huge.indexOf('\r\n\r\n') + 4))).toMatchObject({ status: 431, code: 'headers_too_large' });
+    expect(JSON.parse(huge.slice(huge.indexOf('\r\n\r\n') + 4))).toMatchObject({
+      status: 431,
+      code: 'headers_too_large',
+    });
     const garbage = await raw('THIS IS NOT HTTP\r\n\r\n');
     expect(garbage).toMatch(/^HTTP\/1\.1 400/);
     expect(garbage).toContain('application/problem+json');

@@ -25,7 +25,7 @@ const RUNS = 10_000;
 let api: TestApi;
 let queue: Queue;
 let service: { id: string; apiKey: string };
-let seedJobIds: string[] = [];
+const seedJobIds: string[] = [];
 
 const validJob = (name: string) => ({
   name,
@@ -40,19 +40,74 @@ const validJob = (name: string) => ({
 });
 
 const PATHS = [
-  ['name'], ['description'], ['labels'], ['schedule'], ['schedule', 'every'], ['schedule', 'cron'], ['schedule', 'timezone'],
-  ['schedule', 'at'], ['schedule', 'everyMs'], ['target'], ['target', 'url'], ['target', 'method'], ['target', 'headers'],
-  ['target', 'body'], ['target', 'timeoutMs'], ['retry'], ['retry', 'backoff', 'delayMs'], ['misfire', 'policy'],
-  ['startAt'], ['endAt'], ['maxRuns'], ['jitterMs'], ['overlap'], ['paused'],
+  ['name'],
+  ['description'],
+  ['labels'],
+  ['schedule'],
+  ['schedule', 'every'],
+  ['schedule', 'cron'],
+  ['schedule', 'timezone'],
+  ['schedule', 'at'],
+  ['schedule', 'everyMs'],
+  ['target'],
+  ['target', 'url'],
+  ['target', 'method'],
+  ['target', 'headers'],
+  ['target', 'body'],
+  ['target', 'timeoutMs'],
+  ['retry'],
+  ['retry', 'backoff', 'delayMs'],
+  ['misfire', 'policy'],
+  ['startAt'],
+  ['endAt'],
+  ['maxRuns'],
+  ['jitterMs'],
+  ['overlap'],
+  ['paused'],
 ];
 
 /** Values that have broken parsers, validators and databases before. */
 const nasty = fc.constantFrom<unknown>(
-  null, '', ' ', '\u0000', '\ud800', 'ä'.repeat(300), '💥', -1, 0, 1e308, -0, 2 ** 53 + 1, 1.5, true, [], {}, [null],
-  '2026-02-30T00:00:00Z', '9999-12-31T23:59:59Z', '0000-01-01T00:00:00Z', '* * * * * * *', '0 0 31 2 *', '@reboot', '1ms', '0s',
-  '99999999999d', 'Etc/GMT+14', '../../etc/passwd', 'http://127.0.0.1:6379/', 'http://[::1]/', 'http://2130706433/',
-  'http://localhost/', 'file:///etc/passwd', 'javascript:alert(1)', 'https://user:pw@example.com/', "'; DROP TABLE jobs; --",
-  { $gt: '' }, { __proto__: { admin: true } }, { constructor: { prototype: { polluted: true } } }, 'x'.repeat(5000),
+  null,
+  '',
+  ' ',
+  '\u0000',
+  '\ud800',
+  'ä'.repeat(300),
+  '💥',
+  -1,
+  0,
+  1e308,
+  -0,
+  2 ** 53 + 1,
+  1.5,
+  true,
+  [],
+  {},
+  [null],
+  '2026-02-30T00:00:00Z',
+  '9999-12-31T23:59:59Z',
+  '0000-01-01T00:00:00Z',
+  '* * * * * * *',
+  '0 0 31 2 *',
+  '@reboot',
+  '1ms',
+  '0s',
+  '99999999999d',
+  'Etc/GMT+14',
+  '../../etc/passwd',
+  'http://127.0.0.1:6379/',
+  'http://[::1]/',
+  'http://2130706433/',
+  'http://localhost/',
+  'file:///etc/passwd',
+  'javascript:alert(1)',
+  'https://user:pw@example.com/',
+  "'; DROP TABLE jobs; --",
+  { $gt: '' },
+  { __proto__: { admin: true } },
+  { constructor: { prototype: { polluted: true } } },
+  'x'.repeat(5000),
 );
 
 function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): Record<string, unknown> {
@@ -89,11 +144,19 @@ const headerValue = fc.string({ maxLength: 80 }).filter((s) => !/[\r\n\0]/.test(
 const headers = fc.record(
   {
     'content-type': fc.oneof(
-      { arbitrary: fc.constantFrom('application/json', 'application/json; charset=utf-8', 'APPLICATION/JSON'), weight: 7 },
+      {
+        arbitrary: fc.constantFrom('application/json', 'application/json; charset=utf-8', 'APPLICATION/JSON'),
+        weight: 7,
+      },
       {
         arbitrary: fc.constantFrom(
-          'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=latin1',
-          'application/merge-patch+json', '*/*', ';',
+          'text/plain',
+          'application/x-www-form-urlencoded',
+          'multipart/form-data; boundary=x',
+          'application/json; charset=latin1',
+          'application/merge-patch+json',
+          '*/*',
+          ';',
         ),
         weight: 3,
       },
@@ -101,14 +164,17 @@ const headers = fc.record(
     'idempotency-key': headerValue,
     'if-match': fc.oneof(fc.constant('W/"1"'), fc.constant('*'), headerValue),
     'x-request-id': headerValue,
-    'accept': fc.constantFrom('application/json', 'application/problem+json', 'text/html', '*/*'),
+    accept: fc.constantFrom('application/json', 'application/problem+json', 'text/html', '*/*'),
   },
   { requiredKeys: ['content-type'] },
 );
 
 beforeAll(async () => {
   api = await startTestApi({ callbackAllowPrivate: false, rateLimitPerMinute: 10_000_000 });
-  queue = new Queue('fire', { connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }), prefix: api.prefix });
+  queue = new Queue('fire', {
+    connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }),
+    prefix: api.prefix,
+  });
   const created = await api.app.inject({
     method: 'POST',
     url: '/v1/admin/services',
@@ -140,21 +206,30 @@ describe('fuzzing the write routes', () => {
     const statuses = new Map<number, number>();
 
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...present), fc.nat({ max: seedJobIds.length - 1 }), body, headers, async (route, seed, payload, extra) => {
-        const response = await api.app.inject({
-          method: route.method,
-          url: route.url.replace(':id', seedJobIds[seed]!),
-          headers: { ...extra, authorization: `Bearer ${service.apiKey}` },
-          payload,
-        });
-        if (response.statusCode >= 500) failures.push(`${route.method} ${response.statusCode} ${payload.slice(0, 200)} → ${response.body.slice(0, 200)}`);
-        if (route.method === 'POST' && response.statusCode === 201) created++;
-        statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
-        if (response.statusCode >= 400) {
-          expect(response.headers['content-type']).toContain('application/problem+json');
-        }
-        return response.statusCode < 500;
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(...present),
+        fc.nat({ max: seedJobIds.length - 1 }),
+        body,
+        headers,
+        async (route, seed, payload, extra) => {
+          const response = await api.app.inject({
+            method: route.method,
+            url: route.url.replace(':id', seedJobIds[seed]!),
+            headers: { ...extra, authorization: `Bearer ${service.apiKey}` },
+            payload,
+          });
+          if (response.statusCode >= 500)
+            failures.push(
+              `${route.method} ${response.statusCode} ${payload.slice(0, 200)} → ${response.body.slice(0, 200)}`,
+            );
+          if (route.method === 'POST' && response.statusCode === 201) created++;
+          statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
+          if (response.statusCode >= 400) {
+            expect(response.headers['content-type']).toContain('application/problem+json');
+          }
+          return response.statusCode < 500;
+        },
+      ),
       { numRuns: RUNS, endOnFailure: true },
     );
     expect(failures).toEqual([]);
@@ -166,7 +241,9 @@ describe('fuzzing the write routes', () => {
 
     // Every row has exactly the registration its state calls for; nothing in Redis lacks a row.
     const schedulers = new Set((await queue.getJobSchedulers(0, -1, true)).map((s) => s.key));
-    const onceJobs = new Set((await queue.getJobs(['delayed', 'waiting'])).map((j) => j.id).filter((id) => id?.startsWith('once:')));
+    const onceJobs = new Set(
+      (await queue.getJobs(['delayed', 'waiting'])).map((j) => j.id).filter((id) => id?.startsWith('once:')),
+    );
     const expectedSchedulers = new Set<string>();
     const expectedOnce = new Set<string>();
     for (const row of rows) {

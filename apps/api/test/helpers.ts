@@ -7,7 +7,12 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 export const SECRET_KEY = 'test-secret-key-0123456789-0123456789';
 
 /** An api's config for a test: its database, Redis and BullMQ prefix, the test tokens, and `overrides`. */
-export function testServerConfig(databaseUrl: string, redisUrl: string, prefix: string, overrides: Partial<AppConfig> = {}): AppConfig {
+export function testServerConfig(
+  databaseUrl: string,
+  redisUrl: string,
+  prefix: string,
+  overrides: Partial<AppConfig> = {},
+): AppConfig {
   return {
     databaseUrl,
     databaseReadUrl: undefined,
@@ -22,7 +27,13 @@ export function testServerConfig(databaseUrl: string, redisUrl: string, prefix: 
 
 /** A second api instance on the same database, Redis and prefix as `api` (not started: call `ready`). */
 export function anotherInstance(api: TestApi, overrides: Partial<AppConfig> = {}) {
-  return buildServer(testServerConfig(api.db.url, api.redisUrl, api.prefix, { databasePoolMax: 2, callbackAllowPrivate: true, ...overrides }));
+  return buildServer(
+    testServerConfig(api.db.url, api.redisUrl, api.prefix, {
+      databasePoolMax: 2,
+      callbackAllowPrivate: true,
+      ...overrides,
+    }),
+  );
 }
 
 export interface TestApi {
@@ -43,7 +54,9 @@ export async function startTestApi(overrides: Partial<AppConfig> = {}): Promise<
   const db = await createTestDatabase('tw_api');
   const prefix = testPrefix();
   const { redisUrl } = testBaseUrls();
-  const app = await buildServer(testServerConfig(db.url, redisUrl, prefix, { callbackAllowPrivate: true, ...overrides }));
+  const app = await buildServer(
+    testServerConfig(db.url, redisUrl, prefix, { callbackAllowPrivate: true, ...overrides }),
+  );
   await app.ready();
   let services = 0;
   return {

@@ -21,7 +21,10 @@ const post = (payload: unknown, idempotencyKey?: string, token = key) =>
   api.app.inject({
     method: 'POST',
     url: '/v1/jobs',
-    headers: { authorization: `Bearer ${token}`, ...(idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey }) },
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey }),
+    },
     payload: payload as object,
   });
 const jobsNamed = async (name: string) =>
@@ -56,7 +59,11 @@ describe('Idempotency-Key', () => {
       .execute();
     // Same fingerprint as the in-flight one: 409, not 422.
     const { requestFingerprint } = await import('@tickwork/core');
-    await api.db.db.updateTable('idempotency_keys').set({ fingerprint: requestFingerprint('POST', '/v1/jobs', body('idem-busy')) }).where('key', '=', 'key-busy').execute();
+    await api.db.db
+      .updateTable('idempotency_keys')
+      .set({ fingerprint: requestFingerprint('POST', '/v1/jobs', body('idem-busy')) })
+      .where('key', '=', 'key-busy')
+      .execute();
     const response = await post(body('idem-busy'), 'key-busy');
     expect(response.statusCode).toBe(409);
     expect(response.headers['retry-after']).toBe('1');
@@ -74,12 +81,25 @@ describe('Idempotency-Key', () => {
     const { requestFingerprint } = await import('@tickwork/core');
     await api.db.db
       .insertInto('idempotency_keys')
-      .values({ service_id: serviceId, key: 'key-abandoned', fingerprint: requestFingerprint('POST', '/v1/jobs', body('idem-abandoned')), created_at: new Date(Date.now() - 120_000), expires_at: new Date(Date.now() + 60_000) })
+      .values({
+        service_id: serviceId,
+        key: 'key-abandoned',
+        fingerprint: requestFingerprint('POST', '/v1/jobs', body('idem-abandoned')),
+        created_at: new Date(Date.now() - 120_000),
+        expires_at: new Date(Date.now() + 60_000),
+      })
       .execute();
     expect((await post(body('idem-abandoned'), 'key-abandoned')).statusCode).toBe(201);
     await api.db.db
       .insertInto('idempotency_keys')
-      .values({ service_id: serviceId, key: 'key-expired', fingerprint: 'old', status_code: 201, response: '{}', expires_at: new Date(Date.now() - 1) })
+      .values({
+        service_id: serviceId,
+        key: 'key-expired',
+        fingerprint: 'old',
+        status_code: 201,
+        response: '{}',
+        expires_at: new Date(Date.now() - 1),
+      })
       .execute();
     expect((await post(body('idem-expired'), 'key-expired')).statusCode).toBe(201);
 

@@ -11,7 +11,10 @@ const auth = () => ({ authorization: `Bearer ${key}` });
 beforeAll(async () => {
   api = await startTestApi();
   key = (await api.newService('jobs-test')).apiKey;
-  queue = new Queue('fire', { connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }), prefix: api.prefix });
+  queue = new Queue('fire', {
+    connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }),
+    prefix: api.prefix,
+  });
 });
 afterAll(async () => {
   await queue?.close();
@@ -27,7 +30,12 @@ const everySecond = (name: string) => ({
 
 describe('POST /v1/jobs', () => {
   it('creates a job, answers 201 with Location and ETag, and registers a scheduler with ids only', async () => {
-    const response = await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: everySecond('create-1') });
+    const response = await api.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: auth(),
+      payload: everySecond('create-1'),
+    });
     expect(response.statusCode).toBe(201);
     const job = response.json();
     expect(response.headers.location).toBe(`/v1/jobs/${job.id}`);
@@ -67,7 +75,12 @@ describe('POST /v1/jobs', () => {
 
   it('answers 409 for a second job with the same name', async () => {
     await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: everySecond('dup') });
-    const again = await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: everySecond('dup') });
+    const again = await api.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: auth(),
+      payload: everySecond('dup'),
+    });
     expect(again.statusCode).toBe(409);
     expect(again.headers['content-type']).toContain('application/problem+json');
   });
@@ -85,18 +98,32 @@ describe('POST /v1/jobs', () => {
     ['two schedules', { schedule: { every: '1m', cron: '* * * * *' } }, 'schedule'],
     ['a string for a number', { schedule: { everyMs: '5000' } }, 'schedule.everyMs'],
   ];
-  it.each(bad)('refuses %s with 400 problem+json naming the field, and changes nothing', async (_what, change, field) => {
-    const before = await api.db.db.selectFrom('jobs').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-    const payload = { ...everySecond(`bad-${field}`), ...change };
-    const response = await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload });
-    expect(response.statusCode).toBe(400);
-    expect(response.headers['content-type']).toContain('application/problem+json');
-    const problem = response.json();
-    expect(problem).toMatchObject({ status: 400, code: 'validation_failed', title: expect.any(String), type: expect.any(String) });
-    expect(problem.errors.map((e: { field: string }) => e.field)).toContain(field);
-    const after = await api.db.db.selectFrom('jobs').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-    expect(Number(after.n)).toBe(Number(before.n));
-  });
+  it.each(bad)(
+    'refuses %s with 400 problem+json naming the field, and changes nothing',
+    async (_what, change, field) => {
+      const before = await api.db.db
+        .selectFrom('jobs')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .executeTakeFirstOrThrow();
+      const payload = { ...everySecond(`bad-${field}`), ...change };
+      const response = await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload });
+      expect(response.statusCode).toBe(400);
+      expect(response.headers['content-type']).toContain('application/problem+json');
+      const problem = response.json();
+      expect(problem).toMatchObject({
+        status: 400,
+        code: 'validation_failed',
+        title: expect.any(String),
+        type: expect.any(String),
+      });
+      expect(problem.errors.map((e: { field: string }) => e.field)).toContain(field);
+      const after = await api.db.db
+        .selectFrom('jobs')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .executeTakeFirstOrThrow();
+      expect(Number(after.n)).toBe(Number(before.n));
+    },
+  );
 });
 
 describe('reading and deleting', () => {
@@ -114,14 +141,20 @@ describe('reading and deleting', () => {
     const cursor = first.json().nextCursor;
     const second = await api.app.inject({ method: 'GET', url: `/v1/jobs?limit=2&cursor=${cursor}`, headers });
     expect(second.json().items.map((j: { id: string }) => j.id)).toEqual([ids[2], ids[1]]);
-    const third = await api.app.inject({ method: 'GET', url: `/v1/jobs?limit=2&cursor=${second.json().nextCursor}`, headers });
+    const third = await api.app.inject({
+      method: 'GET',
+      url: `/v1/jobs?limit=2&cursor=${second.json().nextCursor}`,
+      headers,
+    });
     expect(third.json()).toMatchObject({ items: [{ id: ids[0] }], nextCursor: null });
     expect((await api.app.inject({ method: 'GET', url: '/v1/jobs?limit=101', headers })).statusCode).toBe(400);
     expect((await api.app.inject({ method: 'GET', url: '/v1/jobs?cursor=nonsense', headers })).statusCode).toBe(400);
   });
 
   it('gets one job and deletes it, removing its scheduler', async () => {
-    const created = (await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: everySecond('to-delete') })).json();
+    const created = (
+      await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: everySecond('to-delete') })
+    ).json();
     const got = await api.app.inject({ method: 'GET', url: `/v1/jobs/${created.id}`, headers: auth() });
     expect(got.statusCode).toBe(200);
     expect(got.json().id).toBe(created.id);
@@ -129,12 +162,18 @@ describe('reading and deleting', () => {
     const deleted = await api.app.inject({ method: 'DELETE', url: `/v1/jobs/${created.id}`, headers: auth() });
     expect(deleted.statusCode).toBe(204);
     expect(await queue.getJobScheduler(`job:${created.id}:v1`)).toBeFalsy();
-    expect((await api.app.inject({ method: 'GET', url: `/v1/jobs/${created.id}`, headers: auth() })).statusCode).toBe(404);
-    expect((await api.app.inject({ method: 'DELETE', url: `/v1/jobs/${created.id}`, headers: auth() })).statusCode).toBe(404);
+    expect((await api.app.inject({ method: 'GET', url: `/v1/jobs/${created.id}`, headers: auth() })).statusCode).toBe(
+      404,
+    );
+    expect(
+      (await api.app.inject({ method: 'DELETE', url: `/v1/jobs/${created.id}`, headers: auth() })).statusCode,
+    ).toBe(404);
   });
 
   it("answers 404 for another service's job", async () => {
-    const created = (await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: everySecond('mine') })).json();
+    const created = (
+      await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: everySecond('mine') })
+    ).json();
     const other = await api.newService('other');
     const headers = { authorization: `Bearer ${other.apiKey}` };
     expect((await api.app.inject({ method: 'GET', url: `/v1/jobs/${created.id}`, headers })).statusCode).toBe(404);
@@ -163,8 +202,15 @@ describe('authentication', () => {
   });
 
   it('keeps admin routes to the admin token', async () => {
-    expect((await api.app.inject({ method: 'POST', url: '/v1/admin/services', payload: { name: 'x' } })).statusCode).toBe(401);
-    const asService = await api.app.inject({ method: 'POST', url: '/v1/admin/services', headers: auth(), payload: { name: 'x' } });
+    expect(
+      (await api.app.inject({ method: 'POST', url: '/v1/admin/services', payload: { name: 'x' } })).statusCode,
+    ).toBe(401);
+    const asService = await api.app.inject({
+      method: 'POST',
+      url: '/v1/admin/services',
+      headers: auth(),
+      payload: { name: 'x' },
+    });
     expect(asService.statusCode).toBe(403);
     const ok = await api.app.inject({
       method: 'POST',
@@ -173,7 +219,11 @@ describe('authentication', () => {
       payload: { name: 'admin-made' },
     });
     expect(ok.statusCode).toBe(201);
-    expect(ok.json()).toMatchObject({ name: 'admin-made', apiKey: expect.stringMatching(/^tw_/), signingSecret: expect.stringMatching(/^whsec_/) });
+    expect(ok.json()).toMatchObject({
+      name: 'admin-made',
+      apiKey: expect.stringMatching(/^tw_/),
+      signingSecret: expect.stringMatching(/^whsec_/),
+    });
   });
 });
 
@@ -183,7 +233,9 @@ describe('docs and health', () => {
     expect(spec.statusCode).toBe(200);
     const doc = spec.json();
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/runs', '/v1/runs/{id}']));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/runs', '/v1/runs/{id}']),
+    );
     const create = doc.paths['/v1/jobs'].post.requestBody.content['application/json'].schema;
     expect(Object.keys(create.properties)).toEqual(expect.arrayContaining(['name', 'schedule', 'target', 'labels']));
     const ui = await api.app.inject({ method: 'GET', url: '/docs/' });

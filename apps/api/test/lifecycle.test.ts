@@ -7,7 +7,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { uuidv7 } from '@tickwork/core';
 import { buildServer } from '../src/build.ts';
-import { ADMIN_TOKEN, startTestApi, testServerConfig, type TestApi } from './helpers.ts';
+import { startTestApi, testServerConfig, type TestApi } from './helpers.ts';
 
 let api: TestApi;
 let key: string;
@@ -20,15 +20,28 @@ beforeAll(async () => {
   const service = await api.newService('lifecycle');
   key = service.apiKey;
   serviceId = service.id;
-  queue = new Queue('fire', { connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }), prefix: api.prefix });
+  queue = new Queue('fire', {
+    connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }),
+    prefix: api.prefix,
+  });
 });
 afterAll(async () => {
   await queue?.close();
   await api?.close();
 });
 
-const inject = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: unknown, headers: Record<string, string> = {}) =>
-  api.app.inject({ method, url, headers: auth(headers), ...(payload === undefined ? {} : { payload: payload as object }) });
+const inject = (
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+  url: string,
+  payload?: unknown,
+  headers: Record<string, string> = {},
+) =>
+  api.app.inject({
+    method,
+    url,
+    headers: auth(headers),
+    ...(payload === undefined ? {} : { payload: payload as object }),
+  });
 
 async function create(name: string, extra: Record<string, unknown> = {}) {
   const response = await inject('POST', '/v1/jobs', {
@@ -47,7 +60,12 @@ describe('PATCH /v1/jobs/{id}', () => {
     const response = await inject(
       'PATCH',
       `/v1/jobs/${job.id}`,
-      { schedule: { cron: '0 9 * * 1-5', timezone: 'Europe/Berlin' }, target: { headers: { 'x-a': null, 'x-b': '2' } }, labels: { env: null }, retry: { maxAttempts: 5 } },
+      {
+        schedule: { cron: '0 9 * * 1-5', timezone: 'Europe/Berlin' },
+        target: { headers: { 'x-a': null, 'x-b': '2' } },
+        labels: { env: null },
+        retry: { maxAttempts: 5 },
+      },
       { 'if-match': 'W/"1"' },
     );
     expect(response.statusCode).toBe(200);
@@ -69,7 +87,9 @@ describe('PATCH /v1/jobs/{id}', () => {
 
   it('answers 412 to a stale If-Match and changes nothing; accepts the strong form', async () => {
     const job = await create('patch-412');
-    expect((await inject('PATCH', `/v1/jobs/${job.id}`, { description: 'one' }, { 'if-match': '"1"' })).statusCode).toBe(200);
+    expect(
+      (await inject('PATCH', `/v1/jobs/${job.id}`, { description: 'one' }, { 'if-match': '"1"' })).statusCode,
+    ).toBe(200);
     const stale = await inject('PATCH', `/v1/jobs/${job.id}`, { description: 'two' }, { 'if-match': 'W/"1"' });
     expect(stale.statusCode).toBe(412);
     expect(stale.headers['content-type']).toContain('application/problem+json');
@@ -81,11 +101,15 @@ describe('PATCH /v1/jobs/{id}', () => {
   it('lets exactly one of two racing PATCHes with the same If-Match through', async () => {
     const job = await create('patch-race');
     const results = await Promise.all(
-      ['a', 'b', 'c', 'd'].map((d) => inject('PATCH', `/v1/jobs/${job.id}`, { description: d }, { 'if-match': 'W/"1"' })),
+      ['a', 'b', 'c', 'd'].map((d) =>
+        inject('PATCH', `/v1/jobs/${job.id}`, { description: d }, { 'if-match': 'W/"1"' }),
+      ),
     );
     expect(results.map((r) => r.statusCode).sort()).toEqual([200, 412, 412, 412]);
     const schedulers = await queue.getJobSchedulers(0, -1);
-    expect(schedulers.filter((s) => s.key.startsWith(`job:${job.id}:`)).map((s) => s.key)).toEqual([`job:${job.id}:v2`]);
+    expect(schedulers.filter((s) => s.key.startsWith(`job:${job.id}:`)).map((s) => s.key)).toEqual([
+      `job:${job.id}:v2`,
+    ]);
   });
 
   it('refuses an invalid result with 400 naming the field, and changes nothing', async () => {
@@ -131,7 +155,11 @@ describe('PATCH /v1/jobs/{id}', () => {
 
   it('makes a completed job active again when its new definition fires again', async () => {
     const job = await create('patch-revive', { maxRuns: 1 });
-    await api.db.db.updateTable('jobs').set({ state: 'completed', run_count: 1, next_run_at: null }).where('id', '=', job.id).execute();
+    await api.db.db
+      .updateTable('jobs')
+      .set({ state: 'completed', run_count: 1, next_run_at: null })
+      .where('id', '=', job.id)
+      .execute();
     const revived = await inject('PATCH', `/v1/jobs/${job.id}`, { maxRuns: 5 });
     expect(revived.json()).toMatchObject({ state: 'active', version: 2, runCount: 1 });
     expect(revived.json().nextRunAt).not.toBeNull();
@@ -147,7 +175,10 @@ describe('PATCH /v1/jobs/{id}', () => {
   });
 
   it('creates a job whose window holds no occurrence as completed', async () => {
-    const job = await create('born-done', { schedule: { every: '1h' }, endAt: new Date(Date.now() + 60_000).toISOString() });
+    const job = await create('born-done', {
+      schedule: { every: '1h' },
+      endAt: new Date(Date.now() + 60_000).toISOString(),
+    });
     expect(job).toMatchObject({ state: 'completed', nextRunAt: null });
     expect(await queue.getJobScheduler(`job:${job.id}:v1`)).toBeFalsy();
   });
@@ -207,7 +238,10 @@ describe('run now and replay', () => {
     expect(queued?.data).toEqual({ jobId: job.id, version: 1, runId: run.id });
     expect((await queue.getJobScheduler(`job:${job.id}:v1`))?.next).toBe(before?.next);
     // Two at once are two runs.
-    const [a, b] = await Promise.all([inject('POST', `/v1/jobs/${job.id}/trigger`), inject('POST', `/v1/jobs/${job.id}/trigger`)]);
+    const [a, b] = await Promise.all([
+      inject('POST', `/v1/jobs/${job.id}/trigger`),
+      inject('POST', `/v1/jobs/${job.id}/trigger`),
+    ]);
     expect(a.json().id).not.toBe(b.json().id);
     expect((await inject('GET', `/v1/runs/${run.id}`)).json().trigger).toBe('manual');
   });
@@ -217,7 +251,17 @@ describe('run now and replay', () => {
     const dead = uuidv7();
     await api.db.db
       .insertInto('runs')
-      .values({ id: dead, job_id: job.id, service_id: serviceId, job_version: 1, scheduled_for: new Date(Date.now() - 60_000), trigger: 'schedule', status: 'dead', attempts: 3, http_status: 503 })
+      .values({
+        id: dead,
+        job_id: job.id,
+        service_id: serviceId,
+        job_version: 1,
+        scheduled_for: new Date(Date.now() - 60_000),
+        trigger: 'schedule',
+        status: 'dead',
+        attempts: 3,
+        http_status: 503,
+      })
       .execute();
     const listed = await inject('GET', '/v1/runs?status=dead');
     expect(listed.json().items.map((r: { id: string }) => r.id)).toContain(dead);
@@ -226,7 +270,11 @@ describe('run now and replay', () => {
     const replay = response.json();
     expect(replay).toMatchObject({ trigger: 'replay', replayOf: dead, status: 'running', jobId: job.id });
     expect(replay.id).not.toBe(dead);
-    expect((await queue.getJob(`replay:${job.id}:${replay.id}`))?.data).toEqual({ jobId: job.id, version: 1, runId: replay.id });
+    expect((await queue.getJob(`replay:${job.id}:${replay.id}`))?.data).toEqual({
+      jobId: job.id,
+      version: 1,
+      runId: replay.id,
+    });
     expect((await inject('POST', `/v1/runs/${replay.id}/replay`)).statusCode).toBe(409);
     expect((await inject('POST', `/v1/runs/${uuidv7()}/replay`)).statusCode).toBe(404);
   });
@@ -234,19 +282,41 @@ describe('run now and replay', () => {
   it('pages the dead-letter list by cursor', async () => {
     const other = await api.newService('dead-pager');
     const headers = { authorization: `Bearer ${other.apiKey}` };
-    const job = (await api.app.inject({ method: 'POST', url: '/v1/jobs', headers, payload: { name: 'd', schedule: { every: '1h' }, target: { url: 'https://example.com' } } })).json();
+    const job = (
+      await api.app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        headers,
+        payload: { name: 'd', schedule: { every: '1h' }, target: { url: 'https://example.com' } },
+      })
+    ).json();
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       const id = uuidv7(Date.now() + i);
       ids.push(id);
       await api.db.db
         .insertInto('runs')
-        .values({ id, job_id: job.id, service_id: other.id, job_version: 1, scheduled_for: new Date(Date.UTC(2026, 0, 1, 0, i)), trigger: 'schedule', status: i === 2 ? 'succeeded' : 'dead' })
+        .values({
+          id,
+          job_id: job.id,
+          service_id: other.id,
+          job_version: 1,
+          scheduled_for: new Date(Date.UTC(2026, 0, 1, 0, i)),
+          trigger: 'schedule',
+          status: i === 2 ? 'succeeded' : 'dead',
+        })
         .execute();
     }
     const first = (await api.app.inject({ method: 'GET', url: '/v1/runs?status=dead&limit=2', headers })).json();
-    const second = (await api.app.inject({ method: 'GET', url: `/v1/runs?status=dead&limit=2&cursor=${first.nextCursor}`, headers })).json();
-    expect([...first.items, ...second.items].map((r: { id: string }) => r.id)).toEqual([ids[4], ids[3], ids[1], ids[0]]);
+    const second = (
+      await api.app.inject({ method: 'GET', url: `/v1/runs?status=dead&limit=2&cursor=${first.nextCursor}`, headers })
+    ).json();
+    expect([...first.items, ...second.items].map((r: { id: string }) => r.id)).toEqual([
+      ids[4],
+      ids[3],
+      ids[1],
+      ids[0],
+    ]);
     expect(second.nextCursor).toBeNull();
   });
 });
@@ -272,7 +342,12 @@ describe('previews', () => {
     });
     expect(berlin.statusCode).toBe(200);
     // 28 March 2027: 02:30 does not exist in Berlin; that day has no run.
-    expect(berlin.json().nextRuns).toEqual(['2027-03-26T01:30:00.000Z', '2027-03-27T01:30:00.000Z', '2027-03-29T00:30:00.000Z', '2027-03-30T00:30:00.000Z']);
+    expect(berlin.json().nextRuns).toEqual([
+      '2027-03-26T01:30:00.000Z',
+      '2027-03-27T01:30:00.000Z',
+      '2027-03-29T00:30:00.000Z',
+      '2027-03-30T00:30:00.000Z',
+    ]);
     const newYork = await inject('POST', '/v1/schedules/preview', {
       schedule: { cron: '30 1 * * *', timezone: 'America/New_York' },
       startAt: '2027-11-06T12:00:00Z',
@@ -285,7 +360,11 @@ describe('previews', () => {
 
   it('phases an interval preview from startAt and refuses a bad schedule with the reason', async () => {
     const start = new Date(Date.now() + 3_600_000);
-    const every = await inject('POST', '/v1/schedules/preview', { schedule: { every: '15m' }, startAt: start.toISOString(), count: 3 });
+    const every = await inject('POST', '/v1/schedules/preview', {
+      schedule: { every: '15m' },
+      startAt: start.toISOString(),
+      count: 3,
+    });
     expect(every.json().nextRuns).toEqual([0, 1, 2].map((k) => new Date(start.getTime() + k * 900_000).toISOString()));
     for (const [payload, field] of [
       [{ schedule: { cron: '0 25 * * *' } }, 'schedule.cron'],
@@ -305,13 +384,22 @@ describe('list filters', () => {
     const other = await api.newService('filters');
     const headers = { authorization: `Bearer ${other.apiKey}` };
     const make = async (name: string, labels: Record<string, string>, paused = false) =>
-      (await api.app.inject({ method: 'POST', url: '/v1/jobs', headers, payload: { name, labels, paused, schedule: { every: '1h' }, target: { url: 'https://example.com' } } })).json().id as string;
+      (
+        await api.app.inject({
+          method: 'POST',
+          url: '/v1/jobs',
+          headers,
+          payload: { name, labels, paused, schedule: { every: '1h' }, target: { url: 'https://example.com' } },
+        })
+      ).json().id as string;
     const a = await make('billing-daily', { team: 'billing', env: 'prod' });
     const b = await make('billing-hourly', { team: 'billing', env: 'dev' }, true);
     const c = await make('search_index', { team: 'search', env: 'prod' });
     const d = await make('searchXindex', { team: 'search', env: 'prod' });
     const list = async (query: string) =>
-      (await api.app.inject({ method: 'GET', url: `/v1/jobs?${query}`, headers })).json().items.map((j: { id: string }) => j.id);
+      (await api.app.inject({ method: 'GET', url: `/v1/jobs?${query}`, headers }))
+        .json()
+        .items.map((j: { id: string }) => j.id);
     expect(await list('state=paused')).toEqual([b]);
     expect(await list('label=team:billing')).toEqual([b, a]);
     expect(await list('label=team:billing&label=env:prod')).toEqual([a]);
@@ -321,7 +409,9 @@ describe('list filters', () => {
     expect(await list('state=active&label=env:prod&name=search')).toEqual([d, c]);
     const page = (await api.app.inject({ method: 'GET', url: '/v1/jobs?label=env:prod&limit=1', headers })).json();
     expect(page.items.map((j: { id: string }) => j.id)).toEqual([d]);
-    const next = (await api.app.inject({ method: 'GET', url: `/v1/jobs?label=env:prod&limit=1&cursor=${page.nextCursor}`, headers })).json();
+    const next = (
+      await api.app.inject({ method: 'GET', url: `/v1/jobs?label=env:prod&limit=1&cursor=${page.nextCursor}`, headers })
+    ).json();
     expect(next.items.map((j: { id: string }) => j.id)).toEqual([c]);
     expect((await api.app.inject({ method: 'GET', url: '/v1/jobs?label=nocolon', headers })).statusCode).toBe(400);
   });
@@ -339,7 +429,9 @@ describe('when Redis is away', () => {
         server.close(() => resolve(port));
       });
     });
-    const away = await buildServer(testServerConfig(api.db.url, `redis://127.0.0.1:${closed}`, api.prefix, { databasePoolMax: 2 }));
+    const away = await buildServer(
+      testServerConfig(api.db.url, `redis://127.0.0.1:${closed}`, api.prefix, { databasePoolMax: 2 }),
+    );
     try {
       await away.ready();
       const call = (method: 'POST' | 'PATCH', url: string, payload?: object) =>
@@ -381,7 +473,8 @@ describe('OpenAPI', () => {
       if (!schema || typeof schema !== 'object') return;
       for (const [name, property] of Object.entries<any>(schema.properties ?? {})) {
         const described = property.description ?? property.anyOf?.find((p: any) => p.description)?.description;
-        if (!described && !property.properties && !property.anyOf?.some((p: any) => p.properties)) undescribed.push(`${path}.${name}`);
+        if (!described && !property.properties && !property.anyOf?.some((p: any) => p.properties))
+          undescribed.push(`${path}.${name}`);
         walk(property, `${path}.${name}`);
         for (const option of property.anyOf ?? []) walk(option, `${path}.${name}`);
       }

@@ -50,7 +50,9 @@ describe('/metrics with Redis down', () => {
     expect(sampleValue(after, 'tickwork_ready')).toBe(0);
     expect(sampleValue(after, 'tickwork_schedulers')).toBeNaN();
     expect(sampleValue(after, 'tickwork_db_pool_waiting')).toBe(0);
-    expect(sampleValue(after, 'http_request_duration_seconds_count', { route: '/metrics', status_code: '200' })).toBeGreaterThanOrEqual(1);
+    expect(
+      sampleValue(after, 'http_request_duration_seconds_count', { route: '/metrics', status_code: '200' }),
+    ).toBeGreaterThanOrEqual(1);
   }, 30_000);
 
   it('closes without an error while Redis is down', async () => {

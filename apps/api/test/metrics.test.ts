@@ -40,22 +40,45 @@ describe('GET /metrics', () => {
     expect(sampleValue(families, 'tickwork_schedulers')).toBe(1);
     // The hourly job's next occurrence waits in Redis as a delayed job.
     expect(sampleValue(families, 'tickwork_queue_jobs', { state: 'delayed' })).toBe(1);
-    for (const state of ['waiting', 'active', 'failed']) expect(sampleValue(families, 'tickwork_queue_jobs', { state })).toBe(0);
+    for (const state of ['waiting', 'active', 'failed'])
+      expect(sampleValue(families, 'tickwork_queue_jobs', { state })).toBe(0);
     expect(families.has('process_resident_memory_bytes')).toBe(true);
   });
 
   it('times requests by route pattern, never by raw URL', async () => {
     const id = '0190a5d4-0000-7000-8000-000000000001';
-    const missing = await api.app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: { authorization: `Bearer ${key}` } });
+    const missing = await api.app.inject({
+      method: 'GET',
+      url: `/v1/jobs/${id}`,
+      headers: { authorization: `Bearer ${key}` },
+    });
     expect(missing.statusCode).toBe(404);
     expect((await api.app.inject({ method: 'GET', url: `/no/such/${id}` })).statusCode).toBe(404);
 
     const families = await scrape();
     const http = families.get('http_request_duration_seconds');
     expect(http?.type).toBe('histogram');
-    expect(sampleValue(families, 'http_request_duration_seconds_count', { method: 'GET', route: '/v1/jobs/:id', status_code: '404' })).toBe(1);
-    expect(sampleValue(families, 'http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_code: '404' })).toBe(1);
-    expect(sampleValue(families, 'http_request_duration_seconds_count', { method: 'POST', route: '/v1/admin/services', status_code: '201' })).toBe(1);
+    expect(
+      sampleValue(families, 'http_request_duration_seconds_count', {
+        method: 'GET',
+        route: '/v1/jobs/:id',
+        status_code: '404',
+      }),
+    ).toBe(1);
+    expect(
+      sampleValue(families, 'http_request_duration_seconds_count', {
+        method: 'GET',
+        route: 'unmatched',
+        status_code: '404',
+      }),
+    ).toBe(1);
+    expect(
+      sampleValue(families, 'http_request_duration_seconds_count', {
+        method: 'POST',
+        route: '/v1/admin/services',
+        status_code: '201',
+      }),
+    ).toBe(1);
     expect(http?.samples.some((sample) => JSON.stringify(sample.labels).includes(id))).toBe(false);
   });
 

@@ -7,7 +7,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InjectOptions } from 'fastify';
 import { sql } from 'kysely';
-import { createTestDatabase, startTcpProxy, testBaseUrls, testPrefix, type TcpProxy, type TestDatabase } from '@tickwork/db/testing';
+import {
+  createTestDatabase,
+  startTcpProxy,
+  testBaseUrls,
+  testPrefix,
+  type TcpProxy,
+  type TestDatabase,
+} from '@tickwork/db/testing';
 import { buildServer } from '../src/build.ts';
 import { ADMIN_TOKEN, deletePrefix, testServerConfig } from './helpers.ts';
 
@@ -116,11 +123,18 @@ describe('Postgres outage', () => {
       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()`.execute(db.db);
     try {
       const before = await app.fireQueue.queue.getJobSchedulersCount();
-      const response = await app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: aJob('fails-at-commit') });
+      const response = await app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        headers: auth(),
+        payload: aJob('fails-at-commit'),
+      });
       expect(response.statusCode).toBeGreaterThanOrEqual(500);
       expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
       expect(await app.fireQueue.queue.getJobSchedulersCount()).toBe(before);
-      const rows = await sql<{ n: number }>`select count(*)::int as n from jobs where name = 'fails-at-commit'`.execute(db.db);
+      const rows = await sql<{ n: number }>`select count(*)::int as n from jobs where name = 'fails-at-commit'`.execute(
+        db.db,
+      );
       expect(rows.rows[0]!.n).toBe(0);
     } finally {
       await sql`DROP TRIGGER refuse_at_commit ON jobs`.execute(db.db);

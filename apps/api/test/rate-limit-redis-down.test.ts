@@ -26,13 +26,16 @@ let redisUrl: string;
 let api: TestApi;
 
 async function startRedis(): Promise<void> {
-  redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  redis = spawn(
+    'redis-server',
+    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
   const probe = new Redis(redisUrl, { retryStrategy: () => 50, maxRetriesPerRequest: null });
   probe.on('error', () => {});
   await probe.ping();
   probe.disconnect();
 }
-
 
 beforeAll(async () => {
   redisPort = await freePort();

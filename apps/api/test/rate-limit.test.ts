@@ -26,13 +26,21 @@ describe('rate limit per API key', () => {
     const quiet = await api.newService('quiet');
     const instances = [api.app, second];
     for (let i = 0; i < LIMIT; i++) {
-      const response = await instances[i % 2]!.inject({ method: 'GET', url: '/v1/jobs', headers: { authorization: `Bearer ${busy.apiKey}` } });
+      const response = await instances[i % 2]!.inject({
+        method: 'GET',
+        url: '/v1/jobs',
+        headers: { authorization: `Bearer ${busy.apiKey}` },
+      });
       expect(response.statusCode, `request ${i + 1}`).toBe(200);
       expect(response.headers['ratelimit-limit']).toBe(String(LIMIT));
       expect(response.headers['ratelimit-remaining']).toBe(String(LIMIT - i - 1));
     }
     for (const instance of instances) {
-      const limited = await instance.inject({ method: 'GET', url: '/v1/jobs', headers: { authorization: `Bearer ${busy.apiKey}` } });
+      const limited = await instance.inject({
+        method: 'GET',
+        url: '/v1/jobs',
+        headers: { authorization: `Bearer ${busy.apiKey}` },
+      });
       expect(limited.statusCode).toBe(429);
       expect(limited.headers['content-type']).toContain('application/problem+json');
       expect(limited.json()).toMatchObject({ status: 429, code: 'rate_limited' });
@@ -52,10 +60,15 @@ describe('rate limit per API key', () => {
     expect(write.statusCode).toBe(429);
     expect(await api.db.db.selectFrom('jobs').select('id').where('service_id', '=', busy.id).execute()).toHaveLength(0);
 
-    const other = await second.inject({ method: 'GET', url: '/v1/jobs', headers: { authorization: `Bearer ${quiet.apiKey}` } });
+    const other = await second.inject({
+      method: 'GET',
+      url: '/v1/jobs',
+      headers: { authorization: `Bearer ${quiet.apiKey}` },
+    });
     expect(other.statusCode).toBe(200);
     expect(other.headers['ratelimit-remaining']).toBe(String(LIMIT - 1));
     // Requests without a key are not counted against anyone (and health is never limited).
-    for (let i = 0; i < LIMIT + 2; i++) expect((await api.app.inject({ method: 'GET', url: '/health/live' })).statusCode).toBe(200);
+    for (let i = 0; i < LIMIT + 2; i++)
+      expect((await api.app.inject({ method: 'GET', url: '/health/live' })).statusCode).toBe(200);
   });
 });

@@ -4,7 +4,6 @@ import { buildServer } from '../src/build.ts';
 import { ADMIN_TOKEN, testServerConfig } from './helpers.ts';
 import { freePort } from '@tickwork/queue/testing';
 
-
 let db: TestDatabase;
 let app: Awaited<ReturnType<typeof buildServer>>;
 
@@ -46,12 +45,24 @@ describe('with Redis down', () => {
 
   it('authenticates from Postgres on every request, so a revoke holds at once; the revoke itself answers 503', async () => {
     const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
-    const service = await app.inject({ method: 'POST', url: '/v1/admin/services', headers: admin, payload: { name: 'no-redis-auth' } });
+    const service = await app.inject({
+      method: 'POST',
+      url: '/v1/admin/services',
+      headers: admin,
+      payload: { name: 'no-redis-auth' },
+    });
     const headers = { authorization: `Bearer ${service.json().apiKey}` };
-    for (let i = 0; i < 2; i++) expect((await app.inject({ method: 'GET', url: '/v1/jobs', headers })).statusCode).toBe(200);
-    const keyId = (await app.inject({ method: 'GET', url: `/v1/admin/services/${service.json().id}`, headers: admin })).json().keys[0].id;
+    for (let i = 0; i < 2; i++)
+      expect((await app.inject({ method: 'GET', url: '/v1/jobs', headers })).statusCode).toBe(200);
+    const keyId = (
+      await app.inject({ method: 'GET', url: `/v1/admin/services/${service.json().id}`, headers: admin })
+    ).json().keys[0].id;
     // Saved in Postgres, but the other instances could not be told: 503, repeat it.
-    const revoked = await app.inject({ method: 'DELETE', url: `/v1/admin/services/${service.json().id}/keys/${keyId}`, headers: admin });
+    const revoked = await app.inject({
+      method: 'DELETE',
+      url: `/v1/admin/services/${service.json().id}/keys/${keyId}`,
+      headers: admin,
+    });
     expect(revoked.statusCode).toBe(503);
     expect(revoked.json()).toMatchObject({ status: 503, code: 'unavailable' });
     expect((await app.inject({ method: 'GET', url: '/v1/jobs', headers })).statusCode).toBe(401);
@@ -60,6 +71,9 @@ describe('with Redis down', () => {
   it('reports not ready, naming Redis', async () => {
     const ready = await app.inject({ method: 'GET', url: '/health/ready' });
     expect(ready.statusCode).toBe(503);
-    expect(ready.json()).toMatchObject({ status: 'unavailable', checks: { postgres: { status: 'ok' }, redis: { status: 'down' } } });
+    expect(ready.json()).toMatchObject({
+      status: 'unavailable',
+      checks: { postgres: { status: 'ok' }, redis: { status: 'down' } },
+    });
   });
 });

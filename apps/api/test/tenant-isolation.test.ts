@@ -70,7 +70,11 @@ function fill(url: string): { path: string; unknown: string[] } {
 function bodyFor(route: Route): Record<string, unknown> | undefined {
   const properties = route.schema?.body?.properties;
   if (!properties) return undefined;
-  return Object.fromEntries(Object.keys(properties).filter((k) => k in SAMPLE_BODY).map((k) => [k, SAMPLE_BODY[k]]));
+  return Object.fromEntries(
+    Object.keys(properties)
+      .filter((k) => k in SAMPLE_BODY)
+      .map((k) => [k, SAMPLE_BODY[k]]),
+  );
 }
 
 async function snapshot() {
@@ -83,7 +87,10 @@ async function snapshot() {
 
 beforeAll(async () => {
   api = await startTestApi();
-  queue = new Queue('fire', { connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }), prefix: api.prefix });
+  queue = new Queue('fire', {
+    connection: new Redis(api.redisUrl, { maxRetriesPerRequest: null }),
+    prefix: api.prefix,
+  });
   owner = await api.newService('owner');
   stranger = await api.newService('stranger');
   const created = await api.app.inject({
@@ -103,7 +110,11 @@ beforeAll(async () => {
     trigger: 'schedule',
     status: 'running',
   });
-  await api.db.db.updateTable('runs').set({ status: 'dead', attempts: 3, finished_at: new Date() }).where('id', '=', run.id).execute();
+  await api.db.db
+    .updateTable('runs')
+    .set({ status: 'dead', attempts: 3, finished_at: new Date() })
+    .where('id', '=', run.id)
+    .execute();
   runId = run.id;
 });
 afterAll(async () => {
@@ -145,9 +156,17 @@ describe('tenant isolation over every /v1 route', () => {
     expect(await snapshot()).toEqual(before);
 
     // The owner still sees and controls its own.
-    const mine = await api.app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: { authorization: `Bearer ${owner.apiKey}` } });
+    const mine = await api.app.inject({
+      method: 'GET',
+      url: `/v1/jobs/${jobId}`,
+      headers: { authorization: `Bearer ${owner.apiKey}` },
+    });
     expect(mine.statusCode).toBe(200);
-    const run = await api.app.inject({ method: 'GET', url: `/v1/runs/${runId}`, headers: { authorization: `Bearer ${owner.apiKey}` } });
+    const run = await api.app.inject({
+      method: 'GET',
+      url: `/v1/runs/${runId}`,
+      headers: { authorization: `Bearer ${owner.apiKey}` },
+    });
     expect(run.statusCode).toBe(200);
   });
 
@@ -155,17 +174,29 @@ describe('tenant isolation over every /v1 route', () => {
     const lists = v1Routes().filter((r) => r.method === 'GET' && !r.url.includes('/:'));
     expect(lists.map((r) => r.url)).toEqual(expect.arrayContaining(['/v1/jobs', '/v1/runs']));
     for (const route of lists) {
-      const theirs = await api.app.inject({ method: 'GET', url: route.url, headers: { authorization: `Bearer ${stranger.apiKey}` } });
+      const theirs = await api.app.inject({
+        method: 'GET',
+        url: route.url,
+        headers: { authorization: `Bearer ${stranger.apiKey}` },
+      });
       expect(theirs.statusCode, route.url).toBe(200);
       expect(theirs.body).not.toContain(jobId);
       expect(theirs.body).not.toContain(runId);
       for (const query of ['?status=dead', `?name=owned`, '?label=probe:yes', '?limit=100']) {
-        const filtered = await api.app.inject({ method: 'GET', url: route.url + query, headers: { authorization: `Bearer ${stranger.apiKey}` } });
+        const filtered = await api.app.inject({
+          method: 'GET',
+          url: route.url + query,
+          headers: { authorization: `Bearer ${stranger.apiKey}` },
+        });
         expect(filtered.body).not.toContain(jobId);
         expect(filtered.body).not.toContain(runId);
       }
     }
-    const ours = await api.app.inject({ method: 'GET', url: '/v1/runs?status=dead', headers: { authorization: `Bearer ${owner.apiKey}` } });
+    const ours = await api.app.inject({
+      method: 'GET',
+      url: '/v1/runs?status=dead',
+      headers: { authorization: `Bearer ${owner.apiKey}` },
+    });
     expect(ours.body).toContain(runId);
   });
 
@@ -174,7 +205,12 @@ describe('tenant isolation over every /v1 route', () => {
       method: 'POST',
       url: '/v1/jobs',
       headers: { authorization: `Bearer ${stranger.apiKey}`, 'x-service-id': owner.id },
-      payload: { name: 'spoof', serviceId: owner.id, schedule: { every: '1h' }, target: { url: 'https://example.com' } },
+      payload: {
+        name: 'spoof',
+        serviceId: owner.id,
+        schedule: { every: '1h' },
+        target: { url: 'https://example.com' },
+      },
     });
     expect(response.statusCode).toBe(400);
     const created = await api.app.inject({
@@ -184,7 +220,11 @@ describe('tenant isolation over every /v1 route', () => {
       payload: { name: 'spoof', schedule: { every: '1h' }, target: { url: 'https://example.com' } },
     });
     expect(created.statusCode).toBe(201);
-    const row = await api.db.db.selectFrom('jobs').select('service_id').where('id', '=', created.json().id).executeTakeFirstOrThrow();
+    const row = await api.db.db
+      .selectFrom('jobs')
+      .select('service_id')
+      .where('id', '=', created.json().id)
+      .executeTakeFirstOrThrow();
     expect(row.service_id).toBe(stranger.id);
   });
 });

@@ -38,7 +38,9 @@ function bodyOf(target: Target): { body: string | undefined; contentType: string
 }
 
 export function headersFor(delivery: Delivery, body: string, nowSeconds: number): Record<string, string> {
-  const signature = delivery.signingSecrets.map((secret) => signWebhook(secret, delivery.runId, nowSeconds, body)).join(' ');
+  const signature = delivery.signingSecrets
+    .map((secret) => signWebhook(secret, delivery.runId, nowSeconds, body))
+    .join(' ');
   return {
     'webhook-id': delivery.runId,
     'webhook-timestamp': String(nowSeconds),
@@ -86,8 +88,15 @@ export async function deliver(
     url = new URL(delivery.target.url);
     checkUrl(policy, url);
   } catch (error) {
-    const message = error instanceof DestinationNotAllowedError ? error.message : `invalid URL: ${(error as Error).message}`;
-    return { result: { kind: 'refused', message }, durationMs: 0, httpStatus: null, responseExcerpt: null, error: message };
+    const message =
+      error instanceof DestinationNotAllowedError ? error.message : `invalid URL: ${(error as Error).message}`;
+    return {
+      result: { kind: 'refused', message },
+      durationMs: 0,
+      httpStatus: null,
+      responseExcerpt: null,
+      error: message,
+    };
   }
   const headers = {
     ...(contentType ? { 'content-type': contentType } : {}),
@@ -109,7 +118,11 @@ export async function deliver(
     const excerpt = await readExcerpt(response.body).catch(() => '');
     const retryAfter = response.headers['retry-after'];
     return {
-      result: { kind: 'response', status: response.statusCode, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter },
+      result: {
+        kind: 'response',
+        status: response.statusCode,
+        retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+      },
       durationMs: elapsed(),
       httpStatus: response.statusCode,
       responseExcerpt: excerpt,
@@ -118,14 +131,32 @@ export async function deliver(
   } catch (error) {
     const refusal = isRefusal(error);
     if (refusal) {
-      return { result: { kind: 'refused', message: refusal.message }, durationMs: elapsed(), httpStatus: null, responseExcerpt: null, error: 'destination not allowed' };
+      return {
+        result: { kind: 'refused', message: refusal.message },
+        durationMs: elapsed(),
+        httpStatus: null,
+        responseExcerpt: null,
+        error: 'destination not allowed',
+      };
     }
     if (timeout.aborted) {
       const message = `timed out after ${delivery.target.timeoutMs} ms`;
-      return { result: { kind: 'timeout' }, durationMs: elapsed(), httpStatus: null, responseExcerpt: null, error: message };
+      return {
+        result: { kind: 'timeout' },
+        durationMs: elapsed(),
+        httpStatus: null,
+        responseExcerpt: null,
+        error: message,
+      };
     }
     const code = (error as { code?: string }).code;
     const message = `${code ? `${code}: ` : ''}${(error as Error).message}`.slice(0, 500);
-    return { result: { kind: 'connection', message }, durationMs: elapsed(), httpStatus: null, responseExcerpt: null, error: message };
+    return {
+      result: { kind: 'connection', message },
+      durationMs: elapsed(),
+      httpStatus: null,
+      responseExcerpt: null,
+      error: message,
+    };
   }
 }

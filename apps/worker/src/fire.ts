@@ -201,7 +201,8 @@ async function recordSkippedSlots(
 ): Promise<void> {
   const queue = ctx.queue;
   if (!queue) return;
-  const previous = known !== undefined ? known : await lastScheduledBefore(trx, job.id, version, new Date(scheduledFor));
+  const previous =
+    known !== undefined ? known : await lastScheduledBefore(trx, job.id, version, new Date(scheduledFor));
   if (!previous) return;
   const gap = slotsBetween(job, previous.getTime(), scheduledFor);
   if (gap === undefined) {
@@ -217,7 +218,12 @@ async function recordSkippedSlots(
     }),
   );
   const skipped = gap.filter((_, i) => !pending[i]);
-  const recorded = await recordMissedSlots(trx, { jobId: job.id, serviceId: job.serviceId, jobVersion: version }, skipped, uuidv7);
+  const recorded = await recordMissedSlots(
+    trx,
+    { jobId: job.id, serviceId: job.serviceId, jobVersion: version },
+    skipped,
+    uuidv7,
+  );
   if (recorded > 0) ctx.logger.info({ jobId: job.id, recorded }, 'slots the timer skipped recorded as missed');
 }
 
@@ -236,7 +242,8 @@ async function decideScheduled(
   const bullJobId = bullJob.id ?? '';
   const mayWait = token !== undefined && bullJob.attemptsMade === 0;
   // The instant is in the id of every occurrence but a one-shot's (which is the job's `at`).
-  if (!bullJobId.startsWith('repeat:') && !bullJobId.startsWith('catchup:')) return decideUnderLock(ctx, bullJob, mayWait);
+  if (!bullJobId.startsWith('repeat:') && !bullJobId.startsWith('catchup:'))
+    return decideUnderLock(ctx, bullJob, mayWait);
   // The common case in one statement of its own: lock, check, record the run with its first
   // attempt started, and read the previous instant for the skipped-slot check. When a check
   // fails nothing is written: the occurrence is decided in a transaction under the job's lock.
@@ -260,7 +267,16 @@ async function decideScheduled(
     // After the run's commit, not with it: a crash in between leaves the BullMQ job to be taken
     // over, and the takeover finds the run and records the slots (see `decideUnderLock`).
     await recordSkippedSlots(ctx, ctx.db, job, version, scheduledFor, onTime.previous ?? null);
-    return { kind: 'deliver', run: { id: onTime.runId }, job, runCount: found.job.run_count + 1, catchUp: false, occurrence, found, started: 1 };
+    return {
+      kind: 'deliver',
+      run: { id: onTime.runId },
+      job,
+      runCount: found.job.run_count + 1,
+      catchUp: false,
+      occurrence,
+      found,
+      started: 1,
+    };
   }
   // Neither needs the lock, nor writes: decided from the row the statement read.
   if (found.service.disabled) return { kind: 'disabled' };
@@ -293,10 +309,12 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
     }
     const scheduledFor = new Date(occurrence.scheduledFor);
     const existingDecision = async (existing: RunRow): Promise<Decision> => {
-      if (existing.status === 'skipped') return { kind: 'skipped', reason: existing.skip_reason as SkipReason, run: existing, occurrence };
+      if (existing.status === 'skipped')
+        return { kind: 'skipped', reason: existing.skip_reason as SkipReason, run: existing, occurrence };
       // A worker that recorded this run may have died before recording the slots skipped
       // before it (the common case records them after its commit): record them now, once.
-      if (job.version === existing.job_version) await recordSkippedSlots(ctx, trx, job, existing.job_version, occurrence.scheduledFor);
+      if (job.version === existing.job_version)
+        await recordSkippedSlots(ctx, trx, job, existing.job_version, occurrence.scheduledFor);
       return { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false, occurrence, found };
     };
     const base = { jobId, serviceId: job.serviceId, jobVersion: version, scheduledFor, trigger: 'schedule' as const };
@@ -336,7 +354,15 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
     if (verdict === 'missed') return skip('missed');
     if (job.overlap === 'skip' && (await hasRunInFlight(trx, jobId, new Date(now)))) return skip('overlap');
     const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
-    return { kind: 'deliver', run, job, runCount: row.run_count + (created ? 1 : 0), catchUp: verdict === 'catch_up', occurrence, found };
+    return {
+      kind: 'deliver',
+      run,
+      job,
+      runCount: row.run_count + (created ? 1 : 0),
+      catchUp: verdict === 'catch_up',
+      occurrence,
+      found,
+    };
   });
 }
 
@@ -348,7 +374,11 @@ async function retire(ctx: FireContext, jobId: string, version: number): Promise
   });
 }
 
-export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobData>, token?: string): Promise<FireResult> {
+export async function fireOccurrence(
+  ctx: FireContext,
+  bullJob: BullJob<FireJobData>,
+  token?: string,
+): Promise<FireResult> {
   const { jobId, version, runId } = bullJob.data;
   const missing = (): FireResult => {
     // An occurrence can reach a worker before the create that registered it has committed (a
@@ -430,7 +460,8 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
     attempt = started.attempts;
   }
   const log = ctx.logger.child({ jobId, runId: run.id, attempt });
-  if (schedule?.catchUp && attempt === 1) log.info({ scheduledFor: occurrence.scheduledFor }, 'late occurrence delivered as the catch-up');
+  if (schedule?.catchUp && attempt === 1)
+    log.info({ scheduledFor: occurrence.scheduledFor }, 'late occurrence delivered as the catch-up');
 
   const deliveryStartedAt = Date.now();
   const outcome: DeliveryOutcome = await deliver(
@@ -461,10 +492,15 @@ export async function fireOccurrence(ctx: FireContext, bullJob: BullJob<FireJobD
       responseExcerpt: outcome.responseExcerpt,
       error: outcome.result.kind === 'refused' ? 'destination not allowed' : outcome.error,
     },
-    schedule ? { version: job.version, nextRunAt: nextRunAt === null ? null : new Date(nextRunAt), complete } : undefined,
+    schedule
+      ? { version: job.version, nextRunAt: nextRunAt === null ? null : new Date(nextRunAt), complete }
+      : undefined,
   );
   if (complete && !('at' in job.schedule)) await retire(ctx, jobId, job.version);
-  log.info({ status: verdict.status, httpStatus: outcome.httpStatus, durationMs: outcome.durationMs }, 'callback attempted');
+  log.info(
+    { status: verdict.status, httpStatus: outcome.httpStatus, durationMs: outcome.durationMs },
+    'callback attempted',
+  );
   if (verdict.status === 'retrying') {
     throw new RetryLaterError(verdict.retryInMs ?? 1_000, outcome.error ?? 'retrying', {
       runId: run.id,

@@ -35,9 +35,9 @@ export function startHealthServer(source: HealthSource, port: number, host = '0.
       }
       return;
     }
-    response.writeHead(404, { 'content-type': 'application/problem+json' }).end(
-      JSON.stringify({ type: 'about:blank', title: 'Not found', status: 404, detail: `No route ${path}.` }),
-    );
+    response
+      .writeHead(404, { 'content-type': 'application/problem+json' })
+      .end(JSON.stringify({ type: 'about:blank', title: 'Not found', status: 404, detail: `No route ${path}.` }));
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

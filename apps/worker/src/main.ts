@@ -21,7 +21,17 @@ const logger = pino({
   // Nothing here logs a target or a callback body on purpose; these paths guard against a line
   // that passes one by accident (an error carrying the request, a job row).
   redact: {
-    paths: ['target.headers', 'target.body', '*.target.headers', '*.target.body', 'body', 'headers', 'signingSecret', 'signingSecrets', '*.signingSecrets'],
+    paths: [
+      'target.headers',
+      'target.body',
+      '*.target.headers',
+      '*.target.body',
+      'body',
+      'headers',
+      'signingSecret',
+      'signingSecrets',
+      '*.signingSecrets',
+    ],
     censor: '[redacted]',
   },
 });

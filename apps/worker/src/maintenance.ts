@@ -58,9 +58,13 @@ export async function startMaintenance(options: MaintenanceOptions): Promise<Mai
       );
     }
   };
-  await register().catch((error: unknown) => options.logger.warn({ err: error }, 'could not register maintenance tasks yet'));
+  await register().catch((error: unknown) =>
+    options.logger.warn({ err: error }, 'could not register maintenance tasks yet'),
+  );
   const refresh = setInterval(() => {
-    register().catch((error: unknown) => options.logger.warn({ err: error }, 'could not re-register maintenance tasks'));
+    register().catch((error: unknown) =>
+      options.logger.warn({ err: error }, 'could not re-register maintenance tasks'),
+    );
   }, options.refreshMs ?? 60_000);
   refresh.unref();
 

@@ -58,7 +58,13 @@ export function countReconcileRepairs(kind: string, count = 1): void {
   if (count > 0) reconcileRepairs.inc({ kind }, count);
 }
 
-function observeAttempt(trigger: string, attempt: number, scheduledFor: number, deliveryStartedAt: number, durationMs: number) {
+function observeAttempt(
+  trigger: string,
+  attempt: number,
+  scheduledFor: number,
+  deliveryStartedAt: number,
+  durationMs: number,
+) {
   callbackDuration.observe(durationMs / 1000);
   // A retry's lateness is the backoff, not lag; a replay's instant is the original occurrence's.
   if (attempt === 1 && trigger !== 'replay') fireLag.observe(Math.max(0, deliveryStartedAt - scheduledFor) / 1000);
@@ -78,7 +84,13 @@ export function observeRetry(error: RetryLaterError): void {
   if (!attempted) return;
   runs.inc({ status: 'retrying', trigger: attempted.trigger });
   retries.inc({ trigger: attempted.trigger });
-  observeAttempt(attempted.trigger, attempted.attempt, attempted.scheduledFor, attempted.deliveryStartedAt, attempted.durationMs);
+  observeAttempt(
+    attempted.trigger,
+    attempted.attempt,
+    attempted.scheduledFor,
+    attempted.deliveryStartedAt,
+    attempted.durationMs,
+  );
 }
 
 /** Observes every outcome of a `fire` worker through its events. */

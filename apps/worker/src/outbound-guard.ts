@@ -50,7 +50,10 @@ export function checkUrl(policy: OutboundPolicy, url: URL): void {
  * before connecting, names through {@link guardedLookup}, and the peer address of every socket
  * once connected.
  */
-export function guardedConnector(policy: OutboundPolicy, options: buildConnector.BuildOptions = {}): buildConnector.connector {
+export function guardedConnector(
+  policy: OutboundPolicy,
+  options: buildConnector.BuildOptions = {},
+): buildConnector.connector {
   const connect = buildConnector({ ...options, lookup: guardedLookup(policy) });
   if (policy.allowPrivate) return connect;
   return (opts, callback) => {

@@ -60,7 +60,9 @@ export function watchPostgres(options: PostgresWatchOptions): PostgresWatch {
     if (up && !answered) {
       up = false;
       options.logger.error('Postgres does not answer: taking no occurrences until it does');
-      await options.pause().catch((error: unknown) => options.logger.warn({ err: error }, 'could not pause the worker'));
+      await options
+        .pause()
+        .catch((error: unknown) => options.logger.warn({ err: error }, 'could not pause the worker'));
     } else if (!up && answered) {
       up = true;
       options.logger.warn('Postgres answers again: taking occurrences');

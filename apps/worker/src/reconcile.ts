@@ -32,7 +32,15 @@ import {
   type Job,
   type Registration,
 } from '@tickwork/core';
-import { activeJobsPage, jobFromRow, jobStatesOf, openRuns, type Database, type JobRow, type OpenRun } from '@tickwork/db';
+import {
+  activeJobsPage,
+  jobFromRow,
+  jobStatesOf,
+  openRuns,
+  type Database,
+  type JobRow,
+  type OpenRun,
+} from '@tickwork/db';
 import { FireQueue, OCCURRENCE_OPTIONS, applyRegistration, redisOptionsFrom } from '@tickwork/queue';
 
 export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan', 'run'] as const;
@@ -121,7 +129,12 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
   } finally {
     // Release only our own lock (it may have expired and been taken by another pass).
     await options.redis
-      .eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", 1, lockKey, token)
+      .eval(
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
+        1,
+        lockKey,
+        token,
+      )
       .catch(() => {});
   }
 }
@@ -203,7 +216,9 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
 
   // Schedulers no active job accounted for: judged against Postgres as it stands now.
   const stale = new Set(staleIds);
-  const unaccounted = [...schedulers.keys()].filter((id) => !accounted.has(id) && !stale.has(id) && parseSchedulerId(id));
+  const unaccounted = [...schedulers.keys()].filter(
+    (id) => !accounted.has(id) && !stale.has(id) && parseSchedulerId(id),
+  );
   const suspectsKey = queue.toKey('tickwork:reconcile-suspects');
   const previousSuspects = new Set(await redis.smembers(suspectsKey));
   const suspects: string[] = [];
@@ -241,7 +256,10 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
     durationMs: Date.now() - started,
   };
   const repaired = REPAIR_KINDS.some((kind) => repairs[kind] > 0);
-  options.logger?.[repaired ? 'warn' : 'debug'](report, repaired ? 'reconcile repaired Redis from Postgres' : 'reconcile pass');
+  options.logger?.[repaired ? 'warn' : 'debug'](
+    report,
+    repaired ? 'reconcile repaired Redis from Postgres' : 'reconcile pass',
+  );
   return report;
 }
 
@@ -260,7 +278,9 @@ async function judgePage(rows: JobRow[], now: number, redis: Redis, queue: Queue
     const results = (await pipeline.exec()) ?? [];
     return ids.map((_, i) => (results[i]?.[1] == null ? undefined : Number(results[i]![1])));
   };
-  const schedulerIds = judged.flatMap(({ registration }) => (registration.kind === 'scheduler' ? [registration.schedulerId] : []));
+  const schedulerIds = judged.flatMap(({ registration }) =>
+    registration.kind === 'scheduler' ? [registration.schedulerId] : [],
+  );
   const nexts = new Map(schedulerIds.map((id, i) => [id, i]));
   const nextValues = await nextOf(schedulerIds);
   const probes = judged.map(({ job, registration }) => {
@@ -325,11 +345,18 @@ function candidateIdsOf(run: OpenRun): string[] {
   if (run.trigger === 'manual') return [manualJobIdOf(run.jobId, run.id)];
   if (run.trigger === 'replay') return [replayJobIdOf(run.jobId, run.id)];
   const at = run.scheduledFor.getTime();
-  if (run.schedule && typeof run.schedule === 'object' && 'at' in run.schedule) return [onceJobIdOf(run.jobId, run.jobVersion)];
+  if (run.schedule && typeof run.schedule === 'object' && 'at' in run.schedule)
+    return [onceJobIdOf(run.jobId, run.jobVersion)];
   return [`repeat:${schedulerIdOf(run.jobId, run.jobVersion)}:${at}`, catchUpJobIdOf(run.jobId, run.jobVersion, at)];
 }
 
-async function requeueOpenRuns(db: Kysely<Database>, queue: Queue, redis: Redis, now: number, concurrency: number): Promise<number> {
+async function requeueOpenRuns(
+  db: Kysely<Database>,
+  queue: Queue,
+  redis: Redis,
+  now: number,
+  concurrency: number,
+): Promise<number> {
   const open = await openRuns(db, new Date(now - OPEN_RUN_MIN_AGE_MS));
   if (open.length === 0) return 0;
   const pipeline = redis.pipeline();
@@ -343,7 +370,9 @@ async function requeueOpenRuns(db: Kysely<Database>, queue: Queue, redis: Redis,
   await eachLimited(lost, concurrency, async (run) => {
     // A run the api recorded names itself in the data, so the worker delivers that run.
     const data: FireJobData =
-      run.trigger === 'schedule' ? { jobId: run.jobId, version: run.jobVersion } : { jobId: run.jobId, version: run.jobVersion, runId: run.id };
+      run.trigger === 'schedule'
+        ? { jobId: run.jobId, version: run.jobVersion }
+        : { jobId: run.jobId, version: run.jobVersion, runId: run.id };
     const bullJobId = candidateIdsOf(run).at(-1)!;
     await queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId });
   });

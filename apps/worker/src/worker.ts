@@ -76,14 +76,25 @@ export function infrastructureBackoff(attemptsMade: number): number {
  * BullMQ gave up on an occurrence for a reason of its own (stalled too often, attempts used up by
  * failures that were not the callback's): its run must not stay `running`.
  */
-async function abandonOccurrence(db: Kysely<Database>, bullJob: BullJob<FireJobData>, reason: string): Promise<boolean> {
+async function abandonOccurrence(
+  db: Kysely<Database>,
+  bullJob: BullJob<FireJobData>,
+  reason: string,
+): Promise<boolean> {
   const { jobId, runId } = bullJob.data;
   if (runId) return abandonRun(db, { runId }, reason);
   const job = await findJobById(db, jobId);
   if (!job) return false;
   const at = (job.schedule as { at?: string }).at;
-  const occurrence = occurrenceOf(bullJob.id ?? '', at ? Date.parse(at) : bullJob.timestamp + (bullJob.opts.delay ?? 0));
-  return abandonRun(db, { jobId, scheduledFor: new Date(occurrence.scheduledFor), trigger: occurrence.trigger }, reason);
+  const occurrence = occurrenceOf(
+    bullJob.id ?? '',
+    at ? Date.parse(at) : bullJob.timestamp + (bullJob.opts.delay ?? 0),
+  );
+  return abandonRun(
+    db,
+    { jobId, scheduledFor: new Date(occurrence.scheduledFor), trigger: occurrence.trigger },
+    reason,
+  );
 }
 
 async function answersWithin(ms: number, work: Promise<unknown>): Promise<boolean> {
@@ -92,7 +103,13 @@ async function answersWithin(ms: number, work: Promise<unknown>): Promise<boolea
     timer = setTimeout(() => resolve(false), ms);
   });
   try {
-    return await Promise.race([work.then(() => true, () => false), timeout]);
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => false,
+      ),
+      timeout,
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -144,7 +161,9 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     ...FINISHED_RETENTION,
     settings: {
       backoffStrategy: (attemptsMade: number, type: string | undefined, error?: Error) =>
-        error instanceof RetryLaterError ? tickworkBackoff(attemptsMade, type, error) : infrastructureBackoff(attemptsMade),
+        error instanceof RetryLaterError
+          ? tickworkBackoff(attemptsMade, type, error)
+          : infrastructureBackoff(attemptsMade),
       repeatStrategy: cronRepeatStrategy,
     },
     autorun: true,

@@ -8,7 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { buildJobSpec, catchUpJobIdOf, encryptSecret, generateSigningSecret, manualJobIdOf, schedulerIdOf, uuidv7, type FireJobData } from '@tickwork/core';
+import {
+  buildJobSpec,
+  catchUpJobIdOf,
+  encryptSecret,
+  generateSigningSecret,
+  manualJobIdOf,
+  schedulerIdOf,
+  uuidv7,
+  type FireJobData,
+} from '@tickwork/core';
 import { findRunById, insertJob, insertRequestedRun, insertService, recordOccurrence } from '@tickwork/db';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { createDispatchers } from '../src/deliver.ts';
@@ -21,7 +30,10 @@ const prefix = testPrefix();
 
 beforeAll(async () => {
   db = await createTestDatabase('tw_fire');
-  queue = new Queue<FireJobData>('fire', { connection: new Redis(testBaseUrls().redisUrl, { maxRetriesPerRequest: null }), prefix });
+  queue = new Queue<FireJobData>('fire', {
+    connection: new Redis(testBaseUrls().redisUrl, { maxRetriesPerRequest: null }),
+    prefix,
+  });
   const policy = { allowPrivate: true, allowedHosts: [] };
   ctx = {
     db: db.db,
@@ -39,14 +51,35 @@ afterAll(async () => {
 });
 
 describe('fireOccurrence', () => {
-  it("fails, not strands, a run now whose service was disabled before it was delivered", async () => {
+  it('fails, not strands, a run now whose service was disabled before it was delivered', async () => {
     const service = await insertService(db.db, { id: uuidv7(), name: 'disabled', signingSecret: 'unused' });
-    const spec = buildJobSpec({ name: 'j', schedule: { every: '1h' }, target: { url: 'http://127.0.0.1:9/' } }, { now: Date.now() });
-    const job = await insertJob(db.db, { ...spec, id: uuidv7(), serviceId: service.id, state: 'active', now: new Date(), nextRunAt: null });
-    const run = await insertRequestedRun(db.db, { id: uuidv7(), jobId: job.id, serviceId: service.id, jobVersion: 1, trigger: 'manual', now: Date.now() });
+    const spec = buildJobSpec(
+      { name: 'j', schedule: { every: '1h' }, target: { url: 'http://127.0.0.1:9/' } },
+      { now: Date.now() },
+    );
+    const job = await insertJob(db.db, {
+      ...spec,
+      id: uuidv7(),
+      serviceId: service.id,
+      state: 'active',
+      now: new Date(),
+      nextRunAt: null,
+    });
+    const run = await insertRequestedRun(db.db, {
+      id: uuidv7(),
+      jobId: job.id,
+      serviceId: service.id,
+      jobVersion: 1,
+      trigger: 'manual',
+      now: Date.now(),
+    });
     await db.db.updateTable('services').set({ disabled_at: new Date() }).where('id', '=', service.id).execute();
 
-    const bullJob = await queue.add('fire', { jobId: job.id, version: 1, runId: run.id }, { jobId: manualJobIdOf(job.id, run.id) });
+    const bullJob = await queue.add(
+      'fire',
+      { jobId: job.id, version: 1, runId: run.id },
+      { jobId: manualJobIdOf(job.id, run.id) },
+    );
     const result = await fireOccurrence(ctx, bullJob);
     expect(result).toMatchObject({ outcome: 'skipped', reason: 'service disabled' });
     const after = await findRunById(db.db, run.id);
@@ -60,14 +93,22 @@ describe('fireOccurrence', () => {
     await expect(fireOccurrence(ctx, young)).rejects.toBeInstanceOf(RetryLaterError);
 
     const other = uuidv7();
-    const old = await queue.add('fire', { jobId: other, version: 1 }, { jobId: `once:${other}:v1`, timestamp: Date.now() - 60_000 });
+    const old = await queue.add(
+      'fire',
+      { jobId: other, version: 1 },
+      { jobId: `once:${other}:v1`, timestamp: Date.now() - 60_000 },
+    );
     expect(await fireOccurrence(ctx, old)).toEqual({ outcome: 'gone' });
   });
 
   /** The occurrence at `at` of the job's every-second scheduler, as BullMQ makes it (the scheduler itself removed). */
   async function schedulerOccurrence(jobId: string, at: number) {
     const scheduler = schedulerIdOf(jobId, 1);
-    await queue.upsertJobScheduler(scheduler, { every: 1_000, startDate: at }, { name: 'fire', data: { jobId, version: 1 } });
+    await queue.upsertJobScheduler(
+      scheduler,
+      { every: 1_000, startDate: at },
+      { name: 'fire', data: { jobId, version: 1 } },
+    );
     const occurrence = await queue.getJob(`repeat:${scheduler}:${at}`);
     if (!occurrence) throw new Error(`BullMQ did not make the occurrence at ${at}`);
     await queue.removeJobScheduler(scheduler);
@@ -82,7 +123,12 @@ describe('fireOccurrence', () => {
   }
 
   const runsOf = (jobId: string) =>
-    db.db.selectFrom('runs').select(['id', 'scheduled_for', 'status', 'skip_reason', 'attempts']).where('job_id', '=', jobId).orderBy('scheduled_for').execute();
+    db.db
+      .selectFrom('runs')
+      .select(['id', 'scheduled_for', 'status', 'skip_reason', 'attempts'])
+      .where('job_id', '=', jobId)
+      .orderBy('scheduled_for')
+      .execute();
 
   /** The job's runs in order, as [ms after t0, status, skip reason]. */
   const ledgerOf = async (jobId: string, t0: number) =>
@@ -90,7 +136,11 @@ describe('fireOccurrence', () => {
 
   /** An every-second job of a service of its own, phased at t0 (two seconds ago, on a whole second). */
   async function everySecondJobSince2sAgo(name: string) {
-    const service = await insertService(db.db, { id: uuidv7(), name, signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey) });
+    const service = await insertService(db.db, {
+      id: uuidv7(),
+      name,
+      signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey),
+    });
     const t0 = Math.floor(Date.now() / 1000) * 1000 - 2_000;
     const spec = buildJobSpec(
       {
@@ -102,17 +152,34 @@ describe('fireOccurrence', () => {
       },
       { now: t0 - 1 },
     );
-    const job = await insertJob(db.db, { ...spec, id: uuidv7(), serviceId: service.id, state: 'active', now: new Date(t0 - 1), nextRunAt: null });
+    const job = await insertJob(db.db, {
+      ...spec,
+      id: uuidv7(),
+      serviceId: service.id,
+      state: 'active',
+      now: new Date(t0 - 1),
+      nextRunAt: null,
+    });
     return { service, job, t0 };
   }
 
   it('records the slots a timer skipped as missed, but not one whose BullMQ job still exists', async () => {
     const { service, job, t0 } = await everySecondJobSince2sAgo('gaps');
     await recordOccurrence(db.db, {
-      id: uuidv7(), jobId: job.id, serviceId: service.id, jobVersion: 1, scheduledFor: new Date(t0), trigger: 'schedule', status: 'succeeded',
+      id: uuidv7(),
+      jobId: job.id,
+      serviceId: service.id,
+      jobVersion: 1,
+      scheduledFor: new Date(t0),
+      trigger: 'schedule',
+      status: 'succeeded',
     });
     // t0+2s is still pending in BullMQ (a reconciler's catch-up not yet taken): not a skipped slot.
-    await queue.add('fire', { jobId: job.id, version: 1 }, { jobId: catchUpJobIdOf(job.id, 1, t0 + 2_000), delay: 60_000 });
+    await queue.add(
+      'fire',
+      { jobId: job.id, version: 1 },
+      { jobId: catchUpJobIdOf(job.id, 1, t0 + 2_000), delay: 60_000 },
+    );
     await fireLedgerOnly(await schedulerOccurrence(job.id, t0 + 4_000));
     expect(await ledgerOf(job.id, t0)).toEqual([
       [0, 'succeeded', null],
@@ -127,7 +194,12 @@ describe('fireOccurrence', () => {
     const base = { jobId: job.id, serviceId: service.id, jobVersion: 1, trigger: 'schedule' as const };
     await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date(t0), status: 'succeeded' });
     // The run of t0+3s as the common case commits it, started; its worker died right after.
-    const { run } = await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date(t0 + 3_000), status: 'running' });
+    const { run } = await recordOccurrence(db.db, {
+      ...base,
+      id: uuidv7(),
+      scheduledFor: new Date(t0 + 3_000),
+      status: 'running',
+    });
     await db.db.updateTable('runs').set({ attempts: 1, started_at: new Date() }).where('id', '=', run.id).execute();
     await fireLedgerOnly(await schedulerOccurrence(job.id, t0 + 3_000));
     const rows = await runsOf(job.id);

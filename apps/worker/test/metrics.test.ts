@@ -31,7 +31,8 @@ describe('worker metrics', () => {
       durationMs: 40,
     });
     const after = await scrape();
-    const delta = (name: string, labels = {}) => (sampleValue(after, name, labels) ?? 0) - (sampleValue(before, name, labels) ?? 0);
+    const delta = (name: string, labels = {}) =>
+      (sampleValue(after, name, labels) ?? 0) - (sampleValue(before, name, labels) ?? 0);
     expect(delta('tickwork_runs_total', { status: 'dead', trigger: 'manual' })).toBe(1);
     expect(delta('tickwork_fire_lag_seconds_count')).toBe(1);
     expect(delta('tickwork_fire_lag_seconds_bucket', { le: '0.25' })).toBe(1);
@@ -42,26 +43,45 @@ describe('worker metrics', () => {
   it('observes fire lag on first attempts of scheduled and manual runs only', async () => {
     const before = await scrape();
     const t = Date.now();
-    const base = { outcome: 'delivered', runId: 'r', status: 'succeeded', scheduledFor: t - 86_400_000, deliveryStartedAt: t, durationMs: 5 } as const;
+    const base = {
+      outcome: 'delivered',
+      runId: 'r',
+      status: 'succeeded',
+      scheduledFor: t - 86_400_000,
+      deliveryStartedAt: t,
+      durationMs: 5,
+    } as const;
     observeFireResult({ ...base, trigger: 'schedule', attempt: 2 });
     observeFireResult({ ...base, trigger: 'replay', attempt: 1 });
     const after = await scrape();
-    expect(sampleValue(after, 'tickwork_fire_lag_seconds_count')).toBe(sampleValue(before, 'tickwork_fire_lag_seconds_count'));
-    expect(sampleValue(after, 'tickwork_callback_duration_seconds_count')).toBe(sampleValue(before, 'tickwork_callback_duration_seconds_count')! + 2);
+    expect(sampleValue(after, 'tickwork_fire_lag_seconds_count')).toBe(
+      sampleValue(before, 'tickwork_fire_lag_seconds_count'),
+    );
+    expect(sampleValue(after, 'tickwork_callback_duration_seconds_count')).toBe(
+      sampleValue(before, 'tickwork_callback_duration_seconds_count')! + 2,
+    );
   });
 
   it('counts a retry as a retrying run and a retry, and a skip as skipped; ignores what records nothing', async () => {
     const before = await scrape();
     const t = Date.now();
     observeRetry(
-      new RetryLaterError(1_000, 'HTTP 503', { runId: 'r2', trigger: 'schedule', attempt: 1, scheduledFor: t - 5, deliveryStartedAt: t, durationMs: 12 }),
+      new RetryLaterError(1_000, 'HTTP 503', {
+        runId: 'r2',
+        trigger: 'schedule',
+        attempt: 1,
+        scheduledFor: t - 5,
+        deliveryStartedAt: t,
+        durationMs: 12,
+      }),
     );
     observeRetry(new RetryLaterError(1_000, 'no details'));
     observeFireResult({ outcome: 'skipped', reason: 'overlap', runId: 'r3', trigger: 'schedule', scheduledFor: t });
     observeFireResult({ outcome: 'gone' });
     observeFireResult({ outcome: 'already-ended', runId: 'r4' });
     const after = await scrape();
-    const delta = (name: string, labels = {}) => (sampleValue(after, name, labels) ?? 0) - (sampleValue(before, name, labels) ?? 0);
+    const delta = (name: string, labels = {}) =>
+      (sampleValue(after, name, labels) ?? 0) - (sampleValue(before, name, labels) ?? 0);
     expect(delta('tickwork_runs_total', { status: 'retrying', trigger: 'schedule' })).toBe(1);
     expect(delta('tickwork_retries_total', { trigger: 'schedule' })).toBe(1);
     expect(delta('tickwork_runs_total', { status: 'skipped', trigger: 'schedule' })).toBe(1);

@@ -116,7 +116,8 @@ describe('outbound guard against a local trap', () => {
           (e: unknown) => e,
         );
         let refusal: unknown = error;
-        while (refusal && !(refusal instanceof DestinationNotAllowedError)) refusal = (refusal as { cause?: unknown }).cause;
+        while (refusal && !(refusal instanceof DestinationNotAllowedError))
+          refusal = (refusal as { cause?: unknown }).cause;
         // A name this machine cannot resolve (`localhost.` on some resolvers) never connects either.
         const unresolved = (error as { code?: string } | undefined)?.code === 'ENOTFOUND';
         expect(refusal instanceof DestinationNotAllowedError || unresolved, `${url}: ${String(error)}`).toBe(true);

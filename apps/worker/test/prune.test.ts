@@ -22,7 +22,22 @@ describe('prune', () => {
     const jobId = uuidv7();
     await db.db
       .insertInto('jobs')
-      .values({ id: jobId, service_id: service.id, name: 'j', schedule: '{}', target: '{}', misfire: '{}', retry: '{}', state: 'active', version: 1, jitter_ms: 0, overlap: 'allow', labels: '{}', created_at: new Date(), updated_at: new Date() })
+      .values({
+        id: jobId,
+        service_id: service.id,
+        name: 'j',
+        schedule: '{}',
+        target: '{}',
+        misfire: '{}',
+        retry: '{}',
+        state: 'active',
+        version: 1,
+        jitter_ms: 0,
+        overlap: 'allow',
+        labels: '{}',
+        created_at: new Date(),
+        updated_at: new Date(),
+      })
       .execute();
     const now = Date.now();
     const run = (ageDays: number, status: string, i: number) => ({
@@ -38,7 +53,10 @@ describe('prune', () => {
     const old = Array.from({ length: 7 }, (_, i) => run(8, 'succeeded', i));
     const oldInFlight = run(8, 'retrying', 100);
     const recent = Array.from({ length: 3 }, (_, i) => run(6, 'dead', 200 + i));
-    await db.db.insertInto('runs').values([...old, oldInFlight, ...recent]).execute();
+    await db.db
+      .insertInto('runs')
+      .values([...old, oldInFlight, ...recent])
+      .execute();
     await db.db
       .insertInto('idempotency_keys')
       .values([
@@ -47,7 +65,10 @@ describe('prune', () => {
       ])
       .execute();
 
-    const result = await prunePass({ db: db.db, retentionDays: 7, batchSize: 2, now: () => now }, pino({ level: 'silent' }));
+    const result = await prunePass(
+      { db: db.db, retentionDays: 7, batchSize: 2, now: () => now },
+      pino({ level: 'silent' }),
+    );
     expect(result).toMatchObject({ runs: 7, idempotencyKeys: 1 });
     const left = await db.db.selectFrom('runs').select('id').execute();
     expect(new Set(left.map((r) => r.id))).toEqual(new Set([oldInFlight.id, ...recent.map((r) => r.id)]));

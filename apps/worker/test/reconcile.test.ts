@@ -29,7 +29,6 @@ let redis: Redis;
 let prefix: string;
 let serviceId: string;
 
-
 beforeAll(async () => {
   db = await createTestDatabase('tw_reconcile');
   prefix = testPrefix();
@@ -55,13 +54,23 @@ beforeEach(async () => {
 
 let names = 0;
 /** A job row as the api would write it; registered in Redis unless told otherwise. */
-async function aJob(schedule: CreateJobBody['schedule'], options: { register?: boolean; createdAt?: number } = {}): Promise<JobRow> {
+async function aJob(
+  schedule: CreateJobBody['schedule'],
+  options: { register?: boolean; createdAt?: number } = {},
+): Promise<JobRow> {
   const now = options.createdAt ?? Date.now();
   const spec = buildJobSpec({ name: `job-${++names}`, schedule, target: { url: 'http://127.0.0.1:9/' } }, { now });
   const id = uuidv7(now);
   const draft = { ...spec, id, serviceId, state: 'active' as const, version: 1, createdAt: now, updatedAt: now };
   const next = nextRunOf(draft, now);
-  const row = await insertJob(db.db, { ...spec, id, serviceId, state: 'active', now: new Date(now), nextRunAt: next === null ? null : new Date(next) });
+  const row = await insertJob(db.db, {
+    ...spec,
+    id,
+    serviceId,
+    state: 'active',
+    now: new Date(now),
+    nextRunAt: next === null ? null : new Date(next),
+  });
   if (options.register !== false) await fireQueue.register(jobFromRow(row), now);
   return row;
 }
@@ -178,7 +187,11 @@ describe('reconcile', () => {
     await sql`update jobs set state = 'paused' where id = ${paused.id}`.execute(db.db);
     // A job created long ago that Postgres never had: no transaction can still be committing it.
     const ancient = uuidv7(Date.now() - 3_600_000);
-    await fireQueue.queue.upsertJobScheduler(schedulerIdOf(ancient, 1), { every: 60_000 }, { name: 'fire', data: { jobId: ancient, version: 1 } });
+    await fireQueue.queue.upsertJobScheduler(
+      schedulerIdOf(ancient, 1),
+      { every: 60_000 },
+      { name: 'fire', data: { jobId: ancient, version: 1 } },
+    );
 
     const first = await pass();
     expect(first.repairs.orphan).toBe(1);
@@ -228,19 +241,41 @@ describe('reconcile', () => {
   it('enqueues again a run now and a replay that Redis lost before a worker took them, naming their runs', async () => {
     const job = await aJob({ every: '1h' });
     const requested = async (trigger: 'manual' | 'replay') => {
-      const run = await insertRequestedRun(db.db, { id: uuidv7(), jobId: job.id, serviceId, jobVersion: 1, trigger, now: Date.now() });
+      const run = await insertRequestedRun(db.db, {
+        id: uuidv7(),
+        jobId: job.id,
+        serviceId,
+        jobVersion: 1,
+        trigger,
+        now: Date.now(),
+      });
       await sql`update runs set created_at = now() - interval '5 minutes' where id = ${run.id}`.execute(db.db);
       return run;
     };
     const manual = await requested('manual');
     const replay = await requested('replay');
     // A young one may still be on its way to Redis: left alone.
-    await insertRequestedRun(db.db, { id: uuidv7(), jobId: job.id, serviceId, jobVersion: 1, trigger: 'manual', now: Date.now() + 1_000 });
+    await insertRequestedRun(db.db, {
+      id: uuidv7(),
+      jobId: job.id,
+      serviceId,
+      jobVersion: 1,
+      trigger: 'manual',
+      now: Date.now() + 1_000,
+    });
 
     const report = await pass();
     expect(report.repairs.run).toBe(2);
-    expect((await fireQueue.queue.getJob(manualJobIdOf(job.id, manual.id)))?.data).toEqual({ jobId: job.id, version: 1, runId: manual.id });
-    expect((await fireQueue.queue.getJob(replayJobIdOf(job.id, replay.id)))?.data).toEqual({ jobId: job.id, version: 1, runId: replay.id });
+    expect((await fireQueue.queue.getJob(manualJobIdOf(job.id, manual.id)))?.data).toEqual({
+      jobId: job.id,
+      version: 1,
+      runId: manual.id,
+    });
+    expect((await fireQueue.queue.getJob(replayJobIdOf(job.id, replay.id)))?.data).toEqual({
+      jobId: job.id,
+      version: 1,
+      runId: replay.id,
+    });
     expect((await pass()).repairs.run).toBe(0);
   });
 

@@ -72,7 +72,12 @@ export async function startScenario(options: ScenarioOptions = {}): Promise<Scen
   const sink = await startSink();
   let fleet: Fleet | undefined;
   try {
-    fleet = await startFleet({ apis: options.apis ?? 1, workers: options.workers ?? 2, nginx: options.nginx ?? false, env });
+    fleet = await startFleet({
+      apis: options.apis ?? 1,
+      workers: options.workers ?? 2,
+      nginx: options.nginx ?? false,
+      env,
+    });
   } catch (error) {
     await sink.close();
     await db.drop();
@@ -99,7 +104,12 @@ export async function startScenario(options: ScenarioOptions = {}): Promise<Scen
           body: { name: `${name}-${i}`, schedule: { everyMs }, target: { url: `${sink.url}/${name}/${i}` } },
         });
         if (created.status !== 201) throw new Error(`create: ${created.status} ${JSON.stringify(created.body)}`);
-        jobs.push({ id: created.body.id, createdAt: Date.parse(created.body.createdAt), everyMs, version: created.body.version });
+        jobs.push({
+          id: created.body.id,
+          createdAt: Date.parse(created.body.createdAt),
+          everyMs,
+          version: created.body.version,
+        });
       }
       return jobs;
     },
@@ -113,7 +123,9 @@ export async function startScenario(options: ScenarioOptions = {}): Promise<Scen
         skip_reason: string | null;
         attempts: number;
         job_version: number;
-      }>`select id, job_id, scheduled_for, trigger, status, skip_reason, attempts, job_version from runs`.execute(db.db);
+      }>`select id, job_id, scheduled_for, trigger, status, skip_reason, attempts, job_version from runs`.execute(
+        db.db,
+      );
       return result.rows.map((r) => ({
         id: r.id,
         jobId: r.job_id,
@@ -163,10 +175,18 @@ export function instantsOf(job: CreatedJob, from: number, until: number): number
   return out;
 }
 
-export function judge(input: { jobs: CreatedJob[]; runs: LedgerRun[]; received: Received[]; from: number; until: number }): Verdict {
+export function judge(input: {
+  jobs: CreatedJob[];
+  runs: LedgerRun[];
+  received: Received[];
+  from: number;
+  until: number;
+}): Verdict {
   const jobIds = new Set(input.jobs.map((j) => j.id));
   const runs = input.runs.filter((r) => jobIds.has(r.jobId));
-  const runsByKey = new Map(runs.filter((r) => r.trigger === 'schedule').map((r) => [`${r.jobId}@${r.scheduledFor}`, r]));
+  const runsByKey = new Map(
+    runs.filter((r) => r.trigger === 'schedule').map((r) => [`${r.jobId}@${r.scheduledFor}`, r]),
+  );
   const runIds = new Set(runs.map((r) => r.id));
   const received = input.received.filter((c) => jobIds.has(String(c.headers['tickwork-job-id'])));
   const scheduledAt = (c: Received) => Date.parse(String(c.headers['tickwork-scheduled-for']));
@@ -209,5 +229,9 @@ export function judge(input: { jobs: CreatedJob[]; runs: LedgerRun[]; received: 
 
 /** One line for the test log: what a scenario measured (docs/guarantees.md quotes these). */
 export function report(name: string, figures: Record<string, number | string>): void {
-  console.log(`[chaos] ${name}: ${Object.entries(figures).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  console.log(
+    `[chaos] ${name}: ${Object.entries(figures)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}`,
+  );
 }

@@ -15,7 +15,11 @@ const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T)
 export const QuotasSchema = Type.Object(
   {
     maxJobs: Type.Optional(
-      Type.Integer({ minimum: 0, maximum: 1_000_000, description: `Jobs the service may hold (default ${DEFAULT_QUOTAS.maxJobs}).` }),
+      Type.Integer({
+        minimum: 0,
+        maximum: 1_000_000,
+        description: `Jobs the service may hold (default ${DEFAULT_QUOTAS.maxJobs}).`,
+      }),
     ),
     minIntervalMs: Type.Optional(
       Type.Integer({
@@ -87,9 +91,16 @@ export const ServiceDetailSchema = Type.Object({ ...ServiceSchema.properties, ke
 export const CreateKeyBody = Type.Object(
   {
     scopes: Type.Optional(
-      Type.Array(StringEnum(API_KEY_SCOPES), { minItems: 1, maxItems: 2, uniqueItems: true, description: 'Default both.' }),
+      Type.Array(StringEnum(API_KEY_SCOPES), {
+        minItems: 1,
+        maxItems: 2,
+        uniqueItems: true,
+        description: 'Default both.',
+      }),
     ),
-    expiresAt: Type.Optional(Type.String({ format: 'date-time', maxLength: 40, description: 'After this the key fails with 401.' })),
+    expiresAt: Type.Optional(
+      Type.String({ format: 'date-time', maxLength: 40, description: 'After this the key fails with 401.' }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -57,7 +57,9 @@ describe('latestMissedOccurrence', () => {
     const job = jobWith({ cron: '0 9 * * *', timezone: 'Europe/Berlin' });
     // 09:00 Berlin is 08:00 UTC in November; the gap ran from the day before to 13:00 UTC.
     const from = Date.parse('2026-11-01T08:00:00Z');
-    expect(latestMissedOccurrence(job, from, Date.parse('2026-11-02T13:00:00Z'))).toBe(Date.parse('2026-11-02T08:00:00Z'));
+    expect(latestMissedOccurrence(job, from, Date.parse('2026-11-02T13:00:00Z'))).toBe(
+      Date.parse('2026-11-02T08:00:00Z'),
+    );
   });
 
   it('finds the latest second of a per-second cron after a day-long gap without walking it all', () => {
@@ -81,12 +83,17 @@ describe('latestMissedOccurrence', () => {
       ),
     );
     fc.assert(
-      fc.property(schedules, fc.integer({ min: 0, max: 3 * 86_400_000 }), fc.integer({ min: 0, max: 6 * 3_600_000 }), (schedule, offset, gap) => {
-        const job = jobWith(schedule);
-        const from = T0 + offset;
-        const now = from + gap;
-        expect(latestMissedOccurrence(job, from, now)).toBe(bruteForce(job, from, now));
-      }),
+      fc.property(
+        schedules,
+        fc.integer({ min: 0, max: 3 * 86_400_000 }),
+        fc.integer({ min: 0, max: 6 * 3_600_000 }),
+        (schedule, offset, gap) => {
+          const job = jobWith(schedule);
+          const from = T0 + offset;
+          const now = from + gap;
+          expect(latestMissedOccurrence(job, from, now)).toBe(bruteForce(job, from, now));
+        },
+      ),
       { numRuns: 40 },
     );
   });

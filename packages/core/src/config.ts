@@ -106,7 +106,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       .map((h) => h.trim().toLowerCase())
       .filter(Boolean);
     for (const entry of entries) {
-      if (!parseAllowedHost(entry)) problems.push(`CALLBACK_ALLOWED_HOSTS entries are host or host:port (got "${entry}")`);
+      if (!parseAllowedHost(entry))
+        problems.push(`CALLBACK_ALLOWED_HOSTS entries are host or host:port (got "${entry}")`);
     }
     return entries;
   };
@@ -114,7 +115,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const config: Config = {
     nodeEnv,
     databaseUrl: url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/tickwork', ['postgres:', 'postgresql:']),
-    databaseReadUrl: readUrl === undefined ? undefined : url('DATABASE_READ_URL', readUrl, ['postgres:', 'postgresql:']),
+    databaseReadUrl:
+      readUrl === undefined ? undefined : url('DATABASE_READ_URL', readUrl, ['postgres:', 'postgresql:']),
     databasePoolMax: int('DATABASE_POOL_MAX', 20, 1, 1000),
     redisUrl: url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
     bullmqPrefix: str('BULLMQ_PREFIX', '{tickwork}'),

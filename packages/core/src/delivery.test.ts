@@ -28,12 +28,16 @@ describe('judging an attempt', () => {
   it('honours Retry-After, capped at maxDelayMs', () => {
     const policy = { maxAttempts: 5, backoff: { type: 'exponential' as const, delayMs: 1000, maxDelayMs: 10_000 } };
     expect(judgeAttempt({ kind: 'response', status: 429, retryAfter: '3' }, 1, policy, { now }).retryInMs).toBe(3000);
-    expect(judgeAttempt({ kind: 'response', status: 503, retryAfter: '600' }, 1, policy, { now }).retryInMs).toBe(10_000);
+    expect(judgeAttempt({ kind: 'response', status: 503, retryAfter: '600' }, 1, policy, { now }).retryInMs).toBe(
+      10_000,
+    );
     const date = new Date(now + 5_000).toUTCString();
     expect(judgeAttempt({ kind: 'response', status: 503, retryAfter: date }, 1, policy, { now }).retryInMs).toBe(5_000);
   });
   it('never retries a refused destination', () => {
-    expect(judgeAttempt({ kind: 'refused', message: 'destination not allowed' }, 1, DEFAULT_RETRY, { now }).status).toBe('failed');
+    expect(
+      judgeAttempt({ kind: 'refused', message: 'destination not allowed' }, 1, DEFAULT_RETRY, { now }).status,
+    ).toBe('failed');
   });
 });
 

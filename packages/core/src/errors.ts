@@ -51,7 +51,10 @@ export class TickworkError extends Error {
 
 /** A 403 that names the service quota a request would exceed. */
 export function quotaExceeded(quota: string, detail: string, errors?: FieldError[]): TickworkError {
-  return new TickworkError('quota_exceeded', `Quota ${quota} exceeded. ${detail}`, { quota, ...(errors ? { errors } : {}) });
+  return new TickworkError('quota_exceeded', `Quota ${quota} exceeded. ${detail}`, {
+    quota,
+    ...(errors ? { errors } : {}),
+  });
 }
 
 export function validationError(errors: FieldError[]): TickworkError {

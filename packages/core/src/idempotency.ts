@@ -17,12 +17,10 @@ export const IDEMPOTENCY_STALE_MS = 60_000;
 /** The key from the header: the draft spells it as a quoted sf-string; a bare token is taken too. */
 export function parseIdempotencyKey(header: string | string[] | undefined): string | undefined {
   if (header === undefined) return undefined;
-  const raw = (Array.isArray(header) ? header[0] ?? '' : header).trim();
+  const raw = (Array.isArray(header) ? (header[0] ?? '') : header).trim();
   const key = /^".*"$/.test(raw) ? raw.slice(1, -1) : raw;
   if (key.length < 1 || key.length > 255 || !/^[\x21-\x7e]+$/.test(key)) {
-    throw validationError([
-      { field: 'headers.idempotency-key', message: 'must be 1 to 255 visible ASCII characters' },
-    ]);
+    throw validationError([{ field: 'headers.idempotency-key', message: 'must be 1 to 255 visible ASCII characters' }]);
   }
   return key;
 }
@@ -40,5 +38,7 @@ export function canonicalJson(value: unknown): string {
 }
 
 export function requestFingerprint(method: string, path: string, body: unknown): string {
-  return createHash('sha256').update(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`).digest('hex');
+  return createHash('sha256')
+    .update(`${method.toUpperCase()} ${path}\n${canonicalJson(body)}`)
+    .digest('hex');
 }

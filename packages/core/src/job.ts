@@ -92,14 +92,19 @@ export function buildJobSpec(
     errors.push({ field: 'endAt', message: 'must be after startAt' });
   }
   const endAtKept = previous !== undefined && previous.endAt === endAt;
-  if (endAt !== null && endAt <= options.now && !endAtKept) errors.push({ field: 'endAt', message: 'must be in the future' });
+  if (endAt !== null && endAt <= options.now && !endAtKept)
+    errors.push({ field: 'endAt', message: 'must be in the future' });
   const backoff = body.retry?.backoff;
   if (backoff?.delayMs !== undefined && backoff.maxDelayMs !== undefined && backoff.maxDelayMs < backoff.delayMs) {
     errors.push({ field: 'retry.backoff.maxDelayMs', message: 'must be at least delayMs' });
   }
   if (errors.length > 0) throw validationError(errors);
   if (options.limits) {
-    const quotaError = minIntervalQuotaError((normalized as { schedule: NormalizedSchedule }).schedule, body.schedule, options);
+    const quotaError = minIntervalQuotaError(
+      (normalized as { schedule: NormalizedSchedule }).schedule,
+      body.schedule,
+      options,
+    );
     if (quotaError) throw quotaError;
   }
 
@@ -155,10 +160,13 @@ function minIntervalQuotaError(
     for (let i = 1; i < times.length; i++) gap = Math.min(gap, times[i]! - times[i - 1]!);
   }
   if (gap >= min) return undefined;
-  const field = schedule.kind === 'cron' ? 'schedule.cron' : input.every !== undefined ? 'schedule.every' : 'schedule.everyMs';
-  return quotaExceeded('minIntervalMs', `This service's jobs may fire at most once every ${min} ms; this schedule fires every ${gap} ms.`, [
-    { field, message: `fires more often than the minIntervalMs quota of ${min} ms` },
-  ]);
+  const field =
+    schedule.kind === 'cron' ? 'schedule.cron' : input.every !== undefined ? 'schedule.every' : 'schedule.everyMs';
+  return quotaExceeded(
+    'minIntervalMs',
+    `This service's jobs may fire at most once every ${min} ms; this schedule fires every ${gap} ms.`,
+    [{ field, message: `fires more often than the minIntervalMs quota of ${min} ms` }],
+  );
 }
 
 /** The schedule to store: the client's own spelling (`every: "5m"` stays so), with defaults filled in. */
@@ -211,7 +219,8 @@ export function targetErrors(target: { url: string; headers?: Record<string, str
     }
   }
   for (const [name, value] of Object.entries(target.headers ?? {})) {
-    if (/[\r\n\0]/.test(value)) errors.push({ field: `target.headers.${name}`, message: 'must not contain CR, LF or NUL' });
+    if (/[\r\n\0]/.test(value))
+      errors.push({ field: `target.headers.${name}`, message: 'must not contain CR, LF or NUL' });
   }
   return errors;
 }

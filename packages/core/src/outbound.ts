@@ -24,7 +24,8 @@ function v6ToBigint(canonical: string): bigint {
   const [head = '', tail] = canonical.split('::');
   const left = head === '' ? [] : head.split(':');
   const right = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  const groups =
+    tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
   return groups.reduce((n, group) => (n << 16n) | BigInt(parseInt(group, 16)), 0n);
 }
 
@@ -136,7 +137,10 @@ export const STRICT_OUTBOUND: OutboundPolicy = { allowPrivate: false, allowedHos
 
 /** A host name as DNS means it: lower case, brackets and trailing dots gone. */
 function hostOf(hostname: string): string {
-  return hostname.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.+$/, '');
+  return hostname
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '')
+    .replace(/\.+$/, '');
 }
 
 function defaultPort(url: URL): string {
@@ -147,8 +151,9 @@ function defaultPort(url: URL): string {
 export function parseAllowedHost(entry: string): { host: string; port?: string } | undefined {
   try {
     const url = new URL(`http://${entry.trim()}`);
-    if (url.pathname !== '/' || url.search || url.hash || url.username || url.password || url.hostname === '') return undefined;
-    const port = /:\d+$/.test(entry.trim()) ? (url.port || '80') : undefined;
+    if (url.pathname !== '/' || url.search || url.hash || url.username || url.password || url.hostname === '')
+      return undefined;
+    const port = /:\d+$/.test(entry.trim()) ? url.port || '80' : undefined;
     return port === undefined ? { host: hostOf(url.hostname) } : { host: hostOf(url.hostname), port };
   } catch {
     return undefined;

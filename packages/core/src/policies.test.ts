@@ -12,7 +12,16 @@ function aJob(overrides: Partial<Job> = {}, body: Record<string, unknown> = {}):
     { name: 'j', schedule: { every: '1m' }, target: { url: 'https://example.com/hook' }, ...body } as never,
     { now },
   );
-  return { ...spec, id: '0190b9a0-0000-7000-8000-000000000001', serviceId: 's', state: 'active', version: 1, createdAt: now, updatedAt: now, ...overrides };
+  return {
+    ...spec,
+    id: '0190b9a0-0000-7000-8000-000000000001',
+    serviceId: 's',
+    state: 'active',
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+    ...overrides,
+  };
 }
 
 describe('misfire', () => {
@@ -40,7 +49,9 @@ describe('misfire', () => {
     expect(catchUpOf(job, last, at)).toBe(now + 16 * 60_000);
     expect(catchUpOf({ ...job, misfire: { policy: 'skip', graceMs: 10_000 } }, last, at + 30_000)).toBeUndefined();
     // Within the grace period it is owed under either policy.
-    expect(catchUpOf({ ...job, misfire: { policy: 'skip', graceMs: 60_000 } }, last, now + 16 * 60_000 + 1_000)).toBe(now + 16 * 60_000);
+    expect(catchUpOf({ ...job, misfire: { policy: 'skip', graceMs: 60_000 } }, last, now + 16 * 60_000 + 1_000)).toBe(
+      now + 16 * 60_000,
+    );
     expect(catchUpOf(job, now + 16 * 60_000, now + 16 * 60_000 + 1_000)).toBeUndefined();
     expect(catchUpOf({ ...job, state: 'paused' }, last, at)).toBeUndefined();
     expect(catchUpOf({ ...job, maxRuns: 3 }, last, at, 3)).toBeUndefined();
@@ -60,13 +71,20 @@ describe('window and maxRuns', () => {
 
 describe('PATCH', () => {
   it('merges objects, removes with null and replaces schedule and body whole', () => {
-    expect(mergePatch({ a: 1, b: { c: 2, d: 3 } }, { b: { c: null, e: 4 }, f: 5 })).toEqual({ a: 1, b: { d: 3, e: 4 }, f: 5 });
-    const job = aJob({}, {
-      schedule: { cron: '0 9 * * *', timezone: 'Europe/Berlin' },
-      target: { url: 'https://example.com/a', headers: { 'x-a': '1', 'x-b': '2' }, body: { keep: 1, drop: 2 } },
-      labels: { team: 'a', env: 'prod' },
-      description: 'd',
+    expect(mergePatch({ a: 1, b: { c: 2, d: 3 } }, { b: { c: null, e: 4 }, f: 5 })).toEqual({
+      a: 1,
+      b: { d: 3, e: 4 },
+      f: 5,
     });
+    const job = aJob(
+      {},
+      {
+        schedule: { cron: '0 9 * * *', timezone: 'Europe/Berlin' },
+        target: { url: 'https://example.com/a', headers: { 'x-a': '1', 'x-b': '2' }, body: { keep: 1, drop: 2 } },
+        labels: { team: 'a', env: 'prod' },
+        description: 'd',
+      },
+    );
     const merged = applyJobPatch(job, {
       schedule: { every: '5m' },
       target: { headers: { 'x-a': null, 'x-c': '3' }, body: { only: true } },
@@ -75,17 +93,31 @@ describe('PATCH', () => {
       retry: { maxAttempts: 5 },
     });
     expect(merged.schedule).toEqual({ every: '5m' });
-    expect(merged.target).toEqual({ url: 'https://example.com/a', method: 'POST', headers: { 'x-b': '2', 'x-c': '3' }, body: { only: true }, timeoutMs: 10_000 });
+    expect(merged.target).toEqual({
+      url: 'https://example.com/a',
+      method: 'POST',
+      headers: { 'x-b': '2', 'x-c': '3' },
+      body: { only: true },
+      timeoutMs: 10_000,
+    });
     expect(merged.labels).toEqual({ team: 'a' });
     expect(merged.description).toBeUndefined();
-    expect(merged.retry).toEqual({ maxAttempts: 5, backoff: { type: 'exponential', delayMs: 1_000, maxDelayMs: 3_600_000 } });
+    expect(merged.retry).toEqual({
+      maxAttempts: 5,
+      backoff: { type: 'exponential', delayMs: 1_000, maxDelayMs: 3_600_000 },
+    });
     expect(applyJobPatch(job, { target: { body: null } }).target.body).toBeUndefined();
   });
   it('keeps a past one-shot valid when the schedule is not changed, and checks a new one', () => {
     const past = Date.parse('2026-05-01T00:00:00Z');
-    const spec = buildJobSpec({ name: 'o', schedule: { at: '2026-05-02T00:00:00Z' }, target: { url: 'https://e.com' } }, { now: past });
+    const spec = buildJobSpec(
+      { name: 'o', schedule: { at: '2026-05-02T00:00:00Z' }, target: { url: 'https://e.com' } },
+      { now: past },
+    );
     expect(() => buildJobSpec(applyJobPatch(spec, { description: 'x' }), { now, previous: spec })).not.toThrow();
-    expect(() => buildJobSpec(applyJobPatch(spec, { schedule: { at: '2026-05-03T00:00:00Z' } }), { now, previous: spec })).toThrow(TickworkError);
+    expect(() =>
+      buildJobSpec(applyJobPatch(spec, { schedule: { at: '2026-05-03T00:00:00Z' } }), { now, previous: spec }),
+    ).toThrow(TickworkError);
   });
   it('reads If-Match weak or strong, lists and *', () => {
     expect(ifMatchAllows(undefined, 3)).toBe(true);
@@ -108,7 +140,9 @@ describe('Idempotency-Key', () => {
   });
   it('fingerprints the same request the same way, whatever the key order', () => {
     expect(canonicalJson({ b: 1, a: [{ d: 1, c: 2 }] })).toBe('{"a":[{"c":2,"d":1}],"b":1}');
-    expect(requestFingerprint('POST', '/v1/jobs', { a: 1, b: 2 })).toBe(requestFingerprint('post', '/v1/jobs', { b: 2, a: 1 }));
+    expect(requestFingerprint('POST', '/v1/jobs', { a: 1, b: 2 })).toBe(
+      requestFingerprint('post', '/v1/jobs', { b: 2, a: 1 }),
+    );
     expect(requestFingerprint('POST', '/v1/jobs', { a: 1 })).not.toBe(requestFingerprint('POST', '/v1/jobs', { a: 2 }));
   });
 });

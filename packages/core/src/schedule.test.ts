@@ -48,14 +48,29 @@ describe('cron with a time zone', () => {
   });
 
   it('handles month ends and leap days', () => {
-    const leap = nextOccurrences({ kind: 'cron', cron: '0 0 29 2 *', timezone: 'UTC' }, { anchorMs: 0 }, at('2026-01-01T00:00:00Z'), 2);
+    const leap = nextOccurrences(
+      { kind: 'cron', cron: '0 0 29 2 *', timezone: 'UTC' },
+      { anchorMs: 0 },
+      at('2026-01-01T00:00:00Z'),
+      2,
+    );
     expect(iso(leap)).toEqual(['2028-02-29T00:00:00.000Z', '2032-02-29T00:00:00.000Z']);
-    const monthEnd = nextOccurrences({ kind: 'cron', cron: '0 12 31 * *', timezone: 'UTC' }, { anchorMs: 0 }, at('2026-01-31T13:00:00Z'), 2);
+    const monthEnd = nextOccurrences(
+      { kind: 'cron', cron: '0 12 31 * *', timezone: 'UTC' },
+      { anchorMs: 0 },
+      at('2026-01-31T13:00:00Z'),
+      2,
+    );
     expect(iso(monthEnd)).toEqual(['2026-03-31T12:00:00.000Z', '2026-05-31T12:00:00.000Z']);
   });
 
   it('takes a seconds field', () => {
-    const runs = nextOccurrences({ kind: 'cron', cron: '*/15 * * * * *', timezone: 'UTC' }, { anchorMs: 0 }, at('2026-01-01T00:00:00Z'), 3);
+    const runs = nextOccurrences(
+      { kind: 'cron', cron: '*/15 * * * * *', timezone: 'UTC' },
+      { anchorMs: 0 },
+      at('2026-01-01T00:00:00Z'),
+      3,
+    );
     expect(iso(runs)).toEqual(['2026-01-01T00:00:15.000Z', '2026-01-01T00:00:30.000Z', '2026-01-01T00:00:45.000Z']);
   });
 });
@@ -70,7 +85,9 @@ describe('every and at', () => {
 
   it('starts an interval at startAt and stops at endAt', () => {
     const window = { anchorMs: 10_000, startAt: 10_000, endAt: 40_000 };
-    expect(nextOccurrences({ kind: 'every', everyMs: 10_000 }, window, 0, 10)).toEqual([10_000, 20_000, 30_000, 40_000]);
+    expect(nextOccurrences({ kind: 'every', everyMs: 10_000 }, window, 0, 10)).toEqual([
+      10_000, 20_000, 30_000, 40_000,
+    ]);
   });
 
   it('fires a one-shot once', () => {
@@ -131,41 +148,53 @@ describe('properties', () => {
 
   it('cron previews are strictly increasing, inside the window and match the fields', () => {
     fc.assert(
-      fc.property(cronArb, fc.constantFrom(...zones), startArb, fc.integer({ min: 1, max: 400 }), (cron, timezone, start, days) => {
-        const window = { anchorMs: start, startAt: start, endAt: start + days * 86_400_000 };
-        const runs = nextOccurrences({ kind: 'cron', cron, timezone }, window, start - 3_600_000, 20);
-        const parsed = CronExpressionParser.parse(cron, { tz: timezone });
-        for (let i = 0; i < runs.length; i++) {
-          const run = runs[i]!;
-          if (i > 0) expect(run).toBeGreaterThan(runs[i - 1]!);
-          expect(run).toBeGreaterThanOrEqual(window.startAt);
-          expect(run).toBeLessThanOrEqual(window.endAt);
-          const local = new Date(run).toLocaleString('en-US', { timeZone: timezone, hourCycle: 'h23' });
-          const [date, time] = local.split(', ') as [string, string];
-          const [month, day] = date.split('/').map(Number) as [number, number];
-          const [hour, minute] = time.split(':').map(Number) as [number, number];
-          expect(parsed.fields.minute.values).toContain(minute);
-          expect(parsed.fields.hour.values).toContain(hour);
-          expect(parsed.fields.month.values).toContain(month);
-          if (cron.split(' ')[2] !== '*' && cron.split(' ')[4] === '*') expect(parsed.fields.dayOfMonth.values).toContain(day);
-        }
-      }),
+      fc.property(
+        cronArb,
+        fc.constantFrom(...zones),
+        startArb,
+        fc.integer({ min: 1, max: 400 }),
+        (cron, timezone, start, days) => {
+          const window = { anchorMs: start, startAt: start, endAt: start + days * 86_400_000 };
+          const runs = nextOccurrences({ kind: 'cron', cron, timezone }, window, start - 3_600_000, 20);
+          const parsed = CronExpressionParser.parse(cron, { tz: timezone });
+          for (let i = 0; i < runs.length; i++) {
+            const run = runs[i]!;
+            if (i > 0) expect(run).toBeGreaterThan(runs[i - 1]!);
+            expect(run).toBeGreaterThanOrEqual(window.startAt);
+            expect(run).toBeLessThanOrEqual(window.endAt);
+            const local = new Date(run).toLocaleString('en-US', { timeZone: timezone, hourCycle: 'h23' });
+            const [date, time] = local.split(', ') as [string, string];
+            const [month, day] = date.split('/').map(Number) as [number, number];
+            const [hour, minute] = time.split(':').map(Number) as [number, number];
+            expect(parsed.fields.minute.values).toContain(minute);
+            expect(parsed.fields.hour.values).toContain(hour);
+            expect(parsed.fields.month.values).toContain(month);
+            if (cron.split(' ')[2] !== '*' && cron.split(' ')[4] === '*')
+              expect(parsed.fields.dayOfMonth.values).toContain(day);
+          }
+        },
+      ),
       { numRuns: 200 },
     );
   });
 
   it('interval previews keep the phase from any starting point', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1_000, max: 86_400_000 }), startArb, fc.integer({ min: 0, max: 10 ** 10 }), (everyMs, anchor, later) => {
-        const runs = nextOccurrences({ kind: 'every', everyMs }, { anchorMs: anchor }, anchor + later, 5);
-        expect(runs).toHaveLength(5);
-        for (let i = 0; i < runs.length; i++) {
-          expect((runs[i]! - anchor) % everyMs).toBe(0);
-          expect(runs[i]!).toBeGreaterThan(anchor + later);
-          if (i > 0) expect(runs[i]! - runs[i - 1]!).toBe(everyMs);
-        }
-        expect(runs[0]! - (anchor + later)).toBeLessThanOrEqual(everyMs);
-      }),
+      fc.property(
+        fc.integer({ min: 1_000, max: 86_400_000 }),
+        startArb,
+        fc.integer({ min: 0, max: 10 ** 10 }),
+        (everyMs, anchor, later) => {
+          const runs = nextOccurrences({ kind: 'every', everyMs }, { anchorMs: anchor }, anchor + later, 5);
+          expect(runs).toHaveLength(5);
+          for (let i = 0; i < runs.length; i++) {
+            expect((runs[i]! - anchor) % everyMs).toBe(0);
+            expect(runs[i]!).toBeGreaterThan(anchor + later);
+            if (i > 0) expect(runs[i]! - runs[i - 1]!).toBe(everyMs);
+          }
+          expect(runs[0]! - (anchor + later)).toBeLessThanOrEqual(everyMs);
+        },
+      ),
     );
   });
 });

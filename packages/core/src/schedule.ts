@@ -3,11 +3,7 @@ import { parseDuration } from './duration.ts';
 import type { FieldError } from './errors.ts';
 
 /** A schedule as a client writes it: exactly one of cron, every, everyMs or at. */
-export type Schedule =
-  | { cron: string; timezone?: string }
-  | { every: string }
-  | { everyMs: number }
-  | { at: string };
+export type Schedule = { cron: string; timezone?: string } | { every: string } | { everyMs: number } | { at: string };
 
 /** A schedule as it arrives, before its one-of rule is checked. */
 export interface ScheduleInput {

@@ -8,8 +8,7 @@ import { Type, type Static } from 'typebox';
 export const StringEnum = <const T extends readonly string[]>(values: T, options: { description?: string } = {}) =>
   Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
 
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) =>
-  Type.Union([schema, Type.Null()]);
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
 
 export const Id = Type.String({ format: 'uuid', description: 'A UUID (v7: time-ordered).' });
 export const Instant = Type.String({ format: 'date-time', description: 'ISO 8601, UTC.' });
@@ -28,13 +27,16 @@ export const ProblemSchema = Type.Object(
     code: Type.String({ description: 'A stable error code; see docs/errors.md.' }),
     instance: Type.Optional(Type.String()),
     errors: Type.Optional(Type.Array(FieldErrorSchema)),
-    quota: Type.Optional(Type.String({ description: 'For `quota_exceeded`: the quota, `maxJobs` or `minIntervalMs`.' })),
+    quota: Type.Optional(
+      Type.String({ description: 'For `quota_exceeded`: the quota, `maxJobs` or `minIntervalMs`.' }),
+    ),
   },
   { $id: 'Problem', description: 'RFC 9457 problem details (`application/problem+json`).' },
 );
 
 const MAX_RUNS_DOC = 'The job is `completed` after this many scheduled runs (manual runs and replays do not count).';
-const JITTER_DOC = 'Delay each scheduled occurrence by up to this many ms, the same for one occurrence on every retry (default 0).';
+const JITTER_DOC =
+  'Delay each scheduled occurrence by up to this many ms, the same for one occurrence on every retry (default 0).';
 const MISFIRE_DOC = 'What happens to an occurrence that starts late (workers down, Redis rebuilt).';
 const RETRY_DOC = '408, 429, 5xx, timeouts and connection errors are retried; other 4xx and 3xx fail at once.';
 
@@ -68,9 +70,7 @@ export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 export const TargetSchema = Type.Object(
   {
     url: Type.String({ minLength: 1, maxLength: 2048, description: 'An http or https URL.' }),
-    method: Type.Optional(
-      StringEnum(HTTP_METHODS, { description: 'Default `POST`.' }),
-    ),
+    method: Type.Optional(StringEnum(HTTP_METHODS, { description: 'Default `POST`.' })),
     headers: Type.Optional(
       Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: 4096 }), {
         maxProperties: 50,
@@ -83,7 +83,11 @@ export const TargetSchema = Type.Object(
       }),
     ),
     timeoutMs: Type.Optional(
-      Type.Integer({ minimum: 100, maximum: 300_000, description: 'Abort the callback after this (default 10000, at most 5 min).' }),
+      Type.Integer({
+        minimum: 100,
+        maximum: 300_000,
+        description: 'Abort the callback after this (default 10000, at most 5 min).',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -91,7 +95,13 @@ export const TargetSchema = Type.Object(
 
 export const RetryPolicySchema = Type.Object(
   {
-    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 20, description: 'Attempts in all, the first included (default 3); then the run is `dead`.' })),
+    maxAttempts: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 20,
+        description: 'Attempts in all, the first included (default 3); then the run is `dead`.',
+      }),
+    ),
     backoff: Type.Optional(
       Type.Object(
         {
@@ -100,9 +110,15 @@ export const RetryPolicySchema = Type.Object(
               description: '`exponential` (default) doubles from `delayMs` with jitter; `fixed` waits `delayMs`.',
             }),
           ),
-          delayMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'The first delay (default 1000).' })),
+          delayMs: Type.Optional(
+            Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'The first delay (default 1000).' }),
+          ),
           maxDelayMs: Type.Optional(
-            Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'No delay is longer, `Retry-After` included (default 3600000).' }),
+            Type.Integer({
+              minimum: 100,
+              maximum: 86_400_000,
+              description: 'No delay is longer, `Retry-After` included (default 3600000).',
+            }),
           ),
         },
         { additionalProperties: false },
@@ -123,18 +139,21 @@ export const MisfirePolicySchema = Type.Object(
       }),
     ),
     graceMs: Type.Optional(
-      Type.Integer({ minimum: 0, maximum: 86_400_000, description: 'How late an occurrence may start and still count as on time (default 60000).' }),
+      Type.Integer({
+        minimum: 0,
+        maximum: 86_400_000,
+        description: 'How late an occurrence may start and still count as on time (default 60000).',
+      }),
     ),
   },
   { additionalProperties: false, description: MISFIRE_DOC },
 );
 
 const LabelKey = Type.String({ minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9._/-]+$' });
-const LabelsSchema = Type.Record(
-  LabelKey,
-  Type.String({ maxLength: 255 }),
-  { maxProperties: 32, description: 'Your own key/value strings, for filtering.' },
-);
+const LabelsSchema = Type.Record(LabelKey, Type.String({ maxLength: 255 }), {
+  maxProperties: 32,
+  description: 'Your own key/value strings, for filtering.',
+});
 
 const JobFields = {
   name: Type.String({
@@ -147,8 +166,14 @@ const JobFields = {
   labels: LabelsSchema,
   schedule: ScheduleSchema,
   target: TargetSchema,
-  startAt: Type.String({ format: 'date-time', description: 'Nothing fires before this instant; an interval is phased from it.' }),
-  endAt: Type.String({ format: 'date-time', description: 'Nothing fires after this instant; the job is `completed` once it has passed.' }),
+  startAt: Type.String({
+    format: 'date-time',
+    description: 'Nothing fires before this instant; an interval is phased from it.',
+  }),
+  endAt: Type.String({
+    format: 'date-time',
+    description: 'Nothing fires after this instant; the job is `completed` once it has passed.',
+  }),
   maxRuns: Type.Integer({
     minimum: 1,
     maximum: 1_000_000_000,
@@ -160,7 +185,8 @@ const JobFields = {
     description: JITTER_DOC,
   }),
   overlap: StringEnum(['allow', 'skip'] as const, {
-    description: '`allow` (default): runs may overlap. `skip`: an occurrence due while a run of this job is in flight is recorded `skipped` (`overlap`).',
+    description:
+      '`allow` (default): runs may overlap. `skip`: an occurrence due while a run of this job is in flight is recorded `skipped` (`overlap`).',
   }),
   misfire: MisfirePolicySchema,
   retry: RetryPolicySchema,
@@ -240,7 +266,9 @@ export const SchedulePreviewBody = Type.Object(
     schedule: ScheduleSchema,
     startAt: Type.Optional(JobFields.startAt),
     endAt: Type.Optional(JobFields.endAt),
-    count: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10, description: 'How many times (default 10).' })),
+    count: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, default: 10, description: 'How many times (default 10).' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -262,7 +290,8 @@ export const JobSchema = Type.Object(
     name: Type.String({ description: 'Unique within your service.' }),
     description: Nullable(Type.String({ description: 'Free text for people.' })),
     state: StringEnum(JOB_STATES, {
-      description: '`active` fires; `paused` fires nothing until resumed; `completed` will not fire again (one-shot done, `endAt` passed or `maxRuns` reached).',
+      description:
+        '`active` fires; `paused` fires nothing until resumed; `completed` will not fire again (one-shot done, `endAt` passed or `maxRuns` reached).',
     }),
     schedule: ScheduleSchema,
     target: TargetSchema,
@@ -274,7 +303,9 @@ export const JobSchema = Type.Object(
     overlap: JobFields.overlap,
     misfire: Type.Object(
       {
-        policy: StringEnum(['fire_once', 'skip'] as const, { description: 'Deliver a late occurrence once (`fire_once`) or skip it (`skip`).' }),
+        policy: StringEnum(['fire_once', 'skip'] as const, {
+          description: 'Deliver a late occurrence once (`fire_once`) or skip it (`skip`).',
+        }),
         graceMs: Type.Integer({ description: 'How late an occurrence may start and still count as on time.' }),
       },
       { description: MISFIRE_DOC },
@@ -283,7 +314,9 @@ export const JobSchema = Type.Object(
       {
         maxAttempts: Type.Integer({ description: 'Attempts in all, the first included; then the run is `dead`.' }),
         backoff: Type.Object({
-          type: StringEnum(['exponential', 'fixed'] as const, { description: '`exponential` doubles from `delayMs` with jitter; `fixed` waits `delayMs`.' }),
+          type: StringEnum(['exponential', 'fixed'] as const, {
+            description: '`exponential` doubles from `delayMs` with jitter; `fixed` waits `delayMs`.',
+          }),
           delayMs: Type.Integer({ description: 'The first delay.' }),
           maxDelayMs: Type.Integer({ description: 'No delay is longer, `Retry-After` included.' }),
         }),
@@ -291,10 +324,15 @@ export const JobSchema = Type.Object(
       { description: RETRY_DOC },
     ),
     version: Type.Integer({ description: 'Goes up by one on every change; the ETag is `W/"<version>"`.' }),
-    nextRunAt: Nullable({ ...Instant, description: 'The next scheduled occurrence; null when the job will not fire (paused, completed).' }),
+    nextRunAt: Nullable({
+      ...Instant,
+      description: 'The next scheduled occurrence; null when the job will not fire (paused, completed).',
+    }),
     lastRunAt: Nullable({ ...Instant, description: 'When the latest run recorded an outcome.' }),
     lastRunStatus: Nullable(StringEnum(RUN_STATUSES, { description: 'The status of that run.' })),
-    runCount: Type.Integer({ description: 'Scheduled runs so far (skipped ones excluded); `maxRuns` counts against it.' }),
+    runCount: Type.Integer({
+      description: 'Scheduled runs so far (skipped ones excluded); `maxRuns` counts against it.',
+    }),
     createdAt: Instant,
     updatedAt: Instant,
   },
@@ -306,10 +344,17 @@ export const RunSchema = Type.Object(
   {
     id: { ...Id, description: 'The run id; sent as `webhook-id` on every attempt.' },
     jobId: Id,
-    scheduledFor: { ...Instant, description: 'The instant the schedule named (for manual runs and replays, when asked for); sent as `tickwork-scheduled-for`.' },
-    trigger: StringEnum(RUN_TRIGGERS, { description: '`schedule`, `manual` (run now) or `replay` (of a dead or failed run).' }),
+    scheduledFor: {
+      ...Instant,
+      description:
+        'The instant the schedule named (for manual runs and replays, when asked for); sent as `tickwork-scheduled-for`.',
+    },
+    trigger: StringEnum(RUN_TRIGGERS, {
+      description: '`schedule`, `manual` (run now) or `replay` (of a dead or failed run).',
+    }),
     status: StringEnum(RUN_STATUSES, {
-      description: '`running` → `succeeded` | `retrying` → … | `failed` (not retryable) | `dead` (attempts exhausted); or `skipped`.',
+      description:
+        '`running` → `succeeded` | `retrying` → … | `failed` (not retryable) | `dead` (attempts exhausted); or `skipped`.',
     }),
     skipReason: Nullable(StringEnum(SKIP_REASONS, { description: 'Why a `skipped` run was not delivered.' })),
     attempts: Type.Integer({ description: 'Attempts made so far (`tickwork-attempt` of the latest).' }),

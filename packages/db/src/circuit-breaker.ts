@@ -48,7 +48,9 @@ export class CircuitBreaker {
     if (this.state === 'open' && this.now() - this.openedAt >= this.openMs) this.state = 'half-open';
     if (this.state === 'open' || (this.state === 'half-open' && this.probing)) {
       const reason = (this.lastError as Error | undefined)?.message ?? 'it failed';
-      throw new CircuitOpenError(`${this.name} is not answering (${reason}); not trying again for now`, { cause: this.lastError });
+      throw new CircuitOpenError(`${this.name} is not answering (${reason}); not trying again for now`, {
+        cause: this.lastError,
+      });
     }
     const probe = this.state === 'half-open';
     if (probe) this.probing = true;

@@ -13,7 +13,8 @@ interface Connection {
 
 export function coalesceWrites(client: pg.PoolClient | pg.Client): void {
   const connection = (client as unknown as { connection?: Connection }).connection;
-  if (!connection || typeof connection._send !== 'function' || (connection as { coalesced?: boolean }).coalesced) return;
+  if (!connection || typeof connection._send !== 'function' || (connection as { coalesced?: boolean }).coalesced)
+    return;
   (connection as { coalesced?: boolean }).coalesced = true;
   const send = connection._send.bind(connection);
   let corked = false;

@@ -48,7 +48,9 @@ export function createDatabase(options: DatabaseOptions): DatabaseHandle {
   const breaker = options.breaker ? new CircuitBreaker(options.breaker) : undefined;
   const guarded: PostgresPool = breaker
     ? {
-        ...((pool as unknown as { Client?: PostgresPool['Client'] }).Client ? { Client: (pool as unknown as { Client: PostgresPool['Client'] }).Client } : {}),
+        ...((pool as unknown as { Client?: PostgresPool['Client'] }).Client
+          ? { Client: (pool as unknown as { Client: PostgresPool['Client'] }).Client }
+          : {}),
         options: pool.options,
         connect: () => breaker.run(() => pool.connect()),
         end: () => pool.end(),

@@ -3,7 +3,12 @@ import { CircuitBreaker, CircuitOpenError } from '../src/circuit-breaker.ts';
 
 function clock() {
   let now = 0;
-  return { now: () => now, advance: (ms: number) => void (now += ms) };
+  return {
+    now: () => now,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
 }
 const fail = () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
 const succeed = () => Promise.resolve('ok');
@@ -15,7 +20,11 @@ describe('CircuitBreaker', () => {
     await expect(breaker.run(fail)).rejects.toThrow(/ECONNREFUSED/);
     expect(breaker.state).toBe('open');
     let tried = false;
-    await expect(breaker.run(async () => { tried = true; })).rejects.toBeInstanceOf(CircuitOpenError);
+    await expect(
+      breaker.run(async () => {
+        tried = true;
+      }),
+    ).rejects.toBeInstanceOf(CircuitOpenError);
     expect(tried).toBe(false);
   });
 

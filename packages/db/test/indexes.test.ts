@@ -14,7 +14,9 @@ const job = uuidv7();
 beforeAll(async () => {
   db = await createTestDatabase();
   // max_jobs above the default 10,000: the database counts every insert against it (migration 0003).
-  await sql`INSERT INTO services (id, name, signing_secret, max_jobs) VALUES (${service}, 'big', 'x', 100000)`.execute(db.db);
+  await sql`INSERT INTO services (id, name, signing_secret, max_jobs) VALUES (${service}, 'big', 'x', 100000)`.execute(
+    db.db,
+  );
   await sql`
     INSERT INTO jobs (id, service_id, name, labels, schedule, target, misfire, retry, state, created_at, updated_at)
     SELECT gen_random_uuid(), ${service}, CASE WHEN i % 2000 = 0 THEN 'bill-' || i ELSE 'job-' || i END,
@@ -43,12 +45,36 @@ async function plan(query: string): Promise<string> {
 
 describe('indexes', () => {
   it.each([
-    ['state', `SELECT * FROM jobs WHERE service_id = '${service}' AND state = 'paused' ORDER BY id DESC LIMIT 21`, 'jobs_service_state'],
-    ['labels', `SELECT * FROM jobs WHERE service_id = '${service}' AND labels @> '{"team":"a"}'::jsonb ORDER BY id DESC LIMIT 21`, 'jobs_labels'],
-    ['name prefix', `SELECT * FROM jobs WHERE service_id = '${service}' AND name LIKE 'bill%' ORDER BY id DESC LIMIT 21`, 'jobs_service_name_prefix'],
-    ['dead letters', `SELECT * FROM runs WHERE service_id = '${service}' AND status = 'dead' ORDER BY id DESC LIMIT 21`, 'runs_service_status'],
-    ['in-flight check', `SELECT id FROM runs WHERE job_id = '${job}' AND status IN ('running', 'retrying') AND created_at > now() - interval '1 day' LIMIT 1`, 'runs_job_in_flight'],
-    ['prune', `SELECT id FROM runs WHERE created_at < now() - interval '7 days' AND status NOT IN ('running', 'retrying') LIMIT 1000`, 'runs_created'],
+    [
+      'state',
+      `SELECT * FROM jobs WHERE service_id = '${service}' AND state = 'paused' ORDER BY id DESC LIMIT 21`,
+      'jobs_service_state',
+    ],
+    [
+      'labels',
+      `SELECT * FROM jobs WHERE service_id = '${service}' AND labels @> '{"team":"a"}'::jsonb ORDER BY id DESC LIMIT 21`,
+      'jobs_labels',
+    ],
+    [
+      'name prefix',
+      `SELECT * FROM jobs WHERE service_id = '${service}' AND name LIKE 'bill%' ORDER BY id DESC LIMIT 21`,
+      'jobs_service_name_prefix',
+    ],
+    [
+      'dead letters',
+      `SELECT * FROM runs WHERE service_id = '${service}' AND status = 'dead' ORDER BY id DESC LIMIT 21`,
+      'runs_service_status',
+    ],
+    [
+      'in-flight check',
+      `SELECT id FROM runs WHERE job_id = '${job}' AND status IN ('running', 'retrying') AND created_at > now() - interval '1 day' LIMIT 1`,
+      'runs_job_in_flight',
+    ],
+    [
+      'prune',
+      `SELECT id FROM runs WHERE created_at < now() - interval '7 days' AND status NOT IN ('running', 'retrying') LIMIT 1000`,
+      'runs_created',
+    ],
   ])('serves the %s filter with its index', async (_what, query, index) => {
     const explained = await plan(query);
     expect(explained).toContain(index);

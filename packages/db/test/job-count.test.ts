@@ -29,7 +29,9 @@ afterAll(async () => {
 
 async function service(maxJobs = 10_000): Promise<string> {
   const id = uuidv7();
-  await sql`INSERT INTO services (id, name, signing_secret, max_jobs) VALUES (${id}, ${id}, 'x', ${maxJobs})`.execute(db);
+  await sql`INSERT INTO services (id, name, signing_secret, max_jobs) VALUES (${id}, ${id}, 'x', ${maxJobs})`.execute(
+    db,
+  );
   return id;
 }
 async function jobs(serviceId: string, count: number): Promise<void> {
@@ -90,7 +92,9 @@ describe('services.job_count', () => {
     const id = await service();
     await jobs(id, 2);
     await sql`DELETE FROM services WHERE id = ${id}`.execute(db);
-    const { rows } = await sql<{ n: number }>`SELECT count(*)::integer AS n FROM jobs WHERE service_id = ${id}`.execute(db);
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::integer AS n FROM jobs WHERE service_id = ${id}`.execute(
+      db,
+    );
     expect(rows[0]!.n).toBe(0);
   });
 });

@@ -1,7 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildJobSpec, generateSigningSecret, uuidv7 } from '@tickwork/core';
+import { buildJobSpec, uuidv7 } from '@tickwork/core';
 import { createTestDatabase, type TestDatabase } from '../src/testing.ts';
-import { abandonRun, findRunById, insertJob, insertService, listRunsOfJob, recordOccurrence, startAttempt } from '../src/index.ts';
+import {
+  abandonRun,
+  findRunById,
+  insertJob,
+  insertService,
+  listRunsOfJob,
+  recordOccurrence,
+  startAttempt,
+} from '../src/index.ts';
 import { migrateToLatest } from '../src/migrate.ts';
 
 let db: TestDatabase;
@@ -18,7 +26,14 @@ async function aJob() {
     { name: 'every-second', schedule: { every: '1s' }, target: { url: 'http://127.0.0.1:9/' } },
     { now: Date.now() },
   );
-  return insertJob(db.db, { ...spec, id: uuidv7(), serviceId: service.id, state: 'active', now: new Date(), nextRunAt: null });
+  return insertJob(db.db, {
+    ...spec,
+    id: uuidv7(),
+    serviceId: service.id,
+    state: 'active',
+    now: new Date(),
+    nextRunAt: null,
+  });
 }
 
 describe('runs', () => {
@@ -42,7 +57,11 @@ describe('runs', () => {
     expect(new Set(results.map((r) => r.run.id)).size).toBe(1);
     const page = await listRunsOfJob(db.db, job.id, { limit: 100 });
     expect(page.items).toHaveLength(1);
-    const counted = await db.db.selectFrom('jobs').select('run_count').where('id', '=', job.id).executeTakeFirstOrThrow();
+    const counted = await db.db
+      .selectFrom('jobs')
+      .select('run_count')
+      .where('id', '=', job.id)
+      .executeTakeFirstOrThrow();
     expect(counted.run_count).toBe(1);
   });
 
@@ -97,9 +116,25 @@ describe('abandonRun', () => {
   it('ends a run BullMQ gave up on as dead, and leaves an ended one alone', async () => {
     const job = await aJob();
     const base = { jobId: job.id, serviceId: job.service_id, jobVersion: 1, trigger: 'schedule' as const };
-    const open = await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date('2026-02-01T00:00:00Z'), status: 'running' });
-    const done = await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date('2026-02-01T00:00:01Z'), status: 'skipped' });
-    expect(await abandonRun(db.db, { jobId: job.id, scheduledFor: new Date('2026-02-01T00:00:00Z'), trigger: 'schedule' }, 'stalled')).toBe(true);
+    const open = await recordOccurrence(db.db, {
+      ...base,
+      id: uuidv7(),
+      scheduledFor: new Date('2026-02-01T00:00:00Z'),
+      status: 'running',
+    });
+    const done = await recordOccurrence(db.db, {
+      ...base,
+      id: uuidv7(),
+      scheduledFor: new Date('2026-02-01T00:00:01Z'),
+      status: 'skipped',
+    });
+    expect(
+      await abandonRun(
+        db.db,
+        { jobId: job.id, scheduledFor: new Date('2026-02-01T00:00:00Z'), trigger: 'schedule' },
+        'stalled',
+      ),
+    ).toBe(true);
     expect(await abandonRun(db.db, { runId: done.run.id }, 'stalled')).toBe(false);
     expect(await findRunById(db.db, open.run.id)).toMatchObject({ status: 'dead', error: 'stalled' });
     expect(await findRunById(db.db, done.run.id)).toMatchObject({ status: 'skipped' });

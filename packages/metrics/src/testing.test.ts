@@ -6,8 +6,18 @@ import { parseExposition, sampleValue } from './testing.ts';
 describe('parseExposition', () => {
   it('reads what prom-client writes: families, types, labelled samples, histogram series', async () => {
     const registry = createRegistry();
-    const counter = new Counter({ name: 'demo_total', help: 'a "quoted" help', labelNames: ['status'], registers: [registry] });
-    const histogram = new Histogram({ name: 'demo_seconds', help: 'h', buckets: FIRE_LAG_BUCKETS, registers: [registry] });
+    const counter = new Counter({
+      name: 'demo_total',
+      help: 'a "quoted" help',
+      labelNames: ['status'],
+      registers: [registry],
+    });
+    const histogram = new Histogram({
+      name: 'demo_seconds',
+      help: 'h',
+      buckets: FIRE_LAG_BUCKETS,
+      registers: [registry],
+    });
     counter.inc({ status: 'a "b"\\c' }, 2);
     histogram.observe(0.003);
 

@@ -35,7 +35,8 @@ export function parseExposition(text: string): Map<string, MetricFamily> {
     const sample = SAMPLE.exec(line);
     if (!sample) throw new Error(`not a Prometheus sample line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const [, key, value] of (sample[2] ?? '').matchAll(LABEL)) labels[key!] = value!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    for (const [, key, value] of (sample[2] ?? '').matchAll(LABEL))
+      labels[key!] = value!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
     const family = familyOf(sample[1]!, families);
     if (!family) throw new Error(`sample ${sample[1]} has no # TYPE line`);
     family.samples.push({ name: sample[1]!, labels, value: Number(sample[3]) });

@@ -39,12 +39,19 @@ export const EVICTION_WARNING =
  */
 export async function warnUnlessNoeviction(redisUrl: string, logger: WarnLogger): Promise<string | undefined> {
   let policy: string | undefined;
-  const client = new Redis({ ...redisOptionsFrom(redisUrl, 'producer'), enableOfflineQueue: true, retryStrategy: () => null });
+  const client = new Redis({
+    ...redisOptionsFrom(redisUrl, 'producer'),
+    enableOfflineQueue: true,
+    retryStrategy: () => null,
+  });
   client.on('error', () => {});
   try {
     policy = await evictionPolicyOf(client);
   } catch (error) {
-    logger.warn({ err: error, setting: 'maxmemory-policy' }, 'could not read Redis maxmemory-policy; make sure it is noeviction');
+    logger.warn(
+      { err: error, setting: 'maxmemory-policy' },
+      'could not read Redis maxmemory-policy; make sure it is noeviction',
+    );
     return undefined;
   } finally {
     client.disconnect();

@@ -92,11 +92,17 @@ export class FireQueue {
    * scheduler's next occurrence moves (BullMQ's `promote()` would shift the schedule).
    */
   async enqueueRun(data: Required<FireJobData>, bullJobId: string): Promise<void> {
-    await this.withTimeout('queueing the run', this.queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId }));
+    await this.withTimeout(
+      'queueing the run',
+      this.queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId }),
+    );
   }
 
   async ping(): Promise<void> {
-    await this.withTimeout('pinging Redis', this.queue.getBackend().client.then((client) => client.get('tickwork:ping')));
+    await this.withTimeout(
+      'pinging Redis',
+      this.queue.getBackend().client.then((client) => client.get('tickwork:ping')),
+    );
   }
 
   async close(): Promise<void> {

@@ -43,7 +43,10 @@ export async function startOwnRedis(args: string[] = []): Promise<OwnRedis> {
     const answered = await probe
       .connect()
       .then(() => probe.ping())
-      .then(() => true, () => false);
+      .then(
+        () => true,
+        () => false,
+      );
     probe.disconnect();
     if (answered) break;
     if (Date.now() > deadline) throw new Error(`redis-server did not answer on ${port}:\n${output.join('')}`);

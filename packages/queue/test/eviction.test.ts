@@ -11,7 +11,10 @@ interface Line {
 }
 function captureWarnings() {
   const lines: Line[] = [];
-  return { lines, warn: (fields: object, message: string) => lines.push({ fields: fields as Record<string, unknown>, message }) };
+  return {
+    lines,
+    warn: (fields: object, message: string) => lines.push({ fields: fields as Record<string, unknown>, message }),
+  };
 }
 
 let lru: OwnRedis;
@@ -42,7 +45,10 @@ describe('warnUnlessNoeviction', () => {
     const logger = captureWarnings();
     expect(await warnUnlessNoeviction(lru.url, logger)).toBe('allkeys-lru');
     expect(logger.lines).toEqual([
-      { fields: { setting: 'maxmemory-policy', actual: 'allkeys-lru', expected: 'noeviction' }, message: EVICTION_WARNING },
+      {
+        fields: { setting: 'maxmemory-policy', actual: 'allkeys-lru', expected: 'noeviction' },
+        message: EVICTION_WARNING,
+      },
     ]);
     expect(EVICTION_WARNING).toMatch(/maxmemory-policy noeviction/);
   });

@@ -20,13 +20,25 @@ let queue: Queue;
 function jobOf(body: Parameters<typeof buildJobSpec>[0], now: number): Job {
   const spec = buildJobSpec(body, { now });
   // The longest version a job is likely to reach keeps the data near its widest.
-  return { ...spec, id: randomUUID(), serviceId: randomUUID(), state: 'active', version: 9_999, createdAt: now, updatedAt: now };
+  return {
+    ...spec,
+    id: randomUUID(),
+    serviceId: randomUUID(),
+    state: 'active',
+    version: 9_999,
+    createdAt: now,
+    updatedAt: now,
+  };
 }
 
 beforeAll(async () => {
   server = await startOwnRedis(['--hash-max-listpack-value', '64']);
   redis = new Redis(server.url);
-  queue = new Queue(FIRE_QUEUE, { connection: { port: server.port, host: '127.0.0.1' }, prefix, settings: { repeatStrategy: cronRepeatStrategy } });
+  queue = new Queue(FIRE_QUEUE, {
+    connection: { port: server.port, host: '127.0.0.1' },
+    prefix,
+    settings: { repeatStrategy: cronRepeatStrategy },
+  });
 });
 afterAll(async () => {
   await queue?.close();
@@ -41,7 +53,13 @@ describe('a registered schedule in Redis', () => {
   ])('keeps %s scheduler as a listpack, its occurrence without retention options', async (_, schedule) => {
     const now = Date.now();
     const job = jobOf(
-      { name: 'j', schedule, startAt: new Date(now + 60_000).toISOString(), endAt: new Date(now + 86_400_000).toISOString(), target: { url: 'http://127.0.0.1:9/' } },
+      {
+        name: 'j',
+        schedule,
+        startAt: new Date(now + 60_000).toISOString(),
+        endAt: new Date(now + 86_400_000).toISOString(),
+        target: { url: 'http://127.0.0.1:9/' },
+      },
       now,
     );
     const registration = registrationOf(job, now);
@@ -79,7 +97,8 @@ describe("the Worker's retention", () => {
       }),
     );
     try {
-      for (let i = 0; i < 4; i++) await trimmed.add('fire', { i }, { ...OCCURRENCE_OPTIONS, jobId: `once:${randomUUID()}:v1` });
+      for (let i = 0; i < 4; i++)
+        await trimmed.add('fire', { i }, { ...OCCURRENCE_OPTIONS, jobId: `once:${randomUUID()}:v1` });
       await allDone;
       expect(await trimmed.getJobCountByTypes('completed')).toBe(2);
     } finally {

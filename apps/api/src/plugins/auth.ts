@@ -13,7 +13,15 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Redis } from 'ioredis';
 import { redisOptionsFrom } from '@tickwork/queue';
 import { NO_EPOCH, PrincipalCache, authEpochKey } from '../auth-cache.ts';
-import { API_KEY_PATTERN, API_KEY_PREFIX, TickworkError, constantTimeEqual, hashApiKey, uuidv7, type ApiKeyScope } from '@tickwork/core';
+import {
+  API_KEY_PATTERN,
+  API_KEY_PREFIX,
+  TickworkError,
+  constantTimeEqual,
+  hashApiKey,
+  uuidv7,
+  type ApiKeyScope,
+} from '@tickwork/core';
 import { findUsableKey, touchApiKey, type Principal } from '@tickwork/db';
 
 declare module 'fastify' {
@@ -78,14 +86,19 @@ export default fp<AuthPluginOptions>(
     app.addHook('onClose', async () => {
       redis.disconnect();
     });
-    const cache = process.env.TICKWORK_AUTH_CACHE === 'off' ? undefined : new PrincipalCache(redis, authEpochKey(options.prefix));
+    const cache =
+      process.env.TICKWORK_AUTH_CACHE === 'off' ? undefined : new PrincipalCache(redis, authEpochKey(options.prefix));
     app.decorate('announceAuthChange', async () => {
       try {
         await redis.set(authEpochKey(options.prefix), uuidv7());
       } catch (error) {
-        throw new TickworkError('unavailable', 'The change is saved, but could not be announced to every api instance; repeat the request.', {
-          cause: error,
-        });
+        throw new TickworkError(
+          'unavailable',
+          'The change is saved, but could not be announced to every api instance; repeat the request.',
+          {
+            cause: error,
+          },
+        );
       }
     });
     /** The key's principal: from the cache when it was filled under the current epoch, else Postgres. */
@@ -138,7 +151,8 @@ export default fp<AuthPluginOptions>(
         throw new TickworkError('unauthorized', 'Authenticate with Authorization: Bearer <ADMIN_TOKEN>.');
       }
       if (!isAdminToken(token, options.adminToken)) {
-        if (token.startsWith(API_KEY_PREFIX)) throw new TickworkError('forbidden', 'Admin routes need the admin token, not a service key.');
+        if (token.startsWith(API_KEY_PREFIX))
+          throw new TickworkError('forbidden', 'Admin routes need the admin token, not a service key.');
         throw new TickworkError('unauthorized', 'The admin token is not valid.');
       }
     });

@@ -57,23 +57,24 @@ export default fp<{ adminToken: string | undefined }>(
       serverAdapter,
       options: { uiConfig: { boardTitle: 'Tickwork' } },
     });
-    await app.register(
-      async (scope) => {
-        scope.addHook('onRequest', async (request, reply) => {
-          if (!isAdminToken(tokenOf(request.headers.authorization), options.adminToken)) {
-            reply.header('www-authenticate', 'Basic realm="Tickwork operators", charset="UTF-8"');
-            // Sent here, not thrown: Bull Board's routes have an error handler of their own,
-            // which would turn the 401 into a 500.
-            return sendProblem(
-              request,
-              reply,
-              new TickworkError('unauthorized', 'Operators only: use the admin token (as the Basic password, or Bearer).'),
-            );
-          }
-        });
-        await scope.register(serverAdapter.registerPlugin(), { prefix: BULL_BOARD_PATH });
-      },
-    );
+    await app.register(async (scope) => {
+      scope.addHook('onRequest', async (request, reply) => {
+        if (!isAdminToken(tokenOf(request.headers.authorization), options.adminToken)) {
+          reply.header('www-authenticate', 'Basic realm="Tickwork operators", charset="UTF-8"');
+          // Sent here, not thrown: Bull Board's routes have an error handler of their own,
+          // which would turn the 401 into a 500.
+          return sendProblem(
+            request,
+            reply,
+            new TickworkError(
+              'unauthorized',
+              'Operators only: use the admin token (as the Basic password, or Bearer).',
+            ),
+          );
+        }
+      });
+      await scope.register(serverAdapter.registerPlugin(), { prefix: BULL_BOARD_PATH });
+    });
   },
   { name: 'bull-board', dependencies: ['queue'] },
 );

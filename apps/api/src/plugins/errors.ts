@@ -61,7 +61,9 @@ export function toTickworkError(error: unknown): TickworkError {
 function patternOf(url: string): RegExp {
   const source = url
     .split('/')
-    .map((segment) => (segment.startsWith(':') ? '[^/]+' : segment === '*' ? '.*' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .map((segment) =>
+      segment.startsWith(':') ? '[^/]+' : segment === '*' ? '.*' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+    )
     .join('/');
   return new RegExp(`^${source}/?$`);
 }
@@ -102,7 +104,14 @@ export default fp(
       const allowed = new Set(routes.filter((r) => r.pattern.test(path)).flatMap((r) => r.methods));
       if (allowed.size > 0) {
         reply.header('allow', [...allowed].sort().join(', '));
-        return sendProblem(request, reply, new TickworkError('method_not_allowed', `${path} does not take ${request.method}; it takes ${[...allowed].sort().join(', ')}.`));
+        return sendProblem(
+          request,
+          reply,
+          new TickworkError(
+            'method_not_allowed',
+            `${path} does not take ${request.method}; it takes ${[...allowed].sort().join(', ')}.`,
+          ),
+        );
       }
       return sendProblem(request, reply, new TickworkError('not_found', `No route ${request.method} ${path}.`));
     });

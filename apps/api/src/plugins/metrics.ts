@@ -5,7 +5,13 @@
  */
 import fp from 'fastify-plugin';
 import { Histogram, type Registry } from 'prom-client';
-import { DURATION_BUCKETS, createRegistry, registerPoolGauges, registerQueueGauges, registerReadyGauge } from '@tickwork/metrics';
+import {
+  DURATION_BUCKETS,
+  createRegistry,
+  registerPoolGauges,
+  registerQueueGauges,
+  registerReadyGauge,
+} from '@tickwork/metrics';
 import { checkReadiness } from '../routes/health.ts';
 
 declare module 'fastify' {
@@ -34,7 +40,11 @@ export default fp(
 
     app.addHook('onResponse', async (request, reply) => {
       requestDuration.observe(
-        { method: request.method, route: request.routeOptions.url ?? UNMATCHED_ROUTE, status_code: String(reply.statusCode) },
+        {
+          method: request.method,
+          route: request.routeOptions.url ?? UNMATCHED_ROUTE,
+          status_code: String(reply.statusCode),
+        },
         reply.elapsedTime / 1000,
       );
     });

@@ -47,7 +47,8 @@ export default fp<OutboundPolicy>(
       const methods = Array.isArray(route.method) ? route.method : [route.method];
       if (!methods.some((m) => m === 'POST' || m === 'PUT' || m === 'PATCH')) return;
       const existing = route.preHandler;
-      route.preHandler = existing === undefined ? [check] : [...(Array.isArray(existing) ? existing : [existing]), check];
+      route.preHandler =
+        existing === undefined ? [check] : [...(Array.isArray(existing) ? existing : [existing]), check];
     });
   },
   { name: 'outbound' },

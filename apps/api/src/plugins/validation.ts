@@ -96,7 +96,12 @@ export function installJsonParser(server: FastifyInstance): void {
       if (error) return done(error, undefined);
       const field = unstorableStringPath(value);
       if (field !== undefined) {
-        return done(validationError([{ field, message: 'contains a NUL character or an unpaired UTF-16 surrogate' }]) as unknown as Error, undefined);
+        return done(
+          validationError([
+            { field, message: 'contains a NUL character or an unpaired UTF-16 surrogate' },
+          ]) as unknown as Error,
+          undefined,
+        );
       }
       done(null, value);
     });

@@ -3,7 +3,10 @@ import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { Type } from 'typebox';
 
-const Check = Type.Object({ status: Type.Union([Type.Literal('ok'), Type.Literal('down')]), error: Type.Optional(Type.String()) });
+const Check = Type.Object({
+  status: Type.Union([Type.Literal('ok'), Type.Literal('down')]),
+  error: Type.Optional(Type.String()),
+});
 const Ready = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]),
   checks: Type.Object({ postgres: Check, redis: Check }),
@@ -38,14 +41,25 @@ export async function checkReadiness(app: FastifyInstance) {
 const health: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/health/live',
-    { schema: { tags: ['health'], summary: 'The process runs', response: { 200: Type.Object({ status: Type.Literal('ok') }) } }, logLevel: 'warn' },
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The process runs',
+        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+      },
+      logLevel: 'warn',
+    },
     async () => ({ status: 'ok' as const }),
   );
 
   app.get(
     '/health/ready',
     {
-      schema: { tags: ['health'], summary: 'Postgres and Redis answer; 503 names the part that does not', response: { 200: Ready, 503: Ready } },
+      schema: {
+        tags: ['health'],
+        summary: 'Postgres and Redis answer; 503 names the part that does not',
+        response: { 200: Ready, 503: Ready },
+      },
       logLevel: 'warn',
     },
     async (_request, reply) => {

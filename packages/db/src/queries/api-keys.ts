@@ -42,7 +42,15 @@ export async function findUsableKey(db: Kysely<Database>, hash: string): Promise
   const row = await db
     .selectFrom('api_keys')
     .innerJoin('services', 'services.id', 'api_keys.service_id')
-    .select(['api_keys.id', 'api_keys.hash', 'api_keys.service_id', 'api_keys.scopes', 'api_keys.last_used_at', 'api_keys.expires_at', 'services.min_interval_ms'])
+    .select([
+      'api_keys.id',
+      'api_keys.hash',
+      'api_keys.service_id',
+      'api_keys.scopes',
+      'api_keys.last_used_at',
+      'api_keys.expires_at',
+      'services.min_interval_ms',
+    ])
     .where('api_keys.hash', '=', hash)
     .where('api_keys.revoked_at', 'is', null)
     .where('services.disabled_at', 'is', null)
@@ -71,7 +79,11 @@ export async function listKeysOfService(db: Kysely<Database>, serviceId: string)
 }
 
 /** Revokes a key of a service; undefined when the service has no such key. Revoking twice keeps the first time. */
-export async function revokeApiKey(db: Kysely<Database>, serviceId: string, keyId: string): Promise<ApiKeyRow | undefined> {
+export async function revokeApiKey(
+  db: Kysely<Database>,
+  serviceId: string,
+  keyId: string,
+): Promise<ApiKeyRow | undefined> {
   return db
     .updateTable('api_keys')
     .set((eb) => ({ revoked_at: eb.fn.coalesce('revoked_at', eb.val(new Date())) }))

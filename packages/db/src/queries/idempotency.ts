@@ -84,7 +84,10 @@ export async function completeIdempotencyKey(
 ): Promise<void> {
   await db
     .updateTable('idempotency_keys')
-    .set({ status_code: response.statusCode, response: JSON.stringify({ headers: response.headers, body: response.body }) })
+    .set({
+      status_code: response.statusCode,
+      response: JSON.stringify({ headers: response.headers, body: response.body }),
+    })
     .where('service_id', '=', serviceId)
     .where('key', '=', key)
     .execute();
@@ -101,13 +104,18 @@ export async function releaseIdempotencyKey(db: Kysely<Database>, serviceId: str
 }
 
 /** Deletes expired keys, a batch at a time. */
-export async function pruneIdempotencyKeys(db: Kysely<Database>, options: { batchSize?: number } = {}): Promise<number> {
+export async function pruneIdempotencyKeys(
+  db: Kysely<Database>,
+  options: { batchSize?: number } = {},
+): Promise<number> {
   const batchSize = options.batchSize ?? 1_000;
   let total = 0;
   for (;;) {
     const result = await db
       .deleteFrom('idempotency_keys')
-      .where(sql<boolean>`(service_id, key) in (select service_id, key from idempotency_keys where expires_at < now() limit ${batchSize} for update skip locked)`)
+      .where(
+        sql<boolean>`(service_id, key) in (select service_id, key from idempotency_keys where expires_at < now() limit ${batchSize} for update skip locked)`,
+      )
       .executeTakeFirst();
     const deleted = Number(result.numDeletedRows);
     total += deleted;

@@ -7,8 +7,27 @@ import type { JobRow } from '../types.ts';
  * connection ("cached plan must not change result type").
  */
 export const JOB_FIELDS = [
-  'id', 'service_id', 'name', 'description', 'labels', 'schedule', 'target', 'start_at', 'end_at', 'max_runs', 'jitter_ms',
-  'overlap', 'misfire', 'retry', 'state', 'version', 'next_run_at', 'last_run_at', 'last_run_status', 'run_count', 'created_at',
+  'id',
+  'service_id',
+  'name',
+  'description',
+  'labels',
+  'schedule',
+  'target',
+  'start_at',
+  'end_at',
+  'max_runs',
+  'jitter_ms',
+  'overlap',
+  'misfire',
+  'retry',
+  'state',
+  'version',
+  'next_run_at',
+  'last_run_at',
+  'last_run_status',
+  'run_count',
+  'created_at',
   'updated_at',
 ] as const satisfies readonly (keyof JobRow)[];
 // Every field of JobRow is listed (a column added to the table and the type but not here fails to compile).

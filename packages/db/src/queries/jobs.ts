@@ -61,7 +61,10 @@ export async function insertJob(
 
 /** One job of a service: the api's hottest read, so a named (prepared) statement. */
 export async function findJob(db: Kysely<Database>, serviceId: string, id: string): Promise<JobRow | undefined> {
-  const { rows } = await sql<JobRow>`${sql.raw(PREPARE)} select ${JOB_COLUMNS} from jobs where service_id = ${serviceId} and id = ${id}`.execute(db);
+  const { rows } =
+    await sql<JobRow>`${sql.raw(PREPARE)} select ${JOB_COLUMNS} from jobs where service_id = ${serviceId} and id = ${id}`.execute(
+      db,
+    );
   return rows[0];
 }
 
@@ -89,7 +92,10 @@ export async function listJobs(db: Kysely<Database>, serviceId: string, filter: 
     const escaped = filter.namePrefix.replace(/[\\%_]/g, (c) => `\\${c}`);
     query = query.where('name', 'like', `${escaped}%`);
   }
-  const rows = await query.orderBy('id', 'desc').limit(filter.limit + 1).execute();
+  const rows = await query
+    .orderBy('id', 'desc')
+    .limit(filter.limit + 1)
+    .execute();
   return pageOf(rows, filter.limit);
 }
 

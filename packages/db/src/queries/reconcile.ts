@@ -5,7 +5,11 @@ import type { Database, JobRow } from '../types.ts';
  * One page of active jobs in id order, after `afterId` (keyset on the partial index
  * `jobs_active`): the reconciler walks the whole table this way without OFFSET.
  */
-export async function activeJobsPage(db: Kysely<Database>, afterId: string | undefined, limit: number): Promise<JobRow[]> {
+export async function activeJobsPage(
+  db: Kysely<Database>,
+  afterId: string | undefined,
+  limit: number,
+): Promise<JobRow[]> {
   let query = db.selectFrom('jobs').selectAll().where('state', '=', 'active');
   if (afterId) query = query.where('id', '>', afterId);
   return query.orderBy('id', 'asc').limit(limit).execute();

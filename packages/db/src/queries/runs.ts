@@ -148,7 +148,10 @@ async function listRuns(
   let query = db.selectFrom('runs').selectAll().where(owner.column, '=', owner.id);
   if (filter.afterId) query = query.where('id', '<', filter.afterId);
   if (filter.status) query = query.where('status', '=', filter.status);
-  const rows = await query.orderBy('id', 'desc').limit(filter.limit + 1).execute();
+  const rows = await query
+    .orderBy('id', 'desc')
+    .limit(filter.limit + 1)
+    .execute();
   return pageOf(rows, filter.limit);
 }
 
@@ -158,7 +161,11 @@ export function listRunsOfJob(db: Kysely<Database>, jobId: string, filter: RunLi
 }
 
 /** A service's runs, optionally in one status (the dead-letter list is `status = dead`), newest first. */
-export function listRunsOfService(db: Kysely<Database>, serviceId: string, filter: RunListFilter): Promise<Page<RunRow>> {
+export function listRunsOfService(
+  db: Kysely<Database>,
+  serviceId: string,
+  filter: RunListFilter,
+): Promise<Page<RunRow>> {
   return listRuns(db, { column: 'service_id', id: serviceId }, filter);
 }
 
@@ -229,7 +236,15 @@ export async function hasCaughtUp(
  */
 export async function insertRequestedRun(
   db: Kysely<Database>,
-  run: { id: string; jobId: string; serviceId: string; jobVersion: number; trigger: 'manual' | 'replay'; now: number; replayOf?: string },
+  run: {
+    id: string;
+    jobId: string;
+    serviceId: string;
+    jobVersion: number;
+    trigger: 'manual' | 'replay';
+    now: number;
+    replayOf?: string;
+  },
 ): Promise<RunRow> {
   for (let offset = 0; offset < 1_000; offset++) {
     const inserted = await db
@@ -340,7 +355,6 @@ export async function recordMissedSlots(
     .executeTakeFirst();
   return Number(inserted.numInsertedOrUpdatedRows ?? 0);
 }
-
 
 /** What {@link lockAndRecordOnTime} found and did. */
 export interface OnTimeRecord {

@@ -24,10 +24,16 @@ export async function findServiceById(db: Kysely<Database>, id: string): Promise
 }
 
 /** Services in creation order (UUIDv7 ids), by keyset. */
-export async function listServices(db: Kysely<Database>, filter: { limit: number; afterId?: string | undefined }): Promise<Page<ServiceRow>> {
+export async function listServices(
+  db: Kysely<Database>,
+  filter: { limit: number; afterId?: string | undefined },
+): Promise<Page<ServiceRow>> {
   let query = db.selectFrom('services').selectAll();
   if (filter.afterId) query = query.where('id', '>', filter.afterId);
-  const rows = await query.orderBy('id', 'asc').limit(filter.limit + 1).execute();
+  const rows = await query
+    .orderBy('id', 'asc')
+    .limit(filter.limit + 1)
+    .execute();
   return pageOf(rows, filter.limit);
 }
 
@@ -48,7 +54,11 @@ export async function updateServiceQuotas(
 }
 
 /** Disables (keys refused, jobs not fired) or enables a service. Keeps the first disable time. */
-export async function setServiceDisabled(db: Kysely<Database>, id: string, disabled: boolean): Promise<ServiceRow | undefined> {
+export async function setServiceDisabled(
+  db: Kysely<Database>,
+  id: string,
+  disabled: boolean,
+): Promise<ServiceRow | undefined> {
   return db
     .updateTable('services')
     .set({ disabled_at: disabled ? sql<Date>`coalesce(disabled_at, now())` : null })

@@ -92,7 +92,10 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
   app.addHook('preHandler', app.authenticateAdmin);
 
   /** Calls `each` on every job of a service, a batch at a time, in id order. */
-  async function forEachJob(serviceId: string, each: (job: ReturnType<typeof jobFromRow>, runCount: number) => Promise<void>) {
+  async function forEachJob(
+    serviceId: string,
+    each: (job: ReturnType<typeof jobFromRow>, runCount: number) => Promise<void>,
+  ) {
     let afterId: string | undefined;
     for (;;) {
       const rows = await jobsOfService(app.db, serviceId, { limit: REGISTRATION_BATCH, afterId });
@@ -274,7 +277,8 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     },
     async (request, reply) => {
       const row = await revokeApiKey(app.db, request.params.id, request.params.keyId);
-      if (!row) throw new TickworkError('not_found', `Service ${request.params.id} has no key ${request.params.keyId}.`);
+      if (!row)
+        throw new TickworkError('not_found', `Service ${request.params.id} has no key ${request.params.keyId}.`);
       await app.announceAuthChange();
       return reply.code(204).send(null);
     },
@@ -301,7 +305,10 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
       try {
         await forEachJob(row.id, (job) => app.fireQueue.unregister(job.id, job.version));
       } catch (error) {
-        request.log.warn({ err: error, serviceId: row.id }, 'disabled, but some schedules are still in Redis; workers skip them');
+        request.log.warn(
+          { err: error, serviceId: row.id },
+          'disabled, but some schedules are still in Redis; workers skip them',
+        );
       }
       return serviceDto(row);
     },
@@ -351,7 +358,12 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     async (request) => {
       const signingSecret = generateSigningSecret();
       const previousSecretExpiresAt = new Date(Date.now() + PREVIOUS_SECRET_GRACE_MS);
-      const row = await rotateSigningSecret(app.db, request.params.id, encryptSecret(signingSecret, options.secretKey), previousSecretExpiresAt);
+      const row = await rotateSigningSecret(
+        app.db,
+        request.params.id,
+        encryptSecret(signingSecret, options.secretKey),
+        previousSecretExpiresAt,
+      );
       if (!row) throw notFound(request.params.id);
       return { signingSecret, previousSecretExpiresAt: previousSecretExpiresAt.toISOString() };
     },

@@ -92,7 +92,10 @@ async function createJob(app: FastifyInstance, principal: Principal, body: Creat
     });
   } catch (error) {
     void app.fireQueue.unregister(id, 1).catch((cleanupError: unknown) => {
-      app.log.warn({ err: cleanupError, jobId: id }, 'could not remove the scheduler of a job not created; the reconciler will');
+      app.log.warn(
+        { err: cleanupError, jobId: id },
+        'could not remove the scheduler of a job not created; the reconciler will',
+      );
     });
     if (isUniqueViolation(error)) throw nameTaken(spec.name);
     if (isMaxJobsViolation(error)) throw await maxJobsExceeded(app, serviceId);
@@ -107,7 +110,10 @@ async function createJob(app: FastifyInstance, principal: Principal, body: Creat
 
 async function maxJobsExceeded(app: FastifyInstance, serviceId: string): Promise<TickworkError> {
   const service = await findServiceById(app.db, serviceId).catch(() => undefined);
-  return quotaExceeded('maxJobs', service ? `This service may hold at most ${service.max_jobs} jobs.` : 'This service holds its maximum of jobs.');
+  return quotaExceeded(
+    'maxJobs',
+    service ? `This service may hold at most ${service.max_jobs} jobs.` : 'This service holds its maximum of jobs.',
+  );
 }
 
 const jobs: FastifyPluginAsyncTypebox = async (app) => {
@@ -124,7 +130,9 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
           'Send `Idempotency-Key` to make retries safe: the same key with the same body gets the stored answer back (kept 24 h), another body 422, and a repeat while the first is running 409.',
         security: [{ apiKey: [] }],
         headers: Type.Object({
-          'idempotency-key': Type.Optional(Type.String({ description: 'A unique key per logical request (1–255 visible ASCII characters).' })),
+          'idempotency-key': Type.Optional(
+            Type.String({ description: 'A unique key per logical request (1–255 visible ASCII characters).' }),
+          ),
         }),
         body: CreateJobBody,
         response: { 201: JobSchema, ...errors, 409: ProblemSchema, 422: ProblemSchema },
@@ -158,7 +166,10 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         }
         if (claim.kind === 'in_flight') {
           reply.header('retry-after', '1');
-          throw new TickworkError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.');
+          throw new TickworkError(
+            'conflict',
+            'A request with this Idempotency-Key is still being processed; retry shortly.',
+          );
         }
         reply.header('idempotent-replayed', 'true');
         return send(claim.response);
@@ -196,7 +207,12 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
           {
             ...PageQuery,
             state: Type.Optional(StringEnum(JOB_STATES)),
-            label: Type.Optional(Type.Array(Type.String({ maxLength: 320 }), { maxItems: 10, description: 'key:value; repeat to require several.' })),
+            label: Type.Optional(
+              Type.Array(Type.String({ maxLength: 320 }), {
+                maxItems: 10,
+                description: 'key:value; repeat to require several.',
+              }),
+            ),
             name: Type.Optional(Type.String({ maxLength: 200, description: 'Name prefix.' })),
           },
           { additionalProperties: false },

@@ -54,7 +54,11 @@ async function restore(app: FastifyInstance, old: Job, newVersion: number, runCo
 
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   // PATCH also takes RFC 7396's own media type.
-  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  app.addContentTypeParser(
+    'application/merge-patch+json',
+    { parseAs: 'string' },
+    app.getDefaultJsonParser('error', 'error'),
+  );
 
   app.patch(
     '/jobs/:id',
@@ -66,7 +70,9 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
           'Fields sent replace the stored ones; objects merge; null removes. `schedule` and `target.body` are replaced whole. The result is checked like a create. Send `If-Match: <ETag>` to refuse the change (412) when someone else changed the job first. Each change is a new version with a new scheduler; occurrences of the old one that still arrive are recorded `skipped` (`superseded`).',
         security: [{ apiKey: [] }],
         params: JobParams,
-        headers: Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'The ETag of the version you read: `W/"3"`.' })) }),
+        headers: Type.Object({
+          'if-match': Type.Optional(Type.String({ description: 'The ETag of the version you read: `W/"3"`.' })),
+        }),
         body: PatchJobBody,
         response: { 200: JobSchema, ...errors, 409: ProblemSchema, 412: ProblemSchema },
       },
@@ -83,7 +89,10 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
           const current = await lockJob(trx, serviceId, request.params.id);
           if (!current) throw notFound(request.params.id);
           if (!ifMatchAllows(request.headers['if-match'], current.version)) {
-            throw new TickworkError('precondition_failed', `The job is at version ${current.version} (ETag ${etagOf(current.version)}); read it again and retry.`);
+            throw new TickworkError(
+              'precondition_failed',
+              `The job is at version ${current.version} (ETag ${etagOf(current.version)}); read it again and retry.`,
+            );
           }
           const old = jobFromRow(current);
           const spec = buildJobSpec(applyJobPatch(old, request.body), {
@@ -140,9 +149,15 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         const current = await lockJob(trx, serviceId, request.params.id);
         if (!current) throw notFound(request.params.id);
         if (current.state === 'paused') return current;
-        if (current.state === 'completed') throw new TickworkError('conflict', 'The job is completed; there is nothing to pause.');
+        if (current.state === 'completed')
+          throw new TickworkError('conflict', 'The job is completed; there is nothing to pause.');
         paused = jobFromRow(current);
-        return updateJob(trx, current.id, { state: 'paused', version: current.version + 1, nextRunAt: null, now: new Date() });
+        return updateJob(trx, current.id, {
+          state: 'paused',
+          version: current.version + 1,
+          nextRunAt: null,
+          now: new Date(),
+        });
       });
       // Postgres already stops delivery (the worker records `paused`), so a pause succeeds even
       // when Redis is away; the old scheduler is then left to the reconciler.
@@ -179,7 +194,8 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
           const current = await lockJob(trx, serviceId, request.params.id);
           if (!current) throw notFound(request.params.id);
           if (current.state === 'active') return current;
-          if (current.state === 'completed') throw new TickworkError('conflict', 'The job is completed; change it with PATCH to make it fire again.');
+          if (current.state === 'completed')
+            throw new TickworkError('conflict', 'The job is completed; change it with PATCH to make it fire again.');
           const old = jobFromRow(current);
           const draft: Job = { ...old, state: 'active', version: old.version + 1, updatedAt: now };
           const nextRunAt = nextRunOf(draft, now, current.run_count);
@@ -219,7 +235,12 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       const { serviceId } = principalOf(request);
       const job = await findJob(app.db, serviceId, request.params.id);
       if (!job) throw notFound(request.params.id);
-      const run = await startRequestedRun(app, { jobId: job.id, serviceId, jobVersion: job.version, trigger: 'manual' });
+      const run = await startRequestedRun(app, {
+        jobId: job.id,
+        serviceId,
+        jobVersion: job.version,
+        trigger: 'manual',
+      });
       reply.code(202).header('location', `/v1/runs/${run.id}`);
       return runDto(run);
     },

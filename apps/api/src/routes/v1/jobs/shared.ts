@@ -16,7 +16,10 @@ export const jobErrors = {
 export function afterIdOf(cursor: string | undefined): string | undefined {
   if (cursor === undefined) return undefined;
   const id = decodeCursor(cursor);
-  if (!id) throw new TickworkError('validation_failed', 'cursor is not valid', { errors: [{ field: 'querystring.cursor', message: 'is not a cursor this API returned' }] });
+  if (!id)
+    throw new TickworkError('validation_failed', 'cursor is not valid', {
+      errors: [{ field: 'querystring.cursor', message: 'is not a cursor this API returned' }],
+    });
   return id;
 }
 
@@ -36,7 +39,6 @@ export function nameTaken(name: string): TickworkError {
   });
 }
 
-
 /**
  * Starts a run the api records itself (run now, replay): the run is committed first and only then
  * handed to BullMQ, because a worker may take the BullMQ job the instant it exists and must find
@@ -46,13 +48,16 @@ export async function startRequestedRun(
   app: FastifyInstance,
   run: { jobId: string; serviceId: string; jobVersion: number; trigger: 'manual' | 'replay'; replayOf?: string },
 ): Promise<RunRow> {
-  const recorded = await insertRequestedRun(app.db, { ...run, id: uuidv7(), now: Date.now() }).catch((error: unknown) => {
-    // The job was deleted between the lookup and this insert (found by the chaos model test,
-    // a trigger racing a delete): its run has nothing to belong to.
-    if ((error as { code?: string }).code === '23503') throw new TickworkError('not_found', `No job ${run.jobId}.`);
-    throw error;
-  });
-  const bullJobId = run.trigger === 'manual' ? manualJobIdOf(run.jobId, recorded.id) : replayJobIdOf(run.jobId, recorded.id);
+  const recorded = await insertRequestedRun(app.db, { ...run, id: uuidv7(), now: Date.now() }).catch(
+    (error: unknown) => {
+      // The job was deleted between the lookup and this insert (found by the chaos model test,
+      // a trigger racing a delete): its run has nothing to belong to.
+      if ((error as { code?: string }).code === '23503') throw new TickworkError('not_found', `No job ${run.jobId}.`);
+      throw error;
+    },
+  );
+  const bullJobId =
+    run.trigger === 'manual' ? manualJobIdOf(run.jobId, recorded.id) : replayJobIdOf(run.jobId, recorded.id);
   try {
     await app.fireQueue.enqueueRun({ jobId: run.jobId, version: run.jobVersion, runId: recorded.id }, bullJobId);
   } catch (error) {

@@ -1,12 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import {
-  ProblemSchema,
-  RunListQuery,
-  RunListSchema,
-  RunSchema,
-  TickworkError,
-} from '@tickwork/core';
+import { ProblemSchema, RunListQuery, RunListSchema, RunSchema, TickworkError } from '@tickwork/core';
 import { findJob, findRun, listRunsOfService } from '@tickwork/db';
 import { principalOf } from '../../../plugins/auth.ts';
 import { runDto } from '../../../serializers.ts';
@@ -74,7 +68,10 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
       const original = await findRun(app.db, serviceId, request.params.id);
       if (!original) throw new TickworkError('not_found', `No run ${request.params.id}.`);
       if (original.status !== 'dead' && original.status !== 'failed') {
-        throw new TickworkError('conflict', `Only dead or failed runs can be replayed; this one is ${original.status}.`);
+        throw new TickworkError(
+          'conflict',
+          `Only dead or failed runs can be replayed; this one is ${original.status}.`,
+        );
       }
       const job = await findJob(app.db, serviceId, original.job_id);
       if (!job) throw new TickworkError('not_found', `The job of run ${original.id} no longer exists.`);

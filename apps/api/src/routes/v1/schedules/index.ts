@@ -28,7 +28,13 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
           'Validates the schedule as a create would (your service’s minimum interval included) and returns its next `count` (≤ 100, default 10) times inside `[startAt, endAt]`; an interval is phased from `startAt`, else from now. A bad schedule gets 400 with the reason.',
         security: [{ apiKey: [] }],
         body: SchedulePreviewBody,
-        response: { 200: NextRunsSchema, 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 503: ProblemSchema },
+        response: {
+          200: NextRunsSchema,
+          400: ProblemSchema,
+          401: ProblemSchema,
+          403: ProblemSchema,
+          503: ProblemSchema,
+        },
       },
     },
     async (request) => {
@@ -41,7 +47,8 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
       const errors: FieldError[] = 'errors' in normalized ? [...normalized.errors] : [];
       const startAt = request.body.startAt === undefined ? undefined : Date.parse(request.body.startAt);
       const endAt = request.body.endAt === undefined ? undefined : Date.parse(request.body.endAt);
-      if (startAt !== undefined && endAt !== undefined && endAt <= startAt) errors.push({ field: 'endAt', message: 'must be after startAt' });
+      if (startAt !== undefined && endAt !== undefined && endAt <= startAt)
+        errors.push({ field: 'endAt', message: 'must be after startAt' });
       if (errors.length > 0 || 'errors' in normalized) throw validationError(errors);
       const times = nextOccurrences(normalized.schedule, { anchorMs: startAt ?? now, startAt, endAt }, now, count);
       return { nextRuns: times.map((t) => new Date(t).toISOString()) };
