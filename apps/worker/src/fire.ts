@@ -23,6 +23,7 @@ import {
   occurrenceOf,
   outsideLimits,
   catchUpJobIdOf,
+  ScheduleComputeError,
   schedulerIdOf,
   slotsBetween,
   uuidv7,
@@ -206,7 +207,7 @@ async function recordSkippedSlots(
   if (!previous) return;
   const gap = slotsBetween(job, previous.getTime(), scheduledFor);
   if (gap === undefined) {
-    ctx.logger.warn({ jobId: job.id, since: previous }, 'too many skipped slots to record one by one');
+    ctx.logger.warn({ jobId: job.id, since: previous }, 'skipped slots not recorded: too many, or not computable');
     return;
   }
   if (gap.length === 0) return;
@@ -480,8 +481,19 @@ export async function fireOccurrence(
   );
   const verdict = judgeAttempt(outcome.result, attempt, job.retry, { now: Date.now() });
   const ended = verdict.status !== 'retrying';
-  const nextRunAt = schedule ? nextRunOf(job, Math.max(Date.now(), occurrence.scheduledFor), schedule.runCount) : null;
-  const complete = schedule !== undefined && ended && nextRunAt === null;
+  let nextRunAt: number | null = null;
+  let uncomputable = false;
+  if (schedule) {
+    try {
+      nextRunAt = nextRunOf(job, Math.max(Date.now(), occurrence.scheduledFor), schedule.runCount);
+    } catch (error) {
+      if (!(error instanceof ScheduleComputeError)) throw error;
+      // Not an end: the job stays active, with no nextRunAt, and its scheduler stays registered.
+      uncomputable = true;
+      log.error({ err: error, cron: error.cron, timezone: error.timezone }, 'could not compute the next occurrence');
+    }
+  }
+  const complete = schedule !== undefined && ended && nextRunAt === null && !uncomputable;
   await recordOutcomeGrouped(
     ctx.db,
     { id: run.id, jobId },

@@ -2,6 +2,8 @@ import { parseDuration } from './duration.ts';
 import { quotaExceeded, validationError, type FieldError, type TickworkError } from './errors.ts';
 import {
   MIN_INTERVAL_MS,
+  canonicalCron,
+  firesMoreOftenThan,
   nextOccurrence,
   nextOccurrences,
   normalizeSchedule,
@@ -10,7 +12,7 @@ import {
   type ScheduleInput,
   type ScheduleWindow,
 } from './schedule.ts';
-import type { CreateJobBody, JobState } from './schemas.ts';
+import type { CreateJobBody, JobState, SchedulePreviewBody } from './schemas.ts';
 
 export interface Target {
   url: string;
@@ -78,42 +80,21 @@ export function buildJobSpec(
   body: CreateJobBody,
   options: { now: number; limits?: ScheduleLimits; previous?: JobSpec },
 ): JobSpec {
-  const errors: FieldError[] = [];
-  // The service's minimum interval is a quota (403, below), not a validation rule: only the
-  // system-wide floor makes a schedule invalid.
-  const previous = options.previous;
-  const scheduleKept = previous !== undefined && JSON.stringify(previous.schedule) === JSON.stringify(body.schedule);
-  const normalized = normalizeSchedule(body.schedule, { now: scheduleKept ? 0 : options.now });
-  if ('errors' in normalized) errors.push(...normalized.errors);
-  errors.push(...targetErrors(body.target));
-  const startAt = body.startAt === undefined ? null : Date.parse(body.startAt);
-  const endAt = body.endAt === undefined ? null : Date.parse(body.endAt);
-  if (startAt !== null && endAt !== null && endAt <= startAt) {
-    errors.push({ field: 'endAt', message: 'must be after startAt' });
-  }
-  const endAtKept = previous !== undefined && previous.endAt === endAt;
-  if (endAt !== null && endAt <= options.now && !endAtKept)
-    errors.push({ field: 'endAt', message: 'must be in the future' });
+  const checked = checkSchedule(body, options);
+  const errors: FieldError[] = [...checked.errors, ...targetErrors(body.target)];
   const backoff = body.retry?.backoff;
   if (backoff?.delayMs !== undefined && backoff.maxDelayMs !== undefined && backoff.maxDelayMs < backoff.delayMs) {
     errors.push({ field: 'retry.backoff.maxDelayMs', message: 'must be at least delayMs' });
   }
-  if (errors.length > 0) throw validationError(errors);
-  if (options.limits) {
-    const quotaError = minIntervalQuotaError(
-      (normalized as { schedule: NormalizedSchedule }).schedule,
-      body.schedule,
-      options,
-    );
-    if (quotaError) throw quotaError;
-  }
+  if (errors.length > 0 || !checked.schedule) throw validationError(errors);
+  const quotaError = minIntervalQuotaError(checked.schedule, body.schedule, options.limits);
+  if (quotaError) throw quotaError;
 
-  const schedule = scheduleOf((normalized as { schedule: NormalizedSchedule }).schedule, body.schedule);
   return {
     name: body.name,
     description: body.description ?? null,
     labels: body.labels ?? {},
-    schedule,
+    schedule: scheduleOf(checked.schedule, body.schedule),
     target: {
       url: body.target.url,
       method: body.target.method ?? 'POST',
@@ -121,8 +102,8 @@ export function buildJobSpec(
       ...(body.target.body === undefined ? {} : { body: body.target.body }),
       timeoutMs: body.target.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     },
-    startAt,
-    endAt,
+    startAt: checked.startAt,
+    endAt: checked.endAt,
     maxRuns: body.maxRuns ?? null,
     jitterMs: body.jitterMs ?? 0,
     overlap: body.overlap ?? 'allow',
@@ -141,30 +122,65 @@ export function buildJobSpec(
   };
 }
 
-/** Enough occurrences to find a cron pattern's shortest gap (`0,1 * * * *` has 1 min and 59 min). */
-const GAP_SAMPLE = 64;
+/**
+ * `POST /v1/schedules/preview`: the schedule and its window checked exactly as a create checks
+ * them (400; the service's minimum interval 403), then the next `count` occurrences after `now`,
+ * the ones a job created now would fire: a create's `nextRunAt` is the first of them.
+ */
+export function previewSchedule(
+  body: SchedulePreviewBody,
+  options: { now: number; limits?: ScheduleLimits },
+): number[] {
+  const checked = checkSchedule(body, options);
+  if (checked.errors.length > 0 || !checked.schedule) throw validationError(checked.errors);
+  const quotaError = minIntervalQuotaError(checked.schedule, body.schedule, options.limits);
+  if (quotaError) throw quotaError;
+  const window = windowOf({ startAt: checked.startAt, endAt: checked.endAt, createdAt: options.now });
+  return nextOccurrences(checked.schedule, window, options.now, body.count ?? 10);
+}
 
-/** A 403 naming the `minIntervalMs` quota when the schedule fires more often than it allows. */
+/** A schedule and its window, as checked for a create, a PATCH and a preview alike. */
+function checkSchedule(
+  body: { schedule: ScheduleInput; startAt?: string | undefined; endAt?: string | undefined },
+  options: { now: number; previous?: JobSpec },
+): { schedule?: NormalizedSchedule; startAt: number | null; endAt: number | null; errors: FieldError[] } {
+  const errors: FieldError[] = [];
+  const previous = options.previous;
+  const scheduleKept = previous !== undefined && JSON.stringify(previous.schedule) === JSON.stringify(body.schedule);
+  const normalized = normalizeSchedule(body.schedule, { now: scheduleKept ? 0 : options.now });
+  if ('errors' in normalized) errors.push(...normalized.errors);
+  const startAt = body.startAt === undefined ? null : Date.parse(body.startAt);
+  const endAt = body.endAt === undefined ? null : Date.parse(body.endAt);
+  if (startAt !== null && endAt !== null && endAt <= startAt) {
+    errors.push({ field: 'endAt', message: 'must be after startAt' });
+  }
+  const endAtKept = previous !== undefined && previous.endAt === endAt;
+  if (endAt !== null && endAt <= options.now && !endAtKept) {
+    errors.push({ field: 'endAt', message: 'must be in the future' });
+  }
+  return { ...('schedule' in normalized ? { schedule: normalized.schedule } : {}), startAt, endAt, errors };
+}
+
+/**
+ * The minimum-interval rule, for creates, PATCHes and previews alike: a 403 naming the service's
+ * `minIntervalMs` quota when the schedule can fire twice within it ({@link firesMoreOftenThan}).
+ * A quota, not a validation error: the same schedule is valid for another service. Only the
+ * system-wide floor (1 s) makes an interval invalid (400, in `normalizeSchedule`).
+ */
 function minIntervalQuotaError(
   schedule: NormalizedSchedule,
   input: ScheduleInput,
-  options: { now: number; limits?: ScheduleLimits },
+  limits: ScheduleLimits | undefined,
 ): TickworkError | undefined {
-  const min = options.limits?.minIntervalMs ?? MIN_INTERVAL_MS;
-  if (min <= MIN_INTERVAL_MS || schedule.kind === 'at') return undefined;
-  let gap = Infinity;
-  if (schedule.kind === 'every') {
-    gap = schedule.everyMs;
-  } else {
-    const times = nextOccurrences(schedule, { anchorMs: options.now }, options.now, GAP_SAMPLE);
-    for (let i = 1; i < times.length; i++) gap = Math.min(gap, times[i]! - times[i - 1]!);
-  }
-  if (gap >= min) return undefined;
+  const min = limits?.minIntervalMs ?? MIN_INTERVAL_MS;
+  if (min <= MIN_INTERVAL_MS) return undefined;
+  const gap = firesMoreOftenThan(schedule, min);
+  if (gap === undefined) return undefined;
   const field =
     schedule.kind === 'cron' ? 'schedule.cron' : input.every !== undefined ? 'schedule.every' : 'schedule.everyMs';
   return quotaExceeded(
     'minIntervalMs',
-    `This service's jobs may fire at most once every ${min} ms; this schedule fires every ${gap} ms.`,
+    `This service's jobs may fire at most once every ${min} ms; this schedule can fire ${gap} ms apart.`,
     [{ field, message: `fires more often than the minIntervalMs quota of ${min} ms` }],
   );
 }
@@ -194,7 +210,7 @@ const RESERVED_HEADERS = new Set([
   'user-agent',
 ]);
 
-export function targetErrors(target: { url: string; headers?: Record<string, string> | undefined }): FieldError[] {
+function targetErrors(target: { url: string; headers?: Record<string, string> | undefined }): FieldError[] {
   const errors: FieldError[] = [];
   let url: URL | undefined;
   try {
@@ -232,9 +248,8 @@ export function targetErrors(target: { url: string; headers?: Record<string, str
  */
 export function normalizedScheduleOf(job: Pick<JobSpec, 'schedule'>): NormalizedSchedule {
   const schedule = job.schedule;
-  if ('cron' in schedule) {
-    return { kind: 'cron', cron: schedule.cron.trim().replace(/\s+/g, ' '), timezone: schedule.timezone ?? 'UTC' };
-  }
+  if ('cron' in schedule)
+    return { kind: 'cron', cron: canonicalCron(schedule.cron), timezone: schedule.timezone ?? 'UTC' };
   if ('everyMs' in schedule) return { kind: 'every', everyMs: schedule.everyMs };
   if ('every' in schedule) {
     const everyMs = parseDuration(schedule.every);
@@ -252,7 +267,10 @@ export function windowOf(job: Pick<Job, 'startAt' | 'endAt' | 'createdAt'>): Sch
   };
 }
 
-/** The job's next occurrence strictly after `afterMs`, or null when it will not fire again. */
+/**
+ * The job's next occurrence strictly after `afterMs`, or null when it will not fire again. Throws
+ * {@link ScheduleComputeError} when a cron instant cannot be computed: that is not an end.
+ */
 export function nextRunOf(job: Job, afterMs: number, runCount = 0): number | null {
   if (job.state !== 'active') return null;
   if (job.maxRuns !== null && runCount >= job.maxRuns) return null;

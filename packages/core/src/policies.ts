@@ -6,7 +6,7 @@
 import { latestMissedOccurrence } from './catch-up.ts';
 import { stableJitter } from './delivery.ts';
 import { normalizedScheduleOf, windowOf, type Job } from './job.ts';
-import { nextOccurrence } from './schedule.ts';
+import { ScheduleComputeError, nextOccurrence } from './schedule.ts';
 
 /** The key a scheduled occurrence's jitter is derived from: the same on every retry and every worker. */
 export const jitterKeyOf = (jobId: string, scheduledFor: number) => `${jobId}:${scheduledFor}`;
@@ -77,11 +77,25 @@ export function lateSinceOf(job: Pick<Job, 'id' | 'jitterMs' | 'misfire'>, sched
  */
 export function catchUpOf(job: Job, lastScheduledFor: number, now: number, runCount = 0): number | undefined {
   if (job.state !== 'active') return undefined;
-  const latest = latestMissedOccurrence(job, lastScheduledFor + 1, now);
+  const latest = unlessUncomputable(() => latestMissedOccurrence(job, lastScheduledFor + 1, now));
   if (latest === undefined) return undefined;
   if (outsideLimits(job, latest, runCount)) return undefined;
   const late = now > lateSinceOf(job, latest);
   return late && job.misfire.policy === 'skip' ? undefined : latest;
+}
+
+/**
+ * For the extras around a schedule (a catch-up, the slots a timer skipped): a schedule whose
+ * instants cannot be computed has none. Its registration reports the error and keeps retrying
+ * (`cronRepeatStrategy`), so skipping the extra hides nothing.
+ */
+function unlessUncomputable<T>(work: () => T): T | undefined {
+  try {
+    return work();
+  } catch (error) {
+    if (error instanceof ScheduleComputeError) return undefined;
+    throw error;
+  }
 }
 
 /** The most slots {@link slotsBetween} fills in at once; a longer gap is left as it is. */
@@ -90,7 +104,7 @@ export const MAX_FILLED_SLOTS = 1_000;
 /**
  * The job's occurrences strictly between two of its instants: the slots a timer skipped when it
  * fell behind. Undefined when there are more than `max` (a long outage is not written out slot by
- * slot).
+ * slot) or when they cannot be computed.
  */
 export function slotsBetween(
   job: Pick<Job, 'schedule' | 'startAt' | 'endAt' | 'createdAt'>,
@@ -100,12 +114,14 @@ export function slotsBetween(
 ): number[] | undefined {
   const schedule = normalizedScheduleOf(job);
   const window = windowOf(job);
-  const slots: number[] = [];
-  for (let cursor = afterMs; ; ) {
-    const next = nextOccurrence(schedule, window, cursor);
-    if (next === undefined || next >= beforeMs) return slots;
-    if (slots.length >= max) return undefined;
-    slots.push(next);
-    cursor = next;
-  }
+  return unlessUncomputable(() => {
+    const slots: number[] = [];
+    for (let cursor = afterMs; ; ) {
+      const next = nextOccurrence(schedule, window, cursor);
+      if (next === undefined || next >= beforeMs) return slots;
+      if (slots.length >= max) return undefined;
+      slots.push(next);
+      cursor = next;
+    }
+  });
 }

@@ -3,7 +3,7 @@
  * queue names, the payload of each, and the ids that tie a BullMQ job to a Tickwork occurrence.
  * Payloads hold ids only; the job's definition lives in Postgres (Bull Board shows job data).
  */
-import { nextCronAfter } from './schedule.ts';
+import { ScheduleComputeError, nextCronAfter, reportScheduleError } from './schedule.ts';
 import { normalizedScheduleOf, windowOf, nextRunOf, type Job } from './job.ts';
 import type { RunTrigger } from './schemas.ts';
 
@@ -64,7 +64,14 @@ export function registrationOf(job: Job, now: number, runCount = 0): Registratio
   // many jobs at once.
   const unbounded = job.state === 'active' && job.endAt === null && job.maxRuns === null;
   if (schedule.kind === 'cron' && unbounded) return cronRegistrationOf(job, schedule);
-  const next = nextRunOf(job, now, runCount);
+  let next: number | null;
+  try {
+    next = nextRunOf(job, now, runCount);
+  } catch (error) {
+    // Registered all the same: BullMQ's repeat strategy reports the error and the reconciler retries.
+    if (schedule.kind === 'cron' && error instanceof ScheduleComputeError) return cronRegistrationOf(job, schedule);
+    throw error;
+  }
   if (next === null) return { kind: 'none' };
   switch (schedule.kind) {
     case 'at':
@@ -97,6 +104,10 @@ function cronRegistrationOf(job: Job, schedule: { cron: string; timezone: string
 /**
  * BullMQ's `repeatStrategy` for cron schedulers, so BullMQ fires exactly the instants the API
  * previews (the same time maths, DST rules included). BullMQ calls it with the last fire time.
+ * Undefined is a real end only (past `endDate`, no later instant). An instant that cannot be
+ * computed is reported to `onScheduleError` listeners (the worker counts and logs it) and also
+ * answered with undefined, which BullMQ reads as "no next occurrence for now": it keeps the
+ * scheduler, and the reconciler registers the job again on each pass until the instant computes.
  */
 export function cronRepeatStrategy(
   millis: number,
@@ -105,7 +116,15 @@ export function cronRepeatStrategy(
   if (!opts.pattern) return undefined;
   const startDate = opts.startDate === undefined ? undefined : new Date(opts.startDate).getTime();
   const after = startDate !== undefined && startDate - 1 > millis ? startDate - 1 : millis;
-  const next = nextCronAfter(opts.pattern, opts.tz ?? 'UTC', after);
+  let next: number | undefined;
+  try {
+    next = nextCronAfter(opts.pattern, opts.tz ?? 'UTC', after);
+  } catch (error) {
+    // Thrown into BullMQ, it would also stop the occurrence being taken from running.
+    if (!(error instanceof ScheduleComputeError)) throw error;
+    reportScheduleError(error);
+    return undefined;
+  }
   if (next === undefined) return undefined;
   const endDate = opts.endDate === undefined ? undefined : new Date(opts.endDate).getTime();
   return endDate !== undefined && next > endDate ? undefined : next;
