@@ -8,6 +8,7 @@
  */
 import { Counter, Histogram, type Metric, type Registry } from 'prom-client';
 import type { Worker } from 'bullmq';
+import type { Logger } from 'pino';
 import {
   DURATION_BUCKETS,
   FIRE_LAG_BUCKETS,
@@ -18,7 +19,7 @@ import {
   type PoolStats,
   type QueueStats,
 } from '@tickwork/metrics';
-import type { FireJobData } from '@tickwork/core';
+import { onScheduleError, type FireJobData } from '@tickwork/core';
 import { RetryLaterError, type FireResult } from './fire.ts';
 
 const runs = new Counter({
@@ -51,7 +52,19 @@ const reconcileRepairs = new Counter({
   labelNames: ['kind'],
   registers: [],
 });
-const PROCESS_METRICS: Array<Metric<string>> = [runs, fireLag, callbackDuration, retries, reconcileRepairs];
+const scheduleErrors = new Counter({
+  name: 'tickwork_schedule_errors_total',
+  help: 'Next instants of a cron schedule that could not be computed (the job does not fire until one can).',
+  registers: [],
+});
+const PROCESS_METRICS: Array<Metric<string>> = [
+  runs,
+  fireLag,
+  callbackDuration,
+  retries,
+  reconcileRepairs,
+  scheduleErrors,
+];
 
 /** Counts what one reconcile pass repaired; `kind` names the difference (a small, fixed set). */
 export function countReconcileRepairs(kind: string, count = 1): void {
@@ -98,6 +111,21 @@ export function observeWorker(worker: Worker<FireJobData>): void {
   worker.on('completed', (_job, result: FireResult) => observeFireResult(result));
   worker.on('failed', (_job, error) => {
     if (error instanceof RetryLaterError) observeRetry(error);
+  });
+}
+
+/**
+ * Counts and logs every next instant BullMQ's repeat strategy could not compute in this process
+ * (when a worker takes an occurrence, and on each reconciler pass that registers the job again).
+ * Returns the function that stops it.
+ */
+export function observeScheduleErrors(logger: Logger): () => void {
+  return onScheduleError((error) => {
+    scheduleErrors.inc();
+    logger.error(
+      { err: error, cron: error.cron, timezone: error.timezone },
+      'could not compute the next occurrence of a cron schedule; the reconciler registers its job again each pass',
+    );
   });
 }
 

@@ -20,7 +20,7 @@ import { FINISHED_RETENTION, FireQueue, redisOptionsFrom, warnUnlessNoeviction }
 import { createDispatchers } from './deliver.ts';
 import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
-import { countReconcileRepairs, createWorkerRegistry, observeWorker } from './metrics.ts';
+import { countReconcileRepairs, createWorkerRegistry, observeScheduleErrors, observeWorker } from './metrics.ts';
 import { pruneTask } from './prune.ts';
 import { watchPostgres } from './readiness.ts';
 import { createReconciler } from './reconcile.ts';
@@ -184,6 +184,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     );
   });
   observeWorker(worker);
+  const stopObservingScheduleErrors = observeScheduleErrors(logger);
   await worker.waitUntilReady();
   // The api's fast-failing producer connection, here for the queue gauges only: a scrape while
   // Redis is away answers at once instead of queueing behind the worker's retrying connection.
@@ -259,6 +260,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
             logger.warn({ waitedMs: REDIS_CLOSE_MS }, 'Redis did not answer while closing; stopping without it');
           }
         } finally {
+          stopObservingScheduleErrors();
           clearTimeout(grace);
           clearTimeout(giveUp);
           await Promise.allSettled([dispatchers.guarded.close(), dispatchers.allowListed.close(), statsQueue.close()]);

@@ -1,8 +1,16 @@
 /** How the worker's outcomes become metrics: the FireResult / RetryLaterError mapping. */
 import { describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { cronRepeatStrategy } from '@tickwork/core';
 import { sampleValue, parseExposition } from '@tickwork/metrics/testing';
 import { RetryLaterError } from '../src/fire.ts';
-import { countReconcileRepairs, createWorkerRegistry, observeFireResult, observeRetry } from '../src/metrics.ts';
+import {
+  countReconcileRepairs,
+  createWorkerRegistry,
+  observeFireResult,
+  observeRetry,
+  observeScheduleErrors,
+} from '../src/metrics.ts';
 
 // Fixed stand-ins for the pool and queue: these tests are about turning outcomes into samples;
 // the real pool and Redis behind the gauges are scraped in e2e/observability.test.ts.
@@ -93,5 +101,25 @@ describe('worker metrics', () => {
     countReconcileRepairs('missing_scheduler', 0);
     const families = await scrape();
     expect(sampleValue(families, 'tickwork_reconcile_repairs_total', { kind: 'missing_scheduler' })).toBe(3);
+  });
+
+  it('shows schedule errors at 0, then counts and logs each next instant the repeat strategy could not compute', async () => {
+    expect(sampleValue(await scrape(), 'tickwork_schedule_errors_total')).toBe(0);
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const stop = observeScheduleErrors(logger);
+    // As a job stored before the dialect refused H would be asked by BullMQ for its next instant.
+    expect(cronRepeatStrategy(Date.parse('2026-06-01T00:00:00Z'), { pattern: 'H 3 * * *', tz: 'UTC' })).toBeUndefined();
+    stop();
+    cronRepeatStrategy(Date.parse('2026-06-01T00:00:00Z'), { pattern: 'H 3 * * *', tz: 'UTC' });
+    expect(sampleValue(await scrape(), 'tickwork_schedule_errors_total')).toBe(1);
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 50,
+        cron: 'H 3 * * *',
+        timezone: 'UTC',
+        msg: expect.stringMatching(/could not compute/),
+      }),
+    ]);
   });
 });
