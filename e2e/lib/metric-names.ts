@@ -23,6 +23,7 @@ export const DASHBOARD_METRICS = [
   'tickwork_callback_duration_seconds_count',
   'tickwork_retries_total',
   'tickwork_reconcile_repairs_total',
+  'tickwork_schedule_errors_total',
   // the shared queue, read from Redis (every exporter reports the same values: use max())
   'tickwork_queue_jobs',
   'tickwork_schedulers',
