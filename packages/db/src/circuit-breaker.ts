@@ -72,18 +72,3 @@ export class CircuitBreaker {
     }
   }
 }
-
-/** Errors that mean "Postgres is not there" rather than "this query is wrong". */
-export function isConnectionError(error: unknown): boolean {
-  const code = (error as { code?: string } | undefined)?.code;
-  const message = String((error as Error | undefined)?.message ?? '');
-  return (
-    code === 'ECIRCUITOPEN' ||
-    code === 'ECONNREFUSED' ||
-    code === 'ECONNRESET' ||
-    code === 'ETIMEDOUT' ||
-    code === '57P01' ||
-    code === '57P03' ||
-    /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED/i.test(message)
-  );
-}

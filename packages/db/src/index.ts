@@ -9,4 +9,5 @@ export * from './queries/outcome-group.ts';
 export * from './queries/services.ts';
 export * from './queries/reconcile.ts';
 export * from './circuit-breaker.ts';
+export * from './errors.ts';
 export * from './queries/idempotency.ts';

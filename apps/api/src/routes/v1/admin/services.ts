@@ -35,6 +35,7 @@ import {
   findServiceById,
   insertApiKey,
   insertService,
+  isUniqueViolation,
   jobFromRow,
   jobsOfService,
   listKeysOfService,
@@ -141,7 +142,7 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
           return { service: row, key: keyRow };
         })
         .catch((error: unknown) => {
-          if ((error as { code?: string }).code === '23505') {
+          if (isUniqueViolation(error)) {
             throw new TickworkError('conflict', `A service named "${request.body.name}" already exists.`, {
               errors: [{ field: 'name', message: 'is already taken' }],
             });

@@ -29,6 +29,8 @@ import {
   findJob,
   findServiceById,
   insertJob,
+  isMaxJobsViolation,
+  isUniqueViolation,
   listJobs,
   listRunsOfJob,
   releaseIdempotencyKey,
@@ -41,7 +43,7 @@ import { principalOf } from '../../../plugins/auth.ts';
 import { toTickworkError } from '../../../plugins/errors.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
 import lifecycleRoutes from './lifecycle.ts';
-import { JobParams, afterIdOf, isMaxJobsViolation, isUniqueViolation, jobErrors, nameTaken } from './shared.ts';
+import { JobParams, afterIdOf, jobErrors, nameTaken } from './shared.ts';
 
 const errors = jobErrors;
 

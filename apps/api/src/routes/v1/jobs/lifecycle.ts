@@ -24,11 +24,11 @@ import {
   type Job,
   type JobState,
 } from '@tickwork/core';
-import { findJob, findServiceById, jobFromRow, lockJob, updateJob, type JobRow } from '@tickwork/db';
+import { findJob, findServiceById, isUniqueViolation, jobFromRow, lockJob, updateJob, type JobRow } from '@tickwork/db';
 import type { FastifyInstance } from 'fastify';
 import { principalOf } from '../../../plugins/auth.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
-import { JobParams, isUniqueViolation, jobErrors as errors, nameTaken, startRequestedRun } from './shared.ts';
+import { JobParams, jobErrors as errors, nameTaken, startRequestedRun } from './shared.ts';
 
 const notFound = (id: string) => new TickworkError('not_found', `No job ${id}.`);
 

@@ -2,7 +2,7 @@
 import { Type } from 'typebox';
 import type { FastifyInstance } from 'fastify';
 import { ProblemSchema, TickworkError, manualJobIdOf, replayJobIdOf, uuidv7 } from '@tickwork/core';
-import { decodeCursor, deleteRun, insertRequestedRun, type RunRow } from '@tickwork/db';
+import { decodeCursor, deleteRun, insertRequestedRun, isForeignKeyViolation, type RunRow } from '@tickwork/db';
 
 export const JobParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
 export const jobErrors = {
@@ -21,16 +21,6 @@ export function afterIdOf(cursor: string | undefined): string | undefined {
       errors: [{ field: 'querystring.cursor', message: 'is not a cursor this API returned' }],
     });
   return id;
-}
-
-export function isUniqueViolation(error: unknown): boolean {
-  return (error as { code?: string }).code === '23505';
-}
-
-/** The COMMIT of a create found the service full (the `jobs_within_max_jobs` trigger, migration 0003). */
-export function isMaxJobsViolation(error: unknown): boolean {
-  const { code, constraint } = error as { code?: string; constraint?: string };
-  return code === '23514' && constraint === 'jobs_within_max_jobs';
 }
 
 export function nameTaken(name: string): TickworkError {
@@ -52,7 +42,7 @@ export async function startRequestedRun(
     (error: unknown) => {
       // The job was deleted between the lookup and this insert (found by the chaos model test,
       // a trigger racing a delete): its run has nothing to belong to.
-      if ((error as { code?: string }).code === '23503') throw new TickworkError('not_found', `No job ${run.jobId}.`);
+      if (isForeignKeyViolation(error)) throw new TickworkError('not_found', `No job ${run.jobId}.`);
       throw error;
     },
   );
