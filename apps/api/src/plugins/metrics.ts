@@ -12,7 +12,7 @@ import {
   registerQueueGauges,
   registerReadyGauge,
 } from '@tickwork/metrics';
-import { checkReadiness } from '../routes/health.ts';
+import { checkReadiness } from '../readiness.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {

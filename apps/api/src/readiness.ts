@@ -1,0 +1,43 @@
+/**
+ * Whether this api can serve: Postgres and Redis each answer within a budget. `/health/ready`
+ * answers with it and the `tickwork_ready` gauge reports it, so the two can never disagree.
+ */
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '@tickwork/db';
+import type { FireQueue } from '@tickwork/queue';
+
+export interface ReadinessSources {
+  db: Kysely<Database>;
+  fireQueue: Pick<FireQueue, 'ping'>;
+}
+
+interface CheckResult {
+  status: 'ok' | 'down';
+  error?: string;
+}
+
+async function check(work: () => Promise<unknown>, timeoutMs: number): Promise<CheckResult> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      work(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return { status: 'ok' };
+  } catch (error) {
+    return { status: 'down', error: (error as Error).message.slice(0, 200) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Postgres and Redis, each with a 1 s budget. */
+export async function checkReadiness(sources: ReadinessSources) {
+  const [postgres, redis] = await Promise.all([
+    check(() => sql`select 1`.execute(sources.db), 1_000),
+    check(() => sources.fireQueue.ping(), 1_000),
+  ]);
+  return { ok: postgres.status === 'ok' && redis.status === 'ok', checks: { postgres, redis } };
+}
