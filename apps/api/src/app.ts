@@ -20,6 +20,14 @@ import healthRoutes from './routes/health.ts';
 import jobRoutes from './routes/v1/jobs/index.ts';
 import runRoutes from './routes/v1/runs/index.ts';
 import scheduleRoutes from './routes/v1/schedules/index.ts';
+import { JobsService } from './services/jobs.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The jobs service tier: every route that reads or changes jobs and runs goes through it. */
+    jobs: JobsService;
+  }
+}
 
 export type AppConfig = Pick<
   Config,
@@ -48,6 +56,16 @@ export default fp<AppConfig>(
       prefix: config.bullmqPrefix,
       perMinute: config.rateLimitPerMinute ?? 1200,
     });
+    app.decorate(
+      'jobs',
+      new JobsService({
+        db: app.db,
+        readDb: app.readDb,
+        fireQueue: app.fireQueue,
+        log: app.log,
+        announceAuthChange: () => app.announceAuthChange(),
+      }),
+    );
     await app.register(outboundPlugin, {
       allowPrivate: config.callbackAllowPrivate ?? false,
       allowedHosts: config.callbackAllowedHosts ?? [],

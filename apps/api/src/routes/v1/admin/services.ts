@@ -4,8 +4,8 @@
  * key's SHA-256 and a signing secret sealed with SECRET_KEY.
  *
  * Disabling a service refuses its keys at once (the key lookup joins the service) and removes its
- * jobs' schedules from BullMQ; the worker also skips a disabled service's occurrences, which
- * covers a schedule the removal missed. Enabling re-registers them from Postgres.
+ * jobs' schedules from BullMQ; enabling registers them again. Both go through the jobs service
+ * tier (`services/jobs.ts`), which keeps Postgres and Redis in step.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
@@ -36,13 +36,10 @@ import {
   insertApiKey,
   insertService,
   isUniqueViolation,
-  jobFromRow,
-  jobsOfService,
   listKeysOfService,
   listServices,
   revokeApiKey,
   rotateSigningSecret,
-  setServiceDisabled,
   updateServiceQuotas,
   type ApiKeyRow,
   type ServiceRow,
@@ -55,8 +52,6 @@ export interface AdminRoutesOptions {
 
 /** How long callbacks carry the previous signature after a rotation. */
 export const PREVIOUS_SECRET_GRACE_MS = 24 * 3_600_000;
-/** Jobs (un)registered at once while disabling or enabling a service. */
-const REGISTRATION_BATCH = 50;
 
 const ServiceParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
 const KeyParams = Type.Object({ id: Type.String({ format: 'uuid' }), keyId: Type.String({ format: 'uuid' }) });
@@ -91,20 +86,6 @@ function notFound(id: string): TickworkError {
 
 const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options) => {
   app.addHook('preHandler', app.authenticateAdmin);
-
-  /** Calls `each` on every job of a service, a batch at a time, in id order. */
-  async function forEachJob(
-    serviceId: string,
-    each: (job: ReturnType<typeof jobFromRow>, runCount: number) => Promise<void>,
-  ) {
-    let afterId: string | undefined;
-    for (;;) {
-      const rows = await jobsOfService(app.db, serviceId, { limit: REGISTRATION_BATCH, afterId });
-      await Promise.all(rows.map((row) => each(jobFromRow(row), row.run_count)));
-      if (rows.length < REGISTRATION_BATCH) return;
-      afterId = rows.at(-1)!.id;
-    }
-  }
 
   app.post(
     '/admin/services',
@@ -297,22 +278,7 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
         response: { 200: ServiceSchema, ...errors },
       },
     },
-    async (request) => {
-      // Postgres first: from this commit on, keys are refused and workers skip the service's
-      // occurrences, whatever happens to the schedule removal below.
-      const row = await setServiceDisabled(app.db, request.params.id, true);
-      if (!row) throw notFound(request.params.id);
-      await app.announceAuthChange();
-      try {
-        await forEachJob(row.id, (job) => app.fireQueue.unregister(job.id, job.version));
-      } catch (error) {
-        request.log.warn(
-          { err: error, serviceId: row.id },
-          'disabled, but some schedules are still in Redis; workers skip them',
-        );
-      }
-      return serviceDto(row);
-    },
+    async (request) => serviceDto(await app.jobs.withLog(request.log).disableService(request.params.id)),
   );
 
   app.post(
@@ -327,20 +293,7 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
         response: { 200: ServiceSchema, ...errors },
       },
     },
-    async (request) => {
-      const service = await findServiceById(app.db, request.params.id);
-      if (!service) throw notFound(request.params.id);
-      // Redis first: a failure here leaves the service disabled (503, nothing changed that
-      // matters: a schedule registered early is skipped by workers until the enable commits).
-      const now = Date.now();
-      await forEachJob(service.id, async (job, runCount) => {
-        await app.fireQueue.register(job, now, runCount);
-      });
-      const row = await setServiceDisabled(app.db, service.id, false);
-      if (!row) throw notFound(request.params.id);
-      await app.announceAuthChange();
-      return serviceDto(row);
-    },
+    async (request) => serviceDto(await app.jobs.withLog(request.log).enableService(request.params.id)),
   );
 
   app.post(

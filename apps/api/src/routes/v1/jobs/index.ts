@@ -13,37 +13,22 @@ import {
   RunListSchema,
   StringEnum,
   TickworkError,
-  buildJobSpec,
-  nextRunOf,
-  quotaExceeded,
   parseIdempotencyKey,
   requestFingerprint,
   toProblem,
-  uuidv7,
-  type JobState,
 } from '@tickwork/core';
 import {
   claimIdempotencyKey,
   completeIdempotencyKey,
-  deleteJob,
-  findJob,
-  findServiceById,
-  insertJob,
-  isMaxJobsViolation,
-  isUniqueViolation,
-  listJobs,
-  listRunsOfJob,
   releaseIdempotencyKey,
   type JobRow,
-  type Principal,
   type StoredResponse,
 } from '@tickwork/db';
-import type { FastifyInstance } from 'fastify';
 import { principalOf } from '../../../plugins/auth.ts';
 import { toTickworkError } from '../../../plugins/errors.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
 import lifecycleRoutes from './lifecycle.ts';
-import { JobParams, afterIdOf, jobErrors, nameTaken } from './shared.ts';
+import { JobParams, afterIdOf, jobErrors } from './shared.ts';
 
 const errors = jobErrors;
 
@@ -62,60 +47,13 @@ function parseLabels(values: string[] | undefined): Record<string, string> | und
   return labels;
 }
 
-/**
- * Creates a job: its schedule in Redis first, then its row in one statement. The row is the
- * job: a scheduler without one fires nothing (a worker drops occurrences of jobs Postgres does
- * not have, and the reconciler removes such a scheduler once it is old), so a create that fails
- * after the registration (name taken, quota full, Postgres away, the process killed) takes the
- * scheduler back or leaves it to the reconciler. A job is acknowledged only after its INSERT
- * committed; a Redis failure writes nothing.
- */
-async function createJob(app: FastifyInstance, principal: Principal, body: CreateJobBody): Promise<StoredResponse> {
-  const { serviceId } = principal;
-  const now = Date.now();
-  const spec = buildJobSpec(body, { now, limits: { minIntervalMs: principal.minIntervalMs } });
-  const id = uuidv7(now);
-  const draft = { ...spec, id, serviceId, state: 'active' as JobState, version: 1, createdAt: now, updatedAt: now };
-  const nextRunAt = nextRunOf(draft, now);
-  // A window that holds no occurrence (endAt before the first one) makes a job that is done already.
-  const state: JobState = body.paused ? 'paused' : nextRunAt === null ? 'completed' : 'active';
-  await app.fireQueue.register({ ...draft, state }, now);
-  let row: JobRow;
-  try {
-    // One statement, its own transaction: the maxJobs quota is counted inside its COMMIT (a
-    // deferred trigger, migration 0003), so racing creates can never pass it.
-    row = await insertJob(app.db, {
-      ...spec,
-      id,
-      serviceId,
-      state,
-      now: new Date(now),
-      nextRunAt: nextRunAt === null || state !== 'active' ? null : new Date(nextRunAt),
-    });
-  } catch (error) {
-    void app.fireQueue.unregister(id, 1).catch((cleanupError: unknown) => {
-      app.log.warn(
-        { err: cleanupError, jobId: id },
-        'could not remove the scheduler of a job not created; the reconciler will',
-      );
-    });
-    if (isUniqueViolation(error)) throw nameTaken(spec.name);
-    if (isMaxJobsViolation(error)) throw await maxJobsExceeded(app, serviceId);
-    throw error;
-  }
+/** The answer to a create, as stored under an `Idempotency-Key` and sent again for a repeat. */
+function created(row: JobRow): StoredResponse {
   return {
     statusCode: 201,
     headers: { location: `/v1/jobs/${row.id}`, etag: etagOf(row.version) },
     body: jobDto(row),
   };
-}
-
-async function maxJobsExceeded(app: FastifyInstance, serviceId: string): Promise<TickworkError> {
-  const service = await findServiceById(app.db, serviceId).catch(() => undefined);
-  return quotaExceeded(
-    'maxJobs',
-    service ? `This service may hold at most ${service.max_jobs} jobs.` : 'This service holds its maximum of jobs.',
-  );
 }
 
 const jobs: FastifyPluginAsyncTypebox = async (app) => {
@@ -148,7 +86,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         reply.code(stored.statusCode).headers(stored.headers);
         return stored.body as never;
       };
-      if (key === undefined) return send(await createJob(app, principal, request.body));
+      const create = async () => created(await app.jobs.withLog(request.log).create(principal, request.body));
+      if (key === undefined) return send(await create());
 
       // Idempotency-Key (IETF draft): one request per (service, key) runs; a repeat with the same
       // body gets the stored answer, another body 422, and a repeat while the first runs 409.
@@ -178,7 +117,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       }
       let stored: StoredResponse;
       try {
-        stored = await createJob(app, principal, request.body);
+        stored = await create();
       } catch (error) {
         const mapped = toTickworkError(error);
         if (mapped.status >= 500) {
@@ -225,7 +164,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const { serviceId } = principalOf(request);
       const { limit = 20, cursor, state, label, name } = request.query;
-      const page = await listJobs(app.readDb, serviceId, {
+      const page = await app.jobs.list(serviceId, {
         limit,
         afterId: afterIdOf(cursor),
         state,
@@ -249,8 +188,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      const row = await findJob(app.readDb, serviceId, request.params.id);
-      if (!row) throw new TickworkError('not_found', `No job ${request.params.id}.`);
+      const row = await app.jobs.get(serviceId, request.params.id);
       reply.header('etag', etagOf(row.version));
       return jobDto(row);
     },
@@ -269,13 +207,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      const removed = await deleteJob(app.db, serviceId, request.params.id);
-      if (!removed) throw new TickworkError('not_found', `No job ${request.params.id}.`);
-      // Workers deliver nothing for a job Postgres no longer has, so a Redis failure here only
-      // leaves an orphan for the reconciler; the delete itself stands.
-      await app.fireQueue.unregister(removed.id, removed.version).catch((error: unknown) => {
-        request.log.warn({ err: error, jobId: removed.id }, 'could not remove the scheduler; the reconciler will');
-      });
+      await app.jobs.withLog(request.log).delete(serviceId, request.params.id);
       return reply.code(204).send(null);
     },
   );
@@ -294,10 +226,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const { serviceId } = principalOf(request);
-      const job = await findJob(app.readDb, serviceId, request.params.id);
-      if (!job) throw new TickworkError('not_found', `No job ${request.params.id}.`);
       const { limit = 20, cursor, status } = request.query;
-      const page = await listRunsOfJob(app.readDb, job.id, { limit, afterId: afterIdOf(cursor), status });
+      const page = await app.jobs.runsOf(serviceId, request.params.id, { limit, afterId: afterIdOf(cursor), status });
       return { items: page.items.map(runDto), nextCursor: page.nextCursor };
     },
   );

@@ -1,10 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { ProblemSchema, RunListQuery, RunListSchema, RunSchema, TickworkError } from '@tickwork/core';
-import { findJob, findRun, listRunsOfService } from '@tickwork/db';
+import { ProblemSchema, RunListQuery, RunListSchema, RunSchema } from '@tickwork/core';
 import { principalOf } from '../../../plugins/auth.ts';
 import { runDto } from '../../../serializers.ts';
-import { afterIdOf, startRequestedRun } from '../jobs/shared.ts';
+import { afterIdOf } from '../jobs/shared.ts';
 
 const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
 
@@ -26,7 +25,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const { serviceId } = principalOf(request);
       const { limit = 20, cursor, status } = request.query;
-      const page = await listRunsOfService(app.readDb, serviceId, { limit, afterId: afterIdOf(cursor), status });
+      const page = await app.jobs.runs(serviceId, { limit, afterId: afterIdOf(cursor), status });
       return { items: page.items.map(runDto), nextCursor: page.nextCursor };
     },
   );
@@ -44,9 +43,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const { serviceId } = principalOf(request);
-      const row = await findRun(app.readDb, serviceId, request.params.id);
-      if (!row) throw new TickworkError('not_found', `No run ${request.params.id}.`);
-      return runDto(row);
+      return runDto(await app.jobs.run(serviceId, request.params.id));
     },
   );
 
@@ -65,23 +62,7 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      const original = await findRun(app.db, serviceId, request.params.id);
-      if (!original) throw new TickworkError('not_found', `No run ${request.params.id}.`);
-      if (original.status !== 'dead' && original.status !== 'failed') {
-        throw new TickworkError(
-          'conflict',
-          `Only dead or failed runs can be replayed; this one is ${original.status}.`,
-        );
-      }
-      const job = await findJob(app.db, serviceId, original.job_id);
-      if (!job) throw new TickworkError('not_found', `The job of run ${original.id} no longer exists.`);
-      const run = await startRequestedRun(app, {
-        jobId: job.id,
-        serviceId,
-        jobVersion: job.version,
-        trigger: 'replay',
-        replayOf: original.id,
-      });
+      const run = await app.jobs.withLog(request.log).replay(serviceId, request.params.id);
       reply.code(202).header('location', `/v1/runs/${run.id}`);
       return runDto(run);
     },

@@ -1,0 +1,496 @@
+/**
+ * The jobs service tier: a service's jobs and their runs, and enabling or disabling a service.
+ * Every write here keeps Postgres (the truth) and Redis (BullMQ's timers, holding only
+ * `{ jobId, version }`) in step; the routes map HTTP to these calls and back, and nothing here
+ * knows of HTTP.
+ *
+ * ## The write order
+ *
+ * A worker acts on what Redis hands it only as far as Postgres confirms it when the worker takes
+ * it: an occurrence of a job version Postgres does not hold active, of a disabled service, or of
+ * a run Postgres has no row for delivers nothing. So every operation writes in this order:
+ *
+ * 1. **What makes a job fire is registered before the commit that confirms it**: a create, the
+ *    new version of a patch or a resume, an enable. Until the commit the registration fires
+ *    nothing, and no job is acknowledged that Redis does not hold. When Redis refuses, nothing
+ *    is written (503); when the commit fails, the registration is taken back.
+ * 2. **What stops a job firing is committed before it leaves Redis**: a delete, a pause, the
+ *    old version of a patch, a disable. From the commit on, workers skip it; the removal after
+ *    it is best effort, and a Redis failure does not fail the request.
+ * 3. **A run the api records itself is committed before its BullMQ job**: run now, replay. A
+ *    worker may take that job the instant it exists and must find the run. When Redis refuses,
+ *    the run is taken back (503).
+ *
+ * Taking back is awaited and best effort: what it or a removal leaves behind, the reconciler
+ * repairs (it removes a scheduler that no active job accounts for, and re-queues a run left
+ * open). A change of a job's definition or state locks its row for the whole change, so two
+ * changes of one job never interleave and the `If-Match` check is exact.
+ */
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import {
+  TickworkError,
+  applyJobPatch,
+  buildJobSpec,
+  canonicalJson,
+  ifMatchAllows,
+  manualJobIdOf,
+  nextOccurrences,
+  nextRunOf,
+  normalizedScheduleOf,
+  quotaExceeded,
+  replayJobIdOf,
+  uuidv7,
+  windowOf,
+  type CreateJobBody,
+  type Job,
+  type JobState,
+  type PatchJobBody,
+} from '@tickwork/core';
+import {
+  deleteJob,
+  deleteRun,
+  findJob,
+  findRun,
+  findServiceById,
+  insertJob,
+  insertRequestedRun,
+  isForeignKeyViolation,
+  isMaxJobsViolation,
+  isUniqueViolation,
+  jobFromRow,
+  jobsOfService,
+  listJobs,
+  listRunsOfJob,
+  listRunsOfService,
+  lockJob,
+  setServiceDisabled,
+  updateJob,
+  type Database,
+  type JobListFilter,
+  type JobRow,
+  type Page,
+  type RunListFilter,
+  type RunRow,
+  type ServiceRow,
+} from '@tickwork/db';
+import type { FireQueue } from '@tickwork/queue';
+import { etagOf } from '../serializers.ts';
+
+export interface JobsServiceDeps {
+  /** The primary: every write, and every read a write decides on. */
+  db: Kysely<Database>;
+  /** Reads a client asks for: a replica when DATABASE_READ_URL is set, else the primary. */
+  readDb: Kysely<Database>;
+  /** BullMQ's `fire` queue, where a job's schedule and a recorded run are handed to workers. */
+  fireQueue: FireQueue;
+  /** Milliseconds since the epoch. @defaultValue Date.now */
+  clock?: () => number;
+  /** Where a best-effort step that failed is reported (a request's logger carries its id). */
+  log: Pick<Logger, 'warn'>;
+  /**
+   * Tells every api instance that what an API key may do has changed (their principal caches).
+   * Called after the commit that enables or disables a service, before the call returns.
+   */
+  announceAuthChange: () => Promise<void>;
+}
+
+/** Who creates a job: their service and its minimum-interval quota, as the api key lookup found them. */
+export interface Creator {
+  serviceId: string;
+  minIntervalMs: number;
+}
+
+/** Jobs (un)registered at once while a service is enabled or disabled. */
+const REGISTRATION_BATCH = 50;
+
+const UNCOMMITTED_VERSION = 'could not remove the scheduler of a version not committed; the reconciler will';
+
+const noJob = (id: string) => new TickworkError('not_found', `No job ${id}.`);
+const noRun = (id: string) => new TickworkError('not_found', `No run ${id}.`);
+const noService = (id: string) => new TickworkError('not_found', `No service ${id}.`);
+
+function nameTaken(name: string): TickworkError {
+  return new TickworkError('conflict', `A job named "${name}" already exists in this service.`, {
+    errors: [{ field: 'name', message: 'is already taken' }],
+  });
+}
+
+/**
+ * The job's state after a change: a paused job stays paused; otherwise it is active when its new
+ * definition fires again (a completed one-shot moved to a later `at`, a higher `maxRuns`) and
+ * completed when it will not (an `endAt` moved into the past of its next occurrence).
+ */
+function stateAfterChange(current: JobState, draft: Job, now: number, runCount: number): JobState {
+  if (current === 'paused') return current;
+  return nextRunOf({ ...draft, state: 'active' }, now, runCount) === null ? 'completed' : 'active';
+}
+
+const dateOrNull = (ms: number | null) => (ms === null ? null : new Date(ms));
+
+export class JobsService {
+  readonly #deps: JobsServiceDeps;
+  readonly #now: () => number;
+
+  constructor(deps: JobsServiceDeps) {
+    this.#deps = deps;
+    this.#now = deps.clock ?? Date.now;
+  }
+
+  /** The same service, reporting to `log`: a request's logger, so its lines carry the request id. */
+  withLog(log: JobsServiceDeps['log']): JobsService {
+    return new JobsService({ ...this.#deps, log });
+  }
+
+  /**
+   * Creates a job (rule 1): its schedule in Redis, then its row in one statement, in its own
+   * transaction. The `maxJobs` quota is counted inside that COMMIT by a deferred trigger
+   * (migration 0003), so racing creates can never pass it.
+   */
+  async create(creator: Creator, body: CreateJobBody): Promise<JobRow> {
+    const { serviceId } = creator;
+    const now = this.#now();
+    const spec = buildJobSpec(body, { now, limits: { minIntervalMs: creator.minIntervalMs } });
+    const id = uuidv7(now);
+    const draft = { ...spec, id, serviceId, state: 'active' as JobState, version: 1, createdAt: now, updatedAt: now };
+    const nextRunAt = nextRunOf(draft, now);
+    // A window that holds no occurrence (endAt before the first one) makes a job that is done already.
+    const state: JobState = body.paused ? 'paused' : nextRunAt === null ? 'completed' : 'active';
+    await this.#deps.fireQueue.register({ ...draft, state }, now);
+    try {
+      return await insertJob(this.#deps.db, {
+        ...spec,
+        id,
+        serviceId,
+        state,
+        now: new Date(now),
+        nextRunAt: state === 'active' ? dateOrNull(nextRunAt) : null,
+      });
+    } catch (error) {
+      await this.#takeBack(
+        { jobId: id },
+        'could not remove the scheduler of a job not created; the reconciler will',
+        () => this.#deps.fireQueue.unregister(id, 1),
+      );
+      if (isUniqueViolation(error)) throw nameTaken(spec.name);
+      if (isMaxJobsViolation(error)) throw await this.#maxJobsExceeded(serviceId);
+      throw error;
+    }
+  }
+
+  /**
+   * Applies a JSON Merge Patch as the job's next version (rule 1, then rule 2): under the row
+   * lock, the new version is written and registered (`job:<id>:v<n+1>`) before the commit; the
+   * old one's registration goes after it, so there is no moment without a schedule. The result
+   * is checked like a create; a patch that changes nothing keeps the version.
+   */
+  async patch(serviceId: string, id: string, patch: PatchJobBody, ifMatch?: string): Promise<JobRow> {
+    const service = await findServiceById(this.#deps.db, serviceId);
+    if (!service) throw new TickworkError('unauthorized', 'The API key is not valid.');
+    const now = this.#now();
+    let registered: number | undefined;
+    let replaced: Job | undefined;
+    const row = await this.#deps.db
+      .transaction()
+      .execute(async (trx): Promise<JobRow> => {
+        const current = await lockJob(trx, serviceId, id);
+        if (!current) throw noJob(id);
+        if (!ifMatchAllows(ifMatch, current.version)) {
+          throw new TickworkError(
+            'precondition_failed',
+            `The job is at version ${current.version} (ETag ${etagOf(current.version)}); read it again and retry.`,
+          );
+        }
+        const old = jobFromRow(current);
+        const spec = buildJobSpec(applyJobPatch(old, patch), {
+          now,
+          limits: { minIntervalMs: service.min_interval_ms },
+          previous: old,
+        });
+        // jsonb does not keep key order: compare canonical forms.
+        if (canonicalJson({ ...old, ...spec }) === canonicalJson(old)) return current;
+        const draft: Job = { ...old, ...spec, version: old.version + 1, updatedAt: now };
+        draft.state = stateAfterChange(old.state, draft, now, current.run_count);
+        const updated = await updateJob(trx, old.id, {
+          spec,
+          state: draft.state,
+          version: draft.version,
+          nextRunAt: dateOrNull(nextRunOf(draft, now, current.run_count)),
+          now: new Date(now),
+        });
+        await this.#deps.fireQueue.register(jobFromRow(updated), now, current.run_count);
+        registered = draft.version;
+        replaced = old;
+        return updated;
+      })
+      .catch(async (error: unknown) => {
+        const version = registered;
+        if (version !== undefined) {
+          await this.#takeBack({ jobId: id }, UNCOMMITTED_VERSION, () => this.#deps.fireQueue.unregister(id, version));
+        }
+        if (isUniqueViolation(error)) throw nameTaken(patch.name ?? '');
+        throw error;
+      });
+    if (replaced) await this.#removeAfterCommit(replaced.id, replaced.version);
+    return row;
+  }
+
+  /**
+   * Pauses a job (rule 2), idempotently: the paused version is committed, then the old
+   * registration removed. Postgres alone already stops delivery (workers record `paused`), so a
+   * pause succeeds while Redis is away.
+   */
+  async pause(serviceId: string, id: string): Promise<JobRow> {
+    let paused: JobRow | undefined;
+    const row = await this.#deps.db.transaction().execute(async (trx): Promise<JobRow> => {
+      const current = await lockJob(trx, serviceId, id);
+      if (!current) throw noJob(id);
+      if (current.state === 'paused') return current;
+      if (current.state === 'completed')
+        throw new TickworkError('conflict', 'The job is completed; there is nothing to pause.');
+      paused = current;
+      return updateJob(trx, current.id, {
+        state: 'paused',
+        version: current.version + 1,
+        nextRunAt: null,
+        now: new Date(this.#now()),
+      });
+    });
+    if (paused) await this.#removeAfterCommit(paused.id, paused.version);
+    return row;
+  }
+
+  /**
+   * Resumes a paused job from now on (rule 1), idempotently: under the row lock, the next
+   * version is written and registered before the commit. What it missed while paused is not
+   * caught up; an interval keeps its phase.
+   */
+  async resume(serviceId: string, id: string): Promise<JobRow> {
+    const now = this.#now();
+    let registered: number | undefined;
+    return this.#deps.db
+      .transaction()
+      .execute(async (trx): Promise<JobRow> => {
+        const current = await lockJob(trx, serviceId, id);
+        if (!current) throw noJob(id);
+        if (current.state === 'active') return current;
+        if (current.state === 'completed')
+          throw new TickworkError('conflict', 'The job is completed; change it with PATCH to make it fire again.');
+        const draft: Job = { ...jobFromRow(current), state: 'active', version: current.version + 1, updatedAt: now };
+        const nextRunAt = nextRunOf(draft, now, current.run_count);
+        const updated = await updateJob(trx, current.id, {
+          state: nextRunAt === null ? 'completed' : 'active',
+          version: draft.version,
+          nextRunAt: dateOrNull(nextRunAt),
+          now: new Date(now),
+        });
+        await this.#deps.fireQueue.register(jobFromRow(updated), now, current.run_count);
+        registered = draft.version;
+        return updated;
+      })
+      .catch(async (error: unknown) => {
+        const version = registered;
+        if (version !== undefined) {
+          await this.#takeBack({ jobId: id }, UNCOMMITTED_VERSION, () => this.#deps.fireQueue.unregister(id, version));
+        }
+        throw error;
+      });
+  }
+
+  /** Deletes a job (rule 2): its row, then its registration. It never fires again. */
+  async delete(serviceId: string, id: string): Promise<void> {
+    const removed = await deleteJob(this.#deps.db, serviceId, id);
+    if (!removed) throw noJob(id);
+    await this.#removeAfterCommit(removed.id, removed.version);
+  }
+
+  /** Runs a job now, outside its schedule (rule 3), whatever its state; the schedule does not move. */
+  async trigger(serviceId: string, id: string): Promise<RunRow> {
+    const job = await findJob(this.#deps.db, serviceId, id);
+    if (!job) throw noJob(id);
+    return this.#startRequestedRun({ jobId: job.id, serviceId, jobVersion: job.version, trigger: 'manual' });
+  }
+
+  /** Delivers a dead or failed run again as a new run (rule 3), with the job's current target. */
+  async replay(serviceId: string, runId: string): Promise<RunRow> {
+    const original = await findRun(this.#deps.db, serviceId, runId);
+    if (!original) throw noRun(runId);
+    if (original.status !== 'dead' && original.status !== 'failed') {
+      throw new TickworkError('conflict', `Only dead or failed runs can be replayed; this one is ${original.status}.`);
+    }
+    const job = await findJob(this.#deps.db, serviceId, original.job_id);
+    if (!job) throw new TickworkError('not_found', `The job of run ${original.id} no longer exists.`);
+    return this.#startRequestedRun({
+      jobId: job.id,
+      serviceId,
+      jobVersion: job.version,
+      trigger: 'replay',
+      replayOf: original.id,
+    });
+  }
+
+  /**
+   * Disables a service (rule 2), idempotently: from its commit on, its keys are refused (once
+   * every api instance is told) and workers skip its occurrences; then its jobs' registrations
+   * are removed, best effort.
+   */
+  async disableService(serviceId: string): Promise<ServiceRow> {
+    const row = await setServiceDisabled(this.#deps.db, serviceId, true);
+    if (!row) throw noService(serviceId);
+    await this.#deps.announceAuthChange();
+    try {
+      await this.#forEachJob(row.id, (job) => this.#deps.fireQueue.unregister(job.id, job.version));
+    } catch (error) {
+      this.#deps.log.warn(
+        { err: error, serviceId: row.id },
+        'disabled, but some schedules are still in Redis; workers skip them',
+      );
+    }
+    return row;
+  }
+
+  /**
+   * Enables a service (rule 1), idempotently: its jobs are registered again from Postgres, then
+   * the enable is committed and every api instance told. Occurrences that fell due while it was
+   * disabled are not delivered. A failure leaves it disabled, its new registrations taken back.
+   */
+  async enableService(serviceId: string): Promise<ServiceRow> {
+    const service = await findServiceById(this.#deps.db, serviceId);
+    if (!service) throw noService(serviceId);
+    const now = this.#now();
+    const registered: Array<{ id: string; version: number }> = [];
+    let row: ServiceRow | undefined;
+    try {
+      await this.#forEachJob(service.id, async (job, runCount) => {
+        const registration = await this.#deps.fireQueue.register(job, now, runCount);
+        if (registration.kind !== 'none') registered.push({ id: job.id, version: job.version });
+      });
+      row = await setServiceDisabled(this.#deps.db, service.id, false);
+    } catch (error) {
+      // An enabled service's registrations are its live schedules: only a disabled one's are taken back.
+      if (service.disabled_at !== null) {
+        await this.#takeBack(
+          { serviceId: service.id },
+          'could not remove every schedule of a service not enabled; workers skip them',
+          () => Promise.all(registered.map((job) => this.#deps.fireQueue.unregister(job.id, job.version))),
+        );
+      }
+      throw error;
+    }
+    if (!row) throw noService(serviceId);
+    await this.#deps.announceAuthChange();
+    return row;
+  }
+
+  /** One job of the service. */
+  async get(serviceId: string, id: string): Promise<JobRow> {
+    const row = await findJob(this.#deps.readDb, serviceId, id);
+    if (!row) throw noJob(id);
+    return row;
+  }
+
+  /** The service's jobs, newest first, by keyset. */
+  list(serviceId: string, filter: JobListFilter): Promise<Page<JobRow>> {
+    return listJobs(this.#deps.readDb, serviceId, filter);
+  }
+
+  /** A job's coming occurrence times: inside its window and within `maxRuns`; none unless active. */
+  async nextRuns(serviceId: string, id: string, count: number): Promise<number[]> {
+    const row = await this.get(serviceId, id);
+    const job = jobFromRow(row);
+    if (job.state !== 'active') return [];
+    const left = job.maxRuns === null ? count : Math.max(0, Math.min(count, job.maxRuns - row.run_count));
+    return nextOccurrences(normalizedScheduleOf(job), windowOf(job), this.#now(), left);
+  }
+
+  /** A job's runs, newest first, by keyset. */
+  async runsOf(serviceId: string, id: string, filter: RunListFilter): Promise<Page<RunRow>> {
+    const job = await this.get(serviceId, id);
+    return listRunsOfJob(this.#deps.readDb, job.id, filter);
+  }
+
+  /** One run of the service's jobs. */
+  async run(serviceId: string, id: string): Promise<RunRow> {
+    const row = await findRun(this.#deps.readDb, serviceId, id);
+    if (!row) throw noRun(id);
+    return row;
+  }
+
+  /** The runs of all the service's jobs, newest first, by keyset (`status: dead`: the dead letters). */
+  runs(serviceId: string, filter: RunListFilter): Promise<Page<RunRow>> {
+    return listRunsOfService(this.#deps.readDb, serviceId, filter);
+  }
+
+  /** Rule 3: the run first, then its BullMQ job; when Redis refuses, the run is taken back. */
+  async #startRequestedRun(run: {
+    jobId: string;
+    serviceId: string;
+    jobVersion: number;
+    trigger: 'manual' | 'replay';
+    replayOf?: string;
+  }): Promise<RunRow> {
+    const now = this.#now();
+    const recorded = await insertRequestedRun(this.#deps.db, { ...run, id: uuidv7(now), now }).catch(
+      (error: unknown) => {
+        // The job was deleted between the lookup and this insert (found by the chaos model test,
+        // a trigger racing a delete): its run has nothing to belong to.
+        if (isForeignKeyViolation(error)) throw noJob(run.jobId);
+        throw error;
+      },
+    );
+    const bullJobId =
+      run.trigger === 'manual' ? manualJobIdOf(run.jobId, recorded.id) : replayJobIdOf(run.jobId, recorded.id);
+    try {
+      await this.#deps.fireQueue.enqueueRun(
+        { jobId: run.jobId, version: run.jobVersion, runId: recorded.id },
+        bullJobId,
+      );
+    } catch (error) {
+      await this.#takeBack(
+        { jobId: run.jobId, runId: recorded.id },
+        'could not remove a run not queued; the reconciler will queue it',
+        () => deleteRun(this.#deps.db, recorded.id),
+      );
+      throw error;
+    }
+    return recorded;
+  }
+
+  /** Rule 2's second step: a registration the commit made void leaves Redis, best effort. */
+  async #removeAfterCommit(jobId: string, version: number): Promise<void> {
+    await this.#deps.fireQueue.unregister(jobId, version).catch((error: unknown) => {
+      this.#deps.log.warn({ err: error, jobId }, 'could not remove the scheduler; the reconciler will');
+    });
+  }
+
+  /** Undoes the first write of a change whose second failed, best effort; `failed` says what is left. */
+  async #takeBack(ids: Record<string, string>, failed: string, undo: () => Promise<unknown>): Promise<void> {
+    await undo().catch((error: unknown) => {
+      this.#deps.log.warn({ err: error, ...ids }, failed);
+    });
+  }
+
+  async #maxJobsExceeded(serviceId: string): Promise<TickworkError> {
+    const service = await findServiceById(this.#deps.db, serviceId).catch(() => undefined);
+    return quotaExceeded(
+      'maxJobs',
+      service ? `This service may hold at most ${service.max_jobs} jobs.` : 'This service holds its maximum of jobs.',
+    );
+  }
+
+  /**
+   * Calls `each` on every job of a service, a batch at a time, in id order. A batch is waited for
+   * whole, so after a failure no call is still in flight to land after a take-back.
+   */
+  async #forEachJob(serviceId: string, each: (job: Job, runCount: number) => Promise<unknown>): Promise<void> {
+    let afterId: string | undefined;
+    for (;;) {
+      const rows = await jobsOfService(this.#deps.db, serviceId, { limit: REGISTRATION_BATCH, afterId });
+      const settled = await Promise.allSettled(rows.map((row) => each(jobFromRow(row), row.run_count)));
+      const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failure) throw failure.reason;
+      if (rows.length < REGISTRATION_BATCH) return;
+      afterId = rows.at(-1)?.id;
+    }
+  }
+}
