@@ -7,7 +7,7 @@ import { TickworkError, toProblem, uuidv7 } from '@tickwork/core';
 import app, { type AppConfig } from './app.ts';
 import { installJsonParser, validatorCompiler } from './plugins/validation.ts';
 
-export const BODY_LIMIT = 64 * 1024;
+const BODY_LIMIT = 64 * 1024;
 
 /** Never in a log line: credentials in headers, and request bodies (targets carry secrets). */
 export const API_LOG_REDACT_PATHS = [

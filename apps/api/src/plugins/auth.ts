@@ -65,7 +65,7 @@ export function principalOf(request: FastifyRequest): Principal {
 }
 
 /** The scope a request needs: the route's own, else `jobs:read` for GET/HEAD and `jobs:write` for the rest. */
-export function scopeOf(request: FastifyRequest): ApiKeyScope {
+function scopeOf(request: FastifyRequest): ApiKeyScope {
   const declared = request.routeOptions.config?.scope;
   if (declared) return declared;
   return request.method === 'GET' || request.method === 'HEAD' ? 'jobs:read' : 'jobs:write';

@@ -18,7 +18,7 @@ import { closeQueue } from '@tickwork/queue';
 import { isAdminToken } from './auth.ts';
 import { sendProblem } from './errors.ts';
 
-export const BULL_BOARD_PATH = '/admin/queues';
+const BULL_BOARD_PATH = '/admin/queues';
 
 /** How many schedulers the board's schedulers page lists (the soonest due). */
 export const BOARD_SCHEDULER_LIMIT = 100;

@@ -21,7 +21,7 @@ declare module 'fastify' {
 }
 
 /** The route label of a request that matched no route: one series for every 404, whatever the URL. */
-export const UNMATCHED_ROUTE = 'unmatched';
+const UNMATCHED_ROUTE = 'unmatched';
 
 export default fp(
   async (app) => {

@@ -39,7 +39,7 @@ function pathOf(instancePath: string): string {
 }
 
 /** Turns Ajv's errors into `{ field, message }`, one per field, most useful first. */
-export function fieldErrors(errors: ErrorObject[], part: string): FieldError[] {
+function fieldErrors(errors: ErrorObject[], part: string): FieldError[] {
   const prefix = part === 'body' ? '' : `${part}.`;
   const out = new Map<string, string>();
   for (const error of errors) {
@@ -71,7 +71,7 @@ export function schemaErrorToProblem(errors: ErrorObject[], part: string) {
  * `text` nor `jsonb` accepts, or an unpaired UTF-16 surrogate (`"\ud800"`), which `jsonb` refuses —
  * or undefined when there is none.
  */
-export function unstorableStringPath(value: unknown, path = ''): string | undefined {
+function unstorableStringPath(value: unknown, path = ''): string | undefined {
   const bad = (s: string) => s.includes('\0') || !s.isWellFormed();
   if (typeof value === 'string') return bad(value) ? path || '(body)' : undefined;
   if (typeof value !== 'object' || value === null) return undefined;

@@ -1,5 +1,5 @@
 /** Keyset cursors: opaque to clients, the last id of the page underneath. */
-export function encodeCursor(id: string): string {
+function encodeCursor(id: string): string {
   return Buffer.from(id, 'utf8').toString('base64url');
 }
 

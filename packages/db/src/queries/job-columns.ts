@@ -6,7 +6,7 @@ import type { JobRow } from '../types.ts';
  * first parsed, and a `*` that grows with a migration would fail every later execution on that
  * connection ("cached plan must not change result type").
  */
-export const JOB_FIELDS = [
+const JOB_FIELDS = [
   'id',
   'service_id',
   'name',

@@ -108,15 +108,6 @@ export async function deleteJob(db: Kysely<Database>, serviceId: string, id: str
     .executeTakeFirst();
 }
 
-export async function countJobs(db: Kysely<Database>, serviceId: string): Promise<number> {
-  const row = await db
-    .selectFrom('jobs')
-    .select((eb) => eb.fn.countAll<number>().as('count'))
-    .where('service_id', '=', serviceId)
-    .executeTakeFirstOrThrow();
-  return Number(row.count);
-}
-
 /** What the worker needs to fire an occurrence: the job and its service's signing secrets. */
 export interface JobForFire {
   job: JobRow;
@@ -175,21 +166,6 @@ export function jobForFireOf(
       disabled: disabled_at !== null,
     },
   };
-}
-
-/** Keeps the job's denormalised schedule fields current after an occurrence. */
-export async function setJobNextRun(
-  db: Kysely<Database>,
-  id: string,
-  version: number,
-  change: { nextRunAt: Date | null; complete: boolean },
-): Promise<void> {
-  await db
-    .updateTable('jobs')
-    .set(change.complete ? { next_run_at: null, state: 'completed' } : { next_run_at: change.nextRunAt })
-    .where('id', '=', id)
-    .where('version', '=', version)
-    .execute();
 }
 
 /**

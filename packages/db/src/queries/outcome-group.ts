@@ -13,7 +13,7 @@ import { PREPARE } from '../prepared.ts';
 import { recordOutcome, type RunOutcome } from './runs.ts';
 
 /** The most outcomes one statement writes. */
-export const MAX_OUTCOME_GROUP = 100;
+const MAX_OUTCOME_GROUP = 100;
 
 interface Pending {
   run: { id: string; jobId: string };

@@ -51,7 +51,7 @@ export interface AdminRoutesOptions {
 }
 
 /** How long callbacks carry the previous signature after a rotation. */
-export const PREVIOUS_SECRET_GRACE_MS = 24 * 3_600_000;
+const PREVIOUS_SECRET_GRACE_MS = 24 * 3_600_000;
 
 const ServiceParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
 const KeyParams = Type.Object({ id: Type.String({ format: 'uuid' }), keyId: Type.String({ format: 'uuid' }) });
