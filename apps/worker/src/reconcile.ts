@@ -80,9 +80,9 @@ export interface ReconcileOptions {
  * An api registers a job in Redis before its commit: for that moment Redis is ahead of Postgres.
  * Such schedulers are only suspects in the pass that first sees them, and removed by the next
  * pass that still finds them unaccounted for. A job id whose UUIDv7 time is older than this
- * cannot belong to a transaction in flight, and its scheduler goes at once.
+ * cannot belong to a create still in flight, and its scheduler goes at once.
  */
-const IN_FLIGHT_HORIZON_MS = 5 * 60_000;
+const CREATE_IN_FLIGHT_MAX_MS = 5 * 60_000;
 /** A scheduler's current occurrence that started this long ago without a successor is stuck. */
 const STARTED_WITHOUT_SUCCESSOR_MS = 60_000;
 const SUSPECTS_TTL_S = 3_600;
@@ -231,7 +231,7 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
       const state = states.get(jobId);
       if (state && state.state === 'active' && state.version === version) continue;
       if (state && version < state.version) removals.push({ id, kind: 'stale' });
-      else if (!state && uuidv7Time(jobId) < now - IN_FLIGHT_HORIZON_MS) removals.push({ id, kind: 'orphan' });
+      else if (!state && uuidv7Time(jobId) < now - CREATE_IN_FLIGHT_MAX_MS) removals.push({ id, kind: 'orphan' });
       else if (previousSuspects.has(id)) removals.push({ id, kind: 'orphan' });
       else suspects.push(id);
     }

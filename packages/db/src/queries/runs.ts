@@ -190,7 +190,7 @@ export async function findOccurrenceRun(
  * check. A run whose BullMQ job was lost (Redis lost its data mid-run) must not block its job for
  * ever; no real run lasts this long (20 attempts, at most 5 min each plus 1 h between them).
  */
-export const IN_FLIGHT_HORIZON_MS = 24 * 3_600_000;
+const RUN_IN_FLIGHT_MAX_AGE_MS = 24 * 3_600_000;
 
 /** Whether another run of the job is still in flight (for `overlap: skip`). */
 export async function hasRunInFlight(db: Kysely<Database>, jobId: string, now: Date): Promise<boolean> {
@@ -199,7 +199,7 @@ export async function hasRunInFlight(db: Kysely<Database>, jobId: string, now: D
     .select('id')
     .where('job_id', '=', jobId)
     .where('status', 'in', ['running', 'retrying'])
-    .where('created_at', '>', new Date(now.getTime() - IN_FLIGHT_HORIZON_MS))
+    .where('created_at', '>', new Date(now.getTime() - RUN_IN_FLIGHT_MAX_AGE_MS))
     .limit(1)
     .executeTakeFirst();
   return row !== undefined;
@@ -358,7 +358,7 @@ export async function recordMissedSlots(
 
 /** What {@link lockAndRecordOnTime} found and did. */
 export interface OnTimeRecord {
-  /** The job, locked for the rest of the transaction, with its service's secrets. */
+  /** The job with its service's secrets, as the statement read it under the job's row lock. */
   found: JobForFire;
   /** The run recorded for the occurrence, already started (attempt 1); undefined when a check failed. */
   runId: string | undefined;
@@ -375,8 +375,9 @@ export interface OnTimeRecord {
  * as `outsideLimits`, `dueAtOf` and `lateSinceOf`, in SQL: `jitterHash` is `jitterHash(key)` of
  * `@tickwork/core`, so the jitter is `jitterHash % (jitter_ms + 1)` as `stableJitter` computes it.
  * When a check fails, or the occurrence already has its run (a retry, a redelivery), nothing is
- * written and the caller decides under the lock it now holds. Call it inside a transaction.
- * Undefined when the job does not exist.
+ * written. The statement runs on its own, in its own implicit transaction: the row lock covers its
+ * checks and its insert and ends with it, so a caller that must decide further locks the row again
+ * in a transaction of its own. Undefined when the job does not exist.
  */
 export async function lockAndRecordOnTime(
   db: Kysely<Database>,
