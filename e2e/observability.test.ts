@@ -1,12 +1,12 @@
 /**
- * What an operator sees of real api and worker processes: the worker's /metrics after a callback
- * that is retried once and then succeeds; every metric the dashboard and alerts use, really
+ * What an operator sees of real api and worker processes: the worker's /metrics before anything
+ * happened, and after a callback that is retried once and then succeeds; every metric the dashboard and alerts use, really
  * exported by one of the two; and JSON logs that name the request or the occurrence on every
  * line while never showing a secret or a callback body.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { sampleValue } from '@tickwork/metrics/testing';
+import { sampleValue, type MetricFamily } from '@tickwork/metrics/testing';
 import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } from './lib/processes.ts';
 import { eventually, startSink, type Sink } from './lib/sink.ts';
 import { deletePrefix } from './lib/redis.ts';
@@ -24,6 +24,8 @@ let sink: Sink;
 let apiKey: string;
 let signingSecret: string;
 let jobId: string;
+/** The worker's first scrape, taken before any service or job exists. */
+let freshWorker: Map<string, MetricFamily>;
 
 beforeAll(async () => {
   db = await createTestDatabase('tw_e2e_obs');
@@ -32,6 +34,7 @@ beforeAll(async () => {
   let answered = 0;
   sink.respond = () => (++answered === 1 ? { status: 503 } : { status: 200 });
   [api, worker] = await Promise.all([startApi(env), startWorker(env)]);
+  freshWorker = await scrape(worker.url);
 
   const service = await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'observed' } });
   apiKey = service.body.apiKey;
@@ -62,6 +65,21 @@ afterAll(async () => {
 });
 
 describe('worker metrics', () => {
+  it('start every labelled counter at 0, so dashboards show 0 rather than "No data"', () => {
+    const triggers = ['schedule', 'manual', 'replay'];
+    const expected: Array<[string, Record<string, string>]> = [];
+    for (const trigger of triggers) {
+      for (const status of ['succeeded', 'failed', 'dead', 'retrying', 'skipped'])
+        expected.push(['tickwork_runs_total', { status, trigger }]);
+      expected.push(['tickwork_retries_total', { trigger }]);
+    }
+    for (const kind of ['missing', 'stuck', 'catchup', 'stale', 'orphan', 'run'])
+      expected.push(['tickwork_reconcile_repairs_total', { kind }]);
+    expect(expected.map(([name, labels]) => [name, labels, sampleValue(freshWorker, name, labels)])).toEqual(
+      expected.map(([name, labels]) => [name, labels, 0]),
+    );
+  });
+
   it('counts the retry and the success, and observes fire lag on the first attempt only', async () => {
     const families = await eventually(
       async () => {

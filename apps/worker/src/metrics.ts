@@ -4,7 +4,10 @@
  * retry), so the occurrence logic in fire.ts knows nothing of metrics.
  *
  * Counters and histograms describe the process, so they live once per process and join every
- * registry made here; the gauges belong to one started worker (its pool, its readiness).
+ * registry made here; the gauges belong to one started worker (its pool, its readiness). Every
+ * labelled counter starts at 0 for each value its labels can take, so a fresh worker's scrape
+ * already holds every series: a dashboard shows 0 on a healthy system rather than "No data", and
+ * `increase()` counts the first event too.
  */
 import { Counter, Histogram, type Metric, type Registry } from 'prom-client';
 import type { Worker } from 'bullmq';
@@ -19,8 +22,9 @@ import {
   type PoolStats,
   type QueueStats,
 } from '@tickwork/metrics';
-import { onScheduleError, type FireJobData } from '@tickwork/core';
+import { RUN_STATUSES, RUN_TRIGGERS, onScheduleError, type FireJobData } from '@tickwork/core';
 import { RetryLaterError, type FireResult } from './fire.ts';
+import { REPAIR_KINDS, type RepairKind } from './reconcile.ts';
 
 const runs = new Counter({
   name: 'tickwork_runs_total',
@@ -66,8 +70,16 @@ const PROCESS_METRICS: Array<Metric<string>> = [
   scheduleErrors,
 ];
 
-/** Counts what one reconcile pass repaired; `kind` names the difference (a small, fixed set). */
-export function countReconcileRepairs(kind: string, count = 1): void {
+/** The statuses an attempt or a skip ends in (`running` is where a run starts, never an outcome). */
+const OUTCOME_STATUSES = RUN_STATUSES.filter((status) => status !== 'running');
+for (const trigger of RUN_TRIGGERS) {
+  for (const status of OUTCOME_STATUSES) runs.inc({ status, trigger }, 0);
+  retries.inc({ trigger }, 0);
+}
+for (const kind of REPAIR_KINDS) reconcileRepairs.inc({ kind }, 0);
+
+/** Counts what one reconcile pass repaired, by the kind of difference. */
+export function countReconcileRepairs(kind: RepairKind, count = 1): void {
   if (count > 0) reconcileRepairs.inc({ kind }, count);
 }
 

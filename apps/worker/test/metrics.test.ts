@@ -97,10 +97,15 @@ describe('worker metrics', () => {
   });
 
   it('counts what the reconciler repaired, by kind', async () => {
-    countReconcileRepairs('missing_scheduler', 3);
-    countReconcileRepairs('missing_scheduler', 0);
-    const families = await scrape();
-    expect(sampleValue(families, 'tickwork_reconcile_repairs_total', { kind: 'missing_scheduler' })).toBe(3);
+    const before = await scrape();
+    countReconcileRepairs('missing', 3);
+    countReconcileRepairs('missing', 0);
+    const after = await scrape();
+    const delta = (kind: string) =>
+      sampleValue(after, 'tickwork_reconcile_repairs_total', { kind })! -
+      sampleValue(before, 'tickwork_reconcile_repairs_total', { kind })!;
+    expect(delta('missing')).toBe(3);
+    expect(delta('orphan')).toBe(0);
   });
 
   it('shows schedule errors at 0, then counts and logs each next instant the repeat strategy could not compute', async () => {
