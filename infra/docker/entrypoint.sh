@@ -1,6 +1,6 @@
 #!/bin/sh
 # The image's entry point: one word picks the process. `exec` hands PID 1 to node, so SIGTERM
-# from `docker stop` / Kubernetes reaches the app's own graceful shutdown (DESIGN.md §9).
+# from `docker stop` / Kubernetes reaches the app's own graceful shutdown (docs/operations.md, Graceful shutdown).
 set -eu
 cd "$(dirname "$0")/../.."
 [ "$#" -gt 0 ] || set -- api

@@ -1,6 +1,6 @@
 /**
  * The environment, validated once at start. Every failing variable is named; the process exits
- * on a bad value instead of running with a surprise. DESIGN.md §8 lists the variables.
+ * on a bad value instead of running with a surprise. docs/design.md (Configuration) lists the variables.
  */
 import { parseAllowedHost } from './outbound.ts';
 
