@@ -172,6 +172,13 @@ describe('removals after the commit', () => {
     ]);
   });
 
+  it('a change of a paused job needs no Redis: nothing of it fires', async () => {
+    const creator = await newService();
+    const job = await jobsService().create(creator, { ...hourly('patched-while-paused'), paused: true });
+    const patched = await jobsService({ fireQueue: redisAway }).patch(creator.serviceId, job.id, { description: 'x' });
+    expect(patched).toMatchObject({ version: 2, state: 'paused', description: 'x' });
+  });
+
   it('resume is refused while Redis is away, and the job stays paused', async () => {
     const creator = await newService();
     const job = await jobsService().create(creator, { ...hourly('resume-without-redis'), paused: true });

@@ -26,7 +26,7 @@
  * open). A change of a job's definition or state locks its row for the whole change, so two
  * changes of one job never interleave and the `If-Match` check is exact.
  */
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import {
   TickworkError,
@@ -179,22 +179,15 @@ export class JobsService {
   }
 
   /**
-   * Applies a JSON Merge Patch as the job's next version (rule 1, then rule 2): under the row
-   * lock, the new version is written and registered (`job:<id>:v<n+1>`) before the commit; the
-   * old one's registration goes after it, so there is no moment without a schedule. The result
-   * is checked like a create; a patch that changes nothing keeps the version.
+   * Applies a JSON Merge Patch as the job's next version (rules 1 and 2, see `#nextVersion`). The
+   * result is checked like a create; a patch that changes nothing keeps the version.
    */
   async patch(serviceId: string, id: string, patch: PatchJobBody, ifMatch?: string): Promise<JobRow> {
     const service = await findServiceById(this.#deps.db, serviceId);
     if (!service) throw new TickworkError('unauthorized', 'The API key is not valid.');
     const now = this.#now();
-    let registered: number | undefined;
-    let replaced: Job | undefined;
-    const row = await this.#deps.db
-      .transaction()
-      .execute(async (trx): Promise<JobRow> => {
-        const current = await lockJob(trx, serviceId, id);
-        if (!current) throw noJob(id);
+    try {
+      return await this.#nextVersion(serviceId, id, now, async (current, trx) => {
         if (!ifMatchAllows(ifMatch, current.version)) {
           throw new TickworkError(
             'precondition_failed',
@@ -211,90 +204,59 @@ export class JobsService {
         if (canonicalJson({ ...old, ...spec }) === canonicalJson(old)) return current;
         const draft: Job = { ...old, ...spec, version: old.version + 1, updatedAt: now };
         draft.state = stateAfterChange(old.state, draft, now, current.run_count);
-        const updated = await updateJob(trx, old.id, {
+        return updateJob(trx, old.id, {
           spec,
           state: draft.state,
           version: draft.version,
           nextRunAt: dateOrNull(nextRunOf(draft, now, current.run_count)),
           now: new Date(now),
         });
-        await this.#deps.fireQueue.register(jobFromRow(updated), now, current.run_count);
-        registered = draft.version;
-        replaced = old;
-        return updated;
-      })
-      .catch(async (error: unknown) => {
-        const version = registered;
-        if (version !== undefined) {
-          await this.#takeBack({ jobId: id }, UNCOMMITTED_VERSION, () => this.#deps.fireQueue.unregister(id, version));
-        }
-        if (isUniqueViolation(error)) throw nameTaken(patch.name ?? '');
-        throw error;
       });
-    if (replaced) await this.#removeAfterCommit(replaced.id, replaced.version);
-    return row;
+    } catch (error) {
+      if (isUniqueViolation(error)) throw nameTaken(patch.name ?? '');
+      throw error;
+    }
   }
 
   /**
-   * Pauses a job (rule 2), idempotently: the paused version is committed, then the old
-   * registration removed. Postgres alone already stops delivery (workers record `paused`), so a
-   * pause succeeds while Redis is away.
+   * Pauses a job, idempotently (rule 2): the paused version commits, then the active one's
+   * registration goes. Postgres alone already stops delivery (workers record `paused`), so a pause
+   * succeeds while Redis is away.
    */
   async pause(serviceId: string, id: string): Promise<JobRow> {
-    let paused: JobRow | undefined;
-    const row = await this.#deps.db.transaction().execute(async (trx): Promise<JobRow> => {
-      const current = await lockJob(trx, serviceId, id);
-      if (!current) throw noJob(id);
+    const now = this.#now();
+    return this.#nextVersion(serviceId, id, now, async (current, trx) => {
       if (current.state === 'paused') return current;
       if (current.state === 'completed')
         throw new TickworkError('conflict', 'The job is completed; there is nothing to pause.');
-      paused = current;
       return updateJob(trx, current.id, {
         state: 'paused',
         version: current.version + 1,
         nextRunAt: null,
-        now: new Date(this.#now()),
+        now: new Date(now),
       });
     });
-    if (paused) await this.#removeAfterCommit(paused.id, paused.version);
-    return row;
   }
 
   /**
-   * Resumes a paused job from now on (rule 1), idempotently: under the row lock, the next
-   * version is written and registered before the commit. What it missed while paused is not
-   * caught up; an interval keeps its phase.
+   * Resumes a paused job from now on, idempotently (rule 1): its next version is registered
+   * before it commits. What it missed while paused is not caught up; an interval keeps its phase.
    */
   async resume(serviceId: string, id: string): Promise<JobRow> {
     const now = this.#now();
-    let registered: number | undefined;
-    return this.#deps.db
-      .transaction()
-      .execute(async (trx): Promise<JobRow> => {
-        const current = await lockJob(trx, serviceId, id);
-        if (!current) throw noJob(id);
-        if (current.state === 'active') return current;
-        if (current.state === 'completed')
-          throw new TickworkError('conflict', 'The job is completed; change it with PATCH to make it fire again.');
-        const draft: Job = { ...jobFromRow(current), state: 'active', version: current.version + 1, updatedAt: now };
-        const nextRunAt = nextRunOf(draft, now, current.run_count);
-        const updated = await updateJob(trx, current.id, {
-          state: nextRunAt === null ? 'completed' : 'active',
-          version: draft.version,
-          nextRunAt: dateOrNull(nextRunAt),
-          now: new Date(now),
-        });
-        await this.#deps.fireQueue.register(jobFromRow(updated), now, current.run_count);
-        registered = draft.version;
-        return updated;
-      })
-      .catch(async (error: unknown) => {
-        const version = registered;
-        if (version !== undefined) {
-          await this.#takeBack({ jobId: id }, UNCOMMITTED_VERSION, () => this.#deps.fireQueue.unregister(id, version));
-        }
-        throw error;
+    return this.#nextVersion(serviceId, id, now, async (current, trx) => {
+      if (current.state === 'active') return current;
+      if (current.state === 'completed')
+        throw new TickworkError('conflict', 'The job is completed; change it with PATCH to make it fire again.');
+      const draft: Job = { ...jobFromRow(current), state: 'active', version: current.version + 1, updatedAt: now };
+      const nextRunAt = nextRunOf(draft, now, current.run_count);
+      return updateJob(trx, current.id, {
+        state: nextRunAt === null ? 'completed' : 'active',
+        version: draft.version,
+        nextRunAt: dateOrNull(nextRunAt),
+        now: new Date(now),
       });
+    });
   }
 
   /** Deletes a job (rule 2): its row, then its registration. It never fires again. */
@@ -419,6 +381,46 @@ export class JobsService {
   /** The runs of all the service's jobs, newest first, by keyset (`status: dead`: the dead letters). */
   runs(serviceId: string, filter: RunListFilter): Promise<Page<RunRow>> {
     return listRunsOfService(this.#deps.readDb, serviceId, filter);
+  }
+
+  /**
+   * Writes a job's next version under its row lock, in the write order: rule 1 for the new
+   * version (registered before the commit when it is active, taken back when the commit fails),
+   * rule 2 for the active version it replaces (its registration removed after the commit). The
+   * new version has a new scheduler id, so both exist for a moment and none is ever missing.
+   * `next` returns the row it wrote, or `current` itself when nothing changes.
+   */
+  async #nextVersion(
+    serviceId: string,
+    id: string,
+    now: number,
+    next: (current: JobRow, trx: Transaction<Database>) => Promise<JobRow>,
+  ): Promise<JobRow> {
+    let registered: number | undefined;
+    let replaced: JobRow | undefined;
+    const row = await this.#deps.db
+      .transaction()
+      .execute(async (trx): Promise<JobRow> => {
+        const current = await lockJob(trx, serviceId, id);
+        if (!current) throw noJob(id);
+        const written = await next(current, trx);
+        if (written === current) return current;
+        if (written.state === 'active') {
+          await this.#deps.fireQueue.register(jobFromRow(written), now, written.run_count);
+          registered = written.version;
+        }
+        if (current.state === 'active') replaced = current;
+        return written;
+      })
+      .catch(async (error: unknown) => {
+        const version = registered;
+        if (version !== undefined) {
+          await this.#takeBack({ jobId: id }, UNCOMMITTED_VERSION, () => this.#deps.fireQueue.unregister(id, version));
+        }
+        throw error;
+      });
+    if (replaced) await this.#removeAfterCommit(replaced.id, replaced.version);
+    return row;
   }
 
   /** Rule 3: the run first, then its BullMQ job; when Redis refuses, the run is taken back. */
