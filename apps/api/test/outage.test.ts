@@ -108,7 +108,8 @@ describe('Postgres outage', () => {
     expect((await app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(200);
     const list = await app.inject({ method: 'GET', url: '/v1/jobs?limit=100', headers: auth() });
     expect(list.json().items.map((j: { name: string }) => j.name)).toEqual(['before']);
-  });
+    // A 4 s outage and up to 10 s to recover: vitest's default 5 s cut it off on a busy box.
+  }, 20_000);
 
   it('leaves no scheduler behind when the commit fails after Redis accepted the schedule', async () => {
     // A deferred constraint trigger fails the commit itself, after the insert and the Redis call.
