@@ -1,11 +1,15 @@
 /**
  * Chooses the Postgres and Redis every test runs against, once per `vitest run`:
  *   1. DATABASE_URL / REDIS_URL when set;
- *   2. else containers from testcontainers, when a Docker engine answers;
- *   3. else the local services (127.0.0.1:5432 database `test`, 127.0.0.1:6379).
+ *   2. else the local services (127.0.0.1:5432 database `test`, 127.0.0.1:6379) when both answer;
+ *   3. else containers from testcontainers, when a Docker engine answers;
+ *   4. else the local defaults anyway (their connection errors then say what is missing).
+ * A Docker engine that answers is not enough reason to leave services that already run: an
+ * engine without a registry (or started without bridge networks) cannot run the containers.
  * Each test file then makes its own database and BullMQ prefix (packages/db/src/testing.ts).
  */
 import { execFileSync } from 'node:child_process';
+import { connect } from 'node:net';
 import type { TestProject } from 'vitest/node';
 
 function dockerAnswers(): boolean {
@@ -17,9 +21,25 @@ function dockerAnswers(): boolean {
   }
 }
 
+/** Whether something accepts a TCP connection on 127.0.0.1:port within a second. */
+function answers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port, timeout: 1_000 });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('timeout', () => done(false));
+  });
+}
+
 export default async function setup(_project: TestProject) {
   const stops: Array<() => Promise<unknown>> = [];
-  if (!process.env.DATABASE_URL && !process.env.REDIS_URL && dockerAnswers()) {
+  const unset = !process.env.DATABASE_URL && !process.env.REDIS_URL;
+  const localUp = unset && (await answers(5432)) && (await answers(6379));
+  if (unset && !localUp && dockerAnswers()) {
     const { GenericContainer, Wait } = await import('testcontainers');
     const postgres = await new GenericContainer('postgres:15')
       .withEnvironment({ POSTGRES_HOST_AUTH_METHOD: 'trust', POSTGRES_DB: 'test' })
