@@ -49,7 +49,9 @@ interface Route {
 }
 
 function v1Routes(): Route[] {
-  return (api.app.routeTable as Route[]).filter((r) => r.url.startsWith('/v1/') && !r.url.startsWith('/v1/admin'));
+  return (api.app.routeTable as readonly Route[]).filter(
+    (r) => r.url.startsWith('/v1/') && !r.url.startsWith('/v1/admin'),
+  );
 }
 
 /** The route's path with each `:param` filled with the owner's id, or the params it cannot fill. */

@@ -7,6 +7,10 @@
  * need `jobs:read`, anything else `jobs:write`) unless the route says otherwise in
  * `config.scope`, so a new route is covered without a line of its own. Admin routes take the
  * ADMIN_TOKEN, compared in constant time.
+ *
+ * Both checks run as `onRequest` hooks that `onRoute` adds to every `/v1` route, before the body
+ * is read, parsed or validated: a caller without a usable credential learns nothing about what a
+ * request would need (401/403, never the field list of a 400), and its body is never parsed.
  */
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -33,9 +37,9 @@ declare module 'fastify' {
     scope?: ApiKeyScope;
   }
   interface FastifyInstance {
-    /** preHandler for /v1 service routes. */
+    /** onRequest hook of every /v1 service route. */
     authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
-    /** preHandler for admin routes. */
+    /** onRequest hook of every /v1/admin route. */
     authenticateAdmin: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
     /**
      * Makes every cached principal stale on every api instance. Admin changes that can make a key
@@ -155,6 +159,13 @@ export default fp<AuthPluginOptions>(
           throw new TickworkError('forbidden', 'Admin routes need the admin token, not a service key.');
         throw new TickworkError('unauthorized', 'The admin token is not valid.');
       }
+    });
+    app.addHook('onRoute', (route) => {
+      if (!route.url.startsWith('/v1/')) return;
+      const check = route.url.startsWith('/v1/admin/') ? app.authenticateAdmin : app.authenticate;
+      const existing = route.onRequest;
+      route.onRequest =
+        existing === undefined ? [check] : [check, ...(Array.isArray(existing) ? existing : [existing])];
     });
   },
   { name: 'auth', dependencies: ['db'] },

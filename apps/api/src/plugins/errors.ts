@@ -6,7 +6,7 @@
  * would say 404), found from the route table this plugin collects as routes are added.
  */
 import fp from 'fastify-plugin';
-import type { FastifyError, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
+import type { FastifyContextConfig, FastifyError, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import { TickworkError, toProblem, type ErrorCode } from '@tickwork/core';
 import { isConnectionError } from '@tickwork/db';
 import { schemaErrorToProblem } from './validation.ts';
@@ -70,9 +70,17 @@ function patternOf(url: string): RegExp {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Every route as registered (method, path pattern, schema): the 405 logic and the tenant-isolation tests read it. */
-    routeTable: ReadonlyArray<{ method: string; url: string; schema: FastifySchema | undefined }>;
+    /** Every route as registered (method, path pattern, schema, config): the 405 logic and route-wide tests read it. */
+    routeTable: ReadonlyArray<RouteEntry>;
   }
+}
+
+/** One route of the route table. */
+export interface RouteEntry {
+  method: string;
+  url: string;
+  schema: FastifySchema | undefined;
+  config: FastifyContextConfig | undefined;
 }
 
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: TickworkError) {
@@ -92,12 +100,12 @@ export default fp(
       return sendProblem(request, reply, mapped);
     });
     const routes: Array<{ pattern: RegExp; methods: string[] }> = [];
-    const table: Array<{ method: string; url: string; schema: FastifySchema | undefined }> = [];
+    const table: RouteEntry[] = [];
     app.decorate('routeTable', table);
     app.addHook('onRoute', (route) => {
       const methods = Array.isArray(route.method) ? route.method : [route.method];
       routes.push({ pattern: patternOf(route.url), methods });
-      for (const method of methods) table.push({ method, url: route.url, schema: route.schema });
+      for (const method of methods) table.push({ method, url: route.url, schema: route.schema, config: route.config });
     });
     app.setNotFoundHandler((request, reply) => {
       const path = request.url.split('?')[0]!;

@@ -1,8 +1,9 @@
 /**
  * Requests per API key per minute, counted in Redis so the limit holds across every api
- * instance. The count runs after authentication (a route-level preHandler), keyed by the key's
- * id: one service's burst never spends another's allowance, and requests without a key (health,
- * docs, admin) are not counted. Over the limit: 429 problem+json with `Retry-After` and the
+ * instance. The count runs right after authentication, before the body is read (a route-level
+ * onRequest hook, added after the auth plugin's), keyed by the key's id: one service's burst
+ * never spends another's allowance, and requests without a key (health, docs, admin) are not
+ * counted. Over the limit: 429 problem+json with `Retry-After` and the
  * draft-standard `RateLimit-*` headers. The counter has its own Redis connection, failing fast:
  * when Redis is away requests pass uncounted rather than fail (the job routes answer 503 on
  * their own, as they need Redis anyway).
@@ -39,7 +40,7 @@ export default fp<RateLimitPluginOptions>(
     });
     await app.register(rateLimit, {
       global: true,
-      hook: 'preHandler',
+      hook: 'onRequest',
       max: options.perMinute,
       timeWindow: 60_000,
       redis,

@@ -57,7 +57,6 @@ function created(row: JobRow): StoredResponse {
 }
 
 const jobs: FastifyPluginAsyncTypebox = async (app) => {
-  app.addHook('preHandler', app.authenticate);
   await app.register(lifecycleRoutes);
 
   app.post(

@@ -8,8 +8,6 @@ import { afterIdOf } from '../jobs/shared.ts';
 const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
 
 const runs: FastifyPluginAsyncTypebox = async (app) => {
-  app.addHook('preHandler', app.authenticate);
-
   app.get(
     '/runs',
     {

@@ -4,8 +4,6 @@ import { NextRunsSchema, ProblemSchema, SchedulePreviewBody, previewSchedule } f
 import { principalOf } from '../../../plugins/auth.ts';
 
 const schedules: FastifyPluginAsyncTypebox = async (app) => {
-  app.addHook('preHandler', app.authenticate);
-
   app.post(
     '/schedules/preview',
     {
