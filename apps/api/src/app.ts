@@ -45,6 +45,8 @@ export default fp<AppConfig>(
       poolMax: config.databasePoolMax,
     });
     await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+    // Before any plugin that adds a route, so the OpenAPI document sees every route.
+    await app.register(swaggerPlugin);
     await app.register(metricsPlugin);
     await app.register(authPlugin, {
       adminToken: config.adminToken,
@@ -70,7 +72,6 @@ export default fp<AppConfig>(
       allowPrivate: config.callbackAllowPrivate ?? false,
       allowedHosts: config.callbackAllowedHosts ?? [],
     });
-    await app.register(swaggerPlugin);
     await app.register(bullBoardPlugin, { adminToken: config.adminToken });
     await app.register(healthRoutes);
     await app.register(

@@ -5,9 +5,10 @@ import Fastify, { type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { TickworkError, toProblem, uuidv7 } from '@tickwork/core';
 import app, { type AppConfig } from './app.ts';
-import { installJsonParser, validatorCompiler } from './plugins/validation.ts';
+import { SHARED_SCHEMAS, installJsonParser, validatorCompiler } from './plugins/validation.ts';
 
-const BODY_LIMIT = 64 * 1024;
+/** The largest body the api reads (413 beyond); tests send one byte more. */
+export const BODY_LIMIT = 64 * 1024;
 
 /** Never in a log line: credentials in headers, and request bodies (targets carry secrets). */
 export const API_LOG_REDACT_PATHS = [
@@ -58,6 +59,8 @@ export async function buildServer(
     clientErrorHandler,
     routerOptions: { ignoreTrailingSlash: true },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // Once each, for the `Ref`s of route schemas (and as the OpenAPI document's components).
+  for (const schema of SHARED_SCHEMAS) server.addSchema(schema);
   server.setValidatorCompiler(validatorCompiler);
   // JSON only: a text/plain body would otherwise reach validation as a string (400) instead of 415.
   server.removeContentTypeParser('text/plain');

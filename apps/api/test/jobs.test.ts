@@ -97,6 +97,9 @@ describe('POST /v1/jobs', () => {
     ['a missing name', { name: undefined }, 'name'],
     ['two schedules', { schedule: { every: '1m', cron: '* * * * *' } }, 'schedule'],
     ['a string for a number', { schedule: { everyMs: '5000' } }, 'schedule.everyMs'],
+    ['an empty schedule', { schedule: {} }, 'schedule'],
+    ['a cron that is not a string', { schedule: { cron: 5 } }, 'schedule.cron'],
+    ['a time zone without a cron', { schedule: { every: '1m', timezone: 'UTC' } }, 'schedule.timezone'],
   ];
   it.each(bad)(
     'refuses %s with 400 problem+json naming the field, and changes nothing',
@@ -124,6 +127,85 @@ describe('POST /v1/jobs', () => {
       expect(Number(after.n)).toBe(Number(before.n));
     },
   );
+});
+
+describe('schedule: exactly one form', () => {
+  it.each([
+    ['none', {}],
+    ['two', { every: '1m', cron: '* * * * *' }],
+  ])('names only the rule when the schedule has %s of the forms', async (_what, schedule) => {
+    const payload = { ...everySecond('one-form'), schedule };
+    const response = await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload });
+    expect(response.statusCode).toBe(400);
+    expect(response.json().errors).toEqual([
+      { field: 'schedule', message: 'must have exactly one of cron, every, everyMs, at' },
+    ]);
+  });
+
+  it("names only the chosen form's faults", async () => {
+    const payload = { ...everySecond('one-form'), schedule: { cron: 5, timezone: 7 } };
+    const response = await api.app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload });
+    expect(response.statusCode).toBe(400);
+    expect(response.json().errors).toEqual([
+      { field: 'schedule.cron', message: 'must be string' },
+      { field: 'schedule.timezone', message: 'must be string' },
+    ]);
+  });
+});
+
+describe('a job read back can be written back', () => {
+  /** The job's fields the served document marks read-only. */
+  async function readOnlyFields(): Promise<string[]> {
+    const doc = (await api.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    const properties: Record<string, { readOnly?: boolean }> = doc.components.schemas.Job.properties;
+    return Object.entries(properties)
+      .filter(([, schema]) => schema.readOnly)
+      .map(([name]) => name);
+  }
+
+  it('as a create (null meaning unset) and as a PATCH', async () => {
+    const created = await api.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: auth(),
+      payload: { ...everySecond('round-trip'), description: null, startAt: null, endAt: null, maxRuns: null },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const read = (await api.app.inject({ method: 'GET', url: created.headers.location!, headers: auth() })).json();
+    expect(read).toMatchObject({ description: null, startAt: null, endAt: null, maxRuns: null });
+    const hidden = await readOnlyFields();
+    expect(hidden).toEqual(expect.arrayContaining(['id', 'state', 'version', 'nextRunAt', 'runCount', 'createdAt']));
+    const writable = Object.fromEntries(Object.entries(read).filter(([name]) => !hidden.includes(name)));
+
+    const copy = await api.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: auth(),
+      payload: { ...writable, name: 'round-trip-copy' },
+    });
+    expect(copy.statusCode, copy.body).toBe(201);
+    const copied = copy.json();
+    expect(Object.fromEntries(Object.entries(copied).filter(([name]) => !hidden.includes(name)))).toEqual({
+      ...writable,
+      name: 'round-trip-copy',
+    });
+
+    const patched = await api.app.inject({
+      method: 'PATCH',
+      url: created.headers.location!,
+      headers: { ...auth(), 'content-type': 'application/merge-patch+json' },
+      payload: JSON.stringify({ ...writable, maxRuns: 5 }),
+    });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect(patched.json()).toMatchObject({ ...writable, maxRuns: 5, version: 2 });
+    const unset = await api.app.inject({
+      method: 'PATCH',
+      url: created.headers.location!,
+      headers: auth(),
+      payload: { maxRuns: null },
+    });
+    expect(unset.json()).toMatchObject({ maxRuns: null, version: 3 });
+  });
 });
 
 describe('reading and deleting', () => {
@@ -236,7 +318,8 @@ describe('docs and health', () => {
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining(['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/runs', '/v1/runs/{id}']),
     );
-    const create = doc.paths['/v1/jobs'].post.requestBody.content['application/json'].schema;
+    const { $ref } = doc.paths['/v1/jobs'].post.requestBody.content['application/json'].schema;
+    const create = doc.components.schemas[$ref.replace('#/components/schemas/', '')];
     expect(Object.keys(create.properties)).toEqual(expect.arrayContaining(['name', 'schedule', 'target', 'labels']));
     const ui = await api.app.inject({ method: 'GET', url: '/docs/' });
     expect(ui.statusCode).toBe(200);

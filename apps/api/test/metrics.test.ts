@@ -82,9 +82,10 @@ describe('GET /metrics', () => {
     expect(http?.samples.some((sample) => JSON.stringify(sample.labels).includes(id))).toBe(false);
   });
 
-  it('is not part of the public API document', async () => {
+  it('is in the API document as an operation without credentials, answering text', async () => {
     const document = (await api.app.inject({ method: 'GET', url: '/openapi.json' })).json();
-    expect(Object.keys(document.paths)).not.toContain('/metrics');
-    expect(Object.keys(document.paths)).toContain('/health/ready');
+    const operation = document.paths['/metrics'].get;
+    expect(operation.security).toEqual([]);
+    expect(Object.keys(operation.responses['200'].content)).toEqual(['text/plain']);
   });
 });

@@ -45,7 +45,7 @@ const SAMPLE_BODY: Record<string, unknown> = {
 interface Route {
   method: string;
   url: string;
-  schema: { body?: { properties?: Record<string, unknown> } } | undefined;
+  schema: { body?: { $ref?: string; properties?: Record<string, unknown> } } | undefined;
 }
 
 function v1Routes(): Route[] {
@@ -70,7 +70,10 @@ function fill(url: string): { path: string; unknown: string[] } {
 }
 
 function bodyFor(route: Route): Record<string, unknown> | undefined {
-  const properties = route.schema?.body?.properties;
+  const body = route.schema?.body;
+  // A named body schema is registered on the app and referenced by its $id.
+  const named = body?.$ref ? (api.app.getSchema(body.$ref) as { properties?: Record<string, unknown> }) : body;
+  const properties = named?.properties;
   if (!properties) return undefined;
   return Object.fromEntries(
     Object.keys(properties)

@@ -3,14 +3,12 @@
  * keys and signing secrets. Like schemas.ts, one source for validation, OpenAPI and types.
  */
 import { Type, type Static } from 'typebox';
-import { Id, Instant, StringEnum } from './schemas.ts';
+import { Id, Instant, Nullable, Ref, StringEnum } from './schemas.ts';
 
 export const API_KEY_SCOPES = ['jobs:read', 'jobs:write'] as const;
 export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
 
 export const DEFAULT_QUOTAS = { maxJobs: 10_000, minIntervalMs: 1_000 } as const;
-
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
 
 export const QuotasSchema = Type.Object(
   {
@@ -29,30 +27,30 @@ export const QuotasSchema = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  { $id: 'QuotasInput', additionalProperties: false },
 );
 export type QuotasInput = Static<typeof QuotasSchema>;
 
 const ServiceName = Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' });
 
 export const CreateServiceBody = Type.Object(
-  { name: ServiceName, quotas: Type.Optional(QuotasSchema) },
-  { additionalProperties: false },
+  { name: ServiceName, quotas: Type.Optional(Ref(QuotasSchema)) },
+  { $id: 'CreateServiceRequest', additionalProperties: false },
 );
 export type CreateServiceBody = Static<typeof CreateServiceBody>;
 
 export const UpdateServiceBody = Type.Object(
-  { quotas: QuotasSchema },
-  { additionalProperties: false, description: 'Only the quotas given change.' },
+  { quotas: Ref(QuotasSchema) },
+  { $id: 'UpdateServiceRequest', additionalProperties: false, description: 'Only the quotas given change.' },
 );
 
-const Quotas = Type.Object({ maxJobs: Type.Integer(), minIntervalMs: Type.Integer() });
+const Quotas = Type.Object({ maxJobs: Type.Integer(), minIntervalMs: Type.Integer() }, { $id: 'Quotas' });
 
 export const ServiceSchema = Type.Object(
   {
     id: Id,
     name: Type.String(),
-    quotas: Quotas,
+    quotas: Ref(Quotas),
     createdAt: Instant,
     disabledAt: Nullable(Instant),
     previousSecretExpiresAt: Nullable(Instant),
@@ -61,17 +59,26 @@ export const ServiceSchema = Type.Object(
 );
 export type ServiceDto = Static<typeof ServiceSchema>;
 
-export const CreatedServiceSchema = Type.Object({
-  id: Id,
-  name: Type.String(),
-  quotas: Quotas,
-  apiKey: Type.String({ description: 'Shown once: only its hash is stored.' }),
-  apiKeyId: Id,
-  signingSecret: Type.String({ description: 'The `whsec_` secret that signs callbacks. Shown once.' }),
-  createdAt: Instant,
-});
+export const CreatedServiceSchema = Type.Object(
+  {
+    id: Id,
+    name: Type.String(),
+    quotas: Ref(Quotas),
+    apiKey: Type.String({ description: 'Shown once: only its hash is stored.' }),
+    apiKeyId: Id,
+    signingSecret: Type.String({ description: 'The `whsec_` secret that signs callbacks. Shown once.' }),
+    createdAt: Instant,
+  },
+  { $id: 'CreatedService' },
+);
 
-export const ServiceListSchema = Type.Object({ items: Type.Array(ServiceSchema), nextCursor: Nullable(Type.String()) });
+export const ServiceListSchema = Type.Object(
+  {
+    items: Type.Array(Ref(ServiceSchema)),
+    nextCursor: Nullable(Type.String({ description: 'Pass it as `cursor` for the next page; null on the last page.' })),
+  },
+  { $id: 'ServiceList' },
+);
 
 export const ApiKeySchema = Type.Object(
   {
@@ -86,7 +93,10 @@ export const ApiKeySchema = Type.Object(
   { $id: 'ApiKey' },
 );
 
-export const ServiceDetailSchema = Type.Object({ ...ServiceSchema.properties, keys: Type.Array(ApiKeySchema) });
+export const ServiceDetailSchema = Type.Object(
+  { ...ServiceSchema.properties, keys: Type.Array(Ref(ApiKeySchema)) },
+  { $id: 'ServiceDetail' },
+);
 
 export const CreateKeyBody = Type.Object(
   {
@@ -102,20 +112,42 @@ export const CreateKeyBody = Type.Object(
       Type.String({ format: 'date-time', maxLength: 40, description: 'After this the key fails with 401.' }),
     ),
   },
-  { additionalProperties: false },
+  { $id: 'CreateKeyRequest', additionalProperties: false },
 );
 export type CreateKeyBody = Static<typeof CreateKeyBody>;
 
-export const CreatedKeySchema = Type.Object({
-  id: Id,
-  apiKey: Type.String({ description: 'Shown once: only its hash is stored.' }),
-  prefix: Type.String(),
-  scopes: Type.Array(StringEnum(API_KEY_SCOPES)),
-  expiresAt: Nullable(Instant),
-  createdAt: Instant,
-});
+export const CreatedKeySchema = Type.Object(
+  {
+    id: Id,
+    apiKey: Type.String({ description: 'Shown once: only its hash is stored.' }),
+    prefix: Type.String(),
+    scopes: Type.Array(StringEnum(API_KEY_SCOPES)),
+    expiresAt: Nullable(Instant),
+    createdAt: Instant,
+  },
+  { $id: 'CreatedKey' },
+);
 
-export const RotatedSecretSchema = Type.Object({
-  signingSecret: Type.String({ description: 'The new `whsec_` secret. Shown once.' }),
-  previousSecretExpiresAt: Instant,
-});
+export const RotatedSecretSchema = Type.Object(
+  {
+    signingSecret: Type.String({ description: 'The new `whsec_` secret. Shown once.' }),
+    previousSecretExpiresAt: Instant,
+  },
+  { $id: 'RotatedSecret' },
+);
+
+/** Every named schema of the admin API. */
+export const ADMIN_NAMED_SCHEMAS = [
+  QuotasSchema,
+  Quotas,
+  CreateServiceBody,
+  UpdateServiceBody,
+  ServiceSchema,
+  CreatedServiceSchema,
+  ServiceListSchema,
+  ApiKeySchema,
+  ServiceDetailSchema,
+  CreateKeyBody,
+  CreatedKeySchema,
+  RotatedSecretSchema,
+] as const;

@@ -141,7 +141,7 @@ export function previewSchedule(
 
 /** A schedule and its window, as checked for a create, a PATCH and a preview alike. */
 function checkSchedule(
-  body: { schedule: ScheduleInput; startAt?: string | undefined; endAt?: string | undefined },
+  body: { schedule: ScheduleInput; startAt?: string | null | undefined; endAt?: string | null | undefined },
   options: { now: number; previous?: JobSpec },
 ): { schedule?: NormalizedSchedule; startAt: number | null; endAt: number | null; errors: FieldError[] } {
   const errors: FieldError[] = [];
@@ -149,8 +149,9 @@ function checkSchedule(
   const scheduleKept = previous !== undefined && JSON.stringify(previous.schedule) === JSON.stringify(body.schedule);
   const normalized = normalizeSchedule(body.schedule, { now: scheduleKept ? 0 : options.now });
   if ('errors' in normalized) errors.push(...normalized.errors);
-  const startAt = body.startAt === undefined ? null : Date.parse(body.startAt);
-  const endAt = body.endAt === undefined ? null : Date.parse(body.endAt);
+  // Absent and null both mean unset: a job read back (which shows null) can be sent again.
+  const startAt = body.startAt == null ? null : Date.parse(body.startAt);
+  const endAt = body.endAt == null ? null : Date.parse(body.endAt);
   if (startAt !== null && endAt !== null && endAt <= startAt) {
     errors.push({ field: 'endAt', message: 'must be after startAt' });
   }

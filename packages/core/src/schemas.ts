@@ -1,22 +1,49 @@
 /**
  * The REST contract's shapes. These TypeBox schemas validate requests, describe them in the
  * OpenAPI document and give TypeScript its types: one source for all three.
+ *
+ * A schema with an `$id` is a named one (`components.schemas` of the OpenAPI document): every
+ * other schema points at it with `Ref`, never a copy, and the api registers each of
+ * `NAMED_SCHEMAS` once (validation and serialization resolve the references from there).
  */
-import { Type, type Static } from 'typebox';
+import { Type, type Static, type TSchema } from 'typebox';
 
 /** A string enum, as JSON Schema `enum` (clearer in OpenAPI than a union of literals). */
 export const StringEnum = <const T extends readonly string[]>(values: T, options: { description?: string } = {}) =>
   Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
 
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
+/**
+ * `schema` or null, spelled `type: [X, 'null']` (an enum takes null too) rather than `anyOf`: one
+ * type check instead of a validation per branch, and a serializer that needs no validator to
+ * choose one. `schema` must have one `type`.
+ */
+export function Nullable<T extends TSchema>(schema: T) {
+  const { type, enum: values } = schema as { type?: unknown; enum?: unknown[] };
+  if (typeof type !== 'string') throw new TypeError('Nullable takes a schema of one type');
+  return Type.Unsafe<Static<T> | null>({
+    ...schema,
+    type: [type, 'null'],
+    ...(values === undefined ? {} : { enum: [...values, null] }),
+  });
+}
+
+/** A reference to a named schema (one with an `$id`), typed as the schema itself. */
+export function Ref<T extends TSchema>(schema: T, annotations: { examples?: unknown[] } = {}) {
+  const { $id } = schema as { $id?: string };
+  if ($id === undefined) throw new TypeError('Ref takes a named schema (one with an $id)');
+  return Type.Unsafe<Static<T>>({ $ref: $id, ...annotations });
+}
 
 export const Id = Type.String({ format: 'uuid', description: 'A UUID (v7: time-ordered).' });
 export const Instant = Type.String({ format: 'date-time', description: 'ISO 8601, UTC.' });
 
-export const FieldErrorSchema = Type.Object({
-  field: Type.String({ description: 'JSON path of the field at fault, e.g. `schedule.cron`.' }),
-  message: Type.String(),
-});
+export const FieldErrorSchema = Type.Object(
+  {
+    field: Type.String({ description: 'JSON path of the field at fault, e.g. `schedule.cron`.' }),
+    message: Type.String(),
+  },
+  { $id: 'FieldError' },
+);
 
 export const ProblemSchema = Type.Object(
   {
@@ -26,7 +53,7 @@ export const ProblemSchema = Type.Object(
     detail: Type.String(),
     code: Type.String({ description: 'A stable error code; see docs/errors.md.' }),
     instance: Type.Optional(Type.String()),
-    errors: Type.Optional(Type.Array(FieldErrorSchema)),
+    errors: Type.Optional(Type.Array(Ref(FieldErrorSchema))),
     quota: Type.Optional(
       Type.String({ description: 'For `quota_exceeded`: the quota, `maxJobs` or `minIntervalMs`.' }),
     ),
@@ -40,30 +67,63 @@ const JITTER_DOC =
 const MISFIRE_DOC = 'What happens to an occurrence that starts late (workers down, Redis rebuilt).';
 const RETRY_DOC = '408, 429, 5xx, timeouts and connection errors are retried; other 4xx and 3xx fail at once.';
 
-export const ScheduleSchema = Type.Object(
+const CronScheduleSchema = Type.Object(
   {
-    cron: Type.Optional(
+    cron: Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description: 'A cron expression of 5 fields, or 6 with seconds first.',
+      examples: ['0 9 * * 1-5'],
+    }),
+    timezone: Type.Optional(
       Type.String({
         minLength: 1,
-        maxLength: 200,
-        description: 'A cron expression of 5 fields, or 6 with seconds first: `0 9 * * 1-5`.',
+        maxLength: 64,
+        description: 'IANA time zone of `cron` (default `UTC`).',
+        examples: ['Europe/Berlin'],
       }),
     ),
-    timezone: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 64, description: 'IANA time zone for `cron` (default `UTC`).' }),
-    ),
-    every: Type.Optional(
-      Type.String({ minLength: 2, maxLength: 20, description: 'A fixed interval: `30s`, `5m`, `1h`, `1d`.' }),
-    ),
-    everyMs: Type.Optional(Type.Integer({ minimum: 1, description: 'A fixed interval in ms (at least 1000).' })),
-    at: Type.Optional(Type.String({ maxLength: 40, description: 'Once, at this ISO 8601 instant.' })),
   },
-  {
-    additionalProperties: false,
-    description:
-      'Exactly one of `cron` (with an optional `timezone`), `every`, `everyMs` or `at`. Intervals are phased from `startAt`, else from creation.',
-  },
+  { $id: 'CronSchedule', additionalProperties: false, description: 'At the instants a cron expression names.' },
 );
+const EveryScheduleSchema = Type.Object(
+  {
+    every: Type.String({
+      minLength: 2,
+      maxLength: 20,
+      description: 'A fixed interval: `30s`, `5m`, `1h`, `1d`.',
+      examples: ['5m'],
+    }),
+  },
+  { $id: 'EverySchedule', additionalProperties: false, description: 'At a fixed interval, as a duration.' },
+);
+const EveryMsScheduleSchema = Type.Object(
+  { everyMs: Type.Integer({ minimum: 1, description: 'A fixed interval in ms (at least 1000).', examples: [60000] }) },
+  { $id: 'EveryMsSchedule', additionalProperties: false, description: 'At a fixed interval, in ms.' },
+);
+const AtScheduleSchema = Type.Object(
+  {
+    at: Type.String({
+      maxLength: 40,
+      description: 'Once, at this ISO 8601 instant (with a time zone, in the future).',
+      examples: ['2030-01-01T09:00:00Z'],
+    }),
+  },
+  { $id: 'AtSchedule', additionalProperties: false, description: 'Once.' },
+);
+
+/** Exactly one of the four forms: `oneOf`, so that neither validation nor a generated client takes `{}`. */
+export const ScheduleSchema = Type.Unsafe<
+  | Static<typeof CronScheduleSchema>
+  | Static<typeof EveryScheduleSchema>
+  | Static<typeof EveryMsScheduleSchema>
+  | Static<typeof AtScheduleSchema>
+>({
+  $id: 'Schedule',
+  oneOf: [Ref(CronScheduleSchema), Ref(EveryScheduleSchema), Ref(EveryMsScheduleSchema), Ref(AtScheduleSchema)],
+  description:
+    'Exactly one of `cron` (with an optional `timezone`), `every`, `everyMs` or `at`. Intervals are phased from `startAt`, else from creation.',
+});
 
 export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 
@@ -79,7 +139,8 @@ export const TargetSchema = Type.Object(
     ),
     body: Type.Optional(
       Type.Unknown({
-        description: 'Sent as is when a string, else as JSON (`content-type: application/json`).',
+        description:
+          'The callback body, kept byte for byte as you send it: a string goes as is (`content-type: text/plain; charset=utf-8`), anything else as its JSON text (`application/json`), unless `headers` names a `content-type`.',
       }),
     ),
     timeoutMs: Type.Optional(
@@ -90,7 +151,7 @@ export const TargetSchema = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  { $id: 'Target', additionalProperties: false, description: 'The HTTP request each occurrence makes.' },
 );
 
 export const RetryPolicySchema = Type.Object(
@@ -125,10 +186,7 @@ export const RetryPolicySchema = Type.Object(
       ),
     ),
   },
-  {
-    additionalProperties: false,
-    description: RETRY_DOC,
-  },
+  { $id: 'RetryPolicy', additionalProperties: false, description: RETRY_DOC },
 );
 
 export const MisfirePolicySchema = Type.Object(
@@ -146,7 +204,7 @@ export const MisfirePolicySchema = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false, description: MISFIRE_DOC },
+  { $id: 'MisfirePolicy', additionalProperties: false, description: MISFIRE_DOC },
 );
 
 const LabelKey = Type.String({ minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9._/-]+$' });
@@ -164,8 +222,8 @@ const JobFields = {
   }),
   description: Type.String({ maxLength: 1000, description: 'Free text for people.' }),
   labels: LabelsSchema,
-  schedule: ScheduleSchema,
-  target: TargetSchema,
+  schedule: Ref(ScheduleSchema),
+  target: Ref(TargetSchema),
   startAt: Type.String({
     format: 'date-time',
     description: 'Nothing fires before this instant; an interval is phased from it.',
@@ -188,8 +246,8 @@ const JobFields = {
     description:
       '`allow` (default): runs may overlap. `skip`: an occurrence due while a run of this job is in flight is recorded `skipped` (`overlap`).',
   }),
-  misfire: MisfirePolicySchema,
-  retry: RetryPolicySchema,
+  misfire: Ref(MisfirePolicySchema),
+  retry: Ref(RetryPolicySchema),
 };
 
 export const CreateJobBody = Type.Object(
@@ -197,18 +255,22 @@ export const CreateJobBody = Type.Object(
     name: JobFields.name,
     schedule: JobFields.schedule,
     target: JobFields.target,
-    description: Type.Optional(JobFields.description),
+    description: Type.Optional(Nullable(JobFields.description)),
     labels: Type.Optional(JobFields.labels),
-    startAt: Type.Optional(JobFields.startAt),
-    endAt: Type.Optional(JobFields.endAt),
-    maxRuns: Type.Optional(JobFields.maxRuns),
+    startAt: Type.Optional(Nullable(JobFields.startAt)),
+    endAt: Type.Optional(Nullable(JobFields.endAt)),
+    maxRuns: Type.Optional(Nullable(JobFields.maxRuns)),
     jitterMs: Type.Optional(JobFields.jitterMs),
     overlap: Type.Optional(JobFields.overlap),
     misfire: Type.Optional(JobFields.misfire),
     retry: Type.Optional(JobFields.retry),
     paused: Type.Optional(Type.Boolean({ description: 'Create the job paused.' })),
   },
-  { additionalProperties: false },
+  {
+    $id: 'CreateJobRequest',
+    additionalProperties: false,
+    description: 'A job read back (`GET`) without its read-only fields can be sent here as it is; null means unset.',
+  },
 );
 export type CreateJobBody = Static<typeof CreateJobBody>;
 
@@ -223,17 +285,17 @@ const TargetPatchSchema = Type.Object(
         description: 'Merged into the stored headers; a header set to null is removed.',
       }),
     ),
-    body: Type.Optional(Type.Unknown({ description: 'Replaces the stored body; null removes it.' })),
+    body: Type.Optional(Type.Unknown({ description: 'Replaces the stored body, byte for byte; null removes it.' })),
     timeoutMs: Type.Optional(TargetSchema.properties.timeoutMs),
   },
-  { additionalProperties: false },
+  { $id: 'TargetPatch', additionalProperties: false, description: 'Merged into the stored target.' },
 );
 
 export const PatchJobBody = Type.Object(
   {
     name: Type.Optional(JobFields.name),
     schedule: Type.Optional(JobFields.schedule),
-    target: Type.Optional(TargetPatchSchema),
+    target: Type.Optional(Ref(TargetPatchSchema)),
     description: Type.Optional(Nullable(JobFields.description)),
     labels: Type.Optional(
       Type.Record(LabelKey, Nullable(Type.String({ maxLength: 255 })), {
@@ -250,6 +312,7 @@ export const PatchJobBody = Type.Object(
     retry: Type.Optional(JobFields.retry),
   },
   {
+    $id: 'PatchJobRequest',
     additionalProperties: false,
     description:
       'JSON Merge Patch (RFC 7396): fields you send replace the stored ones, objects merge, null removes. `schedule` and `target.body` are replaced whole.',
@@ -257,20 +320,21 @@ export const PatchJobBody = Type.Object(
 );
 export type PatchJobBody = Static<typeof PatchJobBody>;
 
-export const NextRunsSchema = Type.Object({
-  nextRuns: Type.Array(Instant, { description: 'The coming occurrence times, earliest first.' }),
-});
+export const NextRunsSchema = Type.Object(
+  { nextRuns: Type.Array(Instant, { description: 'The coming occurrence times, earliest first.' }) },
+  { $id: 'NextRuns' },
+);
 
 export const SchedulePreviewBody = Type.Object(
   {
-    schedule: ScheduleSchema,
+    schedule: Ref(ScheduleSchema),
     startAt: Type.Optional(JobFields.startAt),
     endAt: Type.Optional(JobFields.endAt),
     count: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 100, default: 10, description: 'How many times (default 10).' }),
     ),
   },
-  { additionalProperties: false },
+  { $id: 'SchedulePreviewRequest', additionalProperties: false },
 );
 export type SchedulePreviewBody = Static<typeof SchedulePreviewBody>;
 
@@ -284,17 +348,22 @@ export type RunTrigger = (typeof RUN_TRIGGERS)[number];
 export const SKIP_REASONS = ['overlap', 'missed', 'paused', 'superseded'] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
+/** Fields the server sets: a job read back and sent again to create or PATCH leaves them out. */
+const readOnly = <T extends TSchema>(schema: T) => ({ ...schema, readOnly: true }) as T;
+
 export const JobSchema = Type.Object(
   {
-    id: Id,
+    id: readOnly(Id),
     name: Type.String({ description: 'Unique within your service.' }),
     description: Nullable(Type.String({ description: 'Free text for people.' })),
-    state: StringEnum(JOB_STATES, {
-      description:
-        '`active` fires; `paused` fires nothing until resumed; `completed` will not fire again (one-shot done, `endAt` passed or `maxRuns` reached).',
-    }),
-    schedule: ScheduleSchema,
-    target: TargetSchema,
+    state: readOnly(
+      StringEnum(JOB_STATES, {
+        description:
+          '`active` fires; `paused` fires nothing until resumed (pause, resume); `completed` will not fire again (one-shot done, `endAt` passed or `maxRuns` reached).',
+      }),
+    ),
+    schedule: Ref(ScheduleSchema),
+    target: Ref(TargetSchema),
     labels: LabelsSchema,
     startAt: Nullable({ ...JobFields.startAt }),
     endAt: Nullable({ ...JobFields.endAt }),
@@ -323,18 +392,22 @@ export const JobSchema = Type.Object(
       },
       { description: RETRY_DOC },
     ),
-    version: Type.Integer({ description: 'Goes up by one on every change; the ETag is `W/"<version>"`.' }),
-    nextRunAt: Nullable({
-      ...Instant,
-      description: 'The next scheduled occurrence; null when the job will not fire (paused, completed).',
-    }),
-    lastRunAt: Nullable({ ...Instant, description: 'When the latest run recorded an outcome.' }),
-    lastRunStatus: Nullable(StringEnum(RUN_STATUSES, { description: 'The status of that run.' })),
-    runCount: Type.Integer({
-      description: 'Scheduled runs so far (skipped ones excluded); `maxRuns` counts against it.',
-    }),
-    createdAt: Instant,
-    updatedAt: Instant,
+    version: readOnly(Type.Integer({ description: 'Goes up by one on every change; the ETag is `W/"<version>"`.' })),
+    nextRunAt: readOnly(
+      Nullable({
+        ...Instant,
+        description: 'The next scheduled occurrence; null when the job will not fire (paused, completed).',
+      }),
+    ),
+    lastRunAt: readOnly(Nullable({ ...Instant, description: 'When the latest run recorded an outcome.' })),
+    lastRunStatus: readOnly(Nullable(StringEnum(RUN_STATUSES, { description: 'The status of that run.' }))),
+    runCount: readOnly(
+      Type.Integer({
+        description: 'Scheduled runs so far (skipped ones excluded); `maxRuns` counts against it.',
+      }),
+    ),
+    createdAt: readOnly(Instant),
+    updatedAt: readOnly(Instant),
   },
   { $id: 'Job' },
 );
@@ -382,11 +455,56 @@ export const RunListQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export const JobListSchema = Type.Object({
-  items: Type.Array(JobSchema),
-  nextCursor: Nullable(Type.String()),
-});
-export const RunListSchema = Type.Object({
-  items: Type.Array(RunSchema),
-  nextCursor: Nullable(Type.String()),
-});
+const NextCursor = Nullable(
+  Type.String({ description: 'Pass it as `cursor` for the next page; null on the last page.' }),
+);
+export const JobListSchema = Type.Object(
+  { items: Type.Array(Ref(JobSchema)), nextCursor: NextCursor },
+  { $id: 'JobList' },
+);
+export const RunListSchema = Type.Object(
+  { items: Type.Array(Ref(RunSchema)), nextCursor: NextCursor },
+  { $id: 'RunList' },
+);
+
+const CheckSchema = Type.Object(
+  {
+    status: StringEnum(['ok', 'down'] as const),
+    error: Type.Optional(Type.String({ description: 'Why it is down.' })),
+  },
+  { $id: 'Check' },
+);
+export const LivenessSchema = Type.Object({ status: StringEnum(['ok'] as const) }, { $id: 'Liveness' });
+export const ReadinessSchema = Type.Object(
+  {
+    status: StringEnum(['ok', 'unavailable'] as const),
+    checks: Type.Object({ postgres: Ref(CheckSchema), redis: Ref(CheckSchema) }),
+  },
+  { $id: 'Readiness' },
+);
+
+/** Every named schema of the job API and the probes, each referenced rather than copied. */
+export const NAMED_SCHEMAS = [
+  FieldErrorSchema,
+  ProblemSchema,
+  CronScheduleSchema,
+  EveryScheduleSchema,
+  EveryMsScheduleSchema,
+  AtScheduleSchema,
+  ScheduleSchema,
+  TargetSchema,
+  TargetPatchSchema,
+  RetryPolicySchema,
+  MisfirePolicySchema,
+  CreateJobBody,
+  PatchJobBody,
+  SchedulePreviewBody,
+  NextRunsSchema,
+  JobSchema,
+  JobListSchema,
+  RunSchema,
+  RunListSchema,
+  CheckSchema,
+  LivenessSchema,
+  ReadinessSchema,
+] as const;

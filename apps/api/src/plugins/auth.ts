@@ -75,6 +75,15 @@ function scopeOf(request: FastifyRequest): ApiKeyScope {
   return request.method === 'GET' || request.method === 'HEAD' ? 'jobs:read' : 'jobs:write';
 }
 
+/**
+ * The credential a path takes: the admin token under `/v1/admin/`, a service API key elsewhere
+ * under `/v1/`, none outside (health, metrics, docs). The OpenAPI document's security follows it.
+ */
+export function credentialOf(path: string): 'apiKey' | 'adminToken' | undefined {
+  if (path.startsWith('/v1/admin/')) return 'adminToken';
+  return path.startsWith('/v1/') ? 'apiKey' : undefined;
+}
+
 /** `last_used_at` is written at most this often per key, so a busy key costs no write per request. */
 const TOUCH_EVERY_MS = 60_000;
 
@@ -161,8 +170,9 @@ export default fp<AuthPluginOptions>(
       }
     });
     app.addHook('onRoute', (route) => {
-      if (!route.url.startsWith('/v1/')) return;
-      const check = route.url.startsWith('/v1/admin/') ? app.authenticateAdmin : app.authenticate;
+      const credential = credentialOf(route.url);
+      if (credential === undefined) return;
+      const check = credential === 'adminToken' ? app.authenticateAdmin : app.authenticate;
       const existing = route.onRequest;
       route.onRequest =
         existing === undefined ? [check] : [check, ...(Array.isArray(existing) ? existing : [existing])];

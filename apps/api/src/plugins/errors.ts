@@ -94,6 +94,8 @@ export default fp(
       const mapped = toTickworkError(error);
       if (mapped.status >= 500) request.log.error({ err: error }, 'request failed');
       else request.log.info({ code: mapped.code, status: mapped.status }, mapped.message);
+      // RFC 9110: a 401 says how to authenticate.
+      if (mapped.status === 401 && !reply.hasHeader('www-authenticate')) reply.header('www-authenticate', 'Bearer');
       if (mapped.code === 'rate_limited' || mapped.code === 'unavailable') {
         if (!reply.hasHeader('retry-after')) reply.header('retry-after', mapped.code === 'unavailable' ? '1' : '60');
       }

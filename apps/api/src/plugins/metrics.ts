@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics of the api at /metrics (kept out of the OpenAPI document): request
+ * Prometheus metrics of the api at /metrics (unauthenticated, like the probes): request
  * durations by route pattern — never the raw URL, whose ids would make a series per job — plus
  * the pool, readiness and queue gauges both processes share, and Node's process metrics.
  */
@@ -49,10 +49,27 @@ export default fp(
       );
     });
 
-    app.get('/metrics', { schema: { hide: true }, logLevel: 'warn' }, async (_request, reply) => {
-      reply.type(registry.contentType);
-      return registry.metrics();
-    });
+    app.get(
+      '/metrics',
+      {
+        schema: {
+          tags: ['health'],
+          operationId: 'getMetrics',
+          summary: 'Prometheus metrics of this api instance',
+          response: {
+            200: {
+              description: 'The Prometheus text exposition format.',
+              content: { 'text/plain': { schema: { type: 'string' } } },
+            },
+          },
+        },
+        logLevel: 'warn',
+      },
+      async (_request, reply) => {
+        reply.type(registry.contentType);
+        return registry.metrics();
+      },
+    );
   },
   { name: 'metrics', dependencies: ['db', 'queue'] },
 );

@@ -6,9 +6,12 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
-import { validationError, type FieldError } from '@tickwork/core';
+import { ADMIN_NAMED_SCHEMAS, NAMED_SCHEMAS, validationError, type FieldError } from '@tickwork/core';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+/** The named schemas route schemas refer to (`Ref`): Fastify's serializer and both validators resolve them here. */
+export const SHARED_SCHEMAS = [...NAMED_SCHEMAS, ...ADMIN_NAMED_SCHEMAS];
 
 function makeAjv(coerce: boolean): Ajv {
   const ajv = new Ajv({
@@ -17,8 +20,11 @@ function makeAjv(coerce: boolean): Ajv {
     useDefaults: true,
     coerceTypes: coerce ? 'array' : false,
     strict: false,
+    // The failing schema on each error: a `oneOf` reads the forms it offers from it.
+    verbose: true,
   });
   addFormats(ajv);
+  for (const schema of SHARED_SCHEMAS) ajv.addSchema(schema);
   return ajv;
 }
 
@@ -38,11 +44,46 @@ function pathOf(instancePath: string): string {
     .join('.');
 }
 
+/**
+ * A failed `oneOf` reports the errors of every form it offers. When the value names exactly one
+ * form (the key that form requires is present, `cron` or `every`…), only that form's errors are
+ * worth reading; otherwise (none, or several) the one error is that it must have exactly one of
+ * those keys.
+ */
+function collapseOneOf(errors: ErrorObject[]): ErrorObject[] {
+  let out = errors;
+  for (const oneOf of errors.filter((e) => e.keyword === 'oneOf')) {
+    const forms = oneOf.schema as Array<{ $ref?: string; required?: string[] }>;
+    const keys = forms.map(
+      (form) => ((form.$ref ? bodyAjv.getSchema(form.$ref)?.schema : form) as { required?: string[] })?.required?.[0],
+    );
+    if (keys.some((key) => key === undefined)) continue;
+    const data = oneOf.data;
+    const present = keys.filter((key) => typeof data === 'object' && data !== null && (key as string) in data);
+    const chosen = present.length === 1 ? keys.indexOf(present[0]) : -1;
+    const at = oneOf.instancePath;
+    const formOf = (e: ErrorObject) =>
+      e.instancePath === at || e.instancePath.startsWith(`${at}/`)
+        ? forms.findIndex((form, i) =>
+            form.$ref
+              ? e.schemaPath.startsWith(`${form.$ref}/`) || e.schemaPath.startsWith(`${form.$ref}#`)
+              : e.schemaPath.startsWith(`${oneOf.schemaPath}/${i}/`),
+          )
+        : -1;
+    out = out.flatMap((e) => {
+      if (e === oneOf) return chosen === -1 ? [{ ...e, message: `must have exactly one of ${keys.join(', ')}` }] : [];
+      const form = formOf(e);
+      return form === -1 || form === chosen ? [e] : [];
+    });
+  }
+  return out;
+}
+
 /** Turns Ajv's errors into `{ field, message }`, one per field, most useful first. */
 function fieldErrors(errors: ErrorObject[], part: string): FieldError[] {
   const prefix = part === 'body' ? '' : `${part}.`;
   const out = new Map<string, string>();
-  for (const error of errors) {
+  for (const error of collapseOneOf(errors)) {
     const base = pathOf(error.instancePath);
     const join = (name: string) => (base ? `${base}.${name}` : name);
     let field = base;
@@ -84,14 +125,17 @@ function unstorableStringPath(value: unknown, path = ''): string | undefined {
   return undefined;
 }
 
+/** RFC 7396's media type, which PATCH takes beside `application/json`. */
+export const MERGE_PATCH = 'application/merge-patch+json';
+
 /**
- * Fastify's own JSON parser (prototype poisoning refused), plus a 400 for strings the database
- * cannot store, so they fail as the client's error instead of reaching Postgres as a 500.
+ * Fastify's own JSON parser (prototype poisoning refused) for `mediaType`, plus a 400 for strings
+ * the database cannot store, so they fail as the client's error instead of reaching Postgres as a 500.
  */
-export function installJsonParser(server: FastifyInstance): void {
+export function installJsonParser(server: FastifyInstance, mediaType = 'application/json'): void {
   const parse = server.getDefaultJsonParser('error', 'error');
-  server.removeContentTypeParser('application/json');
-  server.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+  if (server.hasContentTypeParser(mediaType)) server.removeContentTypeParser(mediaType);
+  server.addContentTypeParser(mediaType, { parseAs: 'string' }, (request, body, done) => {
     parse(request, body as string, (error, value) => {
       if (error) return done(error, undefined);
       const field = unstorableStringPath(value);

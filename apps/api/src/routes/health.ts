@@ -1,15 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
+import { LivenessSchema, ReadinessSchema, Ref } from '@tickwork/core';
 import { checkReadiness } from '../readiness.ts';
-
-const Check = Type.Object({
-  status: Type.Union([Type.Literal('ok'), Type.Literal('down')]),
-  error: Type.Optional(Type.String()),
-});
-const Ready = Type.Object({
-  status: Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]),
-  checks: Type.Object({ postgres: Check, redis: Check }),
-});
 
 const health: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
@@ -17,8 +8,9 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['health'],
+        operationId: 'getLiveness',
         summary: 'The process runs',
-        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+        response: { 200: Ref(LivenessSchema) },
       },
       logLevel: 'warn',
     },
@@ -30,8 +22,9 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['health'],
+        operationId: 'getReadiness',
         summary: 'Postgres and Redis answer; 503 names the part that does not',
-        response: { 200: Ready, 503: Ready },
+        response: { 200: Ref(ReadinessSchema), 503: Ref(ReadinessSchema) },
       },
       logLevel: 'warn',
     },

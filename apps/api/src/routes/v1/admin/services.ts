@@ -17,6 +17,7 @@ import {
   CreatedServiceSchema,
   PageQuery,
   ProblemSchema,
+  Ref,
   RotatedSecretSchema,
   ServiceDetailSchema,
   ServiceListSchema,
@@ -44,6 +45,7 @@ import {
   type ApiKeyRow,
   type ServiceRow,
 } from '@tickwork/db';
+import { success } from '../../../plugins/swagger.ts';
 import { afterIdOf } from '../jobs/shared.ts';
 
 export interface AdminRoutesOptions {
@@ -55,7 +57,6 @@ const PREVIOUS_SECRET_GRACE_MS = 24 * 3_600_000;
 
 const ServiceParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
 const KeyParams = Type.Object({ id: Type.String({ format: 'uuid' }), keyId: Type.String({ format: 'uuid' }) });
-const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
 
 function serviceDto(row: ServiceRow): ServiceDto {
   return {
@@ -85,17 +86,19 @@ function notFound(id: string): TickworkError {
 }
 
 const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options) => {
-
   app.post(
     '/admin/services',
     {
       schema: {
         tags: ['admin'],
+        operationId: 'createService',
         summary: 'Create a service (a tenant) and its first API key',
         description: 'The API key and signing secret are shown once, in this response only.',
-        security: [{ adminToken: [] }],
-        body: CreateServiceBody,
-        response: { 201: CreatedServiceSchema, ...errors, 409: ProblemSchema },
+        body: Ref(CreateServiceBody),
+        response: {
+          201: success(Ref(CreatedServiceSchema), 'The service, with its first key and signing secret.', 'Location'),
+          409: Ref(ProblemSchema),
+        },
       },
     },
     async (request, reply) => {
@@ -147,10 +150,10 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     {
       schema: {
         tags: ['admin'],
+        operationId: 'listServices',
         summary: 'List services, oldest first',
-        security: [{ adminToken: [] }],
         querystring: Type.Object({ ...PageQuery }, { additionalProperties: false }),
-        response: { 200: ServiceListSchema, ...errors },
+        response: { 200: success(Ref(ServiceListSchema), 'A page of services.') },
       },
     },
     async (request) => {
@@ -165,10 +168,10 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     {
       schema: {
         tags: ['admin'],
+        operationId: 'getService',
         summary: 'A service with its API keys (prefixes only)',
-        security: [{ adminToken: [] }],
         params: ServiceParams,
-        response: { 200: ServiceDetailSchema, ...errors },
+        response: { 200: success(Ref(ServiceDetailSchema), 'The service and its keys.') },
       },
     },
     async (request) => {
@@ -184,12 +187,12 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     {
       schema: {
         tags: ['admin'],
+        operationId: 'updateService',
         summary: "Change a service's quotas",
         description: 'Existing jobs are kept; the new quotas apply to the next create or update.',
-        security: [{ adminToken: [] }],
         params: ServiceParams,
-        body: UpdateServiceBody,
-        response: { 200: ServiceSchema, ...errors },
+        body: Ref(UpdateServiceBody),
+        response: { 200: success(Ref(ServiceSchema), 'The service, with its new quotas.') },
       },
     },
     async (request) => {
@@ -206,12 +209,12 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     {
       schema: {
         tags: ['admin'],
+        operationId: 'createApiKey',
         summary: 'Issue an API key',
         description: 'The key is shown once, in this response only.',
-        security: [{ adminToken: [] }],
         params: ServiceParams,
-        body: Type.Optional(CreateKeyBody),
-        response: { 201: CreatedKeySchema, ...errors },
+        body: Type.Optional(Ref(CreateKeyBody)),
+        response: { 201: success(Ref(CreatedKeySchema), 'The key, shown this once.', 'Location') },
       },
     },
     async (request, reply) => {
@@ -250,10 +253,10 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     {
       schema: {
         tags: ['admin'],
+        operationId: 'revokeApiKey',
         summary: 'Revoke an API key: it fails with 401 from the next request, on every api instance',
-        security: [{ adminToken: [] }],
         params: KeyParams,
-        response: { 204: Type.Null(), ...errors },
+        response: { 204: Type.Null({ description: 'Revoked.' }) },
       },
     },
     async (request, reply) => {
@@ -270,11 +273,11 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     {
       schema: {
         tags: ['admin'],
+        operationId: 'disableService',
         summary: 'Disable a service: its keys stop working and its jobs stop firing',
         description: 'Idempotent. Jobs and runs are kept; enable brings the schedules back.',
-        security: [{ adminToken: [] }],
         params: ServiceParams,
-        response: { 200: ServiceSchema, ...errors },
+        response: { 200: success(Ref(ServiceSchema), 'The service, disabled.') },
       },
     },
     async (request) => serviceDto(await app.jobs.withLog(request.log).disableService(request.params.id)),
@@ -285,11 +288,11 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     {
       schema: {
         tags: ['admin'],
+        operationId: 'enableService',
         summary: 'Enable a disabled service: its keys work again and its active jobs are scheduled again',
         description: 'Idempotent. Occurrences that fell due while disabled are not delivered.',
-        security: [{ adminToken: [] }],
         params: ServiceParams,
-        response: { 200: ServiceSchema, ...errors },
+        response: { 200: success(Ref(ServiceSchema), 'The service, enabled.') },
       },
     },
     async (request) => serviceDto(await app.jobs.withLog(request.log).enableService(request.params.id)),
@@ -300,12 +303,12 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
     {
       schema: {
         tags: ['admin'],
+        operationId: 'rotateSigningSecret',
         summary: 'Rotate the signing secret',
         description:
           'The new secret is shown once. For 24 h callbacks carry two signatures, the new and the previous, so receivers can switch without losing a callback.',
-        security: [{ adminToken: [] }],
         params: ServiceParams,
-        response: { 200: RotatedSecretSchema, ...errors },
+        response: { 200: success(Ref(RotatedSecretSchema), 'The new secret, shown this once.') },
       },
     },
     async (request) => {

@@ -9,6 +9,7 @@ import {
   JobSchema,
   PageQuery,
   ProblemSchema,
+  Ref,
   RunListQuery,
   RunListSchema,
   StringEnum,
@@ -28,9 +29,16 @@ import { principalOf } from '../../../plugins/auth.ts';
 import { toTickworkError } from '../../../plugins/errors.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
 import lifecycleRoutes from './lifecycle.ts';
-import { JobParams, afterIdOf, jobErrors } from './shared.ts';
+import { success } from '../../../plugins/swagger.ts';
+import { JobParams, afterIdOf } from './shared.ts';
 
-const errors = jobErrors;
+/** Swagger UI's "Try it out" body for a create: a valid request. */
+const CREATE_JOB_EXAMPLE = {
+  name: 'nightly-report',
+  description: 'Builds the report of the day before',
+  schedule: { cron: '0 3 * * *', timezone: 'Europe/Berlin' },
+  target: { url: 'https://example.com/hooks/report', body: { report: 'daily' } },
+};
 
 function parseLabels(values: string[] | undefined): Record<string, string> | undefined {
   if (!values || values.length === 0) return undefined;
@@ -64,17 +72,21 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'createJob',
         summary: 'Create a job',
         description:
           'Send `Idempotency-Key` to make retries safe: the same key with the same body gets the stored answer back (kept 24 h), another body 422, and a repeat while the first is running 409.',
-        security: [{ apiKey: [] }],
         headers: Type.Object({
           'idempotency-key': Type.Optional(
             Type.String({ description: 'A unique key per logical request (1–255 visible ASCII characters).' }),
           ),
         }),
-        body: CreateJobBody,
-        response: { 201: JobSchema, ...errors, 409: ProblemSchema, 422: ProblemSchema },
+        body: Ref(CreateJobBody, { examples: [CREATE_JOB_EXAMPLE] }),
+        response: {
+          201: success(Ref(JobSchema), 'The job, created.', 'Location', 'ETag', 'IdempotentReplayed'),
+          409: Ref(ProblemSchema),
+          422: Ref(ProblemSchema),
+        },
       },
     },
     async (request, reply) => {
@@ -82,7 +94,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       const { serviceId } = principal;
       const key = parseIdempotencyKey(request.headers['idempotency-key']);
       const send = (stored: StoredResponse) => {
-        reply.code(stored.statusCode).headers(stored.headers);
+        // A stored answer is one this route gave: its status is one of the documented ones.
+        reply.code(stored.statusCode as 201).headers(stored.headers);
         return stored.body as never;
       };
       const create = async () => created(await app.jobs.withLog(request.log).create(principal, request.body));
@@ -141,8 +154,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'listJobs',
         summary: 'List jobs, newest first',
-        security: [{ apiKey: [] }],
         querystring: Type.Object(
           {
             ...PageQuery,
@@ -157,7 +170,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
           },
           { additionalProperties: false },
         ),
-        response: { 200: JobListSchema, ...errors },
+        response: { 200: success(Ref(JobListSchema), 'A page of jobs.') },
       },
     },
     async (request) => {
@@ -179,10 +192,10 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'getJob',
         summary: 'Get a job',
-        security: [{ apiKey: [] }],
         params: JobParams,
-        response: { 200: JobSchema, ...errors },
+        response: { 200: success(Ref(JobSchema), 'The job.', 'ETag') },
       },
     },
     async (request, reply) => {
@@ -198,10 +211,10 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'deleteJob',
         summary: 'Delete a job; it never fires again',
-        security: [{ apiKey: [] }],
         params: JobParams,
-        response: { 204: Type.Null(), ...errors },
+        response: { 204: Type.Null({ description: 'Deleted.' }) },
       },
     },
     async (request, reply) => {
@@ -216,11 +229,11 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['runs'],
+        operationId: 'listJobRuns',
         summary: "A job's runs, newest first",
-        security: [{ apiKey: [] }],
         params: JobParams,
         querystring: RunListQuery,
-        response: { 200: RunListSchema, ...errors },
+        response: { 200: success(Ref(RunListSchema), 'A page of runs.') },
       },
     },
     async (request) => {

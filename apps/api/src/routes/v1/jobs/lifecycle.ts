@@ -5,34 +5,37 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { NextRunsSchema, JobSchema, PatchJobBody, ProblemSchema, RunSchema } from '@tickwork/core';
+import { NextRunsSchema, JobSchema, PatchJobBody, ProblemSchema, Ref, RunSchema } from '@tickwork/core';
 import { principalOf } from '../../../plugins/auth.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
-import { JobParams, jobErrors as errors } from './shared.ts';
+import { success } from '../../../plugins/swagger.ts';
+import { MERGE_PATCH, installJsonParser } from '../../../plugins/validation.ts';
+import { JobParams } from './shared.ts';
 
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   // PATCH also takes RFC 7396's own media type.
-  app.addContentTypeParser(
-    'application/merge-patch+json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  );
+  installJsonParser(app, MERGE_PATCH);
 
   app.patch(
     '/jobs/:id',
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'updateJob',
         summary: 'Update a job (JSON Merge Patch)',
         description:
           'Fields sent replace the stored ones; objects merge; null removes. `schedule` and `target.body` are replaced whole. The result is checked like a create. Send `If-Match: <ETag>` to refuse the change (412) when someone else changed the job first. Each change is a new version with a new scheduler; occurrences of the old one that still arrive are recorded `skipped` (`superseded`).',
-        security: [{ apiKey: [] }],
         params: JobParams,
         headers: Type.Object({
           'if-match': Type.Optional(Type.String({ description: 'The ETag of the version you read: `W/"3"`.' })),
         }),
-        body: PatchJobBody,
-        response: { 200: JobSchema, ...errors, 409: ProblemSchema, 412: ProblemSchema },
+        consumes: ['application/json', MERGE_PATCH],
+        body: Ref(PatchJobBody),
+        response: {
+          200: success(Ref(JobSchema), 'The job, changed (or as it was, when the patch changes nothing).', 'ETag'),
+          409: Ref(ProblemSchema),
+          412: Ref(ProblemSchema),
+        },
       },
     },
     async (request, reply) => {
@@ -50,12 +53,12 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'pauseJob',
         summary: 'Pause a job; it fires nothing until resumed (idempotent)',
         description:
           'Pausing a paused job changes nothing. Occurrences already on their way are recorded `skipped` (`paused`). A completed job cannot be paused (409).',
-        security: [{ apiKey: [] }],
         params: JobParams,
-        response: { 200: JobSchema, ...errors, 409: ProblemSchema },
+        response: { 200: success(Ref(JobSchema), 'The job, paused.', 'ETag'), 409: Ref(ProblemSchema) },
       },
     },
     async (request, reply) => {
@@ -71,12 +74,12 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'resumeJob',
         summary: 'Resume a paused job from now on (idempotent)',
         description:
           'The job fires its next occurrence after now; what it missed while paused is not caught up. An interval keeps its phase. Resuming an active job changes nothing; a completed job cannot be resumed (409).',
-        security: [{ apiKey: [] }],
         params: JobParams,
-        response: { 200: JobSchema, ...errors, 409: ProblemSchema },
+        response: { 200: success(Ref(JobSchema), 'The job, active again.', 'ETag'), 409: Ref(ProblemSchema) },
       },
     },
     async (request, reply) => {
@@ -92,12 +95,12 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'triggerJob',
         summary: 'Run now, outside the schedule',
         description:
           'Records a run (`trigger: manual`, `scheduledFor`: now) and delivers it at once with the job’s target and retry policy, whatever its state. The schedule does not move, and the run does not count towards `maxRuns`.',
-        security: [{ apiKey: [] }],
         params: JobParams,
-        response: { 202: RunSchema, ...errors },
+        response: { 202: success(Ref(RunSchema), 'The run, recorded and on its way.', 'Location') },
       },
     },
     async (request, reply) => {
@@ -113,15 +116,15 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['jobs'],
+        operationId: 'listJobNextRuns',
         summary: 'The coming occurrence times of a job',
         description: 'Inside its window and within `maxRuns`; empty when the job is paused or completed.',
-        security: [{ apiKey: [] }],
         params: JobParams,
         querystring: Type.Object(
           { count: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10 })) },
           { additionalProperties: false },
         ),
-        response: { 200: NextRunsSchema, ...errors },
+        response: { 200: success(Ref(NextRunsSchema), 'The coming occurrence times.') },
       },
     },
     async (request) => {

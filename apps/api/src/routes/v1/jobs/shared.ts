@@ -1,16 +1,9 @@
-/** What the job, run and admin routes share: path params, error responses, cursors. */
+/** What the job, run and admin routes share: path params, cursors. */
 import { Type } from 'typebox';
-import { ProblemSchema, TickworkError } from '@tickwork/core';
+import { TickworkError } from '@tickwork/core';
 import { decodeCursor } from '@tickwork/db';
 
 export const JobParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
-export const jobErrors = {
-  400: ProblemSchema,
-  401: ProblemSchema,
-  403: ProblemSchema,
-  404: ProblemSchema,
-  503: ProblemSchema,
-};
 
 export function afterIdOf(cursor: string | undefined): string | undefined {
   if (cursor === undefined) return undefined;

@@ -1,11 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { ProblemSchema, RunListQuery, RunListSchema, RunSchema } from '@tickwork/core';
+import { ProblemSchema, Ref, RunListQuery, RunListSchema, RunSchema } from '@tickwork/core';
 import { principalOf } from '../../../plugins/auth.ts';
 import { runDto } from '../../../serializers.ts';
+import { success } from '../../../plugins/swagger.ts';
 import { afterIdOf } from '../jobs/shared.ts';
-
-const errors = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema };
 
 const runs: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
@@ -13,11 +12,11 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['runs'],
+        operationId: 'listRuns',
         summary: 'Runs of all your jobs, newest first; `status=dead` is the dead-letter list',
         description: 'Cursor-paged: pass the `nextCursor` of a page as `cursor` to get the next one.',
-        security: [{ apiKey: [] }],
         querystring: RunListQuery,
-        response: { 200: RunListSchema, ...errors },
+        response: { 200: success(Ref(RunListSchema), 'A page of runs.') },
       },
     },
     async (request) => {
@@ -33,10 +32,10 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['runs'],
+        operationId: 'getRun',
         summary: 'Get a run',
-        security: [{ apiKey: [] }],
         params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
-        response: { 200: RunSchema, ...errors },
+        response: { 200: success(Ref(RunSchema), 'The run.') },
       },
     },
     async (request) => {
@@ -50,12 +49,15 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['runs'],
+        operationId: 'replayRun',
         summary: 'Deliver a dead or failed run again, as a new run',
         description:
           'Records a new run (`trigger: replay`, `replayOf`: this run, `scheduledFor`: now, its own `webhook-id`) and delivers it at once with the job’s current target and retry policy. Only `dead` and `failed` runs can be replayed (409 otherwise).',
-        security: [{ apiKey: [] }],
         params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
-        response: { 202: RunSchema, ...errors, 409: ProblemSchema },
+        response: {
+          202: success(Ref(RunSchema), 'The new run, recorded and on its way.', 'Location'),
+          409: Ref(ProblemSchema),
+        },
       },
     },
     async (request, reply) => {

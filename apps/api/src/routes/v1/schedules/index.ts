@@ -1,7 +1,8 @@
 /** POST /v1/schedules/preview: check a schedule and show its coming times, without saving anything. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { NextRunsSchema, ProblemSchema, SchedulePreviewBody, previewSchedule } from '@tickwork/core';
+import { NextRunsSchema, Ref, SchedulePreviewBody, previewSchedule } from '@tickwork/core';
 import { principalOf } from '../../../plugins/auth.ts';
+import { success } from '../../../plugins/swagger.ts';
 
 const schedules: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
@@ -11,18 +12,14 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
       config: { scope: 'jobs:read' },
       schema: {
         tags: ['jobs'],
+        operationId: 'previewSchedule',
         summary: 'Preview a schedule without saving it',
         description:
           'Checks the schedule and window exactly as a create would and returns the next `count` (≤ 100, default 10) times a job created now would fire: after now, inside `[startAt, endAt]`. An interval is phased from `startAt`, else from now; a past `startAt` brings back no past times, for cron and intervals alike. A bad schedule gets 400 with the reason; one that fires more often than your service’s `minIntervalMs` gets 403 `quota_exceeded`, as a create does.',
-        security: [{ apiKey: [] }],
-        body: SchedulePreviewBody,
-        response: {
-          200: NextRunsSchema,
-          400: ProblemSchema,
-          401: ProblemSchema,
-          403: ProblemSchema,
-          503: ProblemSchema,
-        },
+        body: Ref(SchedulePreviewBody, {
+          examples: [{ schedule: { cron: '0 9 * * 1-5', timezone: 'Europe/Berlin' } }],
+        }),
+        response: { 200: success(Ref(NextRunsSchema), 'The coming occurrence times.') },
       },
     },
     async (request) => {
