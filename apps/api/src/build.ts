@@ -21,7 +21,8 @@ export const API_LOG_REDACT_PATHS = [
 
 /**
  * Requests Node's HTTP parser refuses before Fastify sees them (malformed, headers over 16 KiB,
- * too slow) still get problem+json, written straight to the socket.
+ * too slow) still get problem+json, written straight to the socket, and a request id like every
+ * other answer (a new one: the request's own headers were not read).
  */
 function clientErrorHandler(error: Error & { code?: string }, socket: Socket) {
   if (error.code === 'ECONNRESET' || !socket.writable) {
@@ -37,7 +38,7 @@ function clientErrorHandler(error: Error & { code?: string }, socket: Socket) {
   const body = JSON.stringify(problem);
   socket.end(
     `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nconnection: close\r\ncontent-type: application/problem+json\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      `x-request-id: ${uuidv7()}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }
 

@@ -238,6 +238,12 @@ function completeDocument(document: Json, routeOf: (method: string, path: string
     for (const [method, operation] of Object.entries(item)) {
       if (!METHODS.includes(method)) continue;
       addBodyExamples(operation, routeOf(method, path));
+      // Fastify reads a repeated query parameter as an array: `label=a:1&label=b:2`.
+      for (const parameter of (operation.parameters as Json[] | undefined) ?? []) {
+        if (parameter.in === 'query' && (parameter.schema as Json | undefined)?.type === 'array') {
+          Object.assign(parameter, { style: 'form', explode: true });
+        }
+      }
       const credential = credentialOf(path);
       operation.security = credential === undefined ? [] : [{ [credential]: [] }];
       const responses = operation.responses as Record<string, Json>;

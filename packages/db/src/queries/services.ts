@@ -42,15 +42,13 @@ export async function updateServiceQuotas(
   id: string,
   quotas: { maxJobs?: number | undefined; minIntervalMs?: number | undefined },
 ): Promise<ServiceRow | undefined> {
-  return db
-    .updateTable('services')
-    .set({
-      ...(quotas.maxJobs === undefined ? {} : { max_jobs: quotas.maxJobs }),
-      ...(quotas.minIntervalMs === undefined ? {} : { min_interval_ms: quotas.minIntervalMs }),
-    })
-    .where('id', '=', id)
-    .returningAll()
-    .executeTakeFirst();
+  const values = {
+    ...(quotas.maxJobs === undefined ? {} : { max_jobs: quotas.maxJobs }),
+    ...(quotas.minIntervalMs === undefined ? {} : { min_interval_ms: quotas.minIntervalMs }),
+  };
+  // No quota given: nothing to change (an UPDATE without a SET is not SQL).
+  if (Object.keys(values).length === 0) return findServiceById(db, id);
+  return db.updateTable('services').set(values).where('id', '=', id).returningAll().executeTakeFirst();
 }
 
 /** Disables (keys refused, jobs not fired) or enables a service. Keeps the first disable time. */
