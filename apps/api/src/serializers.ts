@@ -5,13 +5,15 @@ const iso = (date: Date | null) => (date === null ? null : date.toISOString());
 
 export function jobDto(row: JobRow): JobDto {
   const job = jobFromRow(row);
+  // The body's bytes are for the callback; the resource shows the body as JSON.
+  const { bodyText: _text, ...target } = job.target;
   return {
     id: job.id,
     name: job.name,
     description: job.description,
     state: job.state,
     schedule: job.schedule,
-    target: job.target,
+    target,
     labels: job.labels,
     startAt: iso(row.start_at),
     endAt: iso(row.end_at),

@@ -31,10 +31,14 @@ export interface DeliveryOutcome {
   error: string | null;
 }
 
-function bodyOf(target: Target): { body: string | undefined; contentType: string | undefined } {
+/**
+ * The callback's body, the bytes the client stored: a string as it is, anything else as the JSON
+ * text it was sent as (key order and spacing kept). And the content-type those bytes are.
+ */
+export function bodyOf(target: Target): { body: string | undefined; contentType: string | undefined } {
   if (target.method === 'GET' || target.body === undefined) return { body: undefined, contentType: undefined };
-  if (typeof target.body === 'string') return { body: target.body, contentType: undefined };
-  return { body: JSON.stringify(target.body), contentType: 'application/json' };
+  if (typeof target.body === 'string') return { body: target.body, contentType: 'text/plain; charset=utf-8' };
+  return { body: target.bodyText ?? JSON.stringify(target.body), contentType: 'application/json' };
 }
 
 export function headersFor(delivery: Delivery, body: string, nowSeconds: number): Record<string, string> {
@@ -98,8 +102,10 @@ export async function deliver(
       error: message,
     };
   }
+  // The job's own content-type, in any spelling of the name, wins over the one its body implies.
+  const ownContentType = Object.keys(delivery.target.headers).some((name) => name.toLowerCase() === 'content-type');
   const headers = {
-    ...(contentType ? { 'content-type': contentType } : {}),
+    ...(contentType && !ownContentType ? { 'content-type': contentType } : {}),
     ...delivery.target.headers,
     ...headersFor(delivery, body ?? '', Math.floor(Date.now() / 1000)),
   };

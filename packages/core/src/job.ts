@@ -19,6 +19,11 @@ export interface Target {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   headers: Record<string, string>;
   body?: unknown;
+  /**
+   * `body` exactly as the client sent it: its JSON text, key order and spacing kept (a string
+   * body as its JSON string literal). What a callback carries.
+   */
+  bodyText?: string;
   timeoutMs: number;
 }
 
@@ -78,7 +83,13 @@ export interface ScheduleLimits {
  */
 export function buildJobSpec(
   body: CreateJobBody,
-  options: { now: number; limits?: ScheduleLimits; previous?: JobSpec },
+  options: {
+    now: number;
+    limits?: ScheduleLimits;
+    previous?: JobSpec;
+    /** `body.target.body` as the client wrote it (JSON text); by default its JSON serialization. */
+    bodyText?: string | undefined;
+  },
 ): JobSpec {
   const checked = checkSchedule(body, options);
   const errors: FieldError[] = [...checked.errors, ...targetErrors(body.target)];
@@ -99,7 +110,9 @@ export function buildJobSpec(
       url: body.target.url,
       method: body.target.method ?? 'POST',
       headers: body.target.headers ?? {},
-      ...(body.target.body === undefined ? {} : { body: body.target.body }),
+      ...(body.target.body === undefined
+        ? {}
+        : { body: body.target.body, bodyText: options.bodyText ?? JSON.stringify(body.target.body) }),
       timeoutMs: body.target.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     },
     startAt: checked.startAt,

@@ -23,10 +23,11 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
 
 /** A stored job's definition, spelled as a create request: the document a PATCH applies to. */
 export function bodyOfSpec(spec: JobSpec): CreateJobBody {
+  const { bodyText: _text, ...target } = spec.target;
   return {
     name: spec.name,
     schedule: spec.schedule,
-    target: { ...spec.target, headers: { ...spec.target.headers } },
+    target: { ...target, headers: { ...target.headers } },
     ...(spec.description === null ? {} : { description: spec.description }),
     labels: { ...spec.labels },
     ...(spec.startAt === null ? {} : { startAt: new Date(spec.startAt).toISOString() }),

@@ -38,6 +38,8 @@ export interface JobsTable {
   labels: Json<Record<string, string>>;
   schedule: Json<unknown>;
   target: Json<unknown>;
+  /** The body as the client sent it (JSON text); null without a body, or in a row older than migration 0004. */
+  target_body: string | null;
   start_at: Timestamp | null;
   end_at: Timestamp | null;
   max_runs: number | null;

@@ -5,7 +5,8 @@
  */
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
+import type { FastifyInstance, FastifyRequest, FastifySchemaCompiler } from 'fastify';
+import { parseTree, type Node } from 'jsonc-parser';
 import { ADMIN_NAMED_SCHEMAS, NAMED_SCHEMAS, validationError, type FieldError } from '@tickwork/core';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
@@ -125,6 +126,29 @@ function unstorableStringPath(value: unknown, path = ''): string | undefined {
   return undefined;
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The JSON body's text as it arrived, for what must be kept byte for byte (`target.body`). */
+    jsonText: string | undefined;
+  }
+}
+
+/**
+ * The JSON text of the value at `path` in the request's body, exactly as the client wrote it, or
+ * undefined when the body has none there. A repeated key counts as JSON.parse counts it: the last.
+ */
+export function jsonTextAt(request: FastifyRequest, path: string[]): string | undefined {
+  const text = request.jsonText;
+  if (text === undefined) return undefined;
+  let node: Node | undefined = parseTree(text);
+  for (const key of path) {
+    if (node?.type !== 'object') return undefined;
+    const property: Node | undefined = node.children?.findLast((p) => p.children?.[0]?.value === key);
+    node = property?.children?.[1];
+  }
+  return node === undefined ? undefined : text.slice(node.offset, node.offset + node.length);
+}
+
 /** RFC 7396's media type, which PATCH takes beside `application/json`. */
 export const MERGE_PATCH = 'application/merge-patch+json';
 
@@ -134,6 +158,7 @@ export const MERGE_PATCH = 'application/merge-patch+json';
  */
 export function installJsonParser(server: FastifyInstance, mediaType = 'application/json'): void {
   const parse = server.getDefaultJsonParser('error', 'error');
+  if (!server.hasRequestDecorator('jsonText')) server.decorateRequest('jsonText', undefined);
   if (server.hasContentTypeParser(mediaType)) server.removeContentTypeParser(mediaType);
   server.addContentTypeParser(mediaType, { parseAs: 'string' }, (request, body, done) => {
     parse(request, body as string, (error, value) => {
@@ -147,6 +172,7 @@ export function installJsonParser(server: FastifyInstance, mediaType = 'applicat
           undefined,
         );
       }
+      request.jsonText = body as string;
       done(null, value);
     });
   });

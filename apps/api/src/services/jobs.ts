@@ -147,10 +147,11 @@ export class JobsService {
    * transaction. The `maxJobs` quota is counted inside that COMMIT by a deferred trigger
    * (migration 0003), so racing creates can never pass it.
    */
-  async create(creator: Creator, body: CreateJobBody): Promise<JobRow> {
+  /** `bodyText` is `body.target.body` as the client wrote it, the bytes its callbacks send. */
+  async create(creator: Creator, body: CreateJobBody, bodyText?: string): Promise<JobRow> {
     const { serviceId } = creator;
     const now = this.#now();
-    const spec = buildJobSpec(body, { now, limits: { minIntervalMs: creator.minIntervalMs } });
+    const spec = buildJobSpec(body, { now, limits: { minIntervalMs: creator.minIntervalMs }, bodyText });
     const id = uuidv7(now);
     const draft = { ...spec, id, serviceId, state: 'active' as JobState, version: 1, createdAt: now, updatedAt: now };
     const nextRunAt = nextRunOf(draft, now);
@@ -182,7 +183,13 @@ export class JobsService {
    * Applies a JSON Merge Patch as the job's next version (rules 1 and 2, see `#nextVersion`). The
    * result is checked like a create; a patch that changes nothing keeps the version.
    */
-  async patch(serviceId: string, id: string, patch: PatchJobBody, ifMatch?: string): Promise<JobRow> {
+  async patch(
+    serviceId: string,
+    id: string,
+    patch: PatchJobBody,
+    ifMatch?: string,
+    bodyText?: string,
+  ): Promise<JobRow> {
     const service = await findServiceById(this.#deps.db, serviceId);
     if (!service) throw new TickworkError('unauthorized', 'The API key is not valid.');
     const now = this.#now();
@@ -199,6 +206,8 @@ export class JobsService {
           now,
           limits: { minIntervalMs: service.min_interval_ms },
           previous: old,
+          // A body the patch does not replace keeps its bytes; one it reorders is a change.
+          bodyText: patch.target?.body === undefined ? old.target.bodyText : bodyText,
         });
         // jsonb does not keep key order: compare canonical forms.
         if (canonicalJson({ ...old, ...spec }) === canonicalJson(old)) return current;

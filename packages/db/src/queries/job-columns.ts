@@ -14,6 +14,7 @@ const JOB_FIELDS = [
   'labels',
   'schedule',
   'target',
+  'target_body',
   'start_at',
   'end_at',
   'max_runs',

@@ -5,6 +5,27 @@ import { pageOf, type Page } from './cursor.ts';
 import { PREPARE } from '../prepared.ts';
 import { JOB_COLUMNS } from './job-columns.ts';
 
+/**
+ * A target as stored: `target` (jsonb) with the body in it, for readers that predate migration
+ * 0004, and `target_body`, the body's bytes as sent. The two columns of a target as the job has it.
+ */
+function targetColumns(target: Target): { target: string; target_body: string | null } {
+  const { bodyText, ...rest } = target;
+  return {
+    target: JSON.stringify(rest),
+    target_body: rest.body === undefined ? null : (bodyText ?? JSON.stringify(rest.body)),
+  };
+}
+
+/** The target of a row: the body's own bytes when the row has them, else its body from `target`. */
+function targetOf(row: JobRow): Target {
+  const target = row.target as Target;
+  if (row.target_body === null) {
+    return target.body === undefined ? target : { ...target, bodyText: JSON.stringify(target.body) };
+  }
+  return { ...target, body: JSON.parse(row.target_body), bodyText: row.target_body };
+}
+
 export function jobFromRow(row: JobRow): Job {
   return {
     id: row.id,
@@ -13,7 +34,7 @@ export function jobFromRow(row: JobRow): Job {
     description: row.description,
     labels: row.labels,
     schedule: row.schedule as Schedule,
-    target: row.target as Target,
+    target: targetOf(row),
     startAt: row.start_at?.getTime() ?? null,
     endAt: row.end_at?.getTime() ?? null,
     maxRuns: row.max_runs,
@@ -41,7 +62,7 @@ export async function insertJob(
       description: job.description,
       labels: JSON.stringify(job.labels),
       schedule: JSON.stringify(job.schedule),
-      target: JSON.stringify(job.target),
+      ...targetColumns(job.target),
       start_at: job.startAt === null ? null : new Date(job.startAt),
       end_at: job.endAt === null ? null : new Date(job.endAt),
       max_runs: job.maxRuns,
@@ -198,7 +219,7 @@ export async function updateJob(
             description: spec.description,
             labels: JSON.stringify(spec.labels),
             schedule: JSON.stringify(spec.schedule),
-            target: JSON.stringify(spec.target),
+            ...targetColumns(spec.target),
             start_at: spec.startAt === null ? null : new Date(spec.startAt),
             end_at: spec.endAt === null ? null : new Date(spec.endAt),
             max_runs: spec.maxRuns,

@@ -30,6 +30,7 @@ import { toTickworkError } from '../../../plugins/errors.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
 import lifecycleRoutes from './lifecycle.ts';
 import { success } from '../../../plugins/swagger.ts';
+import { jsonTextAt } from '../../../plugins/validation.ts';
 import { JobParams, afterIdOf } from './shared.ts';
 
 /** Swagger UI's "Try it out" body for a create: a valid request. */
@@ -98,7 +99,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         reply.code(stored.statusCode as 201).headers(stored.headers);
         return stored.body as never;
       };
-      const create = async () => created(await app.jobs.withLog(request.log).create(principal, request.body));
+      const bodyText = jsonTextAt(request, ['target', 'body']);
+      const create = async () => created(await app.jobs.withLog(request.log).create(principal, request.body, bodyText));
       if (key === undefined) return send(await create());
 
       // Idempotency-Key (IETF draft): one request per (service, key) runs; a repeat with the same

@@ -9,7 +9,7 @@ import { NextRunsSchema, JobSchema, PatchJobBody, ProblemSchema, Ref, RunSchema 
 import { principalOf } from '../../../plugins/auth.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
 import { success } from '../../../plugins/swagger.ts';
-import { MERGE_PATCH, installJsonParser } from '../../../plugins/validation.ts';
+import { MERGE_PATCH, installJsonParser, jsonTextAt } from '../../../plugins/validation.ts';
 import { JobParams } from './shared.ts';
 
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
@@ -42,7 +42,13 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       const { serviceId } = principalOf(request);
       const row = await app.jobs
         .withLog(request.log)
-        .patch(serviceId, request.params.id, request.body, request.headers['if-match']);
+        .patch(
+          serviceId,
+          request.params.id,
+          request.body,
+          request.headers['if-match'],
+          jsonTextAt(request, ['target', 'body']),
+        );
       reply.header('etag', etagOf(row.version));
       return jobDto(row);
     },
