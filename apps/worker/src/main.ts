@@ -24,8 +24,12 @@ const logger = pino({
     paths: [
       'target.headers',
       'target.body',
+      'target.bodyText',
+      'target_body',
       '*.target.headers',
       '*.target.body',
+      '*.target.bodyText',
+      '*.target_body',
       'body',
       'headers',
       'signingSecret',
