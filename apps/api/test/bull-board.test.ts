@@ -92,6 +92,30 @@ describe('/admin/queues', () => {
     expect(await queue.getJobCounts('delayed', 'waiting')).toEqual({ delayed: 1, waiting: 0 });
   });
 
+  it('names each occurrence and scheduler by its service and job, from Postgres', async () => {
+    const headers = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const listed = await api.app.inject({
+      method: 'GET',
+      url: '/admin/queues/api/queues?activeQueue=fire&status=delayed&page=1&jobsPerPage=10',
+      headers,
+    });
+    const fire = listed.json().queues.find((q: { name: string }) => q.name === 'fire');
+    const occurrence = fire.jobs.find((j: { data: { jobId?: string } }) => j.data.jobId === jobId);
+    expect(occurrence.name).toBe('board-test / hourly');
+    const one = await api.app.inject({
+      method: 'GET',
+      url: `/admin/queues/api/queues/fire/${encodeURIComponent(occurrence.id)}`,
+      headers,
+    });
+    expect(one.json().job.name).toBe('board-test / hourly');
+    const schedulers = await api.app.inject({ method: 'GET', url: '/admin/queues/api/job-schedulers', headers });
+    const own = schedulers.json().schedulers.find((s: { id: string }) => s.id === `job:${jobId}:v1`);
+    expect(own.name).toBe('board-test / hourly');
+    // Redis keeps ids only: the name is not stored there.
+    const stored = await queue.getJobScheduler(`job:${jobId}:v1`);
+    expect(stored?.name).toBe('fire');
+  });
+
   it(`lists only the ${BOARD_SCHEDULER_LIMIT} schedulers due soonest, and counts them all`, async () => {
     const headers = { authorization: `Bearer ${ADMIN_TOKEN}` };
     const extra = BOARD_SCHEDULER_LIMIT + 20;

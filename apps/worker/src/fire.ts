@@ -91,6 +91,9 @@ export class RetryLaterError extends Error {
   readonly attempted: RetriedAttempt | undefined;
   constructor(delayMs: number, message: string, attempted?: RetriedAttempt) {
     super(message);
+    // A callback that failed is not a fault in our code: BullMQ records no stack trace for an
+    // error without one, so Bull Board shows the attempt as what it was ("HTTP 500", "ECONNREFUSED…").
+    delete (this as { stack?: string }).stack;
     this.name = 'RetryLaterError';
     this.delayMs = delayMs;
     this.attempted = attempted;

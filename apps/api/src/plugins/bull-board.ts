@@ -13,7 +13,8 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { Queue } from 'bullmq';
-import { FIRE_QUEUE, TickworkError } from '@tickwork/core';
+import { FIRE_QUEUE, TickworkError, parseSchedulerId, type FireJobData } from '@tickwork/core';
+import { jobNames } from '@tickwork/db';
 import { closeQueue } from '@tickwork/queue';
 import { isAdminToken } from './auth.ts';
 import { sendProblem } from './errors.ts';
@@ -23,11 +24,65 @@ const BULL_BOARD_PATH = '/admin/queues';
 /** How many schedulers the board's schedulers page lists (the soonest due). */
 export const BOARD_SCHEDULER_LIMIT = 100;
 
-/** The fire queue as the board sees it: every other read as BullMQ does it, schedulers bounded. */
+/** How long the board trusts a job's name it read (a rename shows within this). */
+const LABEL_TTL_MS = 10_000;
+/** At most this many names are kept. */
+const LABEL_CACHE_SIZE = 10_000;
+
+/**
+ * The fire queue as the board sees it: every read as BullMQ does it, schedulers bounded, and each
+ * occurrence and scheduler named `<service> / <job>` from Postgres. Redis holds only ids (a
+ * BullMQ name would be stored twice per scheduler and go stale on a rename); the names cost one
+ * query per page the board reads, for the ids not read in the last LABEL_TTL_MS.
+ */
 class BoardQueue extends Queue {
-  override getJobSchedulers(start = 0, end = -1, asc = true) {
+  private readonly labels = new Map<string, { label: string; until: number }>();
+  /** Reads the names of jobs by id; set by the plugin. */
+  namesOf: (ids: string[]) => Promise<Array<{ id: string; name: string; service: string }>> = async () => [];
+
+  private async labelsOf(ids: Array<string | undefined>): Promise<Map<string, string>> {
+    const now = Date.now();
+    const wanted = [...new Set(ids.filter((id): id is string => id !== undefined))];
+    const missing = wanted.filter((id) => (this.labels.get(id)?.until ?? 0) <= now);
+    if (missing.length > 0) {
+      // The board still shows ids when Postgres does not answer.
+      const found = await this.namesOf(missing).catch(() => []);
+      if (this.labels.size + found.length > LABEL_CACHE_SIZE) this.labels.clear();
+      for (const { id, name, service } of found) {
+        this.labels.set(id, { label: `${service} / ${name}`, until: now + LABEL_TTL_MS });
+      }
+    }
+    return new Map(wanted.flatMap((id) => (this.labels.has(id) ? [[id, this.labels.get(id)!.label]] : [])));
+  }
+
+  private async named<T extends { name: string; data?: unknown }>(jobs: T[]): Promise<T[]> {
+    const jobIdOf = (job: T) => (job.data as Partial<FireJobData> | undefined)?.jobId;
+    const labels = await this.labelsOf(jobs.map(jobIdOf));
+    for (const job of jobs) {
+      const label = labels.get(jobIdOf(job) ?? '');
+      if (label) job.name = label;
+    }
+    return jobs;
+  }
+
+  override async getJobs(...args: Parameters<Queue['getJobs']>) {
+    return this.named(await super.getJobs(...args));
+  }
+
+  override async getJob(...args: Parameters<Queue['getJob']>) {
+    const job = await super.getJob(...args);
+    if (job) await this.named([job]);
+    return job;
+  }
+
+  override async getJobSchedulers(start = 0, end = -1, asc = true) {
     const bounded = end < 0 || end - start >= BOARD_SCHEDULER_LIMIT ? start + BOARD_SCHEDULER_LIMIT - 1 : end;
-    return super.getJobSchedulers(start, bounded, asc);
+    const schedulers = await super.getJobSchedulers(start, bounded, asc);
+    const labels = await this.labelsOf(schedulers.map((s) => parseSchedulerId(s.key)?.jobId));
+    return schedulers.map((s) => {
+      const label = labels.get(parseSchedulerId(s.key)?.jobId ?? '');
+      return label ? { ...s, name: label } : s;
+    });
   }
 }
 
@@ -46,6 +101,7 @@ export default fp<{ adminToken: string | undefined }>(
   async (app, options) => {
     const { connection, prefix } = app.fireQueue.queue.opts;
     const boardQueue = new BoardQueue(FIRE_QUEUE, { connection, prefix });
+    boardQueue.namesOf = (ids) => jobNames(app.readDb, ids);
     boardQueue.on('error', () => {});
     app.addHook('onClose', async () => {
       await closeQueue(boardQueue);
@@ -76,5 +132,5 @@ export default fp<{ adminToken: string | undefined }>(
       await scope.register(serverAdapter.registerPlugin(), { prefix: BULL_BOARD_PATH });
     });
   },
-  { name: 'bull-board', dependencies: ['queue'] },
+  { name: 'bull-board', dependencies: ['queue', 'db'] },
 );

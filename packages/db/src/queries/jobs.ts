@@ -249,3 +249,17 @@ export async function completeJob(db: Kysely<Database>, id: string, version: num
     .where('state', '=', 'active')
     .execute();
 }
+
+/** The names operators recognise jobs by: each job's own and its service's, for the given ids. */
+export async function jobNames(
+  db: Kysely<Database>,
+  ids: readonly string[],
+): Promise<Array<{ id: string; name: string; service: string }>> {
+  if (ids.length === 0) return [];
+  return db
+    .selectFrom('jobs')
+    .innerJoin('services', 'services.id', 'jobs.service_id')
+    .select(['jobs.id as id', 'jobs.name as name', 'services.name as service'])
+    .where('jobs.id', 'in', [...ids])
+    .execute();
+}
