@@ -1,7 +1,8 @@
 /**
  * `npm start`: one api and one worker in the foreground, after creating and migrating the
  * database. Ctrl-C or SIGTERM stops both. Development defaults (an admin token, callbacks to
- * private addresses allowed) apply only when NODE_ENV is not production, and are printed.
+ * private addresses allowed, listening on 127.0.0.1 only) apply only when NODE_ENV is not
+ * production, each only where its variable is not set, and are printed.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +20,14 @@ if (env.NODE_ENV !== 'production') {
   if (env.CALLBACK_ALLOW_PRIVATE === undefined) {
     env.CALLBACK_ALLOW_PRIVATE = 'true';
     notes.push('CALLBACK_ALLOW_PRIVATE=true (development): callbacks may reach localhost and private networks');
+  }
+  // With a throwaway admin token and private callbacks allowed, nothing but this machine should
+  // reach the api (or the worker's health port).
+  if (env.HOST === undefined) {
+    env.HOST = '127.0.0.1';
+    notes.push(
+      'HOST=127.0.0.1 (development): reachable from this machine only; set HOST=0.0.0.0 to listen on every interface',
+    );
   }
 }
 
