@@ -48,10 +48,13 @@ describe('API keys', () => {
     expect(issued.statusCode).toBe(201);
     const body = issued.json();
     expect(body).toMatchObject({
-      id: expect.any(String),
+      apiKeyId: expect.any(String),
       apiKey: expect.stringMatching(/^tw_[A-Za-z0-9]{40}$/),
       scopes: ['jobs:read', 'jobs:write'],
     });
+    // The key id has one name in every answer that makes a key; `id` stays as an alias.
+    expect(body.id).toBe(body.apiKeyId);
+    expect(Object.keys((await api.newService('keys-1b')) as object)).toContain('apiKeyId');
     const row = await api.db.db.selectFrom('api_keys').selectAll().where('id', '=', body.id).executeTakeFirstOrThrow();
     expect(row.hash).toBe(hashApiKey(body.apiKey));
     expect(body.apiKey.startsWith(row.prefix)).toBe(true);

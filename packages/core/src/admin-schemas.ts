@@ -118,7 +118,12 @@ export type CreateKeyBody = Static<typeof CreateKeyBody>;
 
 export const CreatedKeySchema = Type.Object(
   {
-    id: Id,
+    apiKeyId: { ...Id, description: 'The key id, as in the answer that creates a service.' },
+    id: {
+      ...Id,
+      deprecated: true,
+      description: 'The same as `apiKeyId`, kept for clients written before it; use `apiKeyId`.',
+    },
     apiKey: Type.String({ description: 'Shown once: only its hash is stored.' }),
     prefix: Type.String(),
     scopes: Type.Array(StringEnum(API_KEY_SCOPES)),

@@ -238,6 +238,7 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
       });
       reply.code(201).header('location', `/v1/admin/services/${service.id}/keys/${row.id}`);
       return {
+        apiKeyId: row.id,
         id: row.id,
         apiKey,
         prefix: row.prefix,
