@@ -3,6 +3,7 @@
  * answers with it and the `tickwork_ready` gauge reports it, so the two can never disagree.
  */
 import { sql, type Kysely } from 'kysely';
+import { withTimeout } from '@tickwork/core';
 import type { Database } from '@tickwork/db';
 import type { FireQueue } from '@tickwork/queue';
 
@@ -17,19 +18,11 @@ interface CheckResult {
 }
 
 async function check(work: () => Promise<unknown>, timeoutMs: number): Promise<CheckResult> {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      work(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
+    await withTimeout(work(), timeoutMs);
     return { status: 'ok' };
   } catch (error) {
     return { status: 'down', error: (error as Error).message.slice(0, 200) };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -4,6 +4,7 @@
  * when they run late, each job's misfire policy decides what becomes of them.
  */
 import type { Logger } from 'pino';
+import { succeedsWithin } from '@tickwork/core';
 
 export interface PostgresWatchOptions {
   /** Resolves when Postgres answers; rejects (or times out) when it does not. */
@@ -33,28 +34,11 @@ export function watchPostgres(options: PostgresWatchOptions): PostgresWatch {
   let timer: NodeJS.Timeout | undefined;
   let checking = false;
 
-  const probe = async (): Promise<boolean> => {
-    let deadline: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        options.check(),
-        new Promise((_, reject) => {
-          deadline = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      clearTimeout(deadline);
-    }
-  };
-
   const tick = async () => {
     if (checking) return;
     checking = true;
     clearTimeout(timer);
-    const answered = await probe();
+    const answered = await succeedsWithin(options.check(), timeoutMs);
     checking = false;
     if (stopped) return;
     if (up && !answered) {

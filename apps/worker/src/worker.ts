@@ -12,6 +12,7 @@ import {
   MAX_TIMEOUT_MS,
   cronRepeatStrategy,
   occurrenceOf,
+  succeedsWithin,
   type Config,
   type FireJobData,
 } from '@tickwork/core';
@@ -95,24 +96,6 @@ async function abandonOccurrence(
     { jobId, scheduledFor: new Date(occurrence.scheduledFor), trigger: occurrence.trigger },
     reason,
   );
-}
-
-async function answersWithin(ms: number, work: Promise<unknown>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([
-      work.then(
-        () => true,
-        () => false,
-      ),
-      timeout,
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 export async function startWorker(config: WorkerConfig, logger: Logger): Promise<TickworkWorker> {
@@ -222,8 +205,8 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   // Each part answers within a second, so a probe or a scrape never hangs on a dead dependency.
   const isReady = async () => {
     const [postgres, redis] = await Promise.all([
-      answersWithin(1_000, database.pool.query('select 1')),
-      answersWithin(1_000, statsQueue.ping()),
+      succeedsWithin(database.pool.query('select 1'), 1_000),
+      succeedsWithin(statsQueue.ping(), 1_000),
     ]);
     return { postgres, redis, accepting: closing === undefined };
   };

@@ -13,4 +13,5 @@ export * from './queue-catalog.ts';
 export * from './schedule.ts';
 export * from './schemas.ts';
 export * from './secrets.ts';
+export * from './timeout.ts';
 export * from './catch-up.ts';

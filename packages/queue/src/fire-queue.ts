@@ -9,6 +9,7 @@ import {
   type FireJobData,
   type Job,
   type Registration,
+  withTimeout,
 } from '@tickwork/core';
 import { redisOptionsFrom } from './connection.ts';
 
@@ -60,18 +61,12 @@ export class FireQueue {
   }
 
   private async withTimeout<T>(what: string, work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} took longer than ${this.timeoutMs} ms`)), this.timeoutMs);
-    });
     try {
-      return await Promise.race([work, timeout]);
+      return await withTimeout(work, this.timeoutMs, what);
     } catch (error) {
       throw new TickworkError('unavailable', 'The scheduler store (Redis) is not answering; nothing was changed.', {
         cause: error,
       });
-    } finally {
-      clearTimeout(timer);
     }
   }
 
