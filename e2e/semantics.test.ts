@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { dueAtOf, type FireJobData } from '@tickwork/core';
-import { OCCURRENCE_OPTIONS } from '@tickwork/queue';
+import { dueAtOf } from '@tickwork/core';
+import { OCCURRENCE_OPTIONS, type FireJobData } from '@tickwork/queue';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } from './lib/processes.ts';
 import { eventually, startSink, type Received, type Sink } from './lib/sink.ts';

@@ -11,8 +11,8 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { FIRE_QUEUE, cronRepeatStrategy, schedulerIdOf, type Job, type Registration } from '@tickwork/core';
-import { applyRegistration } from '@tickwork/queue';
+import type { Job } from '@tickwork/core';
+import { applyRegistration, FIRE_QUEUE, cronRepeatStrategy, schedulerIdOf, type Registration } from '@tickwork/queue';
 import { startOwnRedis } from '@tickwork/queue/testing';
 
 const { values } = parseArgs({

@@ -6,9 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, type ConnectionOptions } from 'bullmq';
-import { MAINTENANCE_QUEUE, FIRE_QUEUE, schedulerIdOf } from '@tickwork/core';
 import { jobStatesOf } from '@tickwork/db';
-import { redisOptionsFrom } from '@tickwork/queue';
+import { redisOptionsFrom, MAINTENANCE_QUEUE, FIRE_QUEUE, schedulerIdOf } from '@tickwork/queue';
 import { eventually } from '../lib/sink.ts';
 import { startOwnRedis, type OwnRedis } from './lib/redis-server.ts';
 import { judge, report, startScenario, type CreatedJob, type Scenario } from './lib/scenario.ts';

@@ -6,8 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, type ConnectionOptions } from 'bullmq';
-import { FIRE_QUEUE, schedulerIdOf } from '@tickwork/core';
-import { redisOptionsFrom } from '@tickwork/queue';
+import { redisOptionsFrom, FIRE_QUEUE, schedulerIdOf, schedulerOccurrenceIdOf } from '@tickwork/queue';
 import { call } from '../lib/processes.ts';
 import { eventually } from '../lib/sink.ts';
 import { judge, report, scaled, startScenario, type CreatedJob, type Scenario } from './lib/scenario.ts';
@@ -114,7 +113,7 @@ describe('chaos: worker kill', () => {
         });
         const states = [];
         for (const l of v.lost.slice(0, 5)) {
-          const bullJob = await queue.getJob(`repeat:${schedulerIdOf(l.jobId, 1)}:${l.at}`);
+          const bullJob = await queue.getJob(schedulerOccurrenceIdOf(schedulerIdOf(l.jobId, 1), l.at));
           states.push({
             ...l,
             state: bullJob ? await bullJob.getState() : 'absent',

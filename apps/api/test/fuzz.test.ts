@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { registrationOf } from '@tickwork/core';
+import { registrationOf } from '@tickwork/queue';
 import { jobFromRow } from '@tickwork/db';
 import { ADMIN_TOKEN, startTestApi, type TestApi } from './helpers.ts';
 

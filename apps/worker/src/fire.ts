@@ -20,17 +20,12 @@ import {
   lateSinceOf,
   misfireVerdict,
   nextRunOf,
-  occurrenceOf,
   outsideLimits,
-  catchUpJobIdOf,
   ScheduleComputeError,
-  schedulerIdOf,
   slotsBetween,
   uuidv7,
   uuidv7Floor,
-  type FireJobData,
   type Job,
-  type Occurrence,
   type RunStatus,
   type RunTrigger,
   type SkipReason,
@@ -55,7 +50,15 @@ import {
   type JobForFire,
   type RunRow,
 } from '@tickwork/db';
-import { removeRegistration } from '@tickwork/queue';
+import {
+  removeRegistration,
+  occurrenceOf,
+  catchUpJobIdOf,
+  schedulerIdOf,
+  schedulerOccurrenceIdOf,
+  type FireJobData,
+  type Occurrence,
+} from '@tickwork/queue';
 import { deliver, type DeliveryOutcome } from './deliver.ts';
 import type { OutboundPolicy } from './outbound-guard.ts';
 import type { Dispatcher } from 'undici';
@@ -216,7 +219,10 @@ async function recordSkippedSlots(
   if (gap.length === 0) return;
   const pending = await Promise.all(
     gap.map(async (slot) => {
-      const ids = [`repeat:${schedulerIdOf(job.id, version)}:${slot}`, catchUpJobIdOf(job.id, version, slot)];
+      const ids = [
+        schedulerOccurrenceIdOf(schedulerIdOf(job.id, version), slot),
+        catchUpJobIdOf(job.id, version, slot),
+      ];
       const found = await Promise.all(ids.map((id) => queue.getJob(id)));
       return found.some((j) => j !== undefined && j !== null);
     }),

@@ -6,8 +6,7 @@
  */
 import { Queue, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
 import type { Logger } from 'pino';
-import { MAINTENANCE_QUEUE } from '@tickwork/core';
-import { redisOptionsFrom } from '@tickwork/queue';
+import { redisOptionsFrom, MAINTENANCE_QUEUE } from '@tickwork/queue';
 
 /** One housekeeping task: how often it runs and what one pass does. */
 export interface MaintenanceTask {

@@ -22,7 +22,8 @@ import {
   type PoolStats,
   type QueueStats,
 } from '@tickwork/metrics';
-import { RUN_STATUSES, RUN_TRIGGERS, onScheduleError, type FireJobData } from '@tickwork/core';
+import { RUN_STATUSES, RUN_TRIGGERS, onScheduleError } from '@tickwork/core';
+import type { FireJobData } from '@tickwork/queue';
 import { RetryLaterError, type FireResult } from './fire.ts';
 import { REPAIR_KINDS, type RepairKind } from './reconcile.ts';
 

@@ -18,20 +18,7 @@ import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import {
-  FIRE_QUEUE,
-  catchUpJobIdOf,
-  catchUpOf,
-  manualJobIdOf,
-  onceJobIdOf,
-  parseSchedulerId,
-  registrationOf,
-  replayJobIdOf,
-  schedulerIdOf,
-  type FireJobData,
-  type Job,
-  type Registration,
-} from '@tickwork/core';
+import { catchUpOf, type Job } from '@tickwork/core';
 import {
   activeJobsPage,
   jobFromRow,
@@ -41,7 +28,23 @@ import {
   type JobRow,
   type OpenRun,
 } from '@tickwork/db';
-import { FireQueue, OCCURRENCE_OPTIONS, applyRegistration, redisOptionsFrom } from '@tickwork/queue';
+import {
+  FireQueue,
+  OCCURRENCE_OPTIONS,
+  applyRegistration,
+  redisOptionsFrom,
+  FIRE_QUEUE,
+  catchUpJobIdOf,
+  manualJobIdOf,
+  onceJobIdOf,
+  parseSchedulerId,
+  registrationOf,
+  replayJobIdOf,
+  schedulerIdOf,
+  schedulerOccurrenceIdOf,
+  type FireJobData,
+  type Registration,
+} from '@tickwork/queue';
 
 export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan', 'run'] as const;
 export type RepairKind = (typeof REPAIR_KINDS)[number];
@@ -286,7 +289,7 @@ async function judgePage(rows: JobRow[], now: number, redis: Redis, queue: Queue
   const probes = judged.map(({ job, registration }) => {
     if (registration.kind === 'scheduler') {
       const next = nextValues[nexts.get(registration.schedulerId)!];
-      return next === undefined ? undefined : `repeat:${registration.schedulerId}:${next}`;
+      return next === undefined ? undefined : schedulerOccurrenceIdOf(registration.schedulerId, next);
     }
     return registration.kind === 'delayed' || 'at' in job.schedule ? onceJobIdOf(job.id, job.version) : undefined;
   });
@@ -347,7 +350,10 @@ function candidateIdsOf(run: OpenRun): string[] {
   const at = run.scheduledFor.getTime();
   if (run.schedule && typeof run.schedule === 'object' && 'at' in run.schedule)
     return [onceJobIdOf(run.jobId, run.jobVersion)];
-  return [`repeat:${schedulerIdOf(run.jobId, run.jobVersion)}:${at}`, catchUpJobIdOf(run.jobId, run.jobVersion, at)];
+  return [
+    schedulerOccurrenceIdOf(schedulerIdOf(run.jobId, run.jobVersion), at),
+    catchUpJobIdOf(run.jobId, run.jobVersion, at),
+  ];
 }
 
 async function requeueOpenRuns(

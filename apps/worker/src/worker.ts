@@ -7,17 +7,18 @@ import { Queue, Worker, type ConnectionOptions, type Job as BullJob } from 'bull
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { MAX_TIMEOUT_MS, succeedsWithin, type Config } from '@tickwork/core';
+import { abandonRun, createDatabase, findJobById, isConnectionError, type Database } from '@tickwork/db';
 import {
+  FINISHED_RETENTION,
+  FireQueue,
+  redisOptionsFrom,
+  warnUnlessNoeviction,
   FIRE_QUEUE,
-  MAX_TIMEOUT_MS,
   cronRepeatStrategy,
   occurrenceOf,
-  succeedsWithin,
-  type Config,
   type FireJobData,
-} from '@tickwork/core';
-import { abandonRun, createDatabase, findJobById, isConnectionError, type Database } from '@tickwork/db';
-import { FINISHED_RETENTION, FireQueue, redisOptionsFrom, warnUnlessNoeviction } from '@tickwork/queue';
+} from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
 import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';

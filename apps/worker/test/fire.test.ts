@@ -8,16 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { buildJobSpec, encryptSecret, generateSigningSecret, uuidv7 } from '@tickwork/core';
 import {
-  buildJobSpec,
   catchUpJobIdOf,
-  encryptSecret,
-  generateSigningSecret,
   manualJobIdOf,
   schedulerIdOf,
-  uuidv7,
+  schedulerOccurrenceIdOf,
   type FireJobData,
-} from '@tickwork/core';
+} from '@tickwork/queue';
 import { findRunById, insertJob, insertRequestedRun, insertService, recordOccurrence } from '@tickwork/db';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import { createDispatchers } from '../src/deliver.ts';
@@ -109,7 +107,7 @@ describe('fireOccurrence', () => {
       { every: 1_000, startDate: at },
       { name: 'fire', data: { jobId, version: 1 } },
     );
-    const occurrence = await queue.getJob(`repeat:${scheduler}:${at}`);
+    const occurrence = await queue.getJob(schedulerOccurrenceIdOf(scheduler, at));
     if (!occurrence) throw new Error(`BullMQ did not make the occurrence at ${at}`);
     await queue.removeJobScheduler(scheduler);
     return occurrence;

@@ -1,7 +1,7 @@
 /** How the worker's outcomes become metrics: the FireResult / RetryLaterError mapping. */
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { cronRepeatStrategy } from '@tickwork/core';
+import { cronRepeatStrategy } from '@tickwork/queue';
 import { sampleValue, parseExposition } from '@tickwork/metrics/testing';
 import { RetryLaterError } from '../src/fire.ts';
 import {

@@ -6,20 +6,18 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { sql } from 'kysely';
+import { buildJobSpec, nextRunOf, uuidv7, type CreateJobBody } from '@tickwork/core';
+import { insertJob, insertRequestedRun, insertService, jobFromRow, recordOccurrence, type JobRow } from '@tickwork/db';
+import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
 import {
-  buildJobSpec,
+  FireQueue,
   catchUpJobIdOf,
   manualJobIdOf,
-  nextRunOf,
   onceJobIdOf,
   replayJobIdOf,
   schedulerIdOf,
-  uuidv7,
-  type CreateJobBody,
-} from '@tickwork/core';
-import { insertJob, insertRequestedRun, insertService, jobFromRow, recordOccurrence, type JobRow } from '@tickwork/db';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { FireQueue } from '@tickwork/queue';
+  schedulerOccurrenceIdOf,
+} from '@tickwork/queue';
 import { reconcile, type RepairKind } from '../src/reconcile.ts';
 import { deletePrefix } from '@tickwork/queue/testing';
 
@@ -159,7 +157,7 @@ describe('reconcile', () => {
   it('restarts a scheduler that has no pending next occurrence (BullMQ #3272, #3381)', async () => {
     const job = await aJob({ every: '1m' });
     const scheduler = await fireQueue.queue.getJobScheduler(schedulerIdOf(job.id, 1));
-    const pendingId = `repeat:${schedulerIdOf(job.id, 1)}:${scheduler!.next}`;
+    const pendingId = schedulerOccurrenceIdOf(schedulerIdOf(job.id, 1), scheduler!.next!);
     expect(await fireQueue.queue.getJob(pendingId)).toBeDefined();
     // What a scheduler that silently stopped looks like: its entry points at no pending job.
     await redis.multi().del(fireQueue.queue.toKey(pendingId)).zrem(fireQueue.queue.toKey('delayed'), pendingId).exec();
@@ -167,7 +165,9 @@ describe('reconcile', () => {
     const report = await pass();
     expect(report.repairs.stuck).toBe(1);
     const restarted = await fireQueue.queue.getJobScheduler(schedulerIdOf(job.id, 1));
-    expect(await fireQueue.queue.getJob(`repeat:${schedulerIdOf(job.id, 1)}:${restarted!.next}`)).toBeDefined();
+    expect(
+      await fireQueue.queue.getJob(schedulerOccurrenceIdOf(schedulerIdOf(job.id, 1), restarted!.next!)),
+    ).toBeDefined();
     expect((await pass()).repairs.stuck).toBe(0);
   });
 

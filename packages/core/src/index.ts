@@ -9,7 +9,6 @@ export * from './job.ts';
 export * from './outbound.ts';
 export * from './patch.ts';
 export * from './policies.ts';
-export * from './queue-catalog.ts';
 export * from './schedule.ts';
 export * from './schemas.ts';
 export * from './secrets.ts';

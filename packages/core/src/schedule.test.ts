@@ -8,12 +8,10 @@ import {
   nextCronAfter,
   nextOccurrences,
   normalizeSchedule,
-  onScheduleError,
   type NormalizedSchedule,
 } from './schedule.ts';
 import { parseDuration } from './duration.ts';
 import { buildJobSpec, nextRunOf, type Job } from './job.ts';
-import { cronRepeatStrategy, registrationOf } from './queue-catalog.ts';
 import { catchUpOf, slotsBetween } from './policies.ts';
 
 const iso = (ms: number[]) => ms.map((m) => new Date(m).toISOString());
@@ -424,30 +422,6 @@ describe('an instant that cannot be computed is an error, never the end of a sch
     const ended = { kind: 'cron', cron: '0 3 * * *', timezone: 'UTC' } as const;
     expect(nextOccurrences(ended, { anchorMs: 0, endAt: from + 3_600_000 }, from, 5)).toEqual([]);
     expect(() => nextRunOf(storedJob({ cron: 'H 3 * * *', timezone: 'UTC' }), from)).toThrow(ScheduleComputeError);
-  });
-
-  it('the repeat strategy tells the listeners and keeps the job registered; real ends stay undefined', () => {
-    const heard: ScheduleComputeError[] = [];
-    const stop = onScheduleError((error) => heard.push(error));
-    try {
-      expect(cronRepeatStrategy(from, { pattern: 'H 3 * * *', tz: 'UTC' })).toBeUndefined();
-      expect(heard).toHaveLength(1);
-      expect(heard[0]).toMatchObject({ cron: 'H 3 * * *', timezone: 'UTC', afterMs: from });
-      // A real end is no error.
-      expect(cronRepeatStrategy(from, { pattern: '0 3 * * *', tz: 'UTC', endDate: from + 1_000 })).toBeUndefined();
-      expect(cronRepeatStrategy(from, { pattern: '0 3 * * *', tz: 'UTC' })).toBe(at('2026-06-01T03:00:00Z'));
-      expect(heard).toHaveLength(1);
-    } finally {
-      stop();
-    }
-    cronRepeatStrategy(from, { pattern: 'H 3 * * *', tz: 'UTC' });
-    expect(heard).toHaveLength(1);
-    // Registered all the same, also with an end (which is when the time maths runs first).
-    const bounded = storedJob({ cron: 'H 3 * * *', timezone: 'UTC' }, { endAt: from + 86_400_000 });
-    expect(registrationOf(bounded, from)).toMatchObject({
-      kind: 'scheduler',
-      repeat: { pattern: 'H 3 * * *', tz: 'UTC', endDate: from + 86_400_000 },
-    });
   });
 
   it('a catch-up or a slot fill of such a job is skipped, not thrown into the reconciler or the worker', () => {

@@ -1,16 +1,14 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { TickworkError, type Job, withTimeout } from '@tickwork/core';
 import {
   FIRE_QUEUE,
-  TickworkError,
   cronRepeatStrategy,
   onceJobIdOf,
   schedulerIdOf,
   registrationOf,
   type FireJobData,
-  type Job,
   type Registration,
-  withTimeout,
-} from '@tickwork/core';
+} from './catalog.ts';
 import { redisOptionsFrom } from './connection.ts';
 
 /**

@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { FIRE_QUEUE, buildJobSpec, cronRepeatStrategy, registrationOf, schedulerIdOf, type Job } from '@tickwork/core';
+import { buildJobSpec, type Job } from '@tickwork/core';
+import { FIRE_QUEUE, cronRepeatStrategy, registrationOf, schedulerIdOf } from '../src/catalog.ts';
 import { FINISHED_RETENTION, OCCURRENCE_OPTIONS, applyRegistration } from '../src/fire-queue.ts';
 import { startOwnRedis, type OwnRedis } from '../src/testing.ts';
 

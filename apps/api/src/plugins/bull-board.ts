@@ -13,9 +13,9 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { Queue } from 'bullmq';
-import { FIRE_QUEUE, TickworkError, parseSchedulerId, type FireJobData } from '@tickwork/core';
+import { TickworkError } from '@tickwork/core';
 import { jobNames } from '@tickwork/db';
-import { closeQueue } from '@tickwork/queue';
+import { closeQueue, FIRE_QUEUE, parseSchedulerId, type FireJobData } from '@tickwork/queue';
 import { isAdminToken } from './auth.ts';
 import { sendProblem } from './errors.ts';
 

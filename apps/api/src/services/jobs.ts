@@ -34,12 +34,10 @@ import {
   buildJobSpec,
   canonicalJson,
   ifMatchAllows,
-  manualJobIdOf,
   nextOccurrences,
   nextRunOf,
   normalizedScheduleOf,
   quotaExceeded,
-  replayJobIdOf,
   uuidv7,
   windowOf,
   type CreateJobBody,
@@ -47,6 +45,7 @@ import {
   type JobState,
   type PatchJobBody,
 } from '@tickwork/core';
+import { manualJobIdOf, replayJobIdOf } from '@tickwork/queue';
 import {
   deleteJob,
   deleteRun,

@@ -2,10 +2,19 @@
  * The BullMQ side of the contract, shared by the api (producer) and the worker (consumer):
  * queue names, the payload of each, and the ids that tie a BullMQ job to a Tickwork occurrence.
  * Payloads hold ids only; the job's definition lives in Postgres (Bull Board shows job data).
+ * Every BullMQ id Tickwork builds or reads is made here; the Redis keys behind them are in
+ * `layout.ts`. Pure: nothing here talks to Redis.
  */
-import { ScheduleComputeError, nextCronAfter, reportScheduleError } from './schedule.ts';
-import { normalizedScheduleOf, windowOf, nextRunOf, type Job } from './job.ts';
-import type { RunTrigger } from './schemas.ts';
+import {
+  ScheduleComputeError,
+  nextCronAfter,
+  nextRunOf,
+  normalizedScheduleOf,
+  reportScheduleError,
+  windowOf,
+  type Job,
+  type RunTrigger,
+} from '@tickwork/core';
 
 export const FIRE_QUEUE = 'fire';
 export const MAINTENANCE_QUEUE = 'maintenance';
@@ -19,6 +28,11 @@ export interface FireJobData {
 }
 
 export const schedulerIdOf = (jobId: string, version: number) => `job:${jobId}:v${version}`;
+/**
+ * The id BullMQ 6.7 gives a scheduler's occurrence due at `at` (epoch ms): BullMQ makes it, we
+ * only predict it (`layout.test.ts` checks the prediction against BullMQ).
+ */
+export const schedulerOccurrenceIdOf = (schedulerId: string, at: number) => `repeat:${schedulerId}:${at}`;
 export const onceJobIdOf = (jobId: string, version: number) => `once:${jobId}:v${version}`;
 export const manualJobIdOf = (jobId: string, runId: string) => `manual:${jobId}:${runId}`;
 /**
