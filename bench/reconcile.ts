@@ -13,6 +13,7 @@ import { once } from 'node:events';
 import { buildJobSpec, uuidv7 } from '@tickwork/core';
 import { createDatabase, dropDatabase, ensureDatabase, insertService, migrateToLatest } from '@tickwork/db';
 import { createReconciler } from '@tickwork/worker';
+import { FireQueue } from '@tickwork/queue';
 import { freePort } from '@tickwork/queue/testing';
 
 const args = process.argv.slice(2);
@@ -35,7 +36,8 @@ await ensureDatabase(databaseUrl);
 const database = createDatabase({ url: databaseUrl, poolMax: 4 });
 await migrateToLatest(database.db);
 const prefix = '{twbench}';
-const reconciler = createReconciler({ db: database.db, redisUrl, prefix });
+const fireQueue = new FireQueue({ redisUrl, prefix });
+const reconciler = createReconciler({ db: database.db, fireQueue });
 
 try {
   // One service holds every job: its quota (counted by the database, migration 0003) must allow them.
@@ -90,7 +92,7 @@ try {
     `\nRESULT reconcile ${JOBS} jobs: cold ${(cold.durationMs / 1000).toFixed(1)} s, warm ${(warm.durationMs / 1000).toFixed(1)} s (${verdict} the 30 s bar)`,
   );
 } finally {
-  await reconciler.close();
+  await fireQueue.close();
   await database.close();
   await dropDatabase(databaseUrl);
   const exited = once(redisServer, 'exit');

@@ -4,9 +4,9 @@
  * leader election). Every worker re-registers the schedulers at start and once a minute; the
  * upsert is idempotent, so a Redis that lost its data heals itself.
  */
-import { Queue, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
+import type { Job as BullJob } from 'bullmq';
 import type { Logger } from 'pino';
-import { redisOptionsFrom, MAINTENANCE_QUEUE } from '@tickwork/queue';
+import { MAINTENANCE_QUEUE, type RedisConnections } from '@tickwork/queue';
 
 /** One housekeeping task: how often it runs and what one pass does. */
 export interface MaintenanceTask {
@@ -17,8 +17,8 @@ export interface MaintenanceTask {
 }
 
 export interface MaintenanceOptions {
-  redisUrl: string;
-  prefix: string;
+  /** The process's connections: the queue and its worker are built on them. */
+  redis: RedisConnections;
   logger: Logger;
   tasks: MaintenanceTask[];
   /** How often each worker re-registers the schedulers. @defaultValue 60000 */
@@ -32,18 +32,17 @@ export interface Maintenance {
 }
 
 export async function startMaintenance(options: MaintenanceOptions): Promise<Maintenance> {
-  const connection = redisOptionsFrom(options.redisUrl, 'worker') as ConnectionOptions;
-  const queue = new Queue(MAINTENANCE_QUEUE, { connection, prefix: options.prefix });
+  const queue = options.redis.queue(MAINTENANCE_QUEUE);
   queue.on('error', (error) => options.logger.warn({ err: error }, 'maintenance queue error'));
   const byName = new Map(options.tasks.map((task) => [task.name, task]));
-  const worker = new Worker(
+  const worker = options.redis.worker(
     MAINTENANCE_QUEUE,
     async (job) => {
       const task = byName.get(job.name);
       if (!task) return { skipped: `no task ${job.name} in this worker` };
       return task.run(job, options.logger.child({ task: task.name }));
     },
-    { connection, prefix: options.prefix, concurrency: Math.max(1, options.tasks.length), lockDuration: 60_000 },
+    { concurrency: Math.max(1, options.tasks.length), lockDuration: 60_000 },
   );
   worker.on('error', (error) => options.logger.warn({ err: error }, 'maintenance worker error'));
   worker.on('failed', (job, error) => options.logger.error({ err: error, task: job?.name }, 'maintenance task failed'));

@@ -14,8 +14,6 @@
  *   id. This covers scheduled occurrences and the runs the api recorded itself (run now, replay).
  * Every repair is idempotent, so a pass can run on any worker, twice, or after a FLUSHALL.
  */
-import type { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { catchUpOf, type Job } from '@tickwork/core';
@@ -29,12 +27,15 @@ import {
   type OpenRun,
 } from '@tickwork/db';
 import {
-  FireQueue,
-  OCCURRENCE_OPTIONS,
+  addOccurrence,
   applyRegistration,
-  redisOptionsFrom,
-  FIRE_QUEUE,
   catchUpJobIdOf,
+  idSet,
+  jobTimesOf,
+  schedulerNextsOf,
+  schedulerPages,
+  takeLock,
+  type FireQueue,
   manualJobIdOf,
   onceJobIdOf,
   parseSchedulerId,
@@ -65,10 +66,8 @@ export interface ReconcileReport {
 
 export interface ReconcileOptions {
   db: Kysely<Database>;
-  /** A queue handle on `fire` (with the cron repeat strategy). */
-  queue: Queue;
-  /** A plain connection to the same Redis, for the bulk reads BullMQ has no call for. */
-  redis: Redis;
+  /** The `fire` queue's handle; a fail-fast one, so a pass that meets a Redis outage fails and the next retries. */
+  fireQueue: FireQueue;
   logger?: Logger;
   now?: number;
   /** Active jobs read per Postgres page. @defaultValue 1000 */
@@ -120,9 +119,8 @@ type Action =
 const PASS_LOCK_MS = 5 * 60_000;
 
 export async function reconcile(options: ReconcileOptions): Promise<ReconcileReport> {
-  const lockKey = options.queue.toKey('tickwork:reconcile-lock');
-  const token = `${process.pid}:${Math.random().toString(36).slice(2)}`;
-  if ((await options.redis.set(lockKey, token, 'PX', PASS_LOCK_MS, 'NX')) !== 'OK') {
+  const release = await takeLock(options.fireQueue, 'reconcile', PASS_LOCK_MS);
+  if (!release) {
     const now = options.now ?? Date.now();
     const repairs = Object.fromEntries(REPAIR_KINDS.map((kind) => [kind, 0])) as RepairCounts;
     return { now, jobs: 0, schedulers: 0, repairs, suspects: 0, durationMs: 0, skipped: 'another pass is running' };
@@ -130,15 +128,7 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
   try {
     return await reconcilePass(options);
   } finally {
-    // Release only our own lock (it may have expired and been taken by another pass).
-    await options.redis
-      .eval(
-        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
-        1,
-        lockKey,
-        token,
-      )
-      .catch(() => {});
+    await release();
   }
 }
 
@@ -147,21 +137,13 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
   const now = options.now ?? started;
   const pageSize = options.pageSize ?? 1_000;
   const concurrency = options.concurrency ?? 50;
-  const { db, queue, redis } = options;
+  const { db, fireQueue } = options;
+  const queue = fireQueue.queue;
   const repairs: RepairCounts = { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 };
 
-  // Every scheduler Redis holds, with its next occurrence (the `repeat` sorted set's score).
-  const repeatKey = queue.toKey('repeat');
+  // Every scheduler Redis holds, with its next occurrence.
   const schedulers = new Map<string, number>();
-  for (let start = 0; ; start += 10_000) {
-    const chunk = (await redis.zrange(repeatKey, start, String(start + 9_999), 'WITHSCORES')) as unknown as unknown[];
-    // RESP2 answers a flat [member, score, …]; RESP3 answers [[member, score], …].
-    const pairs = Array.isArray(chunk[0])
-      ? (chunk as [string, string][])
-      : Array.from({ length: chunk.length / 2 }, (_, i) => [chunk[2 * i], chunk[2 * i + 1]] as [string, string]);
-    for (const [member, score] of pairs) schedulers.set(String(member), Number(score));
-    if (pairs.length < 10_000) break;
-  }
+  for await (const page of schedulerPages(fireQueue)) for (const { id, next } of page) schedulers.set(id, next);
   const versionsByJob = new Map<string, number[]>();
   for (const id of schedulers.keys()) {
     const parsed = parseSchedulerId(id);
@@ -180,7 +162,7 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
     if (rows.length === 0) break;
     afterId = rows.at(-1)!.id;
     jobs += rows.length;
-    const actions = await judgePage(rows, now, redis, queue);
+    const actions = await judgePage(rows, now, fireQueue);
     for (const row of rows) {
       for (const version of versionsByJob.get(row.id) ?? []) {
         const id = schedulerIdOf(row.id, version);
@@ -222,8 +204,8 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
   const unaccounted = [...schedulers.keys()].filter(
     (id) => !accounted.has(id) && !stale.has(id) && parseSchedulerId(id),
   );
-  const suspectsKey = queue.toKey('tickwork:reconcile-suspects');
-  const previousSuspects = new Set(await redis.smembers(suspectsKey));
+  const suspectSet = idSet(fireQueue, 'reconcile-suspects');
+  const previousSuspects = await suspectSet.read();
   const suspects: string[] = [];
   const removals: Array<{ id: string; kind: 'stale' | 'orphan' }> = [];
   for (let i = 0; i < unaccounted.length; i += pageSize) {
@@ -243,11 +225,9 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
     await queue.removeJobScheduler(id);
     repairs[kind]++;
   });
-  const pipeline = redis.multi().del(suspectsKey);
-  if (suspects.length > 0) pipeline.sadd(suspectsKey, ...suspects).expire(suspectsKey, SUSPECTS_TTL_S);
-  await pipeline.exec();
+  await suspectSet.replace(suspects, SUSPECTS_TTL_S);
 
-  repairs.run = await requeueOpenRuns(db, queue, redis, now, concurrency);
+  repairs.run = await requeueOpenRuns(db, fireQueue, now, concurrency);
 
   for (const kind of REPAIR_KINDS) if (repairs[kind] > 0) options.onRepair?.(kind, repairs[kind]);
   const report: ReconcileReport = {
@@ -267,20 +247,14 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
 }
 
 /** Decides what each job of a page needs, reading the state of its BullMQ jobs in one round trip. */
-async function judgePage(rows: JobRow[], now: number, redis: Redis, queue: Queue): Promise<Action[]> {
-  const repeatKey = queue.toKey('repeat');
+async function judgePage(rows: JobRow[], now: number, fireQueue: FireQueue): Promise<Action[]> {
   const judged = rows.map((row) => {
     const job = jobFromRow(row);
     return { row, job, registration: cheapRegistrationOf(job, now, row.run_count) };
   });
   // Each scheduler's next occurrence as it is now, not as the pass began: a busy scheduler moves
   // on every second, and a stale answer would make a healthy one look stuck.
-  const nextOf = async (ids: string[]) => {
-    const pipeline = redis.pipeline();
-    for (const id of ids) pipeline.zscore(repeatKey, id);
-    const results = (await pipeline.exec()) ?? [];
-    return ids.map((_, i) => (results[i]?.[1] == null ? undefined : Number(results[i]![1])));
-  };
+  const nextOf = (ids: string[]) => schedulerNextsOf(fireQueue, ids);
   const schedulerIds = judged.flatMap(({ registration }) =>
     registration.kind === 'scheduler' ? [registration.schedulerId] : [],
   );
@@ -293,16 +267,14 @@ async function judgePage(rows: JobRow[], now: number, redis: Redis, queue: Queue
     }
     return registration.kind === 'delayed' || 'at' in job.schedule ? onceJobIdOf(job.id, job.version) : undefined;
   });
-  const pipeline = redis.pipeline();
-  for (const probe of probes) if (probe) pipeline.hmget(queue.toKey(probe), 'timestamp', 'processedOn', 'finishedOn');
-  const results = (await pipeline.exec()) ?? [];
+  const probed = probes.filter((probe): probe is string => probe !== undefined);
+  const times = await jobTimesOf(fireQueue, probed);
   let r = 0;
   const actions: Action[] = [];
   const suspects: Array<{ action: Action; schedulerId: string; next: number }> = [];
   judged.forEach(({ row, job, registration }, i) => {
-    const probe = probes[i];
-    const fields = probe ? ((results[r++]?.[1] as (string | null)[] | undefined) ?? [null, null, null]) : undefined;
-    const exists = fields !== undefined && fields[0] !== null;
+    // The pending BullMQ job that shows the job is alive (undefined: none to look for, or gone).
+    const pending = probes[i] === undefined ? undefined : times[r++];
     const catchUpFrom = row.next_run_at?.getTime() ?? null;
     if (registration.kind === 'scheduler') {
       const next = nextValues[nexts.get(registration.schedulerId)!];
@@ -311,14 +283,15 @@ async function judgePage(rows: JobRow[], now: number, redis: Redis, queue: Queue
         actions.push({ kind: 'missing', job, registration: full(), catchUpFrom, runCount: row.run_count });
         return;
       }
-      const startedLongAgo = fields?.[1] != null && Number(fields[1]) < now - STARTED_WITHOUT_SUCCESSOR_MS;
-      if (!exists || fields?.[2] != null || startedLongAgo) {
+      const startedLongAgo =
+        pending?.processedOn !== undefined && pending.processedOn < now - STARTED_WITHOUT_SUCCESSOR_MS;
+      if (!pending || pending.finishedOn !== undefined || startedLongAgo) {
         const action: Action = { kind: 'stuck', job, registration: full(), catchUpFrom, runCount: row.run_count };
         suspects.push({ action, schedulerId: registration.schedulerId, next });
       }
     } else if (registration.kind === 'delayed') {
-      if (!exists) actions.push({ kind: 'missing', job, registration, catchUpFrom: null, runCount: row.run_count });
-    } else if ('at' in job.schedule && !exists) {
+      if (!pending) actions.push({ kind: 'missing', job, registration, catchUpFrom: null, runCount: row.run_count });
+    } else if ('at' in job.schedule && !pending) {
       // An active one-shot whose instant has passed and whose BullMQ job is gone never ran:
       // registrationOf has nothing left to register, so it is caught up with.
       const at = Date.parse(job.schedule.at);
@@ -358,71 +331,43 @@ function candidateIdsOf(run: OpenRun): string[] {
 
 async function requeueOpenRuns(
   db: Kysely<Database>,
-  queue: Queue,
-  redis: Redis,
+  fireQueue: FireQueue,
   now: number,
   concurrency: number,
 ): Promise<number> {
   const open = await openRuns(db, new Date(now - OPEN_RUN_MIN_AGE_MS));
   if (open.length === 0) return 0;
-  const pipeline = redis.pipeline();
-  for (const run of open) for (const id of candidateIdsOf(run)) pipeline.exists(queue.toKey(id));
-  const results = (await pipeline.exec()) ?? [];
-  let r = 0;
-  const lost = open.filter((run) => {
-    const found = candidateIdsOf(run).map(() => Number(results[r++]?.[1] ?? 0) > 0);
-    return !found.includes(true);
-  });
+  // Few runs stay open this long, so BullMQ's own lookup (the whole job, where only its existence
+  // matters) costs little here.
+  const found = await Promise.all(
+    open.map(async (run) => {
+      const jobs = await Promise.all(candidateIdsOf(run).map((id) => fireQueue.queue.getJob(id)));
+      return jobs.some((job) => job !== undefined && job !== null);
+    }),
+  );
+  const lost = open.filter((_, i) => !found[i]);
   await eachLimited(lost, concurrency, async (run) => {
     // A run the api recorded names itself in the data, so the worker delivers that run.
     const data: FireJobData =
       run.trigger === 'schedule'
         ? { jobId: run.jobId, version: run.jobVersion }
         : { jobId: run.jobId, version: run.jobVersion, runId: run.id };
-    const bullJobId = candidateIdsOf(run).at(-1)!;
-    await queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId });
+    await addOccurrence(fireQueue.queue, data, candidateIdsOf(run).at(-1)!);
   });
   return lost.length;
 }
 
-async function enqueueCatchUp(queue: Queue, job: Job, at: number, now: number): Promise<void> {
+async function enqueueCatchUp(queue: FireQueue['queue'], job: Job, at: number, now: number): Promise<void> {
   const data: FireJobData = { jobId: job.id, version: job.version };
   const bullJobId = 'at' in job.schedule ? onceJobIdOf(job.id, job.version) : catchUpJobIdOf(job.id, job.version, at);
-  await queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId, delay: Math.max(0, at - now) });
+  await addOccurrence(queue, data, bullJobId, at - now);
 }
 
 export interface Reconciler {
   run(now?: number): Promise<ReconcileReport>;
-  close(): Promise<void>;
 }
 
-/**
- * A reconciler with connections of its own: a fast-failing queue handle (a pass that meets a
- * Redis outage fails and the next one retries) and a plain Redis connection for bulk reads.
- */
-export function createReconciler(options: {
-  db: Kysely<Database>;
-  redisUrl: string;
-  prefix: string;
-  logger?: Logger;
-  onRepair?: (kind: RepairKind, count: number) => void;
-}): Reconciler {
-  const fireQueue = new FireQueue({ redisUrl: options.redisUrl, prefix: options.prefix });
-  const redis = new Redis(redisOptionsFrom(options.redisUrl, 'producer'));
-  redis.on('error', () => {});
-  return {
-    run: (now) =>
-      reconcile({
-        db: options.db,
-        queue: fireQueue.queue,
-        redis,
-        ...(now === undefined ? {} : { now }),
-        ...(options.logger ? { logger: options.logger } : {}),
-        ...(options.onRepair ? { onRepair: options.onRepair } : {}),
-      }),
-    async close() {
-      await fireQueue.close();
-      redis.disconnect();
-    },
-  };
+/** A reconciler on the given handle of the `fire` queue (the worker gives it its fail-fast one). */
+export function createReconciler(options: Omit<ReconcileOptions, 'now'>): Reconciler {
+  return { run: (now) => reconcile({ ...options, ...(now === undefined ? {} : { now }) }) };
 }

@@ -3,7 +3,7 @@
  * with lock settings that survive the longest callback and recover a dead worker's occurrence.
  */
 import { hostname } from 'node:os';
-import { Queue, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
+import type { Worker, Job as BullJob } from 'bullmq';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -12,8 +12,8 @@ import { abandonRun, createDatabase, findJobById, isConnectionError, type Databa
 import {
   FINISHED_RETENTION,
   FireQueue,
-  redisOptionsFrom,
-  warnUnlessNoeviction,
+  createRedisConnections,
+  warnUnlessNoevictionOn,
   FIRE_QUEUE,
   cronRepeatStrategy,
   occurrenceOf,
@@ -109,10 +109,16 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const policy = { allowPrivate: config.callbackAllowPrivate, allowedHosts: config.callbackAllowedHosts };
   const dispatchers = createDispatchers(policy);
   const abort = new AbortController();
-  const connection = redisOptionsFrom(config.redisUrl, 'worker') as ConnectionOptions;
-  // For removing the scheduler of a job that completed (endAt passed, maxRuns reached).
-  const fireQueue = new Queue(FIRE_QUEUE, { connection, prefix: config.bullmqPrefix });
-  fireQueue.on('error', (error) => logger.warn({ err: error }, 'fire queue error'));
+  // Every Redis connection of the worker: the Workers' and Queues' shared one, a fail-fast one,
+  // and the blocking connection BullMQ makes for each Worker.
+  const redis = createRedisConnections({
+    redisUrl: config.redisUrl,
+    prefix: config.bullmqPrefix,
+    name: `tickwork-worker:${workerId}`,
+  });
+  // The fire path's handle (skipped slots, removing a completed job's scheduler): on the shared,
+  // retrying connection, like the Worker's own commands.
+  const fireQueue = new FireQueue({ connection: redis.shared, prefix: config.bullmqPrefix });
   const ctx: FireContext = {
     db: database.db,
     logger,
@@ -121,7 +127,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     policy,
     dispatchers,
     signal: abort.signal,
-    queue: fireQueue,
+    queue: fireQueue.queue,
   };
   // Occurrences being processed, so a shutdown knows when nothing is left to finish.
   let inFlight = 0;
@@ -135,9 +141,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
       if (inFlight === 0) drained?.();
     }
   };
-  const worker = new Worker<FireJobData>(FIRE_QUEUE, (job, token) => track(fireOccurrence(ctx, job, token)), {
-    connection,
-    prefix: config.bullmqPrefix,
+  const worker = redis.worker<FireJobData>(FIRE_QUEUE, (job, token) => track(fireOccurrence(ctx, job, token)), {
     concurrency: config.workerConcurrency,
     lockDuration: LOCK_DURATION_MS,
     stalledInterval: STALLED_INTERVAL_MS,
@@ -170,10 +174,10 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   observeWorker(worker);
   const stopObservingScheduleErrors = observeScheduleErrors(logger);
   await worker.waitUntilReady();
-  // The api's fast-failing producer connection, here for the queue gauges only: a scrape while
-  // Redis is away answers at once instead of queueing behind the worker's retrying connection.
-  const statsQueue = new FireQueue({ redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
-  void warnUnlessNoeviction(config.redisUrl, logger);
+  // Probes, the queue gauges and the reconciler, on the fail-fast connection: a scrape or a pass
+  // while Redis is away fails at once instead of queueing behind the retrying connection.
+  const probeQueue = new FireQueue({ connection: redis.failFast, prefix: config.bullmqPrefix });
+  void warnUnlessNoevictionOn(redis.shared, logger);
   const postgres = watchPostgres({
     check: () => database.pool.query('select 1'),
     pause: () => worker.pause(true),
@@ -182,8 +186,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   });
   const reconciler = createReconciler({
     db: database.db,
-    redisUrl: config.redisUrl,
-    prefix: config.bullmqPrefix,
+    fireQueue: probeQueue,
     logger: logger.child({ task: 'reconcile' }),
     onRepair: countReconcileRepairs,
   });
@@ -194,8 +197,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   // After a Redis data loss the reconcile scheduler itself is gone: re-registering it at least
   // once per interval brings the first repair within two intervals of the loss.
   const maintenance = await startMaintenance({
-    redisUrl: config.redisUrl,
-    prefix: config.bullmqPrefix,
+    redis,
     logger,
     tasks,
     refreshMs: Math.min(60_000, config.reconcileIntervalMs),
@@ -205,15 +207,15 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   let closing: Promise<void> | undefined;
   // Each part answers within a second, so a probe or a scrape never hangs on a dead dependency.
   const isReady = async () => {
-    const [postgres, redis] = await Promise.all([
+    const [postgresAnswers, redisAnswers] = await Promise.all([
       succeedsWithin(database.pool.query('select 1'), 1_000),
-      succeedsWithin(statsQueue.ping(), 1_000),
+      succeedsWithin(probeQueue.ping(), 1_000),
     ]);
-    return { postgres, redis, accepting: closing === undefined };
+    return { postgres: postgresAnswers, redis: redisAnswers, accepting: closing === undefined };
   };
   const metrics = createWorkerRegistry({
     pool: database.pool,
-    queue: statsQueue.queue,
+    queue: probeQueue.queue,
     isReady: async () => Object.values(await isReady()).every(Boolean),
   });
   return {
@@ -229,8 +231,8 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
         let giveUp: NodeJS.Timeout | undefined;
         postgres.stop();
         try {
-          const closed = Promise.all([maintenance.close(), worker.close(), reconciler.close()])
-            .then(() => fireQueue.close())
+          const closed = Promise.all([maintenance.close(), worker.close()])
+            .then(() => Promise.all([fireQueue.close(), probeQueue.close()]))
             .then(() => true);
           // BullMQ's close ends with a QUIT that waits for ever while Redis is away: once nothing
           // is in flight, the connections get a few seconds, then the worker stops without them.
@@ -247,7 +249,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
           stopObservingScheduleErrors();
           clearTimeout(grace);
           clearTimeout(giveUp);
-          await Promise.allSettled([dispatchers.guarded.close(), dispatchers.allowListed.close(), statsQueue.close()]);
+          await Promise.allSettled([dispatchers.guarded.close(), dispatchers.allowListed.close(), redis.close()]);
           await database.close();
         }
       })();

@@ -77,8 +77,7 @@ function pass(now?: number) {
   const counted: Partial<Record<RepairKind, number>> = {};
   return reconcile({
     db: db.db,
-    queue: fireQueue.queue,
-    redis,
+    fireQueue,
     ...(now === undefined ? {} : { now }),
     pageSize: 2,
     onRepair: (kind, count) => {

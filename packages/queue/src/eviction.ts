@@ -2,8 +2,7 @@
  * BullMQ keeps schedulers and pending occurrences as ordinary Redis keys: a Redis that evicts
  * keys under memory pressure silently drops runs. Both processes check the policy at start.
  */
-import { Redis } from 'ioredis';
-import { redisOptionsFrom } from './connection.ts';
+import { openRedis } from './connection.ts';
 
 /** The slice of an ioredis client the check needs. */
 export interface RedisInfoClient {
@@ -38,13 +37,21 @@ export const EVICTION_WARNING =
  * returns the policy. Uses a short-lived connection of its own and never throws.
  */
 export async function warnUnlessNoeviction(redisUrl: string, logger: WarnLogger): Promise<string | undefined> {
-  let policy: string | undefined;
-  const client = new Redis({
-    ...redisOptionsFrom(redisUrl, 'producer'),
+  // One attempt, waiting for the connection rather than failing before it is up.
+  const client = openRedis(redisUrl, 'producer', 'tickwork:eviction-check', {
     enableOfflineQueue: true,
     retryStrategy: () => null,
   });
-  client.on('error', () => {});
+  try {
+    return await warnUnlessNoevictionOn(client, logger);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** The same check on a connection the caller holds (a worker's shared one). Never throws. */
+export async function warnUnlessNoevictionOn(client: RedisInfoClient, logger: WarnLogger): Promise<string | undefined> {
+  let policy: string | undefined;
   try {
     policy = await evictionPolicyOf(client);
   } catch (error) {
@@ -53,8 +60,6 @@ export async function warnUnlessNoeviction(redisUrl: string, logger: WarnLogger)
       'could not read Redis maxmemory-policy; make sure it is noeviction',
     );
     return undefined;
-  } finally {
-    client.disconnect();
   }
   if (policy !== 'noeviction') {
     logger.warn({ setting: 'maxmemory-policy', actual: policy ?? 'unknown', expected: 'noeviction' }, EVICTION_WARNING);

@@ -1,4 +1,5 @@
-import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { TickworkError, type Job, withTimeout } from '@tickwork/core';
 import {
   FIRE_QUEUE,
@@ -9,7 +10,8 @@ import {
   type FireJobData,
   type Registration,
 } from './catalog.ts';
-import { redisOptionsFrom } from './connection.ts';
+import { closeRedis, openRedis } from './connection.ts';
+import type { RedisQueue } from './layout.ts';
 
 /**
  * Options of every occurrence. Retries are ours: the worker decides from the job's policy and
@@ -36,21 +38,41 @@ export const FINISHED_RETENTION = {
   removeOnFail: { age: 7 * 86_400, count: 10_000 },
 } as const satisfies Pick<JobsOptions, 'removeOnComplete' | 'removeOnFail'>;
 
-export interface FireQueueOptions {
-  redisUrl: string;
+export type FireQueueOptions = {
   prefix: string;
-}
+  /** How long a Redis call may take before it fails as `unavailable`. @defaultValue 2000 */
+  timeoutMs?: number;
+} & (
+  | {
+      /** A fail-fast connection of the queue's own is opened to this Redis (and closed with it). */
+      redisUrl: string;
+    }
+  | {
+      /** A connection to share (from {@link RedisConnections}); its owner closes it. */
+      connection: Redis;
+    }
+);
 
-/** The api's handle on the `fire` queue: registers and removes jobs' schedules, fast-failing. */
-export class FireQueue {
-  readonly queue: Queue;
-  /** How long a Redis call may take before the request gives up with 503. */
+/**
+ * A handle on the `fire` queue for everything but consuming it: registers and removes jobs'
+ * schedules, queues runs, and (through `layout.ts`) reads what Redis holds. The api makes one on a
+ * fail-fast connection of its own; the worker makes its handles on its shared connections.
+ * Every call here fails as `unavailable` (503) once Redis has not answered for `timeoutMs`.
+ */
+export class FireQueue implements RedisQueue {
+  readonly queue: Queue<FireJobData>;
+  /** The connection the queue runs on. */
+  readonly redis: Redis;
   readonly timeoutMs: number;
+  private readonly ownsConnection: boolean;
 
-  constructor(options: FireQueueOptions & { timeoutMs?: number }) {
+  constructor(options: FireQueueOptions) {
     this.timeoutMs = options.timeoutMs ?? 2_000;
-    this.queue = new Queue(FIRE_QUEUE, {
-      connection: redisOptionsFrom(options.redisUrl, 'producer') as ConnectionOptions,
+    this.ownsConnection = 'redisUrl' in options;
+    this.redis =
+      'redisUrl' in options ? openRedis(options.redisUrl, 'producer', 'tickwork:fire-queue') : options.connection;
+    this.queue = new Queue<FireJobData>(FIRE_QUEUE, {
+      connection: this.redis,
       prefix: options.prefix,
       settings: { repeatStrategy: cronRepeatStrategy },
     });
@@ -85,22 +107,35 @@ export class FireQueue {
    * scheduler's next occurrence moves (BullMQ's `promote()` would shift the schedule).
    */
   async enqueueRun(data: Required<FireJobData>, bullJobId: string): Promise<void> {
-    await this.withTimeout(
-      'queueing the run',
-      this.queue.add(FIRE_QUEUE, data, { ...OCCURRENCE_OPTIONS, jobId: bullJobId }),
-    );
+    await this.withTimeout('queueing the run', addOccurrence(this.queue, data, bullJobId));
   }
 
   async ping(): Promise<void> {
     await this.withTimeout(
       'pinging Redis',
-      this.queue.getBackend().client.then((client) => client.get('tickwork:ping')),
+      this.queue.waitUntilReady().then(() => this.redis.ping()),
     );
   }
 
+  /** Closes the queue, and the connection when it is the queue's own. */
   async close(): Promise<void> {
-    await closeQueue(this.queue);
+    await this.queue.close().catch(() => {});
+    if (this.ownsConnection) await closeRedis(this.redis);
   }
+}
+
+/** Adds an occurrence under its BullMQ id, due in `delayMs` (0: now). */
+export async function addOccurrence(
+  queue: Queue<FireJobData>,
+  data: FireJobData,
+  bullJobId: string,
+  delayMs = 0,
+): Promise<void> {
+  await queue.add(FIRE_QUEUE, data, {
+    ...OCCURRENCE_OPTIONS,
+    jobId: bullJobId,
+    ...(delayMs > 0 ? { delay: delayMs } : {}),
+  });
 }
 
 /**
@@ -128,11 +163,7 @@ export async function applyRegistration(
     case 'none':
       return;
     case 'delayed':
-      await queue.add(FIRE_QUEUE, data, {
-        ...OCCURRENCE_OPTIONS,
-        jobId: registration.bullJobId,
-        delay: Math.max(0, registration.runAt - now),
-      });
+      await addOccurrence(queue, data, registration.bullJobId, registration.runAt - now);
       return;
     case 'scheduler':
       await queue.upsertJobScheduler(registration.schedulerId, registration.repeat, {
