@@ -7,6 +7,7 @@
  * stays visible when every worker is down, which is when it matters most.
  */
 import { Gauge, type Registry } from 'prom-client';
+import { withTimeout } from '@tickwork/core';
 
 /** What a pg.Pool tells about itself. */
 export interface PoolStats {
@@ -87,14 +88,12 @@ export function registerQueueGauges(registry: Registry, queue: QueueStats, optio
   const read = async (): Promise<QueueSnapshot | undefined> => {
     if (last && Date.now() - last.at < cacheMs) return last;
     reading ??= (async () => {
-      let timer: NodeJS.Timeout | undefined;
       try {
-        const [counts, schedulers] = await Promise.race([
+        const [counts, schedulers] = await withTimeout(
           Promise.all([queue.getJobCounts(...QUEUE_STATES), queue.getJobSchedulersCount()]),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error('queue stats timed out')), timeoutMs);
-          }),
-        ]);
+          timeoutMs,
+          'queue stats',
+        );
         last = { at: Date.now(), counts, schedulers };
         return last;
       } catch {
@@ -102,7 +101,6 @@ export function registerQueueGauges(registry: Registry, queue: QueueStats, optio
         last = undefined;
         return undefined;
       } finally {
-        clearTimeout(timer);
         reading = undefined;
       }
     })();
