@@ -46,15 +46,20 @@ interface Variant {
   dir: string;
   fire: (ctx: unknown, job: unknown) => Promise<{ outcome: string }>;
   ctx: unknown;
+  /** The checkout's own database handle: its pg driver is part of what is compared. */
+  database: { close(): Promise<void> };
   perSec: number[];
 }
 const variants: Variant[] = [];
 for (const c of checkouts) {
   const fire = await import(`${c.dir}/apps/worker/src/fire.ts`);
   const deliver = await import(`${c.dir}/apps/worker/src/deliver.ts`);
+  const { createDatabase } = await import(`${c.dir}/packages/db/src/database.ts`);
+  // Sized as the worker sizes its pool (concurrency + 2).
+  const database = createDatabase({ url: db.url, poolMax: concurrency + 2 });
   const policy = { allowPrivate: true, allowedHosts: [] };
   const ctx = {
-    db: db.db,
+    db: database.db,
     logger: silent,
     workerId: `bench-${c.name}`,
     secretKey,
@@ -62,7 +67,7 @@ for (const c of checkouts) {
     dispatchers: deliver.createDispatchers(policy),
     queue,
   };
-  variants.push({ ...c, fire: fire.fireOccurrence, ctx, perSec: [] });
+  variants.push({ ...c, fire: fire.fireOccurrence, ctx, database, perSec: [] });
 }
 const service = await insertService(db.db, {
   id: uuidv7(),
@@ -128,6 +133,7 @@ for (const v of variants) {
 }
 console.log(`sink received ${sink.received.length}`);
 await sink.close();
+for (const v of variants) await v.database.close();
 await queue.close();
 await deletePrefix(redisUrl, prefix);
 await db.drop();

@@ -1,9 +1,8 @@
-import { Kysely, PostgresDialect, type PostgresPool } from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { coalesceWrites } from './coalesce-writes.ts';
-import { prepareMarked } from './prepared.ts';
 import type { Database } from './types.ts';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.ts';
+import { kyselyPool } from './driver.ts';
 
 // timestamptz arrives as Date (pg's default); bigint counts as numbers, which fit here.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
@@ -28,14 +27,15 @@ export interface DatabaseHandle {
 }
 
 export function createDatabase(options: DatabaseOptions): DatabaseHandle {
-  const pool = new pg.Pool({
+  const config: pg.PoolConfig = {
     connectionString: options.url,
     max: options.poolMax ?? 20,
     connectionTimeoutMillis: options.connectionTimeoutMs ?? 5_000,
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'tickwork',
     ...(options.statementTimeoutMs === undefined ? {} : { statement_timeout: options.statementTimeoutMs }),
-  });
+  };
+  const pool = new pg.Pool(config);
   // An idle client that loses its server emits 'error' on the pool; without a listener that
   // would crash the process. The next query gets a fresh connection.
   pool.on('error', () => {});
@@ -43,20 +43,11 @@ export function createDatabase(options: DatabaseOptions): DatabaseHandle {
   // away mid-query, the 'error' it emits would crash the process (found by the outage test).
   // The query itself still rejects, and the pool discards the broken client on release.
   pool.on('connect', (client) => client.on('error', () => {}));
-  if (process.env.TICKWORK_PG_COALESCE !== 'off') pool.on('connect', coalesceWrites);
-  if (process.env.TICKWORK_PG_PREPARE !== 'off') pool.on('connect', prepareMarked);
   const breaker = options.breaker ? new CircuitBreaker(options.breaker) : undefined;
-  const guarded: PostgresPool = breaker
-    ? {
-        ...((pool as unknown as { Client?: PostgresPool['Client'] }).Client
-          ? { Client: (pool as unknown as { Client: PostgresPool['Client'] }).Client }
-          : {}),
-        options: pool.options,
-        connect: () => breaker.run(() => pool.connect()),
-        end: () => pool.end(),
-      }
-    : pool;
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: guarded }) });
+  const prepare = process.env.TICKWORK_PG_PREPARE !== 'off';
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: kyselyPool(pool, { breaker, prepare, config }) }),
+  });
   let closed = false;
   return {
     db,
