@@ -1,4 +1,5 @@
 /** The api process: configuration, logger, listen, graceful close on SIGTERM/SIGINT. */
+import closeWithGrace from 'close-with-grace';
 import { ConfigError, loadConfig, type Config } from '@tickwork/core';
 import { API_LOG_REDACT_PATHS, buildServer } from './build.ts';
 
@@ -23,25 +24,21 @@ const server = await buildServer(config, {
   },
 });
 
-let closing = false;
-async function shutdown(signal: string) {
-  if (closing) return;
-  closing = true;
-  server.log.info({ signal }, 'shutting down: finishing in-flight requests');
-  const timer = setTimeout(() => {
-    server.log.error('shutdown took too long; exiting');
-    process.exit(1);
-  }, config.shutdownGraceMs + 5_000);
-  timer.unref();
-  try {
+// SIGTERM/SIGINT (and an uncaught error) close Fastify: in-flight requests finish, the pools close.
+// A second signal, or a close past the grace period, exits at once with 1.
+closeWithGrace(
+  {
+    delay: config.shutdownGraceMs + 5_000,
+    logger: { error: (error: unknown) => server.log.error({ err: error }, 'error while closing') },
+    onTimeout: () => server.log.error('shutdown took too long; exiting'),
+    onSecondSignal: (signal) => server.log.error({ signal }, 'second signal while closing; exiting'),
+    onSecondError: (error) => server.log.error({ err: error }, 'second error while closing; exiting'),
+  },
+  async ({ signal, err }) => {
+    if (err) server.log.error({ err }, 'uncaught error: closing');
+    server.log.info({ signal }, 'shutting down: finishing in-flight requests');
     await server.close();
-    process.exit(0);
-  } catch (error) {
-    server.log.error({ err: error }, 'error while closing');
-    process.exit(1);
-  }
-}
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
-process.on('SIGINT', () => void shutdown('SIGINT'));
+  },
+);
 
 await server.listen({ host: config.host, port: config.port });

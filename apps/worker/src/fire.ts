@@ -10,6 +10,7 @@
  */
 import { DelayedError, type Job as BullJob, type Queue } from 'bullmq';
 import type { Kysely } from 'kysely';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import {
   decryptSecret,
@@ -139,17 +140,15 @@ export type FireResult =
 /**
  * Decrypted signing secrets by (key, service, stored value). Decrypting derives a key and runs
  * AES-GCM on every callback otherwise; a rotation stores a new value (and a fresh IV), so it is a
- * new entry and the old one is never read again. Bounded: the oldest entry goes first.
+ * new entry and the old one is never read again. Bounded: the least recently used entry goes first.
  */
-const SECRET_CACHE_MAX = 10_000;
-const secretCache = new Map<string, string>();
+const secretCache = new LRUCache<string, string>({ max: 10_000 });
 
 function decryptCached(serviceId: string, encrypted: string, secretKey: string): string {
   const key = `${secretKey}\u0000${serviceId}\u0000${encrypted}`;
   let secret = secretCache.get(key);
   if (secret === undefined) {
     secret = decryptSecret(encrypted, secretKey);
-    if (secretCache.size >= SECRET_CACHE_MAX) secretCache.delete(secretCache.keys().next().value!);
     secretCache.set(key, secret);
   }
   return secret;

@@ -1,4 +1,5 @@
 /** The worker process: configuration, logger, the BullMQ worker, its health port, graceful close. */
+import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from '@tickwork/core';
 import { startHealthServer } from './health-server.ts';
@@ -43,25 +44,21 @@ const tickwork = await startWorker(config, logger);
 const health = await startHealthServer(tickwork, config.workerPort, config.host);
 logger.info({ port: config.workerPort }, 'health and metrics port open');
 
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing in-flight occurrences');
-  const hardStop = setTimeout(() => {
-    logger.error('shutdown took too long; exiting');
-    process.exit(1);
-  }, config.shutdownGraceMs + 10_000);
-  hardStop.unref();
-  try {
+// SIGTERM/SIGINT (and an uncaught error) stop taking occurrences and finish the in-flight ones
+// (worker.ts's close). A second signal, or a close past the grace period, exits at once with 1.
+closeWithGrace(
+  {
+    delay: config.shutdownGraceMs + 10_000,
+    logger: { error: (error: unknown) => logger.error({ err: error }, 'error while closing') },
+    onTimeout: () => logger.error('shutdown took too long; exiting'),
+    onSecondSignal: (signal) => logger.error({ signal }, 'second signal while closing; exiting'),
+    onSecondError: (error) => logger.error({ err: error }, 'second error while closing; exiting'),
+  },
+  async ({ signal, err }) => {
+    if (err) logger.error({ err }, 'uncaught error: closing');
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing in-flight occurrences');
     await tickwork.close();
     health.close();
     logger.info('worker stopped');
-    process.exit(0);
-  } catch (error) {
-    logger.error({ err: error }, 'error while closing');
-    process.exit(1);
-  }
-}
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
-process.on('SIGINT', () => void shutdown('SIGINT'));
+  },
+);

@@ -15,6 +15,7 @@
  * Every repair is idempotent, so a pass can run on any worker, twice, or after a FLUSHALL.
  */
 import type { Kysely } from 'kysely';
+import pMap from 'p-map';
 import type { Logger } from 'pino';
 import { catchUpOf, type Job } from '@tickwork/core';
 import {
@@ -95,18 +96,6 @@ function uuidv7Time(id: string): number {
   return Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16);
 }
 
-/** Runs `work` over `items` with at most `limit` in flight. */
-async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await work(item);
-    }
-  });
-  await Promise.all(lanes);
-}
-
 type Action =
   | { kind: 'missing' | 'stuck'; job: Job; registration: Registration; catchUpFrom: number | null; runCount: number }
   | { kind: 'catchup'; job: Job; at: number };
@@ -171,33 +160,41 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
         // A newer version than Postgres holds: an update in flight, judged with the orphans.
       }
     }
-    await eachLimited(actions, concurrency, async (action) => {
-      if (action.kind === 'catchup') {
-        await enqueueCatchUp(queue, action.job, action.at, now);
-        repairs.catchup++;
-        return;
-      }
-      if (action.kind === 'stuck' && action.registration.kind === 'scheduler') {
-        await queue.removeJobScheduler(action.registration.schedulerId);
-      }
-      await applyRegistration(queue, action.job, action.registration, now);
-      repairs[action.kind]++;
-      if (action.catchUpFrom !== null) {
-        // The first occurrence that has not run is the job's nextRunAt: catch up from there.
-        const at = catchUpOf(action.job, action.catchUpFrom - 1, now, action.runCount);
-        if (at !== undefined) {
-          await enqueueCatchUp(queue, action.job, at, now);
+    await pMap(
+      actions,
+      async (action) => {
+        if (action.kind === 'catchup') {
+          await enqueueCatchUp(queue, action.job, action.at, now);
           repairs.catchup++;
+          return;
         }
-      }
-    });
+        if (action.kind === 'stuck' && action.registration.kind === 'scheduler') {
+          await queue.removeJobScheduler(action.registration.schedulerId);
+        }
+        await applyRegistration(queue, action.job, action.registration, now);
+        repairs[action.kind]++;
+        if (action.catchUpFrom !== null) {
+          // The first occurrence that has not run is the job's nextRunAt: catch up from there.
+          const at = catchUpOf(action.job, action.catchUpFrom - 1, now, action.runCount);
+          if (at !== undefined) {
+            await enqueueCatchUp(queue, action.job, at, now);
+            repairs.catchup++;
+          }
+        }
+      },
+      { concurrency },
+    );
     if (rows.length < pageSize) break;
   }
 
-  await eachLimited(staleIds, concurrency, async (id) => {
-    await queue.removeJobScheduler(id);
-    repairs.stale++;
-  });
+  await pMap(
+    staleIds,
+    async (id) => {
+      await queue.removeJobScheduler(id);
+      repairs.stale++;
+    },
+    { concurrency },
+  );
 
   // Schedulers no active job accounted for: judged against Postgres as it stands now.
   const stale = new Set(staleIds);
@@ -221,10 +218,14 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
       else suspects.push(id);
     }
   }
-  await eachLimited(removals, concurrency, async ({ id, kind }) => {
-    await queue.removeJobScheduler(id);
-    repairs[kind]++;
-  });
+  await pMap(
+    removals,
+    async ({ id, kind }) => {
+      await queue.removeJobScheduler(id);
+      repairs[kind]++;
+    },
+    { concurrency },
+  );
   await suspectSet.replace(suspects, SUSPECTS_TTL_S);
 
   repairs.run = await requeueOpenRuns(db, fireQueue, now, concurrency);
@@ -346,14 +347,18 @@ async function requeueOpenRuns(
     }),
   );
   const lost = open.filter((_, i) => !found[i]);
-  await eachLimited(lost, concurrency, async (run) => {
-    // A run the api recorded names itself in the data, so the worker delivers that run.
-    const data: FireJobData =
-      run.trigger === 'schedule'
-        ? { jobId: run.jobId, version: run.jobVersion }
-        : { jobId: run.jobId, version: run.jobVersion, runId: run.id };
-    await addOccurrence(fireQueue.queue, data, candidateIdsOf(run).at(-1)!);
-  });
+  await pMap(
+    lost,
+    async (run) => {
+      // A run the api recorded names itself in the data, so the worker delivers that run.
+      const data: FireJobData =
+        run.trigger === 'schedule'
+          ? { jobId: run.jobId, version: run.jobVersion }
+          : { jobId: run.jobId, version: run.jobVersion, runId: run.id };
+      await addOccurrence(fireQueue.queue, data, candidateIdsOf(run).at(-1)!);
+    },
+    { concurrency },
+  );
   return lost.length;
 }
 
