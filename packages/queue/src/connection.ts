@@ -73,7 +73,6 @@ export interface RedisConnections {
   readonly shared: Redis;
   /** Fail-fast (`producer` role): probes, gauges and the reconciler, which must not wait out an outage. */
   readonly failFast: Redis;
-  readonly prefix: string;
   /** A BullMQ Queue on the shared connection. */
   queue<Data = unknown>(name: string, options?: Omit<QueueOptions, 'connection' | 'prefix'>): Queue<Data>;
   /** A BullMQ Worker on the shared connection (and its own blocking one). */
@@ -93,7 +92,6 @@ export function createRedisConnections(options: RedisConnectionsOptions): RedisC
   return {
     shared,
     failFast,
-    prefix,
     queue: (name, queueOptions) => new Queue(name, { ...queueOptions, connection: shared, prefix }),
     worker: (name, processor, workerOptions) =>
       new Worker(name, processor, { ...workerOptions, connection: shared, prefix }),

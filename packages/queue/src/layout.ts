@@ -15,9 +15,9 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 
-/** A BullMQ queue and the ioredis connection it runs on. */
+/** A BullMQ queue (its keys) and the ioredis connection it runs on (`FireQueue` is one). */
 export interface RedisQueue {
-  readonly queue: Queue<never> | Queue<unknown> | Queue;
+  readonly queue: Pick<Queue, 'toKey'>;
   readonly redis: Redis;
 }
 
