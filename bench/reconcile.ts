@@ -8,27 +8,18 @@
  * Measures three passes: cold (Redis empty: every scheduler registered — a FLUSHALL), warm
  * (nothing to repair: the steady state every 30 s).
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { buildJobSpec, uuidv7 } from '@tickwork/core';
 import { createDatabase, dropDatabase, ensureDatabase, insertService, migrateToLatest } from '@tickwork/db';
 import { createReconciler } from '@tickwork/worker';
 import { FireQueue } from '@tickwork/queue';
-import { freePort } from '@tickwork/queue/testing';
+import { startOwnRedis } from '@tickwork/testkit';
 
 const args = process.argv.slice(2);
 const at = args.indexOf('--jobs');
 const JOBS = at >= 0 ? Number(args[at + 1]) : 100_000;
 
-const redisPort = await freePort();
-const redisServer = spawn(
-  'redis-server',
-  ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-  {
-    stdio: 'ignore',
-  },
-);
-const redisUrl = `redis://127.0.0.1:${redisPort}`;
+const redisServer = await startOwnRedis();
+const redisUrl = redisServer.url;
 const base = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
 base.pathname = `/tw_bench_reconcile_${Date.now().toString(36)}`;
 const databaseUrl = base.toString();
@@ -95,7 +86,5 @@ try {
   await fireQueue.close();
   await database.close();
   await dropDatabase(databaseUrl);
-  const exited = once(redisServer, 'exit');
-  redisServer.kill('SIGTERM');
-  await exited;
+  await redisServer.stop();
 }

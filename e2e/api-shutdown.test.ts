@@ -6,10 +6,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
 import pg from 'pg';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { ADMIN_TOKEN, call, startApi, type FleetEnv, type Proc } from './lib/processes.ts';
-import { eventually } from './lib/sink.ts';
-import { deletePrefix } from './lib/redis.ts';
+import {
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  ADMIN_TOKEN,
+  call,
+  startApi,
+  type FleetEnv,
+  type Proc,
+  eventually,
+  deletePrefix,
+} from '@tickwork/testkit';
 
 let db: TestDatabase;
 let env: FleetEnv;

@@ -6,10 +6,23 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { ADMIN_TOKEN, ROOT, call, startApi, startWorker, type FleetEnv, type Proc } from './lib/processes.ts';
-import { eventually, startSink, type Sink } from './lib/sink.ts';
-import { deletePrefix } from './lib/redis.ts';
+import {
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  ADMIN_TOKEN,
+  ROOT,
+  call,
+  startApi,
+  startWorker,
+  type FleetEnv,
+  type Proc,
+  deletePrefix,
+  eventually,
+  startSink,
+  type Sink,
+} from '@tickwork/testkit';
 import { ensureChromium, launchChromium, type Browser } from './lib/chromium.ts';
 
 const OUTPUT = join(ROOT, 'test-output', 'bull-board');

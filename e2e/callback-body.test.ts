@@ -5,10 +5,21 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } from './lib/processes.ts';
-import { startSink, type Sink } from './lib/sink.ts';
-import { deletePrefix } from './lib/redis.ts';
+import {
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  ADMIN_TOKEN,
+  call,
+  startApi,
+  startWorker,
+  type FleetEnv,
+  type Proc,
+  startSink,
+  type Sink,
+  deletePrefix,
+} from '@tickwork/testkit';
 
 let db: TestDatabase;
 let env: FleetEnv;

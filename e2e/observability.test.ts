@@ -5,12 +5,25 @@
  * line while never showing a secret or a callback body.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { sampleValue, type MetricFamily } from '@tickwork/metrics/testing';
-import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } from './lib/processes.ts';
-import { eventually, startSink, type Sink } from './lib/sink.ts';
-import { deletePrefix } from './lib/redis.ts';
-import { scrape } from './lib/metrics.ts';
+import {
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  sampleValue,
+  type MetricFamily,
+  ADMIN_TOKEN,
+  call,
+  startApi,
+  startWorker,
+  type FleetEnv,
+  type Proc,
+  eventually,
+  startSink,
+  type Sink,
+  deletePrefix,
+  scrape,
+} from '@tickwork/testkit';
 import { DASHBOARD_METRICS, METRIC_LABELS, PROMETHEUS_SYNTHETIC_METRICS, familyOf } from './lib/metric-names.ts';
 
 const TARGET_SECRET = 'target-header-secret-5d1f0c';

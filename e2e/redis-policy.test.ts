@@ -1,10 +1,17 @@
 /** Both processes warn at start, in their JSON log, when Redis may evict keys. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testPrefix, type TestDatabase } from '@tickwork/db/testing';
+import {
+  createTestDatabase,
+  testPrefix,
+  type TestDatabase,
+  startOwnRedis,
+  type OwnRedis,
+  startApi,
+  startWorker,
+  type Proc,
+  eventually,
+} from '@tickwork/testkit';
 import { EVICTION_WARNING } from '@tickwork/queue';
-import { startOwnRedis, type OwnRedis } from '@tickwork/queue/testing';
-import { startApi, startWorker, type Proc } from './lib/processes.ts';
-import { eventually } from './lib/sink.ts';
 
 let db: TestDatabase;
 let redis: OwnRedis;

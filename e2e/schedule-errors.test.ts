@@ -11,12 +11,24 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { sql } from 'kysely';
 import { OCCURRENCE_OPTIONS, schedulerIdOf, type FireJobData } from '@tickwork/queue';
-import { sampleValue } from '@tickwork/metrics/testing';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } from './lib/processes.ts';
-import { eventually, startSink, type Sink } from './lib/sink.ts';
-import { scrape } from './lib/metrics.ts';
-import { deletePrefix } from './lib/redis.ts';
+import {
+  sampleValue,
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  ADMIN_TOKEN,
+  call,
+  startApi,
+  startWorker,
+  type FleetEnv,
+  type Proc,
+  eventually,
+  startSink,
+  type Sink,
+  scrape,
+  deletePrefix,
+} from '@tickwork/testkit';
 
 let db: TestDatabase;
 let env: FleetEnv;

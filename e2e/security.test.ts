@@ -9,10 +9,24 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { ADMIN_TOKEN, ROOT, call, startApi, startWorker, type FleetEnv, type Proc } from './lib/processes.ts';
-import { eventually, startSink, type Received, type Sink } from './lib/sink.ts';
-import { deletePrefix } from './lib/redis.ts';
+import {
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  ADMIN_TOKEN,
+  ROOT,
+  call,
+  startApi,
+  startWorker,
+  type FleetEnv,
+  type Proc,
+  eventually,
+  startSink,
+  type Received,
+  type Sink,
+  deletePrefix,
+} from '@tickwork/testkit';
 
 let db: TestDatabase;
 let env: FleetEnv;

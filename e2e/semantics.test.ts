@@ -10,10 +10,23 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { dueAtOf } from '@tickwork/core';
 import { OCCURRENCE_OPTIONS, type FireJobData } from '@tickwork/queue';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } from './lib/processes.ts';
-import { eventually, startSink, type Received, type Sink } from './lib/sink.ts';
-import { deletePrefix } from './lib/redis.ts';
+import {
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  ADMIN_TOKEN,
+  call,
+  startApi,
+  startWorker,
+  type FleetEnv,
+  type Proc,
+  eventually,
+  startSink,
+  type Received,
+  type Sink,
+  deletePrefix,
+} from '@tickwork/testkit';
 
 let db: TestDatabase;
 let env: FleetEnv;

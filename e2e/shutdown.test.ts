@@ -4,12 +4,24 @@
  * drains is left for the next worker rather than taken or lost.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } from './lib/processes.ts';
-import { eventually, startSink, type Sink } from './lib/sink.ts';
-import { deletePrefix } from './lib/redis.ts';
+import {
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  ADMIN_TOKEN,
+  call,
+  startApi,
+  startWorker,
+  type FleetEnv,
+  type Proc,
+  eventually,
+  startSink,
+  type Sink,
+  deletePrefix,
+  startOwnRedis,
+} from '@tickwork/testkit';
 import { request } from 'undici';
-import { startOwnRedis } from '@tickwork/queue/testing';
 
 let db: TestDatabase;
 let env: FleetEnv;

@@ -9,9 +9,15 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { ROOT, freePort } from './lib/processes.ts';
-import { deletePrefix } from './lib/redis.ts';
+import {
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  ROOT,
+  freePort,
+  deletePrefix,
+} from '@tickwork/testkit';
 
 let db: TestDatabase;
 const prefix = testPrefix();

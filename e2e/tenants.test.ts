@@ -6,9 +6,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { ADMIN_TOKEN, call, startApi, type FleetEnv, type Proc } from './lib/processes.ts';
-import { deletePrefix } from './lib/redis.ts';
+import {
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  ADMIN_TOKEN,
+  call,
+  startApi,
+  type FleetEnv,
+  type Proc,
+  deletePrefix,
+} from '@tickwork/testkit';
 
 const LIMIT = 30;
 let db: TestDatabase;

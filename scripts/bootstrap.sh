@@ -2,7 +2,9 @@
 # Sets up whatever is missing, then runs the given command with the project's toolchain:
 #   - Node 24 (from the npm registry, into .tooling/) when the machine's Node is older;
 #   - pnpm at the version package.json pins;
-#   - the workspace's packages, whenever pnpm-lock.yaml is newer than the last install.
+#   - the workspace's packages, whenever pnpm-lock.yaml is newer than the last install;
+#   - the built code (each package's dist/, turbo's `build` task) when it is missing or older
+#     than its sources: what `npm start`, `npm run api|worker|migrate` and the fleet run.
 # Idempotent and quiet when nothing is missing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +41,35 @@ if [ ! -f "$stamp" ] || [ "$root/pnpm-lock.yaml" -nt "$stamp" ] || [ "$root/pack
   (cd "$root" && CI=true pnpm install --frozen-lockfile --reporter=append-only >&2) \
     || (cd "$root" && CI=true pnpm install --frozen-lockfile --reporter=append-only >&2)
   touch "$stamp"
+fi
+
+# Under a lock: the test kit runs this before it starts built processes, from several test
+# files at once, and only one of them may write dist/.
+built="$root/node_modules/.tickwork-built"
+stale() {
+  [ -f "$built" ] || return 0
+  for config in "$root"/apps/*/tsconfig.build.json "$root"/packages/*/tsconfig.build.json; do
+    dir="$(dirname "$config")"
+    [ -d "$dir/dist" ] || return 0
+    newer="$(find "$dir/src" "$dir/package.json" "$config" "$root"/tsconfig*.json -newer "$built" -print -quit)"
+    [ -z "$newer" ] || return 0
+  done
+  return 1
+}
+if stale; then
+  exec 9>"$root/node_modules/.tickwork-build.lock"
+  flock 9
+  if stale; then
+    log "building dist/ (pnpm turbo run build)"
+    touch "$built.next"
+    output="$(cd "$root" && pnpm turbo run build --output-logs=errors-only 2>&1)" || {
+      printf '%s\n' "$output" >&2
+      log "the build failed"
+      exit 1
+    }
+    mv "$built.next" "$built"
+  fi
+  exec 9>&-
 fi
 
 cd "$root"

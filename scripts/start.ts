@@ -7,10 +7,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { NODE_FLAGS } from '../infra/node/node-flags.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const env = { ...process.env };
+// Every process starts through infra/node/launch.sh (the built code, its Node flags) with this node.
+const env: NodeJS.ProcessEnv = { ...process.env, NODE: process.execPath };
+const launch = (name: string) => ['infra/node/launch.sh', name];
 const notes: string[] = [];
 if (env.NODE_ENV !== 'production') {
   if (!env.ADMIN_TOKEN) {
@@ -32,7 +33,7 @@ if (env.NODE_ENV !== 'production') {
 }
 
 spawnSync('bash', ['scripts/ensure-services.sh'], { cwd: root, env, stdio: 'inherit' });
-const migrate = spawnSync(process.execPath, ['packages/db/src/cli.ts'], { cwd: root, env, stdio: 'inherit' });
+const migrate = spawnSync('sh', launch('migrate'), { cwd: root, env, stdio: 'inherit' });
 if (migrate.status !== 0) {
   console.error('start: the migration failed; is Postgres running? (see DATABASE_URL)');
   process.exit(1);
@@ -42,8 +43,8 @@ const port = env.PORT ?? '3000';
 const children: ChildProcess[] = [];
 let stopping = false;
 
-function run(name: string, script: string) {
-  const child = spawn(process.execPath, [...NODE_FLAGS, script], {
+function run(name: 'api' | 'worker') {
+  const child = spawn('sh', launch(name), {
     cwd: root,
     env,
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -67,8 +68,8 @@ function stop(signal: NodeJS.Signals, code = 0) {
 process.on('SIGINT', () => stop('SIGTERM'));
 process.on('SIGTERM', () => stop('SIGTERM'));
 
-run('api', 'apps/api/src/server.ts');
-run('worker', 'apps/worker/src/main.ts');
+run('api');
+run('worker');
 
 // Say where things are once the api answers.
 const base = `http://127.0.0.1:${port}`;

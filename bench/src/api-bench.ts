@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { uuidv7 } from '@tickwork/core';
-import { freePort } from '../../e2e/lib/processes.ts';
+import { freePort } from '@tickwork/testkit';
 import { loadNow } from './machine.ts';
 import { median, rotated, round } from './stats.ts';
 import { createJobs, deploy } from './tickwork.ts';

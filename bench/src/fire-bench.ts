@@ -12,7 +12,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { startSink, type Received, type Sink } from '../../e2e/lib/sink.ts';
+import { startSink, type Received, type Sink } from '@tickwork/testkit';
 import { cpuSecondsOf, loadNow, rssOf } from './machine.ts';
 import { redisUsedMemory } from './redis-server.ts';
 import { median, percentile, rotated, round, sleep } from './stats.ts';

@@ -12,9 +12,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { buildJobSpec, encryptSecret, uuidv7 } from '@tickwork/core';
 import { insertJob, insertService } from '@tickwork/db';
-import { createTestDatabase } from '@tickwork/db/testing';
-import { deletePrefix } from '@tickwork/queue/testing';
-import { startSink } from '../../e2e/lib/sink.ts';
+import { createTestDatabase, deletePrefix, startSink } from '@tickwork/testkit';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -1,14 +1,15 @@
 /**
  * Idle memory of the api and the worker, with and without one setting, side by side:
  * `node bench/src/idle-rss.ts [--env NAME=value …] [--rounds 3] [--settle-ms 3000]`.
- * Each round starts an api and a worker of the default kind and of the variant (order rotated),
- * waits for /health/ready and `settle-ms` more, and reads VmRSS and VmHWM from /proc.
+ * Each round starts an api and a worker of the default kind (the built code, as it ships: dist/
+ * through infra/node/launch.sh) and of the variant (order rotated), waits for /health/ready and
+ * `settle-ms` more, and reads VmRSS and VmHWM from /proc. Variants: `--env TICKWORK_SOURCES=1`
+ * (the TypeScript sources), `--env TICKWORK_NODE_FLAGS=` (no Node flags), `--env
+ * TICKWORK_ROOT=<another checkout>` (that checkout's code, e.g. an older commit's).
  * Uses the local Postgres (a database of its own) and Redis (a prefix of its own).
  */
 import { parseArgs } from 'node:util';
-import { createTestDatabase } from '@tickwork/db/testing';
-import { startApi, startWorker, type FleetEnv } from '../../e2e/lib/processes.ts';
-import { deletePrefix } from '../../e2e/lib/redis.ts';
+import { createTestDatabase, startApi, startWorker, type FleetEnv, deletePrefix } from '@tickwork/testkit';
 import { loadNow, rssOf } from './machine.ts';
 import { median, rotated, sleep } from './stats.ts';
 
@@ -41,8 +42,8 @@ try {
   for (let r = 0; r < rounds; r++) {
     for (const variant of rotated<'A' | 'B'>(['A', 'B'], r)) {
       const extra = variant === 'B' ? variantEnv : {};
-      const api = await startApi({ ...env, ...extra });
-      const worker = await startWorker({ ...env, ...extra });
+      const api = await startApi({ ...env, ...extra }, { from: 'dist' });
+      const worker = await startWorker({ ...env, ...extra }, { from: 'dist' });
       try {
         await sleep(settleMs);
         const a = rssOf(api.child.pid!);

@@ -14,7 +14,7 @@ import {
   schedulerOccurrenceIdOf,
   schedulerPages,
 } from '@tickwork/queue';
-import { startOwnRedis } from '@tickwork/queue/testing';
+import { startOwnRedis } from '@tickwork/testkit';
 
 const { values } = parseArgs({
   options: { schedulers: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '3' } },

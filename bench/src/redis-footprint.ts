@@ -13,7 +13,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Job } from '@tickwork/core';
 import { applyRegistration, FIRE_QUEUE, cronRepeatStrategy, schedulerIdOf, type Registration } from '@tickwork/queue';
-import { startOwnRedis } from '@tickwork/queue/testing';
+import { startOwnRedis } from '@tickwork/testkit';
 
 const { values } = parseArgs({
   options: {

@@ -3,9 +3,17 @@
  * api and worker processes (started by the e2e helpers), and services made through the admin API.
  */
 import { Pool } from 'undici';
-import { createTestDatabase, type TestDatabase } from '@tickwork/db/testing';
-import { ADMIN_TOKEN, call, startApi, startWorker, type FleetEnv, type Proc } from '../../e2e/lib/processes.ts';
-import { deletePrefix } from '../../e2e/lib/redis.ts';
+import {
+  createTestDatabase,
+  type TestDatabase,
+  ADMIN_TOKEN,
+  call,
+  startApi,
+  startWorker,
+  type FleetEnv,
+  type Proc,
+  deletePrefix,
+} from '@tickwork/testkit';
 
 export interface Deployment {
   db: TestDatabase;
@@ -39,7 +47,8 @@ export async function deploy(options: {
     // `--profile`: every api and worker process writes a V8 CPU profile when it exits.
     ...(options.nodeOptions ? { NODE_OPTIONS: options.nodeOptions } : {}),
   };
-  const api = await startApi(env);
+  // The built code, as the image and `npm start` run it (dist/, built first when stale).
+  const api = await startApi(env, { from: 'dist' });
   const workers: Proc[] = [];
   const deployment: Deployment = {
     db,
@@ -47,7 +56,7 @@ export async function deploy(options: {
     api,
     workers,
     async addWorker(extraEnv = {}) {
-      const worker = await startWorker({ ...env, ...extraEnv });
+      const worker = await startWorker({ ...env, ...extraEnv }, { from: 'dist' });
       workers.push(worker);
       return worker;
     },

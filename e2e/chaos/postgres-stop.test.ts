@@ -7,8 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { startTcpProxy, testBaseUrls, type TcpProxy } from '@tickwork/db/testing';
-import { eventually } from '../lib/sink.ts';
+import { startTcpProxy, testBaseUrls, type TcpProxy, eventually } from '@tickwork/testkit';
 import { judge, report, scaled, startScenario, type Scenario } from './lib/scenario.ts';
 
 let proxy: TcpProxy;

@@ -8,8 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, type ConnectionOptions } from 'bullmq';
 import { jobStatesOf } from '@tickwork/db';
 import { redisOptionsFrom, MAINTENANCE_QUEUE, FIRE_QUEUE, schedulerIdOf } from '@tickwork/queue';
-import { eventually } from '../lib/sink.ts';
-import { startOwnRedis, type OwnRedis } from './lib/redis-server.ts';
+import { eventually, startOwnRedis, type OwnRedis } from '@tickwork/testkit';
 import { judge, report, startScenario, type CreatedJob, type Scenario } from './lib/scenario.ts';
 
 const RECONCILE_INTERVAL_MS = 3_000;
@@ -18,7 +17,7 @@ let redis: OwnRedis;
 let scenario: Scenario;
 
 beforeAll(async () => {
-  redis = await startOwnRedis();
+  redis = await startOwnRedis(['--hz', '100']);
   scenario = await startScenario({
     apis: 1,
     workers: 2,

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { eventually } from '../lib/sink.ts';
+import { eventually } from '@tickwork/testkit';
 import { judge, report, startScenario, type Scenario } from './lib/scenario.ts';
 
 let scenario: Scenario;

@@ -10,8 +10,7 @@ import fc from 'fast-check';
 import { Queue, type ConnectionOptions } from 'bullmq';
 import { sql } from 'kysely';
 import { redisOptionsFrom, FIRE_QUEUE, MAINTENANCE_QUEUE, schedulerIdOf } from '@tickwork/queue';
-import { call } from '../lib/processes.ts';
-import { eventually } from '../lib/sink.ts';
+import { call, eventually } from '@tickwork/testkit';
 import { startScenario, type Scenario } from './lib/scenario.ts';
 
 const RECONCILE_INTERVAL_MS = 2_000;

@@ -7,8 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, type ConnectionOptions } from 'bullmq';
 import { redisOptionsFrom, FIRE_QUEUE, schedulerIdOf, schedulerOccurrenceIdOf } from '@tickwork/queue';
-import { call } from '../lib/processes.ts';
-import { eventually } from '../lib/sink.ts';
+import { call, eventually } from '@tickwork/testkit';
 import { judge, report, scaled, startScenario, type CreatedJob, type Scenario } from './lib/scenario.ts';
 
 let scenario: Scenario;

@@ -1,5 +1,4 @@
-import { deletePrefix } from '@tickwork/queue/testing';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
+import { deletePrefix, createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/testkit';
 import { buildServer } from '../src/build.ts';
 import type { AppConfig } from '../src/app.ts';
 

@@ -8,9 +8,15 @@ import { sql } from 'kysely';
 import { pino } from 'pino';
 import { uuidv7, type CreateJobBody } from '@tickwork/core';
 import { findServiceById, insertService, setServiceDisabled } from '@tickwork/db';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
+import {
+  createTestDatabase,
+  deletePrefix,
+  freePort,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+} from '@tickwork/testkit';
 import { FireQueue } from '@tickwork/queue';
-import { deletePrefix, freePort } from '@tickwork/queue/testing';
 import { JobsService, type JobsServiceDeps } from '../src/services/jobs.ts';
 
 let db: TestDatabase;

@@ -3,9 +3,15 @@
  * and the api still closes cleanly.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { parseExposition, sampleValue } from '@tickwork/metrics/testing';
-import { startOwnRedis, type OwnRedis } from '@tickwork/queue/testing';
+import {
+  createTestDatabase,
+  testPrefix,
+  type TestDatabase,
+  parseExposition,
+  sampleValue,
+  startOwnRedis,
+  type OwnRedis,
+} from '@tickwork/testkit';
 import { buildServer } from '../src/build.ts';
 import { testServerConfig } from './helpers.ts';
 

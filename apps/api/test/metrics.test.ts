@@ -1,6 +1,6 @@
 /** /metrics of the api: real requests, a real pool and Redis, the exposition parsed. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseExposition, sampleValue } from '@tickwork/metrics/testing';
+import { parseExposition, sampleValue } from '@tickwork/testkit';
 import { startTestApi, type TestApi } from './helpers.ts';
 
 let api: TestApi;

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { uuidv7 } from '@tickwork/core';
 import { recordOccurrence } from '@tickwork/db';
-import { startTcpProxy, type TcpProxy } from '@tickwork/db/testing';
+import { startTcpProxy, type TcpProxy } from '@tickwork/testkit';
 import { BODY_LIMIT, buildServer } from '../src/build.ts';
 import { ADMIN_TOKEN, anotherInstance, startTestApi, testServerConfig, type TestApi } from './helpers.ts';
 import { Contract, METHODS, type Answer, type Document, type Operation } from './openapi-contract.ts';

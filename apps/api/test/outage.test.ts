@@ -14,7 +14,7 @@ import {
   testPrefix,
   type TcpProxy,
   type TestDatabase,
-} from '@tickwork/db/testing';
+} from '@tickwork/testkit';
 import { buildServer } from '../src/build.ts';
 import { ADMIN_TOKEN, deletePrefix, testServerConfig } from './helpers.ts';
 

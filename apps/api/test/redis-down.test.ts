@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testPrefix, type TestDatabase } from '@tickwork/db/testing';
+import { createTestDatabase, testPrefix, type TestDatabase, freePort } from '@tickwork/testkit';
 import { buildServer } from '../src/build.ts';
 import { ADMIN_TOKEN, testServerConfig } from './helpers.ts';
-import { freePort } from '@tickwork/queue/testing';
 
 let db: TestDatabase;
 let app: Awaited<ReturnType<typeof buildServer>>;

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { Redis } from 'ioredis';
-import { createTestDatabase, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { startOwnRedis, type OwnRedis } from '@tickwork/queue/testing';
+import { createTestDatabase, testPrefix, type TestDatabase } from '@tickwork/testkit';
+import { startOwnRedis, type OwnRedis } from '@tickwork/testkit';
 import { startWorker, type TickworkWorker, type WorkerConfig } from '../src/worker.ts';
 
 let db: TestDatabase;

@@ -17,7 +17,7 @@ import {
   type FireJobData,
 } from '@tickwork/queue';
 import { findRunById, insertJob, insertRequestedRun, insertService, recordOccurrence } from '@tickwork/db';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
+import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/testkit';
 import { createDispatchers } from '../src/deliver.ts';
 import { RetryLaterError, fireOccurrence, type FireContext } from '../src/fire.ts';
 

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { cronRepeatStrategy } from '@tickwork/queue';
-import { sampleValue, parseExposition } from '@tickwork/metrics/testing';
+import { sampleValue, parseExposition } from '@tickwork/testkit';
 import { RetryLaterError } from '../src/fire.ts';
 import {
   countReconcileRepairs,

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { uuidv7 } from '@tickwork/core';
 import { insertService } from '@tickwork/db';
-import { createTestDatabase, type TestDatabase } from '@tickwork/db/testing';
+import { createTestDatabase, type TestDatabase } from '@tickwork/testkit';
 import { PRUNE_TASK, prunePass, pruneTask } from '../src/prune.ts';
 
 let db: TestDatabase;

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { sql } from 'kysely';
 import { buildJobSpec, nextRunOf, uuidv7, type CreateJobBody } from '@tickwork/core';
 import { insertJob, insertRequestedRun, insertService, jobFromRow, recordOccurrence, type JobRow } from '@tickwork/db';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
+import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase, deletePrefix } from '@tickwork/testkit';
 import {
   FireQueue,
   catchUpJobIdOf,
@@ -19,7 +19,6 @@ import {
   schedulerOccurrenceIdOf,
 } from '@tickwork/queue';
 import { reconcile, type RepairKind } from '../src/reconcile.ts';
-import { deletePrefix } from '@tickwork/queue/testing';
 
 let db: TestDatabase;
 let fireQueue: FireQueue;

@@ -5,11 +5,22 @@
  * under one `webhook-id`, one run row per occurrence; plus the lateness of each delivery.
  */
 import { sql } from 'kysely';
-import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/db/testing';
-import { startFleet, type Fleet } from '../../../scripts/fleet.ts';
-import { ADMIN_TOKEN, call, type FleetEnv, type Proc } from '../../lib/processes.ts';
-import { deletePrefix } from '../../lib/redis.ts';
-import { startSink, type Received, type Sink } from '../../lib/sink.ts';
+import {
+  createTestDatabase,
+  testBaseUrls,
+  testPrefix,
+  type TestDatabase,
+  startFleet,
+  type Fleet,
+  ADMIN_TOKEN,
+  call,
+  type FleetEnv,
+  type Proc,
+  deletePrefix,
+  startSink,
+  type Received,
+  type Sink,
+} from '@tickwork/testkit';
 
 /** How long a chaos scenario runs its disturbance; `npm run chaos -- --soak` lengthens it. */
 export const SOAK = process.env.TICKWORK_CHAOS_SOAK === '1';

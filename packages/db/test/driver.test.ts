@@ -8,7 +8,7 @@ import { sql, type Kysely } from 'kysely';
 import { createDatabase, type DatabaseHandle } from '../src/database.ts';
 import { PREPARE } from '../src/prepared.ts';
 import { CircuitOpenError } from '../src/circuit-breaker.ts';
-import { createTestDatabase, startTcpProxy, type TestDatabase } from '../src/testing.ts';
+import { createTestDatabase, startTcpProxy, type TestDatabase } from '@tickwork/testkit';
 import type { Database } from '../src/types.ts';
 
 let db: TestDatabase;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildJobSpec, uuidv7 } from '@tickwork/core';
 import { isConnectionError, isForeignKeyViolation, isMaxJobsViolation, isUniqueViolation } from '../src/errors.ts';
 import { insertJob, insertRequestedRun, insertService } from '../src/index.ts';
-import { createTestDatabase, type TestDatabase } from '../src/testing.ts';
+import { createTestDatabase, type TestDatabase } from '@tickwork/testkit';
 
 let db: TestDatabase;
 beforeAll(async () => {

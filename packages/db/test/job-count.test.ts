@@ -9,7 +9,7 @@ import { createDatabase, dropDatabase, ensureDatabase, type DatabaseHandle } fro
 import * as m0001 from '../src/migrations/0001_init.ts';
 import * as m0002 from '../src/migrations/0002_scheduling.ts';
 import * as m0003 from '../src/migrations/0003_job_count.ts';
-import { testBaseUrls, uniqueName } from '../src/testing.ts';
+import { testBaseUrls, uniqueName } from '@tickwork/testkit';
 
 let handle: DatabaseHandle;
 let url: string;

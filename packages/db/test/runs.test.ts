@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildJobSpec, uuidv7 } from '@tickwork/core';
-import { createTestDatabase, type TestDatabase } from '../src/testing.ts';
+import { createTestDatabase, type TestDatabase } from '@tickwork/testkit';
 import {
   abandonRun,
   findRunById,

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { buildJobSpec, uuidv7 } from '@tickwork/core';
 import { findJobById, insertJob, jobFromRow } from '../src/index.ts';
-import { createTestDatabase, type TestDatabase } from '../src/testing.ts';
+import { createTestDatabase, type TestDatabase } from '@tickwork/testkit';
 
 let db: TestDatabase;
 let serviceId: string;

@@ -1,9 +1,8 @@
 /** The start-up check of Redis's eviction policy, against real Redis servers. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { testBaseUrls } from '@tickwork/db/testing';
+import { testBaseUrls, startOwnRedis, type OwnRedis } from '@tickwork/testkit';
 import { EVICTION_WARNING, evictionPolicyOf, warnUnlessNoeviction } from '../src/eviction.ts';
-import { startOwnRedis, type OwnRedis } from '../src/testing.ts';
 
 interface Line {
   fields: Record<string, unknown>;

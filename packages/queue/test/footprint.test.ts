@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { buildJobSpec, type Job } from '@tickwork/core';
 import { FIRE_QUEUE, cronRepeatStrategy, registrationOf, schedulerIdOf } from '../src/catalog.ts';
 import { FINISHED_RETENTION, OCCURRENCE_OPTIONS, applyRegistration } from '../src/fire-queue.ts';
-import { startOwnRedis, type OwnRedis } from '../src/testing.ts';
+import { startOwnRedis, type OwnRedis } from '@tickwork/testkit';
 
 const prefix = '{tickwork}';
 let server: OwnRedis;

@@ -5,12 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Worker } from 'bullmq';
-import { testBaseUrls, testPrefix } from '@tickwork/db/testing';
+import { deletePrefix, testBaseUrls, testPrefix } from '@tickwork/testkit';
 import { schedulerIdOf, schedulerOccurrenceIdOf } from '../src/catalog.ts';
 import { openRedis } from '../src/connection.ts';
 import { FireQueue } from '../src/fire-queue.ts';
 import { idSet, jobTimesOf, schedulerNextsOf, schedulerPages, takeLock } from '../src/layout.ts';
-import { deletePrefix } from '../src/testing.ts';
 
 const prefix = testPrefix();
 const redisUrl = testBaseUrls().redisUrl;

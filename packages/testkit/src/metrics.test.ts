@@ -1,7 +1,7 @@
 import { Counter, Histogram } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { createRegistry, FIRE_LAG_BUCKETS } from './registry.ts';
-import { parseExposition, sampleValue } from './testing.ts';
+import { createRegistry, FIRE_LAG_BUCKETS } from '@tickwork/metrics';
+import { parseExposition, sampleValue } from './metrics.ts';
 
 describe('parseExposition', () => {
   it('reads what prom-client writes: families, types, labelled samples, histogram series', async () => {

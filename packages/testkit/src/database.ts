@@ -4,8 +4,7 @@
  * vitest global set-up fills in (the local services, or testcontainers when a Docker engine runs).
  */
 import { randomBytes } from 'node:crypto';
-import { createDatabase, dropDatabase, ensureDatabase, type DatabaseHandle } from './database.ts';
-import { migrateToLatest } from './migrate.ts';
+import { createDatabase, dropDatabase, ensureDatabase, migrateToLatest, type DatabaseHandle } from '@tickwork/db';
 
 export interface TestDatabase extends DatabaseHandle {
   url: string;
@@ -45,4 +44,3 @@ export async function createTestDatabase(label = 'tw_test'): Promise<TestDatabas
 export function testPrefix(): string {
   return `{${uniqueName('twtest')}}`;
 }
-export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';

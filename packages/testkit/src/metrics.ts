@@ -2,6 +2,8 @@
  * A small reader of the Prometheus text exposition (what prom-client writes), for tests that
  * scrape /metrics and check names, types and values.
  */
+import { request } from 'undici';
+
 export interface MetricFamily {
   name: string;
   type: string;
@@ -57,4 +59,12 @@ export function sampleValue(
     }
   }
   return undefined;
+}
+
+/** Scrapes a process's /metrics and parses it. */
+export async function scrape(baseUrl: string): Promise<Map<string, MetricFamily>> {
+  const response = await request(`${baseUrl}/metrics`);
+  const text = await response.body.text();
+  if (response.statusCode !== 200) throw new Error(`GET ${baseUrl}/metrics answered ${response.statusCode}: ${text}`);
+  return parseExposition(text);
 }

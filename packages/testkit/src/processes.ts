@@ -1,17 +1,19 @@
-/** Real api and worker processes for end-to-end tests, each on its own port, database and prefix. */
-import { spawn, type ChildProcess } from 'node:child_process';
+/**
+ * Real api and worker processes, each on its own port, database and prefix, started the way
+ * every Tickwork process starts: through infra/node/launch.sh (its Node flags, its entry files).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { NODE_FLAGS, TYPESCRIPT_CACHE } from '../../infra/node/node-flags.ts';
+import { freePort } from './ports.ts';
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** The repository's root. */
+export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789';
-
-export { freePort } from '@tickwork/queue/testing';
-import { freePort } from '@tickwork/queue/testing';
+const LAUNCH = 'infra/node/launch.sh';
 
 export interface Proc {
   child: ChildProcess;
@@ -46,25 +48,42 @@ async function waitReady(url: string, child: ChildProcess, output: string[], tim
   throw new Error(`not ready after ${timeoutMs} ms:\n${output.join('')}`);
 }
 
+let built = false;
+
 /**
- * The Node flags a process starts with: ours (infra/node/node-flags.ts), as every start command
- * uses them. `TICKWORK_NODE_FLAGS` (in the process's env or this one's) replaces them
- * (space-separated; empty for none), for the bench's side-by-side runs; a checkout from before the flags existed runs without them.
+ * Builds dist/ when it is missing or older than the sources (scripts/bootstrap.sh, quiet and
+ * quick when nothing changed), once per test process.
  */
-function nodeFlagsFor(cwd: string, env: Record<string, string>): string[] {
-  const replaced = env.TICKWORK_NODE_FLAGS ?? process.env.TICKWORK_NODE_FLAGS;
-  if (replaced !== undefined) return replaced.split(' ').filter(Boolean);
-  return existsSync(join(cwd, TYPESCRIPT_CACHE)) ? [...NODE_FLAGS] : [];
+export function ensureBuilt(): void {
+  if (built) return;
+  const result = spawnSync('bash', ['scripts/bootstrap.sh', 'true'], { cwd: ROOT, encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`the build failed:\n${result.stderr}`);
+  built = true;
 }
 
-function launch(script: string, env: Record<string, string>, port: number): Proc {
-  // TICKWORK_ROOT runs the process from another checkout (the bench's code A/B).
+function launch(role: 'api' | 'worker', env: Record<string, string>, port: number, from: Build): Proc {
+  // TICKWORK_ROOT runs the process from another checkout (the bench's code A/B); one from before
+  // infra/node/launch.sh existed runs its sources, with TICKWORK_NODE_FLAGS if given.
   const cwd = env.TICKWORK_ROOT ?? ROOT;
-  const child = spawn(process.execPath, [...nodeFlagsFor(cwd, env), script], {
-    cwd,
-    env: { ...process.env, LOG_LEVEL: 'warn', NODE_ENV: 'test', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  if (from === 'dist' && cwd === ROOT) ensureBuilt();
+  const childEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    LOG_LEVEL: 'warn',
+    NODE_ENV: 'test',
+    NODE: process.execPath,
+    TICKWORK_SOURCES: from === 'sources' ? '1' : '0',
+    ...env,
+  };
+  const [command, args] = existsSync(join(cwd, LAUNCH))
+    ? ['sh', [LAUNCH, role]]
+    : [
+        process.execPath,
+        [
+          ...(childEnv.TICKWORK_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+          role === 'api' ? 'apps/api/src/server.ts' : 'apps/worker/src/main.ts',
+        ],
+      ];
+  const child = spawn(command, args, { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
   child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
@@ -83,18 +102,27 @@ function launch(script: string, env: Record<string, string>, port: number): Proc
   };
 }
 
-/** Where a started process listens; a restarted process keeps its port (nginx knows it by it). */
+/**
+ * What a process runs: the TypeScript sources (what tests check) or the built code (what ships,
+ * what benchmarks measure).
+ */
+export type Build = 'sources' | 'dist';
+
 export interface StartOptions {
+  /** Where the process listens; a restarted process keeps its port (nginx knows it by it). @defaultValue a free one */
   port?: number;
+  /** @defaultValue 'sources' */
+  from?: Build;
 }
 
 export async function startApi(env: FleetEnv, options: StartOptions = {}): Promise<Proc> {
   const port = options.port ?? (await freePort());
   // Tests aim callbacks at loopback sinks; a test of the outbound guard sets it back to false.
   const proc = launch(
-    'apps/api/src/server.ts',
+    'api',
     { ADMIN_TOKEN, CALLBACK_ALLOW_PRIVATE: 'true', HOST: '127.0.0.1', PORT: String(port), ...env },
     port,
+    options.from ?? 'sources',
   );
   await waitReady(proc.url, proc.child, proc.output);
   return proc;
@@ -103,9 +131,10 @@ export async function startApi(env: FleetEnv, options: StartOptions = {}): Promi
 export async function startWorker(env: FleetEnv, options: StartOptions = {}): Promise<Proc> {
   const port = options.port ?? (await freePort());
   const proc = launch(
-    'apps/worker/src/main.ts',
+    'worker',
     { CALLBACK_ALLOW_PRIVATE: 'true', HOST: '127.0.0.1', WORKER_PORT: String(port), ...env },
     port,
+    options.from ?? 'sources',
   );
   await waitReady(proc.url, proc.child, proc.output);
   return proc;

@@ -1,1 +1,0 @@
-export { deletePrefix } from '@tickwork/queue/testing';
