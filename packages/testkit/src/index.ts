@@ -5,6 +5,7 @@
  */
 export * from './database.ts';
 export * from './fleet.ts';
+export * from './image.ts';
 export * from './metrics.ts';
 export * from './ports.ts';
 export * from './processes.ts';
