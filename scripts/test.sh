@@ -3,5 +3,5 @@
 # api, worker, end to end) in one vitest run against DATABASE_URL / REDIS_URL (default: the local
 # services).
 set -euo pipefail
-pnpm turbo run lint lint:root typecheck --output-logs=errors-only
+pnpm turbo run lint lint:root typecheck typecheck:root --output-logs=errors-only
 exec pnpm vitest run "$@"

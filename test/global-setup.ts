@@ -6,7 +6,7 @@
  *   4. else the local defaults anyway (their connection errors then say what is missing).
  * A Docker engine that answers is not enough reason to leave services that already run: an
  * engine without a registry (or started without bridge networks) cannot run the containers.
- * Each test file then makes its own database and BullMQ prefix (packages/db/src/testing.ts).
+ * Each test file then makes its own database and BullMQ prefix (the test kit: packages/testkit/src/database.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { connect } from 'node:net';
