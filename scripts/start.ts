@@ -44,10 +44,14 @@ const children: ChildProcess[] = [];
 let stopping = false;
 
 function run(name: 'api' | 'worker') {
+  // A process group of its own: Ctrl-C reaches this script alone, which forwards one SIGTERM. In
+  // the terminal's group a child would get the SIGINT and then our SIGTERM, and a second signal
+  // makes close-with-grace exit at once instead of finishing in-flight work.
   const child = spawn('sh', launch(name), {
     cwd: root,
     env,
     stdio: ['ignore', 'inherit', 'inherit'],
+    detached: true,
   });
   child.on('exit', (code, signal) => {
     if (!stopping) {
@@ -66,6 +70,10 @@ function stop(signal: NodeJS.Signals, code = 0) {
   for (const child of children) if (child.exitCode === null) child.kill(signal);
 }
 process.on('SIGINT', () => stop('SIGTERM'));
+// Detached children outlive this script unless told: whatever ends it, they get a SIGTERM.
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+});
 process.on('SIGTERM', () => stop('SIGTERM'));
 
 run('api');
