@@ -58,7 +58,8 @@ describe('a registered schedule in Redis', () => {
         name: 'j',
         schedule,
         startAt: new Date(now + 60_000).toISOString(),
-        endAt: new Date(now + 86_400_000).toISOString(),
+        // A week and a day: a weekday 09:00 falls inside it whatever the clock says now.
+        endAt: new Date(now + 8 * 86_400_000).toISOString(),
         target: { url: 'http://127.0.0.1:9/' },
       },
       now,
