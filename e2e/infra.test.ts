@@ -649,6 +649,49 @@ describe('infra/grafana', CHECK, () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('the error panels show 0, not "No data", while the api answers no errors (promtool test rules)', () => {
+    const errorQuery = /status_code=~"[45]\.\."/;
+    const errorPanels = dashboardPanels().filter((p) => (p.targets ?? []).some((t: any) => errorQuery.test(t.expr)));
+    expect(errorPanels.length).toBeGreaterThanOrEqual(2);
+    const rules = errorPanels.flatMap((p) =>
+      p.targets
+        .filter((t: any) => errorQuery.test(t.expr))
+        .map((t: any) => ({
+          record: `dashboard:panel_${p.id}_${t.refId}`,
+          expr: String(t.expr).replaceAll('$__rate_interval', '1m'),
+        })),
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'tickwork-dashboard-'));
+    try {
+      writeFileSync(join(dir, 'rules.yml'), JSON.stringify({ groups: [{ name: 'dashboard', rules }] }));
+      // Only 200s: one route answering 1 request/s for 10 minutes.
+      const series = 'http_request_duration_seconds_count{job="tickwork-api",route="/v1/jobs",status_code="200"}';
+      const test = {
+        rule_files: ['rules.yml'],
+        evaluation_interval: '1m',
+        tests: [
+          {
+            interval: '1m',
+            input_series: [{ series, values: '0+60x10' }],
+            promql_expr_test: rules.map((r: any) => ({
+              expr: r.record,
+              eval_time: '10m',
+              // A panel grouped by route shows 0 for the route; one without grouping, a bare 0.
+              exp_samples: [
+                { labels: r.expr.includes('by (route)') ? `${r.record}{route="/v1/jobs"}` : r.record, value: 0 },
+              ],
+            })),
+          },
+        ],
+      };
+      writeFileSync(join(dir, 'test.yml'), JSON.stringify(test));
+      const r = run(promtool, ['test', 'rules', 'test.yml'], { cwd: dir });
+      expect(r.status, shown(r)).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
