@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Database } from './types.ts';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.ts';
 import { kyselyPool } from './driver.ts';
+import { isDuplicateDatabase } from './errors.ts';
 
 // timestamptz arrives as Date (pg's default); bigint counts as numbers, which fit here.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
@@ -76,8 +77,7 @@ export async function ensureDatabase(url: string): Promise<boolean> {
     try {
       await client.query(`CREATE DATABASE "${name}"`);
     } catch (error) {
-      // Another process created it first.
-      if ((error as { code?: string }).code !== '42P04') throw error;
+      if (!isDuplicateDatabase(error)) throw error;
       return false;
     }
     return true;

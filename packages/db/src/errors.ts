@@ -9,6 +9,7 @@ const SQLSTATE = {
   checkViolation: '23514',
   adminShutdown: '57P01',
   cannotConnectNow: '57P03',
+  duplicateDatabase: '42P04',
 } as const;
 
 /** The constraint trigger of migration 0003 that keeps a service within its `max_jobs`. */
@@ -32,6 +33,11 @@ export function isForeignKeyViolation(error: unknown): boolean {
 export function isMaxJobsViolation(error: unknown): boolean {
   const { code, constraint } = fieldsOf(error);
   return code === SQLSTATE.checkViolation && constraint === MAX_JOBS_CONSTRAINT;
+}
+
+/** CREATE DATABASE found the database there: another process created it first. */
+export function isDuplicateDatabase(error: unknown): boolean {
+  return fieldsOf(error).code === SQLSTATE.duplicateDatabase;
 }
 
 /** Errors that mean "Postgres is not there" rather than "this query is wrong". */
