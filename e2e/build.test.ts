@@ -70,7 +70,8 @@ describe('processes started from dist/', () => {
 import { registerHooks } from 'node:module';
 const log = process.env.PROBE_LOG;
 registerHooks({ load(url, context, next) { appendFileSync(log, url + '\\n'); return next(url, context); } });
-process.on('exit', () => appendFileSync(log, 'stripper ' + process.moduleLoadList.some((m) => m.includes('amaro')) + '\\n'));
+const stripped = () => process.moduleLoadList.some((m) => m.includes('amaro'));
+process.on('exit', () => appendFileSync(log, 'stripper ' + stripped() + '\\n'));
 `,
     );
     db = await createTestDatabase('tw_e2e_dist');

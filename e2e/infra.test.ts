@@ -530,7 +530,8 @@ describe('metric names (e2e/lib/metric-names.ts)', CHECK, () => {
   it('the extractor finds metrics and nothing else', () => {
     expect(
       metricNamesIn(
-        'histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket{job="tickwork-api",route!~"/x"}[$__rate_interval]))) > 1e-3 and on (job) up offset 5m',
+        'histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket' +
+          '{job="tickwork-api",route!~"/x"}[$__rate_interval]))) > 1e-3 and on (job) up offset 5m',
       ),
     ).toEqual(['http_request_duration_seconds_bucket', 'up']);
     expect(metricNamesIn('max(tickwork_queue_jobs{state="waiting"}) > 1000 and deriv(max(x_y)[10m:1m]) > 0')).toEqual([

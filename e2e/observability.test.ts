@@ -1,8 +1,8 @@
 /**
  * What an operator sees of real api and worker processes: the worker's /metrics before anything
- * happened, and after a callback that is retried once and then succeeds; every metric the dashboard and alerts use, really
- * exported by one of the two; and JSON logs that name the request or the occurrence on every
- * line while never showing a secret or a callback body.
+ * happened, and after a callback that is retried once and then succeeds; every metric the
+ * dashboard and alerts use, really exported by one of the two; and JSON logs that name the
+ * request or the occurrence on every line while never showing a secret or a callback body.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {

@@ -174,7 +174,7 @@ describe('outbound guard with real processes', () => {
     expect(list.body.items).toEqual([]);
   });
 
-  it('refuses at connect time: the run fails with "destination not allowed", is not retried, and the trap receives nothing', async () => {
+  it('refuses at connect time: the run fails "destination not allowed", not retried; trap gets nothing', async () => {
     const service = await newService('ssrf-connect');
     const at = new Date(Date.now() + 2_000).toISOString();
     const jobIds: string[] = [];

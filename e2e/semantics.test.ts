@@ -107,7 +107,7 @@ async function addOccurrence(jobId: string, version: number, ms: number) {
 }
 
 describe('overlap', () => {
-  it('skip: with two workers and a slow target, an occurrence due while a run is in flight is skipped, never delivered alongside', async () => {
+  it('skip: two workers, a slow target: an occurrence due while a run is in flight is skipped', async () => {
     answers.set('/slow', () => ({ status: 200, delayMs: 2_500 }));
     const job = await createJob('/slow', { schedule: { every: '1s' }, overlap: 'skip' });
     const skipped = await eventually(
@@ -192,7 +192,7 @@ describe('retries', () => {
     expect(at('/elsewhere')).toHaveLength(0);
   });
 
-  it('aborts a slow callback at timeoutMs; when attempts run out the run is dead, and a replay delivers it again', async () => {
+  it('aborts a slow callback at timeoutMs; attempts run out, the run is dead, and a replay delivers it', async () => {
     let healthy = false;
     answers.set('/dead', () => (healthy ? { status: 200 } : { status: 200, delayMs: 3_000 }));
     const job = await createJob('/dead', {
@@ -217,7 +217,7 @@ describe('retries', () => {
 });
 
 describe('lifecycle', () => {
-  it('records an occurrence of a replaced version as superseded, and of a paused job as paused, delivering neither', async () => {
+  it('records an occurrence of a replaced version as superseded, of a paused job as paused, unsent', async () => {
     const job = await createJob('/versions', {});
     const patched = await call(api, 'PATCH', `/v1/jobs/${job.id}`, {
       token,

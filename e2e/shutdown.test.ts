@@ -112,7 +112,7 @@ describe('worker graceful shutdown', () => {
     expect(await second.stop('SIGTERM')).toBe(0);
   });
 
-  it('past SHUTDOWN_GRACE_MS aborts the callback, records the attempt, and the next worker retries the same run', async () => {
+  it('past SHUTDOWN_GRACE_MS aborts the callback, records the attempt; the next worker retries the run', async () => {
     const { apiKey } = (await call(api, 'POST', '/v1/admin/services', { token: ADMIN_TOKEN, body: { name: 'grace' } }))
       .body;
     // The only worker: nothing else may take the retry before the test reads the aborted attempt.

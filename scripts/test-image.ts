@@ -232,9 +232,8 @@ try {
     cwd: ROOT,
   });
   if (!existed) ownImages.push(IMAGE);
-  say(
-    `built in ${((Date.now() - started) / 1000).toFixed(0)} s: ${docker('image', 'ls', IMAGE, '--format', '{{.Size}}')}`,
-  );
+  const size = docker('image', 'ls', IMAGE, '--format', '{{.Size}}');
+  say(`built in ${((Date.now() - started) / 1000).toFixed(0)} s: ${size}`);
 
   const [port, workerPort] = await Promise.all([freePort(), freePort()]);
   const env = {

@@ -133,7 +133,7 @@ async function lose(jobs: CreatedJob[], how: () => Promise<void>, name: string) 
 describe('chaos: Redis loses its data', () => {
   let jobs: CreatedJob[];
 
-  it('heals a FLUSHALL: every job fires again within one reconcile interval + 5 s, one catch-up at most, no orphan', async () => {
+  it('heals a FLUSHALL: all fire again in a reconcile interval + 5 s, one catch-up at most, no orphan', async () => {
     jobs = [
       ...(await scenario.createEveryJobs(20, 2_000, 'flush')),
       ...(await scenario.createEveryJobs(5, 3_000, 'flush3')),

@@ -122,9 +122,8 @@ describe('chaos: worker kill', () => {
           });
         }
         await queue.close();
-        throw new Error(
-          `${error.message}\n${JSON.stringify({ ...v, lost: v.lost.length, states, notSucceeded: v.notSucceeded.slice(0, 10) }, null, 1)}`,
-        );
+        const summary = { ...v, lost: v.lost.length, states, notSucceeded: v.notSucceeded.slice(0, 10) };
+        throw new Error(`${error.message}\n${JSON.stringify(summary, null, 1)}`);
       });
       const gaps = stallGaps(verdict.lost, jobs, verdict, await scenario.runs(), sink.received);
       report('worker-kill', {

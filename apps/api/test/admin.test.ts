@@ -437,7 +437,7 @@ describe('disable and enable', () => {
 });
 
 describe('quotas', () => {
-  it('sets quotas at create and by PATCH; exceeding maxJobs is a 403 naming the quota, and nothing is written', async () => {
+  it('sets quotas at create and by PATCH; exceeding maxJobs is a 403 naming the quota, nothing written', async () => {
     const created = await api.app.inject({
       method: 'POST',
       url: '/v1/admin/services',

@@ -70,7 +70,7 @@ function badRequest(route: RouteEntry, bad: (typeof BAD_REQUESTS)[number], autho
   });
 }
 
-/** The answers a caller may get for a bad request: the route's refusal when it is not let in, else the request's fault. */
+/** A bad request's possible answers: the route's refusal when not let in, else the request's fault. */
 function expected(route: RouteEntry, bad: (typeof BAD_REQUESTS)[number], refusal: number | undefined): number {
   if (refusal !== undefined) return refusal;
   // A route without a body reports what is wrong with its path or query.

@@ -119,7 +119,7 @@ describe('problem+json for every error', () => {
     expect(expectProblem(unknown, 400).errors).toContainEqual({ field: 'owner', message: 'is not a known field' });
   });
 
-  it('400 naming the field for strings Postgres cannot store (NUL, unpaired surrogates), and nothing written', async () => {
+  it('400 naming the field for strings Postgres cannot store (NUL, unpaired surrogates), nothing written', async () => {
     const cases: Array<[string, string]> = [
       [
         '{"name":"a","description":"x\\u0000y","schedule":{"every":"1m"},"target":{"url":"https://example.com"}}',

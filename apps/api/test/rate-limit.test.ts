@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 
 describe('rate limit per API key', () => {
-  it('counts across two api instances, answers 429 problem+json with Retry-After and RateLimit-*, and spares other keys', async () => {
+  it('counts across two api instances; 429 problem+json, Retry-After, RateLimit-*; spares other keys', async () => {
     const busy = await api.newService('busy');
     const quiet = await api.newService('quiet');
     const instances = [api.app, second];

@@ -42,7 +42,7 @@ describe('with Redis down', () => {
     expect(rows).toEqual([]);
   });
 
-  it('authenticates from Postgres on every request, so a revoke holds at once; the revoke itself answers 503', async () => {
+  it('authenticates from Postgres on every request, so a revoke holds at once; the revoke answers 503', async () => {
     const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
     const service = await app.inject({
       method: 'POST',

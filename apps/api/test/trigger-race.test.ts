@@ -28,9 +28,8 @@ describe('POST /v1/jobs/:id/trigger racing DELETE', () => {
     // The delete lands between the api's lookup and its insert: a trigger on runs removes the job first.
     await sql`CREATE FUNCTION delete_job_first() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN DELETE FROM jobs WHERE id = NEW.job_id; RETURN NEW; END $$`.execute(api.db.db);
-    await sql`CREATE TRIGGER delete_job_first BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION delete_job_first()`.execute(
-      api.db.db,
-    );
+    await sql`CREATE TRIGGER delete_job_first BEFORE INSERT ON runs
+      FOR EACH ROW EXECUTE FUNCTION delete_job_first()`.execute(api.db.db);
     try {
       const response = await api.app.inject({
         method: 'POST',

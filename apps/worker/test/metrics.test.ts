@@ -108,7 +108,7 @@ describe('worker metrics', () => {
     expect(delta('orphan')).toBe(0);
   });
 
-  it('shows schedule errors at 0, then counts and logs each next instant the repeat strategy could not compute', async () => {
+  it('shows schedule errors at 0, then counts and logs each next instant the strategy could not compute', async () => {
     expect(sampleValue(await scrape(), 'tickwork_schedule_errors_total')).toBe(0);
     const lines: Array<Record<string, unknown>> = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });

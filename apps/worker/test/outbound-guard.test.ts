@@ -93,7 +93,7 @@ const delivery = (url: string) => ({
 describe('outbound guard against a local trap', () => {
   const strict: OutboundPolicy = { allowPrivate: false, allowedHosts: [] };
 
-  it('refuses every spelling through deliver(), as a final (not retried) refusal, and the trap receives nothing', async () => {
+  it('refuses every spelling through deliver(), final (not retried); the trap receives nothing', async () => {
     const dispatchers = createDispatchers(strict);
     try {
       for (const url of spellings()) {

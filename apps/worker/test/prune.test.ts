@@ -17,7 +17,7 @@ afterAll(async () => {
 const DAY = 86_400_000;
 
 describe('prune', () => {
-  it('deletes runs older than the retention in batches, keeping recent and in-flight ones, and expired keys', async () => {
+  it('deletes runs older than the retention in batches, keeping recent and in-flight ones; expired keys', async () => {
     const service = await insertService(db.db, { id: uuidv7(), name: 'prune', signingSecret: 'x' });
     const jobId = uuidv7();
     await db.db

@@ -214,7 +214,8 @@ export function judge(input: {
   const idsByOccurrence = new Map<string, Set<string>>();
   const lastDelivery = new Map<string, number>();
   for (const callback of received) {
-    const key = `${callback.headers['tickwork-job-id']}@${callback.headers['tickwork-scheduled-for']}@${callback.headers['tickwork-trigger']}`;
+    const h = callback.headers;
+    const key = `${h['tickwork-job-id']}@${h['tickwork-scheduled-for']}@${h['tickwork-trigger']}`;
     const id = String(callback.headers['webhook-id']);
     idsByOccurrence.set(key, (idsByOccurrence.get(key) ?? new Set()).add(id));
     lastDelivery.set(id, Math.max(lastDelivery.get(id) ?? 0, callback.at));

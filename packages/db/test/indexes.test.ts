@@ -52,7 +52,8 @@ describe('indexes', () => {
     ],
     [
       'labels',
-      `SELECT * FROM jobs WHERE service_id = '${service}' AND labels @> '{"team":"a"}'::jsonb ORDER BY id DESC LIMIT 21`,
+      `SELECT * FROM jobs WHERE service_id = '${service}' AND labels @> '{"team":"a"}'::jsonb
+       ORDER BY id DESC LIMIT 21`,
       'jobs_labels',
     ],
     [
@@ -67,12 +68,14 @@ describe('indexes', () => {
     ],
     [
       'in-flight check',
-      `SELECT id FROM runs WHERE job_id = '${job}' AND status IN ('running', 'retrying') AND created_at > now() - interval '1 day' LIMIT 1`,
+      `SELECT id FROM runs WHERE job_id = '${job}' AND status IN ('running', 'retrying')
+       AND created_at > now() - interval '1 day' LIMIT 1`,
       'runs_job_in_flight',
     ],
     [
       'prune',
-      `SELECT id FROM runs WHERE created_at < now() - interval '7 days' AND status NOT IN ('running', 'retrying') LIMIT 1000`,
+      `SELECT id FROM runs WHERE created_at < now() - interval '7 days'
+       AND status NOT IN ('running', 'retrying') LIMIT 1000`,
       'runs_created',
     ],
   ])('serves the %s filter with its index', async (_what, query, index) => {
