@@ -14,3 +14,5 @@ export * from './schemas.ts';
 export * from './secrets.ts';
 export * from './timeout.ts';
 export * from './catch-up.ts';
+export * from './calendar.ts';
+export * from './calendar-schemas.ts';

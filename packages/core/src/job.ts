@@ -1,3 +1,11 @@
+import {
+  exclusionOf,
+  nextIncludedOccurrence,
+  nextMarkedOccurrences,
+  type CalendarSpec,
+  type Exclusion,
+  type MarkedOccurrence,
+} from './calendar.ts';
 import { parseDuration } from './duration.ts';
 import { quotaExceeded, validationError, type FieldError, type TickworkError } from './errors.ts';
 import {
@@ -5,7 +13,6 @@ import {
   canonicalCron,
   firesMoreOftenThan,
   nextOccurrence,
-  nextOccurrences,
   normalizeSchedule,
   type NormalizedSchedule,
   type Schedule,
@@ -51,6 +58,8 @@ export interface JobSpec {
   overlap: 'allow' | 'skip';
   misfire: MisfirePolicy;
   retry: RetryPolicy;
+  /** Ids of the exclusion calendars the job honours (calendar.ts); absent or empty for none. */
+  calendars?: string[];
 }
 
 /** A stored job: its spec plus identity, state and version. Times are epoch ms. */
@@ -92,7 +101,7 @@ export function buildJobSpec(
   },
 ): JobSpec {
   const checked = checkSchedule(body, options);
-  const errors: FieldError[] = [...checked.errors, ...targetErrors(body.target)];
+  const errors: FieldError[] = [...checked.errors, ...targetErrors(body.target), ...calendarListErrors(body.calendars)];
   const backoff = body.retry?.backoff;
   if (backoff?.delayMs !== undefined && backoff.maxDelayMs !== undefined && backoff.maxDelayMs < backoff.delayMs) {
     errors.push({ field: 'retry.backoff.maxDelayMs', message: 'must be at least delayMs' });
@@ -132,7 +141,19 @@ export function buildJobSpec(
         maxDelayMs: backoff?.maxDelayMs ?? DEFAULT_RETRY.backoff.maxDelayMs,
       },
     },
+    calendars: body.calendars ? [...body.calendars] : [],
   };
+}
+
+/** A job's (or a preview's) `calendars`: each id once. Whether each exists is the api's to check. */
+export function calendarListErrors(ids: readonly string[] | undefined): FieldError[] {
+  const seen = new Set<string>();
+  const errors: FieldError[] = [];
+  for (const [i, id] of (ids ?? []).entries()) {
+    if (seen.has(id.toLowerCase())) errors.push({ field: `calendars.${i}`, message: 'is listed twice' });
+    seen.add(id.toLowerCase());
+  }
+  return errors;
 }
 
 /**
@@ -142,14 +163,22 @@ export function buildJobSpec(
  */
 export function previewSchedule(
   body: SchedulePreviewBody,
-  options: { now: number; limits?: ScheduleLimits },
-): number[] {
+  options: { now: number; limits?: ScheduleLimits; calendars?: readonly CalendarSpec[] },
+): MarkedOccurrence[] {
   const checked = checkSchedule(body, options);
-  if (checked.errors.length > 0 || !checked.schedule) throw validationError(checked.errors);
+  const errors = [...checked.errors, ...calendarListErrors(body.calendars)];
+  if (errors.length > 0 || !checked.schedule) throw validationError(errors);
   const quotaError = minIntervalQuotaError(checked.schedule, body.schedule, options.limits);
   if (quotaError) throw quotaError;
   const window = windowOf({ startAt: checked.startAt, endAt: checked.endAt, createdAt: options.now });
-  return nextOccurrences(checked.schedule, window, options.now, body.count ?? 10);
+  return nextMarkedOccurrences(
+    checked.schedule,
+    window,
+    options.now,
+    body.count ?? 10,
+    exclusionOf(options.calendars ?? []),
+    { includeExcluded: body.includeExcluded === true },
+  );
 }
 
 /** A schedule and its window, as checked for a create, a PATCH and a preview alike. */
@@ -284,9 +313,15 @@ export function windowOf(job: Pick<Job, 'startAt' | 'endAt' | 'createdAt'>): Sch
 /**
  * The job's next occurrence strictly after `afterMs`, or null when it will not fire again. Throws
  * {@link ScheduleComputeError} when a cron instant cannot be computed: that is not an end.
+ *
+ * With an `exclusion` (the job's calendars), the next occurrence no calendar excludes: what
+ * `nextRunAt` shows. Whether a job is done is always asked without one: calendars change, so an
+ * occurrence excluded today may fire after a PATCH of its calendar, and the job must still be there.
  */
-export function nextRunOf(job: Job, afterMs: number, runCount = 0): number | null {
+export function nextRunOf(job: Job, afterMs: number, runCount = 0, exclusion?: Exclusion): number | null {
   if (job.state !== 'active') return null;
   if (job.maxRuns !== null && runCount >= job.maxRuns) return null;
-  return nextOccurrence(normalizedScheduleOf(job), windowOf(job), afterMs) ?? null;
+  const schedule = normalizedScheduleOf(job);
+  if (exclusion && !exclusion.empty) return nextIncludedOccurrence(schedule, windowOf(job), afterMs, exclusion) ?? null;
+  return nextOccurrence(schedule, windowOf(job), afterMs) ?? null;
 }

@@ -37,6 +37,7 @@ export function bodyOfSpec(spec: JobSpec): CreateJobBody {
     overlap: spec.overlap,
     misfire: { ...spec.misfire },
     retry: { maxAttempts: spec.retry.maxAttempts, backoff: { ...spec.retry.backoff } },
+    ...(spec.calendars?.length ? { calendars: [...spec.calendars] } : {}),
   };
 }
 

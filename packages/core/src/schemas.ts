@@ -248,6 +248,11 @@ const JobFields = {
   }),
   misfire: Ref(MisfirePolicySchema),
   retry: Ref(RetryPolicySchema),
+  calendars: Type.Array(Id, {
+    maxItems: 10,
+    description:
+      'Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is recorded `skipped` (`excluded`) and not delivered.',
+  }),
 };
 
 export const CreateJobBody = Type.Object(
@@ -264,6 +269,7 @@ export const CreateJobBody = Type.Object(
     overlap: Type.Optional(JobFields.overlap),
     misfire: Type.Optional(JobFields.misfire),
     retry: Type.Optional(JobFields.retry),
+    calendars: Type.Optional(JobFields.calendars),
     paused: Type.Optional(Type.Boolean({ description: 'Create the job paused.' })),
   },
   {
@@ -310,6 +316,7 @@ export const PatchJobBody = Type.Object(
     overlap: Type.Optional(JobFields.overlap),
     misfire: Type.Optional(JobFields.misfire),
     retry: Type.Optional(JobFields.retry),
+    calendars: Type.Optional(Nullable(JobFields.calendars)),
   },
   {
     $id: 'PatchJobRequest',
@@ -320,8 +327,26 @@ export const PatchJobBody = Type.Object(
 );
 export type PatchJobBody = Static<typeof PatchJobBody>;
 
+export const MarkedOccurrenceSchema = Type.Object(
+  {
+    at: Instant,
+    excluded: Type.Boolean({ description: 'A calendar excludes this day: it is recorded `skipped` (`excluded`).' }),
+  },
+  { $id: 'MarkedOccurrence' },
+);
+
 export const NextRunsSchema = Type.Object(
-  { nextRuns: Type.Array(Instant, { description: 'The coming occurrence times, earliest first.' }) },
+  {
+    nextRuns: Type.Array(Instant, {
+      description: 'The coming times that fire, earliest first: days the calendars exclude are left out.',
+    }),
+    occurrences: Type.Optional(
+      Type.Array(Ref(MarkedOccurrenceSchema), {
+        description:
+          'Only with `includeExcluded`: the next `count` occurrences of the schedule, excluded ones too, each marked; `nextRuns` is then those not excluded.',
+      }),
+    ),
+  },
   { $id: 'NextRuns' },
 );
 
@@ -332,6 +357,10 @@ export const SchedulePreviewBody = Type.Object(
     endAt: Type.Optional(JobFields.endAt),
     count: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 100, default: 10, description: 'How many times (default 10).' }),
+    ),
+    calendars: Type.Optional(JobFields.calendars),
+    includeExcluded: Type.Optional(
+      Type.Boolean({ description: 'Also list the occurrences the calendars exclude, marked (`occurrences`).' }),
     ),
   },
   { $id: 'SchedulePreviewRequest', additionalProperties: false },
@@ -345,7 +374,7 @@ export const RUN_STATUSES = ['running', 'retrying', 'succeeded', 'failed', 'dead
 export type RunStatus = (typeof RUN_STATUSES)[number];
 export const RUN_TRIGGERS = ['schedule', 'manual', 'replay'] as const;
 export type RunTrigger = (typeof RUN_TRIGGERS)[number];
-export const SKIP_REASONS = ['overlap', 'missed', 'paused', 'superseded'] as const;
+export const SKIP_REASONS = ['overlap', 'missed', 'paused', 'superseded', 'excluded'] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
 /** Fields the server sets: a job read back and sent again to create or PATCH leaves them out. */
@@ -392,11 +421,13 @@ export const JobSchema = Type.Object(
       },
       { description: RETRY_DOC },
     ),
+    calendars: Type.Array(Id, { description: 'The exclusion calendars the job honours.' }),
     version: readOnly(Type.Integer({ description: 'Goes up by one on every change; the ETag is `W/"<version>"`.' })),
     nextRunAt: readOnly(
       Nullable({
         ...Instant,
-        description: 'The next scheduled occurrence; null when the job will not fire (paused, completed).',
+        description:
+          'The next scheduled occurrence (a day its calendars exclude left out, as they stood when the job last changed or ran); null when the job will not fire (paused, completed).',
       }),
     ),
     lastRunAt: readOnly(Nullable({ ...Instant, description: 'When the latest run recorded an outcome.' })),
@@ -499,6 +530,7 @@ export const NAMED_SCHEMAS = [
   CreateJobBody,
   PatchJobBody,
   SchedulePreviewBody,
+  MarkedOccurrenceSchema,
   NextRunsSchema,
   JobSchema,
   JobListSchema,

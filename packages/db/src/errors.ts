@@ -3,7 +3,7 @@
  * its manual); callers ask these predicates instead of comparing codes, so each code is spelled
  * once, here.
  */
-const SQLSTATE = {
+export const SQLSTATE = {
   foreignKeyViolation: '23503',
   uniqueViolation: '23505',
   checkViolation: '23514',
@@ -15,7 +15,7 @@ const SQLSTATE = {
 /** The constraint trigger of migration 0003 that keeps a service within its `max_jobs`. */
 const MAX_JOBS_CONSTRAINT = 'jobs_within_max_jobs';
 
-function fieldsOf(error: unknown): { code?: unknown; constraint?: unknown; message?: unknown } {
+export function fieldsOf(error: unknown): { code?: unknown; constraint?: unknown; message?: unknown } {
   return typeof error === 'object' && error !== null ? error : {};
 }
 

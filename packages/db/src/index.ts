@@ -11,3 +11,4 @@ export * from './queries/reconcile.ts';
 export * from './circuit-breaker.ts';
 export * from './errors.ts';
 export * from './queries/idempotency.ts';
+export * from './queries/calendars.ts';

@@ -53,6 +53,19 @@ export interface JobsTable {
   last_run_at: Timestamp | null;
   last_run_status: string | null;
   run_count: Generated<number>;
+  /** The exclusion calendars the job honours (migration 0030), in the order the client gave. */
+  calendar_ids: ColumnType<string[], string[] | undefined, string[]>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface CalendarsTable {
+  id: string;
+  service_id: string;
+  name: string;
+  timezone: string;
+  dates: ColumnType<string[], string[], string[]>;
+  ranges: Json<Array<{ from: string; to: string }>>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -94,9 +107,11 @@ export interface Database {
   jobs: JobsTable;
   runs: RunsTable;
   idempotency_keys: IdempotencyKeysTable;
+  calendars: CalendarsTable;
 }
 
 export type ServiceRow = Selectable<ServicesTable>;
 export type ApiKeyRow = Selectable<ApiKeysTable>;
 export type JobRow = Selectable<JobsTable>;
 export type RunRow = Selectable<RunsTable>;
+export type CalendarRow = Selectable<CalendarsTable>;

@@ -295,6 +295,7 @@ export default fp(
         tags: [
           { name: 'jobs', description: 'Scheduled HTTP callbacks' },
           { name: 'runs', description: 'One record per occurrence' },
+          { name: 'calendars', description: 'Exclusion calendars: days a job does not fire' },
           { name: 'admin', description: 'Services and keys (admin token)' },
           { name: 'health', description: 'Probes and metrics' },
         ],

@@ -28,6 +28,7 @@ const JOB_FIELDS = [
   'last_run_at',
   'last_run_status',
   'run_count',
+  'calendar_ids',
   'created_at',
   'updated_at',
 ] as const satisfies readonly (keyof JobRow)[];

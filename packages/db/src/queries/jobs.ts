@@ -42,6 +42,8 @@ export function jobFromRow(row: JobRow): Job {
     overlap: row.overlap as Job['overlap'],
     misfire: row.misfire as MisfirePolicy,
     retry: row.retry as RetryPolicy,
+    // A row read by a statement older than migration 0030 has none.
+    calendars: row.calendar_ids ?? [],
     state: row.state as JobState,
     version: row.version,
     createdAt: row.created_at.getTime(),
@@ -70,6 +72,7 @@ export async function insertJob(
       overlap: job.overlap,
       misfire: JSON.stringify(job.misfire),
       retry: JSON.stringify(job.retry),
+      calendar_ids: job.calendars ?? [],
       state: job.state,
       version: 1,
       next_run_at: job.nextRunAt,
@@ -227,6 +230,7 @@ export async function updateJob(
             overlap: spec.overlap,
             misfire: JSON.stringify(spec.misfire),
             retry: JSON.stringify(spec.retry),
+            calendar_ids: spec.calendars ?? [],
           }
         : {}),
       state: change.state,
