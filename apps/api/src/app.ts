@@ -16,16 +16,20 @@ import queuePlugin from './plugins/queue.ts';
 import rateLimitPlugin from './plugins/rate-limit.ts';
 import swaggerPlugin from './plugins/swagger.ts';
 import adminRoutes from './routes/v1/admin/services.ts';
+import calendarRoutes from './routes/v1/calendars/index.ts';
 import healthRoutes from './routes/health.ts';
 import jobRoutes from './routes/v1/jobs/index.ts';
 import runRoutes from './routes/v1/runs/index.ts';
 import scheduleRoutes from './routes/v1/schedules/index.ts';
+import { CalendarsService } from './services/calendars.ts';
 import { JobsService } from './services/jobs.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** The jobs service tier: every route that reads or changes jobs and runs goes through it. */
     jobs: JobsService;
+    /** The calendars service tier: exclusion calendars, and the ones a job or a preview lists. */
+    calendars: CalendarsService;
   }
 }
 
@@ -58,6 +62,7 @@ export default fp<AppConfig>(
       prefix: config.bullmqPrefix,
       perMinute: config.rateLimitPerMinute ?? 1200,
     });
+    app.decorate('calendars', new CalendarsService({ db: app.db, readDb: app.readDb }));
     app.decorate(
       'jobs',
       new JobsService({
@@ -66,6 +71,7 @@ export default fp<AppConfig>(
         fireQueue: app.fireQueue,
         log: app.log,
         announceAuthChange: () => app.announceAuthChange(),
+        calendars: app.calendars,
       }),
     );
     await app.register(outboundPlugin, {
@@ -79,6 +85,7 @@ export default fp<AppConfig>(
         await v1.register(jobRoutes);
         await v1.register(runRoutes);
         await v1.register(scheduleRoutes);
+        await v1.register(calendarRoutes);
         await v1.register(adminRoutes, { secretKey: config.secretKey });
       },
       { prefix: '/v1' },

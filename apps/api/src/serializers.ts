@@ -1,5 +1,5 @@
-import type { JobDto, RunDto } from '@tickwork/core';
-import { jobFromRow, type JobRow, type RunRow } from '@tickwork/db';
+import type { CalendarDto, JobDto, MarkedOccurrence, RunDto } from '@tickwork/core';
+import { jobFromRow, type CalendarRow, type JobRow, type RunRow } from '@tickwork/db';
 
 const iso = (date: Date | null) => (date === null ? null : date.toISOString());
 
@@ -22,6 +22,7 @@ export function jobDto(row: JobRow): JobDto {
     overlap: job.overlap,
     misfire: job.misfire,
     retry: job.retry,
+    calendars: job.calendars ?? [],
     version: job.version,
     nextRunAt: iso(row.next_run_at),
     lastRunAt: iso(row.last_run_at),
@@ -54,3 +55,28 @@ export function runDto(row: RunRow): RunDto {
 
 /** A weak ETag from the job's version: it changes whenever the definition does. */
 export const etagOf = (version: number) => `W/"${version}"`;
+
+export function calendarDto(row: CalendarRow): CalendarDto {
+  return {
+    id: row.id,
+    name: row.name,
+    timezone: row.timezone,
+    dates: row.dates,
+    ranges: row.ranges,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+/** `nextRuns` (the times that fire) and, when excluded ones were asked for, every occurrence marked. */
+export function nextRunsDto(
+  occurrences: readonly MarkedOccurrence[],
+  includeExcluded: boolean,
+): { nextRuns: string[]; occurrences?: Array<{ at: string; excluded: boolean }> } {
+  const nextRuns = occurrences.filter((o) => !o.excluded).map((o) => new Date(o.at).toISOString());
+  if (!includeExcluded) return { nextRuns };
+  return {
+    nextRuns,
+    occurrences: occurrences.map((o) => ({ at: new Date(o.at).toISOString(), excluded: o.excluded })),
+  };
+}

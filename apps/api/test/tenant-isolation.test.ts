@@ -18,11 +18,13 @@ let owner: { id: string; apiKey: string };
 let stranger: { id: string; apiKey: string };
 let jobId: string;
 let runId: string;
+let calendarId: string;
 
 /** What each path segment before a `:param` names, and the owner's id of that kind. */
 const idFor: Record<string, () => string> = {
   jobs: () => jobId,
   runs: () => runId,
+  calendars: () => calendarId,
 };
 
 /** Values for body fields, so a write route reaches its ownership check rather than stopping at validation. */
@@ -87,7 +89,8 @@ async function snapshot() {
   const runs = await api.db.db.selectFrom('runs').selectAll().where('job_id', '=', jobId).orderBy('id').execute();
   const scheduler = await queue.getJobScheduler(`job:${jobId}:v${job.version}`);
   const bullJobs = await queue.getJobs(['waiting', 'delayed', 'active', 'prioritized']);
-  return { job, runs, scheduler: scheduler?.key ?? null, bullJobs: bullJobs.map((j) => j.id).sort() };
+  const calendar = await api.db.db.selectFrom('calendars').selectAll().where('id', '=', calendarId).executeTakeFirst();
+  return { job, runs, calendar, scheduler: scheduler?.key ?? null, bullJobs: bullJobs.map((j) => j.id).sort() };
 }
 
 beforeAll(async () => {
@@ -106,6 +109,14 @@ beforeAll(async () => {
   });
   expect(created.statusCode).toBe(201);
   jobId = created.json().id;
+  const calendar = await api.app.inject({
+    method: 'POST',
+    url: '/v1/calendars',
+    headers: { authorization: `Bearer ${owner.apiKey}` },
+    payload: { name: 'owned-holidays', dates: ['2030-12-25'] },
+  });
+  expect(calendar.statusCode).toBe(201);
+  calendarId = calendar.json().id;
   const { run } = await recordOccurrence(api.db.db, {
     id: uuidv7(),
     jobId,
@@ -187,6 +198,7 @@ describe('tenant isolation over every /v1 route', () => {
       expect(theirs.statusCode, route.url).toBe(200);
       expect(theirs.body).not.toContain(jobId);
       expect(theirs.body).not.toContain(runId);
+      expect(theirs.body).not.toContain(calendarId);
       for (const query of ['?status=dead', `?name=owned`, '?label=probe:yes', '?limit=100']) {
         const filtered = await api.app.inject({
           method: 'GET',

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import {
   decryptSecret,
   dueAtOf,
+  exclusionOf,
   jitterHash,
   jitterKeyOf,
   judgeAttempt,
@@ -26,13 +27,16 @@ import {
   slotsBetween,
   uuidv7,
   uuidv7Floor,
+  type Exclusion,
   type Job,
   type RunStatus,
   type RunTrigger,
   type SkipReason,
 } from '@tickwork/core';
 import {
+  calendarSpecOf,
   completeJob,
+  findCalendars,
   findJobForFire,
   findOccurrenceRun,
   findRunById,
@@ -187,6 +191,8 @@ type Decision =
       found: JobForFire;
       /** Set when the run was recorded with its first attempt started (attempt 1). */
       started?: number;
+      /** The job's calendars, when it lists any: `nextRunAt` leaves out the days they exclude. */
+      exclusion?: Exclusion;
     };
 
 /**
@@ -204,6 +210,8 @@ async function recordSkippedSlots(
   scheduledFor: number,
   /** The version's previous scheduled instant when the caller read it already (null: none). */
   known?: Date | null,
+  /** The job's calendars: a skipped slot on a day they exclude is recorded `excluded`, not `missed`. */
+  exclusion?: Exclusion,
 ): Promise<void> {
   const queue = ctx.queue;
   if (!queue) return;
@@ -227,12 +235,12 @@ async function recordSkippedSlots(
     }),
   );
   const skipped = gap.filter((_, i) => !pending[i]);
-  const recorded = await recordMissedSlots(
-    trx,
-    { jobId: job.id, serviceId: job.serviceId, jobVersion: version },
-    skipped,
-    uuidv7,
-  );
+  const base = { jobId: job.id, serviceId: job.serviceId, jobVersion: version };
+  const excluded = exclusion && !exclusion.empty ? skipped.filter((slot) => exclusion.excludes(slot)) : [];
+  const missed = excluded.length === 0 ? skipped : skipped.filter((slot) => !excluded.includes(slot));
+  const recorded =
+    (await recordMissedSlots(trx, base, missed, uuidv7)) +
+    (await recordMissedSlots(trx, base, excluded, uuidv7, 'excluded'));
   if (recorded > 0) ctx.logger.info({ jobId: job.id, recorded }, 'slots the timer skipped recorded as missed');
 }
 
@@ -310,6 +318,10 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
     const row = found.job;
     const job = jobFromRow(row);
     const occurrence = occurrenceOf(bullJob.id ?? '', fallbackInstant(bullJob, job));
+    // Read under the job's lock: a calendar a job lists cannot be deleted (migration 0030).
+    const exclusion = job.calendars?.length
+      ? exclusionOf((await findCalendars(trx, job.serviceId, job.calendars)).map(calendarSpecOf))
+      : undefined;
     const now = Date.now();
     // Jitter delays the start, never the occurrence's instant (`tickwork-scheduled-for`).
     const dueAt = dueAtOf(job, occurrence.scheduledFor);
@@ -323,8 +335,17 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
       // A worker that recorded this run may have died before recording the slots skipped
       // before it (the common case records them after its commit): record them now, once.
       if (job.version === existing.job_version)
-        await recordSkippedSlots(ctx, trx, job, existing.job_version, occurrence.scheduledFor);
-      return { kind: 'deliver', run: existing, job, runCount: row.run_count, catchUp: false, occurrence, found };
+        await recordSkippedSlots(ctx, trx, job, existing.job_version, occurrence.scheduledFor, undefined, exclusion);
+      return {
+        kind: 'deliver',
+        run: existing,
+        job,
+        runCount: row.run_count,
+        catchUp: false,
+        occurrence,
+        found,
+        ...(exclusion ? { exclusion } : {}),
+      };
     };
     const base = { jobId, serviceId: job.serviceId, jobVersion: version, scheduledFor, trigger: 'schedule' as const };
     const lateSince = lateSinceOf(job, occurrence.scheduledFor);
@@ -332,6 +353,7 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
       job.state === 'active' &&
       job.version === version &&
       job.overlap !== 'skip' &&
+      exclusion === undefined &&
       now <= lateSince &&
       outsideLimits(job, occurrence.scheduledFor, row.run_count) === undefined
     ) {
@@ -356,7 +378,10 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
     const limit = outsideLimits(job, occurrence.scheduledFor, row.run_count);
     if (limit) return { kind: 'dropped', reason: limit, complete: limit !== 'before_start', occurrence };
 
-    await recordSkippedSlots(ctx, trx, job, version, occurrence.scheduledFor);
+    await recordSkippedSlots(ctx, trx, job, version, occurrence.scheduledFor, undefined, exclusion);
+    // A day one of the job's calendars excludes: recorded, not delivered (before misfire: an
+    // excluded occurrence is `excluded` however late it comes).
+    if (exclusion?.excludes(occurrence.scheduledFor)) return skip('excluded');
 
     const caughtUp = now > lateSince && (await hasCaughtUp(trx, jobId, scheduledFor, uuidv7Floor(lateSince)));
     const verdict = misfireVerdict(job, occurrence.scheduledFor, now, caughtUp);
@@ -371,6 +396,7 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
       catchUp: verdict === 'catch_up',
       occurrence,
       found,
+      ...(exclusion ? { exclusion } : {}),
     };
   });
 }
@@ -404,7 +430,7 @@ export async function fireOccurrence(
   let occurrence: Occurrence;
   let job: Job;
   let found: JobForFire;
-  let schedule: { runCount: number; catchUp: boolean } | undefined;
+  let schedule: { runCount: number; catchUp: boolean; exclusion?: Exclusion | undefined } | undefined;
   let startedAttempt: number | undefined;
   if (runId !== undefined) {
     const read = await findJobForFire(ctx.db, jobId);
@@ -455,7 +481,7 @@ export async function fireOccurrence(
         job = decision.job;
         found = decision.found;
         occurrence = decision.occurrence;
-        schedule = { runCount: decision.runCount, catchUp: decision.catchUp };
+        schedule = { runCount: decision.runCount, catchUp: decision.catchUp, exclusion: decision.exclusion };
         startedAttempt = decision.started;
     }
   }
@@ -490,10 +516,17 @@ export async function fireOccurrence(
   const verdict = judgeAttempt(outcome.result, attempt, job.retry, { now: Date.now() });
   const ended = verdict.status !== 'retrying';
   let nextRunAt: number | null = null;
+  /** `nextRunAt` without the days the job's calendars exclude: what the job shows. */
+  let shownNextRunAt: number | null = null;
   let uncomputable = false;
   if (schedule) {
     try {
-      nextRunAt = nextRunOf(job, Math.max(Date.now(), occurrence.scheduledFor), schedule.runCount);
+      const after = Math.max(Date.now(), occurrence.scheduledFor);
+      nextRunAt = nextRunOf(job, after, schedule.runCount);
+      shownNextRunAt =
+        nextRunAt === null || !schedule.exclusion
+          ? nextRunAt
+          : nextRunOf(job, after, schedule.runCount, schedule.exclusion);
     } catch (error) {
       if (!(error instanceof ScheduleComputeError)) throw error;
       // Not an end: the job stays active, with no nextRunAt, and its scheduler stays registered.
@@ -513,7 +546,7 @@ export async function fireOccurrence(
       error: outcome.result.kind === 'refused' ? 'destination not allowed' : outcome.error,
     },
     schedule
-      ? { version: job.version, nextRunAt: nextRunAt === null ? null : new Date(nextRunAt), complete }
+      ? { version: job.version, nextRunAt: shownNextRunAt === null ? null : new Date(shownNextRunAt), complete }
       : undefined,
   );
   if (complete && !('at' in job.schedule)) await retire(ctx, jobId, job.version);

@@ -163,7 +163,7 @@ export function calendarListErrors(ids: readonly string[] | undefined): FieldErr
  */
 export function previewSchedule(
   body: SchedulePreviewBody,
-  options: { now: number; limits?: ScheduleLimits; calendars?: readonly CalendarSpec[] },
+  options: { now: number; limits?: ScheduleLimits; exclusion?: Exclusion },
 ): MarkedOccurrence[] {
   const checked = checkSchedule(body, options);
   const errors = [...checked.errors, ...calendarListErrors(body.calendars)];
@@ -176,7 +176,7 @@ export function previewSchedule(
     window,
     options.now,
     body.count ?? 10,
-    exclusionOf(options.calendars ?? []),
+    options.exclusion ?? exclusionOf([]),
     { includeExcluded: body.includeExcluded === true },
   );
 }

@@ -34,7 +34,6 @@ import {
   buildJobSpec,
   canonicalJson,
   ifMatchAllows,
-  nextOccurrences,
   nextRunOf,
   normalizedScheduleOf,
   quotaExceeded,
@@ -43,7 +42,9 @@ import {
   type CreateJobBody,
   type Job,
   type JobState,
+  type MarkedOccurrence,
   type PatchJobBody,
+  nextMarkedOccurrences,
 } from '@tickwork/core';
 import { manualJobIdOf, replayJobIdOf } from '@tickwork/queue';
 import {
@@ -56,6 +57,7 @@ import {
   insertRequestedRun,
   isForeignKeyViolation,
   isMaxJobsViolation,
+  isMissingCalendar,
   isUniqueViolation,
   jobFromRow,
   jobsOfService,
@@ -75,6 +77,7 @@ import {
 } from '@tickwork/db';
 import type { FireQueue } from '@tickwork/queue';
 import { etagOf } from '../serializers.ts';
+import { CalendarsService, calendarsNotFound } from './calendars.ts';
 
 export interface JobsServiceDeps {
   /** The primary: every write, and every read a write decides on. */
@@ -92,6 +95,8 @@ export interface JobsServiceDeps {
    * Called after the commit that enables or disables a service, before the call returns.
    */
   announceAuthChange: () => Promise<void>;
+  /** The calendars a job lists, checked and read (by default, over `db` and `readDb`). */
+  calendars?: CalendarsService;
 }
 
 /** Who creates a job: their service and its minimum-interval quota, as the api key lookup found them. */
@@ -130,10 +135,12 @@ const dateOrNull = (ms: number | null) => (ms === null ? null : new Date(ms));
 export class JobsService {
   readonly #deps: JobsServiceDeps;
   readonly #now: () => number;
+  readonly #calendars: CalendarsService;
 
   constructor(deps: JobsServiceDeps) {
     this.#deps = deps;
     this.#now = deps.clock ?? Date.now;
+    this.#calendars = deps.calendars ?? new CalendarsService({ db: deps.db, readDb: deps.readDb, clock: deps.clock });
   }
 
   /** The same service, reporting to `log`: a request's logger, so its lines carry the request id. */
@@ -153,6 +160,7 @@ export class JobsService {
     const spec = buildJobSpec(body, { now, limits: { minIntervalMs: creator.minIntervalMs }, bodyText });
     const id = uuidv7(now);
     const draft = { ...spec, id, serviceId, state: 'active' as JobState, version: 1, createdAt: now, updatedAt: now };
+    const exclusion = await this.#calendars.exclusionFor(serviceId, spec.calendars);
     const nextRunAt = nextRunOf(draft, now);
     // A window that holds no occurrence (endAt before the first one) makes a job that is done already.
     const state: JobState = body.paused ? 'paused' : nextRunAt === null ? 'completed' : 'active';
@@ -164,7 +172,8 @@ export class JobsService {
         serviceId,
         state,
         now: new Date(now),
-        nextRunAt: state === 'active' ? dateOrNull(nextRunAt) : null,
+        // Shown without the days its calendars exclude; whether it is done, never (see nextRunOf).
+        nextRunAt: state === 'active' ? dateOrNull(nextRunOf(draft, now, 0, exclusion)) : null,
       });
     } catch (error) {
       await this.#takeBack(
@@ -173,6 +182,7 @@ export class JobsService {
         () => this.#deps.fireQueue.unregister(id, 1),
       );
       if (isUniqueViolation(error)) throw nameTaken(spec.name);
+      if (isMissingCalendar(error)) throw await this.#calendarsGone(serviceId, spec.calendars);
       if (isMaxJobsViolation(error)) throw await this.#maxJobsExceeded(serviceId);
       throw error;
     }
@@ -212,16 +222,18 @@ export class JobsService {
         if (canonicalJson({ ...old, ...spec }) === canonicalJson(old)) return current;
         const draft: Job = { ...old, ...spec, version: old.version + 1, updatedAt: now };
         draft.state = stateAfterChange(old.state, draft, now, current.run_count);
+        const exclusion = await this.#calendars.exclusionFor(serviceId, spec.calendars, trx);
         return updateJob(trx, old.id, {
           spec,
           state: draft.state,
           version: draft.version,
-          nextRunAt: dateOrNull(nextRunOf(draft, now, current.run_count)),
+          nextRunAt: dateOrNull(nextRunOf(draft, now, current.run_count, exclusion)),
           now: new Date(now),
         });
       });
     } catch (error) {
       if (isUniqueViolation(error)) throw nameTaken(patch.name ?? '');
+      if (isMissingCalendar(error)) throw await this.#calendarsGone(serviceId, patch.calendars ?? []);
       throw error;
     }
   }
@@ -258,10 +270,11 @@ export class JobsService {
         throw new TickworkError('conflict', 'The job is completed; change it with PATCH to make it fire again.');
       const draft: Job = { ...jobFromRow(current), state: 'active', version: current.version + 1, updatedAt: now };
       const nextRunAt = nextRunOf(draft, now, current.run_count);
+      const exclusion = await this.#calendars.exclusionFor(serviceId, draft.calendars, trx);
       return updateJob(trx, current.id, {
         state: nextRunAt === null ? 'completed' : 'active',
         version: draft.version,
-        nextRunAt: dateOrNull(nextRunAt),
+        nextRunAt: nextRunAt === null ? null : dateOrNull(nextRunOf(draft, now, current.run_count, exclusion)),
         now: new Date(now),
       });
     });
@@ -364,13 +377,22 @@ export class JobsService {
     return listJobs(this.#deps.readDb, serviceId, filter);
   }
 
-  /** A job's coming occurrence times: inside its window and within `maxRuns`; none unless active. */
-  async nextRuns(serviceId: string, id: string, count: number): Promise<number[]> {
+  /**
+   * A job's coming occurrences: inside its window and within `maxRuns`; none unless active. The
+   * days its calendars exclude are left out, or with `includeExcluded` listed and marked.
+   */
+  async nextRuns(
+    serviceId: string,
+    id: string,
+    count: number,
+    options: { includeExcluded?: boolean } = {},
+  ): Promise<MarkedOccurrence[]> {
     const row = await this.get(serviceId, id);
     const job = jobFromRow(row);
     if (job.state !== 'active') return [];
     const left = job.maxRuns === null ? count : Math.max(0, Math.min(count, job.maxRuns - row.run_count));
-    return nextOccurrences(normalizedScheduleOf(job), windowOf(job), this.#now(), left);
+    const exclusion = await this.#calendars.exclusionFor(serviceId, job.calendars, this.#deps.readDb);
+    return nextMarkedOccurrences(normalizedScheduleOf(job), windowOf(job), this.#now(), left, exclusion, options);
   }
 
   /** A job's runs, newest first, by keyset. */
@@ -478,6 +500,17 @@ export class JobsService {
     await undo().catch((error: unknown) => {
       this.#deps.log.warn({ err: error, ...ids }, failed);
     });
+  }
+
+  /** A job's write lost a race with a calendar's delete: the 400 for the calendars no longer there. */
+  async #calendarsGone(serviceId: string, ids: readonly string[] | undefined): Promise<TickworkError> {
+    const list = ids ?? [];
+    try {
+      await this.#calendars.exclusionFor(serviceId, list);
+    } catch (error) {
+      if (error instanceof TickworkError) return error;
+    }
+    return calendarsNotFound(list, new Set(list.map((id) => id.toLowerCase())));
   }
 
   async #maxJobsExceeded(serviceId: string): Promise<TickworkError> {

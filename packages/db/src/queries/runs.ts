@@ -327,12 +327,13 @@ export async function lastScheduledBefore(
   return row?.scheduled_for;
 }
 
-/** Records slots no worker ever received as `skipped` (`missed`), one row each, once. */
+/** Records slots no worker ever received as `skipped` (`missed`, or `excluded` by a calendar), one row each, once. */
 export async function recordMissedSlots(
   db: Kysely<Database>,
   base: { jobId: string; serviceId: string; jobVersion: number },
   slots: number[],
   ids: () => string,
+  reason: SkipReason = 'missed',
 ): Promise<number> {
   if (slots.length === 0) return 0;
   const finished = new Date();
@@ -347,7 +348,7 @@ export async function recordMissedSlots(
         scheduled_for: new Date(slot),
         trigger: 'schedule',
         status: 'skipped',
-        skip_reason: 'missed',
+        skip_reason: reason,
         finished_at: finished,
       })),
     )
@@ -370,7 +371,8 @@ export interface OnTimeRecord {
  * The common case of a scheduled occurrence in one statement: locks the job (its row only, with
  * its service's signing secrets) and, when every check passes — service enabled, job active at
  * this version, overlap allowed, inside its window and under maxRuns, due (jitter) and within its
- * misfire grace at `now` — records the run as started by `workerId` and bumps `run_count`, and
+ * misfire grace at `now`, no exclusion calendars (a job with calendars is decided in TypeScript,
+ * which reads them) — records the run as started by `workerId` and bumps `run_count`, and
  * reads the version's previous scheduled instant (for the skipped-slot check). The same checks
  * as `outsideLimits`, `dueAtOf` and `lateSinceOf`, in SQL: `jitterHash` is `jitterHash(key)` of
  * `@tickwork/core`, so the jitter is `jitterHash % (jitter_ms + 1)` as `stableJitter` computes it.
@@ -417,6 +419,7 @@ export async function lockAndRecordOnTime(
       select ${occurrence.runId}, j.id, j.service_id, j.version, ${at}, 'schedule', 'running', 1, now(), ${occurrence.workerId}
       from j
       where j.disabled_at is null and j.state = 'active' and j.version = ${occurrence.version} and j.overlap <> 'skip'
+        and cardinality(j.calendar_ids) = 0
         and (j.start_at is null or j.start_at <= ${at}) and (j.end_at is null or j.end_at >= ${at})
         and (j.max_runs is null or j.run_count < j.max_runs)
         and (not ${occurrence.mayWait}::boolean or ${now}::bigint >= j.due_at)

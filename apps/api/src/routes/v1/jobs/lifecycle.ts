@@ -7,7 +7,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { NextRunsSchema, JobSchema, PatchJobBody, ProblemSchema, Ref, RunSchema } from '@tickwork/core';
 import { principalOf } from '../../../plugins/auth.ts';
-import { etagOf, jobDto, runDto } from '../../../serializers.ts';
+import { etagOf, jobDto, nextRunsDto, runDto } from '../../../serializers.ts';
 import { success } from '../../../plugins/swagger.ts';
 import { MERGE_PATCH, installJsonParser, jsonTextAt } from '../../../plugins/validation.ts';
 import { JobParams } from './shared.ts';
@@ -124,10 +124,16 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['jobs'],
         operationId: 'listJobNextRuns',
         summary: 'The coming occurrence times of a job',
-        description: 'Inside its window and within `maxRuns`; empty when the job is paused or completed.',
+        description:
+          'Inside its window and within `maxRuns`; empty when the job is paused or completed. Days the job’s calendars exclude are left out; with `includeExcluded=true`, `occurrences` lists the next `count` occurrences, excluded ones marked, and `nextRuns` those of them that fire.',
         params: JobParams,
         querystring: Type.Object(
-          { count: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10 })) },
+          {
+            count: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10 })),
+            includeExcluded: Type.Optional(
+              Type.Boolean({ default: false, description: 'Also list the occurrences the calendars exclude, marked.' }),
+            ),
+          },
           { additionalProperties: false },
         ),
         response: { 200: success(Ref(NextRunsSchema), 'The coming occurrence times.') },
@@ -135,8 +141,11 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const { serviceId } = principalOf(request);
-      const times = await app.jobs.nextRuns(serviceId, request.params.id, request.query.count ?? 10);
-      return { nextRuns: times.map((t) => new Date(t).toISOString()) };
+      const includeExcluded = request.query.includeExcluded === true;
+      const occurrences = await app.jobs.nextRuns(serviceId, request.params.id, request.query.count ?? 10, {
+        includeExcluded,
+      });
+      return nextRunsDto(occurrences, includeExcluded);
     },
   );
 };

@@ -1,0 +1,154 @@
+/**
+ * The calendars service tier: a service's exclusion calendars, and the calendars a job or a
+ * preview lists, checked to be the service's own. Calendars live in Postgres only: the worker
+ * reads a job's calendars when an occurrence fires, so a change needs nothing in Redis.
+ */
+import type { Kysely } from 'kysely';
+import {
+  TickworkError,
+  calendarErrors,
+  exclusionOf,
+  normalizeCalendarDays,
+  uuidv7,
+  validationError,
+  type CreateCalendarBody,
+  type Exclusion,
+  type PatchCalendarBody,
+} from '@tickwork/core';
+import {
+  calendarSpecOf,
+  deleteCalendar,
+  findCalendar,
+  findCalendars,
+  isCalendarInUse,
+  isUniqueViolation,
+  jobsListingCalendar,
+  listCalendars,
+  insertCalendar,
+  updateCalendar,
+  type CalendarRow,
+  type Database,
+  type Page,
+} from '@tickwork/db';
+
+const noCalendar = (id: string) => new TickworkError('not_found', `No calendar ${id}.`);
+
+function nameTaken(name: string): TickworkError {
+  return new TickworkError('conflict', `A calendar named "${name}" already exists in this service.`, {
+    errors: [{ field: 'name', message: 'is already taken' }],
+  });
+}
+
+/** The 400 of a job or preview that lists calendars the service does not have (unknown or another's alike). */
+export function calendarsNotFound(ids: readonly string[], missing: ReadonlySet<string>): TickworkError {
+  return validationError(
+    ids.flatMap((id, i) =>
+      missing.has(id.toLowerCase()) ? [{ field: `calendars.${i}`, message: `no calendar ${id} in this service` }] : [],
+    ),
+  );
+}
+
+/** Job ids named in the 409 of a delete refused because jobs list the calendar. */
+const IN_USE_SHOWN = 5;
+
+export class CalendarsService {
+  readonly #db: Kysely<Database>;
+  readonly #readDb: Kysely<Database>;
+  readonly #now: () => number;
+
+  constructor(deps: { db: Kysely<Database>; readDb: Kysely<Database>; clock?: () => number }) {
+    this.#db = deps.db;
+    this.#readDb = deps.readDb;
+    this.#now = deps.clock ?? Date.now;
+  }
+
+  async create(serviceId: string, body: CreateCalendarBody): Promise<CalendarRow> {
+    const timezone = body.timezone ?? 'UTC';
+    const errors = calendarErrors({ ...body, timezone });
+    if (errors.length > 0) throw validationError(errors);
+    const now = this.#now();
+    try {
+      return await insertCalendar(this.#db, {
+        id: uuidv7(now),
+        serviceId,
+        name: body.name,
+        timezone,
+        ...normalizeCalendarDays({ dates: body.dates ?? [], ranges: body.ranges ?? [] }),
+        now: new Date(now),
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw nameTaken(body.name);
+      throw error;
+    }
+  }
+
+  async get(serviceId: string, id: string): Promise<CalendarRow> {
+    const row = await findCalendar(this.#readDb, serviceId, id);
+    if (!row) throw noCalendar(id);
+    return row;
+  }
+
+  list(serviceId: string, filter: { limit: number; afterId?: string | undefined }): Promise<Page<CalendarRow>> {
+    return listCalendars(this.#readDb, serviceId, filter);
+  }
+
+  /** Fields sent replace the stored ones (`dates` and `ranges` whole). Jobs see the change at their next occurrence. */
+  async patch(serviceId: string, id: string, patch: PatchCalendarBody): Promise<CalendarRow> {
+    const current = await findCalendar(this.#db, serviceId, id);
+    if (!current) throw noCalendar(id);
+    const next = {
+      name: patch.name ?? current.name,
+      timezone: patch.timezone ?? current.timezone,
+      dates: patch.dates ?? current.dates,
+      ranges: patch.ranges ?? current.ranges,
+    };
+    const errors = calendarErrors(patch);
+    if (errors.length > 0) throw validationError(errors);
+    try {
+      const row = await updateCalendar(this.#db, serviceId, id, {
+        name: next.name,
+        timezone: next.timezone,
+        ...normalizeCalendarDays(next),
+        now: new Date(this.#now()),
+      });
+      if (!row) throw noCalendar(id);
+      return row;
+    } catch (error) {
+      if (isUniqueViolation(error)) throw nameTaken(next.name);
+      throw error;
+    }
+  }
+
+  /** Deletes a calendar no job lists; one that a job lists is refused (409, naming some of them). */
+  async delete(serviceId: string, id: string): Promise<void> {
+    let deleted: boolean;
+    try {
+      deleted = await deleteCalendar(this.#db, serviceId, id);
+    } catch (error) {
+      if (!isCalendarInUse(error)) throw error;
+      const jobs = await jobsListingCalendar(this.#db, serviceId, id, IN_USE_SHOWN);
+      throw new TickworkError(
+        'conflict',
+        `Jobs list this calendar (${jobs.join(', ')}${jobs.length === IN_USE_SHOWN ? ', …' : ''}); remove it from their calendars first.`,
+      );
+    }
+    if (!deleted) throw noCalendar(id);
+  }
+
+  /**
+   * The calendars a job or a preview lists, compiled, after checking each is the service's own
+   * (400 naming `calendars.<i>` otherwise). `db` is where to read: the primary for a write.
+   */
+  async exclusionFor(
+    serviceId: string,
+    ids: readonly string[] | undefined,
+    db: Kysely<Database> = this.#db,
+  ): Promise<Exclusion> {
+    if (!ids || ids.length === 0) return exclusionOf([]);
+    const rows = await findCalendars(db, serviceId, ids);
+    const found = new Set(rows.map((r) => r.id.toLowerCase()));
+    const missing = new Set(ids.map((id) => id.toLowerCase()).filter((id) => !found.has(id)));
+    if (missing.size > 0) throw calendarsNotFound(ids, missing);
+    return exclusionOf(rows.map(calendarSpecOf));
+  }
+}
