@@ -31,7 +31,7 @@ const base: Record<'main' | 'limited' | 'cutOff', string> = { main: '', limited:
 let contract: Contract;
 let owner: { id: string; apiKey: string };
 let limitedKey: string;
-const ids = { job: '', completed: '', run: '', service: '', key: '' };
+const ids = { job: '', completed: '', run: '', service: '', key: '', calendar: '' };
 
 interface Call {
   method: string;
@@ -141,6 +141,14 @@ beforeAll(async () => {
     payload: {},
   });
   ids.key = key.json().id;
+  ids.calendar = (
+    await api.app.inject({
+      method: 'POST',
+      url: '/v1/calendars',
+      headers: { authorization: auth },
+      payload: { name: 'contract-holidays', dates: ['2030-12-25'] },
+    })
+  ).json().id;
 });
 afterAll(async () => {
   await cutOff?.close();
@@ -156,6 +164,7 @@ function fill(template: string, value?: string): string {
     if (name === 'keyId') return ids.key;
     if (template.startsWith('/v1/jobs/')) return ids.job;
     if (template.startsWith('/v1/runs/')) return ids.run;
+    if (template.startsWith('/v1/calendars/')) return ids.calendar;
     return ids.service;
   });
 }
@@ -209,6 +218,7 @@ const OWN_CASES: Record<string, () => Promise<void>> = {
   },
   async listJobNextRuns() {
     await expectAnswer({ method: 'GET', url: `/v1/jobs/${ids.job}/next-runs?count=3` }, 200);
+    await expectAnswer({ method: 'GET', url: `/v1/jobs/${ids.job}/next-runs?count=3&includeExcluded=true` }, 200);
   },
   async listJobRuns() {
     await expectAnswer({ method: 'GET', url: `/v1/jobs/${ids.job}/runs?status=dead` }, 200);
@@ -225,6 +235,31 @@ const OWN_CASES: Record<string, () => Promise<void>> = {
   },
   async previewSchedule() {
     await expectAnswer({ method: 'POST', url: '/v1/schedules/preview', json: exampleOf('previewSchedule') }, 200);
+    const json = { schedule: { every: '1d' }, calendars: [ids.calendar], includeExcluded: true };
+    await expectAnswer({ method: 'POST', url: '/v1/schedules/preview', json }, 200);
+  },
+  async createCalendar() {
+    await expectAnswer({ method: 'POST', url: '/v1/calendars', json: exampleOf('createCalendar') }, 201);
+    await expectAnswer({ method: 'POST', url: '/v1/calendars', json: exampleOf('createCalendar') }, 409);
+  },
+  async listCalendars() {
+    await expectAnswer({ method: 'GET', url: '/v1/calendars?limit=1' }, 200);
+  },
+  async getCalendar() {
+    await expectAnswer({ method: 'GET', url: `/v1/calendars/${ids.calendar}` }, 200);
+  },
+  async updateCalendar() {
+    const url = `/v1/calendars/${ids.calendar}`;
+    await expectAnswer({ method: 'PATCH', url, json: { ranges: [{ from: '2030-12-31', to: '2031-01-01' }] } }, 200);
+    await created({ method: 'POST', url: '/v1/calendars', json: { name: 'contract-taken' } });
+    await expectAnswer({ method: 'PATCH', url, json: { name: 'contract-taken' } }, 409);
+  },
+  async deleteCalendar() {
+    const doomed = await created({ method: 'POST', url: '/v1/calendars', json: { name: 'contract-doomed' } });
+    await expectAnswer({ method: 'DELETE', url: `/v1/calendars/${doomed.id}` }, 204);
+    const used = await created({ method: 'POST', url: '/v1/calendars', json: { name: 'contract-used' } });
+    await created({ method: 'POST', url: '/v1/jobs', json: { ...aJob('with-calendar'), calendars: [used.id] } });
+    await expectAnswer({ method: 'DELETE', url: `/v1/calendars/${used.id}` }, 409);
   },
   async createService() {
     await expectAnswer({ method: 'POST', url: '/v1/admin/services', json: { name: 'contract-new' } }, 201);

@@ -2,7 +2,6 @@ import {
   exclusionOf,
   nextIncludedOccurrence,
   nextMarkedOccurrences,
-  type CalendarSpec,
   type Exclusion,
   type MarkedOccurrence,
 } from './calendar.ts';
