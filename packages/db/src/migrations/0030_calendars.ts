@@ -38,7 +38,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     DECLARE
       found integer;
     BEGIN
-      IF cardinality(NEW.calendar_ids) = 0 THEN RETURN NEW; END IF;
       SELECT count(*) INTO found FROM (
         SELECT 1 FROM calendars
         WHERE id = ANY (NEW.calendar_ids) AND service_id = NEW.service_id
@@ -50,8 +49,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       END IF;
       RETURN NEW;
     END $$;
+    -- The WHEN is evaluated without entering PL/pgSQL: a job without calendars costs nothing.
     CREATE TRIGGER jobs_calendar_ids_exist BEFORE INSERT OR UPDATE OF calendar_ids ON jobs
-      FOR EACH ROW EXECUTE FUNCTION jobs_calendars_exist();
+      FOR EACH ROW WHEN (cardinality(NEW.calendar_ids) > 0) EXECUTE FUNCTION jobs_calendars_exist();
 
     CREATE FUNCTION calendars_not_in_use() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
