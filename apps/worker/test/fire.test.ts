@@ -16,7 +16,14 @@ import {
   schedulerOccurrenceIdOf,
   type FireJobData,
 } from '@tickwork/queue';
-import { findRunById, insertJob, insertRequestedRun, insertService, recordOccurrence } from '@tickwork/db';
+import {
+  findRunById,
+  insertCalendar,
+  insertJob,
+  insertRequestedRun,
+  insertService,
+  recordOccurrence,
+} from '@tickwork/db';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/testkit';
 import { createDispatchers } from '../src/deliver.ts';
 import { RetryLaterError, fireOccurrence, type FireContext } from '../src/fire.ts';
@@ -132,13 +139,32 @@ describe('fireOccurrence', () => {
   const ledgerOf = async (jobId: string, t0: number) =>
     (await runsOf(jobId)).map((r) => [r.scheduled_for.getTime() - t0, r.status, r.skip_reason]);
 
-  /** An every-second job of a service of its own, phased at t0 (two seconds ago, on a whole second). */
-  async function everySecondJobSince2sAgo(name: string) {
+  /**
+   * An every-second job of a service of its own, phased at t0 (two seconds ago, on a whole second);
+   * with `excludeToday`, listing a calendar that excludes yesterday to tomorrow (UTC).
+   */
+  async function everySecondJobSince2sAgo(name: string, options: { excludeToday?: boolean } = {}) {
     const service = await insertService(db.db, {
       id: uuidv7(),
       name,
       signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey),
     });
+    const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+    const calendars = options.excludeToday
+      ? [
+          (
+            await insertCalendar(db.db, {
+              id: uuidv7(),
+              serviceId: service.id,
+              name: 'today',
+              timezone: 'UTC',
+              dates: [],
+              ranges: [{ from: day(-1), to: day(1) }],
+              now: new Date(),
+            })
+          ).id,
+        ]
+      : undefined;
     const t0 = Math.floor(Date.now() / 1000) * 1000 - 2_000;
     const spec = buildJobSpec(
       {
@@ -147,6 +173,7 @@ describe('fireOccurrence', () => {
         startAt: new Date(t0).toISOString(),
         target: { url: 'http://127.0.0.1:9/' },
         misfire: { policy: 'fire_once', graceMs: 600_000 },
+        ...(calendars ? { calendars } : {}),
       },
       { now: t0 - 1 },
     );
@@ -209,5 +236,32 @@ describe('fireOccurrence', () => {
     ]);
     // The same run (the same webhook-id), its second attempt.
     expect(rows[3]).toMatchObject({ id: run.id, attempts: 2 });
+  });
+
+  it('records an occurrence on an excluded day, and the slots the timer skipped on one, as excluded', async () => {
+    const { service, job, t0 } = await everySecondJobSince2sAgo('holiday', { excludeToday: true });
+    await recordOccurrence(db.db, {
+      id: uuidv7(),
+      jobId: job.id,
+      serviceId: service.id,
+      jobVersion: 1,
+      scheduledFor: new Date(t0),
+      trigger: 'schedule',
+      status: 'succeeded',
+    });
+    const result = await fireOccurrence(
+      { ...ctx, queue: queue as never },
+      await schedulerOccurrence(job.id, t0 + 3_000),
+    );
+    expect(result).toMatchObject({ outcome: 'skipped', reason: 'excluded', scheduledFor: t0 + 3_000 });
+    expect(await ledgerOf(job.id, t0)).toEqual([
+      [0, 'succeeded', null],
+      [1_000, 'skipped', 'excluded'],
+      [2_000, 'skipped', 'excluded'],
+      [3_000, 'skipped', 'excluded'],
+    ]);
+    const row = await db.db.selectFrom('jobs').select('run_count').where('id', '=', job.id).executeTakeFirstOrThrow();
+    // The run of t0 only: skipped runs do not count towards maxRuns.
+    expect(row.run_count).toBe(1);
   });
 });
