@@ -55,7 +55,7 @@ async function runsOf(jobId: string): Promise<Array<{ status: string; skipReason
 }
 
 describe('a job with an exclusion calendar', () => {
-  it('records occurrences on excluded days as skipped (excluded), delivers none, and fires again once the calendar changes', async () => {
+  it('records excluded occurrences as skipped, delivers none, and fires once the calendar frees the day', async () => {
     // Yesterday to tomorrow, UTC: today whatever the hour the test runs at.
     const calendar = await call(api, 'POST', '/v1/calendars', {
       token,

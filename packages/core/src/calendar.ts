@@ -64,7 +64,8 @@ function isValidTimeZone(timeZone: string): boolean {
 
 /**
  * What the JSON schema cannot check of a calendar: real dates within years 1900–9999, `from` ≤
- * `to`, a time zone the runtime knows. Field paths as the client wrote them (`dates.2`, `ranges.0.to`, as the schema validator writes them).
+ * `to`, a time zone the runtime knows. Field paths as the schema validator writes them (`dates.2`,
+ * `ranges.0.to`).
  */
 export function calendarErrors(input: Partial<CalendarInput>): FieldError[] {
   const errors: FieldError[] = [];

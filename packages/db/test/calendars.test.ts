@@ -53,7 +53,8 @@ async function calendar(serviceId: string): Promise<string> {
   return id;
 }
 const insertJob = (serviceId: string, calendarIds: string[]) => ({
-  text: `INSERT INTO jobs (id, service_id, name, schedule, target, misfire, retry, state, created_at, updated_at, calendar_ids)
+  text: `INSERT INTO jobs
+      (id, service_id, name, schedule, target, misfire, retry, state, created_at, updated_at, calendar_ids)
     VALUES ($1::uuid, $2, $1::text, '{}', '{}', '{}', '{}', 'active', now(), now(), $3::uuid[])`,
   values: [uuidv7(), serviceId, calendarIds],
 });

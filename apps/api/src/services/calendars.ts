@@ -127,10 +127,8 @@ export class CalendarsService {
     } catch (error) {
       if (!isCalendarInUse(error)) throw error;
       const jobs = await jobsListingCalendar(this.#db, serviceId, id, IN_USE_SHOWN);
-      throw new TickworkError(
-        'conflict',
-        `Jobs list this calendar (${jobs.join(', ')}${jobs.length === IN_USE_SHOWN ? ', …' : ''}); remove it from their calendars first.`,
-      );
+      const named = `${jobs.join(', ')}${jobs.length === IN_USE_SHOWN ? ', …' : ''}`;
+      throw new TickworkError('conflict', `Jobs list this calendar (${named}); remove it from their calendars first.`);
     }
     if (!deleted) throw noCalendar(id);
   }
