@@ -381,7 +381,13 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
     await recordSkippedSlots(ctx, trx, job, version, occurrence.scheduledFor, undefined, exclusion);
     // A day one of the job's calendars excludes: recorded, not delivered (before misfire: an
     // excluded occurrence is `excluded` however late it comes).
-    if (exclusion?.excludes(occurrence.scheduledFor)) return skip('excluded');
+    if (exclusion?.excludes(occurrence.scheduledFor)) {
+      const skipped = await skip('excluded');
+      // The schedule's last occurrence (a one-shot's, the last in its window) fell on an excluded
+      // day: nothing is left to fire, whatever the calendars say later.
+      if (lastOccurrence(job, occurrence.scheduledFor, row.run_count)) await completeJob(trx, jobId, version);
+      return skipped;
+    }
 
     const caughtUp = now > lateSince && (await hasCaughtUp(trx, jobId, scheduledFor, uuidv7Floor(lateSince)));
     const verdict = misfireVerdict(job, occurrence.scheduledFor, now, caughtUp);
@@ -399,6 +405,16 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
       ...(exclusion ? { exclusion } : {}),
     };
   });
+}
+
+/** Whether no occurrence follows `scheduledFor` (an instant that cannot be computed is not an end). */
+function lastOccurrence(job: Job, scheduledFor: number, runCount: number): boolean {
+  try {
+    return nextRunOf(job, scheduledFor, runCount) === null;
+  } catch (error) {
+    if (error instanceof ScheduleComputeError) return false;
+    throw error;
+  }
 }
 
 /** Takes a completed job's scheduler out of Redis; the reconciler removes it if this fails. */

@@ -264,4 +264,45 @@ describe('fireOccurrence', () => {
     // The run of t0 only: skipped runs do not count towards maxRuns.
     expect(row.run_count).toBe(1);
   });
+
+  it('completes a one-shot whose instant falls on an excluded day, recorded as excluded', async () => {
+    const service = await insertService(db.db, {
+      id: uuidv7(),
+      name: 'one-shot-holiday',
+      signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey),
+    });
+    const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+    const calendar = await insertCalendar(db.db, {
+      id: uuidv7(),
+      serviceId: service.id,
+      name: 'today',
+      timezone: 'UTC',
+      dates: [day(-1), day(0), day(1)],
+      ranges: [],
+      now: new Date(),
+    });
+    const at = Date.now() - 1_000;
+    const spec = buildJobSpec(
+      {
+        name: 'once',
+        schedule: { at: new Date(at).toISOString() },
+        target: { url: 'http://127.0.0.1:9/' },
+        calendars: [calendar.id],
+      },
+      { now: at - 1_000 },
+    );
+    const job = await insertJob(db.db, {
+      ...spec,
+      id: uuidv7(),
+      serviceId: service.id,
+      state: 'active',
+      now: new Date(at - 1_000),
+      nextRunAt: null,
+    });
+    const occurrence = await queue.add('fire', { jobId: job.id, version: 1 }, { jobId: `once:${job.id}:v1` });
+    const result = await fireOccurrence({ ...ctx, queue: queue as never }, occurrence);
+    expect(result).toMatchObject({ outcome: 'skipped', reason: 'excluded', scheduledFor: at });
+    const row = await db.db.selectFrom('jobs').select(['state']).where('id', '=', job.id).executeTakeFirstOrThrow();
+    expect(row.state).toBe('completed');
+  });
 });

@@ -202,6 +202,7 @@ export class JobsService {
     const service = await findServiceById(this.#deps.db, serviceId);
     if (!service) throw new TickworkError('unauthorized', 'The API key is not valid.');
     const now = this.#now();
+    let listed: string[] | undefined;
     try {
       return await this.#nextVersion(serviceId, id, now, async (current, trx) => {
         if (!ifMatchAllows(ifMatch, current.version)) {
@@ -222,6 +223,7 @@ export class JobsService {
         if (canonicalJson({ ...old, ...spec }) === canonicalJson(old)) return current;
         const draft: Job = { ...old, ...spec, version: old.version + 1, updatedAt: now };
         draft.state = stateAfterChange(old.state, draft, now, current.run_count);
+        listed = spec.calendars;
         const exclusion = await this.#calendars.exclusionFor(serviceId, spec.calendars, trx);
         return updateJob(trx, old.id, {
           spec,
@@ -233,7 +235,7 @@ export class JobsService {
       });
     } catch (error) {
       if (isUniqueViolation(error)) throw nameTaken(patch.name ?? '');
-      if (isMissingCalendar(error)) throw await this.#calendarsGone(serviceId, patch.calendars ?? []);
+      if (isMissingCalendar(error)) throw await this.#calendarsGone(serviceId, listed);
       throw error;
     }
   }
