@@ -103,8 +103,14 @@ describe('tenants over HTTP on two api processes', () => {
     const created = await call(a, 'POST', '/v1/jobs', { token: owner.apiKey, body: job('owned') });
     expect(created.status).toBe(201);
     const jobId = created.body.id as string;
+    const calendar = await call(a, 'POST', '/v1/calendars', { token: owner.apiKey, body: { name: 'owned' } });
+    expect(calendar.status).toBe(201);
     const spec = await call(b, 'GET', '/openapi.json');
-    const ids: Record<string, string> = { jobs: jobId, runs: '0190a0a0-0000-7000-8000-000000000000' };
+    const ids: Record<string, string> = {
+      jobs: jobId,
+      runs: '0190a0a0-0000-7000-8000-000000000000',
+      calendars: calendar.body.id,
+    };
     const tried: string[] = [];
     for (const [path, operations] of Object.entries(spec.body.paths as Record<string, Record<string, unknown>>)) {
       if (!path.startsWith('/v1/') || path.startsWith('/v1/admin') || !path.includes('{')) continue;
@@ -126,6 +132,7 @@ describe('tenants over HTTP on two api processes', () => {
       true,
     );
     expect((await call(b, 'GET', `/v1/jobs/${jobId}`, { token: owner.apiKey })).status).toBe(200);
+    expect((await call(b, 'GET', `/v1/calendars/${calendar.body.id}`, { token: owner.apiKey })).status).toBe(200);
   });
 
   it('answers quotas with 403 naming the quota', async () => {
