@@ -353,7 +353,7 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
       job.state === 'active' &&
       job.version === version &&
       job.overlap !== 'skip' &&
-      exclusion === undefined &&
+      exclusion?.excludes(occurrence.scheduledFor) !== true &&
       now <= lateSince &&
       outsideLimits(job, occurrence.scheduledFor, row.run_count) === undefined
     ) {
@@ -362,8 +362,17 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
       // unique key, which is what looking it up first would have found.
       const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
       if (!created) return existingDecision(run);
-      await recordSkippedSlots(ctx, trx, job, version, occurrence.scheduledFor);
-      return { kind: 'deliver', run, job, runCount: row.run_count + 1, catchUp: false, occurrence, found };
+      await recordSkippedSlots(ctx, trx, job, version, occurrence.scheduledFor, undefined, exclusion);
+      return {
+        kind: 'deliver',
+        run,
+        job,
+        runCount: row.run_count + 1,
+        catchUp: false,
+        occurrence,
+        found,
+        ...(exclusion ? { exclusion } : {}),
+      };
     }
     // A retry, or another worker after a crash: the occurrence was decided already.
     const existing = await findOccurrenceRun(trx, jobId, scheduledFor, 'schedule');

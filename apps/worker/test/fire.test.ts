@@ -305,4 +305,51 @@ describe('fireOccurrence', () => {
     const row = await db.db.selectFrom('jobs').select(['state']).where('id', '=', job.id).executeTakeFirstOrThrow();
     expect(row.state).toBe('completed');
   });
+
+  it('delivers an occurrence on a day no calendar excludes, and moves nextRunAt past the excluded days', async () => {
+    const service = await insertService(db.db, {
+      id: uuidv7(),
+      name: 'midnight',
+      signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey),
+    });
+    const DAY = 86_400_000;
+    const midnight = Math.floor(Date.now() / DAY) * DAY;
+    const date = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+    const calendar = await insertCalendar(db.db, {
+      id: uuidv7(),
+      serviceId: service.id,
+      name: 'next-two-days',
+      timezone: 'UTC',
+      dates: [],
+      ranges: [{ from: date(midnight + DAY), to: date(midnight + 2 * DAY) }],
+      now: new Date(),
+    });
+    const spec = buildJobSpec(
+      {
+        name: 'daily',
+        schedule: { cron: '0 0 * * *' },
+        target: { url: 'http://127.0.0.1:9/' },
+        misfire: { policy: 'fire_once', graceMs: DAY },
+        calendars: [calendar.id],
+      },
+      { now: midnight - DAY },
+    );
+    const job = await insertJob(db.db, {
+      ...spec,
+      id: uuidv7(),
+      serviceId: service.id,
+      state: 'active',
+      now: new Date(midnight - DAY),
+      nextRunAt: new Date(midnight),
+    });
+    const occurrence = await queue.add(
+      'fire',
+      { jobId: job.id, version: 1 },
+      { jobId: catchUpJobIdOf(job.id, 1, midnight) },
+    );
+    await fireLedgerOnly(occurrence);
+    expect((await ledgerOf(job.id, midnight)).map(([at, status]) => [at, status])).toEqual([[0, 'retrying']]);
+    const row = await db.db.selectFrom('jobs').select('next_run_at').where('id', '=', job.id).executeTakeFirstOrThrow();
+    expect(row.next_run_at?.toISOString()).toBe(new Date(midnight + 3 * DAY).toISOString());
+  });
 });
