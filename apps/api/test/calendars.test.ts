@@ -217,4 +217,30 @@ describe('jobs with calendars', () => {
     expect(cleared.body.calendars).toEqual([]);
     expect((await call(owner.apiKey, 'DELETE', `/v1/calendars/${spare.body.id}`)).status).toBe(204);
   });
+
+  it("moves a job's nextRunAt when a calendar it lists changes, without a new version", async () => {
+    const berlinDay = (iso: string) => new Date(iso).toLocaleDateString('en-CA', { timeZone: 'Europe/Berlin' });
+    const calendar = await call(owner.apiKey, 'POST', '/v1/calendars', { name: 'later', timezone: 'Europe/Berlin' });
+    const created = await call(owner.apiKey, 'POST', '/v1/jobs', {
+      name: 'nine',
+      schedule: { cron: '0 9 * * *', timezone: 'Europe/Berlin' },
+      target: { url: 'https://example.com/nine' },
+      calendars: [calendar.body.id],
+    });
+    const first = created.body.nextRunAt as string;
+    const patched = await call(owner.apiKey, 'PATCH', `/v1/calendars/${calendar.body.id}`, {
+      dates: [berlinDay(first)],
+    });
+    expect(patched.status).toBe(200);
+    const job = (await call(owner.apiKey, 'GET', `/v1/jobs/${created.body.id}`)).body;
+    expect(job.version).toBe(1);
+    // The next day's 09:00 in Berlin (a day later, give or take a clock change).
+    const dayAfter = berlinDay(new Date(Date.parse(first) + 86_400_000).toISOString());
+    expect(berlinDay(job.nextRunAt)).toBe(dayAfter);
+    expect(new Date(job.nextRunAt).toLocaleTimeString('en-GB', { timeZone: 'Europe/Berlin' })).toBe('09:00:00');
+    await call(owner.apiKey, 'PATCH', `/v1/calendars/${calendar.body.id}`, { dates: [] });
+    expect((await call(owner.apiKey, 'GET', `/v1/jobs/${created.body.id}`)).body.nextRunAt).toBe(first);
+    await call(owner.apiKey, 'DELETE', `/v1/jobs/${created.body.id}`);
+    await call(owner.apiKey, 'DELETE', `/v1/calendars/${calendar.body.id}`);
+  });
 });

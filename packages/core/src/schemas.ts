@@ -427,7 +427,7 @@ export const JobSchema = Type.Object(
       Nullable({
         ...Instant,
         description:
-          'The next scheduled occurrence (a day its calendars exclude left out, as they stood when the job last changed or ran); null when the job will not fire (paused, completed).',
+          'The next scheduled occurrence, a day its calendars exclude left out; null when the job will not fire (paused, completed).',
       }),
     ),
     lastRunAt: readOnly(Nullable({ ...Instant, description: 'When the latest run recorded an outcome.' })),

@@ -9,6 +9,7 @@ import {
   calendarErrors,
   exclusionOf,
   normalizeCalendarDays,
+  nextRunOf,
   uuidv7,
   validationError,
   type CreateCalendarBody,
@@ -16,7 +17,10 @@ import {
   type PatchCalendarBody,
 } from '@tickwork/core';
 import {
+  activeJobsListingCalendar,
   calendarSpecOf,
+  jobFromRow,
+  setNextRunAts,
   deleteCalendar,
   findCalendar,
   findCalendars,
@@ -47,6 +51,9 @@ export function calendarsNotFound(ids: readonly string[], missing: ReadonlySet<s
     ),
   );
 }
+
+/** Jobs whose `nextRunAt` a calendar's change computes again per statement. */
+const REFRESH_PAGE = 200;
 
 /** Job ids named in the 409 of a delete refused because jobs list the calendar. */
 const IN_USE_SHOWN = 5;
@@ -112,10 +119,44 @@ export class CalendarsService {
         now: new Date(this.#now()),
       });
       if (!row) throw noCalendar(id);
+      await this.#refreshNextRuns(serviceId, id);
       return row;
     } catch (error) {
       if (isUniqueViolation(error)) throw nameTaken(next.name);
       throw error;
+    }
+  }
+
+  /**
+   * After a calendar's change, the `nextRunAt` of each active job that lists it, computed again
+   * with its calendars as they are now, a page at a time. What decides an occurrence is the
+   * worker's read at fire time; this keeps what a job shows in step with it.
+   */
+  async #refreshNextRuns(serviceId: string, id: string): Promise<void> {
+    let afterId: string | undefined;
+    for (;;) {
+      const rows = await activeJobsListingCalendar(this.#db, serviceId, id, { limit: REFRESH_PAGE, afterId });
+      if (rows.length === 0) return;
+      const ids = [...new Set(rows.flatMap((r) => r.calendar_ids))];
+      const specs = new Map((await findCalendars(this.#db, serviceId, ids)).map((c) => [c.id, calendarSpecOf(c)]));
+      const now = this.#now();
+      await setNextRunAts(
+        this.#db,
+        rows.map((row) => {
+          const job = jobFromRow(row);
+          const exclusion = exclusionOf(row.calendar_ids.flatMap((c) => specs.get(c) ?? []));
+          let next: number | null;
+          try {
+            next = nextRunOf(job, now, row.run_count, exclusion);
+          } catch {
+            // An instant that cannot be computed: leave what the job shows; the worker reports it.
+            next = row.next_run_at?.getTime() ?? null;
+          }
+          return { id: row.id, version: row.version, nextRunAt: next === null ? null : new Date(next) };
+        }),
+      );
+      if (rows.length < REFRESH_PAGE) return;
+      afterId = rows.at(-1)?.id;
     }
   }
 

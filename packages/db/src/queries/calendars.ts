@@ -1,7 +1,7 @@
 /** Exclusion calendars of a service (migration 0030), and the calendars a job honours. */
 import { sql, type Kysely } from 'kysely';
 import type { CalendarSpec } from '@tickwork/core';
-import type { CalendarRow, Database } from '../types.ts';
+import type { CalendarRow, Database, JobRow } from '../types.ts';
 import { fieldsOf, SQLSTATE } from '../errors.ts';
 import { pageOf, type Page } from './cursor.ts';
 
@@ -141,4 +141,35 @@ export function isCalendarInUse(error: unknown): boolean {
 export function isMissingCalendar(error: unknown): boolean {
   const { code, constraint } = fieldsOf(error);
   return code === SQLSTATE.foreignKeyViolation && constraint === 'jobs_calendar_ids_exist';
+}
+
+/** A page of the service's active jobs that list the calendar, in id order. */
+export async function activeJobsListingCalendar(
+  db: Kysely<Database>,
+  serviceId: string,
+  id: string,
+  page: { limit: number; afterId?: string | undefined },
+): Promise<JobRow[]> {
+  let query = db
+    .selectFrom('jobs')
+    .selectAll()
+    .where('service_id', '=', serviceId)
+    .where('state', '=', 'active')
+    .where(sql<boolean>`calendar_ids @> array[${id}]::uuid[] and calendar_ids <> '{}'`);
+  if (page.afterId) query = query.where('id', '>', page.afterId);
+  return query.orderBy('id').limit(page.limit).execute();
+}
+
+/** Writes each job's `next_run_at`, where the job is still active at the version it was computed for. */
+export async function setNextRunAts(
+  db: Kysely<Database>,
+  jobs: ReadonlyArray<{ id: string; version: number; nextRunAt: Date | null }>,
+): Promise<void> {
+  if (jobs.length === 0) return;
+  await sql`
+    update jobs set next_run_at = v.next_run_at
+    from unnest(${jobs.map((j) => j.id)}::uuid[], ${jobs.map((j) => j.version)}::integer[],
+      ${jobs.map((j) => j.nextRunAt)}::timestamptz[]) as v(id, version, next_run_at)
+    where jobs.id = v.id and jobs.version = v.version and jobs.state = 'active'
+  `.execute(db);
 }

@@ -93,7 +93,7 @@ const calendars: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'updateCalendar',
         summary: 'Update a calendar',
         description:
-          'Fields sent replace the stored ones; `dates` and `ranges` are replaced whole. Every job that lists the calendar honours the change from its next occurrence on (a job’s `nextRunAt` follows at its next run or change; `next-runs` at once).',
+          'Fields sent replace the stored ones; `dates` and `ranges` are replaced whole. Every job that lists the calendar honours the change from its next occurrence on, with no new version; the `nextRunAt` of each active one is computed again before the answer.',
         params: CalendarParams,
         body: Ref(PatchCalendarBody),
         response: { 200: success(Ref(CalendarSchema), 'The calendar, changed.'), 409: Ref(ProblemSchema) },
