@@ -61,6 +61,8 @@ for (const c of checkouts) {
     logger: silent,
     workerId: `bench-${c.name}`,
     secretKey,
+    // Checkouts since the key ring (SECRET_KEY_PREVIOUS) read this one; older ones the one above.
+    secretKeys: { current: secretKey },
     policy,
     dispatchers: deliver.createDispatchers(policy),
     queue,
@@ -80,14 +82,18 @@ for (let i = 0; i < concurrency * 4; i++) {
   );
   jobs.push(
     (
-      await insertJob(db.db, {
-        ...spec,
-        id: uuidv7(),
-        serviceId: service.id,
-        state: 'active',
-        now: new Date(),
-        nextRunAt: null,
-      })
+      await insertJob(
+        db.db,
+        {
+          ...spec,
+          id: uuidv7(),
+          serviceId: service.id,
+          state: 'active',
+          now: new Date(),
+          nextRunAt: null,
+        },
+        { current: secretKey },
+      )
     ).id,
   );
 }

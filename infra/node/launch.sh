@@ -4,7 +4,7 @@
 # test kit's launchers that the end-to-end tests, the chaos suite and the benchmarks use. It is
 # the one place that names the Node flags and the file each process runs.
 #
-#   infra/node/launch.sh api|worker|migrate [args…]   the built code (dist/, `npm run build`)
+#   infra/node/launch.sh api|worker|migrate|rekey [args…]   the built code (dist/, `npm run build`)
 #   TICKWORK_SOURCES=1 infra/node/launch.sh api …      the TypeScript sources, as tests run them
 #   infra/node/launch.sh healthcheck api|worker [path] an HTTP probe (compose's health checks)
 #
@@ -39,6 +39,7 @@ case "$1" in
   api)     shift; start apps/api/src/server.ts apps/api/dist/server.js "$@" ;;
   worker)  shift; start apps/worker/src/main.ts apps/worker/dist/main.js "$@" ;;
   migrate) shift; start packages/db/src/cli.ts packages/db/dist/cli.js "$@" ;;
+  rekey)   shift; start packages/db/src/rekey-cli.ts packages/db/dist/rekey-cli.js "$@" ;;
   # Slim images have no curl or wget.
   healthcheck) shift; exec "$node" infra/docker/healthcheck.mjs "$@" ;;
   -*)      exec "$node" "$@" ;;

@@ -5,7 +5,7 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from '@tickwork/core';
+import { secretKeysOf, type Config, type SecretKeys } from '@tickwork/core';
 import authPlugin from './plugins/auth.ts';
 import bullBoardPlugin from './plugins/bull-board.ts';
 import dbPlugin from './plugins/db.ts';
@@ -30,12 +30,21 @@ declare module 'fastify' {
     jobs: JobsService;
     /** The calendars service tier: exclusion calendars, and the ones a job or a preview lists. */
     calendars: CalendarsService;
+    /** SECRET_KEY (and SECRET_KEY_PREVIOUS while a rotation is under way): open and seal stored secrets. */
+    secretKeys: SecretKeys;
   }
 }
 
 export type AppConfig = Pick<
   Config,
-  'databaseUrl' | 'databaseReadUrl' | 'databasePoolMax' | 'redisUrl' | 'bullmqPrefix' | 'adminToken' | 'secretKey'
+  | 'databaseUrl'
+  | 'databaseReadUrl'
+  | 'databasePoolMax'
+  | 'redisUrl'
+  | 'bullmqPrefix'
+  | 'adminToken'
+  | 'secretKey'
+  | 'secretKeyPrevious'
 > &
   /** Optional so a caller that predates them gets the safe defaults: no private callbacks, 1200/min. */
   Partial<Pick<Config, 'callbackAllowPrivate' | 'callbackAllowedHosts' | 'rateLimitPerMinute'>>;
@@ -63,9 +72,12 @@ export default fp<AppConfig>(
       perMinute: config.rateLimitPerMinute ?? 1200,
     });
     app.decorate('calendars', new CalendarsService({ db: app.db, readDb: app.readDb }));
+    const secretKeys = secretKeysOf(config);
+    app.decorate('secretKeys', secretKeys);
     app.decorate(
       'jobs',
       new JobsService({
+        secretKeys,
         db: app.db,
         readDb: app.readDb,
         fireQueue: app.fireQueue,
@@ -86,7 +98,7 @@ export default fp<AppConfig>(
         await v1.register(runRoutes);
         await v1.register(scheduleRoutes);
         await v1.register(calendarRoutes);
-        await v1.register(adminRoutes, { secretKey: config.secretKey });
+        await v1.register(adminRoutes, { secretKeys });
       },
       { prefix: '/v1' },
     );

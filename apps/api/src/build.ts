@@ -3,20 +3,20 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { TickworkError, toProblem, uuidv7 } from '@tickwork/core';
+import { TickworkError, sensitiveHeaderLogPaths, toProblem, uuidv7 } from '@tickwork/core';
 import app, { type AppConfig } from './app.ts';
 import { SHARED_SCHEMAS, installJsonParser, validatorCompiler } from './plugins/validation.ts';
 
 /** The largest body the api reads (413 beyond); tests send one byte more. */
 export const BODY_LIMIT = 64 * 1024;
 
-/** Never in a log line: credentials in headers, and request bodies (targets carry secrets). */
+/** Never in a log line: credentials in headers, and request bodies (targets carry secrets). Shown as `***`. */
 export const API_LOG_REDACT_PATHS = [
-  'req.headers.authorization',
-  'req.headers.cookie',
+  ...sensitiveHeaderLogPaths(['req.headers', 'headers']),
   'req.body',
-  'headers.authorization',
   'body',
+  'target.headers',
+  '*.target.headers',
 ];
 
 /**

@@ -1,12 +1,21 @@
-import type { CalendarDto, JobDto, MarkedOccurrence, RunDto } from '@tickwork/core';
+import {
+  redactHeaders,
+  type CalendarDto,
+  type JobDto,
+  type MarkedOccurrence,
+  type RunDto,
+  type SecretKeys,
+} from '@tickwork/core';
 import { jobFromRow, type CalendarRow, type JobRow, type RunRow } from '@tickwork/db';
 
 const iso = (date: Date | null) => (date === null ? null : date.toISOString());
 
-export function jobDto(row: JobRow): JobDto {
-  const job = jobFromRow(row);
+/** A job as every response shows it: sensitive header values as `"***"` (`keys` open the stored ones). */
+export function jobDto(row: JobRow, keys: SecretKeys): JobDto {
+  const job = jobFromRow(row, keys);
   // The body's bytes are for the callback; the resource shows the body as JSON.
-  const { bodyText: _text, ...target } = job.target;
+  const { bodyText: _text, ...stored } = job.target;
+  const target = { ...stored, headers: redactHeaders(stored.headers, stored.secretHeaders) };
   return {
     id: job.id,
     name: job.name,

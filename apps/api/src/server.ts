@@ -1,6 +1,6 @@
 /** The api process: configuration, logger, listen, graceful close on SIGTERM/SIGINT. */
 import closeWithGrace from 'close-with-grace';
-import { ConfigError, loadConfig, type Config } from '@tickwork/core';
+import { ConfigError, REDACTED, loadConfig, type Config } from '@tickwork/core';
 import { API_LOG_REDACT_PATHS, buildServer } from './build.ts';
 
 let config: Config;
@@ -20,7 +20,7 @@ const server = await buildServer(config, {
     base: { service: 'tickwork-api', pid: process.pid },
     // Fastify's serializers log neither headers nor bodies; these paths guard a line that
     // logs a request or an error object by hand.
-    redact: { paths: API_LOG_REDACT_PATHS, censor: '[redacted]' },
+    redact: { paths: API_LOG_REDACT_PATHS, censor: REDACTED },
   },
 });
 

@@ -14,7 +14,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { registrationOf } from '@tickwork/queue';
 import { jobFromRow } from '@tickwork/db';
-import { ADMIN_TOKEN, startTestApi, type TestApi } from './helpers.ts';
+import { ADMIN_TOKEN, SECRET_KEY, startTestApi, type TestApi } from './helpers.ts';
 
 const FUZZED = [
   { method: 'POST', url: '/v1/jobs' },
@@ -247,7 +247,7 @@ describe('fuzzing the write routes', () => {
     const expectedSchedulers = new Set<string>();
     const expectedOnce = new Set<string>();
     for (const row of rows) {
-      const registration = registrationOf(jobFromRow(row), Date.now(), row.run_count);
+      const registration = registrationOf(jobFromRow(row, { current: SECRET_KEY }), Date.now(), row.run_count);
       if (registration.kind === 'scheduler') expectedSchedulers.add(registration.schedulerId);
       if (registration.kind === 'delayed') expectedOnce.add(registration.bullJobId);
     }

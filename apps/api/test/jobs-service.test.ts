@@ -49,6 +49,7 @@ function jobsService(overrides: Partial<JobsServiceDeps> = {}): JobsService {
     fireQueue,
     log,
     announceAuthChange: async () => {},
+    secretKeys: { current: 'test-secret-key-0123456789-0123456789' },
     ...overrides,
   });
 }

@@ -13,7 +13,8 @@ import type { Kysely } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import {
-  decryptSecret,
+  openSecret,
+  type SecretKeys,
   dueAtOf,
   exclusionOf,
   jitterHash,
@@ -72,7 +73,8 @@ export interface FireContext {
   db: Kysely<Database>;
   logger: Logger;
   workerId: string;
-  secretKey: string;
+  /** Open the signing secrets and the target headers (SECRET_KEY, and SECRET_KEY_PREVIOUS during a rotation). */
+  secretKeys: SecretKeys;
   policy: OutboundPolicy;
   dispatchers: { guarded: Dispatcher; allowListed: Dispatcher };
   /** Aborts in-flight callbacks when the grace period of a shutdown runs out. */
@@ -148,22 +150,22 @@ export type FireResult =
  */
 const secretCache = new LRUCache<string, string>({ max: 10_000 });
 
-function decryptCached(serviceId: string, encrypted: string, secretKey: string): string {
-  const key = `${secretKey}\u0000${serviceId}\u0000${encrypted}`;
+function decryptCached(serviceId: string, encrypted: string, keys: SecretKeys): string {
+  const key = `${keys.current}\u0000${keys.previous ?? ''}\u0000${serviceId}\u0000${encrypted}`;
   let secret = secretCache.get(key);
   if (secret === undefined) {
-    secret = decryptSecret(encrypted, secretKey);
+    secret = openSecret(encrypted, keys);
     secretCache.set(key, secret);
   }
   return secret;
 }
 
-function secretsOf(found: JobForFire, secretKey: string, now: number): string[] {
+function secretsOf(found: JobForFire, keys: SecretKeys, now: number): string[] {
   const serviceId = found.job.service_id;
-  const secrets = [decryptCached(serviceId, found.service.signingSecret, secretKey)];
+  const secrets = [decryptCached(serviceId, found.service.signingSecret, keys)];
   const previous = found.service.previousSigningSecret;
   const until = found.service.previousSecretExpiresAt;
-  if (previous && until && until.getTime() > now) secrets.push(decryptCached(serviceId, previous, secretKey));
+  if (previous && until && until.getTime() > now) secrets.push(decryptCached(serviceId, previous, keys));
   return secrets;
 }
 
@@ -278,7 +280,7 @@ async function decideScheduled(
   });
   if (!onTime) return { kind: 'missing' };
   const { found } = onTime;
-  const job = jobFromRow(found.job);
+  const job = jobFromRow(found.job, ctx.secretKeys);
   const occurrence: Occurrence = { trigger: 'schedule', scheduledFor };
   if (onTime.runId !== undefined) {
     // After the run's commit, not with it: a crash in between leaves the BullMQ job to be taken
@@ -316,7 +318,7 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
     if (!found) return { kind: 'missing' };
     if (found.service.disabled) return { kind: 'disabled' };
     const row = found.job;
-    const job = jobFromRow(row);
+    const job = jobFromRow(row, ctx.secretKeys);
     const occurrence = occurrenceOf(bullJob.id ?? '', fallbackInstant(bullJob, job));
     // Read under the job's lock: a calendar a job lists cannot be deleted (migration 0030).
     const exclusion = job.calendars?.length
@@ -470,7 +472,7 @@ export async function fireOccurrence(
       );
       return { outcome: 'skipped', reason: 'service disabled' };
     }
-    job = jobFromRow(found.job);
+    job = jobFromRow(found.job, ctx.secretKeys);
     // Run now or replay: the api recorded the run; it is delivered whatever the job's state.
     const requested = await findRunById(ctx.db, runId);
     if (!requested) return { outcome: 'gone' };
@@ -532,7 +534,7 @@ export async function fireOccurrence(
       attempt,
       trigger: occurrence.trigger,
       target: job.target,
-      signingSecrets: secretsOf(found, ctx.secretKey, Date.now()),
+      signingSecrets: secretsOf(found, ctx.secretKeys, Date.now()),
     },
     ctx.policy,
     ctx.dispatchers,

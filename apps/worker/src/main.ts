@@ -1,7 +1,7 @@
 /** The worker process: configuration, logger, the BullMQ worker, its health port, graceful close. */
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
-import { ConfigError, loadConfig, type Config } from '@tickwork/core';
+import { ConfigError, REDACTED, loadConfig, sensitiveHeaderLogPaths, type Config } from '@tickwork/core';
 import { startHealthServer } from './health-server.ts';
 import { startWorker } from './worker.ts';
 
@@ -34,10 +34,11 @@ const logger = pino({
       'body',
       'headers',
       'signingSecret',
+      ...sensitiveHeaderLogPaths(['req.headers', 'err.headers']),
       'signingSecrets',
       '*.signingSecrets',
     ],
-    censor: '[redacted]',
+    censor: REDACTED,
   },
 });
 const tickwork = await startWorker(config, logger);

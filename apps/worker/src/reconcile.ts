@@ -21,6 +21,7 @@ import { catchUpOf, type Job } from '@tickwork/core';
 import {
   activeJobsPage,
   jobFromRow,
+  WITHOUT_HEADERS,
   jobStatesOf,
   openRuns,
   type Database,
@@ -250,7 +251,8 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
 /** Decides what each job of a page needs, reading the state of its BullMQ jobs in one round trip. */
 async function judgePage(rows: JobRow[], now: number, fireQueue: FireQueue): Promise<Action[]> {
   const judged = rows.map((row) => {
-    const job = jobFromRow(row);
+    // Only the schedule is judged here: the headers stay sealed.
+    const job = jobFromRow(row, WITHOUT_HEADERS);
     return { row, job, registration: cheapRegistrationOf(job, now, row.run_count) };
   });
   // Each scheduler's next occurrence as it is now, not as the pass began: a busy scheduler moves

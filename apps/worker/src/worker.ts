@@ -7,7 +7,7 @@ import type { Worker, Job as BullJob } from 'bullmq';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { MAX_TIMEOUT_MS, succeedsWithin, type Config } from '@tickwork/core';
+import { MAX_TIMEOUT_MS, secretKeysOf, succeedsWithin, type Config } from '@tickwork/core';
 import { abandonRun, createDatabase, findJobById, isConnectionError, type Database } from '@tickwork/db';
 import {
   FINISHED_RETENTION,
@@ -50,6 +50,7 @@ export type WorkerConfig = Pick<
   | 'callbackAllowPrivate'
   | 'callbackAllowedHosts'
   | 'secretKey'
+  | 'secretKeyPrevious'
   | 'shutdownGraceMs'
   | 'reconcileIntervalMs'
   | 'runRetentionDays'
@@ -123,7 +124,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     db: database.db,
     logger,
     workerId,
-    secretKey: config.secretKey,
+    secretKeys: secretKeysOf(config),
     policy,
     dispatchers,
     signal: abort.signal,

@@ -44,7 +44,7 @@ beforeAll(async () => {
     db: db.db,
     logger: pino({ level: 'silent' }),
     workerId: 'test',
-    secretKey: 'test-secret-key-0123456789-0123456789',
+    secretKeys: { current: 'test-secret-key-0123456789-0123456789' },
     policy,
     dispatchers: createDispatchers(policy),
   };
@@ -62,14 +62,18 @@ describe('fireOccurrence', () => {
       { name: 'j', schedule: { every: '1h' }, target: { url: 'http://127.0.0.1:9/' } },
       { now: Date.now() },
     );
-    const job = await insertJob(db.db, {
-      ...spec,
-      id: uuidv7(),
-      serviceId: service.id,
-      state: 'active',
-      now: new Date(),
-      nextRunAt: null,
-    });
+    const job = await insertJob(
+      db.db,
+      {
+        ...spec,
+        id: uuidv7(),
+        serviceId: service.id,
+        state: 'active',
+        now: new Date(),
+        nextRunAt: null,
+      },
+      ctx.secretKeys,
+    );
     const run = await insertRequestedRun(db.db, {
       id: uuidv7(),
       jobId: job.id,
@@ -147,7 +151,7 @@ describe('fireOccurrence', () => {
     const service = await insertService(db.db, {
       id: uuidv7(),
       name,
-      signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey),
+      signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKeys.current),
     });
     const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
     const calendars = options.excludeToday
@@ -177,14 +181,18 @@ describe('fireOccurrence', () => {
       },
       { now: t0 - 1 },
     );
-    const job = await insertJob(db.db, {
-      ...spec,
-      id: uuidv7(),
-      serviceId: service.id,
-      state: 'active',
-      now: new Date(t0 - 1),
-      nextRunAt: null,
-    });
+    const job = await insertJob(
+      db.db,
+      {
+        ...spec,
+        id: uuidv7(),
+        serviceId: service.id,
+        state: 'active',
+        now: new Date(t0 - 1),
+        nextRunAt: null,
+      },
+      ctx.secretKeys,
+    );
     return { service, job, t0 };
   }
 
@@ -269,7 +277,7 @@ describe('fireOccurrence', () => {
     const service = await insertService(db.db, {
       id: uuidv7(),
       name: 'one-shot-holiday',
-      signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey),
+      signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKeys.current),
     });
     const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
     const calendar = await insertCalendar(db.db, {
@@ -291,14 +299,18 @@ describe('fireOccurrence', () => {
       },
       { now: at - 1_000 },
     );
-    const job = await insertJob(db.db, {
-      ...spec,
-      id: uuidv7(),
-      serviceId: service.id,
-      state: 'active',
-      now: new Date(at - 1_000),
-      nextRunAt: null,
-    });
+    const job = await insertJob(
+      db.db,
+      {
+        ...spec,
+        id: uuidv7(),
+        serviceId: service.id,
+        state: 'active',
+        now: new Date(at - 1_000),
+        nextRunAt: null,
+      },
+      ctx.secretKeys,
+    );
     const occurrence = await queue.add('fire', { jobId: job.id, version: 1 }, { jobId: `once:${job.id}:v1` });
     const result = await fireOccurrence({ ...ctx, queue: queue as never }, occurrence);
     expect(result).toMatchObject({ outcome: 'skipped', reason: 'excluded', scheduledFor: at });
@@ -310,7 +322,7 @@ describe('fireOccurrence', () => {
     const service = await insertService(db.db, {
       id: uuidv7(),
       name: 'midnight',
-      signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKey),
+      signingSecret: encryptSecret(generateSigningSecret(), ctx.secretKeys.current),
     });
     const DAY = 86_400_000;
     const midnight = Math.floor(Date.now() / DAY) * DAY;
@@ -334,14 +346,18 @@ describe('fireOccurrence', () => {
       },
       { now: midnight - DAY },
     );
-    const job = await insertJob(db.db, {
-      ...spec,
-      id: uuidv7(),
-      serviceId: service.id,
-      state: 'active',
-      now: new Date(midnight - DAY),
-      nextRunAt: new Date(midnight),
-    });
+    const job = await insertJob(
+      db.db,
+      {
+        ...spec,
+        id: uuidv7(),
+        serviceId: service.id,
+        state: 'active',
+        now: new Date(midnight - DAY),
+        nextRunAt: new Date(midnight),
+      },
+      ctx.secretKeys,
+    );
     const occurrence = await queue.add(
       'fire',
       { jobId: job.id, version: 1 },

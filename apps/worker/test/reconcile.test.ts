@@ -20,6 +20,9 @@ import {
 } from '@tickwork/queue';
 import { reconcile, type RepairKind } from '../src/reconcile.ts';
 
+/** Seals the target headers the test's jobs are written with. */
+const KEYS = { current: 'test-secret-key-0123456789-0123456789' };
+
 let db: TestDatabase;
 let fireQueue: FireQueue;
 let redis: Redis;
@@ -60,15 +63,19 @@ async function aJob(
   const id = uuidv7(now);
   const draft = { ...spec, id, serviceId, state: 'active' as const, version: 1, createdAt: now, updatedAt: now };
   const next = nextRunOf(draft, now);
-  const row = await insertJob(db.db, {
-    ...spec,
-    id,
-    serviceId,
-    state: 'active',
-    now: new Date(now),
-    nextRunAt: next === null ? null : new Date(next),
-  });
-  if (options.register !== false) await fireQueue.register(jobFromRow(row), now);
+  const row = await insertJob(
+    db.db,
+    {
+      ...spec,
+      id,
+      serviceId,
+      state: 'active',
+      now: new Date(now),
+      nextRunAt: next === null ? null : new Date(next),
+    },
+    KEYS,
+  );
+  if (options.register !== false) await fireQueue.register(jobFromRow(row, KEYS), now);
   return row;
 }
 

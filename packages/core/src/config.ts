@@ -3,6 +3,7 @@
  * on a bad value instead of running with a surprise. docs/design.md (Configuration) lists the variables.
  */
 import { parseAllowedHost } from './outbound.ts';
+import type { SecretKeys } from './secrets.ts';
 
 export interface Config {
   nodeEnv: string;
@@ -34,8 +35,15 @@ export interface Config {
   shutdownGraceMs: number;
   /** @defaultValue 1200 */
   rateLimitPerMinute: number;
-  /** 32 bytes that encrypt signing secrets at rest. */
+  /** 32 bytes that encrypt signing secrets and target header values at rest. */
   secretKey: string;
+  /** SECRET_KEY_PREVIOUS: during a key rotation, the key being retired; it still decrypts, never encrypts. */
+  secretKeyPrevious?: string | undefined;
+}
+
+/** The keys a process seals and opens secrets with. */
+export function secretKeysOf(config: Pick<Config, 'secretKey' | 'secretKeyPrevious'>): SecretKeys {
+  return { current: config.secretKey, previous: config.secretKeyPrevious };
 }
 
 export class ConfigError extends Error {
@@ -99,6 +107,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   } else if (secretKey.length < 32) {
     problems.push('SECRET_KEY must be at least 32 characters');
   }
+  const secretKeyPrevious = env.SECRET_KEY_PREVIOUS || undefined;
+  if (secretKeyPrevious !== undefined && secretKeyPrevious.length < 32) {
+    problems.push('SECRET_KEY_PREVIOUS must be at least 32 characters');
+  }
   const readUrl = env.DATABASE_READ_URL || undefined;
   const allowedHosts = () => {
     const entries = str('CALLBACK_ALLOWED_HOSTS', '')
@@ -133,6 +145,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 30_000, 0, 600_000),
     rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
     secretKey,
+    secretKeyPrevious: secretKeyPrevious === secretKey ? undefined : secretKeyPrevious,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

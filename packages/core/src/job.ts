@@ -19,11 +19,14 @@ import {
   type ScheduleWindow,
 } from './schedule.ts';
 import type { CreateJobBody, JobState, SchedulePreviewBody } from './schemas.ts';
+import { REDACTED, isSensitiveHeader } from './target-headers.ts';
 
 export interface Target {
   url: string;
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   headers: Record<string, string>;
+  /** Further headers whose values are secret (shown as `"***"`), besides {@link SENSITIVE_HEADERS}. */
+  secretHeaders?: string[];
   body?: unknown;
   /**
    * `body` exactly as the client sent it: its JSON text, key order and spacing kept (a string
@@ -100,7 +103,13 @@ export function buildJobSpec(
   },
 ): JobSpec {
   const checked = checkSchedule(body, options);
-  const errors: FieldError[] = [...checked.errors, ...targetErrors(body.target), ...calendarListErrors(body.calendars)];
+  const headers = headersOf(body.target, options.previous);
+  const errors: FieldError[] = [
+    ...checked.errors,
+    ...targetErrors(body.target),
+    ...headers.errors,
+    ...calendarListErrors(body.calendars),
+  ];
   const backoff = body.retry?.backoff;
   if (backoff?.delayMs !== undefined && backoff.maxDelayMs !== undefined && backoff.maxDelayMs < backoff.delayMs) {
     errors.push({ field: 'retry.backoff.maxDelayMs', message: 'must be at least delayMs' });
@@ -117,7 +126,8 @@ export function buildJobSpec(
     target: {
       url: body.target.url,
       method: body.target.method ?? 'POST',
-      headers: body.target.headers ?? {},
+      headers: headers.headers,
+      ...(body.target.secretHeaders == null ? {} : { secretHeaders: body.target.secretHeaders }),
       ...(body.target.body === undefined
         ? {}
         : { body: body.target.body, bodyText: options.bodyText ?? JSON.stringify(body.target.body) }),
@@ -251,6 +261,37 @@ const RESERVED_HEADERS = new Set([
   'idempotency-key',
   'user-agent',
 ]);
+
+/**
+ * The headers to store. A job read back shows each sensitive value as `"***"`; sent again as it
+ * is (a PATCH, or the read-back target in full) it keeps the stored value. A `"***"` with no
+ * stored value to stand for is refused rather than sent to the callback as a credential.
+ */
+function headersOf(
+  target: CreateJobBody['target'],
+  previous: JobSpec | undefined,
+): { headers: Record<string, string>; errors: FieldError[] } {
+  const errors: FieldError[] = [];
+  const secretHeaders = target.secretHeaders ?? [];
+  const stored = Object.entries(previous?.target.headers ?? {});
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(target.headers ?? {})) {
+    if (value !== REDACTED || !isSensitiveHeader(name, secretHeaders)) {
+      headers[name] = value;
+      continue;
+    }
+    const kept = stored.find(([storedName]) => storedName.toLowerCase() === name.toLowerCase());
+    if (kept) headers[name] = kept[1];
+    else
+      errors.push({ field: `target.headers.${name}`, message: `is "${REDACTED}", the redacted form; send the value` });
+  }
+  for (const name of secretHeaders) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
+      errors.push({ field: 'target.secretHeaders', message: `"${name}" is not a valid header name` });
+    }
+  }
+  return { headers, errors };
+}
 
 function targetErrors(target: { url: string; headers?: Record<string, string> | undefined }): FieldError[] {
   const errors: FieldError[] = [];

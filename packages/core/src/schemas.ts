@@ -127,6 +127,12 @@ export const ScheduleSchema = Type.Unsafe<
 
 export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 
+const SecretHeadersSchema = Type.Array(Type.String({ minLength: 1, maxLength: 256 }), {
+  maxItems: 50,
+  description:
+    'More header names whose values are secret (case-insensitive): shown as `"***"` in every response and log, like `authorization`.',
+});
+
 export const TargetSchema = Type.Object(
   {
     url: Type.String({ minLength: 1, maxLength: 2048, description: 'An http or https URL.' }),
@@ -134,9 +140,11 @@ export const TargetSchema = Type.Object(
     headers: Type.Optional(
       Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: 4096 }), {
         maxProperties: 50,
-        description: 'Headers sent with every callback.',
+        description:
+          'Headers sent with every callback. Their values are stored encrypted; a sensitive one (`authorization`, `cookie`, `proxy-authorization`, `x-api-key`, or a name in `secretHeaders`) is shown as `"***"`, and `"***"` sent back keeps the stored value.',
       }),
     ),
+    secretHeaders: Type.Optional(SecretHeadersSchema),
     body: Type.Optional(
       Type.Unknown({
         description:
@@ -288,9 +296,11 @@ const TargetPatchSchema = Type.Object(
     headers: Type.Optional(
       Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Nullable(Type.String({ maxLength: 4096 })), {
         maxProperties: 50,
-        description: 'Merged into the stored headers; a header set to null is removed.',
+        description:
+          'Merged into the stored headers; a header set to null is removed, and `"***"` for a sensitive one keeps its value.',
       }),
     ),
+    secretHeaders: Type.Optional(Nullable(SecretHeadersSchema)),
     body: Type.Optional(Type.Unknown({ description: 'Replaces the stored body, byte for byte; null removes it.' })),
     timeoutMs: Type.Optional(TargetSchema.properties.timeoutMs),
   },

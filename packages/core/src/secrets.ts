@@ -70,6 +70,35 @@ export function decryptSecret(sealed: string, secretKey: string): string {
   return Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]).toString('utf8');
 }
 
+/**
+ * The keys that seal secrets at rest: `current` (SECRET_KEY) seals every new write; `previous`
+ * (SECRET_KEY_PREVIOUS), while a rotation is under way, still opens what it sealed.
+ */
+export interface SecretKeys {
+  current: string;
+  previous?: string | undefined;
+}
+
+/** Opens a sealed secret under the current key, else under the previous one; throws when neither opens it. */
+export function openSecret(sealed: string, keys: SecretKeys): string {
+  try {
+    return decryptSecret(sealed, keys.current);
+  } catch (error) {
+    if (keys.previous === undefined) throw error;
+    return decryptSecret(sealed, keys.previous);
+  }
+}
+
+/** Whether `sealed` opens under `key` (AES-GCM's tag says so): what `npm run rekey` asks of every value. */
+export function isSealedUnder(sealed: string, key: string): boolean {
+  try {
+    decryptSecret(sealed, key);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under a `whsec_` secret (Standard Webhooks). */
 export function signWebhook(secret: string, id: string, timestampSeconds: number, body: string): string {
   const key = Buffer.from(secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret, 'base64');

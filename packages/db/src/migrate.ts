@@ -5,6 +5,7 @@ import * as m0002 from './migrations/0002_scheduling.ts';
 import * as m0003 from './migrations/0003_job_count.ts';
 import * as m0004 from './migrations/0004_target_body_text.ts';
 import * as m0030 from './migrations/0030_calendars.ts';
+import * as m0040 from './migrations/0040_sealed_target_headers.ts';
 
 /** Every migration, in order. Forward-only: a change is a new file, never an edit. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -13,6 +14,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003_job_count': m0003,
   '0004_target_body_text': m0004,
   '0030_calendars': m0030,
+  '0040_sealed_target_headers': m0040,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

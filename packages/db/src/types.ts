@@ -40,6 +40,8 @@ export interface JobsTable {
   target: Json<unknown>;
   /** The body as the client sent it (JSON text); null without a body, or in a row older than migration 0004. */
   target_body: string | null;
+  /** The headers, sealed (core's `sealHeaders`); null without headers, or in a row not yet sealed (headers in `target`). */
+  target_headers: string | null;
   start_at: Timestamp | null;
   end_at: Timestamp | null;
   max_runs: number | null;

@@ -10,6 +10,9 @@ import { isConnectionError, isForeignKeyViolation, isMaxJobsViolation, isUniqueV
 import { insertJob, insertRequestedRun, insertService } from '../src/index.ts';
 import { createTestDatabase, type TestDatabase } from '@tickwork/testkit';
 
+/** Seals the target headers the test's jobs are written with. */
+const KEYS = { current: 'test-secret-key-0123456789-0123456789' };
+
 let db: TestDatabase;
 beforeAll(async () => {
   db = await createTestDatabase('tw_errors');
@@ -27,7 +30,11 @@ const spec = (name: string) =>
 const service = (name: string, maxJobs?: number) =>
   insertService(db.db, { id: uuidv7(), name, signingSecret: 'sealed', ...(maxJobs === undefined ? {} : { maxJobs }) });
 const job = (serviceId: string, name: string) =>
-  insertJob(db.db, { ...spec(name), id: uuidv7(), serviceId, state: 'active', now: new Date(now), nextRunAt: null });
+  insertJob(
+    db.db,
+    { ...spec(name), id: uuidv7(), serviceId, state: 'active', now: new Date(now), nextRunAt: null },
+    KEYS,
+  );
 
 /** The rejection of `work`, which must fail. */
 async function failureOf(work: () => Promise<unknown>): Promise<unknown> {

@@ -10,6 +10,9 @@ import {
   type RunOutcome,
 } from '../src/index.ts';
 
+/** Seals the target headers the test's jobs are written with. */
+const KEYS = { current: 'test-secret-key-0123456789-0123456789' };
+
 let db: TestDatabase;
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -26,14 +29,18 @@ async function aRun(service: { id: string }, jobId?: string) {
       { now: Date.now() },
     );
     id = (
-      await insertJob(db.db, {
-        ...spec,
-        id: uuidv7(),
-        serviceId: service.id,
-        state: 'active',
-        now: new Date(),
-        nextRunAt: null,
-      })
+      await insertJob(
+        db.db,
+        {
+          ...spec,
+          id: uuidv7(),
+          serviceId: service.id,
+          state: 'active',
+          now: new Date(),
+          nextRunAt: null,
+        },
+        KEYS,
+      )
     ).id;
   }
   const { run } = await recordOccurrence(db.db, {

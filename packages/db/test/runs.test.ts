@@ -12,6 +12,9 @@ import {
 } from '../src/index.ts';
 import { migrateToLatest } from '../src/migrate.ts';
 
+/** Seals the target headers the test's jobs are written with. */
+const KEYS = { current: 'test-secret-key-0123456789-0123456789' };
+
 let db: TestDatabase;
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -26,14 +29,18 @@ async function aJob() {
     { name: 'every-second', schedule: { every: '1s' }, target: { url: 'http://127.0.0.1:9/' } },
     { now: Date.now() },
   );
-  return insertJob(db.db, {
-    ...spec,
-    id: uuidv7(),
-    serviceId: service.id,
-    state: 'active',
-    now: new Date(),
-    nextRunAt: null,
-  });
+  return insertJob(
+    db.db,
+    {
+      ...spec,
+      id: uuidv7(),
+      serviceId: service.id,
+      state: 'active',
+      now: new Date(),
+      nextRunAt: null,
+    },
+    KEYS,
+  );
 }
 
 describe('runs', () => {

@@ -10,6 +10,9 @@ import { buildJobSpec, uuidv7 } from '@tickwork/core';
 import { findJobById, insertJob, jobFromRow } from '../src/index.ts';
 import { createTestDatabase, type TestDatabase } from '@tickwork/testkit';
 
+/** Seals the target headers the test's jobs are written with. */
+const KEYS = { current: 'test-secret-key-0123456789-0123456789' };
+
 let db: TestDatabase;
 let serviceId: string;
 beforeAll(async () => {
@@ -30,17 +33,21 @@ describe('target_body', () => {
       { now, bodyText: text },
     );
     const id = uuidv7();
-    const row = await insertJob(db.db, {
-      ...spec,
-      id,
-      serviceId,
-      state: 'active',
-      now: new Date(now),
-      nextRunAt: null,
-    });
+    const row = await insertJob(
+      db.db,
+      {
+        ...spec,
+        id,
+        serviceId,
+        state: 'active',
+        now: new Date(now),
+        nextRunAt: null,
+      },
+      KEYS,
+    );
     expect(row.target_body).toBe(text);
     expect((row.target as { body?: unknown }).body).toEqual({ a: 2, b: 1, 1: 3 });
-    expect(jobFromRow(row).target).toMatchObject({ body: JSON.parse(text), bodyText: text });
+    expect(jobFromRow(row, KEYS).target).toMatchObject({ body: JSON.parse(text), bodyText: text });
   });
 
   it('reads a row without it from target', async () => {
@@ -52,6 +59,6 @@ describe('target_body', () => {
         '{}', '{}', 'active', now(), now())`.execute(db.db);
     const row = (await findJobById(db.db, id))!;
     expect(row.target_body).toBeNull();
-    expect(jobFromRow(row).target).toMatchObject({ body: 'plain', bodyText: '"plain"' });
+    expect(jobFromRow(row, KEYS).target).toMatchObject({ body: 'plain', bodyText: '"plain"' });
   });
 });

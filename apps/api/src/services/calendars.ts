@@ -20,6 +20,7 @@ import {
   activeJobsListingCalendar,
   calendarSpecOf,
   jobFromRow,
+  WITHOUT_HEADERS,
   setNextRunAts,
   deleteCalendar,
   findCalendar,
@@ -143,7 +144,7 @@ export class CalendarsService {
       await setNextRunAts(
         this.#db,
         rows.map((row) => {
-          const job = jobFromRow(row);
+          const job = jobFromRow(row, WITHOUT_HEADERS);
           const exclusion = exclusionOf(row.calendar_ids.flatMap((c) => specs.get(c) ?? []));
           let next: number | null;
           try {

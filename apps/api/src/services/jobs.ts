@@ -45,6 +45,7 @@ import {
   type MarkedOccurrence,
   type PatchJobBody,
   nextMarkedOccurrences,
+  type SecretKeys,
 } from '@tickwork/core';
 import { manualJobIdOf, replayJobIdOf } from '@tickwork/queue';
 import {
@@ -97,6 +98,8 @@ export interface JobsServiceDeps {
   announceAuthChange: () => Promise<void>;
   /** The calendars a job lists, checked and read (by default, over `db` and `readDb`). */
   calendars?: CalendarsService;
+  /** Seal a target's headers on every write, and open them on every read. */
+  secretKeys: SecretKeys;
 }
 
 /** Who creates a job: their service and its minimum-interval quota, as the api key lookup found them. */
@@ -166,15 +169,19 @@ export class JobsService {
     const state: JobState = body.paused ? 'paused' : nextRunAt === null ? 'completed' : 'active';
     await this.#deps.fireQueue.register({ ...draft, state }, now);
     try {
-      return await insertJob(this.#deps.db, {
-        ...spec,
-        id,
-        serviceId,
-        state,
-        now: new Date(now),
-        // Shown without the days its calendars exclude; whether it is done, never (see nextRunOf).
-        nextRunAt: state === 'active' ? dateOrNull(nextRunOf(draft, now, 0, exclusion)) : null,
-      });
+      return await insertJob(
+        this.#deps.db,
+        {
+          ...spec,
+          id,
+          serviceId,
+          state,
+          now: new Date(now),
+          // Shown without the days its calendars exclude; whether it is done, never (see nextRunOf).
+          nextRunAt: state === 'active' ? dateOrNull(nextRunOf(draft, now, 0, exclusion)) : null,
+        },
+        this.#deps.secretKeys,
+      );
     } catch (error) {
       await this.#takeBack(
         { jobId: id },
@@ -211,7 +218,7 @@ export class JobsService {
             `The job is at version ${current.version} (ETag ${etagOf(current.version)}); read it again and retry.`,
           );
         }
-        const old = jobFromRow(current);
+        const old = jobFromRow(current, this.#deps.secretKeys);
         const spec = buildJobSpec(applyJobPatch(old, patch), {
           now,
           limits: { minIntervalMs: service.min_interval_ms },
@@ -227,6 +234,7 @@ export class JobsService {
         const exclusion = await this.#calendars.exclusionFor(serviceId, spec.calendars, trx);
         return updateJob(trx, old.id, {
           spec,
+          keys: this.#deps.secretKeys,
           state: draft.state,
           version: draft.version,
           nextRunAt: dateOrNull(nextRunOf(draft, now, current.run_count, exclusion)),
@@ -270,7 +278,12 @@ export class JobsService {
       if (current.state === 'active') return current;
       if (current.state === 'completed')
         throw new TickworkError('conflict', 'The job is completed; change it with PATCH to make it fire again.');
-      const draft: Job = { ...jobFromRow(current), state: 'active', version: current.version + 1, updatedAt: now };
+      const draft: Job = {
+        ...jobFromRow(current, this.#deps.secretKeys),
+        state: 'active',
+        version: current.version + 1,
+        updatedAt: now,
+      };
       const nextRunAt = nextRunOf(draft, now, current.run_count);
       const exclusion = await this.#calendars.exclusionFor(serviceId, draft.calendars, trx);
       return updateJob(trx, current.id, {
@@ -390,7 +403,7 @@ export class JobsService {
     options: { includeExcluded?: boolean } = {},
   ): Promise<MarkedOccurrence[]> {
     const row = await this.get(serviceId, id);
-    const job = jobFromRow(row);
+    const job = jobFromRow(row, this.#deps.secretKeys);
     if (job.state !== 'active') return [];
     const left = job.maxRuns === null ? count : Math.max(0, Math.min(count, job.maxRuns - row.run_count));
     const exclusion = await this.#calendars.exclusionFor(serviceId, job.calendars, this.#deps.readDb);
@@ -438,7 +451,7 @@ export class JobsService {
         const written = await next(current, trx);
         if (written === current) return current;
         if (written.state === 'active') {
-          await this.#deps.fireQueue.register(jobFromRow(written), now, written.run_count);
+          await this.#deps.fireQueue.register(jobFromRow(written, this.#deps.secretKeys), now, written.run_count);
           registered = written.version;
         }
         if (current.state === 'active') replaced = current;
@@ -531,7 +544,9 @@ export class JobsService {
     let afterId: string | undefined;
     for (;;) {
       const rows = await jobsOfService(this.#deps.db, serviceId, { limit: REGISTRATION_BATCH, afterId });
-      const settled = await Promise.allSettled(rows.map((row) => each(jobFromRow(row), row.run_count)));
+      const settled = await Promise.allSettled(
+        rows.map((row) => each(jobFromRow(row, this.#deps.secretKeys), row.run_count)),
+      );
       const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
       if (failure) throw failure.reason;
       if (rows.length < REGISTRATION_BATCH) return;

@@ -15,6 +15,7 @@ const JOB_FIELDS = [
   'schedule',
   'target',
   'target_body',
+  'target_headers',
   'start_at',
   'end_at',
   'max_runs',

@@ -1,5 +1,16 @@
 import { sql, type Kysely } from 'kysely';
-import type { Job, JobSpec, JobState, MisfirePolicy, RetryPolicy, Schedule, Target } from '@tickwork/core';
+import {
+  openHeaders,
+  sealHeaders,
+  type Job,
+  type JobSpec,
+  type JobState,
+  type MisfirePolicy,
+  type RetryPolicy,
+  type Schedule,
+  type SecretKeys,
+  type Target,
+} from '@tickwork/core';
 import type { Database, JobRow } from '../types.ts';
 import { pageOf, type Page } from './cursor.ts';
 import { PREPARE } from '../prepared.ts';
@@ -7,26 +18,45 @@ import { JOB_COLUMNS } from './job-columns.ts';
 
 /**
  * A target as stored: `target` (jsonb) with the body in it, for readers that predate migration
- * 0004, and `target_body`, the body's bytes as sent. The two columns of a target as the job has it.
+ * 0004, and `target_body`, the body's bytes as sent; the headers sealed in `target_headers`
+ * (migration 0040), `target.headers` left empty.
  */
-function targetColumns(target: Target): { target: string; target_body: string | null } {
-  const { bodyText, ...rest } = target;
+function targetColumns(
+  target: Target,
+  keys: SecretKeys,
+): { target: string; target_body: string | null; target_headers: string | null } {
+  const { bodyText, headers, ...rest } = target;
   return {
-    target: JSON.stringify(rest),
+    target: JSON.stringify({ ...rest, headers: {} }),
     target_body: rest.body === undefined ? null : (bodyText ?? JSON.stringify(rest.body)),
+    target_headers: sealHeaders(headers, keys),
   };
 }
 
-/** The target of a row: the body's own bytes when the row has them, else its body from `target`. */
-function targetOf(row: JobRow): Target {
-  const target = row.target as Target;
+/**
+ * The target of a row: the body's own bytes when the row has them, else its body from `target`;
+ * the headers opened from `target_headers`, else (a row not yet sealed) those in `target`.
+ */
+function targetOf(row: JobRow, keys: SecretKeys | typeof WITHOUT_HEADERS): Target {
+  const stored = row.target as Target;
+  const target =
+    row.target_headers === null
+      ? stored
+      : { ...stored, headers: keys === WITHOUT_HEADERS ? {} : openHeaders(row.target_headers, keys) };
   if (row.target_body === null) {
     return target.body === undefined ? target : { ...target, bodyText: JSON.stringify(target.body) };
   }
   return { ...target, body: JSON.parse(row.target_body), bodyText: row.target_body };
 }
 
-export function jobFromRow(row: JobRow): Job {
+/**
+ * For a reader that only schedules (the reconciler, each active job, each pass): a job without its
+ * target's headers, opening nothing. Such a job must never be delivered.
+ */
+export const WITHOUT_HEADERS = 'without-headers';
+
+/** A stored job; `keys` open its sealed headers (or {@link WITHOUT_HEADERS}). */
+export function jobFromRow(row: JobRow, keys: SecretKeys | typeof WITHOUT_HEADERS): Job {
   return {
     id: row.id,
     serviceId: row.service_id,
@@ -34,7 +64,7 @@ export function jobFromRow(row: JobRow): Job {
     description: row.description,
     labels: row.labels,
     schedule: row.schedule as Schedule,
-    target: targetOf(row),
+    target: targetOf(row, keys),
     startAt: row.start_at?.getTime() ?? null,
     endAt: row.end_at?.getTime() ?? null,
     maxRuns: row.max_runs,
@@ -54,6 +84,7 @@ export function jobFromRow(row: JobRow): Job {
 export async function insertJob(
   db: Kysely<Database>,
   job: JobSpec & { id: string; serviceId: string; state: JobState; now: Date; nextRunAt: Date | null },
+  keys: SecretKeys,
 ): Promise<JobRow> {
   return db
     .insertInto('jobs')
@@ -64,7 +95,7 @@ export async function insertJob(
       description: job.description,
       labels: JSON.stringify(job.labels),
       schedule: JSON.stringify(job.schedule),
-      ...targetColumns(job.target),
+      ...targetColumns(job.target, keys),
       start_at: job.startAt === null ? null : new Date(job.startAt),
       end_at: job.endAt === null ? null : new Date(job.endAt),
       max_runs: job.maxRuns,
@@ -210,7 +241,10 @@ export async function lockJob(db: Kysely<Database>, serviceId: string, id: strin
 export async function updateJob(
   db: Kysely<Database>,
   id: string,
-  change: { spec?: JobSpec; state: JobState; version: number; nextRunAt: Date | null; now: Date },
+  change: { state: JobState; version: number; nextRunAt: Date | null; now: Date } & (
+    | { spec?: undefined }
+    | { spec: JobSpec /** Seal the new definition's headers. */; keys: SecretKeys }
+  ),
 ): Promise<JobRow> {
   const spec = change.spec;
   return db
@@ -222,7 +256,7 @@ export async function updateJob(
             description: spec.description,
             labels: JSON.stringify(spec.labels),
             schedule: JSON.stringify(spec.schedule),
-            ...targetColumns(spec.target),
+            ...targetColumns(spec.target, change.keys),
             start_at: spec.startAt === null ? null : new Date(spec.startAt),
             end_at: spec.endAt === null ? null : new Date(spec.endAt),
             max_runs: spec.maxRuns,

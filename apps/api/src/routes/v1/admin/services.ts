@@ -26,6 +26,7 @@ import {
   UpdateServiceBody,
   displayPrefixOf,
   encryptSecret,
+  type SecretKeys,
   generateApiKey,
   generateSigningSecret,
   hashApiKey,
@@ -49,7 +50,8 @@ import { success } from '../../../plugins/swagger.ts';
 import { afterIdOf } from '../jobs/shared.ts';
 
 export interface AdminRoutesOptions {
-  secretKey: string;
+  /** A new signing secret is sealed under `current`. */
+  secretKeys: SecretKeys;
 }
 
 /** How long callbacks carry the previous signature after a rotation. */
@@ -111,7 +113,7 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
           const row = await insertService(trx, {
             id,
             name: request.body.name,
-            signingSecret: encryptSecret(signingSecret, options.secretKey),
+            signingSecret: encryptSecret(signingSecret, options.secretKeys.current),
             maxJobs: request.body.quotas?.maxJobs,
             minIntervalMs: request.body.quotas?.minIntervalMs,
           });
@@ -318,7 +320,7 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
       const row = await rotateSigningSecret(
         app.db,
         request.params.id,
-        encryptSecret(signingSecret, options.secretKey),
+        encryptSecret(signingSecret, options.secretKeys.current),
         previousSecretExpiresAt,
       );
       if (!row) throw notFound(request.params.id);

@@ -17,6 +17,7 @@ import {
   parseIdempotencyKey,
   requestFingerprint,
   toProblem,
+  type SecretKeys,
 } from '@tickwork/core';
 import {
   claimIdempotencyKey,
@@ -57,11 +58,11 @@ function parseLabels(values: string[] | undefined): Record<string, string> | und
 }
 
 /** The answer to a create, as stored under an `Idempotency-Key` and sent again for a repeat. */
-function created(row: JobRow): StoredResponse {
+function created(row: JobRow, keys: SecretKeys): StoredResponse {
   return {
     statusCode: 201,
     headers: { location: `/v1/jobs/${row.id}`, etag: etagOf(row.version) },
-    body: jobDto(row),
+    body: jobDto(row, keys),
   };
 }
 
@@ -100,7 +101,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         return stored.body as never;
       };
       const bodyText = jsonTextAt(request, ['target', 'body']);
-      const create = async () => created(await app.jobs.withLog(request.log).create(principal, request.body, bodyText));
+      const create = async () =>
+        created(await app.jobs.withLog(request.log).create(principal, request.body, bodyText), app.secretKeys);
       if (key === undefined) return send(await create());
 
       // Idempotency-Key (IETF draft): one request per (service, key) runs; a repeat with the same
@@ -185,7 +187,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         labels: parseLabels(label),
         namePrefix: name,
       });
-      return { items: page.items.map(jobDto), nextCursor: page.nextCursor };
+      return { items: page.items.map((row) => jobDto(row, app.secretKeys)), nextCursor: page.nextCursor };
     },
   );
 
@@ -204,7 +206,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       const { serviceId } = principalOf(request);
       const row = await app.jobs.get(serviceId, request.params.id);
       reply.header('etag', etagOf(row.version));
-      return jobDto(row);
+      return jobDto(row, app.secretKeys);
     },
   );
 

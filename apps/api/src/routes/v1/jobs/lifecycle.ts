@@ -50,7 +50,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
           jsonTextAt(request, ['target', 'body']),
         );
       reply.header('etag', etagOf(row.version));
-      return jobDto(row);
+      return jobDto(row, app.secretKeys);
     },
   );
 
@@ -71,7 +71,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       const { serviceId } = principalOf(request);
       const row = await app.jobs.withLog(request.log).pause(serviceId, request.params.id);
       reply.header('etag', etagOf(row.version));
-      return jobDto(row);
+      return jobDto(row, app.secretKeys);
     },
   );
 
@@ -92,7 +92,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       const { serviceId } = principalOf(request);
       const row = await app.jobs.withLog(request.log).resume(serviceId, request.params.id);
       reply.header('etag', etagOf(row.version));
-      return jobDto(row);
+      return jobDto(row, app.secretKeys);
     },
   );
 
