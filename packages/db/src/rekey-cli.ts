@@ -8,10 +8,19 @@ import { createDatabase } from './database.ts';
 import { rekey } from './rekey.ts';
 
 const config = loadConfig();
+// Rows per statement: smaller batches hold each row's lock for less time, larger ones finish sooner.
+const batchSize = Number(process.env.REKEY_BATCH_SIZE ?? 500);
+if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
+  console.error(
+    `rekey: REKEY_BATCH_SIZE must be a whole number from 1 to 10000 (got "${process.env.REKEY_BATCH_SIZE}")`,
+  );
+  process.exit(1);
+}
 const handle = createDatabase({ url: config.databaseUrl, poolMax: 2, applicationName: 'tickwork-rekey' });
 try {
   const started = Date.now();
   const report = await rekey(handle.db, secretKeysOf(config), {
+    batchSize,
     onBatch: (so) => console.log(`rekey: ${so.jobs} jobs and ${so.services} services sealed again so far`),
   });
   console.log(
