@@ -68,6 +68,7 @@ import {
   lockJob,
   setServiceDisabled,
   updateJob,
+  WITHOUT_HEADERS,
   type Database,
   type JobListFilter,
   type JobRow,
@@ -98,7 +99,7 @@ export interface JobsServiceDeps {
   announceAuthChange: () => Promise<void>;
   /** The calendars a job lists, checked and read (by default, over `db` and `readDb`). */
   calendars?: CalendarsService;
-  /** Seal a target's headers on every write, and open them on every read. */
+  /** Seal a target's headers on every write, and open them where a change needs them (a PATCH). */
   secretKeys: SecretKeys;
 }
 
@@ -279,7 +280,7 @@ export class JobsService {
       if (current.state === 'completed')
         throw new TickworkError('conflict', 'The job is completed; change it with PATCH to make it fire again.');
       const draft: Job = {
-        ...jobFromRow(current, this.#deps.secretKeys),
+        ...jobFromRow(current, WITHOUT_HEADERS),
         state: 'active',
         version: current.version + 1,
         updatedAt: now,
@@ -403,7 +404,7 @@ export class JobsService {
     options: { includeExcluded?: boolean } = {},
   ): Promise<MarkedOccurrence[]> {
     const row = await this.get(serviceId, id);
-    const job = jobFromRow(row, this.#deps.secretKeys);
+    const job = jobFromRow(row, WITHOUT_HEADERS);
     if (job.state !== 'active') return [];
     const left = job.maxRuns === null ? count : Math.max(0, Math.min(count, job.maxRuns - row.run_count));
     const exclusion = await this.#calendars.exclusionFor(serviceId, job.calendars, this.#deps.readDb);
@@ -451,7 +452,7 @@ export class JobsService {
         const written = await next(current, trx);
         if (written === current) return current;
         if (written.state === 'active') {
-          await this.#deps.fireQueue.register(jobFromRow(written, this.#deps.secretKeys), now, written.run_count);
+          await this.#deps.fireQueue.register(jobFromRow(written, WITHOUT_HEADERS), now, written.run_count);
           registered = written.version;
         }
         if (current.state === 'active') replaced = current;
@@ -545,7 +546,7 @@ export class JobsService {
     for (;;) {
       const rows = await jobsOfService(this.#deps.db, serviceId, { limit: REGISTRATION_BATCH, afterId });
       const settled = await Promise.allSettled(
-        rows.map((row) => each(jobFromRow(row, this.#deps.secretKeys), row.run_count)),
+        rows.map((row) => each(jobFromRow(row, WITHOUT_HEADERS), row.run_count)),
       );
       const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
       if (failure) throw failure.reason;
