@@ -248,11 +248,16 @@ describe('retries', () => {
     const front = await faultyFront([]);
     try {
       const client = createTickworkClient({ baseUrl: front.url, apiKey: service.apiKey });
-      const body = hourly('keyed');
+      const body = {
+        ...hourly('keyed'),
+        target: { ...hourly('keyed').target, headers: { authorization: 'Bearer x' } },
+      };
       const init = { body, params: { header: { 'idempotency-key': 'caller-key-1' } } };
       const first = await client.createJob(init);
       const again = await client.createJob(init);
       expect(again.id).toBe(first.id);
+      // The stored answer a replay sends again was redacted before it was stored.
+      expect(again.target.headers).toEqual({ authorization: '***' });
       await client.getJob({ params: { path: { id: first.id } } });
       expect(front.seen.map((s) => s.headers['idempotency-key'])).toEqual(['caller-key-1', 'caller-key-1', undefined]);
     } finally {
