@@ -209,7 +209,15 @@ describe('target header values at rest', () => {
 async function runRekey(keys: Record<string, string>) {
   const child = spawn('sh', ['infra/node/launch.sh', 'rekey'], {
     cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: db.url, NODE_ENV: 'test', TICKWORK_SOURCES: '1', ...keys },
+    // NODE: this Node (24), as the test kit starts the api and the worker; the PATH may hold an older one.
+    env: {
+      ...process.env,
+      DATABASE_URL: db.url,
+      NODE: process.execPath,
+      NODE_ENV: 'test',
+      TICKWORK_SOURCES: '1',
+      ...keys,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let text = '';
