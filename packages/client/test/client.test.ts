@@ -137,7 +137,20 @@ describe('the generated client', () => {
     await use('replayRun', ops.replayRun({ params: { path: { id: run.id } } }));
     await use('deleteJob', ops.deleteJob(jobId));
 
-    expect([...called].sort()).toEqual(Object.keys(OPERATIONS).sort());
+    // Exclusion calendars.
+    const calendar = await use(
+      'createCalendar',
+      ops.createCalendar({ body: { name: 'holidays', timezone: 'Europe/Berlin', dates: ['2026-12-25'] } }),
+    );
+    const calendarId = { params: { path: { id: calendar.id } } };
+    expect((await use('getCalendar', ops.getCalendar(calendarId))).name).toBe('holidays');
+    await use('listCalendars', ops.listCalendars());
+    await use('updateCalendar', ops.updateCalendar({ ...calendarId, body: { dates: ['2026-12-24', '2026-12-25'] } }));
+    await use('deleteCalendar', ops.deleteCalendar(calendarId));
+
+    // An operation added to the api (and to the client by `generate`) gets a call above.
+    const uncalled = Object.keys(OPERATIONS).filter((op) => !called.has(op as OperationId));
+    expect(uncalled, 'operations this test never calls through the client').toEqual([]);
   });
 
   it('throws the problem of a bad input, naming the field, and of another service’s id (404)', async () => {

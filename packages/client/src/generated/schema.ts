@@ -190,6 +190,52 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/calendars": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List calendars, newest first */
+        get: operations["listCalendars"];
+        put?: never;
+        /**
+         * Create an exclusion calendar
+         * @description Whole local days in the calendar’s `timezone` (default `UTC`): single `dates` and inclusive `ranges`. A job that lists the calendar in `calendars` does not fire on those days: each occurrence that falls on one is recorded `skipped` (`excluded`).
+         */
+        post: operations["createCalendar"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/calendars/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a calendar */
+        get: operations["getCalendar"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a calendar no job lists
+         * @description A calendar that a job lists cannot be deleted (409, naming some of those jobs): remove it from their `calendars` first.
+         */
+        delete: operations["deleteCalendar"];
+        options?: never;
+        head?: never;
+        /**
+         * Update a calendar
+         * @description Fields sent replace the stored ones; `dates` and `ranges` are replaced whole. Every job that lists the calendar honours the change from its next occurrence on, with no new version; the `nextRunAt` of each active one is computed again before the answer.
+         */
+        patch: operations["updateCalendar"];
+        trace?: never;
+    };
     "/v1/jobs": {
         parameters: {
             query?: never;
@@ -242,7 +288,7 @@ export interface paths {
         };
         /**
          * The coming occurrence times of a job
-         * @description Inside its window and within `maxRuns`; empty when the job is paused or completed.
+         * @description Inside its window and within `maxRuns`; empty when the job is paused or completed. Days the job’s calendars exclude are left out; with `includeExcluded=true`, `occurrences` lists the next `count` occurrences, excluded ones marked, and `nextRuns` those of them that fire.
          */
         get: operations["listJobNextRuns"];
         put?: never;
@@ -398,7 +444,7 @@ export interface paths {
         put?: never;
         /**
          * Preview a schedule without saving it
-         * @description Checks the schedule and window exactly as a create would and returns the next `count` (≤ 100, default 10) times a job created now would fire: after now, inside `[startAt, endAt]`. An interval is phased from `startAt`, else from now; a past `startAt` brings back no past times, for cron and intervals alike. A bad schedule gets 400 with the reason; one that fires more often than your service’s `minIntervalMs` gets 403 `quota_exceeded`, as a create does.
+         * @description Checks the schedule and window exactly as a create would and returns the next `count` (≤ 100, default 10) times a job created now would fire: after now, inside `[startAt, endAt]`. An interval is phased from `startAt`, else from now; a past `startAt` brings back no past times, for cron and intervals alike. A bad schedule gets 400 with the reason; one that fires more often than your service’s `minIntervalMs` gets 403 `quota_exceeded`, as a create does. With `calendars` (ids of your service’s calendars), the days they exclude are left out; with `includeExcluded: true` as well, `occurrences` lists the next `count` occurrences, excluded ones marked, and `nextRuns` those of them that fire.
          */
         post: operations["previewSchedule"];
         delete?: never;
@@ -449,11 +495,65 @@ export interface components {
              */
             at: string;
         };
+        /** @description An exclusion calendar: the days a job that lists it does not fire. */
+        Calendar: {
+            /**
+             * Format: date-time
+             * @description ISO 8601, UTC.
+             */
+            createdAt: string;
+            /** @description Excluded days (at most 1000); stored sorted, each once. */
+            dates: string[];
+            /**
+             * Format: uuid
+             * @description A UUID (v7: time-ordered).
+             */
+            id: string;
+            /** @description Unique within your service. */
+            name: string;
+            /** @description Excluded spans of days (at most 100). */
+            ranges: components["schemas"]["CalendarRange"][];
+            /** @description The IANA time zone whose wall clock tells which day an instant falls on (default `UTC`). */
+            timezone: string;
+            /**
+             * Format: date-time
+             * @description ISO 8601, UTC.
+             */
+            updatedAt: string;
+        };
+        CalendarList: {
+            items: components["schemas"]["Calendar"][];
+            /** @description Pass it as `cursor` for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /** @description Whole local days from `from` to `to`, both included; `from` ≤ `to`. */
+        CalendarRange: {
+            /**
+             * @description A whole local day, `YYYY-MM-DD` (years 1900–9999).
+             * @example 2026-12-25
+             */
+            from: string;
+            /**
+             * @description A whole local day, `YYYY-MM-DD` (years 1900–9999).
+             * @example 2026-12-25
+             */
+            to: string;
+        };
         Check: {
             /** @description Why it is down. */
             error?: string;
             /** @enum {string} */
             status: "ok" | "down";
+        };
+        CreateCalendarRequest: {
+            /** @description Excluded days (at most 1000); stored sorted, each once. */
+            dates?: string[];
+            /** @description Unique within your service. */
+            name: string;
+            /** @description Excluded spans of days (at most 100). */
+            ranges?: components["schemas"]["CalendarRange"][];
+            /** @description The IANA time zone whose wall clock tells which day an instant falls on (default `UTC`). */
+            timezone?: string;
         };
         CreatedKey: {
             /** @description Shown once: only its hash is stored. */
@@ -507,6 +607,8 @@ export interface components {
         };
         /** @description A job read back (`GET`) without its read-only fields can be sent here as it is; null means unset. */
         CreateJobRequest: {
+            /** @description Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is recorded `skipped` (`excluded`) and not delivered. */
+            calendars?: string[];
             /** @description Free text for people. */
             description?: string | null;
             /**
@@ -589,6 +691,8 @@ export interface components {
             message: string;
         };
         Job: {
+            /** @description The exclusion calendars the job honours. */
+            calendars: string[];
             /**
              * Format: date-time
              * @description ISO 8601, UTC.
@@ -638,7 +742,7 @@ export interface components {
             name: string;
             /**
              * Format: date-time
-             * @description The next scheduled occurrence; null when the job will not fire (paused, completed).
+             * @description The next scheduled occurrence, a day its calendars exclude left out; null when the job will not fire (paused, completed).
              */
             readonly nextRunAt: string | null;
             /**
@@ -693,6 +797,15 @@ export interface components {
             /** @enum {string} */
             status: "ok";
         };
+        MarkedOccurrence: {
+            /**
+             * Format: date-time
+             * @description ISO 8601, UTC.
+             */
+            at: string;
+            /** @description A calendar excludes this day: it is recorded `skipped` (`excluded`). */
+            excluded: boolean;
+        };
         /** @description What happens to an occurrence that starts late (workers down, Redis rebuilt). */
         MisfirePolicy: {
             /** @description How late an occurrence may start and still count as on time (default 60000). */
@@ -704,11 +817,26 @@ export interface components {
             policy?: "fire_once" | "skip";
         };
         NextRuns: {
-            /** @description The coming occurrence times, earliest first. */
+            /** @description The coming times that fire, earliest first: days the calendars exclude are left out. */
             nextRuns: string[];
+            /** @description Only with `includeExcluded`: the next `count` occurrences of the schedule, excluded ones too, each marked; `nextRuns` is then those not excluded. */
+            occurrences?: components["schemas"]["MarkedOccurrence"][];
+        };
+        /** @description Fields sent replace the stored ones; `dates` and `ranges` are replaced whole. */
+        PatchCalendarRequest: {
+            /** @description Excluded days (at most 1000); stored sorted, each once. */
+            dates?: string[];
+            /** @description Unique within your service. */
+            name?: string;
+            /** @description Excluded spans of days (at most 100). */
+            ranges?: components["schemas"]["CalendarRange"][];
+            /** @description The IANA time zone whose wall clock tells which day an instant falls on (default `UTC`). */
+            timezone?: string;
         };
         /** @description JSON Merge Patch (RFC 7396): fields you send replace the stored ones, objects merge, null removes. `schedule` and `target.body` are replaced whole. */
         PatchJobRequest: {
+            /** @description Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is recorded `skipped` (`excluded`) and not delivered. */
+            calendars?: string[] | null;
             /** @description Free text for people. */
             description?: string | null;
             /**
@@ -842,7 +970,7 @@ export interface components {
              * @description Why a `skipped` run was not delivered.
              * @enum {string|null}
              */
-            skipReason: "overlap" | "missed" | "paused" | "superseded" | null;
+            skipReason: "overlap" | "missed" | "paused" | "superseded" | "excluded" | null;
             /**
              * Format: date-time
              * @description When the first attempt started.
@@ -867,6 +995,8 @@ export interface components {
         /** @description Exactly one of `cron` (with an optional `timezone`), `every`, `everyMs` or `at`. Intervals are phased from `startAt`, else from creation. */
         Schedule: components["schemas"]["CronSchedule"] | components["schemas"]["EverySchedule"] | components["schemas"]["EveryMsSchedule"] | components["schemas"]["AtSchedule"];
         SchedulePreviewRequest: {
+            /** @description Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is recorded `skipped` (`excluded`) and not delivered. */
+            calendars?: string[];
             /**
              * @description How many times (default 10).
              * @default 10
@@ -877,6 +1007,8 @@ export interface components {
              * @description Nothing fires after this instant; the job is `completed` once it has passed.
              */
             endAt?: string;
+            /** @description Also list the occurrences the calendars exclude, marked (`occurrences`). */
+            includeExcluded?: boolean;
             schedule: components["schemas"]["Schedule"];
             /**
              * Format: date-time
@@ -1552,6 +1684,194 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    listCalendars: {
+        parameters: {
+            query?: {
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of calendars. */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CalendarList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+            500: components["responses"]["InternalServerError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    createCalendar: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "berlin-holidays",
+                 *       "timezone": "Europe/Berlin",
+                 *       "dates": [
+                 *         "2026-12-25",
+                 *         "2026-12-26"
+                 *       ],
+                 *       "ranges": [
+                 *         {
+                 *           "from": "2026-12-31",
+                 *           "to": "2027-01-01"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["CreateCalendarRequest"];
+            };
+        };
+        responses: {
+            /** @description The calendar, created. */
+            201: {
+                headers: {
+                    location: components["headers"]["Location"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Calendar"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+            500: components["responses"]["InternalServerError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getCalendar: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The calendar. */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Calendar"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+            500: components["responses"]["InternalServerError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    deleteCalendar: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+            500: components["responses"]["InternalServerError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    updateCalendar: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PatchCalendarRequest"];
+            };
+        };
+        responses: {
+            /** @description The calendar, changed. */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Calendar"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+            500: components["responses"]["InternalServerError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     listJobs: {
         parameters: {
             query?: {
@@ -1761,6 +2081,8 @@ export interface operations {
         parameters: {
             query?: {
                 count?: number;
+                /** @description Also list the occurrences the calendars exclude, marked. */
+                includeExcluded?: boolean;
             };
             header?: never;
             path: {
