@@ -6,6 +6,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '@tickwork/core';
+import { redisTargetOf } from '@tickwork/queue';
 import authPlugin from './plugins/auth.ts';
 import bullBoardPlugin from './plugins/bull-board.ts';
 import dbPlugin from './plugins/db.ts';
@@ -38,7 +39,12 @@ export type AppConfig = Pick<
   'databaseUrl' | 'databaseReadUrl' | 'databasePoolMax' | 'redisUrl' | 'bullmqPrefix' | 'adminToken' | 'secretKey'
 > &
   /** Optional so a caller that predates them gets the safe defaults: no private callbacks, 1200/min. */
-  Partial<Pick<Config, 'callbackAllowPrivate' | 'callbackAllowedHosts' | 'rateLimitPerMinute'>>;
+  Partial<
+    Pick<
+      Config,
+      'callbackAllowPrivate' | 'callbackAllowedHosts' | 'rateLimitPerMinute' | 'redisClusterNodes' | 'fireQueueShards'
+    >
+  >;
 
 export default fp<AppConfig>(
   async (app: FastifyInstance, config) => {
@@ -48,17 +54,19 @@ export default fp<AppConfig>(
       readUrl: config.databaseReadUrl,
       poolMax: config.databasePoolMax,
     });
-    await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+    // Every Redis use of the api (queues, key cache epoch, rate limit) on the one Redis, or the Cluster.
+    const redis = redisTargetOf(config);
+    await app.register(queuePlugin, { redis, prefix: config.bullmqPrefix, shards: config.fireQueueShards ?? 1 });
     // Before any plugin that adds a route, so the OpenAPI document sees every route.
     await app.register(swaggerPlugin);
     await app.register(metricsPlugin);
     await app.register(authPlugin, {
       adminToken: config.adminToken,
-      redisUrl: config.redisUrl,
+      redis,
       prefix: config.bullmqPrefix,
     });
     await app.register(rateLimitPlugin, {
-      redisUrl: config.redisUrl,
+      redis,
       prefix: config.bullmqPrefix,
       perMinute: config.rateLimitPerMinute ?? 1200,
     });

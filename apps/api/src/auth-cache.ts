@@ -14,7 +14,7 @@
  * Entries also age out after `ttlMs`, and at most `maxEntries` are kept.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@tickwork/queue';
 import type { Principal } from '@tickwork/db';
 
 interface Entry {
@@ -42,10 +42,10 @@ export class PrincipalCache {
   readonly #entries = new Map<string, Entry>();
   readonly #ttlMs: number;
   readonly #maxEntries: number;
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #key: string;
 
-  constructor(redis: Redis, key: string, options: PrincipalCacheOptions = {}) {
+  constructor(redis: RedisClient, key: string, options: PrincipalCacheOptions = {}) {
     this.#redis = redis;
     this.#key = key;
     this.#ttlMs = options.ttlMs ?? 60_000;

@@ -12,6 +12,11 @@
  * - `run`: a run still open (running, retrying) whose BullMQ job is gone (Redis lost it while it
  *   waited for a worker or a retry) → enqueued again under the same BullMQ id; it keeps its run
  *   id. This covers scheduled occurrences and the runs the api recorded itself (run now, replay).
+ * - `moved`: a scheduler or a pending one-shot in a fire queue other than its job's shard (after a
+ *   change of FIRE_QUEUE_SHARDS) → removed there, then registered on its shard like a missing one
+ *   (with the catch-up of an occurrence missed in between), so each occurrence is queued once;
+ *   occurrences already queued stay where they are and are consumed there, and a fire queue of an
+ *   earlier shard count is forgotten once it is empty.
  * Every repair is idempotent, so a pass can run on any worker, twice, or after a FLUSHALL.
  */
 import type { Kysely } from 'kysely';
@@ -37,6 +42,7 @@ import {
   schedulerPages,
   takeLock,
   type FireQueue,
+  type FireShard,
   manualJobIdOf,
   onceJobIdOf,
   parseSchedulerId,
@@ -48,7 +54,7 @@ import {
   type Registration,
 } from '@tickwork/queue';
 
-export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan', 'run'] as const;
+export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan', 'run', 'moved'] as const;
 export type RepairKind = (typeof REPAIR_KINDS)[number];
 export type RepairCounts = Record<RepairKind, number>;
 
@@ -108,7 +114,7 @@ type Action =
 const PASS_LOCK_MS = 5 * 60_000;
 
 export async function reconcile(options: ReconcileOptions): Promise<ReconcileReport> {
-  const release = await takeLock(options.fireQueue, 'reconcile', PASS_LOCK_MS);
+  const release = await takeLock(options.fireQueue.home, 'reconcile', PASS_LOCK_MS);
   if (!release) {
     const now = options.now ?? Date.now();
     const repairs = Object.fromEntries(REPAIR_KINDS.map((kind) => [kind, 0])) as RepairCounts;
@@ -127,12 +133,45 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
   const pageSize = options.pageSize ?? 1_000;
   const concurrency = options.concurrency ?? 50;
   const { db, fireQueue } = options;
-  const queue = fireQueue.queue;
-  const repairs: RepairCounts = { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 };
+  const queueOf = (jobId: string) => fireQueue.shardOf(jobId).queue;
+  const repairs: RepairCounts = { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0, moved: 0 };
 
-  // Every scheduler Redis holds, with its next occurrence.
+  // Every scheduler Redis holds, with its next occurrence, in every fire queue. One in a queue
+  // other than its job's shard is removed there first, and then judged missing on its shard.
+  const shards = await fireQueue.knownShards();
+  const moving = shards.length > fireQueue.shards.length;
+  if (moving && !(await fireQueue.isCurrentLayout())) {
+    // A worker started with an earlier shard count than the latest one's: it would move jobs
+    // back. The passes of the workers started with the latest count do the work.
+    const skipped = 'another shard count is current (FIRE_QUEUE_SHARDS changed)';
+    return { now, jobs: 0, schedulers: 0, repairs, suspects: 0, durationMs: Date.now() - started, skipped };
+  }
   const schedulers = new Map<string, number>();
-  for await (const page of schedulerPages(fireQueue)) for (const { id, next } of page) schedulers.set(id, next);
+  const foundIn = new Map<string, FireShard>();
+  const misplaced: Array<{ id: string; shard: FireShard }> = [];
+  for (const shard of shards) {
+    for await (const page of schedulerPages(shard)) {
+      for (const { id, next } of page) {
+        const parsed = parseSchedulerId(id);
+        if (parsed && fireQueue.shardOf(parsed.jobId) !== shard) {
+          misplaced.push({ id, shard });
+          continue;
+        }
+        schedulers.set(id, next);
+        foundIn.set(id, shard);
+      }
+    }
+  }
+  await pMap(
+    misplaced,
+    async ({ id, shard }) => {
+      await shard.queue.removeJobScheduler(id);
+      repairs.moved++;
+    },
+    { concurrency },
+  );
+  const removeScheduler = (id: string) =>
+    (foundIn.get(id) ?? fireQueue.shardOf(parseSchedulerId(id)?.jobId ?? '')).queue.removeJobScheduler(id);
   const versionsByJob = new Map<string, number[]>();
   for (const id of schedulers.keys()) {
     const parsed = parseSchedulerId(id);
@@ -152,6 +191,7 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
     afterId = rows.at(-1)!.id;
     jobs += rows.length;
     const actions = await judgePage(rows, now, fireQueue);
+    if (moving) repairs.moved += await movePendingOneShots(actions, fireQueue, shards);
     for (const row of rows) {
       for (const version of versionsByJob.get(row.id) ?? []) {
         const id = schedulerIdOf(row.id, version);
@@ -163,6 +203,7 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
     await pMap(
       actions,
       async (action) => {
+        const queue = queueOf(action.job.id);
         if (action.kind === 'catchup') {
           await enqueueCatchUp(queue, action.job, action.at, now);
           repairs.catchup++;
@@ -190,7 +231,7 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
   await pMap(
     staleIds,
     async (id) => {
-      await queue.removeJobScheduler(id);
+      await removeScheduler(id);
       repairs.stale++;
     },
     { concurrency },
@@ -201,7 +242,7 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
   const unaccounted = [...schedulers.keys()].filter(
     (id) => !accounted.has(id) && !stale.has(id) && parseSchedulerId(id),
   );
-  const suspectSet = idSet(fireQueue, 'reconcile-suspects');
+  const suspectSet = idSet(fireQueue.home, 'reconcile-suspects');
   const previousSuspects = await suspectSet.read();
   const suspects: string[] = [];
   const removals: Array<{ id: string; kind: 'stale' | 'orphan' }> = [];
@@ -221,14 +262,21 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
   await pMap(
     removals,
     async ({ id, kind }) => {
-      await queue.removeJobScheduler(id);
+      await removeScheduler(id);
       repairs[kind]++;
     },
     { concurrency },
   );
   await suspectSet.replace(suspects, SUSPECTS_TTL_S);
 
-  repairs.run = await requeueOpenRuns(db, fireQueue, now, concurrency);
+  repairs.run = await requeueOpenRuns(db, fireQueue, shards, now, concurrency);
+  // A fire queue of an earlier shard count with nothing left in it is forgotten (workers stop
+  // consuming it when they next start).
+  if (moving) {
+    for (const shard of shards.slice(fireQueue.shards.length)) {
+      if (await isEmpty(shard)) await fireQueue.retire(shard.name);
+    }
+  }
 
   for (const kind of REPAIR_KINDS) if (repairs[kind] > 0) options.onRepair?.(kind, repairs[kind]);
   const report: ReconcileReport = {
@@ -255,7 +303,13 @@ async function judgePage(rows: JobRow[], now: number, fireQueue: FireQueue): Pro
   });
   // Each scheduler's next occurrence as it is now, not as the pass began: a busy scheduler moves
   // on every second, and a stale answer would make a healthy one look stuck.
-  const nextOf = (ids: string[]) => schedulerNextsOf(fireQueue, ids);
+  const nextOf = (ids: string[]) =>
+    perShard(
+      fireQueue,
+      ids,
+      (id) => parseSchedulerId(id)!.jobId,
+      (shard, some) => schedulerNextsOf(shard, some),
+    );
   const schedulerIds = judged.flatMap(({ registration }) =>
     registration.kind === 'scheduler' ? [registration.schedulerId] : [],
   );
@@ -268,8 +322,17 @@ async function judgePage(rows: JobRow[], now: number, fireQueue: FireQueue): Pro
     }
     return registration.kind === 'delayed' || 'at' in job.schedule ? onceJobIdOf(job.id, job.version) : undefined;
   });
-  const probed = probes.filter((probe): probe is string => probe !== undefined);
-  const times = await jobTimesOf(fireQueue, probed);
+  const probed = judged.flatMap(({ job }, i) => (probes[i] === undefined ? [] : [{ id: probes[i], jobId: job.id }]));
+  const times = await perShard(
+    fireQueue,
+    probed,
+    (probe) => probe.jobId,
+    (shard, some) =>
+      jobTimesOf(
+        shard,
+        some.map((probe) => probe.id),
+      ),
+  );
   let r = 0;
   const actions: Action[] = [];
   const suspects: Array<{ action: Action; schedulerId: string; next: number }> = [];
@@ -333,6 +396,7 @@ function candidateIdsOf(run: OpenRun): string[] {
 async function requeueOpenRuns(
   db: Kysely<Database>,
   fireQueue: FireQueue,
+  shards: FireShard[],
   now: number,
   concurrency: number,
 ): Promise<number> {
@@ -342,7 +406,9 @@ async function requeueOpenRuns(
   // matters) costs little here.
   const found = await Promise.all(
     open.map(async (run) => {
-      const jobs = await Promise.all(candidateIdsOf(run).map((id) => fireQueue.queue.getJob(id)));
+      // In any fire queue: one of an earlier shard count still holds what was queued before.
+      const ids = candidateIdsOf(run);
+      const jobs = await Promise.all(shards.flatMap((shard) => ids.map((id) => shard.queue.getJob(id))));
       return jobs.some((job) => job !== undefined && job !== null);
     }),
   );
@@ -355,11 +421,80 @@ async function requeueOpenRuns(
         run.trigger === 'schedule'
           ? { jobId: run.jobId, version: run.jobVersion }
           : { jobId: run.jobId, version: run.jobVersion, runId: run.id };
-      await addOccurrence(fireQueue.queue, data, candidateIdsOf(run).at(-1)!);
+      await addOccurrence(fireQueue.shardOf(run.jobId).queue, data, candidateIdsOf(run).at(-1)!);
     },
     { concurrency },
   );
   return lost.length;
+}
+
+/**
+ * Runs a read of per-job items on each item's shard (one round trip per shard) and gives the
+ * answers back in the items' order.
+ */
+async function perShard<T, R>(
+  fireQueue: FireQueue,
+  items: T[],
+  jobIdOf: (item: T) => string,
+  read: (shard: FireShard, items: T[]) => Promise<R[]>,
+): Promise<R[]> {
+  if (fireQueue.shards.length === 1) return read(fireQueue.shards[0]!, items);
+  const groups = new Map<FireShard, number[]>();
+  items.forEach((item, i) => {
+    const shard = fireQueue.shardOf(jobIdOf(item));
+    const group = groups.get(shard) ?? [];
+    group.push(i);
+    groups.set(shard, group);
+  });
+  const answers = new Array<R>(items.length);
+  await Promise.all(
+    [...groups].map(async ([shard, indexes]) => {
+      const got = await read(
+        shard,
+        indexes.map((i) => items[i]!),
+      );
+      indexes.forEach((index, j) => {
+        answers[index] = got[j]!;
+      });
+    }),
+  );
+  return answers;
+}
+
+/**
+ * A one-shot judged missing on its shard may still wait in another fire queue (queued before the
+ * shard count changed): still delayed there, it is removed there and registered on its shard
+ * (a move); already due, running or done there, it is left to that queue and not registered again.
+ * Drops the actions that must not run; returns how many one-shots moved.
+ */
+async function movePendingOneShots(actions: Action[], fireQueue: FireQueue, shards: FireShard[]): Promise<number> {
+  let moved = 0;
+  for (let i = actions.length - 1; i >= 0; i--) {
+    const action = actions[i]!;
+    const oneShot = action.kind === 'catchup' ? 'at' in action.job.schedule : action.registration.kind === 'delayed';
+    if (!oneShot) continue;
+    const id = onceJobIdOf(action.job.id, action.job.version);
+    const home = fireQueue.shardOf(action.job.id);
+    for (const shard of shards) {
+      if (shard === home) continue;
+      const found = await shard.queue.getJob(id);
+      if (!found) continue;
+      if ((await found.getState()) === 'delayed') {
+        await found.remove();
+        moved++;
+      } else {
+        actions.splice(i, 1);
+      }
+      break;
+    }
+  }
+  return moved;
+}
+
+/** Nothing left in a fire queue that a worker would take: no scheduler, no occurrence to run. */
+async function isEmpty(shard: FireShard): Promise<boolean> {
+  const counts = await shard.queue.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'waiting-children');
+  return Object.values(counts).every((count) => count === 0) && (await shard.queue.getJobSchedulersCount()) === 0;
 }
 
 async function enqueueCatchUp(queue: FireQueue['queue'], job: Job, at: number, now: number): Promise<void> {

@@ -13,12 +13,12 @@
  * where three fields answer, and `getJobState` scans the wait and active lists for each id.
  */
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.ts';
 
 /** A BullMQ queue (its keys) and the ioredis connection it runs on (`FireQueue` is one). */
 export interface RedisQueue {
   readonly queue: Pick<Queue, 'toKey'>;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
 }
 
 /** Every scheduler of the queue with its next occurrence, `pageSize` at a time, in id order of the set. */

@@ -14,8 +14,7 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Redis } from 'ioredis';
-import { redisOptionsFrom } from '@tickwork/queue';
+import { openRedis, type RedisTarget } from '@tickwork/queue';
 import { NO_EPOCH, PrincipalCache, authEpochKey } from '../auth-cache.ts';
 import {
   API_KEY_PATTERN,
@@ -51,7 +50,8 @@ declare module 'fastify' {
 
 export interface AuthPluginOptions {
   adminToken: string | undefined;
-  redisUrl: string;
+  /** REDIS_URL or the Cluster (`redisTargetOf`). */
+  redis: RedisTarget;
   /** The epoch lives at `<prefix>:auth-epoch`, beside the queue's keys. */
   prefix: string;
 }
@@ -94,8 +94,7 @@ export function isAdminToken(token: string | undefined, adminToken: string | und
 export default fp<AuthPluginOptions>(
   async (app, options) => {
     app.decorateRequest('principal', null);
-    const redis = new Redis(redisOptionsFrom(options.redisUrl, 'producer'));
-    redis.on('error', () => {});
+    const redis = openRedis(options.redis, 'producer', 'tickwork-api:auth');
     app.addHook('onClose', async () => {
       redis.disconnect();
     });

@@ -12,6 +12,7 @@ import {
   registerQueueGauges,
   registerReadyGauge,
 } from '@tickwork/metrics';
+import { fireQueueStatsOf } from '@tickwork/queue';
 import { checkReadiness } from '../readiness.ts';
 
 declare module 'fastify' {
@@ -35,7 +36,7 @@ export default fp(
     });
     registerPoolGauges(registry, app.dbPool);
     registerReadyGauge(registry, async () => (await checkReadiness(app)).ok);
-    registerQueueGauges(registry, app.fireQueue.queue);
+    registerQueueGauges(registry, fireQueueStatsOf(app.fireQueue));
     app.decorate('metrics', registry);
 
     app.addHook('onResponse', async (request, reply) => {
