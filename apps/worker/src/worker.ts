@@ -147,6 +147,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     dispatchers,
     signal: abort.signal,
     queue: fireQueue.queue,
+    queues: async () => (await fireQueue.knownShards()).map((shard) => shard.queue),
   };
   // Occurrences being processed, so a shutdown knows when nothing is left to finish.
   let inFlight = 0;

@@ -32,6 +32,8 @@ export interface ScenarioOptions {
   nginx?: boolean;
   /** A Redis of the scenario's own (when it flushes or restarts Redis). */
   redisUrl?: string;
+  /** Whether close() removes the scenario's keys from Redis (not for a Redis the test throws away). @defaultValue true */
+  cleanRedis?: boolean;
   /** Rewrites the database URL the processes use (to put a proxy in between). */
   databaseUrlFor?: (url: string) => string;
   env?: Record<string, string>;
@@ -152,7 +154,7 @@ export async function startScenario(options: ScenarioOptions = {}): Promise<Scen
       await live.stop();
       await sink.close();
       await db.drop();
-      await deletePrefix(redisUrl, env.BULLMQ_PREFIX).catch(() => {});
+      if (options.cleanRedis !== false) await deletePrefix(redisUrl, env.BULLMQ_PREFIX).catch(() => {});
     },
   };
 }
