@@ -1,12 +1,15 @@
 /**
- * `npm run fleet -- --api 3 --workers 3 [--port 8080]`: a local fleet of the built code (the test
- * kit's `startFleet`: N api and M worker processes behind Debian's nginx) on the local Postgres
- * and Redis. It prints the URLs and stops everything on Ctrl-C.
+ * `npm run fleet -- --api 3 --workers 3 [--port 8080] [--redis-cluster 3]`: a local fleet of the
+ * built code (the test kit's `startFleet`: N api and M worker processes behind Debian's nginx) on
+ * the local Postgres and Redis. `--redis-cluster N` starts a Redis Cluster of the fleet's own
+ * instead (N masters, N replicas, on free loopback ports; gone with the fleet), with the fire queue
+ * in N shards (FIRE_QUEUE_SHARDS) under the untagged prefix `tickwork`. It prints the URLs and
+ * stops everything on Ctrl-C.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { startFleet, type FleetEnv } from '@tickwork/testkit';
+import { startFleet, startOwnRedisCluster, type FleetEnv, type OwnRedisCluster } from '@tickwork/testkit';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -29,10 +32,26 @@ async function main() {
   const apis = count('--api', 3);
   const workers = count('--workers', 3);
   const port = argValue(args, '--port');
+  const masters = args.includes('--redis-cluster') ? count('--redis-cluster', 3) : 0;
+  if (args.includes('--redis-cluster') && masters < 3) {
+    console.error('fleet: --redis-cluster needs at least 3 masters (Redis Cluster’s minimum)');
+    process.exit(2);
+  }
+  let cluster: OwnRedisCluster | undefined;
+  if (masters > 0) {
+    cluster = await startOwnRedisCluster({ masters, replicas: 1 });
+    console.log(`fleet: Redis Cluster of ${masters} masters and ${masters} replicas on ${cluster.nodesEnv}`);
+  }
   const env: FleetEnv = {
     DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/tickwork',
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    BULLMQ_PREFIX: process.env.BULLMQ_PREFIX ?? '{tickwork}',
+    BULLMQ_PREFIX: process.env.BULLMQ_PREFIX ?? (cluster ? 'tickwork' : '{tickwork}'),
+    ...(cluster
+      ? {
+          REDIS_CLUSTER_NODES: cluster.nodesEnv,
+          FIRE_QUEUE_SHARDS: process.env.FIRE_QUEUE_SHARDS ?? String(masters),
+        }
+      : {}),
     NODE_ENV: process.env.NODE_ENV ?? 'development',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     ADMIN_TOKEN: process.env.ADMIN_TOKEN ?? `dev-admin-${randomBytes(12).toString('hex')}`,
@@ -64,7 +83,9 @@ async function main() {
       `  Bull Board   ${fleet.url}/admin/queues   (password: the ADMIN_TOKEN)`,
       `  ADMIN_TOKEN  ${env.ADMIN_TOKEN}`,
       `  Postgres     ${env.DATABASE_URL}`,
-      `  Redis        ${env.REDIS_URL}  prefix ${env.BULLMQ_PREFIX}`,
+      cluster
+        ? `  Redis        Cluster ${env.REDIS_CLUSTER_NODES}  prefix ${env.BULLMQ_PREFIX}  shards ${env.FIRE_QUEUE_SHARDS}`
+        : `  Redis        ${env.REDIS_URL}  prefix ${env.BULLMQ_PREFIX}`,
       '',
     ].join('\n'),
   );
@@ -73,7 +94,10 @@ async function main() {
     if (stopping) return;
     stopping = true;
     console.log('fleet: stopping');
-    void fleet.stop().then(() => process.exit(0));
+    void fleet
+      .stop()
+      .then(() => cluster?.stop())
+      .then(() => process.exit(0));
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);

@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Queue } from 'bullmq';
 import { fireQueueNamesOf, schedulerIdOf, shardIndexOf } from '@tickwork/queue';
 import { eventually, startOwnRedisCluster, type OwnRedisCluster } from '@tickwork/testkit';
 import { judge, report, startScenario, type CreatedJob, type LedgerRun, type Scenario } from './lib/scenario.ts';
@@ -50,8 +51,41 @@ async function schedulersByQueue(shards: number): Promise<Map<string, string[]>>
   try {
     const names = fireQueueNamesOf({ prefix, shards, cluster: true });
     const found = new Map<string, string[]>();
-    for (const name of names) found.set(name, await client.zrange(`${prefix}:${name}:repeat`, 0, -1));
+    for (const name of names) found.set(name, await client.zrange(`${prefix}:${name}:repeat`, 0, '-1'));
     return found;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** What the cluster and the processes say, printed when a case fails. */
+async function diagnose(label: string): Promise<void> {
+  const client = cluster.client();
+  try {
+    const lines: string[] = [`[chaos] diagnose ${label}`];
+    lines.push(`  fire-queues ${(await client.smembers(`${prefix}:tickwork:fire-queues`)).join(' ')}`);
+    lines.push(`  fire-layout ${await client.get(`${prefix}:tickwork:fire-layout`)}`);
+    for (const shards of [SHARDS, 2]) {
+      for (const name of fireQueueNamesOf({ prefix, shards, cluster: true })) {
+        const queue = new Queue(name, { connection: client, prefix });
+        const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'failed', 'completed');
+        lines.push(`  ${name}: schedulers ${await queue.getJobSchedulersCount()} ${JSON.stringify(counts)}`);
+        await queue.close();
+      }
+    }
+    const maintenance = new Queue('{maintenance}', { connection: client, prefix });
+    lines.push(`  maintenance schedulers ${JSON.stringify(await maintenance.getJobSchedulers())}`);
+    lines.push(`  maintenance counts ${JSON.stringify(await maintenance.getJobCounts())}`);
+    for (const job of await maintenance.getJobs(['completed', 'failed'], 0, 8)) {
+      lines.push(`  ${job.name} ${job.finishedOn} ${job.failedReason ?? JSON.stringify(job.returnvalue)}`);
+    }
+    await maintenance.close();
+    for (const [i, proc] of [...scenario.fleet.workers, ...scenario.fleet.apis].entries()) {
+      lines.push(`  process ${i} output:\n${proc.output.join('').slice(-3_000)}`);
+    }
+    console.log(lines.join('\n'));
+  } catch (error) {
+    console.log(`[chaos] diagnose ${label} failed: ${String(error)}`);
   } finally {
     client.disconnect();
   }
@@ -108,18 +142,26 @@ describe('Redis Cluster, fire queue in shards', () => {
     expect((await cluster.masterOf(`${prefix}:${names[0]}:repeat`)).port).not.toBe(victim.port);
 
     const firstAfter = new Map<string, number>();
-    await sink.waitFor(
-      (received) => {
-        for (const c of received) {
-          const id = String(c.headers['tickwork-job-id']);
-          const scheduledFor = Date.parse(String(c.headers['tickwork-scheduled-for']));
-          if (!firstAfter.has(id) && c.at > killedAt && scheduledFor > killedAt) firstAfter.set(id, c.at);
-        }
-        return jobs.every((j) => firstAfter.has(j.id));
-      },
-      60_000,
-      'every job to fire again after the failover',
-    );
+    const notAgain = () =>
+      jobs.filter((j) => !firstAfter.has(j.id)).map((j) => `${j.id} shard ${shardIndexOf(j.id, SHARDS)}`);
+    await sink
+      .waitFor(
+        (received) => {
+          for (const c of received) {
+            const id = String(c.headers['tickwork-job-id']);
+            const scheduledFor = Date.parse(String(c.headers['tickwork-scheduled-for']));
+            if (!firstAfter.has(id) && c.at > killedAt && scheduledFor > killedAt) firstAfter.set(id, c.at);
+          }
+          return jobs.every((j) => firstAfter.has(j.id));
+        },
+        60_000,
+        'every job to fire again after the failover',
+      )
+      .catch(async (error: unknown) => {
+        console.log(`[chaos] victim ${victim.port}; jobs not fired again: ${notAgain().join(', ')}`);
+        await diagnose('after the master kill');
+        throw error;
+      });
     const worstMs = Math.max(...jobs.map((j) => firstAfter.get(j.id)! - killedAt));
     // A few regular occurrences after the recovery, then the whole span is judged.
     const settled = Date.now();
@@ -179,7 +221,10 @@ describe('Redis Cluster, fire queue in shards', () => {
       },
       4 * RECONCILE_INTERVAL_MS + 20_000,
       'every scheduler on its new shard',
-    );
+    ).catch(async (error: unknown) => {
+      await diagnose('resharding');
+      throw error;
+    });
     for (const job of jobs) {
       expect(moved.get(names[shardIndexOf(job.id, 2)]!)).toEqual(
         expect.arrayContaining([schedulerIdOf(job.id, job.version)]),

@@ -77,6 +77,9 @@ export async function jobTimesOf({ queue, redis }: RedisQueue, ids: string[]): P
   });
 }
 
+const RELEASE_ATTEMPTS = 20;
+const RELEASE_RETRY_MS = 500;
+
 /**
  * A fleet-wide lock of Tickwork's own beside the queue (one reconcile pass at a time): taken when
  * free, for `ms` at most should its holder die. Returns its release, or undefined when held.
@@ -89,16 +92,23 @@ export async function takeLock(
   const key = queue.toKey(`tickwork:${name}-lock`);
   const token = `${process.pid}:${Math.random().toString(36).slice(2)}`;
   if ((await redis.set(key, token, 'PX', ms, 'NX')) !== 'OK') return undefined;
-  // Release only our own lock: it may have expired and been taken by another holder.
+  // Release only our own lock: it may have expired and been taken by another holder. A release
+  // that meets Redis away (a failover moving the lock's slot) is tried again for a few seconds:
+  // a lock left behind would hold every pass off for `ms`.
   return async () => {
-    await redis
-      .eval(
-        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
-        1,
-        key,
-        token,
-      )
-      .catch(() => {});
+    for (let attempt = 0; attempt < RELEASE_ATTEMPTS; attempt++) {
+      try {
+        await redis.eval(
+          "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
+          1,
+          key,
+          token,
+        );
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS));
+      }
+    }
   };
 }
 
