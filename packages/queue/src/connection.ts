@@ -79,11 +79,14 @@ function nodeOf(entry: string): { host: string; port: number } {
  */
 export function clusterOptionsFrom(url: string, role: RedisRole, extra: RedisOptions = {}): ClusterOptions {
   const { host: _host, port: _port, db: _db, ...node } = redisOptionsFrom(url, role);
-  const redisOptions: RedisOptions = { ...node, ...extra };
-  const { enableOfflineQueue, retryStrategy } = redisOptions;
+  // Each node's connection queues the few commands sent while it connects (ioredis's default for
+  // a Cluster's nodes: a promoted replica is connected to on demand); failing fast is the
+  // Cluster's own (see openRedis).
+  const redisOptions: RedisOptions = { ...node, ...extra, enableOfflineQueue: true };
+  const { retryStrategy } = redisOptions;
   return {
     redisOptions,
-    enableOfflineQueue: enableOfflineQueue ?? true,
+    enableOfflineQueue: true,
     enableReadyCheck: true,
     scaleReads: 'master',
     maxRedirections: 16,
@@ -102,6 +105,9 @@ export function clusterOptionsFrom(url: string, role: RedisRole, extra: RedisOpt
   };
 }
 
+/** How long a fail-fast Cluster connection queues commands while it first connects. */
+const FIRST_CONNECT_MS = 3_000;
+
 /**
  * Opens a connection of the given role, named `name` in `CLIENT LIST` (on each node, for a
  * Cluster). Connection errors surface through the commands that meet them; the listener keeps
@@ -109,11 +115,30 @@ export function clusterOptionsFrom(url: string, role: RedisRole, extra: RedisOpt
  */
 export function openRedis(target: RedisTarget, role: RedisRole, name: string, extra: RedisOptions = {}): RedisClient {
   const nodes = clusterNodesOf(target);
-  const redis = nodes
-    ? new Cluster(nodes.map(nodeOf), clusterOptionsFrom(redisUrlOf(target), role, { connectionName: name, ...extra }))
-    : new Redis({ ...redisOptionsFrom(redisUrlOf(target), role), connectionName: name, ...extra });
-  redis.on('error', () => {});
-  return redis;
+  if (!nodes) {
+    const redis = new Redis({ ...redisOptionsFrom(redisUrlOf(target), role), connectionName: name, ...extra });
+    redis.on('error', () => {});
+    return redis;
+  }
+  const cluster = new Cluster(
+    nodes.map(nodeOf),
+    clusterOptionsFrom(redisUrlOf(target), role, { connectionName: name, ...extra }),
+  );
+  cluster.on('error', () => {});
+  const failFast =
+    (extra.enableOfflineQueue ?? redisOptionsFrom(redisUrlOf(target), role).enableOfflineQueue) === false;
+  if (failFast) {
+    // A Cluster is usable before it says ready (BullMQ sends its version check as soon as a
+    // queue is made, while the Cluster is still loading its slot map): its offline queue holds
+    // those first commands, then is turned off, so from then on a command fails at once while
+    // the Cluster is away, as on a single fail-fast connection.
+    const offlineQueueOff = () => {
+      cluster.options.enableOfflineQueue = false;
+    };
+    cluster.once('ready', offlineQueueOff);
+    setTimeout(offlineQueueOff, FIRST_CONNECT_MS).unref();
+  }
+  return cluster;
 }
 
 /**
