@@ -258,6 +258,15 @@ describe('Redis Cluster, fire queue in shards', () => {
     );
     console.log(`[chaos] reshard missed slots (job@s after the change): ${missedAt.sort().join(' ')}`);
     console.log(`[chaos] reshard timeline: ${timeline.join(' ')}`);
+    if (process.env.TICKWORK_CHAOS_DEBUG) {
+      for (const [i, proc] of fleet.workers.entries()) {
+        const lines = proc.output
+          .join('')
+          .split('\n')
+          .filter((line) => /reconcile|maintenance/.test(line));
+        console.log(`[chaos] worker ${i} reconcile lines:\n${lines.join('\n').slice(-6_000)}`);
+      }
+    }
     report('redis-cluster reshard 3→2', {
       expected: verdict.expected,
       lost: verdict.lost.length,
