@@ -84,7 +84,8 @@ async function main() {
       `  ADMIN_TOKEN  ${env.ADMIN_TOKEN}`,
       `  Postgres     ${env.DATABASE_URL}`,
       cluster
-        ? `  Redis        Cluster ${env.REDIS_CLUSTER_NODES}  prefix ${env.BULLMQ_PREFIX}  shards ${env.FIRE_QUEUE_SHARDS}`
+        ? `  Redis        Cluster ${env.REDIS_CLUSTER_NODES}  prefix ${env.BULLMQ_PREFIX}` +
+          `  shards ${env.FIRE_QUEUE_SHARDS}`
         : `  Redis        ${env.REDIS_URL}  prefix ${env.BULLMQ_PREFIX}`,
       '',
     ].join('\n'),

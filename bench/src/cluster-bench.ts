@@ -80,13 +80,16 @@ export async function clusterBench(options: {
         usedMemory: () => clusterUsedMemory(cluster),
       });
       console.log(
-        `  cluster: ${atRate.deliveriesPerSec} deliveries/s, lag p50/p95/p99 ${atRate.lagP50Ms}/${atRate.lagP95Ms}/${atRate.lagP99Ms} ms (max ${atRate.lagMaxMs}), ` +
-          `lost ${atRate.lost}, duplicates ${atRate.duplicates}, runs ${atRate.runsRecorded}/${atRate.expected}, Redis ${atRate.redisBytesPerSchedule} B/schedule (masters summed)`,
+        `  cluster: ${atRate.deliveriesPerSec} deliveries/s, ` +
+          `lag p50/p95/p99 ${atRate.lagP50Ms}/${atRate.lagP95Ms}/${atRate.lagP99Ms} ms (max ${atRate.lagMaxMs}), ` +
+          `lost ${atRate.lost}, duplicates ${atRate.duplicates}, runs ${atRate.runsRecorded}/${atRate.expected}, ` +
+          `Redis ${atRate.redisBytesPerSchedule} B/schedule (masters summed)`,
       );
     }
 
     console.log(
-      `drain: ${options.drainCount} occurrences due at one instant, single node (hz ${options.single.hz}) vs the cluster, ${options.rounds} round(s) each, alternating`,
+      `drain: ${options.drainCount} occurrences due at one instant, single node (hz ${options.single.hz}) ` +
+        `vs the cluster, ${options.rounds} round(s) each, alternating`,
     );
     const single = await deploy({ redisUrl: options.single.url, workers: 1, label: 'tw_bench_single' });
     const onCluster = await deploy({
@@ -127,7 +130,8 @@ export async function clusterBench(options: {
       clusterShots,
     };
     console.log(
-      `  single ${singlePerSec}/s (rounds ${singleShots.join(', ')}), cluster ${clusterPerSec}/s (rounds ${clusterShots.join(', ')}), cluster/single ${drain.clusterOverSingle}×`,
+      `  single ${singlePerSec}/s (rounds ${singleShots.join(', ')}), ` +
+        `cluster ${clusterPerSec}/s (rounds ${clusterShots.join(', ')}), cluster/single ${drain.clusterOverSingle}×`,
     );
     return { masters, shards: masters, atRate, drain };
   } finally {

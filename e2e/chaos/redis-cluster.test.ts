@@ -125,7 +125,7 @@ describe('Redis Cluster, fire queue in shards', () => {
     );
   });
 
-  it('kill -9 of a master: its replica takes over, every job fires again within 60 s, no occurrence twice', async () => {
+  it('kill -9 of a master: its replica takes over, every job fires again in 60 s, no occurrence twice', async () => {
     const { sink } = scenario;
     const from = Date.now();
     await sink.waitFor(

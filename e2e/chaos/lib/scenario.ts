@@ -32,7 +32,10 @@ export interface ScenarioOptions {
   nginx?: boolean;
   /** A Redis of the scenario's own (when it flushes or restarts Redis). */
   redisUrl?: string;
-  /** Whether close() removes the scenario's keys from Redis (not for a Redis the test throws away). @defaultValue true */
+  /**
+   * Whether close() removes the scenario's keys from Redis (not for a Redis the test throws away).
+   * @defaultValue true
+   */
   cleanRedis?: boolean;
   /** Rewrites the database URL the processes use (to put a proxy in between). */
   databaseUrlFor?: (url: string) => string;
