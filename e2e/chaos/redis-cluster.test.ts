@@ -238,7 +238,8 @@ describe('Redis Cluster, fire queue in shards', () => {
           const listed = await client.smembers(`${prefix}:tickwork:fire-queues`);
           return listed.sort().join(',') === [...names].sort().join(',') ? listed : undefined;
         },
-        4 * RECONCILE_INTERVAL_MS + 10_000,
+        // Forgotten once empty for ten passes.
+        14 * RECONCILE_INTERVAL_MS + 10_000,
         'only the new queues listed',
       );
     } finally {
@@ -259,6 +260,17 @@ describe('Redis Cluster, fire queue in shards', () => {
     console.log(`[chaos] reshard missed slots (job@s after the change): ${missedAt.sort().join(' ')}`);
     console.log(`[chaos] reshard timeline: ${timeline.join(' ')}`);
     if (process.env.TICKWORK_CHAOS_DEBUG) {
+      const job0 = jobs[0]!;
+      const rel = (t: number) => ((t - changedAt) / 1000).toFixed(1);
+      const rows = runs
+        .filter((r) => r.jobId === job0.id && r.scheduledFor > changedAt - 3_000)
+        .sort((a, b) => a.scheduledFor - b.scheduledFor)
+        .map((r) => `${rel(r.scheduledFor)}:${r.trigger[0]}:${r.status}${r.skipReason ? `/${r.skipReason}` : ''}`);
+      console.log(`[chaos] job 0 runs: ${rows.join(' ')}`);
+      const got = sink.received
+        .filter((c) => c.headers['tickwork-job-id'] === job0.id && c.at > changedAt - 3_000)
+        .map((c) => `${rel(Date.parse(String(c.headers['tickwork-scheduled-for'])))}@${rel(c.at)}`);
+      console.log(`[chaos] job 0 callbacks (scheduled@received): ${got.join(' ')}`);
       for (const [i, proc] of fleet.workers.entries()) {
         const lines = proc.output
           .join('')
@@ -278,5 +290,5 @@ describe('Redis Cluster, fire queue in shards', () => {
     expect(verdict.twoIds).toEqual([]);
     expect(verdict.unknownIds).toEqual([]);
     expect(doubledRows(runs)).toEqual([]);
-  });
+  }, 180_000);
 });

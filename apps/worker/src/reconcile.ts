@@ -16,7 +16,7 @@
  *   change of FIRE_QUEUE_SHARDS) → removed there, then registered on its shard like a missing one
  *   (with the catch-up of an occurrence missed in between), so each occurrence is queued once;
  *   occurrences already queued stay where they are and are consumed there, and a fire queue of an
- *   earlier shard count is forgotten once it is empty.
+ *   earlier shard count is forgotten once it has stayed empty for `retireAfterMs`.
  * Every repair is idempotent, so a pass can run on any worker, twice, or after a FLUSHALL.
  */
 import type { Kysely } from 'kysely';
@@ -81,6 +81,12 @@ export interface ReconcileOptions {
   pageSize?: number;
   /** Redis writes in flight at once. @defaultValue 50 */
   concurrency?: number;
+  /**
+   * How long a fire queue of an earlier shard count must stay empty before it is forgotten (an api
+   * or worker still running with that count could put a job there until it is replaced).
+   * @defaultValue 5 minutes
+   */
+  retireAfterMs?: number;
   /** Called once per kind with a non-zero count (a metrics counter plugs in here). */
   onRepair?: (kind: RepairKind, count: number) => void;
 }
@@ -95,6 +101,7 @@ const CREATE_IN_FLIGHT_MAX_MS = 5 * 60_000;
 /** A scheduler's current occurrence that started this long ago without a successor is stuck. */
 const STARTED_WITHOUT_SUCCESSOR_MS = 60_000;
 const SUSPECTS_TTL_S = 3_600;
+const RETIRE_AFTER_MS = 5 * 60_000;
 /** An open run younger than this may be mid-flight between Postgres and Redis: left alone. */
 const OPEN_RUN_MIN_AGE_MS = 2 * 60_000;
 
@@ -138,9 +145,10 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
 
   // Every scheduler Redis holds, with its next occurrence, in every fire queue. One in a queue
   // other than its job's shard is removed there first, and then judged missing on its shard.
-  const shards = await fireQueue.knownShards();
+  // Read afresh, not from the handle's cache: a pass must see a newer shard count's queues at once.
+  const shards = await fireQueue.knownShards({ fresh: true });
   const moving = shards.length > fireQueue.shards.length;
-  if (moving && !(await fireQueue.isCurrentLayout())) {
+  if (!(await fireQueue.isCurrentLayout())) {
     // A worker started with an earlier shard count than the latest one's: it would move jobs
     // back. The passes of the workers started with the latest count do the work.
     const skipped = 'another shard count is current (FIRE_QUEUE_SHARDS changed)';
@@ -273,8 +281,11 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
   // A fire queue of an earlier shard count with nothing left in it is forgotten (workers stop
   // consuming it when they next start).
   if (moving) {
+    const retireAfterMs = options.retireAfterMs ?? RETIRE_AFTER_MS;
     for (const shard of shards.slice(fireQueue.shards.length)) {
-      if (await isEmpty(shard)) await fireQueue.retire(shard.name);
+      if ((await fireQueue.emptyFor(shard.name, await isEmpty(shard), now)) >= retireAfterMs) {
+        await fireQueue.retire(shard.name);
+      }
     }
   }
 

@@ -225,6 +225,8 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const reconciler = createReconciler({
     db: database.db,
     fireQueue: probeQueue,
+    // Ten passes: a rolling restart with a new FIRE_QUEUE_SHARDS is over by then.
+    retireAfterMs: 10 * config.reconcileIntervalMs,
     logger: logger.child({ task: 'reconcile' }),
     onRepair: countReconcileRepairs,
   });

@@ -158,15 +158,35 @@ export class FireQueue implements RedisQueue {
   async retire(name: string): Promise<void> {
     if (this.shards.some((shard) => shard.name === name)) return;
     await this.redis.srem(this.registryKey, name);
+    await this.redis.hdel(this.emptySinceKey, name);
     this.known = undefined;
+  }
+
+  private get emptySinceKey(): string {
+    return this.home.queue.toKey('tickwork:fire-queues-empty-since');
+  }
+
+  /**
+   * How long a fire queue of an earlier shard count has been seen empty (0: just now, or it holds
+   * jobs again): the reconciler forgets one only once it stayed empty a while, so a process still
+   * running with that count has been replaced by then.
+   */
+  async emptyFor(name: string, empty: boolean, now = Date.now()): Promise<number> {
+    if (!empty) {
+      await this.redis.hdel(this.emptySinceKey, name);
+      return 0;
+    }
+    await this.redis.hsetnx(this.emptySinceKey, name, String(now));
+    const since = Number(await this.redis.hget(this.emptySinceKey, name));
+    return Number.isFinite(since) ? Math.max(0, now - since) : 0;
   }
 
   /**
    * Every fire queue Redis may hold jobs in: this shard count's, then those of earlier counts not
    * yet emptied (read from Redis at most every 10 s).
    */
-  async knownShards(): Promise<FireShard[]> {
-    if (this.known && Date.now() - this.known.at < KNOWN_SHARDS_CACHE_MS) return this.known.shards;
+  async knownShards(options: { fresh?: boolean } = {}): Promise<FireShard[]> {
+    if (!options.fresh && this.known && Date.now() - this.known.at < KNOWN_SHARDS_CACHE_MS) return this.known.shards;
     const shards = (async () => {
       const names = (await this.redis.smembers(this.registryKey)).sort();
       const current = new Set(this.shards.map((shard) => shard.name));
