@@ -78,7 +78,8 @@ export interface Scenario {
  * `TICKWORK_CHAOS_REDIS_CLUSTER=1`: a scenario that uses the shared Redis runs on a Redis Cluster
  * of its own instead (3 masters, 3 replicas), with the fire queue in 3 shards under an untagged
  * prefix, so the scenarios that judge only through HTTP and the ledger (worker kill, Postgres
- * stop, rolling restart) run on a cluster unchanged. Not for those that read Redis themselves.
+ * stop, rolling restart) run on a cluster unchanged. Those that read Redis themselves pass their
+ * own `redisUrl` and stay on one Redis.
  */
 const ON_CLUSTER = process.env.TICKWORK_CHAOS_REDIS_CLUSTER === '1';
 
