@@ -220,7 +220,14 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
         if (action.kind === 'stuck' && action.registration.kind === 'scheduler') {
           await queue.removeJobScheduler(action.registration.schedulerId);
         }
-        await applyRegistration(queue, action.job, action.registration, now);
+        // A scheduler's first occurrence is computed as it is written, not as the pass began:
+        // BullMQ starts an interval scheduler whose startDate has passed at the current instant,
+        // which would move the job's phase (a long pass made every re-registered job fire off it).
+        const registration =
+          action.registration.kind === 'scheduler'
+            ? registrationOf(action.job, Date.now(), action.runCount)
+            : action.registration;
+        await applyRegistration(queue, action.job, registration, now);
         repairs[action.kind]++;
         if (action.catchUpFrom !== null) {
           // The first occurrence that has not run is the job's nextRunAt: catch up from there.
