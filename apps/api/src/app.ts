@@ -17,6 +17,7 @@ import rateLimitPlugin from './plugins/rate-limit.ts';
 import swaggerPlugin from './plugins/swagger.ts';
 import adminRoutes from './routes/v1/admin/services.ts';
 import calendarRoutes from './routes/v1/calendars/index.ts';
+import alertRoutes from './routes/v1/alerts/index.ts';
 import healthRoutes from './routes/health.ts';
 import jobRoutes from './routes/v1/jobs/index.ts';
 import runRoutes from './routes/v1/runs/index.ts';
@@ -86,6 +87,7 @@ export default fp<AppConfig>(
         await v1.register(runRoutes);
         await v1.register(scheduleRoutes);
         await v1.register(calendarRoutes);
+        await v1.register(alertRoutes);
         await v1.register(adminRoutes, { secretKey: config.secretKey });
       },
       { prefix: '/v1' },

@@ -4,6 +4,7 @@ import * as m0001 from './migrations/0001_init.ts';
 import * as m0002 from './migrations/0002_scheduling.ts';
 import * as m0003 from './migrations/0003_job_count.ts';
 import * as m0004 from './migrations/0004_target_body_text.ts';
+import * as m0010 from './migrations/0010_alerts.ts';
 import * as m0030 from './migrations/0030_calendars.ts';
 
 /** Every migration, in order. Forward-only: a change is a new file, never an edit. */
@@ -12,6 +13,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002_scheduling': m0002,
   '0003_job_count': m0003,
   '0004_target_body_text': m0004,
+  '0010_alerts': m0010,
   '0030_calendars': m0030,
 };
 
