@@ -15,6 +15,7 @@ import outboundPlugin from './plugins/outbound.ts';
 import queuePlugin from './plugins/queue.ts';
 import rateLimitPlugin from './plugins/rate-limit.ts';
 import swaggerPlugin from './plugins/swagger.ts';
+import alertWatchPlugin from './plugins/alert-watch.ts';
 import adminRoutes from './routes/v1/admin/services.ts';
 import calendarRoutes from './routes/v1/calendars/index.ts';
 import alertRoutes from './routes/v1/alerts/index.ts';
@@ -39,7 +40,9 @@ export type AppConfig = Pick<
   'databaseUrl' | 'databaseReadUrl' | 'databasePoolMax' | 'redisUrl' | 'bullmqPrefix' | 'adminToken' | 'secretKey'
 > &
   /** Optional so a caller that predates them gets the safe defaults: no private callbacks, 1200/min. */
-  Partial<Pick<Config, 'callbackAllowPrivate' | 'callbackAllowedHosts' | 'rateLimitPerMinute'>>;
+  Partial<
+    Pick<Config, 'callbackAllowPrivate' | 'callbackAllowedHosts' | 'rateLimitPerMinute' | 'alertWatchIntervalMs'>
+  >;
 
 export default fp<AppConfig>(
   async (app: FastifyInstance, config) => {
@@ -78,6 +81,11 @@ export default fp<AppConfig>(
     await app.register(outboundPlugin, {
       allowPrivate: config.callbackAllowPrivate ?? false,
       allowedHosts: config.callbackAllowedHosts ?? [],
+    });
+    await app.register(alertWatchPlugin, {
+      secretKey: config.secretKey,
+      policy: app.outboundPolicy,
+      intervalMs: config.alertWatchIntervalMs ?? 10_000,
     });
     await app.register(bullBoardPlugin, { adminToken: config.adminToken });
     await app.register(healthRoutes);

@@ -8,7 +8,14 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { MAX_TIMEOUT_MS, succeedsWithin, type Config } from '@tickwork/core';
-import { abandonRun, createDatabase, findJobById, isConnectionError, type Database } from '@tickwork/db';
+import {
+  abandonRun,
+  countOpenAlerts,
+  createDatabase,
+  findJobById,
+  isConnectionError,
+  type Database,
+} from '@tickwork/db';
 import {
   FINISHED_RETENTION,
   FireQueue,
@@ -21,6 +28,7 @@ import {
 } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
 import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
+import { startAlertWatch } from './alerts.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
 import { countReconcileRepairs, createWorkerRegistry, observeScheduleErrors, observeWorker } from './metrics.ts';
 import { pruneTask } from './prune.ts';
@@ -53,7 +61,9 @@ export type WorkerConfig = Pick<
   | 'shutdownGraceMs'
   | 'reconcileIntervalMs'
   | 'runRetentionDays'
->;
+> &
+  /** Optional so a caller that predates it gets the default (10 s). */
+  Partial<Pick<Config, 'alertWatchIntervalMs'>>;
 
 export interface TickworkWorker {
   worker: Worker<FireJobData>;
@@ -202,6 +212,15 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     tasks,
     refreshMs: Math.min(60_000, config.reconcileIntervalMs),
   });
+  // Postgres only: it sees occurrences that never fired, whatever became of Redis (apis run it too).
+  const alertWatch = startAlertWatch({
+    db: database.db,
+    logger: logger.child({ task: 'alert-watch' }),
+    secretKey: config.secretKey,
+    policy,
+    dispatchers,
+    intervalMs: config.alertWatchIntervalMs ?? 10_000,
+  });
   logger.info({ workerId, concurrency: config.workerConcurrency, maxTimeoutMs: MAX_TIMEOUT_MS }, 'worker started');
 
   let closing: Promise<void> | undefined;
@@ -217,6 +236,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     pool: database.pool,
     queue: probeQueue.queue,
     isReady: async () => Object.values(await isReady()).every(Boolean),
+    openAlerts: () => countOpenAlerts(database.db),
   });
   return {
     worker,
@@ -230,6 +250,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
         const grace = setTimeout(() => abort.abort(new Error('shutdown grace period over')), config.shutdownGraceMs);
         let giveUp: NodeJS.Timeout | undefined;
         postgres.stop();
+        await alertWatch.close();
         try {
           const closed = Promise.all([maintenance.close(), worker.close()])
             .then(() => Promise.all([fireQueue.close(), probeQueue.close()]))

@@ -36,6 +36,8 @@ export interface Config {
   rateLimitPerMinute: number;
   /** 32 bytes that encrypt signing secrets at rest. */
   secretKey: string;
+  /** How often the alert watch judges occurrences and sends alert webhooks. @defaultValue 10000 */
+  alertWatchIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -133,6 +135,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 30_000, 0, 600_000),
     rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
     secretKey,
+    alertWatchIntervalMs: int('ALERT_WATCH_INTERVAL_MS', 10_000, 100, 3_600_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
