@@ -93,7 +93,12 @@ export interface AlertWatch {
 }
 
 /** The instants the job's schedule named in (after, upTo] while it was due to fire, and whether they were cut short. */
-function expectedInstants(watched: WatchedJob, after: number, upTo: number): { instants: number[]; cut: boolean } {
+function expectedInstants(
+  watched: WatchedJob,
+  after: number,
+  upTo: number,
+  onError: (error: unknown, jobId: string) => void,
+): { instants: number[]; cut: boolean } {
   const row = watched.job;
   if (row.state !== 'active' || watched.serviceDisabled) return { instants: [], cut: false };
   if (row.max_runs !== null && row.run_count >= row.max_runs) return { instants: [], cut: false };
@@ -106,9 +111,11 @@ function expectedInstants(watched: WatchedJob, after: number, upTo: number): { i
     const instants = all.filter((at) => at <= upTo);
     return { instants, cut: instants.length === OCCURRENCES_PER_JOB };
   } catch (error) {
-    // A cron instant that cannot be computed fires nothing either; the schedule-error metric says so.
-    if (error instanceof ScheduleComputeError) return { instants: [], cut: false };
-    throw error;
+    // A cron instant that cannot be computed fires nothing either; the schedule-error metric says
+    // so. Anything else about one job's schedule must not stop the watch for every other job:
+    // its runs are still judged.
+    if (!(error instanceof ScheduleComputeError)) onError(error, row.id);
+    return { instants: [], cut: false };
   }
 }
 
@@ -131,7 +138,9 @@ export function startAlertWatch(options: AlertWatchOptions): AlertWatch {
           await advanceAlertWatch(trx, watched.job.id, watched.checkedUntil, nextCheck);
           continue;
         }
-        const expected = expectedInstants(watched, checkedUntil, deadline);
+        const expected = expectedInstants(watched, checkedUntil, deadline, (error, jobId) =>
+          logger.warn({ err: error, jobId }, 'could not compute the instants of a watched job; its runs are judged'),
+        );
         const runs = await scheduledRunsBetween(
           trx,
           watched.job.id,
