@@ -167,7 +167,7 @@ describe('alerts on real processes', () => {
     expect((await call(apis[0]!, 'DELETE', `/v1/jobs/${job.id}`, { token: service.apiKey })).status).toBe(204);
   });
 
-  it('opens not_fired from the api processes alone while every worker is stopped, once, and resolves once one fires', async () => {
+  it('opens not_fired from the apis alone with every worker stopped, once, and resolves once one fires', async () => {
     const service = await newService('alerts-no-worker');
     await worker!.stop('SIGTERM');
     const job = await createJob(service.apiKey, {

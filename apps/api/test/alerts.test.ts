@@ -172,7 +172,7 @@ describe('alertWebhookUrl', () => {
 });
 
 describe('the watch in the api process, and GET /v1/alerts', () => {
-  it('opens not_fired for an occurrence no worker fired, shows it on the job, and resolves it on a later success', async () => {
+  it('opens not_fired when no worker fired, shows it on the job, resolves it on a later success', async () => {
     const service = await api.newService('alert-watch');
     // An interval job whose first occurrence is 1 s after creation: no worker runs here.
     const created = (

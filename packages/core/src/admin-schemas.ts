@@ -40,7 +40,8 @@ export const CreateServiceBody = Type.Object(
 export type CreateServiceBody = Static<typeof CreateServiceBody>;
 
 const ALERT_WEBHOOK_DOC =
-  'Where alerts of its jobs are sent (`alert.opened`, `alert.resolved`), signed like callbacks and held to the same destination rules; null stops sending.';
+  'Where alerts of its jobs are sent (`alert.opened`, `alert.resolved`), signed like callbacks ' +
+  'and held to the same destination rules; null stops sending.';
 
 export const UpdateServiceBody = Type.Object(
   {

@@ -24,7 +24,7 @@ describe('verdictOf', () => {
     }
   });
 
-  it('waits for a first attempt in flight, unless it has been stuck for an hour; a second attempt means one failed', () => {
+  it('waits for a first attempt in flight unless stuck for an hour; a second attempt means one failed', () => {
     expect(verdictOf(run(NOW - 1_000, 'running'), NOW)).toEqual({ kind: 'pending' });
     expect(verdictOf(run(0, 'running', { attempts: 2 }), NOW)).toEqual({ kind: 'bad', reason: 'failed' });
     expect(verdictOf(run(0, 'running', { startedAt: NOW - STUCK_RUN_MS - 1 }), NOW)).toEqual({

@@ -28,7 +28,8 @@ export const AlertSchema = Type.Object(
     scheduledFor: { ...Instant, description: 'The instant of the occurrence that did not succeed in time.' },
     reason: StringEnum(ALERT_REASONS, {
       description:
-        'Its run `failed` or went `dead` (or was still retrying at the deadline), was `skipped` (overlap) or `missed` (late past the misfire grace), or no run of it was recorded: `not_fired`.',
+        'Its run `failed` or went `dead` (or was still retrying at the deadline), was `skipped` (overlap) ' +
+        'or `missed` (late past the misfire grace), or no run of it was recorded: `not_fired`.',
     }),
     openedAt: Instant,
     resolvedAt: Nullable({ ...Instant, description: 'When a later occurrence succeeded; null while open.' }),

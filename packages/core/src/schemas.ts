@@ -66,7 +66,9 @@ const JITTER_DOC =
   'Delay each scheduled occurrence by up to this many ms, the same for one occurrence on every retry (default 0).';
 const MISFIRE_DOC = 'What happens to an occurrence that starts late (workers down, Redis rebuilt).';
 const ALERT_AFTER_DOC =
-  'Open an alert when an occurrence has not succeeded this many ms after its instant: it failed, went dead, was skipped or missed, or never fired (1 s to 30 days, more than `jitterMs`; null: no alerts). See `GET /v1/alerts`.';
+  'Open an alert when an occurrence has not succeeded this many ms after its instant: it failed, went dead, ' +
+  'was skipped or missed, or never fired (1 s to 30 days, more than `jitterMs`; null: no alerts). ' +
+  'See `GET /v1/alerts`.';
 const RETRY_DOC = '408, 429, 5xx, timeouts and connection errors are retried; other 4xx and 3xx fail at once.';
 
 const CronScheduleSchema = Type.Object(

@@ -259,7 +259,8 @@ export async function claimResolvableAlerts(trx: Transaction<Database>, limit: n
     select a.* from alerts a join jobs j on j.id = a.job_id
     where a.resolved_at is null and exists (
       select 1 from runs r
-      where r.job_id = a.job_id and r.trigger = 'schedule' and r.status = 'succeeded' and r.scheduled_for > a.scheduled_for
+      where r.job_id = a.job_id and r.trigger = 'schedule' and r.status = 'succeeded'
+        and r.scheduled_for > a.scheduled_for
     )
     limit ${limit}
     for update of a skip locked

@@ -213,7 +213,9 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
         operationId: 'updateService',
         summary: "Change a service's quotas and its alert webhook",
         description:
-          'Existing jobs are kept; the new quotas apply to the next create or update. `alertWebhookUrl` must be an http or https URL that callbacks could reach (the same destination rules); alerts opened or resolved from then on are sent to it.',
+          'Existing jobs are kept; the new quotas apply to the next create or update. `alertWebhookUrl` ' +
+          'must be an http or https URL that callbacks could reach (the same destination rules); alerts ' +
+          'opened or resolved from then on are sent to it.',
         params: ServiceParams,
         body: Ref(UpdateServiceBody),
         response: { 200: success(Ref(ServiceSchema), 'The service, with its new quotas and webhook.') },

@@ -18,7 +18,9 @@ const alerts: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listAlerts',
         summary: 'Alerts of your jobs, newest first',
         description:
-          'An alert opens when an occurrence of a job with `alertAfterMs` has not succeeded that long after its instant, and resolves when a later occurrence succeeds. Cursor-paged: pass the `nextCursor` of a page as `cursor` to get the next one.',
+          'An alert opens when an occurrence of a job with `alertAfterMs` has not succeeded that long after ' +
+          'its instant, and resolves when a later occurrence succeeds. Cursor-paged: pass the `nextCursor` ' +
+          'of a page as `cursor` to get the next one.',
         querystring: AlertListQuery,
         response: { 200: success(Ref(AlertListSchema), 'A page of alerts.') },
       },
