@@ -10,7 +10,8 @@
  *   alone, once although two of them watch; `tickwork_alerts_open` counts it; a worker started
  *   again fires it and the alert resolves.
  * - With the worker running, a job whose scheduler Redis lost (the reconciler is slow here)
- *   opens `not_fired` too: the watch does not depend on what failed.
+ *   opens `not_fired` too: the watch does not depend on what failed. A webhook call answered
+ *   503 comes again under the same `webhook-id`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, type ConnectionOptions } from 'bullmq';
@@ -41,8 +42,9 @@ let env: FleetEnv;
 let apis: Proc[] = [];
 let worker: Proc | undefined;
 let sink: Sink;
-/** Paths of the receiver that answer 500 (a callback that fails). */
+/** Paths of the receiver that answer 500 (a callback that fails), and paths that fail their first call. */
 const failing = new Set<string>();
+const failingOnce = new Set<string>();
 
 beforeAll(async () => {
   db = await createTestDatabase('tw_e2e_alerts');
@@ -56,7 +58,10 @@ beforeAll(async () => {
     RECONCILE_INTERVAL_MS: '600000',
   };
   sink = await startSink();
-  sink.respond = (received) => ({ status: failing.has(received.path) ? 500 : 200 });
+  sink.respond = (received) => {
+    if (failingOnce.delete(received.path)) return { status: 503 };
+    return { status: failing.has(received.path) ? 500 : 200 };
+  };
   apis = await Promise.all([startApi(env), startApi(env)]);
   worker = await startWorker(env);
 });
@@ -213,8 +218,9 @@ describe('alerts on real processes', () => {
     expect((await call(apis[0]!, 'DELETE', `/v1/jobs/${job.id}`, { token: service.apiKey })).status).toBe(204);
   });
 
-  it('opens not_fired when Redis lost the scheduler, with the worker running', async () => {
+  it('opens not_fired when Redis lost the scheduler (worker running); a failed webhook is retried', async () => {
     const service = await newService('alerts-lost-scheduler');
+    failingOnce.add(`/alerts/${service.name}`);
     const job = await createJob(service.apiKey, {
       name: 'lost',
       schedule: { every: '1s' },
@@ -233,10 +239,12 @@ describe('alerts on real processes', () => {
     }
     const alert = await eventually(async () => (await openAlertsOf(service.apiKey, job.id))[0], 20_000);
     expect(alert.reason).toBe('not_fired');
-    await sink.waitFor(
-      () => webhooksOf(service, job.id).some((c) => c.type === 'alert.opened'),
-      20_000,
-      'alert.opened',
-    );
+    // The first call answered 503: it comes again, the same notification under the same webhook-id.
+    await sink.waitFor(() => webhooksOf(service, job.id).length >= 2, 30_000, 'alert.opened, retried');
+    const [first, second] = webhooksOf(service, job.id);
+    expect(first!.type).toBe('alert.opened');
+    expect(second!.headers['webhook-id']).toBe(first!.headers['webhook-id']);
+    expect(second!.data).toEqual(first!.data);
+    expect(Number(second!.headers['tickwork-attempt'])).toBe(2);
   });
 });
