@@ -23,6 +23,7 @@ import {
   ScheduleComputeError,
   backoffDelay,
   decryptSecret,
+  exclusionOf,
   judgeOccurrences,
   nextOccurrences,
   normalizedScheduleOf,
@@ -34,9 +35,11 @@ import {
 } from '@tickwork/core';
 import {
   advanceAlertWatch,
+  calendarSpecOf,
   claimNotifications,
   claimResolvableAlerts,
   claimWatchedJobs,
+  findCalendars,
   jobFromRow,
   lockJobForAlert,
   openAlert,
@@ -141,6 +144,13 @@ export function startAlertWatch(options: AlertWatchOptions): AlertWatch {
         const expected = expectedInstants(watched, checkedUntil, deadline, (error, jobId) =>
           logger.warn({ err: error, jobId }, 'could not compute the instants of a watched job; its runs are judged'),
         );
+        // A day the job's calendars exclude is not one it should have fired on.
+        const calendarIds = watched.job.calendar_ids ?? [];
+        if (expected.instants.length > 0 && calendarIds.length > 0) {
+          const calendars = await findCalendars(trx, watched.job.service_id, calendarIds);
+          const exclusion = exclusionOf(calendars.map(calendarSpecOf));
+          if (!exclusion.empty) expected.instants = expected.instants.filter((at) => !exclusion.excludes(at));
+        }
         const runs = await scheduledRunsBetween(
           trx,
           watched.job.id,

@@ -29,13 +29,18 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function serviceWithJobs(name: string, count: number) {
+async function serviceWithJobs(
+  name: string,
+  count: number,
+  calendarIds: (serviceId: string) => Promise<string[]> = async () => [],
+) {
   const service = await insertService(db.db, {
     id: uuidv7(),
     name,
     signingSecret: encryptSecret(generateSigningSecret(), SECRET_KEY),
   });
   await setAlertWebhookUrl(db.db, service.id, `${sink.url}/${name}`);
+  const calendars = await calendarIds(service.id);
   // Every second since 30 s ago, due within 1 s, and nothing ever recorded: each one not_fired.
   const since = new Date(Date.now() - 30_000);
   const ids = Array.from({ length: count }, () => uuidv7());
@@ -59,6 +64,7 @@ async function serviceWithJobs(name: string, count: number) {
         overlap: 'allow',
         labels: '{}',
         alert_after_ms: 1_000,
+        calendar_ids: calendars,
         created_at: since,
         updated_at: since,
       })),
@@ -157,5 +163,37 @@ describe('several alert watches on one database', () => {
     await watch.pass();
     const opened = await db.db.selectFrom('alerts').select('reason').where('job_id', '=', jobId).execute();
     expect(opened).toEqual([{ reason: 'not_fired' }]);
+  });
+
+  it("expects nothing on a day the job's calendars exclude: no not_fired on a holiday", async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    const { ids } = await serviceWithJobs('holiday', 1, async (serviceId) => {
+      const id = uuidv7();
+      await db.db
+        .insertInto('calendars')
+        .values({
+          id,
+          service_id: serviceId,
+          name: 'holidays',
+          timezone: 'UTC',
+          dates: [yesterday, today],
+          ranges: '[]',
+          created_at: new Date(),
+          updated_at: new Date(),
+        })
+        .execute();
+      return [id];
+    });
+    const watch = newWatch();
+    await watch.pass();
+    const watched = await db.db
+      .selectFrom('alert_watch')
+      .select('checked_until')
+      .where('job_id', '=', ids[0]!)
+      .executeTakeFirstOrThrow();
+    // Judged up to about a second ago, and nothing opened.
+    expect(watched.checked_until.getTime()).toBeGreaterThan(Date.now() - 5_000);
+    expect(await db.db.selectFrom('alerts').select('id').where('job_id', '=', ids[0]!).execute()).toEqual([]);
   });
 });

@@ -10,7 +10,8 @@
  *   of an overlap, or `missed` (late past its misfire grace): an alert opens, unless one is open;
  * - no run was recorded although the schedule named the instant: `not_fired` (the workers were
  *   down, Redis lost the scheduler, ...);
- * - skips the client asked for (a pause, a new version, and any reason not above) judge nothing;
+ * - skips the client asked for (a pause, a new version, a calendar's excluded day, and any reason
+ *   not above) judge nothing, and an instant on a day the job's calendars exclude is not expected;
  * - a first attempt still in flight is judged when it ends (a callback is bounded by its timeout).
  */
 import { Type, type Static } from 'typebox';
