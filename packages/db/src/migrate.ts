@@ -25,7 +25,10 @@ const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
  */
 // biome-ignore lint/suspicious/noExplicitAny: any Kysely<DB> may be migrated, as kysely's own Migrator takes it.
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
-  const migrator = new Migrator({ db, provider });
+  // Migrations are numbered by area (0010 alerts, 0020 history, 0030 calendars, …), so a database
+  // that applied a higher number first may meet a lower one later: still applied in name order,
+  // but not refused for being out of order.
+  const migrator = new Migrator({ db, provider, allowUnorderedMigrations: true });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
