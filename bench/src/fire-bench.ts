@@ -18,6 +18,37 @@ import { redisUsedMemory } from './redis-server.ts';
 import { median, percentile, rotated, round, sleep } from './stats.ts';
 import { createJobs, deploy, type Deployment, type JobDraft } from './tickwork.ts';
 
+/**
+ * A process of the deployment that ended while it was being measured. Its figures would be
+ * meaningless (a dead worker delivers nothing, and its RSS can no longer be read), so the bench
+ * reports the death itself: exit code, signal and what the process printed last.
+ */
+export class ProcessDied extends Error {
+  readonly role: string;
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly lastOutput: string;
+  constructor(role: string, code: number | null, signal: NodeJS.Signals | null, lastOutput: string) {
+    super(
+      `${role} died during the measurement: exit code ${code}, signal ${signal}\n--- its last output ---\n${lastOutput}`,
+    );
+    this.name = 'ProcessDied';
+    this.role = role;
+    this.code = code;
+    this.signal = signal;
+    this.lastOutput = lastOutput;
+  }
+}
+
+/** Throws {@link ProcessDied} when any of the processes has exited. */
+export function assertAlive(processes: Array<{ role: string; proc: Deployment['api'] }>): void {
+  for (const { role, proc } of processes) {
+    const { exitCode, signalCode } = proc.child;
+    if (exitCode === null && signalCode === null) continue;
+    throw new ProcessDied(role, exitCode, signalCode, proc.output.join('').slice(-4_000));
+  }
+}
+
 const scheduledForOf = (r: Received) => Date.parse(String(r.headers['tickwork-scheduled-for']));
 
 export interface AtRateFigures {
@@ -101,7 +132,12 @@ export async function fireAtRate(options: {
     let apiRss = 0;
     const workerRss = tw.workers.map(() => 0);
     const load = loadNow();
+    const processes = [
+      { role: 'api', proc: tw.api },
+      ...tw.workers.map((proc, i) => ({ role: `worker ${i + 1}`, proc })),
+    ];
     while (Date.now() < windowEnd) {
+      assertAlive(processes);
       apiRss = Math.max(apiRss, rssOf(tw.api.child.pid!).rssMiB);
       tw.workers.forEach((w, i) => {
         workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).rssMiB);
@@ -121,11 +157,13 @@ export async function fireAtRate(options: {
       Date.now() < deadline;
     ) {
       await sleep(500);
+      assertAlive(processes);
       const n = countInWindow();
       if (n >= expectedCount) break;
       if (n !== last) [last, quietSince] = [n, Date.now()];
       else if (Date.now() - quietSince > 3_000) break;
     }
+    assertAlive(processes);
     apiRss = Math.max(apiRss, rssOf(tw.api.child.pid!).peakMiB);
     tw.workers.forEach((w, i) => {
       workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).peakMiB);
