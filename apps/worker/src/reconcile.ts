@@ -1,6 +1,6 @@
 /**
- * The reconciler: Postgres is the truth, Redis a cache of it. One pass walks every active job
- * (keyset pages) and makes BullMQ match it, then removes what no job accounts for:
+ * The reconciler: Postgres is the truth, Redis a cache of it. It makes BullMQ match Postgres,
+ * then removes what no job accounts for:
  * - `missing`: the job's scheduler (or one-shot) is not in Redis → registered again;
  * - `stuck`: the scheduler is there but has no pending next occurrence (BullMQ #3272, #3381:
  *   schedulers that silently stop) → registered again;
@@ -12,6 +12,15 @@
  * - `run`: a run still open (running, retrying) whose BullMQ job is gone (Redis lost it while it
  *   waited for a worker or a retry) → enqueued again under the same BullMQ id; it keeps its run
  *   id. This covers scheduled occurrences and the runs the api recorded itself (run now, replay).
+ *
+ * Two kinds of pass, neither holding every id in memory:
+ * - steady (every interval): the jobs changed since the last pass (`updated_at`, an index scan)
+ *   and the active jobs whose next run is overdue (a firing job moves it on with every run, so a
+ *   scheduler that stopped or that Redis lost shows there). Its cost follows what changed or fell
+ *   overdue, not the number of jobs.
+ * - sweep (rare, `sweepIntervalMs`; and whenever the reconciler's marks are gone from Redis, i.e.
+ *   Redis lost its data): every active job in Postgres keyset pages, then every scheduler in ZSCAN
+ *   pages checked against Postgres, one page at a time.
  * Every repair is idempotent, so a pass can run on any worker, twice, or after a FLUSHALL.
  */
 import type { Kysely } from 'kysely';
@@ -20,6 +29,9 @@ import type { Logger } from 'pino';
 import { catchUpOf, type Job } from '@tickwork/core';
 import {
   activeJobsPage,
+  changedJobsPage,
+  overdueJobs,
+  type ChangedCursor,
   jobFromRow,
   jobStatesOf,
   openRuns,
@@ -33,8 +45,9 @@ import {
   catchUpJobIdOf,
   idSet,
   jobTimesOf,
+  schedulerIdScan,
   schedulerNextsOf,
-  schedulerPages,
+  stateHash,
   takeLock,
   type FireQueue,
   manualJobIdOf,
@@ -52,9 +65,18 @@ export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan', '
 export type RepairKind = (typeof REPAIR_KINDS)[number];
 export type RepairCounts = Record<RepairKind, number>;
 
+/**
+ * `sweep`: every active job and every scheduler (rare; after Redis lost its data, always);
+ * `steady`: what changed or fell overdue since the last pass; `auto`: a sweep when Redis lost the
+ * reconciler's marks or the last sweep is `sweepIntervalMs` old, else steady.
+ */
+export type ReconcileMode = 'sweep' | 'steady' | 'auto';
+
 export interface ReconcileReport {
   /** The instant the pass judged against, epoch ms. */
   now: number;
+  /** What the pass was (`auto` picks one of the two). */
+  mode: Exclude<ReconcileMode, 'auto'>;
   jobs: number;
   schedulers: number;
   repairs: RepairCounts;
@@ -75,6 +97,10 @@ export interface ReconcileOptions {
   pageSize?: number;
   /** Redis writes in flight at once. @defaultValue 50 */
   concurrency?: number;
+  /** @defaultValue 'sweep' ({@link createReconciler}'s passes: 'auto') */
+  mode?: ReconcileMode;
+  /** How old the last sweep may be before an `auto` pass sweeps again; 0: every pass. @defaultValue 600000 */
+  sweepIntervalMs?: number;
   /** Called once per kind with a non-zero count (a metrics counter plugs in here). */
   onRepair?: (kind: RepairKind, count: number) => void;
 }
@@ -89,6 +115,20 @@ const CREATE_IN_FLIGHT_MAX_MS = 5 * 60_000;
 /** A scheduler's current occurrence that started this long ago without a successor is stuck. */
 const STARTED_WITHOUT_SUCCESSOR_MS = 60_000;
 const SUSPECTS_TTL_S = 3_600;
+export const DEFAULT_SWEEP_INTERVAL_MS = 10 * 60_000;
+/**
+ * A steady pass reads the jobs changed since the last pass began, less this: an api stamps
+ * `updated_at` before its commit, so a change may become visible after a pass that began later.
+ */
+const CHANGE_MARGIN_MS = 2 * 60_000;
+/**
+ * A job whose next run is this far behind is looked at (a firing job moves it on with every
+ * outcome): with a 30 s interval, a scheduler that stopped or that Redis lost is found within
+ * 15 + 30 s of the occurrence it missed.
+ */
+const OVERDUE_AFTER_MS = 15_000;
+/** Overdue jobs judged per steady pass, the most overdue first: a worker far behind makes many. */
+const OVERDUE_MAX = 2_000;
 /** An open run younger than this may be mid-flight between Postgres and Redis: left alone. */
 const OPEN_RUN_MIN_AGE_MS = 2 * 60_000;
 
@@ -112,7 +152,17 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
   if (!release) {
     const now = options.now ?? Date.now();
     const repairs = Object.fromEntries(REPAIR_KINDS.map((kind) => [kind, 0])) as RepairCounts;
-    return { now, jobs: 0, schedulers: 0, repairs, suspects: 0, durationMs: 0, skipped: 'another pass is running' };
+    const mode = options.mode === 'steady' ? 'steady' : 'sweep';
+    return {
+      now,
+      mode,
+      jobs: 0,
+      schedulers: 0,
+      repairs,
+      suspects: 0,
+      durationMs: 0,
+      skipped: 'another pass is running',
+    };
   }
   try {
     return await reconcilePass(options);
@@ -124,119 +174,41 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
 async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport> {
   const started = Date.now();
   const now = options.now ?? started;
-  const pageSize = options.pageSize ?? 1_000;
-  const concurrency = options.concurrency ?? 50;
-  const { db, fireQueue } = options;
-  const queue = fireQueue.queue;
-  const repairs: RepairCounts = { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 };
+  const { fireQueue } = options;
+  const marks = stateHash(fireQueue, 'reconcile-state');
+  const mark = await marks.read();
+  const requested = options.mode ?? 'sweep';
+  const sweepEvery = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
+  // No marks: Redis lost its data (or this is the first pass ever), and with them every scheduler.
+  const mode: ReconcileMode =
+    requested === 'auto' ? (!mark || Number(mark.sweptAt ?? 0) <= now - sweepEvery ? 'sweep' : 'steady') : requested;
+  const pass: Pass = {
+    options,
+    now,
+    pageSize: options.pageSize ?? 1_000,
+    concurrency: options.concurrency ?? 50,
+    repairs: { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 },
+    jobs: 0,
+    schedulers: 0,
+    previousSuspects: await idSet(fireQueue, 'reconcile-suspects').read(),
+    suspects: [],
+  };
+  if (mode === 'sweep') await sweep(pass);
+  else await steady(pass, mark ? Number(mark.passAt) : now - sweepEvery);
+  await idSet(fireQueue, 'reconcile-suspects').replace(pass.suspects, SUSPECTS_TTL_S);
+  pass.repairs.run = await requeueOpenRuns(options.db, fireQueue, now, pass.concurrency);
+  // The next steady pass reads what changed since this one began (less a margin, in `steady`).
+  await marks.write({ passAt: now, ...(mode === 'sweep' ? { sweptAt: now } : {}) });
 
-  // Every scheduler Redis holds, with its next occurrence.
-  const schedulers = new Map<string, number>();
-  for await (const page of schedulerPages(fireQueue)) for (const { id, next } of page) schedulers.set(id, next);
-  const versionsByJob = new Map<string, number[]>();
-  for (const id of schedulers.keys()) {
-    const parsed = parseSchedulerId(id);
-    if (!parsed) continue;
-    const list = versionsByJob.get(parsed.jobId) ?? [];
-    list.push(parsed.version);
-    versionsByJob.set(parsed.jobId, list);
-  }
-
-  const accounted = new Set<string>();
-  const staleIds: string[] = [];
-  let jobs = 0;
-  let afterId: string | undefined;
-  for (;;) {
-    const rows = await activeJobsPage(db, afterId, pageSize);
-    if (rows.length === 0) break;
-    afterId = rows.at(-1)!.id;
-    jobs += rows.length;
-    const actions = await judgePage(rows, now, fireQueue);
-    for (const row of rows) {
-      for (const version of versionsByJob.get(row.id) ?? []) {
-        const id = schedulerIdOf(row.id, version);
-        if (version === row.version) accounted.add(id);
-        else if (version < row.version) staleIds.push(id);
-        // A newer version than Postgres holds: an update in flight, judged with the orphans.
-      }
-    }
-    await pMap(
-      actions,
-      async (action) => {
-        if (action.kind === 'catchup') {
-          await enqueueCatchUp(queue, action.job, action.at, now);
-          repairs.catchup++;
-          return;
-        }
-        if (action.kind === 'stuck' && action.registration.kind === 'scheduler') {
-          await queue.removeJobScheduler(action.registration.schedulerId);
-        }
-        await applyRegistration(queue, action.job, action.registration, now);
-        repairs[action.kind]++;
-        if (action.catchUpFrom !== null) {
-          // The first occurrence that has not run is the job's nextRunAt: catch up from there.
-          const at = catchUpOf(action.job, action.catchUpFrom - 1, now, action.runCount);
-          if (at !== undefined) {
-            await enqueueCatchUp(queue, action.job, at, now);
-            repairs.catchup++;
-          }
-        }
-      },
-      { concurrency },
-    );
-    if (rows.length < pageSize) break;
-  }
-
-  await pMap(
-    staleIds,
-    async (id) => {
-      await queue.removeJobScheduler(id);
-      repairs.stale++;
-    },
-    { concurrency },
-  );
-
-  // Schedulers no active job accounted for: judged against Postgres as it stands now.
-  const stale = new Set(staleIds);
-  const unaccounted = [...schedulers.keys()].filter(
-    (id) => !accounted.has(id) && !stale.has(id) && parseSchedulerId(id),
-  );
-  const suspectSet = idSet(fireQueue, 'reconcile-suspects');
-  const previousSuspects = await suspectSet.read();
-  const suspects: string[] = [];
-  const removals: Array<{ id: string; kind: 'stale' | 'orphan' }> = [];
-  for (let i = 0; i < unaccounted.length; i += pageSize) {
-    const ids = unaccounted.slice(i, i + pageSize);
-    const states = await jobStatesOf(db, [...new Set(ids.map((id) => parseSchedulerId(id)!.jobId))]);
-    for (const id of ids) {
-      const { jobId, version } = parseSchedulerId(id)!;
-      const state = states.get(jobId);
-      if (state && state.state === 'active' && state.version === version) continue;
-      if (state && version < state.version) removals.push({ id, kind: 'stale' });
-      else if (!state && uuidv7Time(jobId) < now - CREATE_IN_FLIGHT_MAX_MS) removals.push({ id, kind: 'orphan' });
-      else if (previousSuspects.has(id)) removals.push({ id, kind: 'orphan' });
-      else suspects.push(id);
-    }
-  }
-  await pMap(
-    removals,
-    async ({ id, kind }) => {
-      await queue.removeJobScheduler(id);
-      repairs[kind]++;
-    },
-    { concurrency },
-  );
-  await suspectSet.replace(suspects, SUSPECTS_TTL_S);
-
-  repairs.run = await requeueOpenRuns(db, fireQueue, now, concurrency);
-
+  const { repairs } = pass;
   for (const kind of REPAIR_KINDS) if (repairs[kind] > 0) options.onRepair?.(kind, repairs[kind]);
   const report: ReconcileReport = {
     now,
-    jobs,
-    schedulers: schedulers.size,
+    mode,
+    jobs: pass.jobs,
+    schedulers: pass.schedulers,
     repairs,
-    suspects: suspects.length,
+    suspects: pass.suspects.length,
     durationMs: Date.now() - started,
   };
   const repaired = REPAIR_KINDS.some((kind) => repairs[kind] > 0);
@@ -245,6 +217,150 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
     repaired ? 'reconcile repaired Redis from Postgres' : 'reconcile pass',
   );
   return report;
+}
+
+/** What one pass carries from step to step; every list in it is one page long at most, or small. */
+interface Pass {
+  options: ReconcileOptions;
+  now: number;
+  pageSize: number;
+  concurrency: number;
+  repairs: RepairCounts;
+  jobs: number;
+  schedulers: number;
+  /** Suspects of the previous pass: one still unaccounted for now is an orphan. */
+  previousSuspects: Set<string>;
+  suspects: string[];
+}
+
+/**
+ * The rare pass: every active job (Postgres keyset pages) is judged, then every scheduler Redis
+ * holds (ZSCAN pages) is checked against Postgres. One page at a time, never every id at once.
+ */
+async function sweep(pass: Pass): Promise<void> {
+  const { db, fireQueue } = pass.options;
+  let afterId: string | undefined;
+  for (;;) {
+    const rows = await activeJobsPage(db, afterId, pass.pageSize);
+    if (rows.length === 0) break;
+    afterId = rows.at(-1)!.id;
+    await repairJobs(pass, rows);
+    if (rows.length < pass.pageSize) break;
+  }
+  for await (const ids of schedulerIdScan(fireQueue, pass.pageSize)) {
+    pass.schedulers += ids.length;
+    await judgeSchedulers(pass, [...new Set(ids)]);
+  }
+}
+
+/**
+ * The pass of every interval, costing what changed or fell overdue: the jobs the api changed since
+ * the last pass began (less a margin for transactions that committed late), and the active jobs
+ * whose next run is overdue — where a scheduler that stopped, or one Redis lost, shows.
+ */
+async function steady(pass: Pass, lastPassAt: number): Promise<void> {
+  const { db, fireQueue } = pass.options;
+  const judged = new Set<string>();
+  const since = new Date(Math.min(lastPassAt, pass.now) - CHANGE_MARGIN_MS);
+  let after: ChangedCursor | undefined;
+  for (;;) {
+    const { rows, next } = await changedJobsPage(db, since, after, pass.pageSize);
+    if (rows.length === 0) break;
+    after = next;
+    const active = rows.filter((row) => row.state === 'active');
+    for (const row of active) judged.add(row.id);
+    await repairJobs(pass, active);
+    // Their schedulers of this version and the one before, where present: judged like the sweep's.
+    const candidates = rows.flatMap((row) =>
+      row.version > 1
+        ? [schedulerIdOf(row.id, row.version), schedulerIdOf(row.id, row.version - 1)]
+        : [schedulerIdOf(row.id, row.version)],
+    );
+    const nexts = await schedulerNextsOf(fireQueue, candidates);
+    const present = candidates.filter((_, i) => nexts[i] !== undefined);
+    pass.schedulers += present.length;
+    await judgeSchedulers(pass, present);
+    if (rows.length < pass.pageSize) break;
+  }
+  // Last pass's suspects, whatever made them: each is judged again (a few ids at most).
+  const suspected = [...pass.previousSuspects];
+  const stillThere = await schedulerNextsOf(fireQueue, suspected);
+  await judgeSchedulers(
+    pass,
+    suspected.filter((id, i) => stillThere[i] !== undefined && !pass.suspects.includes(id)),
+  );
+  const overdue = await overdueJobs(db, new Date(pass.now - OVERDUE_AFTER_MS), OVERDUE_MAX);
+  await repairJobs(
+    pass,
+    overdue.filter((row) => !judged.has(row.id)),
+  );
+}
+
+/** Judges a page of active jobs against Redis and applies what they need. */
+async function repairJobs(pass: Pass, rows: JobRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const { fireQueue } = pass.options;
+  const { now, repairs } = pass;
+  const queue = fireQueue.queue;
+  pass.jobs += rows.length;
+  const actions = await judgePage(rows, now, fireQueue);
+  await pMap(
+    actions,
+    async (action) => {
+      if (action.kind === 'catchup') {
+        await enqueueCatchUp(queue, action.job, action.at, now);
+        repairs.catchup++;
+        return;
+      }
+      if (action.kind === 'stuck' && action.registration.kind === 'scheduler') {
+        await queue.removeJobScheduler(action.registration.schedulerId);
+      }
+      await applyRegistration(queue, action.job, action.registration, now);
+      repairs[action.kind]++;
+      if (action.catchUpFrom !== null) {
+        // The first occurrence that has not run is the job's nextRunAt: catch up from there.
+        const at = catchUpOf(action.job, action.catchUpFrom - 1, now, action.runCount);
+        if (at !== undefined) {
+          await enqueueCatchUp(queue, action.job, at, now);
+          repairs.catchup++;
+        }
+      }
+    },
+    { concurrency: pass.concurrency },
+  );
+}
+
+/**
+ * Schedulers present in Redis, judged against Postgres as it stands now: one of the job's
+ * current version while it is active is accounted for; one of an older version is stale; one of
+ * a job that is deleted, paused, completed or unknown is an orphan — or only a suspect, when it
+ * may belong to a transaction still in flight (removed by the next pass that still finds it).
+ */
+async function judgeSchedulers(pass: Pass, ids: string[]): Promise<void> {
+  const parsed = ids.flatMap((id) => {
+    const scheduler = parseSchedulerId(id);
+    return scheduler ? [{ id, ...scheduler }] : [];
+  });
+  if (parsed.length === 0) return;
+  const states = await jobStatesOf(pass.options.db, [...new Set(parsed.map((s) => s.jobId))]);
+  const removals: Array<{ id: string; kind: 'stale' | 'orphan' }> = [];
+  for (const { id, jobId, version } of parsed) {
+    const state = states.get(jobId);
+    if (state && state.state === 'active' && state.version === version) continue;
+    if (state && version < state.version) removals.push({ id, kind: 'stale' });
+    else if (!state && uuidv7Time(jobId) < pass.now - CREATE_IN_FLIGHT_MAX_MS) removals.push({ id, kind: 'orphan' });
+    else if (pass.previousSuspects.has(id)) removals.push({ id, kind: 'orphan' });
+    else pass.suspects.push(id);
+  }
+  const queue = pass.options.fireQueue.queue;
+  await pMap(
+    removals,
+    async ({ id, kind }) => {
+      await queue.removeJobScheduler(id);
+      pass.repairs[kind]++;
+    },
+    { concurrency: pass.concurrency },
+  );
 }
 
 /** Decides what each job of a page needs, reading the state of its BullMQ jobs in one round trip. */
@@ -374,5 +490,5 @@ export interface Reconciler {
 
 /** A reconciler on the given handle of the `fire` queue (the worker gives it its fail-fast one). */
 export function createReconciler(options: Omit<ReconcileOptions, 'now'>): Reconciler {
-  return { run: (now) => reconcile({ ...options, ...(now === undefined ? {} : { now }) }) };
+  return { run: (now) => reconcile({ mode: 'auto', ...options, ...(now === undefined ? {} : { now }) }) };
 }

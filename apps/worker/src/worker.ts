@@ -60,6 +60,7 @@ export type WorkerConfig = Pick<
   | 'secretKey'
   | 'shutdownGraceMs'
   | 'reconcileIntervalMs'
+  | 'reconcileSweepIntervalMs'
   | 'runRetentionDays'
 > &
   /** Optional so a caller that predates it gets the default (10 s). */
@@ -198,6 +199,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     db: database.db,
     fireQueue: probeQueue,
     logger: logger.child({ task: 'reconcile' }),
+    sweepIntervalMs: config.reconcileSweepIntervalMs,
     onRepair: countReconcileRepairs,
   });
   const tasks: MaintenanceTask[] = [

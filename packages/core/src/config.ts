@@ -30,6 +30,8 @@ export interface Config {
   runRetentionDays: number;
   /** @defaultValue 30000 */
   reconcileIntervalMs: number;
+  /** How often a reconcile pass is a full sweep (every job and scheduler) instead of a steady one; 0: always. */
+  reconcileSweepIntervalMs: number;
   /** @defaultValue 30000 */
   shutdownGraceMs: number;
   /** @defaultValue 1200 */
@@ -132,6 +134,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     callbackAllowedHosts: allowedHosts(),
     runRetentionDays: int('RUN_RETENTION_DAYS', 7, 1, 3650),
     reconcileIntervalMs: int('RECONCILE_INTERVAL_MS', 30_000, 1_000, 86_400_000),
+    reconcileSweepIntervalMs: int('RECONCILE_SWEEP_INTERVAL_MS', 600_000, 0, 86_400_000),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 30_000, 0, 600_000),
     rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
     secretKey,

@@ -6,6 +6,7 @@ import * as m0003 from './migrations/0003_job_count.ts';
 import * as m0004 from './migrations/0004_target_body_text.ts';
 import * as m0010 from './migrations/0010_alerts.ts';
 import * as m0030 from './migrations/0030_calendars.ts';
+import * as m0050 from './migrations/0050_jobs_updated_at.ts';
 
 /** Every migration, in order. Forward-only: a change is a new file, never an edit. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -15,6 +16,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004_target_body_text': m0004,
   '0010_alerts': m0010,
   '0030_calendars': m0030,
+  '0050_jobs_updated_at': m0050,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
