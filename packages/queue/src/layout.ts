@@ -72,6 +72,17 @@ export async function schedulerNextsOf(
   });
 }
 
+/**
+ * When the earliest delayed job of the queue falls due (epoch ms; undefined: none is delayed). The
+ * `delayed` sorted set scores each job by its due instant × 4096 plus a counter of BullMQ's own
+ * (`getDelayedScore.lua`), so the instant is the score's integer part over 4096.
+ */
+export async function nextDelayedAt({ queue, redis }: RedisQueue): Promise<number | undefined> {
+  const answer = (await redis.zrange(queue.toKey('delayed'), '0', '0', 'WITHSCORES')) as unknown[];
+  const score = Array.isArray(answer[0]) ? (answer[0] as unknown[])[1] : answer[1];
+  return score === undefined ? undefined : Math.floor(Number(score) / 0x1000);
+}
+
 /** When a BullMQ job was created, started and finished (epoch ms; undefined: not yet). */
 export interface JobTimes {
   createdAt: number;
