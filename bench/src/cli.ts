@@ -41,7 +41,7 @@ const { values, positionals } = parseArgs({
     profile: { type: 'boolean', default: false },
     env: { type: 'string', multiple: true },
     'redis-config': { type: 'string', multiple: true },
-    contestants: { type: 'string', default: 'tickwork,bullmq-fetch,bullmq-noop,pgboss,timers' },
+    contestants: { type: 'string', default: 'tickwork,bullmq-fetch,bullmq-noop,pgboss,graphile,timers' },
   },
 });
 
@@ -156,7 +156,7 @@ if (command === 'fire' || command === 'all') {
       for (const [kind, f] of Object.entries(out.drain.perContestant))
         console.log(`  ${kind.padEnd(13)} ${f.perSec}/s (rounds ${f.shots.join(', ')})`);
       console.log(
-        `  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/timers ${out.drain.tickworkOverTimers}×`,
+        `  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/graphile-worker ${out.drain.tickworkOverGraphile}×, tickwork/timers ${out.drain.tickworkOverTimers}×`,
       );
       if (!quick && !values['skip-scale']) {
         console.log(`scale-out: the same drain with 1..${values['max-workers']} workers`);

@@ -230,7 +230,7 @@ export async function fireAtRate(options: {
   }
 }
 
-export type Contestant = 'tickwork' | 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'timers';
+export type Contestant = 'tickwork' | 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'graphile' | 'timers';
 
 interface Peer {
   child: ChildProcess;
@@ -371,6 +371,7 @@ export interface DrainFigures {
   perContestant: Record<string, { perSec: number; lagP99Ms: number; shots: number[] }>;
   tickworkOverBullmqFetch: number;
   tickworkOverPgboss: number;
+  tickworkOverGraphile: number;
   tickworkOverTimers: number;
   bullmqFetchOverNoop: number;
   loads: string[];
@@ -409,7 +410,13 @@ export async function drainCompare(options: {
   try {
     const createPerSec = { value: 150 };
     const shots: Record<string, DrainShot[]> = {};
-    const ratios = { fetch: [] as number[], pgboss: [] as number[], timers: [] as number[], noop: [] as number[] };
+    const ratios = {
+      fetch: [] as number[],
+      pgboss: [] as number[],
+      graphile: [] as number[],
+      timers: [] as number[],
+      noop: [] as number[],
+    };
     const loads: string[] = [];
     for (let r = 0; r < options.rounds; r++) {
       loads.push(loadNow());
@@ -439,6 +446,7 @@ export async function drainCompare(options: {
       const tick = inRound.tickwork?.perSec ?? Number.NaN;
       if (inRound['bullmq-fetch']) ratios.fetch.push(tick / inRound['bullmq-fetch'].perSec);
       if (inRound.pgboss) ratios.pgboss.push(tick / inRound.pgboss.perSec);
+      if (inRound.graphile) ratios.graphile.push(tick / inRound.graphile.perSec);
       if (inRound.timers) ratios.timers.push(tick / inRound.timers.perSec);
       if (inRound['bullmq-fetch'] && inRound['bullmq-noop'])
         ratios.noop.push(inRound['bullmq-fetch'].perSec / inRound['bullmq-noop'].perSec);
@@ -457,6 +465,7 @@ export async function drainCompare(options: {
       perContestant,
       tickworkOverBullmqFetch: round(median(ratios.fetch), 3),
       tickworkOverPgboss: round(median(ratios.pgboss), 3),
+      tickworkOverGraphile: round(median(ratios.graphile), 3),
       tickworkOverTimers: round(median(ratios.timers), 3),
       bullmqFetchOverNoop: round(median(ratios.noop), 3),
       loads,
