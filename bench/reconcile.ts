@@ -3,7 +3,7 @@
  * (the reconciler's own work, as in a worker), Redis's CPU, and the peak of the heap above what
  * was live before the pass.
  *
- *   node bench/reconcile.ts [--jobs 10000,100000] [--interval-s 30] [--sweep-interval-s 600]
+ *   node bench/reconcile.ts [--jobs 10000,100000] [--interval-s 30] [--sweep-interval-s 600] [--reconciler <file>]
  *
  * Uses the local Postgres (a database of its own, dropped afterwards) and a redis-server of its
  * own on a free port (a scheduler costs ~1.3 KB: 130 MB that should not land in a shared Redis).
@@ -11,14 +11,19 @@
  * sweep), sweep (nothing to repair), steady (nothing changed), steady with 1% of the jobs changed
  * and 10 schedulers lost, whose jobs are overdue. The average cost is what a worker pays with one
  * pass every `--interval-s`, a sweep every `--sweep-interval-s` of them, the rest steady.
+ * `--reconciler <file>` measures another module's `reconcile` (an older copy of
+ * apps/worker/src/reconcile.ts placed beside it, for a before/after); one without steady passes
+ * runs its one kind of pass wherever a steady one is asked for.
  */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Redis } from 'ioredis';
 import { sql } from 'kysely';
 import { buildJobSpec, uuidv7 } from '@tickwork/core';
 import { createDatabase, dropDatabase, ensureDatabase, insertService, migrateToLatest } from '@tickwork/db';
-import { reconcile, type ReconcileMode, type ReconcileReport } from '@tickwork/worker';
+import { reconcile as shipped, type ReconcileMode, type ReconcileReport } from '@tickwork/worker';
 import { FireQueue, schedulerIdOf } from '@tickwork/queue';
 import { startOwnRedis } from '@tickwork/testkit';
 
@@ -33,6 +38,10 @@ const arg = (name: string, fallback: string) => {
 const SIZES = arg('--jobs', '10000,100000').split(',').map(Number);
 const INTERVAL_S = Number(arg('--interval-s', '30'));
 const SWEEP_INTERVAL_S = Number(arg('--sweep-interval-s', '600'));
+const other = arg('--reconciler', '');
+const reconcile: typeof shipped = other
+  ? ((await import(pathToFileURL(resolve(other)).href)) as { reconcile: typeof shipped }).reconcile
+  : shipped;
 
 interface Measured {
   name: string;
@@ -74,7 +83,7 @@ async function measure(
     peakHeapMiB: Math.round(((peak - base) / 2 ** 20) * 10) / 10,
   };
   console.log(
-    `  ${name.padEnd(34)} ${report.mode.padEnd(6)} ${String(report.durationMs).padStart(6)} ms wall, ` +
+    `  ${name.padEnd(34)} ${(report.mode ?? 'one').padEnd(6)} ${String(report.durationMs).padStart(6)} ms wall, ` +
       `CPU ${String(measured.cpuMs).padStart(6)} ms (Redis ${String(measured.redisCpuMs).padStart(5)} ms), ` +
       `heap peak +${measured.peakHeapMiB} MiB, jobs ${report.jobs}, schedulers ${report.schedulers}, repairs ${JSON.stringify(
         Object.fromEntries(Object.entries(report.repairs).filter(([, n]) => n > 0)),
