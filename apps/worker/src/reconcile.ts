@@ -193,7 +193,9 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
     previousSuspects: await idSet(fireQueue, 'reconcile-suspects').read(),
     suspects: [],
   };
-  if (mode === 'sweep') await sweep(pass);
+  // Right after a loss Redis holds only what the api registered since: the orphans can wait for
+  // the next sweep, and the rebuild does not read back the 100,000 schedulers it just wrote.
+  if (mode === 'sweep') await sweep(pass, requested !== 'auto' || mark !== undefined);
   else await steady(pass, mark ? Number(mark.passAt) : now - sweepEvery);
   await idSet(fireQueue, 'reconcile-suspects').replace(pass.suspects, SUSPECTS_TTL_S);
   pass.repairs.run = await requeueOpenRuns(options.db, fireQueue, now, pass.concurrency);
@@ -237,7 +239,7 @@ interface Pass {
  * The rare pass: every active job (Postgres keyset pages) is judged, then every scheduler Redis
  * holds (ZSCAN pages) is checked against Postgres. One page at a time, never every id at once.
  */
-async function sweep(pass: Pass): Promise<void> {
+async function sweep(pass: Pass, orphans: boolean): Promise<void> {
   const { db, fireQueue } = pass.options;
   let afterId: string | undefined;
   for (;;) {
@@ -247,6 +249,7 @@ async function sweep(pass: Pass): Promise<void> {
     await repairJobs(pass, rows);
     if (rows.length < pass.pageSize) break;
   }
+  if (!orphans) return;
   for await (const ids of schedulerIdScan(fireQueue, pass.pageSize)) {
     pass.schedulers += ids.length;
     await judgeSchedulers(pass, [...new Set(ids)]);
