@@ -12,7 +12,7 @@
  * options stay as they are.
  *
  * Cost: one read every 100 ms while nothing is due soon, and a read and a `PING` per distinct
- * due instant while occurrences keep falling due (at most one every 2 ms). `TICKWORK_WAKE=off`
+ * due instant while occurrences keep falling due (at most one every 5 ms). `TICKWORK_WAKE=off`
  * turns it off (for a side-by-side measurement).
  */
 import type { Redis } from 'ioredis';
@@ -22,8 +22,11 @@ import { nextDelayedAt, type RedisQueue } from '@tickwork/queue';
 const AFTER_DUE_MS = 2;
 /** The longest sleep between reads: a job added meanwhile that falls due sooner is seen this late at most. */
 const MAX_SLEEP_MS = 100;
-/** The shortest sleep between reads while occurrences stay due (a worker with every slot busy). */
-const MIN_SLEEP_MS = 2;
+/**
+ * The shortest sleep between two reads: under load, when a due instant comes every millisecond,
+ * the waker costs at most 200 reads and PINGs a second, and a PING comes at most this late.
+ */
+const MIN_SLEEP_MS = 5;
 
 export interface Waker {
   stop(): void;
@@ -65,7 +68,8 @@ export function startWaker(options: {
           continue;
         }
         idleSleep = MIN_SLEEP_MS;
-        await sleep(next === undefined ? MAX_SLEEP_MS : Math.min(MAX_SLEEP_MS, next + AFTER_DUE_MS - now));
+        const untilDue = next === undefined ? MAX_SLEEP_MS : next + AFTER_DUE_MS - now;
+        await sleep(Math.max(MIN_SLEEP_MS, Math.min(MAX_SLEEP_MS, untilDue)));
       } catch {
         // Redis away: the Worker has its own reconnection; look again later.
         await sleep(1_000);
