@@ -18,6 +18,37 @@ import { redisUsedMemory } from './redis-server.ts';
 import { median, percentile, rotated, round, sleep } from './stats.ts';
 import { createJobs, deploy, type Deployment, type JobDraft } from './tickwork.ts';
 
+/**
+ * A process of the deployment that ended while it was being measured. Its figures would be
+ * meaningless (a dead worker delivers nothing, and its RSS can no longer be read), so the bench
+ * reports the death itself: exit code, signal and what the process printed last.
+ */
+export class ProcessDied extends Error {
+  readonly role: string;
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly lastOutput: string;
+  constructor(role: string, code: number | null, signal: NodeJS.Signals | null, lastOutput: string) {
+    super(
+      `${role} died during the measurement: exit code ${code}, signal ${signal}\n--- its last output ---\n${lastOutput}`,
+    );
+    this.name = 'ProcessDied';
+    this.role = role;
+    this.code = code;
+    this.signal = signal;
+    this.lastOutput = lastOutput;
+  }
+}
+
+/** Throws {@link ProcessDied} when any of the processes has exited. */
+export function assertAlive(processes: Array<{ role: string; proc: Deployment['api'] }>): void {
+  for (const { role, proc } of processes) {
+    const { exitCode, signalCode } = proc.child;
+    if (exitCode === null && signalCode === null) continue;
+    throw new ProcessDied(role, exitCode, signalCode, proc.output.join('').slice(-4_000));
+  }
+}
+
 const scheduledForOf = (r: Received) => Date.parse(String(r.headers['tickwork-scheduled-for']));
 
 export interface AtRateFigures {
@@ -107,7 +138,12 @@ export async function fireAtRate(options: {
     let apiRss = 0;
     const workerRss = tw.workers.map(() => 0);
     const load = loadNow();
+    const processes = [
+      { role: 'api', proc: tw.api },
+      ...tw.workers.map((proc, i) => ({ role: `worker ${i + 1}`, proc })),
+    ];
     while (Date.now() < windowEnd) {
+      assertAlive(processes);
       apiRss = Math.max(apiRss, rssOf(tw.api.child.pid!).rssMiB);
       tw.workers.forEach((w, i) => {
         workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).rssMiB);
@@ -127,11 +163,13 @@ export async function fireAtRate(options: {
       Date.now() < deadline;
     ) {
       await sleep(500);
+      assertAlive(processes);
       const n = countInWindow();
       if (n >= expectedCount) break;
       if (n !== last) [last, quietSince] = [n, Date.now()];
       else if (Date.now() - quietSince > 3_000) break;
     }
+    assertAlive(processes);
     apiRss = Math.max(apiRss, rssOf(tw.api.child.pid!).peakMiB);
     tw.workers.forEach((w, i) => {
       workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).peakMiB);
@@ -198,7 +236,7 @@ export async function fireAtRate(options: {
   }
 }
 
-export type Contestant = 'tickwork' | 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'timers';
+export type Contestant = 'tickwork' | 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'graphile' | 'timers';
 
 interface Peer {
   child: ChildProcess;
@@ -339,6 +377,7 @@ export interface DrainFigures {
   perContestant: Record<string, { perSec: number; lagP99Ms: number; shots: number[] }>;
   tickworkOverBullmqFetch: number;
   tickworkOverPgboss: number;
+  tickworkOverGraphile: number;
   tickworkOverTimers: number;
   bullmqFetchOverNoop: number;
   loads: string[];
@@ -377,7 +416,13 @@ export async function drainCompare(options: {
   try {
     const createPerSec = { value: 150 };
     const shots: Record<string, DrainShot[]> = {};
-    const ratios = { fetch: [] as number[], pgboss: [] as number[], timers: [] as number[], noop: [] as number[] };
+    const ratios = {
+      fetch: [] as number[],
+      pgboss: [] as number[],
+      graphile: [] as number[],
+      timers: [] as number[],
+      noop: [] as number[],
+    };
     const loads: string[] = [];
     for (let r = 0; r < options.rounds; r++) {
       loads.push(loadNow());
@@ -407,6 +452,7 @@ export async function drainCompare(options: {
       const tick = inRound.tickwork?.perSec ?? Number.NaN;
       if (inRound['bullmq-fetch']) ratios.fetch.push(tick / inRound['bullmq-fetch'].perSec);
       if (inRound.pgboss) ratios.pgboss.push(tick / inRound.pgboss.perSec);
+      if (inRound.graphile) ratios.graphile.push(tick / inRound.graphile.perSec);
       if (inRound.timers) ratios.timers.push(tick / inRound.timers.perSec);
       if (inRound['bullmq-fetch'] && inRound['bullmq-noop'])
         ratios.noop.push(inRound['bullmq-fetch'].perSec / inRound['bullmq-noop'].perSec);
@@ -425,6 +471,7 @@ export async function drainCompare(options: {
       perContestant,
       tickworkOverBullmqFetch: round(median(ratios.fetch), 3),
       tickworkOverPgboss: round(median(ratios.pgboss), 3),
+      tickworkOverGraphile: round(median(ratios.graphile), 3),
       tickworkOverTimers: round(median(ratios.timers), 3),
       bullmqFetchOverNoop: round(median(ratios.noop), 3),
       loads,

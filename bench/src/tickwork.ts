@@ -120,7 +120,11 @@ export async function createJobs(
           ids[i] = JSON.parse(text).id;
           break;
         }
-        if (response.statusCode === 503 && attempt < 5) continue;
+        // The shared Postgres and Redis answer 503 for a moment when the box is busy: back off, then again.
+        if (response.statusCode === 503 && attempt < 20) {
+          await new Promise((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
+          continue;
+        }
         throw new Error(`POST /v1/jobs answered ${response.statusCode}: ${text}`);
       }
     }

@@ -22,7 +22,9 @@ beforeAll(async () => {
     workers: 2,
     // It reads the fire and maintenance queues itself: always on one Redis.
     redisUrl: testBaseUrls().redisUrl,
-    env: { RECONCILE_INTERVAL_MS: String(RECONCILE_INTERVAL_MS) },
+    // Every pass a sweep: the model test checks that passes converge on every kind of drift, the
+    // orphans of deleted jobs too, which only a sweep finds (the steady pass has its own tests).
+    env: { RECONCILE_INTERVAL_MS: String(RECONCILE_INTERVAL_MS), RECONCILE_SWEEP_INTERVAL_MS: '0' },
   });
 }, 60_000);
 

@@ -27,6 +27,8 @@ export const DASHBOARD_METRICS = [
   // the shared queue, read from Redis (every exporter reports the same values: use max())
   'tickwork_queue_jobs',
   'tickwork_schedulers',
+  // job alerts, read from Postgres (every exporter reports the same values: use max())
+  'tickwork_alerts_open',
   // every process
   'tickwork_ready',
   'tickwork_db_pool_total',
@@ -55,6 +57,7 @@ export const METRIC_LABELS: Readonly<Record<string, readonly string[]>> = {
   tickwork_runs_total: ['status', 'trigger'],
   tickwork_queue_jobs: ['state'],
   tickwork_reconcile_repairs_total: ['kind'],
+  tickwork_alerts_open: ['reason'],
 };
 
 /** The names every metric in infra/ must start with (or be). */

@@ -16,8 +16,10 @@ import outboundPlugin from './plugins/outbound.ts';
 import queuePlugin from './plugins/queue.ts';
 import rateLimitPlugin from './plugins/rate-limit.ts';
 import swaggerPlugin from './plugins/swagger.ts';
+import alertWatchPlugin from './plugins/alert-watch.ts';
 import adminRoutes from './routes/v1/admin/services.ts';
 import calendarRoutes from './routes/v1/calendars/index.ts';
+import alertRoutes from './routes/v1/alerts/index.ts';
 import healthRoutes from './routes/health.ts';
 import jobRoutes from './routes/v1/jobs/index.ts';
 import runRoutes from './routes/v1/runs/index.ts';
@@ -42,7 +44,12 @@ export type AppConfig = Pick<
   Partial<
     Pick<
       Config,
-      'callbackAllowPrivate' | 'callbackAllowedHosts' | 'rateLimitPerMinute' | 'redisClusterNodes' | 'fireQueueShards'
+      | 'callbackAllowPrivate'
+      | 'callbackAllowedHosts'
+      | 'rateLimitPerMinute'
+      | 'redisClusterNodes'
+      | 'fireQueueShards'
+      | 'alertWatchIntervalMs'
     >
   >;
 
@@ -86,6 +93,11 @@ export default fp<AppConfig>(
       allowPrivate: config.callbackAllowPrivate ?? false,
       allowedHosts: config.callbackAllowedHosts ?? [],
     });
+    await app.register(alertWatchPlugin, {
+      secretKey: config.secretKey,
+      policy: app.outboundPolicy,
+      intervalMs: config.alertWatchIntervalMs ?? 10_000,
+    });
     await app.register(bullBoardPlugin, { adminToken: config.adminToken });
     await app.register(healthRoutes);
     await app.register(
@@ -94,6 +106,7 @@ export default fp<AppConfig>(
         await v1.register(runRoutes);
         await v1.register(scheduleRoutes);
         await v1.register(calendarRoutes);
+        await v1.register(alertRoutes);
         await v1.register(adminRoutes, { secretKey: config.secretKey });
       },
       { prefix: '/v1' },

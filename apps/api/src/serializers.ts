@@ -30,7 +30,16 @@ export function jobDto(row: JobRow): JobDto {
     runCount: row.run_count,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
+    alertAfterMs: job.alertAfterMs ?? null,
+    alert: openAlertOf(row),
   };
+}
+
+/** The job's open alert, as the watch keeps it on the row (absent in a row read without it). */
+function openAlertOf(row: JobRow): JobDto['alert'] {
+  const open = row.open_alert;
+  if (!open) return null;
+  return { id: open.id, reason: open.reason as NonNullable<JobDto['alert']>['reason'], openedAt: open.openedAt };
 }
 
 export function runDto(row: RunRow): RunDto {

@@ -8,7 +8,14 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { MAX_TIMEOUT_MS, succeedsWithin, type Config } from '@tickwork/core';
-import { abandonRun, createDatabase, findJobById, isConnectionError, type Database } from '@tickwork/db';
+import {
+  abandonRun,
+  countOpenAlerts,
+  createDatabase,
+  findJobById,
+  isConnectionError,
+  type Database,
+} from '@tickwork/db';
 import {
   FINISHED_RETENTION,
   FireQueue,
@@ -24,11 +31,13 @@ import {
 } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
 import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
+import { startAlertWatch } from './alerts.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
 import { countReconcileRepairs, createWorkerRegistry, observeScheduleErrors, observeWorker } from './metrics.ts';
 import { pruneTask } from './prune.ts';
 import { watchPostgres } from './readiness.ts';
 import { createReconciler } from './reconcile.ts';
+import { startWaker } from './waker.ts';
 
 /**
  * BullMQ renews a job's lock every `lockDuration / 2` while the processor runs, so a slow
@@ -55,10 +64,11 @@ export type WorkerConfig = Pick<
   | 'secretKey'
   | 'shutdownGraceMs'
   | 'reconcileIntervalMs'
+  | 'reconcileSweepIntervalMs'
   | 'runRetentionDays'
 > &
-  /** Optional so a caller that predates them gets one Redis and one fire queue. */
-  Partial<Pick<Config, 'redisClusterNodes' | 'fireQueueShards' | 'fireQueueConsume'>>;
+  /** Optional so a caller that predates them gets one Redis, one fire queue, and an alert watch every 10 s. */
+  Partial<Pick<Config, 'redisClusterNodes' | 'fireQueueShards' | 'fireQueueConsume' | 'alertWatchIntervalMs'>>;
 
 export interface TickworkWorker {
   /** The first of {@link workers}. */
@@ -162,9 +172,21 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     }
   };
   // Each queue's occurrences are decided with that queue at hand (its schedulers, its pending slots).
+  // Occurrences in flight per queue consumed: its waker nudges Redis only while its Worker has a free slot.
+  const busy = new Map<string, number>();
+  const trackOn = async <T>(name: string, work: Promise<T>): Promise<T> => {
+    busy.set(name, (busy.get(name) ?? 0) + 1);
+    try {
+      return await track(work);
+    } finally {
+      busy.set(name, (busy.get(name) ?? 1) - 1);
+    }
+  };
   const consume = (shard: (typeof consumed)[number]) => {
     const shardCtx: FireContext = { ...ctx, queue: shard.queue };
-    return redis.worker<FireJobData>(shard.name, (job, token) => track(fireOccurrence(shardCtx, job, token)), {
+    const fire = (job: BullJob<FireJobData>, token?: string) =>
+      trackOn(shard.name, fireOccurrence(shardCtx, job, token));
+    return redis.worker<FireJobData>(shard.name, fire, {
       concurrency: perQueue,
       lockDuration: LOCK_DURATION_MS,
       stalledInterval: STALLED_INTERVAL_MS,
@@ -208,6 +230,19 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     });
     observeWorker(worker);
   }
+  // Redis times out a Worker's blocked wait only when its event loop wakes (hz 10: every 100 ms):
+  // woken at each due instant of every queue consumed instead (waker.ts), one waker per queue (on
+  // a Cluster its wake goes to the master holding that queue).
+  const wakers =
+    process.env.TICKWORK_WAKE === 'off'
+      ? []
+      : consumed.map((shard) =>
+          startWaker({
+            queue: shard,
+            redis: redis.shared,
+            hasFreeSlot: () => (busy.get(shard.name) ?? 0) < perQueue,
+          }),
+        );
   const stopObservingScheduleErrors = observeScheduleErrors(logger);
   await Promise.all(workers.map((each) => each.waitUntilReady()));
   // Probes, the queue gauges and the reconciler, on the fail-fast connection: a scrape or a pass
@@ -228,6 +263,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     // Ten passes: a rolling restart with a new FIRE_QUEUE_SHARDS is over by then.
     retireAfterMs: 10 * config.reconcileIntervalMs,
     logger: logger.child({ task: 'reconcile' }),
+    sweepIntervalMs: config.reconcileSweepIntervalMs,
     onRepair: countReconcileRepairs,
   });
   const tasks: MaintenanceTask[] = [
@@ -242,6 +278,15 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     logger,
     tasks,
     refreshMs: Math.min(60_000, config.reconcileIntervalMs),
+  });
+  // Postgres only: it sees occurrences that never fired, whatever became of Redis (apis run it too).
+  const alertWatch = startAlertWatch({
+    db: database.db,
+    logger: logger.child({ task: 'alert-watch' }),
+    secretKey: config.secretKey,
+    policy,
+    dispatchers,
+    intervalMs: config.alertWatchIntervalMs ?? 10_000,
   });
   logger.info(
     {
@@ -266,6 +311,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     pool: database.pool,
     queue: fireQueueStatsOf(probeQueue),
     isReady: async () => Object.values(await isReady()).every(Boolean),
+    openAlerts: () => countOpenAlerts(database.db),
   });
   return {
     worker,
@@ -280,6 +326,8 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
         const grace = setTimeout(() => abort.abort(new Error('shutdown grace period over')), config.shutdownGraceMs);
         let giveUp: NodeJS.Timeout | undefined;
         postgres.stop();
+        await alertWatch.close();
+        for (const waker of wakers) waker.stop();
         try {
           const closed = Promise.all([maintenance.close(), ...workers.map((each) => each.close())])
             .then(() => Promise.all([fireQueue.close(), probeQueue.close()]))

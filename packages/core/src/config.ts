@@ -39,12 +39,16 @@ export interface Config {
   runRetentionDays: number;
   /** @defaultValue 30000 */
   reconcileIntervalMs: number;
+  /** How often a reconcile pass is a full sweep (every job and scheduler) instead of a steady one; 0: always. */
+  reconcileSweepIntervalMs: number;
   /** @defaultValue 30000 */
   shutdownGraceMs: number;
   /** @defaultValue 1200 */
   rateLimitPerMinute: number;
   /** 32 bytes that encrypt signing secrets at rest. */
   secretKey: string;
+  /** How often the alert watch judges occurrences and sends alert webhooks. @defaultValue 10000 */
+  alertWatchIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -167,9 +171,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     callbackAllowedHosts: allowedHosts(),
     runRetentionDays: int('RUN_RETENTION_DAYS', 7, 1, 3650),
     reconcileIntervalMs: int('RECONCILE_INTERVAL_MS', 30_000, 1_000, 86_400_000),
+    reconcileSweepIntervalMs: int('RECONCILE_SWEEP_INTERVAL_MS', 600_000, 0, 86_400_000),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 30_000, 0, 600_000),
     rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
     secretKey,
+    alertWatchIntervalMs: int('ALERT_WATCH_INTERVAL_MS', 10_000, 100, 3_600_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

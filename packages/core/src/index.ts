@@ -16,3 +16,4 @@ export * from './timeout.ts';
 export * from './catch-up.ts';
 export * from './calendar.ts';
 export * from './calendar-schemas.ts';
+export * from './alerts.ts';

@@ -65,6 +65,10 @@ const MAX_RUNS_DOC = 'The job is `completed` after this many scheduled runs (man
 const JITTER_DOC =
   'Delay each scheduled occurrence by up to this many ms, the same for one occurrence on every retry (default 0).';
 const MISFIRE_DOC = 'What happens to an occurrence that starts late (workers down, Redis rebuilt).';
+const ALERT_AFTER_DOC =
+  'Open an alert when an occurrence has not succeeded this many ms after its instant: it failed, went dead, ' +
+  'was skipped or missed, or never fired (1 s to 30 days, more than `jitterMs`; null: no alerts). ' +
+  'See `GET /v1/alerts`.';
 const RETRY_DOC = '408, 429, 5xx, timeouts and connection errors are retried; other 4xx and 3xx fail at once.';
 
 const CronScheduleSchema = Type.Object(
@@ -253,6 +257,12 @@ const JobFields = {
     description:
       'Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is recorded `skipped` (`excluded`) and not delivered.',
   }),
+  alertAfterMs: Type.Integer({
+    minimum: 1_000,
+    maximum: 30 * 86_400_000,
+    description: ALERT_AFTER_DOC,
+    examples: [600_000],
+  }),
 };
 
 export const CreateJobBody = Type.Object(
@@ -270,6 +280,7 @@ export const CreateJobBody = Type.Object(
     misfire: Type.Optional(JobFields.misfire),
     retry: Type.Optional(JobFields.retry),
     calendars: Type.Optional(JobFields.calendars),
+    alertAfterMs: Type.Optional(Nullable(JobFields.alertAfterMs)),
     paused: Type.Optional(Type.Boolean({ description: 'Create the job paused.' })),
   },
   {
@@ -317,6 +328,7 @@ export const PatchJobBody = Type.Object(
     misfire: Type.Optional(JobFields.misfire),
     retry: Type.Optional(JobFields.retry),
     calendars: Type.Optional(Nullable(JobFields.calendars)),
+    alertAfterMs: Type.Optional(Nullable(JobFields.alertAfterMs)),
   },
   {
     $id: 'PatchJobRequest',
@@ -375,6 +387,12 @@ export type RunStatus = (typeof RUN_STATUSES)[number];
 export const RUN_TRIGGERS = ['schedule', 'manual', 'replay'] as const;
 export type RunTrigger = (typeof RUN_TRIGGERS)[number];
 export const SKIP_REASONS = ['overlap', 'missed', 'paused', 'superseded', 'excluded'] as const;
+/**
+ * Why an alert opened: the occurrence's run `failed` or went `dead`, was `skipped` (an overlap) or
+ * `missed` (late past its grace), or no run of it was recorded at all (`not_fired`).
+ */
+export const ALERT_REASONS = ['failed', 'dead', 'skipped', 'missed', 'not_fired'] as const;
+export type AlertReason = (typeof ALERT_REASONS)[number];
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
 /** Fields the server sets: a job read back and sent again to create or PATCH leaves them out. */
@@ -439,6 +457,19 @@ export const JobSchema = Type.Object(
     ),
     createdAt: readOnly(Instant),
     updatedAt: readOnly(Instant),
+    alertAfterMs: Nullable(Type.Integer({ description: ALERT_AFTER_DOC })),
+    alert: readOnly(
+      Nullable(
+        Type.Object(
+          {
+            id: { ...Id, description: 'The alert, as `GET /v1/alerts/{id}` shows it.' },
+            reason: StringEnum(ALERT_REASONS, { description: 'Why it opened.' }),
+            openedAt: Instant,
+          },
+          { description: "The job's open alert; null when none is open." },
+        ),
+      ),
+    ),
   },
   { $id: 'Job' },
 );

@@ -12,3 +12,4 @@ export * from './circuit-breaker.ts';
 export * from './errors.ts';
 export * from './queries/idempotency.ts';
 export * from './queries/calendars.ts';
+export * from './queries/alerts.ts';

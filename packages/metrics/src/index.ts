@@ -1,2 +1,3 @@
 export * from './registry.ts';
 export * from './shared-gauges.ts';
+export * from './alerts.ts';

@@ -39,6 +39,23 @@ export async function* schedulerPages(
   }
 }
 
+/**
+ * Every scheduler id of the queue, about `count` at a time (ZSCAN): a walk that holds one page,
+ * never the whole set, and that meets every scheduler present from start to end at least once
+ * (one may come twice, or one added meanwhile not at all).
+ */
+export async function* schedulerIdScan({ queue, redis }: RedisQueue, count = 1_000): AsyncGenerator<string[]> {
+  const key = queue.toKey('repeat');
+  let cursor = '0';
+  do {
+    const [next, flat] = (await redis.zscan(key, cursor, 'COUNT', count)) as [string, string[]];
+    cursor = next;
+    const ids: string[] = [];
+    for (let i = 0; i < flat.length; i += 2) ids.push(String(flat[i]));
+    if (ids.length > 0) yield ids;
+  } while (cursor !== '0');
+}
+
 /** Each scheduler's next occurrence as Redis holds it now (undefined: no such scheduler), in one round trip. */
 export async function schedulerNextsOf(
   { queue, redis }: RedisQueue,
@@ -53,6 +70,17 @@ export async function schedulerNextsOf(
     const score = results[i]?.[1];
     return score === null || score === undefined ? undefined : Number(score);
   });
+}
+
+/**
+ * When the earliest delayed job of the queue falls due (epoch ms; undefined: none is delayed). The
+ * `delayed` sorted set scores each job by its due instant × 4096 plus a counter of BullMQ's own
+ * (`getDelayedScore.lua`), so the instant is the score's integer part over 4096.
+ */
+export async function nextDelayedAt({ queue, redis }: RedisQueue): Promise<number | undefined> {
+  const answer = (await redis.zrange(queue.toKey('delayed'), '0', '0', 'WITHSCORES')) as unknown[];
+  const score = Array.isArray(answer[0]) ? (answer[0] as unknown[])[1] : answer[1];
+  return score === undefined ? undefined : Math.floor(Number(score) / 0x1000);
 }
 
 /** When a BullMQ job was created, started and finished (epoch ms; undefined: not yet). */
@@ -109,6 +137,23 @@ export async function takeLock(
         await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS));
       }
     }
+  };
+}
+
+/**
+ * A small hash of Tickwork's own beside the queue (the reconciler's marks: when it last swept,
+ * when its last pass began). No expiry: its absence means Redis lost its data (or never had it).
+ */
+export function stateHash({ queue, redis }: RedisQueue, name: string) {
+  const key = queue.toKey(`tickwork:${name}`);
+  return {
+    read: async (): Promise<Record<string, string> | undefined> => {
+      const fields = await redis.hgetall(key);
+      return Object.keys(fields).length === 0 ? undefined : fields;
+    },
+    write: async (fields: Record<string, string | number>): Promise<void> => {
+      await redis.hset(key, fields);
+    },
   };
 }
 

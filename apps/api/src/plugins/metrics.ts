@@ -8,10 +8,12 @@ import { Histogram, type Registry } from 'prom-client';
 import {
   DURATION_BUCKETS,
   createRegistry,
+  registerAlertGauge,
   registerPoolGauges,
   registerQueueGauges,
   registerReadyGauge,
 } from '@tickwork/metrics';
+import { countOpenAlerts } from '@tickwork/db';
 import { fireQueueStatsOf } from '@tickwork/queue';
 import { checkReadiness } from '../readiness.ts';
 
@@ -37,6 +39,7 @@ export default fp(
     registerPoolGauges(registry, app.dbPool);
     registerReadyGauge(registry, async () => (await checkReadiness(app)).ok);
     registerQueueGauges(registry, fireQueueStatsOf(app.fireQueue));
+    registerAlertGauge(registry, () => countOpenAlerts(app.db));
     app.decorate('metrics', registry);
 
     app.addHook('onResponse', async (request, reply) => {

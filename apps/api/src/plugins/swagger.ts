@@ -296,6 +296,7 @@ export default fp(
           { name: 'jobs', description: 'Scheduled HTTP callbacks' },
           { name: 'runs', description: 'One record per occurrence' },
           { name: 'calendars', description: 'Exclusion calendars: days a job does not fire' },
+          { name: 'alerts', description: "When a job didn't run" },
           { name: 'admin', description: 'Services and keys (admin token)' },
           { name: 'health', description: 'Probes and metrics' },
         ],

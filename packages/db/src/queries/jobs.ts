@@ -44,6 +44,7 @@ export function jobFromRow(row: JobRow): Job {
     retry: row.retry as RetryPolicy,
     // A row read by a statement older than migration 0030 has none.
     calendars: row.calendar_ids ?? [],
+    alertAfterMs: row.alert_after_ms,
     state: row.state as JobState,
     version: row.version,
     createdAt: row.created_at.getTime(),
@@ -73,6 +74,7 @@ export async function insertJob(
       misfire: JSON.stringify(job.misfire),
       retry: JSON.stringify(job.retry),
       calendar_ids: job.calendars ?? [],
+      alert_after_ms: job.alertAfterMs ?? null,
       state: job.state,
       version: 1,
       next_run_at: job.nextRunAt,
@@ -231,6 +233,7 @@ export async function updateJob(
             misfire: JSON.stringify(spec.misfire),
             retry: JSON.stringify(spec.retry),
             calendar_ids: spec.calendars ?? [],
+            alert_after_ms: spec.alertAfterMs ?? null,
           }
         : {}),
       state: change.state,
