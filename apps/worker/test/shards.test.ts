@@ -32,6 +32,7 @@ const configOf = (prefix: string, extra: Partial<WorkerConfig>): WorkerConfig =>
   secretKey: 'test-secret-key-0123456789-0123456789',
   shutdownGraceMs: 1_000,
   reconcileIntervalMs: 60_000,
+  reconcileSweepIntervalMs: 600_000,
   runRetentionDays: 30,
   ...extra,
 });
