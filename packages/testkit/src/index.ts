@@ -12,3 +12,4 @@ export * from './processes.ts';
 export * from './redis.ts';
 export * from './sink.ts';
 export * from './tcp-proxy.ts';
+export * from './pg-replica.ts';
