@@ -41,7 +41,14 @@ export type AppConfig = Pick<
 > &
   /** Optional so a caller that predates them gets the safe defaults: no private callbacks, 1200/min. */
   Partial<
-    Pick<Config, 'callbackAllowPrivate' | 'callbackAllowedHosts' | 'rateLimitPerMinute' | 'alertWatchIntervalMs'>
+    Pick<
+      Config,
+      | 'callbackAllowPrivate'
+      | 'callbackAllowedHosts'
+      | 'rateLimitPerMinute'
+      | 'alertWatchIntervalMs'
+      | 'databaseReadMaxLagMs'
+    >
   >;
 
 export default fp<AppConfig>(
@@ -51,6 +58,9 @@ export default fp<AppConfig>(
       url: config.databaseUrl,
       readUrl: config.databaseReadUrl,
       poolMax: config.databasePoolMax,
+      redisUrl: config.redisUrl,
+      prefix: config.bullmqPrefix,
+      ...(config.databaseReadMaxLagMs === undefined ? {} : { readMaxLagMs: config.databaseReadMaxLagMs }),
     });
     await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
     // Before any plugin that adds a route, so the OpenAPI document sees every route.

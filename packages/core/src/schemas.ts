@@ -537,10 +537,27 @@ const CheckSchema = Type.Object(
   { $id: 'Check' },
 );
 export const LivenessSchema = Type.Object({ status: StringEnum(['ok'] as const) }, { $id: 'Liveness' });
+export const ReplicaCheckSchema = Type.Object(
+  {
+    status: StringEnum(['ok', 'degraded'] as const, {
+      description: 'degraded: every read goes to the primary; the api still serves (never 503 for it).',
+    }),
+    reason: Type.Optional(Type.String({ description: 'Why it is degraded.' })),
+    lagSeconds: Type.Union([Type.Number(), Type.Null()], {
+      description: 'How old the newest primary state the replica holds is (null: unknown).',
+    }),
+  },
+  { $id: 'ReplicaCheck' },
+);
 export const ReadinessSchema = Type.Object(
   {
     status: StringEnum(['ok', 'unavailable'] as const),
-    checks: Type.Object({ postgres: Ref(CheckSchema), redis: Ref(CheckSchema) }),
+    checks: Type.Object({
+      postgres: Ref(CheckSchema),
+      redis: Ref(CheckSchema),
+      // Only when DATABASE_READ_URL is set.
+      replica: Type.Optional(Ref(ReplicaCheckSchema)),
+    }),
   },
   { $id: 'Readiness' },
 );
@@ -569,5 +586,6 @@ export const NAMED_SCHEMAS = [
   RunListSchema,
   CheckSchema,
   LivenessSchema,
+  ReplicaCheckSchema,
   ReadinessSchema,
 ] as const;

@@ -13,3 +13,4 @@ export * from './errors.ts';
 export * from './queries/idempotency.ts';
 export * from './queries/calendars.ts';
 export * from './queries/alerts.ts';
+export * from './read-routing.ts';
