@@ -12,7 +12,16 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -40,7 +49,7 @@ export interface PgServer {
   stop(mode?: 'fast' | 'immediate' | 'kill'): Promise<void>;
   /** Starts it again on the same port and data (a replica catches up from the primary). */
   start(): Promise<void>;
-  /** SIGSTOP: the server holds its connections but answers nothing (a hung host). */
+  /** SIGSTOP to the server and its backends: it holds its connections but answers nothing (a hung host). */
   freeze(): void;
   /** SIGCONT after {@link freeze}. */
   thaw(): void;
@@ -295,7 +304,8 @@ class ServerImpl implements PgServer {
     // A crashed server leaves its pid file; Postgres checks the pid and starts anyway.
     const { bin, dir, user, onOutput } = this.#setup;
     const [command, args] = user.wrap(join(bin, 'postgres'), ['-D', dir, '-p', String(this.port)]);
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: tmpdir() });
+    // A process group of its own: a Ctrl-C meant for the fleet's terminal reaches the fleet, which stops it.
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: tmpdir(), detached: true });
     this.#child = child;
     track(child);
     const output: string[] = [];
@@ -319,17 +329,35 @@ class ServerImpl implements PgServer {
     const child = this.#child;
     if (!child || !this.running()) return;
     const exited = once(child, 'exit');
-    child.kill('SIGCONT');
+    this.#group('SIGCONT');
     child.kill(mode === 'fast' ? 'SIGINT' : mode === 'immediate' ? 'SIGQUIT' : 'SIGKILL');
     await exited;
   }
 
   freeze(): void {
-    this.#child?.kill('SIGSTOP');
+    this.#group('SIGSTOP');
   }
 
   thaw(): void {
-    this.#child?.kill('SIGCONT');
+    this.#group('SIGCONT');
+  }
+
+  /** The postmaster and its children (each backend makes itself a process group leader, so no group kill). */
+  #group(signal: NodeJS.Signals): void {
+    const pid = this.#child?.pid;
+    if (pid === undefined || !this.running()) return;
+    process.kill(pid, signal);
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        // /proc/<pid>/stat: pid (comm) state ppid …; comm may hold spaces, so split after its ')'.
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        if (ppid === pid) process.kill(Number(entry), signal);
+      } catch {
+        // gone meanwhile
+      }
+    }
   }
 
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(

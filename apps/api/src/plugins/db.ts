@@ -5,10 +5,11 @@
  * replica only once it has replayed every write an answered request made in the scopes the
  * request reads. The write marks live in Redis, so this holds across api instances:
  *
- * - a service's requests read the marks of their service and of the admin routes, and their
- *   writes raise the marks of their service and `all`;
+ * - a service's requests read the mark of their service (`svc:<id>`), and their writes raise it
+ *   and `all`;
  * - admin requests read the marks `admin` and `all` (an admin page may show any service's data),
- *   and their writes raise `admin`.
+ *   and their writes raise `admin` and, for a route of one service (`/v1/admin/services/:id…`),
+ *   that service's mark.
  */
 import fp from 'fastify-plugin';
 import type { FastifyRequest } from 'fastify';
@@ -95,12 +96,15 @@ function isAdminRequest(request: FastifyRequest): boolean {
 function readScopes(request: FastifyRequest): string[] {
   if (isAdminRequest(request)) return ['admin', 'all'];
   const serviceId = request.principal?.serviceId;
-  return serviceId ? [`svc:${serviceId}`, 'admin'] : [];
+  return serviceId ? [`svc:${serviceId}`] : [];
 }
 
 /** The marks a request that may have written raises. */
 function writeScopes(request: FastifyRequest): string[] {
-  if (isAdminRequest(request)) return ['admin'];
+  if (isAdminRequest(request)) {
+    const serviceId = (request.params as { id?: unknown } | undefined)?.id;
+    return typeof serviceId === 'string' ? ['admin', `svc:${serviceId}`] : ['admin'];
+  }
   const serviceId = request.principal?.serviceId;
   return serviceId ? [`svc:${serviceId}`, 'all'] : [];
 }
