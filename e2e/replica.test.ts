@@ -27,6 +27,7 @@ import {
   type PgReplicaPair,
   type Proc,
 } from '@tickwork/testkit';
+import { METRIC_LABELS, REPLICA_METRICS, familyOf } from './lib/metric-names.ts';
 
 const DELAY_MS = 2_000;
 const MAX_LAG_MS = 5_000;
@@ -185,6 +186,13 @@ describe('the api on a read replica 2 s behind', () => {
     expect(sampleValue(metrics, 'tickwork_db_replica_up')).toBe(1);
     expect(sampleValue(metrics, 'tickwork_db_replica_lag_seconds')).toBeGreaterThanOrEqual(0);
     expect(sampleValue(metrics, 'tickwork_db_replica_lag_bytes')).toBeGreaterThanOrEqual(0);
+    // The series infra/ (dashboard, alerts) reads, with the labels it selects on.
+    for (const name of REPLICA_METRICS) {
+      const family = metrics.get(familyOf(name)) ?? metrics.get(name.replace(/_total$/, ''));
+      expect(family, name).toBeDefined();
+      const labels = new Set(family!.samples.flatMap((sample) => Object.keys(sample.labels)));
+      for (const label of METRIC_LABELS[familyOf(name)] ?? []) expect([...labels], name).toContain(label);
+    }
   });
 });
 
