@@ -74,7 +74,8 @@ export function pgBinDir(explicit?: string): string {
   const dir = explicit ?? process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
   if (!existsSync(join(dir, 'initdb')) || !existsSync(join(dir, 'pg_basebackup'))) {
     throw new Error(
-      `pg-replica: no initdb and pg_basebackup in ${dir}; install Debian's postgresql-15 (apt-get install -y postgresql-15) or set PG_BIN`,
+      `pg-replica: no initdb and pg_basebackup in ${dir}; ` +
+        "install Debian's postgresql-15 (apt-get install -y postgresql-15) or set PG_BIN",
     );
   }
   return dir;
