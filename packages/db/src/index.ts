@@ -14,3 +14,4 @@ export * from './queries/idempotency.ts';
 export * from './queries/calendars.ts';
 export * from './queries/alerts.ts';
 export * from './read-routing.ts';
+export * from './queries/job-versions.ts';
