@@ -50,19 +50,24 @@ export type AppConfig = Pick<
       | 'redisClusterNodes'
       | 'fireQueueShards'
       | 'alertWatchIntervalMs'
+      | 'databaseReadMaxLagMs'
     >
   >;
 
 export default fp<AppConfig>(
   async (app: FastifyInstance, config) => {
     await app.register(errorsPlugin);
+    // Every Redis use of the api (queues, key cache epoch, rate limit, read marks) on the one
+    // Redis, or the Cluster.
+    const redis = redisTargetOf(config);
     await app.register(dbPlugin, {
       url: config.databaseUrl,
       readUrl: config.databaseReadUrl,
       poolMax: config.databasePoolMax,
+      redis,
+      prefix: config.bullmqPrefix,
+      ...(config.databaseReadMaxLagMs === undefined ? {} : { readMaxLagMs: config.databaseReadMaxLagMs }),
     });
-    // Every Redis use of the api (queues, key cache epoch, rate limit) on the one Redis, or the Cluster.
-    const redis = redisTargetOf(config);
     await app.register(queuePlugin, { redis, prefix: config.bullmqPrefix, shards: config.fireQueueShards ?? 1 });
     // Before any plugin that adds a route, so the OpenAPI document sees every route.
     await app.register(swaggerPlugin);

@@ -3,7 +3,8 @@ import { jobFromRow, type CalendarRow, type JobRow, type RunRow } from '@tickwor
 
 const iso = (date: Date | null) => (date === null ? null : date.toISOString());
 
-export function jobDto(row: JobRow): JobDto {
+/** The Job resource of a row; `now` decides whether its skip is still in force. */
+export function jobDto(row: JobRow, now = Date.now()): JobDto {
   const job = jobFromRow(row);
   // The body's bytes are for the callback; the resource shows the body as JSON.
   const { bodyText: _text, ...target } = job.target;
@@ -28,6 +29,9 @@ export function jobDto(row: JobRow): JobDto {
     lastRunAt: iso(row.last_run_at),
     lastRunStatus: row.last_run_status as JobDto['lastRunStatus'],
     runCount: row.run_count,
+    pausedUntil: iso(row.paused_until ?? null),
+    // A skip whose instant has passed is over: shown as none.
+    skipUntil: row.skip_until && row.skip_until.getTime() > now ? row.skip_until.toISOString() : null,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
     alertAfterMs: job.alertAfterMs ?? null,

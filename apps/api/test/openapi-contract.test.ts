@@ -213,11 +213,22 @@ const OWN_CASES: Record<string, () => Promise<void>> = {
   },
   async pauseJob() {
     await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/pause` }, 200);
+    const until = new Date(Date.now() + 3_600_000).toISOString();
+    await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/pause`, json: { until } }, 200);
+    await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/pause`, json: {} }, 200);
     await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.completed}/pause` }, 409);
   },
   async resumeJob() {
     await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/resume` }, 200);
     await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.completed}/resume` }, 409);
+  },
+  async skipJob() {
+    await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/skip`, json: exampleOf('skipJob') }, 200);
+    await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/skip`, json: { count: 0 } }, 200);
+    await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.completed}/skip`, json: { count: 1 } }, 409);
+  },
+  async listJobVersions() {
+    await expectAnswer({ method: 'GET', url: `/v1/jobs/${ids.job}/versions?limit=2` }, 200);
   },
   async triggerJob() {
     await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/trigger` }, 202);

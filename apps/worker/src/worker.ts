@@ -38,6 +38,7 @@ import { pruneTask } from './prune.ts';
 import { watchPostgres } from './readiness.ts';
 import { createReconciler } from './reconcile.ts';
 import { startWaker } from './waker.ts';
+import { resumeDueTask } from './resume-due.ts';
 
 /**
  * BullMQ renews a job's lock every `lockDuration / 2` while the processor runs, so a slow
@@ -269,6 +270,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   const tasks: MaintenanceTask[] = [
     { name: 'reconcile', everyMs: config.reconcileIntervalMs, run: () => reconciler.run() },
     pruneTask({ db: database.db, retentionDays: config.runRetentionDays }),
+    resumeDueTask({ db: database.db, fireQueue }),
   ];
   // After a Redis data loss the reconcile scheduler itself is gone: re-registering it at least
   // once per interval brings the first repair within two intervals of the loss.

@@ -9,6 +9,8 @@ export interface Config {
   /** @defaultValue `postgres://postgres@127.0.0.1:5432/tickwork` */
   databaseUrl: string;
   databaseReadUrl: string | undefined;
+  /** A read replica further behind than this serves no reads. @defaultValue 10000 */
+  databaseReadMaxLagMs: number;
   /** @defaultValue 20 */
   databasePoolMax: number;
   /** @defaultValue `redis://127.0.0.1:6379` */
@@ -155,6 +157,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     databaseUrl: url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/tickwork', ['postgres:', 'postgresql:']),
     databaseReadUrl:
       readUrl === undefined ? undefined : url('DATABASE_READ_URL', readUrl, ['postgres:', 'postgresql:']),
+    databaseReadMaxLagMs: int('DATABASE_READ_MAX_LAG_MS', 10_000, 100, 3_600_000),
     databasePoolMax: int('DATABASE_POOL_MAX', 20, 1, 1000),
     redisUrl: url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
     redisClusterNodes: clusterNodes(),

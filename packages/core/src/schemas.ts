@@ -386,7 +386,11 @@ export const RUN_STATUSES = ['running', 'retrying', 'succeeded', 'failed', 'dead
 export type RunStatus = (typeof RUN_STATUSES)[number];
 export const RUN_TRIGGERS = ['schedule', 'manual', 'replay'] as const;
 export type RunTrigger = (typeof RUN_TRIGGERS)[number];
-export const SKIP_REASONS = ['overlap', 'missed', 'paused', 'superseded', 'excluded'] as const;
+/**
+ * Why a `skipped` run was not delivered; one list for every feature that skips: `requested` is a
+ * skip asked for (POST /v1/jobs/{id}/skip), `excluded` a day an exclusion calendar leaves out.
+ */
+export const SKIP_REASONS = ['overlap', 'missed', 'paused', 'superseded', 'requested', 'excluded'] as const;
 /**
  * Why an alert opened: the occurrence's run `failed` or went `dead`, was `skipped` (an overlap) or
  * `missed` (late past its grace), or no run of it was recorded at all (`not_fired`).
@@ -453,6 +457,19 @@ export const JobSchema = Type.Object(
     runCount: readOnly(
       Type.Integer({
         description: 'Scheduled runs so far (skipped ones excluded); `maxRuns` counts against it.',
+      }),
+    ),
+    pausedUntil: readOnly(
+      Nullable({
+        ...Instant,
+        description: 'A paused job resumes by itself at this instant (POST /pause with `until`); null otherwise.',
+      }),
+    ),
+    skipUntil: readOnly(
+      Nullable({
+        ...Instant,
+        description:
+          'Occurrences scheduled before this instant are recorded `skipped` (`requested`) and not delivered (POST /skip); null when no skip is in force.',
       }),
     ),
     createdAt: readOnly(Instant),
@@ -537,10 +554,27 @@ const CheckSchema = Type.Object(
   { $id: 'Check' },
 );
 export const LivenessSchema = Type.Object({ status: StringEnum(['ok'] as const) }, { $id: 'Liveness' });
+export const ReplicaCheckSchema = Type.Object(
+  {
+    status: StringEnum(['ok', 'degraded'] as const, {
+      description: 'degraded: every read goes to the primary; the api still serves (never 503 for it).',
+    }),
+    reason: Type.Optional(Type.String({ description: 'Why it is degraded.' })),
+    lagSeconds: Type.Union([Type.Number(), Type.Null()], {
+      description: 'How old the newest primary state the replica holds is (null: unknown).',
+    }),
+  },
+  { $id: 'ReplicaCheck' },
+);
 export const ReadinessSchema = Type.Object(
   {
     status: StringEnum(['ok', 'unavailable'] as const),
-    checks: Type.Object({ postgres: Ref(CheckSchema), redis: Ref(CheckSchema) }),
+    checks: Type.Object({
+      postgres: Ref(CheckSchema),
+      redis: Ref(CheckSchema),
+      // Only when DATABASE_READ_URL is set.
+      replica: Type.Optional(Ref(ReplicaCheckSchema)),
+    }),
   },
   { $id: 'Readiness' },
 );
@@ -569,5 +603,6 @@ export const NAMED_SCHEMAS = [
   RunListSchema,
   CheckSchema,
   LivenessSchema,
+  ReplicaCheckSchema,
   ReadinessSchema,
 ] as const;

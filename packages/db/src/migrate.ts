@@ -5,6 +5,7 @@ import * as m0002 from './migrations/0002_scheduling.ts';
 import * as m0003 from './migrations/0003_job_count.ts';
 import * as m0004 from './migrations/0004_target_body_text.ts';
 import * as m0010 from './migrations/0010_alerts.ts';
+import * as m0020 from './migrations/0020_job_history.ts';
 import * as m0030 from './migrations/0030_calendars.ts';
 import * as m0050 from './migrations/0050_jobs_updated_at.ts';
 
@@ -15,6 +16,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003_job_count': m0003,
   '0004_target_body_text': m0004,
   '0010_alerts': m0010,
+  '0020_job_history': m0020,
   '0030_calendars': m0030,
   '0050_jobs_updated_at': m0050,
 };

@@ -59,6 +59,10 @@ export interface JobsTable {
   calendar_ids: ColumnType<string[], string[] | undefined, string[]>;
   created_at: Timestamp;
   updated_at: Timestamp;
+  /** A pause that ends by itself at this instant (migration 0020); null otherwise. */
+  paused_until: Timestamp | null;
+  /** Occurrences scheduled before this instant are skipped, `requested` (migration 0020). */
+  skip_until: Timestamp | null;
   /** Alert when an occurrence has not succeeded this long after its instant (migration 0010). */
   alert_after_ms: number | null;
   /** The job's open alert, kept by the alert watch; null when none is open. */
@@ -143,6 +147,19 @@ export interface AlertNotificationsTable {
   created_at: GeneratedTimestamp;
 }
 
+/** One change of a job, with the job's row as it stood after it (migration 0020). */
+export interface JobVersionsTable {
+  id: string;
+  job_id: string;
+  service_id: string;
+  version: number;
+  change: string;
+  actor_kind: string;
+  actor_id: string;
+  changed_at: Timestamp;
+  definition: Json<unknown>;
+}
+
 export interface Database {
   services: ServicesTable;
   api_keys: ApiKeysTable;
@@ -153,6 +170,7 @@ export interface Database {
   alerts: AlertsTable;
   alert_watch: AlertWatchTable;
   alert_notifications: AlertNotificationsTable;
+  job_versions: JobVersionsTable;
 }
 
 export type ServiceRow = Selectable<ServicesTable>;
@@ -161,3 +179,4 @@ export type JobRow = Selectable<JobsTable>;
 export type RunRow = Selectable<RunsTable>;
 export type CalendarRow = Selectable<CalendarsTable>;
 export type AlertRow = Selectable<AlertsTable>;
+export type JobVersionRow = Selectable<JobVersionsTable>;

@@ -13,3 +13,4 @@ export * from './redis.ts';
 export * from './redis-cluster.ts';
 export * from './sink.ts';
 export * from './tcp-proxy.ts';
+export * from './pg-replica.ts';

@@ -12,6 +12,7 @@ import {
   registerPoolGauges,
   registerQueueGauges,
   registerReadyGauge,
+  registerReplicaMetrics,
 } from '@tickwork/metrics';
 import { countOpenAlerts } from '@tickwork/db';
 import { fireQueueStatsOf } from '@tickwork/queue';
@@ -40,6 +41,7 @@ export default fp(
     registerReadyGauge(registry, async () => (await checkReadiness(app)).ok);
     registerQueueGauges(registry, fireQueueStatsOf(app.fireQueue));
     registerAlertGauge(registry, () => countOpenAlerts(app.db));
+    if (app.readRouter) registerReplicaMetrics(registry, app.readRouter);
     app.decorate('metrics', registry);
 
     app.addHook('onResponse', async (request, reply) => {

@@ -11,6 +11,7 @@ import {
   ADMIN_NAMED_SCHEMAS,
   CALENDAR_NAMED_SCHEMAS,
   ALERT_NAMED_SCHEMAS,
+  HISTORY_NAMED_SCHEMAS,
   NAMED_SCHEMAS,
   validationError,
   type FieldError,
@@ -24,6 +25,7 @@ export const SHARED_SCHEMAS = [
   ...ADMIN_NAMED_SCHEMAS,
   ...CALENDAR_NAMED_SCHEMAS,
   ...ALERT_NAMED_SCHEMAS,
+  ...HISTORY_NAMED_SCHEMAS,
 ];
 
 function makeAjv(coerce: boolean): Ajv {

@@ -52,37 +52,37 @@ export function jobFromRow(row: JobRow): Job {
   };
 }
 
-export async function insertJob(
-  db: Kysely<Database>,
-  job: JobSpec & { id: string; serviceId: string; state: JobState; now: Date; nextRunAt: Date | null },
-): Promise<JobRow> {
-  return db
-    .insertInto('jobs')
-    .values({
-      id: job.id,
-      service_id: job.serviceId,
-      name: job.name,
-      description: job.description,
-      labels: JSON.stringify(job.labels),
-      schedule: JSON.stringify(job.schedule),
-      ...targetColumns(job.target),
-      start_at: job.startAt === null ? null : new Date(job.startAt),
-      end_at: job.endAt === null ? null : new Date(job.endAt),
-      max_runs: job.maxRuns,
-      jitter_ms: job.jitterMs,
-      overlap: job.overlap,
-      misfire: JSON.stringify(job.misfire),
-      retry: JSON.stringify(job.retry),
-      calendar_ids: job.calendars ?? [],
-      alert_after_ms: job.alertAfterMs ?? null,
-      state: job.state,
-      version: 1,
-      next_run_at: job.nextRunAt,
-      created_at: job.now,
-      updated_at: job.now,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+export type NewJob = JobSpec & { id: string; serviceId: string; state: JobState; now: Date; nextRunAt: Date | null };
+
+/** The row of a new job (version 1). */
+export function newJobValues(job: NewJob) {
+  return {
+    id: job.id,
+    service_id: job.serviceId,
+    name: job.name,
+    description: job.description,
+    labels: JSON.stringify(job.labels),
+    schedule: JSON.stringify(job.schedule),
+    ...targetColumns(job.target),
+    start_at: job.startAt === null ? null : new Date(job.startAt),
+    end_at: job.endAt === null ? null : new Date(job.endAt),
+    max_runs: job.maxRuns,
+    jitter_ms: job.jitterMs,
+    overlap: job.overlap,
+    misfire: JSON.stringify(job.misfire),
+    retry: JSON.stringify(job.retry),
+    calendar_ids: job.calendars ?? [],
+    alert_after_ms: job.alertAfterMs ?? null,
+    state: job.state,
+    version: 1,
+    next_run_at: job.nextRunAt,
+    created_at: job.now,
+    updated_at: job.now,
+  };
+}
+
+export async function insertJob(db: Kysely<Database>, job: NewJob): Promise<JobRow> {
+  return db.insertInto('jobs').values(newJobValues(job)).returningAll().executeTakeFirstOrThrow();
 }
 
 /** One job of a service: the api's hottest read, so a named (prepared) statement. */
@@ -212,7 +212,15 @@ export async function lockJob(db: Kysely<Database>, serviceId: string, id: strin
 export async function updateJob(
   db: Kysely<Database>,
   id: string,
-  change: { spec?: JobSpec; state: JobState; version: number; nextRunAt: Date | null; now: Date },
+  change: {
+    spec?: JobSpec;
+    state: JobState;
+    version: number;
+    nextRunAt: Date | null;
+    now: Date;
+    /** Set (or, with null, cleared) by a pause, a resume; left as it is when undefined. */
+    pausedUntil?: Date | null;
+  },
 ): Promise<JobRow> {
   const spec = change.spec;
   return db
@@ -240,6 +248,7 @@ export async function updateJob(
       version: change.version,
       next_run_at: change.nextRunAt,
       updated_at: change.now,
+      ...(change.pausedUntil === undefined ? {} : { paused_until: change.pausedUntil }),
     })
     .where('id', '=', id)
     .returningAll()

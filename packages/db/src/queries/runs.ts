@@ -5,6 +5,7 @@ import { pageOf, type Page } from './cursor.ts';
 import { jobForFireOf, type JobForFire } from './jobs.ts';
 import { PREPARE } from '../prepared.ts';
 import { JOB_COLUMNS, JOB_COLUMNS_OF_J } from './job-columns.ts';
+import { versionOfJobIf, type VersionStamp } from './job-versions.ts';
 
 export interface NewRun {
   id: string;
@@ -245,24 +246,41 @@ export async function insertRequestedRun(
     now: number;
     replayOf?: string;
   },
+  /** A run now is a change in the job's history: its entry is written by the same statement. */
+  stamp?: VersionStamp,
 ): Promise<RunRow> {
   for (let offset = 0; offset < 1_000; offset++) {
-    const inserted = await db
-      .insertInto('runs')
-      .values({
-        id: run.id,
-        job_id: run.jobId,
-        service_id: run.serviceId,
-        job_version: run.jobVersion,
-        scheduled_for: new Date(run.now + offset),
-        trigger: run.trigger,
-        status: 'running',
-        replay_of: run.replayOf ?? null,
-      })
-      .onConflict((oc) => oc.columns(['job_id', 'scheduled_for', 'trigger']).doNothing())
-      .returningAll()
-      .executeTakeFirst();
-    if (inserted) return inserted;
+    const values = {
+      id: run.id,
+      job_id: run.jobId,
+      service_id: run.serviceId,
+      job_version: run.jobVersion,
+      scheduled_for: new Date(run.now + offset),
+      trigger: run.trigger,
+      status: 'running',
+      replay_of: run.replayOf ?? null,
+    };
+    const conflict = ['job_id', 'scheduled_for', 'trigger'] as const;
+    const inserted = stamp
+      ? await db
+          .with('r', (qb) =>
+            qb
+              .insertInto('runs')
+              .values(values)
+              .onConflict((oc) => oc.columns(conflict).doNothing())
+              .returningAll(),
+          )
+          .with('v', (qb) => versionOfJobIf(qb, run.jobId, stamp, sql`exists (select 1 from r)`))
+          .selectFrom('r')
+          .selectAll()
+          .executeTakeFirst()
+      : await db
+          .insertInto('runs')
+          .values(values)
+          .onConflict((oc) => oc.columns(conflict).doNothing())
+          .returningAll()
+          .executeTakeFirst();
+    if (inserted) return inserted as RunRow;
   }
   throw new Error(`no free instant for a ${run.trigger} run of job ${run.jobId}`);
 }
@@ -370,7 +388,8 @@ export interface OnTimeRecord {
 /**
  * The common case of a scheduled occurrence in one statement: locks the job (its row only, with
  * its service's signing secrets) and, when every check passes — service enabled, job active at
- * this version, overlap allowed, inside its window and under maxRuns, due (jitter) and within its
+ * this version, overlap allowed, inside its window and under maxRuns, not skipped on request
+ * (`skip_until`), due (jitter) and within its
  * misfire grace at `now`, no exclusion calendars (a job with calendars is decided in TypeScript,
  * which reads them) — records the run as started by `workerId` and bumps `run_count`, and
  * reads the version's previous scheduled instant (for the skipped-slot check). The same checks
@@ -422,6 +441,7 @@ export async function lockAndRecordOnTime(
         and cardinality(j.calendar_ids) = 0
         and (j.start_at is null or j.start_at <= ${at}) and (j.end_at is null or j.end_at >= ${at})
         and (j.max_runs is null or j.run_count < j.max_runs)
+        and (j.skip_until is null or j.skip_until <= ${at})
         and (not ${occurrence.mayWait}::boolean or ${now}::bigint >= j.due_at)
         and ${now}::bigint <= j.due_at + (j.misfire->>'graceMs')::bigint
       on conflict (job_id, scheduled_for, trigger) do nothing

@@ -31,7 +31,8 @@ import { etagOf, jobDto, runDto } from '../../../serializers.ts';
 import lifecycleRoutes from './lifecycle.ts';
 import { success } from '../../../plugins/swagger.ts';
 import { jsonTextAt } from '../../../plugins/validation.ts';
-import { JobParams, afterIdOf } from './shared.ts';
+import historyRoutes from './history.ts';
+import { JobParams, actorOf, afterIdOf } from './shared.ts';
 
 /** Swagger UI's "Try it out" body for a create: a valid request. */
 const CREATE_JOB_EXAMPLE = {
@@ -67,6 +68,7 @@ function created(row: JobRow): StoredResponse {
 
 const jobs: FastifyPluginAsyncTypebox = async (app) => {
   await app.register(lifecycleRoutes);
+  await app.register(historyRoutes);
 
   app.post(
     '/jobs',
@@ -100,7 +102,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         return stored.body as never;
       };
       const bodyText = jsonTextAt(request, ['target', 'body']);
-      const create = async () => created(await app.jobs.withLog(request.log).create(principal, request.body, bodyText));
+      const create = async () =>
+        created(await app.jobs.withLog(request.log).by(actorOf(request)).create(principal, request.body, bodyText));
       if (key === undefined) return send(await create());
 
       // Idempotency-Key (IETF draft): one request per (service, key) runs; a repeat with the same
@@ -185,7 +188,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         labels: parseLabels(label),
         namePrefix: name,
       });
-      return { items: page.items.map(jobDto), nextCursor: page.nextCursor };
+      return { items: page.items.map((row) => jobDto(row)), nextCursor: page.nextCursor };
     },
   );
 
@@ -221,7 +224,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      await app.jobs.withLog(request.log).delete(serviceId, request.params.id);
+      await app.jobs.withLog(request.log).by(actorOf(request)).delete(serviceId, request.params.id);
       return reply.code(204).send(null);
     },
   );

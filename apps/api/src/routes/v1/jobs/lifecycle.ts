@@ -5,12 +5,12 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { NextRunsSchema, JobSchema, PatchJobBody, ProblemSchema, Ref, RunSchema } from '@tickwork/core';
+import { JobSchema, NextRunsSchema, PatchJobBody, PauseJobBody, ProblemSchema, Ref, RunSchema } from '@tickwork/core';
 import { principalOf } from '../../../plugins/auth.ts';
 import { etagOf, jobDto, nextRunsDto, runDto } from '../../../serializers.ts';
 import { success } from '../../../plugins/swagger.ts';
 import { MERGE_PATCH, installJsonParser, jsonTextAt } from '../../../plugins/validation.ts';
-import { JobParams } from './shared.ts';
+import { JobParams, actorOf } from './shared.ts';
 
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   // PATCH also takes RFC 7396's own media type.
@@ -42,6 +42,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       const { serviceId } = principalOf(request);
       const row = await app.jobs
         .withLog(request.log)
+        .by(actorOf(request))
         .patch(
           serviceId,
           request.params.id,
@@ -60,16 +61,28 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['jobs'],
         operationId: 'pauseJob',
-        summary: 'Pause a job; it fires nothing until resumed (idempotent)',
+        summary: 'Pause a job; it fires nothing until resumed, or until `until` (idempotent)',
         description:
-          'Pausing a paused job changes nothing. Occurrences already on their way are recorded `skipped` (`paused`). A completed job cannot be paused (409).',
+          'With `{ "until": <instant> }` the job resumes by itself at that instant (within about a second), and the occurrences from then on are delivered; without a body it stays paused until resumed. Pausing again as the job is paused already changes nothing; another `until` (or none) replaces the one in force. Occurrences already on their way are recorded `skipped` (`paused`). A completed job cannot be paused (409). The pause, and the resume at `until`, are in the version history.',
         params: JobParams,
-        response: { 200: success(Ref(JobSchema), 'The job, paused.', 'ETag'), 409: Ref(ProblemSchema) },
+        body: Type.Optional(Ref(PauseJobBody)),
+        response: {
+          200: success(Ref(JobSchema), 'The job, paused.', 'ETag'),
+          400: Ref(ProblemSchema),
+          409: Ref(ProblemSchema),
+        },
+      },
+      // The body is optional: a POST without one is a pause without `until`.
+      preValidation: async (request) => {
+        if (request.body === undefined || request.body === null) request.body = {};
       },
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      const row = await app.jobs.withLog(request.log).pause(serviceId, request.params.id);
+      const row = await app.jobs
+        .withLog(request.log)
+        .by(actorOf(request))
+        .pause(serviceId, request.params.id, request.body?.until);
       reply.header('etag', etagOf(row.version));
       return jobDto(row);
     },
@@ -90,7 +103,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      const row = await app.jobs.withLog(request.log).resume(serviceId, request.params.id);
+      const row = await app.jobs.withLog(request.log).by(actorOf(request)).resume(serviceId, request.params.id);
       reply.header('etag', etagOf(row.version));
       return jobDto(row);
     },
@@ -111,7 +124,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      const run = await app.jobs.withLog(request.log).trigger(serviceId, request.params.id);
+      const run = await app.jobs.withLog(request.log).by(actorOf(request)).trigger(serviceId, request.params.id);
       reply.code(202).header('location', `/v1/runs/${run.id}`);
       return runDto(run);
     },
