@@ -3,7 +3,8 @@
  * SHA-256 is looked up (no secret is ever compared in SQL), so a revoked key or disabled service
  * fails at once on every api instance. Principals are kept in process under the auth epoch
  * (`auth-cache.ts`): a request reads the epoch from Redis instead of the key from Postgres, and
- * admin changes set a new epoch before they answer; `TICKWORK_AUTH_CACHE=off` turns the cache off. The scope a request needs follows from its method (reads
+ * admin changes set a new epoch before they answer; `TICKWORK_AUTH_CACHE=off` turns the cache off. The scope a
+ * request needs follows from its method (reads
  * need `jobs:read`, anything else `jobs:write`) unless the route says otherwise in
  * `config.scope`, so a new route is covered without a line of its own. Admin routes take the
  * ADMIN_TOKEN, compared in constant time.
