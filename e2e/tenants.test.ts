@@ -106,10 +106,17 @@ describe('tenants over HTTP on two api processes', () => {
     const calendar = await call(a, 'POST', '/v1/calendars', { token: owner.apiKey, body: { name: 'owned' } });
     expect(calendar.status).toBe(201);
     const spec = await call(b, 'GET', '/openapi.json');
+    // An alert of the owner's job, as the watch would have opened it.
+    const alertId = '0190a0a0-0000-7000-8000-00000000a1e7';
+    await db.db
+      .insertInto('alerts')
+      .values({ id: alertId, service_id: owner.id, job_id: jobId, scheduled_for: new Date(), reason: 'not_fired' })
+      .execute();
     const ids: Record<string, string> = {
       jobs: jobId,
       runs: '0190a0a0-0000-7000-8000-000000000000',
       calendars: calendar.body.id,
+      alerts: alertId,
     };
     const tried: string[] = [];
     for (const [path, operations] of Object.entries(spec.body.paths as Record<string, Record<string, unknown>>)) {

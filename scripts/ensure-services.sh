@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Starts the local Postgres and Redis when they are down and this machine has them installed.
-# Used by .ci/run and `npm start`; it leaves remote DATABASE_URL / REDIS_URL alone.
+# Used by .ci/run and `npm start`; it leaves remote DATABASE_URL / REDIS_URL alone, and the local
+# Postgres too when ENSURE_SKIP_POSTGRES is set (`npm run fleet -- --pg-replica` brings its own).
 set -uo pipefail
 
 is_local() { case "$1" in *127.0.0.1*|*localhost*|*'[::1]'*|"") return 0 ;; *) return 1 ;; esac; }
 
-if is_local "${DATABASE_URL:-}" && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+if [ -z "${ENSURE_SKIP_POSTGRES:-}" ] && is_local "${DATABASE_URL:-}" \
+  && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
     echo "[setup] starting the local Postgres" >&2
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start

@@ -10,6 +10,7 @@ import {
   compareLever,
   drainCompare,
   fireAtRate,
+  ProcessDied,
   scaleOut,
   startSink,
   type AtRateFigures,
@@ -20,6 +21,7 @@ import {
 } from './fire-bench.ts';
 import { describeMachine, printMachine } from './machine.ts';
 import { startRedis } from './redis-server.ts';
+import { clusterBench, type ClusterFigures } from './cluster-bench.ts';
 import { deploy } from './tickwork.ts';
 
 const { values, positionals } = parseArgs({
@@ -40,7 +42,10 @@ const { values, positionals } = parseArgs({
     profile: { type: 'boolean', default: false },
     env: { type: 'string', multiple: true },
     'redis-config': { type: 'string', multiple: true },
-    contestants: { type: 'string', default: 'tickwork,bullmq-fetch,bullmq-noop,pgboss,timers' },
+    contestants: { type: 'string', default: 'tickwork,bullmq-fetch,bullmq-noop,pgboss,graphile,timers' },
+    // `fire`: the same at-rate run and a Tickwork drain on a Redis Cluster of N masters (N fire
+    // shards) beside the single node; 0 skips it.
+    'redis-cluster': { type: 'string', default: '3' },
   },
 });
 
@@ -62,10 +67,12 @@ const out: {
   argv: string[];
   machine: typeof machine;
   api?: ApiFigures;
-  fire?: AtRateFigures[];
+  /** Figures per `hz`, or the death of a process that ended during the part. */
+  fire?: Array<AtRateFigures | { redisHz: number; died: Pick<ProcessDied, 'role' | 'code' | 'signal' | 'lastOutput'> }>;
   drain?: DrainFigures;
   scale?: ScaleFigures;
   lever?: LeverFigures;
+  cluster?: ClusterFigures;
 } = { date: new Date().toISOString(), argv: process.argv.slice(2), machine };
 
 if (command === 'api' || command === 'all') {
@@ -93,7 +100,8 @@ if (command === 'fire' || command === 'all') {
   const drainCount = num(values.drain, quick ? 300 : 3_000);
   const rounds = num(values.rounds, quick ? 1 : 3);
   const sink = await startSink();
-  out.fire = [];
+  const fire: NonNullable<typeof out.fire> = [];
+  out.fire = fire;
   const redises = new Map<number, Awaited<ReturnType<typeof startRedis>>>();
   try {
     for (const hz of hzList) {
@@ -115,6 +123,15 @@ if (command === 'fire' || command === 'all') {
               sink,
               nodeOptions,
               lateWaitMs: quick ? 10_000 : 60_000,
+            }).catch((error: unknown) => {
+              // A process that died is the result of this part: reported, instead of figures.
+              if (!(error instanceof ProcessDied)) throw error;
+              console.log(`  hz${hz}: ${error.message}`);
+              fire.push({
+                redisHz: hz,
+                died: { role: error.role, code: error.code, signal: error.signal, lastOutput: error.lastOutput },
+              });
+              return undefined;
             });
       if (!figures) continue;
       out.fire.push(figures);
@@ -144,7 +161,7 @@ if (command === 'fire' || command === 'all') {
       for (const [kind, f] of Object.entries(out.drain.perContestant))
         console.log(`  ${kind.padEnd(13)} ${f.perSec}/s (rounds ${f.shots.join(', ')})`);
       console.log(
-        `  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/timers ${out.drain.tickworkOverTimers}×`,
+        `  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/graphile-worker ${out.drain.tickworkOverGraphile}×, tickwork/timers ${out.drain.tickworkOverTimers}×`,
       );
       if (!quick && !values['skip-scale']) {
         console.log(`scale-out: the same drain with 1..${values['max-workers']} workers`);
@@ -163,6 +180,21 @@ if (command === 'fire' || command === 'all') {
       }
     } finally {
       await tw.close();
+    }
+    const masters = Number(values['redis-cluster']);
+    if (masters > 0) {
+      out.cluster = await clusterBench({
+        masters,
+        single: redis,
+        sink,
+        schedules,
+        rate,
+        measureS,
+        drainCount,
+        rounds,
+        quick,
+        nodeOptions,
+      });
     }
   } finally {
     await sink.close();
@@ -212,9 +244,14 @@ console.log(
 );
 
 if (quick) {
+  const first = out.fire?.[0];
+  const fireFigures =
+    first && 'died' in first ? { lagP99Ms: undefined, died: first.died } : { ...first, died: undefined };
   const ratio = (name: string) => out.api?.endpoints.find((e) => e.name === name)?.ratioToHello ?? Number.NaN;
   console.log(
-    `bench: create/hello=${ratio('POST /v1/jobs')} get/hello=${ratio('GET /v1/jobs/{id}')} fire/raw=${out.drain?.tickworkOverBullmqFetch ?? Number.NaN} lagP99Ms=${out.fire?.[0]?.lagP99Ms ?? Number.NaN}`,
+    `bench: create/hello=${ratio('POST /v1/jobs')} get/hello=${ratio('GET /v1/jobs/{id}')} list/hello=${ratio('GET /v1/jobs?limit=100')} ` +
+      `fire/raw=${out.drain?.tickworkOverBullmqFetch ?? Number.NaN} fire/pgboss=${out.drain?.tickworkOverPgboss ?? Number.NaN} ` +
+      `lagP99Ms=${fireFigures?.lagP99Ms ?? (fireFigures?.died ? `died(${fireFigures.died.code ?? fireFigures.died.signal})` : Number.NaN)}`,
   );
 }
 process.exit(0);

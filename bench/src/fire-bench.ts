@@ -18,6 +18,37 @@ import { redisUsedMemory } from './redis-server.ts';
 import { median, percentile, rotated, round, sleep } from './stats.ts';
 import { createJobs, deploy, type Deployment, type JobDraft } from './tickwork.ts';
 
+/**
+ * A process of the deployment that ended while it was being measured. Its figures would be
+ * meaningless (a dead worker delivers nothing, and its RSS can no longer be read), so the bench
+ * reports the death itself: exit code, signal and what the process printed last.
+ */
+export class ProcessDied extends Error {
+  readonly role: string;
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly lastOutput: string;
+  constructor(role: string, code: number | null, signal: NodeJS.Signals | null, lastOutput: string) {
+    super(
+      `${role} died during the measurement: exit code ${code}, signal ${signal}\n--- its last output ---\n${lastOutput}`,
+    );
+    this.name = 'ProcessDied';
+    this.role = role;
+    this.code = code;
+    this.signal = signal;
+    this.lastOutput = lastOutput;
+  }
+}
+
+/** Throws {@link ProcessDied} when any of the processes has exited. */
+export function assertAlive(processes: Array<{ role: string; proc: Deployment['api'] }>): void {
+  for (const { role, proc } of processes) {
+    const { exitCode, signalCode } = proc.child;
+    if (exitCode === null && signalCode === null) continue;
+    throw new ProcessDied(role, exitCode, signalCode, proc.output.join('').slice(-4_000));
+  }
+}
+
 const scheduledForOf = (r: Received) => Date.parse(String(r.headers['tickwork-scheduled-for']));
 
 export interface AtRateFigures {
@@ -59,17 +90,23 @@ export async function fireAtRate(options: {
   nodeOptions?: string | undefined;
   /** How long to wait for the window's late occurrences. @defaultValue 60000 */
   lateWaitMs?: number;
+  /** More environment for the deployment's processes (a Redis Cluster's). */
+  env?: Record<string, string>;
+  /** Redis's used memory in bytes (a Cluster: summed over its masters). @defaultValue INFO of `redisUrl` */
+  usedMemory?: () => Promise<number>;
 }): Promise<AtRateFigures> {
   const { schedules, rate, sink } = options;
   const everyMs = Math.round((schedules / rate) * 1000);
   if (everyMs < 1000)
     throw new Error(`--schedules / --rate must be at least 1 s (the default minimum interval); got ${everyMs} ms`);
-  const memoryBefore = await redisUsedMemory(options.redisUrl);
+  const usedMemory = options.usedMemory ?? (() => redisUsedMemory(options.redisUrl));
+  const memoryBefore = await usedMemory();
   const tw = await deploy({
     redisUrl: options.redisUrl,
     workers: options.workers,
     label: 'tw_bench_fire',
     nodeOptions: options.nodeOptions,
+    ...(options.env ? { env: options.env } : {}),
   });
   const apiRssIdleMiB = rssOf(tw.api.child.pid!).rssMiB;
   const workerRssIdleMiB = tw.workers.map((w) => rssOf(w.child.pid!).rssMiB);
@@ -89,7 +126,7 @@ export async function fireAtRate(options: {
     // Jobs i of service i % S: each service gets an even share of the phases.
     const tokens = services.map((s) => s.token);
     const created = await createJobs(tw.api, tokens, drafts, 32);
-    const memoryAfter = await redisUsedMemory(options.redisUrl);
+    const memoryAfter = await usedMemory();
     console.log(
       `  fire hz${options.redisHz}: created ${schedules} schedules in ${(created.ms / 1000).toFixed(1)} s (${Math.round(schedules / (created.ms / 1000))}/s)`,
     );
@@ -101,7 +138,12 @@ export async function fireAtRate(options: {
     let apiRss = 0;
     const workerRss = tw.workers.map(() => 0);
     const load = loadNow();
+    const processes = [
+      { role: 'api', proc: tw.api },
+      ...tw.workers.map((proc, i) => ({ role: `worker ${i + 1}`, proc })),
+    ];
     while (Date.now() < windowEnd) {
+      assertAlive(processes);
       apiRss = Math.max(apiRss, rssOf(tw.api.child.pid!).rssMiB);
       tw.workers.forEach((w, i) => {
         workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).rssMiB);
@@ -121,11 +163,13 @@ export async function fireAtRate(options: {
       Date.now() < deadline;
     ) {
       await sleep(500);
+      assertAlive(processes);
       const n = countInWindow();
       if (n >= expectedCount) break;
       if (n !== last) [last, quietSince] = [n, Date.now()];
       else if (Date.now() - quietSince > 3_000) break;
     }
+    assertAlive(processes);
     apiRss = Math.max(apiRss, rssOf(tw.api.child.pid!).peakMiB);
     tw.workers.forEach((w, i) => {
       workerRss[i] = Math.max(workerRss[i]!, rssOf(w.child.pid!).peakMiB);
@@ -192,7 +236,7 @@ export async function fireAtRate(options: {
   }
 }
 
-export type Contestant = 'tickwork' | 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'timers';
+export type Contestant = 'tickwork' | 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'graphile' | 'timers';
 
 interface Peer {
   child: ChildProcess;
@@ -333,6 +377,7 @@ export interface DrainFigures {
   perContestant: Record<string, { perSec: number; lagP99Ms: number; shots: number[] }>;
   tickworkOverBullmqFetch: number;
   tickworkOverPgboss: number;
+  tickworkOverGraphile: number;
   tickworkOverTimers: number;
   bullmqFetchOverNoop: number;
   loads: string[];
@@ -371,7 +416,13 @@ export async function drainCompare(options: {
   try {
     const createPerSec = { value: 150 };
     const shots: Record<string, DrainShot[]> = {};
-    const ratios = { fetch: [] as number[], pgboss: [] as number[], timers: [] as number[], noop: [] as number[] };
+    const ratios = {
+      fetch: [] as number[],
+      pgboss: [] as number[],
+      graphile: [] as number[],
+      timers: [] as number[],
+      noop: [] as number[],
+    };
     const loads: string[] = [];
     for (let r = 0; r < options.rounds; r++) {
       loads.push(loadNow());
@@ -401,6 +452,7 @@ export async function drainCompare(options: {
       const tick = inRound.tickwork?.perSec ?? Number.NaN;
       if (inRound['bullmq-fetch']) ratios.fetch.push(tick / inRound['bullmq-fetch'].perSec);
       if (inRound.pgboss) ratios.pgboss.push(tick / inRound.pgboss.perSec);
+      if (inRound.graphile) ratios.graphile.push(tick / inRound.graphile.perSec);
       if (inRound.timers) ratios.timers.push(tick / inRound.timers.perSec);
       if (inRound['bullmq-fetch'] && inRound['bullmq-noop'])
         ratios.noop.push(inRound['bullmq-fetch'].perSec / inRound['bullmq-noop'].perSec);
@@ -419,6 +471,7 @@ export async function drainCompare(options: {
       perContestant,
       tickworkOverBullmqFetch: round(median(ratios.fetch), 3),
       tickworkOverPgboss: round(median(ratios.pgboss), 3),
+      tickworkOverGraphile: round(median(ratios.graphile), 3),
       tickworkOverTimers: round(median(ratios.timers), 3),
       bullmqFetchOverNoop: round(median(ratios.noop), 3),
       loads,

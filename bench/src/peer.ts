@@ -3,6 +3,7 @@
  *   bullmq-noop   raw BullMQ Worker, same concurrency, no-op jobs: the queue's ceiling;
  *   bullmq-fetch  raw BullMQ Worker making the same HTTP call Tickwork makes, nothing of ours;
  *   pgboss        pg-boss (Postgres only) making the same call;
+ *   graphile      graphile-worker (Postgres only) making the same call, one job per occurrence;
  *   timers        the seed's design: in-memory setTimeout in one process, 10 calls at a time.
  * Messages in: { type: 'load', count, dueAt, tag }. Out: { type: 'ready' }, { type: 'loaded' },
  * { type: 'drained', firstAt, lastAt, lagMs[] } once `count` jobs of that load have finished.
@@ -11,7 +12,7 @@ import { Queue, Worker, type ConnectionOptions } from 'bullmq';
 import { PgBoss } from 'pg-boss';
 import { Agent, request } from 'undici';
 
-const kind = process.argv[2] as 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'timers';
+const kind = process.argv[2] as 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'graphile' | 'timers';
 const concurrency = Number(process.env.CONCURRENCY ?? 10);
 const sinkUrl = process.env.SINK_URL ?? '';
 const redisUrl = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
@@ -122,6 +123,42 @@ if (kind === 'bullmq-noop' || kind === 'bullmq-fetch') {
     }
   };
   close = () => boss.stop({ graceful: false, timeout: 5_000 });
+} else if (kind === 'graphile') {
+  const { run, makeWorkerUtils, Logger } = await import('graphile-worker');
+  const connectionString = process.env.DATABASE_URL!;
+  const schema = 'graphile_bench';
+  const logger = new Logger(() => (level: string, message: string) => {
+    if (level === 'error') console.error('graphile-worker:', message);
+  });
+  // Its best settings for a drain, from its performance guide: a local queue that fetches (and
+  // locks) a batch at a time, completions batched, and a 100 ms poll for jobs that fall due
+  // (instead of 2 s; a job added for later wakes no LISTEN).
+  const runner = await run({
+    connectionString,
+    schema,
+    concurrency,
+    maxPoolSize: concurrency + 2,
+    pollInterval: 100,
+    noHandleSignals: true,
+    logger,
+    preset: { worker: { localQueue: { size: concurrency * 5 }, completeJobBatchDelay: 0 } },
+    taskList: { peer: (payload) => handle(payload as Payload, true) },
+  });
+  const utils = await makeWorkerUtils({ connectionString, schema, logger });
+  load = async (count, dueAt, tag) => {
+    for (let i = 0; i < count; i += 1000) {
+      const jobs = Array.from({ length: Math.min(1000, count - i) }, (_, j) => ({
+        identifier: 'peer',
+        payload: { id: `${tag}-${i + j}`, dueAt, tag },
+        runAt: new Date(dueAt),
+      }));
+      await utils.addJobs(jobs);
+    }
+  };
+  close = async () => {
+    await runner.stop();
+    await utils.release();
+  };
 } else if (kind === 'timers') {
   // The seed's scheduler: a timer per job in this process's memory, 10 callbacks at a time.
   const waiting: Payload[] = [];

@@ -32,6 +32,8 @@ export async function deploy(options: {
   workers: number;
   label?: string;
   nodeOptions?: string;
+  /** More environment for every process (a Redis Cluster's REDIS_CLUSTER_NODES, FIRE_QUEUE_SHARDS…). */
+  env?: Record<string, string>;
 }): Promise<Deployment> {
   const db = await createTestDatabase(options.label ?? 'tw_bench');
   const env: FleetEnv = {
@@ -46,6 +48,7 @@ export async function deploy(options: {
     LOG_LEVEL: 'warn',
     // `--profile`: every api and worker process writes a V8 CPU profile when it exits.
     ...(options.nodeOptions ? { NODE_OPTIONS: options.nodeOptions } : {}),
+    ...options.env,
   };
   // The built code, as the image and `npm start` run it (dist/, built first when stale).
   const api = await startApi(env, { from: 'dist' });
@@ -117,7 +120,11 @@ export async function createJobs(
           ids[i] = JSON.parse(text).id;
           break;
         }
-        if (response.statusCode === 503 && attempt < 5) continue;
+        // The shared Postgres and Redis answer 503 for a moment when the box is busy: back off, then again.
+        if (response.statusCode === 503 && attempt < 20) {
+          await new Promise((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
+          continue;
+        }
         throw new Error(`POST /v1/jobs answered ${response.statusCode}: ${text}`);
       }
     }

@@ -27,6 +27,8 @@ export const DASHBOARD_METRICS = [
   // the shared queue, read from Redis (every exporter reports the same values: use max())
   'tickwork_queue_jobs',
   'tickwork_schedulers',
+  // job alerts, read from Postgres (every exporter reports the same values: use max())
+  'tickwork_alerts_open',
   // every process
   'tickwork_ready',
   'tickwork_db_pool_total',
@@ -35,6 +37,11 @@ export const DASHBOARD_METRICS = [
   'process_cpu_seconds_total',
   'process_resident_memory_bytes',
   'nodejs_eventloop_lag_seconds',
+  // api with a read replica (DATABASE_READ_URL) only
+  'tickwork_db_replica_up',
+  'tickwork_db_replica_lag_seconds',
+  'tickwork_db_reads_total',
+  'tickwork_db_replica_fallbacks_total',
   // written by Prometheus for every scrape target, not by the app
   'up',
 ] as const;
@@ -43,6 +50,17 @@ export type DashboardMetric = (typeof DASHBOARD_METRICS)[number];
 
 /** Series Prometheus makes itself: a scrape of the app does not contain them. */
 export const PROMETHEUS_SYNTHETIC_METRICS: readonly DashboardMetric[] = ['up'];
+
+/**
+ * Series only an api with a read replica exports (DATABASE_READ_URL): e2e/replica.test.ts checks
+ * them on such an api, e2e/observability.test.ts (no replica) leaves them out.
+ */
+export const REPLICA_METRICS: readonly DashboardMetric[] = [
+  'tickwork_db_replica_up',
+  'tickwork_db_replica_lag_seconds',
+  'tickwork_db_reads_total',
+  'tickwork_db_replica_fallbacks_total',
+];
 
 /**
  * The labels infra/ selects on or groups by, per metric family (beside `job` and `instance`,
@@ -55,6 +73,8 @@ export const METRIC_LABELS: Readonly<Record<string, readonly string[]>> = {
   tickwork_runs_total: ['status', 'trigger'],
   tickwork_queue_jobs: ['state'],
   tickwork_reconcile_repairs_total: ['kind'],
+  tickwork_alerts_open: ['reason'],
+  tickwork_db_reads_total: ['target'],
 };
 
 /** The names every metric in infra/ must start with (or be). */

@@ -6,6 +6,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import { secretKeysOf, type Config, type SecretKeys } from '@tickwork/core';
+import { redisTargetOf } from '@tickwork/queue';
 import authPlugin from './plugins/auth.ts';
 import bullBoardPlugin from './plugins/bull-board.ts';
 import dbPlugin from './plugins/db.ts';
@@ -15,8 +16,10 @@ import outboundPlugin from './plugins/outbound.ts';
 import queuePlugin from './plugins/queue.ts';
 import rateLimitPlugin from './plugins/rate-limit.ts';
 import swaggerPlugin from './plugins/swagger.ts';
+import alertWatchPlugin from './plugins/alert-watch.ts';
 import adminRoutes from './routes/v1/admin/services.ts';
 import calendarRoutes from './routes/v1/calendars/index.ts';
+import alertRoutes from './routes/v1/alerts/index.ts';
 import healthRoutes from './routes/health.ts';
 import jobRoutes from './routes/v1/jobs/index.ts';
 import runRoutes from './routes/v1/runs/index.ts';
@@ -47,27 +50,44 @@ export type AppConfig = Pick<
   | 'secretKeyPrevious'
 > &
   /** Optional so a caller that predates them gets the safe defaults: no private callbacks, 1200/min. */
-  Partial<Pick<Config, 'callbackAllowPrivate' | 'callbackAllowedHosts' | 'rateLimitPerMinute'>>;
+  Partial<
+    Pick<
+      Config,
+      | 'callbackAllowPrivate'
+      | 'callbackAllowedHosts'
+      | 'rateLimitPerMinute'
+      | 'redisClusterNodes'
+      | 'fireQueueShards'
+      | 'alertWatchIntervalMs'
+      | 'databaseReadMaxLagMs'
+    >
+  >;
 
 export default fp<AppConfig>(
   async (app: FastifyInstance, config) => {
     await app.register(errorsPlugin);
+    // Every Redis use of the api (queues, key cache epoch, rate limit, read marks) on the one
+    // Redis, or the Cluster.
+    const redis = redisTargetOf(config);
     await app.register(dbPlugin, {
       url: config.databaseUrl,
       readUrl: config.databaseReadUrl,
       poolMax: config.databasePoolMax,
+      redis,
+      prefix: config.bullmqPrefix,
+      ...(config.databaseReadMaxLagMs === undefined ? {} : { readMaxLagMs: config.databaseReadMaxLagMs }),
     });
-    await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+    await app.register(queuePlugin, { redis, prefix: config.bullmqPrefix, shards: config.fireQueueShards ?? 1 });
     // Before any plugin that adds a route, so the OpenAPI document sees every route.
     await app.register(swaggerPlugin);
     await app.register(metricsPlugin);
     await app.register(authPlugin, {
       adminToken: config.adminToken,
-      redisUrl: config.redisUrl,
+      redis,
       prefix: config.bullmqPrefix,
     });
     await app.register(rateLimitPlugin, {
-      redisUrl: config.redisUrl,
+      redis,
       prefix: config.bullmqPrefix,
       perMinute: config.rateLimitPerMinute ?? 1200,
     });
@@ -90,6 +110,11 @@ export default fp<AppConfig>(
       allowPrivate: config.callbackAllowPrivate ?? false,
       allowedHosts: config.callbackAllowedHosts ?? [],
     });
+    await app.register(alertWatchPlugin, {
+      secretKeys,
+      policy: app.outboundPolicy,
+      intervalMs: config.alertWatchIntervalMs ?? 10_000,
+    });
     await app.register(bullBoardPlugin, { adminToken: config.adminToken });
     await app.register(healthRoutes);
     await app.register(
@@ -98,6 +123,7 @@ export default fp<AppConfig>(
         await v1.register(runRoutes);
         await v1.register(scheduleRoutes);
         await v1.register(calendarRoutes);
+        await v1.register(alertRoutes);
         await v1.register(adminRoutes, { secretKeys });
       },
       { prefix: '/v1' },

@@ -10,11 +10,12 @@
  * never a counter: a Redis that lost its data cannot bring an old epoch back. A missing epoch (a
  * fresh or emptied Redis) is never trusted: it is set to a new one, and that request goes to
  * Postgres — else an entry filled before a revoke under "no epoch yet" would count again once a
- * FLUSHALL removed the revoke's epoch. When Redis cannot be read, every request goes to Postgres. Expiry is checked against the key's `expires_at` here.
+ * FLUSHALL removed the revoke's epoch. When Redis cannot be read, every request goes to Postgres. Expiry is checked
+ * against the key's `expires_at` here.
  * Entries also age out after `ttlMs`, and at most `maxEntries` are kept.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@tickwork/queue';
 import type { Principal } from '@tickwork/db';
 
 interface Entry {
@@ -42,10 +43,10 @@ export class PrincipalCache {
   readonly #entries = new Map<string, Entry>();
   readonly #ttlMs: number;
   readonly #maxEntries: number;
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #key: string;
 
-  constructor(redis: Redis, key: string, options: PrincipalCacheOptions = {}) {
+  constructor(redis: RedisClient, key: string, options: PrincipalCacheOptions = {}) {
     this.#redis = redis;
     this.#key = key;
     this.#ttlMs = options.ttlMs ?? 60_000;

@@ -10,8 +10,11 @@ import { jobFromRow, type CalendarRow, type JobRow, type RunRow } from '@tickwor
 
 const iso = (date: Date | null) => (date === null ? null : date.toISOString());
 
-/** A job as every response shows it: sensitive header values as `"***"` (`keys` open the stored ones). */
-export function jobDto(row: JobRow, keys: SecretKeys): JobDto {
+/**
+ * A job as every response shows it: sensitive header values as `"***"` (`keys` open the stored
+ * ones); `now` decides whether its skip is still in force.
+ */
+export function jobDto(row: JobRow, keys: SecretKeys, now = Date.now()): JobDto {
   const job = jobFromRow(row, keys);
   // The body's bytes are for the callback; the resource shows the body as JSON.
   const { bodyText: _text, ...stored } = job.target;
@@ -37,9 +40,21 @@ export function jobDto(row: JobRow, keys: SecretKeys): JobDto {
     lastRunAt: iso(row.last_run_at),
     lastRunStatus: row.last_run_status as JobDto['lastRunStatus'],
     runCount: row.run_count,
+    pausedUntil: iso(row.paused_until ?? null),
+    // A skip whose instant has passed is over: shown as none.
+    skipUntil: row.skip_until && row.skip_until.getTime() > now ? row.skip_until.toISOString() : null,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
+    alertAfterMs: job.alertAfterMs ?? null,
+    alert: openAlertOf(row),
   };
+}
+
+/** The job's open alert, as the watch keeps it on the row (absent in a row read without it). */
+function openAlertOf(row: JobRow): JobDto['alert'] {
+  const open = row.open_alert;
+  if (!open) return null;
+  return { id: open.id, reason: open.reason as NonNullable<JobDto['alert']>['reason'], openedAt: open.openedAt };
 }
 
 export function runDto(row: RunRow): RunDto {

@@ -50,6 +50,7 @@ function jobsService(overrides: Partial<JobsServiceDeps> = {}): JobsService {
     log,
     announceAuthChange: async () => {},
     secretKeys: { current: 'test-secret-key-0123456789-0123456789' },
+    actor: { kind: 'key', id: 'test-key' },
     ...overrides,
   });
 }
@@ -209,6 +210,54 @@ describe('requested runs', () => {
     });
     const runs = await db.db.selectFrom('runs').select('id').where('job_id', '=', job.id).execute();
     expect(runs).toEqual([{ id: run.id }]);
+  });
+});
+
+describe('version history', () => {
+  const changesOf = async (jobId: string) =>
+    (
+      await db.db
+        .selectFrom('job_versions')
+        .select(['change', 'version'])
+        .where('job_id', '=', jobId)
+        .orderBy('id', 'desc')
+        .execute()
+    ).map((v) => `${v.change}@${v.version}`);
+
+  it('records nothing of a change that is taken back: a create, a patch or a run now that failed', async () => {
+    const creator = await newService();
+    const jobs = jobsService();
+    await expect(jobsService({ fireQueue: redisAway }).create(creator, hourly('never-made'))).rejects.toMatchObject({
+      code: 'unavailable',
+    });
+    expect(
+      await db.db.selectFrom('job_versions').select('id').where('service_id', '=', creator.serviceId).execute(),
+    ).toEqual([]);
+    const job = await jobs.create(creator, hourly('history-takeback'));
+    const restore = await failCommitsOf('jobs', 'history-takeback');
+    try {
+      await expect(jobs.patch(creator.serviceId, job.id, { schedule: { every: '2h' } })).rejects.toThrow(
+        /refused at commit/,
+      );
+    } finally {
+      await restore();
+    }
+    await expect(jobsService({ fireQueue: redisAway }).trigger(creator.serviceId, job.id)).rejects.toMatchObject({
+      code: 'unavailable',
+    });
+    expect(await changesOf(job.id)).toEqual(['create@1']);
+    await jobs.trigger(creator.serviceId, job.id);
+    await jobs.skip(creator.serviceId, job.id, { count: 1 });
+    await jobs.pause(creator.serviceId, job.id, new Date(Date.now() + 60_000).toISOString());
+    await jobs.delete(creator.serviceId, job.id);
+    expect(await changesOf(job.id)).toEqual(['delete@2', 'pause@2', 'skip@1', 'trigger@1', 'create@1']);
+  });
+
+  it('refuses a change without an actor before writing anything', async () => {
+    const creator = await newService();
+    const anonymous = jobsService({ actor: undefined });
+    await expect(anonymous.create(creator, hourly('anonymous'))).rejects.toThrow(/needs an actor/);
+    expect(await jobRows(creator.serviceId)).toEqual([]);
   });
 });
 

@@ -31,7 +31,7 @@ const base: Record<'main' | 'limited' | 'cutOff', string> = { main: '', limited:
 let contract: Contract;
 let owner: { id: string; apiKey: string };
 let limitedKey: string;
-const ids = { job: '', completed: '', run: '', service: '', key: '', calendar: '' };
+const ids = { job: '', completed: '', run: '', service: '', key: '', calendar: '', alert: '' };
 
 interface Call {
   method: string;
@@ -134,6 +134,11 @@ beforeAll(async () => {
     .where('id', '=', run.id)
     .execute();
   ids.run = run.id;
+  ids.alert = uuidv7();
+  await api.db.db
+    .insertInto('alerts')
+    .values({ id: ids.alert, service_id: owner.id, job_id: ids.job, scheduled_for: run.scheduled_for, reason: 'dead' })
+    .execute();
   const key = await api.app.inject({
     method: 'POST',
     url: `/v1/admin/services/${owner.id}/keys`,
@@ -165,6 +170,7 @@ function fill(template: string, value?: string): string {
     if (template.startsWith('/v1/jobs/')) return ids.job;
     if (template.startsWith('/v1/runs/')) return ids.run;
     if (template.startsWith('/v1/calendars/')) return ids.calendar;
+    if (template.startsWith('/v1/alerts/')) return ids.alert;
     return ids.service;
   });
 }
@@ -207,11 +213,22 @@ const OWN_CASES: Record<string, () => Promise<void>> = {
   },
   async pauseJob() {
     await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/pause` }, 200);
+    const until = new Date(Date.now() + 3_600_000).toISOString();
+    await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/pause`, json: { until } }, 200);
+    await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/pause`, json: {} }, 200);
     await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.completed}/pause` }, 409);
   },
   async resumeJob() {
     await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/resume` }, 200);
     await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.completed}/resume` }, 409);
+  },
+  async skipJob() {
+    await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/skip`, json: exampleOf('skipJob') }, 200);
+    await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/skip`, json: { count: 0 } }, 200);
+    await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.completed}/skip`, json: { count: 1 } }, 409);
+  },
+  async listJobVersions() {
+    await expectAnswer({ method: 'GET', url: `/v1/jobs/${ids.job}/versions?limit=2` }, 200);
   },
   async triggerJob() {
     await expectAnswer({ method: 'POST', url: `/v1/jobs/${ids.job}/trigger` }, 202);
@@ -232,6 +249,12 @@ const OWN_CASES: Record<string, () => Promise<void>> = {
   async replayRun() {
     const replay = JSON.parse((await expectAnswer({ method: 'POST', url: `/v1/runs/${ids.run}/replay` }, 202)).body);
     await expectAnswer({ method: 'POST', url: `/v1/runs/${replay.id}/replay` }, 409);
+  },
+  async listAlerts() {
+    await expectAnswer({ method: 'GET', url: `/v1/alerts?state=open&jobId=${ids.job}&limit=5` }, 200);
+  },
+  async getAlert() {
+    await expectAnswer({ method: 'GET', url: `/v1/alerts/${ids.alert}` }, 200);
   },
   async previewSchedule() {
     await expectAnswer({ method: 'POST', url: '/v1/schedules/preview', json: exampleOf('previewSchedule') }, 200);
@@ -274,6 +297,7 @@ const OWN_CASES: Record<string, () => Promise<void>> = {
   async updateService() {
     const url = `/v1/admin/services/${ids.service}`;
     await expectAnswer({ method: 'PATCH', url, json: { quotas: { maxJobs: 500 } } }, 200);
+    await expectAnswer({ method: 'PATCH', url, json: { alertWebhookUrl: 'https://example.com/alerts' } }, 200);
   },
   async createApiKey() {
     const url = `/v1/admin/services/${ids.service}/keys`;

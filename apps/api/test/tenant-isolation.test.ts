@@ -1,6 +1,6 @@
 /**
  * Tenant isolation, generated from the route table: every /v1 route (admin aside) that names a
- * job or a run in its path is called with another service's key against a real job and run, and
+ * job, a run or an alert in its path is called with another service's key against a real job and run, and
  * must answer 404 and change nothing; every /v1 list must leave the other service's ids out. A
  * route added later is in the table, so it is in the matrix without an edit here; one whose path
  * names something the generator cannot fill fails the coverage test until the generator learns it.
@@ -19,12 +19,14 @@ let stranger: { id: string; apiKey: string };
 let jobId: string;
 let runId: string;
 let calendarId: string;
+let alertId: string;
 
 /** What each path segment before a `:param` names, and the owner's id of that kind. */
 const idFor: Record<string, () => string> = {
   jobs: () => jobId,
   runs: () => runId,
   calendars: () => calendarId,
+  alerts: () => alertId,
 };
 
 /** Values for body fields, so a write route reaches its ownership check rather than stopping at validation. */
@@ -132,6 +134,11 @@ beforeAll(async () => {
     .where('id', '=', run.id)
     .execute();
   runId = run.id;
+  alertId = uuidv7();
+  await api.db.db
+    .insertInto('alerts')
+    .values({ id: alertId, service_id: owner.id, job_id: jobId, scheduled_for: run.scheduled_for, reason: 'dead' })
+    .execute();
 });
 afterAll(async () => {
   await queue?.close();
@@ -199,7 +206,8 @@ describe('tenant isolation over every /v1 route', () => {
       expect(theirs.body).not.toContain(jobId);
       expect(theirs.body).not.toContain(runId);
       expect(theirs.body).not.toContain(calendarId);
-      for (const query of ['?status=dead', `?name=owned`, '?label=probe:yes', '?limit=100']) {
+      expect(theirs.body).not.toContain(alertId);
+      for (const query of ['?status=dead', `?name=owned`, '?label=probe:yes', '?limit=100', '?state=open']) {
         const filtered = await api.app.inject({
           method: 'GET',
           url: route.url + query,
@@ -207,6 +215,7 @@ describe('tenant isolation over every /v1 route', () => {
         });
         expect(filtered.body).not.toContain(jobId);
         expect(filtered.body).not.toContain(runId);
+        expect(filtered.body).not.toContain(alertId);
       }
     }
     const ours = await api.app.inject({

@@ -3,7 +3,7 @@
  *   1. load the job (and its service's signing secrets) from Postgres, the source of truth;
  *   2. a scheduled occurrence waits out its jitter (back to BullMQ's delayed set, same id);
  *   3. decide it under the job's row lock — paused, superseded, outside the window or maxRuns,
- *      late (misfire), overlapping — and record it as a run, once: a redelivery finds the same
+ *      skipped on request, late (misfire), overlapping — and record it as a run, once: a redelivery finds the same
  *      row and run id; a manual run or replay was recorded by the api and is looked up;
  *   4. start an attempt, deliver the callback, judge the result;
  *   5. record the outcome; for a retry, hand BullMQ the delay and let it run this same job again.
@@ -66,6 +66,7 @@ import {
   type Occurrence,
 } from '@tickwork/queue';
 import { deliver, type DeliveryOutcome } from './deliver.ts';
+import { isSkipRequested, moveOnAfterSkip } from './skip.ts';
 import type { OutboundPolicy } from './outbound-guard.ts';
 import type { Dispatcher } from 'undici';
 
@@ -81,6 +82,11 @@ export interface FireContext {
   signal?: AbortSignal;
   /** The `fire` queue, to remove the scheduler of a job that has completed (endAt, maxRuns). */
   queue?: Queue;
+  /**
+   * Every fire queue an occurrence may wait in (with FIRE_QUEUE_SHARDS changed: those of the
+   * earlier count too), for the skipped-slot check. @defaultValue `[queue]`
+   */
+  queues?: () => Promise<Queue[]>;
 }
 
 /** The attempt a retry follows, for observers of the worker's `failed` event (metrics, logs). */
@@ -226,13 +232,14 @@ async function recordSkippedSlots(
     return;
   }
   if (gap.length === 0) return;
+  const queues = ctx.queues ? await ctx.queues() : [queue];
   const pending = await Promise.all(
     gap.map(async (slot) => {
       const ids = [
         schedulerOccurrenceIdOf(schedulerIdOf(job.id, version), slot),
         catchUpJobIdOf(job.id, version, slot),
       ];
-      const found = await Promise.all(ids.map((id) => queue.getJob(id)));
+      const found = await Promise.all(queues.flatMap((each) => ids.map((id) => each.getJob(id))));
       return found.some((j) => j !== undefined && j !== null);
     }),
   );
@@ -357,7 +364,8 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
       job.overlap !== 'skip' &&
       exclusion?.excludes(occurrence.scheduledFor) !== true &&
       now <= lateSince &&
-      outsideLimits(job, occurrence.scheduledFor, row.run_count) === undefined
+      outsideLimits(job, occurrence.scheduledFor, row.run_count) === undefined &&
+      !isSkipRequested(row, occurrence.scheduledFor)
     ) {
       // Every check passes without a query, so record it straight away. The insert finds the
       // row of an occurrence decided already (a retry, a redelivery after a crash) by its
@@ -397,6 +405,11 @@ async function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, 
       // The schedule's last occurrence (a one-shot's, the last in its window) fell on an excluded
       // day: nothing is left to fire, whatever the calendars say later.
       if (lastOccurrence(job, occurrence.scheduledFor, row.run_count)) await completeJob(trx, jobId, version);
+      return skipped;
+    }
+    if (isSkipRequested(row, occurrence.scheduledFor)) {
+      const skipped = await skip('requested');
+      await moveOnAfterSkip(trx, job, row.run_count, occurrence.scheduledFor);
       return skipped;
     }
 

@@ -16,6 +16,7 @@ import {
   DURATION_BUCKETS,
   FIRE_LAG_BUCKETS,
   createRegistry,
+  registerAlertGauge,
   registerPoolGauges,
   registerQueueGauges,
   registerReadyGauge,
@@ -146,6 +147,8 @@ export interface WorkerMetricsSource {
   pool: PoolStats;
   queue: QueueStats;
   isReady(): Promise<boolean>;
+  /** Open alerts by reason (`tickwork_alerts_open`); absent: not exported. */
+  openAlerts?: () => Promise<Record<string, number>>;
 }
 
 /** The registry a worker serves: process metrics, the shared counters, this worker's gauges. */
@@ -155,5 +158,6 @@ export function createWorkerRegistry(source: WorkerMetricsSource): Registry {
   registerPoolGauges(registry, source.pool);
   registerReadyGauge(registry, source.isReady);
   registerQueueGauges(registry, source.queue);
+  if (source.openAlerts) registerAlertGauge(registry, source.openAlerts);
   return registry;
 }

@@ -71,6 +71,7 @@ describe('the worker’s Redis connections', () => {
       secretKey: 'test-secret-key-0123456789-0123456789',
       shutdownGraceMs: 1_000,
       reconcileIntervalMs: 60_000,
+      reconcileSweepIntervalMs: 600_000,
       runRetentionDays: 30,
     };
     worker = await startWorker(config, pino({ level: 'silent' }));

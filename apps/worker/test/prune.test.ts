@@ -65,11 +65,48 @@ describe('prune', () => {
       ])
       .execute();
 
+    // Alerts: one resolved 8 days ago goes; one resolved 6 days ago stays, and so does an open one however old.
+    const alert = (ageDays: number, resolvedDaysAgo: number | null) => ({
+      id: uuidv7(now - ageDays * DAY),
+      service_id: service.id,
+      job_id: jobId,
+      scheduled_for: new Date(now - ageDays * DAY),
+      reason: 'dead',
+      opened_at: new Date(now - ageDays * DAY),
+      resolved_at: resolvedDaysAgo === null ? null : new Date(now - resolvedDaysAgo * DAY),
+    });
+    const alerts = [alert(9, 8), alert(7, 6), alert(30, null)];
+    // One open alert per job (a partial unique index): the open one is of a job of its own.
+    const openJob = uuidv7();
+    await db.db
+      .insertInto('jobs')
+      .values({
+        id: openJob,
+        service_id: service.id,
+        name: 'open',
+        schedule: '{}',
+        target: '{}',
+        misfire: '{}',
+        retry: '{}',
+        state: 'active',
+        version: 1,
+        jitter_ms: 0,
+        overlap: 'allow',
+        labels: '{}',
+        created_at: new Date(),
+        updated_at: new Date(),
+      })
+      .execute();
+    alerts[2]!.job_id = openJob;
+    await db.db.insertInto('alerts').values(alerts).execute();
+
     const result = await prunePass(
       { db: db.db, retentionDays: 7, batchSize: 2, now: () => now },
       pino({ level: 'silent' }),
     );
-    expect(result).toMatchObject({ runs: 7, idempotencyKeys: 1 });
+    expect(result).toMatchObject({ runs: 7, idempotencyKeys: 1, alerts: 1 });
+    const alertsLeft = await db.db.selectFrom('alerts').select('id').execute();
+    expect(new Set(alertsLeft.map((a) => a.id))).toEqual(new Set([alerts[1]!.id, alerts[2]!.id]));
     const left = await db.db.selectFrom('runs').select('id').execute();
     expect(new Set(left.map((r) => r.id))).toEqual(new Set([oldInFlight.id, ...recent.map((r) => r.id)]));
     const keys = await db.db.selectFrom('idempotency_keys').select('key').execute();

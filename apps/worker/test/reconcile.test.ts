@@ -18,7 +18,7 @@ import {
   schedulerIdOf,
   schedulerOccurrenceIdOf,
 } from '@tickwork/queue';
-import { reconcile, type RepairKind } from '../src/reconcile.ts';
+import { reconcile, type ReconcileMode, type RepairKind } from '../src/reconcile.ts';
 
 /** Seals the target headers the test's jobs are written with. */
 const KEYS = { current: 'test-secret-key-0123456789-0123456789' };
@@ -79,11 +79,12 @@ async function aJob(
   return row;
 }
 
-function pass(now?: number) {
+function pass(now?: number, mode: ReconcileMode = 'sweep') {
   const counted: Partial<Record<RepairKind, number>> = {};
   return reconcile({
     db: db.db,
     fireQueue,
+    mode,
     ...(now === undefined ? {} : { now }),
     pageSize: 2,
     onRepair: (kind, count) => {
@@ -103,7 +104,7 @@ describe('reconcile', () => {
     await aJob({ at: new Date(Date.now() + 60_000).toISOString() });
     const report = await pass();
     expect(report.jobs).toBe(3);
-    expect(report.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 });
+    expect(report.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0, moved: 0 });
     expect(report.counted).toEqual({});
   });
 
@@ -129,7 +130,7 @@ describe('reconcile', () => {
     expect((every10!.next! - jobs[1]!.created_at.getTime()) % 10_000).toBe(0);
 
     const second = await pass();
-    expect(second.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 });
+    expect(second.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0, moved: 0 });
   });
 
   it('catches up once with the latest missed occurrence, not with every one', async () => {
@@ -208,7 +209,7 @@ describe('reconcile', () => {
     const second = await pass();
     expect(second.repairs.orphan).toBe(2);
     expect(await schedulerIds()).toEqual([schedulerIdOf(kept.id, 1)]);
-    expect((await pass()).repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 });
+    expect((await pass()).repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0, moved: 0 });
   });
 
   it('enqueues again a run that waited for a retry when Redis lost its data, under its run id', async () => {
@@ -301,5 +302,81 @@ describe('reconcile', () => {
     const report = await pass();
     expect(report.repairs.orphan).toBe(0);
     expect(await schedulerIds()).toEqual([schedulerIdOf(job.id, 1)]);
+  });
+});
+
+/** Moves a job's rows back in time: changed an hour ago, its next run as given. */
+async function age(jobId: string, nextRunAt: number): Promise<void> {
+  await sql`update jobs set updated_at = now() - interval '1 hour', next_run_at = ${new Date(nextRunAt)}
+    where id = ${jobId}`.execute(db.db);
+}
+
+describe('reconcile, steady pass', () => {
+  const none = { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 };
+
+  it('reads only what changed or fell overdue: healthy jobs changed long ago cost nothing', async () => {
+    const jobs = [await aJob({ every: '1m' }), await aJob({ every: '1h' }), await aJob({ every: '5m' })];
+    for (const job of jobs) await age(job.id, Date.now() + 60_000);
+    expect((await pass()).mode).toBe('sweep');
+    const steady = await pass(undefined, 'steady');
+    expect(steady).toMatchObject({ mode: 'steady', jobs: 0, repairs: none });
+    // One changes: the next pass reads that one.
+    await sql`update jobs set updated_at = now() where id = ${jobs[1]!.id}`.execute(db.db);
+    expect(await pass(undefined, 'steady')).toMatchObject({ jobs: 1, repairs: none });
+  });
+
+  it('finds a scheduler that silently stopped once its job is overdue', async () => {
+    const job = await aJob({ every: '1m' });
+    await pass();
+    const scheduler = await fireQueue.queue.getJobScheduler(schedulerIdOf(job.id, 1));
+    const pendingId = schedulerOccurrenceIdOf(schedulerIdOf(job.id, 1), scheduler!.next!);
+    await redis.multi().del(fireQueue.queue.toKey(pendingId)).zrem(fireQueue.queue.toKey('delayed'), pendingId).exec();
+    // Not overdue yet: nothing shows, nothing is read.
+    await age(job.id, Date.now() + 30_000);
+    expect(await pass(undefined, 'steady')).toMatchObject({ jobs: 0, repairs: none });
+    // Its occurrence was due 20 s ago and no run moved next_run_at on: looked at, restarted.
+    await age(job.id, Date.now() - 20_000);
+    const report = await pass(undefined, 'steady');
+    expect(report.repairs.stuck).toBe(1);
+    const restarted = await fireQueue.queue.getJobScheduler(schedulerIdOf(job.id, 1));
+    expect(
+      await fireQueue.queue.getJob(schedulerOccurrenceIdOf(schedulerIdOf(job.id, 1), restarted!.next!)),
+    ).toBeDefined();
+  });
+
+  it('finds a scheduler that Redis lost once its job is overdue, and catches up once', async () => {
+    const job = await aJob({ every: '10s' }, { createdAt: Date.now() - 60_000 });
+    await pass();
+    await fireQueue.queue.removeJobScheduler(schedulerIdOf(job.id, 1));
+    await age(job.id, Date.now() - 20_000);
+    const report = await pass(undefined, 'steady');
+    expect(report.repairs).toMatchObject({ missing: 1, catchup: 1 });
+    expect(await schedulerIds()).toEqual([schedulerIdOf(job.id, 1)]);
+  });
+
+  it('repairs a job the api changed since the last pass: stale version, then a paused one', async () => {
+    const job = await aJob({ every: '1m' });
+    const other = await aJob({ every: '1m' });
+    await pass();
+    await sql`update jobs set version = 2, updated_at = now() where id = ${job.id}`.execute(db.db);
+    expect((await pass(undefined, 'steady')).repairs).toMatchObject({ missing: 1, stale: 1 });
+    expect(await schedulerIds()).toEqual([schedulerIdOf(job.id, 2), schedulerIdOf(other.id, 1)].sort());
+
+    await sql`update jobs set state = 'paused', updated_at = now() where id = ${other.id}`.execute(db.db);
+    // A suspect first (its api may be committing a resume), removed by the next pass.
+    expect(await pass(undefined, 'steady')).toMatchObject({ suspects: 1, repairs: none });
+    expect((await pass(undefined, 'steady')).repairs.orphan).toBe(1);
+    expect(await schedulerIds()).toEqual([schedulerIdOf(job.id, 2)]);
+  });
+
+  it('auto: sweeps when the marks are gone (Redis lost its data), then runs steady passes', async () => {
+    await aJob({ every: '1m' });
+    await deletePrefix(testBaseUrls().redisUrl, prefix);
+    const first = await pass(undefined, 'auto');
+    // The rebuild registers every job and leaves the orphans to the next sweep: Redis was empty.
+    expect(first).toMatchObject({ mode: 'sweep', schedulers: 0, repairs: { missing: 1 } });
+    expect((await pass(undefined, 'auto')).mode).toBe('steady');
+    const always = await reconcile({ db: db.db, fireQueue, mode: 'auto', sweepIntervalMs: 0 });
+    expect(always).toMatchObject({ mode: 'sweep', schedulers: 1 });
   });
 });

@@ -39,10 +39,24 @@ export const CreateServiceBody = Type.Object(
 );
 export type CreateServiceBody = Static<typeof CreateServiceBody>;
 
+const ALERT_WEBHOOK_DOC =
+  'Where alerts of its jobs are sent (`alert.opened`, `alert.resolved`), signed like callbacks ' +
+  'and held to the same destination rules; null stops sending.';
+
 export const UpdateServiceBody = Type.Object(
-  { quotas: Ref(QuotasSchema) },
-  { $id: 'UpdateServiceRequest', additionalProperties: false, description: 'Only the quotas given change.' },
+  {
+    quotas: Type.Optional(Ref(QuotasSchema)),
+    alertWebhookUrl: Type.Optional(
+      Nullable(Type.String({ minLength: 1, maxLength: 2048, description: ALERT_WEBHOOK_DOC })),
+    ),
+  },
+  {
+    $id: 'UpdateServiceRequest',
+    additionalProperties: false,
+    description: 'Only the fields given change: the quotas given, and `alertWebhookUrl` when it is sent.',
+  },
 );
+export type UpdateServiceBody = Static<typeof UpdateServiceBody>;
 
 const Quotas = Type.Object({ maxJobs: Type.Integer(), minIntervalMs: Type.Integer() }, { $id: 'Quotas' });
 
@@ -54,6 +68,7 @@ export const ServiceSchema = Type.Object(
     createdAt: Instant,
     disabledAt: Nullable(Instant),
     previousSecretExpiresAt: Nullable(Instant),
+    alertWebhookUrl: Nullable(Type.String({ description: ALERT_WEBHOOK_DOC })),
   },
   { $id: 'Service' },
 );

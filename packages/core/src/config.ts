@@ -10,11 +10,22 @@ export interface Config {
   /** @defaultValue `postgres://postgres@127.0.0.1:5432/tickwork` */
   databaseUrl: string;
   databaseReadUrl: string | undefined;
+  /** A read replica further behind than this serves no reads. @defaultValue 10000 */
+  databaseReadMaxLagMs: number;
   /** @defaultValue 20 */
   databasePoolMax: number;
   /** @defaultValue `redis://127.0.0.1:6379` */
   redisUrl: string;
-  /** @defaultValue `{tickwork}` (a hash tag: one Redis Cluster slot per queue) */
+  /** REDIS_CLUSTER_NODES: seed nodes (`host:port`) of a Redis Cluster; unset: the one Redis at redisUrl. */
+  redisClusterNodes: string[] | undefined;
+  /** FIRE_QUEUE_SHARDS: how many fire queues the jobs are split over. @defaultValue 1 */
+  fireQueueShards: number;
+  /** FIRE_QUEUE_CONSUME: the shards (0-based) this worker consumes; unset: every shard. */
+  fireQueueConsume: number[] | undefined;
+  /**
+   * @defaultValue `{tickwork}` (a hash tag: every queue on one Redis Cluster slot; an untagged
+   * prefix lets each queue carry its own, so the fire shards spread over a Cluster's masters)
+   */
   bullmqPrefix: string;
   host: string;
   /** @defaultValue 3000 */
@@ -31,6 +42,8 @@ export interface Config {
   runRetentionDays: number;
   /** @defaultValue 30000 */
   reconcileIntervalMs: number;
+  /** How often a reconcile pass is a full sweep (every job and scheduler) instead of a steady one; 0: always. */
+  reconcileSweepIntervalMs: number;
   /** @defaultValue 30000 */
   shutdownGraceMs: number;
   /** @defaultValue 1200 */
@@ -39,6 +52,8 @@ export interface Config {
   secretKey: string;
   /** SECRET_KEY_PREVIOUS: during a key rotation, the key being retired; it still decrypts, never encrypts. */
   secretKeyPrevious?: string | undefined;
+  /** How often the alert watch judges occurrences and sends alert webhooks. @defaultValue 10000 */
+  alertWatchIntervalMs: number;
 }
 
 /** The keys a process seals and opens secrets with. */
@@ -124,13 +139,42 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     return entries;
   };
 
+  const clusterNodes = () => {
+    const entries = str('REDIS_CLUSTER_NODES', '')
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter(Boolean);
+    for (const entry of entries) {
+      const port = /^\[?[^\]\s]+?\]?:(\d+)$/.exec(entry)?.[1];
+      if (port === undefined || Number(port) < 1 || Number(port) > 65535) {
+        problems.push(`REDIS_CLUSTER_NODES entries are host:port (got "${entry}")`);
+      }
+    }
+    return entries.length > 0 ? entries : undefined;
+  };
+  const fireQueueShards = int('FIRE_QUEUE_SHARDS', 1, 1, 256);
+  const consume = () => {
+    const raw = str('FIRE_QUEUE_CONSUME', '').trim();
+    if (raw === '') return undefined;
+    const shards = raw.split(',').map((entry) => entry.trim());
+    if (shards.some((entry) => !/^\d+$/.test(entry) || Number(entry) >= fireQueueShards)) {
+      problems.push(`FIRE_QUEUE_CONSUME lists shards 0 to ${fireQueueShards - 1}, comma-separated (got "${raw}")`);
+      return undefined;
+    }
+    return [...new Set(shards.map(Number))].sort((a, b) => a - b);
+  };
+
   const config: Config = {
     nodeEnv,
     databaseUrl: url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/tickwork', ['postgres:', 'postgresql:']),
     databaseReadUrl:
       readUrl === undefined ? undefined : url('DATABASE_READ_URL', readUrl, ['postgres:', 'postgresql:']),
+    databaseReadMaxLagMs: int('DATABASE_READ_MAX_LAG_MS', 10_000, 100, 3_600_000),
     databasePoolMax: int('DATABASE_POOL_MAX', 20, 1, 1000),
     redisUrl: url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisClusterNodes: clusterNodes(),
+    fireQueueShards,
+    fireQueueConsume: consume(),
     bullmqPrefix: str('BULLMQ_PREFIX', '{tickwork}'),
     host: str('HOST', '0.0.0.0'),
     port: int('PORT', 3000, 0, 65535),
@@ -142,10 +186,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     callbackAllowedHosts: allowedHosts(),
     runRetentionDays: int('RUN_RETENTION_DAYS', 7, 1, 3650),
     reconcileIntervalMs: int('RECONCILE_INTERVAL_MS', 30_000, 1_000, 86_400_000),
+    reconcileSweepIntervalMs: int('RECONCILE_SWEEP_INTERVAL_MS', 600_000, 0, 86_400_000),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 30_000, 0, 600_000),
     rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 1200, 1, 10_000_000),
     secretKey,
     secretKeyPrevious: secretKeyPrevious === secretKey ? undefined : secretKeyPrevious,
+    alertWatchIntervalMs: int('ALERT_WATCH_INTERVAL_MS', 10_000, 100, 3_600_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -17,3 +17,5 @@ export * from './catch-up.ts';
 export * from './calendar.ts';
 export * from './calendar-schemas.ts';
 export * from './target-headers.ts';
+export * from './alerts.ts';
+export * from './history-schemas.ts';

@@ -62,6 +62,11 @@ export interface JobSpec {
   retry: RetryPolicy;
   /** Ids of the exclusion calendars the job honours (calendar.ts); absent or empty for none. */
   calendars?: string[];
+  /**
+   * Alert when an occurrence has not succeeded this many ms after its instant; null (or absent,
+   * in a spec built by hand) asks for no alerts.
+   */
+  alertAfterMs?: number | null;
 }
 
 /** A stored job: its spec plus identity, state and version. Times are epoch ms. */
@@ -114,6 +119,7 @@ export function buildJobSpec(
   if (backoff?.delayMs !== undefined && backoff.maxDelayMs !== undefined && backoff.maxDelayMs < backoff.delayMs) {
     errors.push({ field: 'retry.backoff.maxDelayMs', message: 'must be at least delayMs' });
   }
+  errors.push(...alertAfterErrors(body));
   if (errors.length > 0 || !checked.schedule) throw validationError(errors);
   const quotaError = minIntervalQuotaError(checked.schedule, body.schedule, options.limits);
   if (quotaError) throw quotaError;
@@ -151,6 +157,7 @@ export function buildJobSpec(
       },
     },
     calendars: body.calendars ? [...body.calendars] : [],
+    alertAfterMs: body.alertAfterMs ?? null,
   };
 }
 
@@ -163,6 +170,18 @@ export function calendarListErrors(ids: readonly string[] | undefined): FieldErr
     seen.add(id.toLowerCase());
   }
   return errors;
+}
+
+/**
+ * `alertAfterMs` must leave an occurrence the time it may take by its own definition: its jitter
+ * delays it by up to `jitterMs`, so a shorter deadline would alert on an occurrence that is on time.
+ */
+function alertAfterErrors(body: CreateJobBody): FieldError[] {
+  const alertAfterMs = body.alertAfterMs;
+  if (alertAfterMs === undefined || alertAfterMs === null) return [];
+  const jitterMs = body.jitterMs ?? 0;
+  if (alertAfterMs <= jitterMs) return [{ field: 'alertAfterMs', message: 'must be more than jitterMs' }];
+  return [];
 }
 
 /**

@@ -38,6 +38,7 @@ export function bodyOfSpec(spec: JobSpec): CreateJobBody {
     misfire: { ...spec.misfire },
     retry: { maxAttempts: spec.retry.maxAttempts, backoff: { ...spec.retry.backoff } },
     ...(spec.calendars?.length ? { calendars: [...spec.calendars] } : {}),
+    ...(spec.alertAfterMs == null ? {} : { alertAfterMs: spec.alertAfterMs }),
   };
 }
 

@@ -65,6 +65,10 @@ const MAX_RUNS_DOC = 'The job is `completed` after this many scheduled runs (man
 const JITTER_DOC =
   'Delay each scheduled occurrence by up to this many ms, the same for one occurrence on every retry (default 0).';
 const MISFIRE_DOC = 'What happens to an occurrence that starts late (workers down, Redis rebuilt).';
+const ALERT_AFTER_DOC =
+  'Open an alert when an occurrence has not succeeded this many ms after its instant: it failed, went dead, ' +
+  'was skipped or missed, or never fired (1 s to 30 days, more than `jitterMs`; null: no alerts). ' +
+  'See `GET /v1/alerts`.';
 const RETRY_DOC = '408, 429, 5xx, timeouts and connection errors are retried; other 4xx and 3xx fail at once.';
 
 const CronScheduleSchema = Type.Object(
@@ -122,7 +126,8 @@ export const ScheduleSchema = Type.Unsafe<
   $id: 'Schedule',
   oneOf: [Ref(CronScheduleSchema), Ref(EveryScheduleSchema), Ref(EveryMsScheduleSchema), Ref(AtScheduleSchema)],
   description:
-    'Exactly one of `cron` (with an optional `timezone`), `every`, `everyMs` or `at`. Intervals are phased from `startAt`, else from creation.',
+    'Exactly one of `cron` (with an optional `timezone`), `every`, `everyMs` or `at`. Intervals are phased from ' +
+    '`startAt`, else from creation.',
 });
 
 export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
@@ -148,7 +153,9 @@ export const TargetSchema = Type.Object(
     body: Type.Optional(
       Type.Unknown({
         description:
-          'The callback body, kept byte for byte as you send it: a string goes as is (`content-type: text/plain; charset=utf-8`), anything else as its JSON text (`application/json`), unless `headers` names a `content-type`.',
+          'The callback body, kept byte for byte as you send it: a string goes as is (`content-type: text/plain; ' +
+          'charset=utf-8`), anything else as its JSON text (`application/json`), unless `headers` names a ' +
+          '`content-type`.',
       }),
     ),
     timeoutMs: Type.Optional(
@@ -252,14 +259,22 @@ const JobFields = {
   }),
   overlap: StringEnum(['allow', 'skip'] as const, {
     description:
-      '`allow` (default): runs may overlap. `skip`: an occurrence due while a run of this job is in flight is recorded `skipped` (`overlap`).',
+      '`allow` (default): runs may overlap. `skip`: an occurrence due while a run of this job is in flight is ' +
+      'recorded `skipped` (`overlap`).',
   }),
   misfire: Ref(MisfirePolicySchema),
   retry: Ref(RetryPolicySchema),
   calendars: Type.Array(Id, {
     maxItems: 10,
     description:
-      'Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is recorded `skipped` (`excluded`) and not delivered.',
+      'Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is ' +
+      'recorded `skipped` (`excluded`) and not delivered.',
+  }),
+  alertAfterMs: Type.Integer({
+    minimum: 1_000,
+    maximum: 30 * 86_400_000,
+    description: ALERT_AFTER_DOC,
+    examples: [600_000],
   }),
 };
 
@@ -278,6 +293,7 @@ export const CreateJobBody = Type.Object(
     misfire: Type.Optional(JobFields.misfire),
     retry: Type.Optional(JobFields.retry),
     calendars: Type.Optional(JobFields.calendars),
+    alertAfterMs: Type.Optional(Nullable(JobFields.alertAfterMs)),
     paused: Type.Optional(Type.Boolean({ description: 'Create the job paused.' })),
   },
   {
@@ -327,12 +343,14 @@ export const PatchJobBody = Type.Object(
     misfire: Type.Optional(JobFields.misfire),
     retry: Type.Optional(JobFields.retry),
     calendars: Type.Optional(Nullable(JobFields.calendars)),
+    alertAfterMs: Type.Optional(Nullable(JobFields.alertAfterMs)),
   },
   {
     $id: 'PatchJobRequest',
     additionalProperties: false,
     description:
-      'JSON Merge Patch (RFC 7396): fields you send replace the stored ones, objects merge, null removes. `schedule` and `target.body` are replaced whole.',
+      'JSON Merge Patch (RFC 7396): fields you send replace the stored ones, objects merge, null removes. `schedule` ' +
+      'and `target.body` are replaced whole.',
   },
 );
 export type PatchJobBody = Static<typeof PatchJobBody>;
@@ -353,7 +371,8 @@ export const NextRunsSchema = Type.Object(
     occurrences: Type.Optional(
       Type.Array(Ref(MarkedOccurrenceSchema), {
         description:
-          'Only with `includeExcluded`: the next `count` occurrences of the schedule, excluded ones too, each marked; `nextRuns` is then those not excluded.',
+          'Only with `includeExcluded`: the next `count` occurrences of the schedule, excluded ones too, each ' +
+          'marked; `nextRuns` is then those not excluded.',
       }),
     ),
   },
@@ -384,7 +403,17 @@ export const RUN_STATUSES = ['running', 'retrying', 'succeeded', 'failed', 'dead
 export type RunStatus = (typeof RUN_STATUSES)[number];
 export const RUN_TRIGGERS = ['schedule', 'manual', 'replay'] as const;
 export type RunTrigger = (typeof RUN_TRIGGERS)[number];
-export const SKIP_REASONS = ['overlap', 'missed', 'paused', 'superseded', 'excluded'] as const;
+/**
+ * Why a `skipped` run was not delivered; one list for every feature that skips: `requested` is a
+ * skip asked for (POST /v1/jobs/{id}/skip), `excluded` a day an exclusion calendar leaves out.
+ */
+export const SKIP_REASONS = ['overlap', 'missed', 'paused', 'superseded', 'requested', 'excluded'] as const;
+/**
+ * Why an alert opened: the occurrence's run `failed` or went `dead`, was `skipped` (an overlap) or
+ * `missed` (late past its grace), or no run of it was recorded at all (`not_fired`).
+ */
+export const ALERT_REASONS = ['failed', 'dead', 'skipped', 'missed', 'not_fired'] as const;
+export type AlertReason = (typeof ALERT_REASONS)[number];
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
 /** Fields the server sets: a job read back and sent again to create or PATCH leaves them out. */
@@ -398,7 +427,8 @@ export const JobSchema = Type.Object(
     state: readOnly(
       StringEnum(JOB_STATES, {
         description:
-          '`active` fires; `paused` fires nothing until resumed (pause, resume); `completed` will not fire again (one-shot done, `endAt` passed or `maxRuns` reached).',
+          '`active` fires; `paused` fires nothing until resumed (pause, resume); `completed` will not fire again ' +
+          '(one-shot done, `endAt` passed or `maxRuns` reached).',
       }),
     ),
     schedule: Ref(ScheduleSchema),
@@ -437,7 +467,8 @@ export const JobSchema = Type.Object(
       Nullable({
         ...Instant,
         description:
-          'The next scheduled occurrence, a day its calendars exclude left out; null when the job will not fire (paused, completed).',
+          'The next scheduled occurrence, a day its calendars exclude left out; null when the job will not fire ' +
+          '(paused, completed).',
       }),
     ),
     lastRunAt: readOnly(Nullable({ ...Instant, description: 'When the latest run recorded an outcome.' })),
@@ -447,8 +478,35 @@ export const JobSchema = Type.Object(
         description: 'Scheduled runs so far (skipped ones excluded); `maxRuns` counts against it.',
       }),
     ),
+    pausedUntil: readOnly(
+      Nullable({
+        ...Instant,
+        description: 'A paused job resumes by itself at this instant (POST /pause with `until`); null otherwise.',
+      }),
+    ),
+    skipUntil: readOnly(
+      Nullable({
+        ...Instant,
+        description:
+          'Occurrences scheduled before this instant are recorded `skipped` (`requested`) and not delivered (POST ' +
+          '/skip); null when no skip is in force.',
+      }),
+    ),
     createdAt: readOnly(Instant),
     updatedAt: readOnly(Instant),
+    alertAfterMs: Nullable(Type.Integer({ description: ALERT_AFTER_DOC })),
+    alert: readOnly(
+      Nullable(
+        Type.Object(
+          {
+            id: { ...Id, description: 'The alert, as `GET /v1/alerts/{id}` shows it.' },
+            reason: StringEnum(ALERT_REASONS, { description: 'Why it opened.' }),
+            openedAt: Instant,
+          },
+          { description: "The job's open alert; null when none is open." },
+        ),
+      ),
+    ),
   },
   { $id: 'Job' },
 );
@@ -461,14 +519,16 @@ export const RunSchema = Type.Object(
     scheduledFor: {
       ...Instant,
       description:
-        'The instant the schedule named (for manual runs and replays, when asked for); sent as `tickwork-scheduled-for`.',
+        'The instant the schedule named (for manual runs and replays, when asked for); sent as ' +
+        '`tickwork-scheduled-for`.',
     },
     trigger: StringEnum(RUN_TRIGGERS, {
       description: '`schedule`, `manual` (run now) or `replay` (of a dead or failed run).',
     }),
     status: StringEnum(RUN_STATUSES, {
       description:
-        '`running` → `succeeded` | `retrying` → … | `failed` (not retryable) | `dead` (attempts exhausted); or `skipped`.',
+        '`running` → `succeeded` | `retrying` → … | `failed` (not retryable) | `dead` (attempts exhausted); or ' +
+        '`skipped`.',
     }),
     skipReason: Nullable(StringEnum(SKIP_REASONS, { description: 'Why a `skipped` run was not delivered.' })),
     attempts: Type.Integer({ description: 'Attempts made so far (`tickwork-attempt` of the latest).' }),
@@ -516,10 +576,27 @@ const CheckSchema = Type.Object(
   { $id: 'Check' },
 );
 export const LivenessSchema = Type.Object({ status: StringEnum(['ok'] as const) }, { $id: 'Liveness' });
+export const ReplicaCheckSchema = Type.Object(
+  {
+    status: StringEnum(['ok', 'degraded'] as const, {
+      description: 'degraded: every read goes to the primary; the api still serves (never 503 for it).',
+    }),
+    reason: Type.Optional(Type.String({ description: 'Why it is degraded.' })),
+    lagSeconds: Type.Union([Type.Number(), Type.Null()], {
+      description: 'How old the newest primary state the replica holds is (null: unknown).',
+    }),
+  },
+  { $id: 'ReplicaCheck' },
+);
 export const ReadinessSchema = Type.Object(
   {
     status: StringEnum(['ok', 'unavailable'] as const),
-    checks: Type.Object({ postgres: Ref(CheckSchema), redis: Ref(CheckSchema) }),
+    checks: Type.Object({
+      postgres: Ref(CheckSchema),
+      redis: Ref(CheckSchema),
+      // Only when DATABASE_READ_URL is set.
+      replica: Type.Optional(Ref(ReplicaCheckSchema)),
+    }),
   },
   { $id: 'Readiness' },
 );
@@ -548,5 +625,6 @@ export const NAMED_SCHEMAS = [
   RunListSchema,
   CheckSchema,
   LivenessSchema,
+  ReplicaCheckSchema,
   ReadinessSchema,
 ] as const;

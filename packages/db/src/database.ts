@@ -15,6 +15,11 @@ export interface DatabaseOptions {
   connectionTimeoutMs?: number;
   /** Postgres' own statement_timeout for every connection of the pool. */
   statementTimeoutMs?: number;
+  /**
+   * A client-side limit on each query (pg's `query_timeout`): unlike `statement_timeout` it holds
+   * when the server answers nothing at all (a hung host). The read replica's pool sets it.
+   */
+  queryTimeoutMs?: number;
   applicationName?: string;
   /** Fail fast while Postgres does not answer, instead of waiting on the pool each time. */
   breaker?: CircuitBreakerOptions;
@@ -35,6 +40,7 @@ export function createDatabase(options: DatabaseOptions): DatabaseHandle {
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'tickwork',
     ...(options.statementTimeoutMs === undefined ? {} : { statement_timeout: options.statementTimeoutMs }),
+    ...(options.queryTimeoutMs === undefined ? {} : { query_timeout: options.queryTimeoutMs }),
   };
   const pool = new pg.Pool(config);
   // An idle client that loses its server emits 'error' on the pool; without a listener that

@@ -13,3 +13,6 @@ export * from './errors.ts';
 export * from './queries/idempotency.ts';
 export * from './queries/calendars.ts';
 export * from './rekey.ts';
+export * from './queries/alerts.ts';
+export * from './read-routing.ts';
+export * from './queries/job-versions.ts';

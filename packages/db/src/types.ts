@@ -16,6 +16,8 @@ export interface ServicesTable {
   previous_secret_expires_at: Timestamp | null;
   created_at: GeneratedTimestamp;
   disabled_at: Timestamp | null;
+  /** Where the service's alerts are sent (migration 0010); null: not sent. */
+  alert_webhook_url: string | null;
 }
 
 export interface ApiKeysTable {
@@ -59,6 +61,14 @@ export interface JobsTable {
   calendar_ids: ColumnType<string[], string[] | undefined, string[]>;
   created_at: Timestamp;
   updated_at: Timestamp;
+  /** A pause that ends by itself at this instant (migration 0020); null otherwise. */
+  paused_until: Timestamp | null;
+  /** Occurrences scheduled before this instant are skipped, `requested` (migration 0020). */
+  skip_until: Timestamp | null;
+  /** Alert when an occurrence has not succeeded this long after its instant (migration 0010). */
+  alert_after_ms: number | null;
+  /** The job's open alert, kept by the alert watch; null when none is open. */
+  open_alert: Json<OpenAlert> | null;
 }
 
 export interface CalendarsTable {
@@ -70,6 +80,13 @@ export interface CalendarsTable {
   ranges: Json<Array<{ from: string; to: string }>>;
   created_at: Timestamp;
   updated_at: Timestamp;
+}
+
+/** A job's open alert as its response shows it. */
+export interface OpenAlert {
+  id: string;
+  reason: string;
+  openedAt: string;
 }
 
 export interface RunsTable {
@@ -103,6 +120,48 @@ export interface IdempotencyKeysTable {
   expires_at: Timestamp;
 }
 
+export interface AlertsTable {
+  id: string;
+  service_id: string;
+  job_id: string;
+  scheduled_for: Timestamp;
+  reason: string;
+  opened_at: GeneratedTimestamp;
+  resolved_at: Timestamp | null;
+}
+
+export interface AlertWatchTable {
+  job_id: string;
+  checked_until: Timestamp;
+  next_check_at: GeneratedTimestamp;
+}
+
+export interface AlertNotificationsTable {
+  id: string;
+  alert_id: string;
+  service_id: string;
+  event: string;
+  attempts: Generated<number>;
+  next_attempt_at: GeneratedTimestamp;
+  delivered_at: Timestamp | null;
+  failed_at: Timestamp | null;
+  last_error: string | null;
+  created_at: GeneratedTimestamp;
+}
+
+/** One change of a job, with the job's row as it stood after it (migration 0020). */
+export interface JobVersionsTable {
+  id: string;
+  job_id: string;
+  service_id: string;
+  version: number;
+  change: string;
+  actor_kind: string;
+  actor_id: string;
+  changed_at: Timestamp;
+  definition: Json<unknown>;
+}
+
 export interface Database {
   services: ServicesTable;
   api_keys: ApiKeysTable;
@@ -110,6 +169,10 @@ export interface Database {
   runs: RunsTable;
   idempotency_keys: IdempotencyKeysTable;
   calendars: CalendarsTable;
+  alerts: AlertsTable;
+  alert_watch: AlertWatchTable;
+  alert_notifications: AlertNotificationsTable;
+  job_versions: JobVersionsTable;
 }
 
 export type ServiceRow = Selectable<ServicesTable>;
@@ -117,3 +180,5 @@ export type ApiKeyRow = Selectable<ApiKeysTable>;
 export type JobRow = Selectable<JobsTable>;
 export type RunRow = Selectable<RunsTable>;
 export type CalendarRow = Selectable<CalendarsTable>;
+export type AlertRow = Selectable<AlertsTable>;
+export type JobVersionRow = Selectable<JobVersionsTable>;

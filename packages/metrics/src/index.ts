@@ -1,2 +1,4 @@
 export * from './registry.ts';
 export * from './shared-gauges.ts';
+export * from './alerts.ts';
+export * from './replica-gauges.ts';

@@ -13,12 +13,12 @@
  * where three fields answer, and `getJobState` scans the wait and active lists for each id.
  */
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.ts';
 
 /** A BullMQ queue (its keys) and the ioredis connection it runs on (`FireQueue` is one). */
 export interface RedisQueue {
   readonly queue: Pick<Queue, 'toKey'>;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
 }
 
 /** Every scheduler of the queue with its next occurrence, `pageSize` at a time, in id order of the set. */
@@ -39,6 +39,23 @@ export async function* schedulerPages(
   }
 }
 
+/**
+ * Every scheduler id of the queue, about `count` at a time (ZSCAN): a walk that holds one page,
+ * never the whole set, and that meets every scheduler present from start to end at least once
+ * (one may come twice, or one added meanwhile not at all).
+ */
+export async function* schedulerIdScan({ queue, redis }: RedisQueue, count = 1_000): AsyncGenerator<string[]> {
+  const key = queue.toKey('repeat');
+  let cursor = '0';
+  do {
+    const [next, flat] = (await redis.zscan(key, cursor, 'COUNT', count)) as [string, string[]];
+    cursor = next;
+    const ids: string[] = [];
+    for (let i = 0; i < flat.length; i += 2) ids.push(String(flat[i]));
+    if (ids.length > 0) yield ids;
+  } while (cursor !== '0');
+}
+
 /** Each scheduler's next occurrence as Redis holds it now (undefined: no such scheduler), in one round trip. */
 export async function schedulerNextsOf(
   { queue, redis }: RedisQueue,
@@ -53,6 +70,17 @@ export async function schedulerNextsOf(
     const score = results[i]?.[1];
     return score === null || score === undefined ? undefined : Number(score);
   });
+}
+
+/**
+ * When the earliest delayed job of the queue falls due (epoch ms; undefined: none is delayed). The
+ * `delayed` sorted set scores each job by its due instant × 4096 plus a counter of BullMQ's own
+ * (`getDelayedScore.lua`), so the instant is the score's integer part over 4096.
+ */
+export async function nextDelayedAt({ queue, redis }: RedisQueue): Promise<number | undefined> {
+  const answer = (await redis.zrange(queue.toKey('delayed'), '0', '0', 'WITHSCORES')) as unknown[];
+  const score = Array.isArray(answer[0]) ? (answer[0] as unknown[])[1] : answer[1];
+  return score === undefined ? undefined : Math.floor(Number(score) / 0x1000);
 }
 
 /** When a BullMQ job was created, started and finished (epoch ms; undefined: not yet). */
@@ -77,6 +105,9 @@ export async function jobTimesOf({ queue, redis }: RedisQueue, ids: string[]): P
   });
 }
 
+const RELEASE_ATTEMPTS = 20;
+const RELEASE_RETRY_MS = 500;
+
 /**
  * A fleet-wide lock of Tickwork's own beside the queue (one reconcile pass at a time): taken when
  * free, for `ms` at most should its holder die. Returns its release, or undefined when held.
@@ -89,16 +120,40 @@ export async function takeLock(
   const key = queue.toKey(`tickwork:${name}-lock`);
   const token = `${process.pid}:${Math.random().toString(36).slice(2)}`;
   if ((await redis.set(key, token, 'PX', ms, 'NX')) !== 'OK') return undefined;
-  // Release only our own lock: it may have expired and been taken by another holder.
+  // Release only our own lock: it may have expired and been taken by another holder. A release
+  // that meets Redis away (a failover moving the lock's slot) is tried again for a few seconds:
+  // a lock left behind would hold every pass off for `ms`.
   return async () => {
-    await redis
-      .eval(
-        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
-        1,
-        key,
-        token,
-      )
-      .catch(() => {});
+    for (let attempt = 0; attempt < RELEASE_ATTEMPTS; attempt++) {
+      try {
+        await redis.eval(
+          "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
+          1,
+          key,
+          token,
+        );
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS));
+      }
+    }
+  };
+}
+
+/**
+ * A small hash of Tickwork's own beside the queue (the reconciler's marks: when it last swept,
+ * when its last pass began). No expiry: its absence means Redis lost its data (or never had it).
+ */
+export function stateHash({ queue, redis }: RedisQueue, name: string) {
+  const key = queue.toKey(`tickwork:${name}`);
+  return {
+    read: async (): Promise<Record<string, string> | undefined> => {
+      const fields = await redis.hgetall(key);
+      return Object.keys(fields).length === 0 ? undefined : fields;
+    },
+    write: async (fields: Record<string, string | number>): Promise<void> => {
+      await redis.hset(key, fields);
+    },
   };
 }
 

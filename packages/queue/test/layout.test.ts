@@ -9,7 +9,15 @@ import { deletePrefix, testBaseUrls, testPrefix } from '@tickwork/testkit';
 import { schedulerIdOf, schedulerOccurrenceIdOf } from '../src/catalog.ts';
 import { openRedis } from '../src/connection.ts';
 import { FireQueue } from '../src/fire-queue.ts';
-import { idSet, jobTimesOf, schedulerNextsOf, schedulerPages, takeLock } from '../src/layout.ts';
+import {
+  idSet,
+  jobTimesOf,
+  nextDelayedAt,
+  schedulerIdScan,
+  schedulerNextsOf,
+  schedulerPages,
+  takeLock,
+} from '../src/layout.ts';
 
 const prefix = testPrefix();
 const redisUrl = testBaseUrls().redisUrl;
@@ -43,7 +51,7 @@ afterAll(async () => {
 });
 
 describe('BullMQ layout reads', () => {
-  it('pages through every scheduler with the next instant of BullMQ, whose occurrence has the predicted id', async () => {
+  it('pages through every scheduler with the next instant BullMQ gives, its occurrence with the predicted id', async () => {
     const pages = [];
     for await (const page of schedulerPages(fireQueue, 2)) pages.push(page);
     expect(pages.map((page) => page.length)).toEqual([2, 1]);
@@ -57,6 +65,23 @@ describe('BullMQ layout reads', () => {
       expect(occurrence?.data).toEqual({ jobId: jobIds[schedulers.indexOf(id)], version: 1 });
       expect(await occurrence?.getState()).toBe('delayed');
     }
+  });
+
+  it('walks every scheduler id with ZSCAN, a page at a time', async () => {
+    const seen = new Set<string>();
+    for await (const page of schedulerIdScan(fireQueue, 1)) for (const id of page) seen.add(id);
+    expect([...seen].sort()).toEqual([...schedulers].sort());
+  });
+
+  it('reads when the earliest delayed job falls due as BullMQ’s Job says', async () => {
+    const earliest = (await fireQueue.queue.getJobs(['delayed']))
+      .map((job) => job.timestamp + job.delay)
+      .sort((a, b) => a - b)[0];
+    expect(earliest).toBeDefined();
+    expect(await nextDelayedAt(fireQueue)).toBe(earliest);
+    const sooner = await fireQueue.queue.add('fire', { jobId: jobIds[0]!, version: 1 }, { delay: 60_000 });
+    expect(await nextDelayedAt(fireQueue)).toBe(sooner.timestamp + 60_000);
+    await sooner.remove();
   });
 
   it('reads each scheduler’s next instant as BullMQ does, and none for an unknown one', async () => {

@@ -3,7 +3,8 @@
  * SHA-256 is looked up (no secret is ever compared in SQL), so a revoked key or disabled service
  * fails at once on every api instance. Principals are kept in process under the auth epoch
  * (`auth-cache.ts`): a request reads the epoch from Redis instead of the key from Postgres, and
- * admin changes set a new epoch before they answer; `TICKWORK_AUTH_CACHE=off` turns the cache off. The scope a request needs follows from its method (reads
+ * admin changes set a new epoch before they answer; `TICKWORK_AUTH_CACHE=off` turns the cache off. The scope a
+ * request needs follows from its method (reads
  * need `jobs:read`, anything else `jobs:write`) unless the route says otherwise in
  * `config.scope`, so a new route is covered without a line of its own. Admin routes take the
  * ADMIN_TOKEN, compared in constant time.
@@ -14,8 +15,7 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Redis } from 'ioredis';
-import { redisOptionsFrom } from '@tickwork/queue';
+import { openRedis, type RedisTarget } from '@tickwork/queue';
 import { NO_EPOCH, PrincipalCache, authEpochKey } from '../auth-cache.ts';
 import {
   API_KEY_PATTERN,
@@ -51,7 +51,8 @@ declare module 'fastify' {
 
 export interface AuthPluginOptions {
   adminToken: string | undefined;
-  redisUrl: string;
+  /** REDIS_URL or the Cluster (`redisTargetOf`). */
+  redis: RedisTarget;
   /** The epoch lives at `<prefix>:auth-epoch`, beside the queue's keys. */
   prefix: string;
 }
@@ -94,8 +95,7 @@ export function isAdminToken(token: string | undefined, adminToken: string | und
 export default fp<AuthPluginOptions>(
   async (app, options) => {
     app.decorateRequest('principal', null);
-    const redis = new Redis(redisOptionsFrom(options.redisUrl, 'producer'));
-    redis.on('error', () => {});
+    const redis = openRedis(options.redis, 'producer', 'tickwork-api:auth');
     app.addHook('onClose', async () => {
       redis.disconnect();
     });

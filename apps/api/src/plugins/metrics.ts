@@ -8,10 +8,14 @@ import { Histogram, type Registry } from 'prom-client';
 import {
   DURATION_BUCKETS,
   createRegistry,
+  registerAlertGauge,
   registerPoolGauges,
   registerQueueGauges,
   registerReadyGauge,
+  registerReplicaMetrics,
 } from '@tickwork/metrics';
+import { countOpenAlerts } from '@tickwork/db';
+import { fireQueueStatsOf } from '@tickwork/queue';
 import { checkReadiness } from '../readiness.ts';
 
 declare module 'fastify' {
@@ -35,7 +39,9 @@ export default fp(
     });
     registerPoolGauges(registry, app.dbPool);
     registerReadyGauge(registry, async () => (await checkReadiness(app)).ok);
-    registerQueueGauges(registry, app.fireQueue.queue);
+    registerQueueGauges(registry, fireQueueStatsOf(app.fireQueue));
+    registerAlertGauge(registry, () => countOpenAlerts(app.db));
+    if (app.readRouter) registerReplicaMetrics(registry, app.readRouter);
     app.decorate('metrics', registry);
 
     app.addHook('onResponse', async (request, reply) => {

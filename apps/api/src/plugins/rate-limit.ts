@@ -10,12 +10,12 @@
  */
 import fp from 'fastify-plugin';
 import rateLimit from '@fastify/rate-limit';
-import { Redis } from 'ioredis';
 import { TickworkError } from '@tickwork/core';
-import { redisOptionsFrom } from '@tickwork/queue';
+import { openRedis, type RedisTarget } from '@tickwork/queue';
 
 export interface RateLimitPluginOptions {
-  redisUrl: string;
+  /** REDIS_URL or the Cluster (`redisTargetOf`). */
+  redis: RedisTarget;
   /** Keys live under `<prefix>:ratelimit:` beside the queue's, so one prefix holds a deployment's keys. */
   prefix: string;
   /** @defaultValue 1200 */
@@ -24,8 +24,7 @@ export interface RateLimitPluginOptions {
 
 export default fp<RateLimitPluginOptions>(
   async (app, options) => {
-    const redis = new Redis({ ...redisOptionsFrom(options.redisUrl, 'producer'), lazyConnect: false });
-    redis.on('error', () => {});
+    const redis = openRedis(options.redis, 'producer', 'tickwork-api:rate-limit', { lazyConnect: false });
     app.addHook('onClose', async () => {
       redis.disconnect();
     });

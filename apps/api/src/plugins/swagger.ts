@@ -120,13 +120,15 @@ export const PROBLEM_RESPONSES: Record<
   403: {
     name: 'Forbidden',
     description:
-      'The credentials do not allow this (a scope the key lacks, the wrong kind of token), or a quota would be exceeded (`quota_exceeded`, naming it in `quota`).',
+      'The credentials do not allow this (a scope the key lacks, the wrong kind of token), or a quota would be ' +
+      'exceeded (`quota_exceeded`, naming it in `quota`).',
   },
   404: { name: 'NotFound', description: 'No such resource in your service.' },
   405: {
     name: 'MethodNotAllowed',
     description:
-      'The path exists but does not take this method. No operation answers it: it is the answer to a method the document does not list for a path.',
+      'The path exists but does not take this method. No operation answers it: it is the answer to a method the ' +
+      'document does not list for a path.',
     headers: ['Allow!'],
   },
   408: { name: 'RequestTimeout', description: 'The request took too long to arrive (30 s).' },
@@ -296,6 +298,7 @@ export default fp(
           { name: 'jobs', description: 'Scheduled HTTP callbacks' },
           { name: 'runs', description: 'One record per occurrence' },
           { name: 'calendars', description: 'Exclusion calendars: days a job does not fire' },
+          { name: 'alerts', description: "When a job didn't run" },
           { name: 'admin', description: 'Services and keys (admin token)' },
           { name: 'health', description: 'Probes and metrics' },
         ],

@@ -10,6 +10,8 @@ import { parseTree, type Node } from 'jsonc-parser';
 import {
   ADMIN_NAMED_SCHEMAS,
   CALENDAR_NAMED_SCHEMAS,
+  ALERT_NAMED_SCHEMAS,
+  HISTORY_NAMED_SCHEMAS,
   NAMED_SCHEMAS,
   validationError,
   type FieldError,
@@ -18,7 +20,13 @@ import {
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 /** The named schemas route schemas refer to (`Ref`): Fastify's serializer and both validators resolve them here. */
-export const SHARED_SCHEMAS = [...NAMED_SCHEMAS, ...ADMIN_NAMED_SCHEMAS, ...CALENDAR_NAMED_SCHEMAS];
+export const SHARED_SCHEMAS = [
+  ...NAMED_SCHEMAS,
+  ...ADMIN_NAMED_SCHEMAS,
+  ...CALENDAR_NAMED_SCHEMAS,
+  ...ALERT_NAMED_SCHEMAS,
+  ...HISTORY_NAMED_SCHEMAS,
+];
 
 function makeAjv(coerce: boolean): Ajv {
   const ajv = new Ajv({

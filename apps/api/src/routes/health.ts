@@ -23,7 +23,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['health'],
         operationId: 'getReadiness',
-        summary: 'Postgres and Redis answer; 503 names the part that does not',
+        summary: 'Postgres and Redis answer; 503 names the part that does not; a read replica shows as degraded',
         response: { 200: Ref(ReadinessSchema), 503: Ref(ReadinessSchema) },
       },
       logLevel: 'warn',

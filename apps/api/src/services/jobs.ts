@@ -39,22 +39,27 @@ import {
   quotaExceeded,
   uuidv7,
   windowOf,
+  type Actor,
   type CreateJobBody,
+  type JobChange,
   type Job,
   type JobState,
   type MarkedOccurrence,
   type PatchJobBody,
   nextMarkedOccurrences,
   type SecretKeys,
+  type SkipJobBody,
 } from '@tickwork/core';
 import { manualJobIdOf, replayJobIdOf } from '@tickwork/queue';
 import {
-  deleteJob,
+  deleteJobRecorded,
   deleteRun,
+  deleteVersion,
   findJob,
   findRun,
   findServiceById,
-  insertJob,
+  hasVersions,
+  insertJobRecorded,
   insertRequestedRun,
   isForeignKeyViolation,
   isMaxJobsViolation,
@@ -65,8 +70,11 @@ import {
   listJobs,
   listRunsOfJob,
   listRunsOfService,
+  listVersions,
   lockJob,
+  recordVersion,
   setServiceDisabled,
+  setSkipUntil,
   updateJob,
   WITHOUT_HEADERS,
   type Database,
@@ -76,10 +84,12 @@ import {
   type RunListFilter,
   type RunRow,
   type ServiceRow,
+  type VersionStamp,
 } from '@tickwork/db';
 import type { FireQueue } from '@tickwork/queue';
 import { etagOf } from '../serializers.ts';
 import { CalendarsService, calendarsNotFound } from './calendars.ts';
+import { skipUntilOf, untilOf } from './history.ts';
 
 export interface JobsServiceDeps {
   /** The primary: every write, and every read a write decides on. */
@@ -101,6 +111,8 @@ export interface JobsServiceDeps {
   calendars?: CalendarsService;
   /** Seal a target's headers on every write, and open them where a change needs them (a PATCH). */
   secretKeys: SecretKeys;
+  /** Who the changes are made by: recorded in the job's version history (see `by`). */
+  actor?: Actor;
 }
 
 /** Who creates a job: their service and its minimum-interval quota, as the api key lookup found them. */
@@ -152,6 +164,22 @@ export class JobsService {
     return new JobsService({ ...this.#deps, log });
   }
 
+  /** The same service, making its changes as `actor` (each is recorded in the job's history). */
+  by(actor: Actor): JobsService {
+    return new JobsService({ ...this.#deps, actor });
+  }
+
+  /**
+   * A history entry of a change made at `now` by this service's actor. Its id (the history's
+   * order) is taken when the stamp is: under the job's row lock for a change that takes it, so two
+   * changes of one job are ordered as they committed.
+   */
+  #stamp(change: JobChange, now: number): VersionStamp {
+    const actor = this.#deps.actor;
+    if (!actor) throw new Error('a change of a job needs an actor: call by(actor) first');
+    return { id: uuidv7(), change, actor, at: new Date(now) };
+  }
+
   /**
    * Creates a job (rule 1): its schedule in Redis, then its row in one statement, in its own
    * transaction. The `maxJobs` quota is counted inside that COMMIT by a deferred trigger
@@ -168,9 +196,10 @@ export class JobsService {
     const nextRunAt = nextRunOf(draft, now);
     // A window that holds no occurrence (endAt before the first one) makes a job that is done already.
     const state: JobState = body.paused ? 'paused' : nextRunAt === null ? 'completed' : 'active';
+    const stamp = this.#stamp('create', now);
     await this.#deps.fireQueue.register({ ...draft, state }, now);
     try {
-      return await insertJob(
+      return await insertJobRecorded(
         this.#deps.db,
         {
           ...spec,
@@ -181,6 +210,7 @@ export class JobsService {
           // Shown without the days its calendars exclude; whether it is done, never (see nextRunOf).
           nextRunAt: state === 'active' ? dateOrNull(nextRunOf(draft, now, 0, exclusion)) : null,
         },
+        stamp,
         this.#deps.secretKeys,
       );
     } catch (error) {
@@ -212,7 +242,7 @@ export class JobsService {
     const now = this.#now();
     let listed: string[] | undefined;
     try {
-      return await this.#nextVersion(serviceId, id, now, async (current, trx) => {
+      return await this.#nextVersion(serviceId, id, now, 'patch', async (current, trx) => {
         if (!ifMatchAllows(ifMatch, current.version)) {
           throw new TickworkError(
             'precondition_failed',
@@ -252,12 +282,14 @@ export class JobsService {
   /**
    * Pauses a job, idempotently (rule 2): the paused version commits, then the active one's
    * registration goes. Postgres alone already stops delivery (workers record `paused`), so a pause
-   * succeeds while Redis is away.
+   * succeeds while Redis is away. With `until` (ISO 8601, in the future) the job resumes by itself
+   * at that instant (the worker's resume-due task); a pause without it ends only with a resume.
    */
-  async pause(serviceId: string, id: string): Promise<JobRow> {
+  async pause(serviceId: string, id: string, until?: string): Promise<JobRow> {
     const now = this.#now();
-    return this.#nextVersion(serviceId, id, now, async (current, trx) => {
-      if (current.state === 'paused') return current;
+    const pausedUntil = until === undefined ? null : new Date(untilOf(until, now, 'until'));
+    return this.#nextVersion(serviceId, id, now, 'pause', async (current, trx) => {
+      if (current.state === 'paused' && current.paused_until?.getTime() === pausedUntil?.getTime()) return current;
       if (current.state === 'completed')
         throw new TickworkError('conflict', 'The job is completed; there is nothing to pause.');
       return updateJob(trx, current.id, {
@@ -265,7 +297,29 @@ export class JobsService {
         version: current.version + 1,
         nextRunAt: null,
         now: new Date(now),
+        pausedUntil,
       });
+    });
+  }
+
+  /**
+   * Skips the job's next occurrences: each is recorded `skipped` (`requested`) when it comes due,
+   * and not delivered. `count` is resolved now to the instant after the last occurrence it names;
+   * `until` is that instant itself. Replaces a skip in force (`count: 0` ends it). The definition
+   * and the version do not change, so Redis is not involved; the skip is recorded in the history.
+   */
+  async skip(serviceId: string, id: string, body: SkipJobBody): Promise<JobRow> {
+    const now = this.#now();
+    return this.#deps.db.transaction().execute(async (trx) => {
+      const current = await lockJob(trx, serviceId, id);
+      if (!current) throw noJob(id);
+      if (current.state === 'completed')
+        throw new TickworkError('conflict', 'The job is completed; it has no occurrence left to skip.');
+      const skipUntil = skipUntilOf(current, body, now);
+      if (current.skip_until?.getTime() === skipUntil?.getTime()) return current;
+      const row = await setSkipUntil(trx, current.id, skipUntil);
+      await recordVersion(trx, current.id, this.#stamp('skip', now));
+      return row;
     });
   }
 
@@ -275,7 +329,7 @@ export class JobsService {
    */
   async resume(serviceId: string, id: string): Promise<JobRow> {
     const now = this.#now();
-    return this.#nextVersion(serviceId, id, now, async (current, trx) => {
+    return this.#nextVersion(serviceId, id, now, 'resume', async (current, trx) => {
       if (current.state === 'active') return current;
       if (current.state === 'completed')
         throw new TickworkError('conflict', 'The job is completed; change it with PATCH to make it fire again.');
@@ -292,13 +346,14 @@ export class JobsService {
         version: draft.version,
         nextRunAt: nextRunAt === null ? null : dateOrNull(nextRunOf(draft, now, current.run_count, exclusion)),
         now: new Date(now),
+        pausedUntil: null,
       });
     });
   }
 
-  /** Deletes a job (rule 2): its row, then its registration. It never fires again. */
+  /** Deletes a job (rule 2): its row, then its registration. It never fires again; its history stays. */
   async delete(serviceId: string, id: string): Promise<void> {
-    const removed = await deleteJob(this.#deps.db, serviceId, id);
+    const removed = await deleteJobRecorded(this.#deps.db, serviceId, id, this.#stamp('delete', this.#now()));
     if (!removed) throw noJob(id);
     await this.#removeAfterCommit(removed.id, removed.version);
   }
@@ -307,7 +362,13 @@ export class JobsService {
   async trigger(serviceId: string, id: string): Promise<RunRow> {
     const job = await findJob(this.#deps.db, serviceId, id);
     if (!job) throw noJob(id);
-    return this.#startRequestedRun({ jobId: job.id, serviceId, jobVersion: job.version, trigger: 'manual' });
+    return this.#startRequestedRun({
+      jobId: job.id,
+      serviceId,
+      jobVersion: job.version,
+      trigger: 'manual',
+      stamp: this.#stamp('trigger', this.#now()),
+    });
   }
 
   /** Delivers a dead or failed run again as a new run (rule 3), with the job's current target. */
@@ -411,6 +472,19 @@ export class JobsService {
     return nextMarkedOccurrences(normalizedScheduleOf(job), windowOf(job), this.#now(), left, exclusion, options);
   }
 
+  /**
+   * A job's version history, newest first, by keyset. Readable after the job is deleted (until the
+   * prune takes it, RUN_RETENTION_DAYS after the delete); a job of another service is not found.
+   */
+  async versions(serviceId: string, id: string, filter: { limit: number; afterId?: string }) {
+    const page = await listVersions(this.#deps.readDb, serviceId, id, filter);
+    if (page.items.length === 0 && !(await hasVersions(this.#deps.readDb, serviceId, id))) {
+      // A job written before the history existed has none: an empty page, not a 404.
+      if (!(await findJob(this.#deps.readDb, serviceId, id))) throw noJob(id);
+    }
+    return page;
+  }
+
   /** A job's runs, newest first, by keyset. */
   async runsOf(serviceId: string, id: string, filter: RunListFilter): Promise<Page<RunRow>> {
     const job = await this.get(serviceId, id);
@@ -440,8 +514,11 @@ export class JobsService {
     serviceId: string,
     id: string,
     now: number,
+    change: JobChange,
     next: (current: JobRow, trx: Transaction<Database>) => Promise<JobRow>,
   ): Promise<JobRow> {
+    // Fails before any write when the service has no actor.
+    this.#stamp(change, now);
     let registered: number | undefined;
     let replaced: JobRow | undefined;
     const row = await this.#deps.db
@@ -451,6 +528,7 @@ export class JobsService {
         if (!current) throw noJob(id);
         const written = await next(current, trx);
         if (written === current) return current;
+        await recordVersion(trx, written.id, this.#stamp(change, now));
         if (written.state === 'active') {
           await this.#deps.fireQueue.register(jobFromRow(written, WITHOUT_HEADERS), now, written.run_count);
           registered = written.version;
@@ -476,9 +554,12 @@ export class JobsService {
     jobVersion: number;
     trigger: 'manual' | 'replay';
     replayOf?: string;
+    /** A run now is a change in the job's history, recorded with its run. */
+    stamp?: VersionStamp;
   }): Promise<RunRow> {
     const now = this.#now();
-    const recorded = await insertRequestedRun(this.#deps.db, { ...run, id: uuidv7(now), now }).catch(
+    const { stamp, ...fields } = run;
+    const recorded = await insertRequestedRun(this.#deps.db, { ...fields, id: uuidv7(now), now }, stamp).catch(
       (error: unknown) => {
         // The job was deleted between the lookup and this insert (found by the chaos model test,
         // a trigger racing a delete): its run has nothing to belong to.
@@ -497,7 +578,7 @@ export class JobsService {
       await this.#takeBack(
         { jobId: run.jobId, runId: recorded.id },
         'could not remove a run not queued; the reconciler will queue it',
-        () => deleteRun(this.#deps.db, recorded.id),
+        () => Promise.all([deleteRun(this.#deps.db, recorded.id), stamp && deleteVersion(this.#deps.db, stamp.id)]),
       );
       throw error;
     }

@@ -32,6 +32,10 @@ const JOB_FIELDS = [
   'calendar_ids',
   'created_at',
   'updated_at',
+  'alert_after_ms',
+  'open_alert',
+  'paused_until',
+  'skip_until',
 ] as const satisfies readonly (keyof JobRow)[];
 // Every field of JobRow is listed (a column added to the table and the type but not here fails to compile).
 true satisfies [Exclude<keyof JobRow, (typeof JOB_FIELDS)[number]>] extends [never] ? true : false;

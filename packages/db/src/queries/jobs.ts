@@ -74,6 +74,7 @@ export function jobFromRow(row: JobRow, keys: SecretKeys | typeof WITHOUT_HEADER
     retry: row.retry as RetryPolicy,
     // A row read by a statement older than migration 0030 has none.
     calendars: row.calendar_ids ?? [],
+    alertAfterMs: row.alert_after_ms,
     state: row.state as JobState,
     version: row.version,
     createdAt: row.created_at.getTime(),
@@ -81,37 +82,38 @@ export function jobFromRow(row: JobRow, keys: SecretKeys | typeof WITHOUT_HEADER
   };
 }
 
-export async function insertJob(
-  db: Kysely<Database>,
-  job: JobSpec & { id: string; serviceId: string; state: JobState; now: Date; nextRunAt: Date | null },
-  keys: SecretKeys,
-): Promise<JobRow> {
-  return db
-    .insertInto('jobs')
-    .values({
-      id: job.id,
-      service_id: job.serviceId,
-      name: job.name,
-      description: job.description,
-      labels: JSON.stringify(job.labels),
-      schedule: JSON.stringify(job.schedule),
-      ...targetColumns(job.target, keys),
-      start_at: job.startAt === null ? null : new Date(job.startAt),
-      end_at: job.endAt === null ? null : new Date(job.endAt),
-      max_runs: job.maxRuns,
-      jitter_ms: job.jitterMs,
-      overlap: job.overlap,
-      misfire: JSON.stringify(job.misfire),
-      retry: JSON.stringify(job.retry),
-      calendar_ids: job.calendars ?? [],
-      state: job.state,
-      version: 1,
-      next_run_at: job.nextRunAt,
-      created_at: job.now,
-      updated_at: job.now,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+export type NewJob = JobSpec & { id: string; serviceId: string; state: JobState; now: Date; nextRunAt: Date | null };
+
+/** The row of a new job (version 1), its target's headers sealed under `keys`. */
+export function newJobValues(job: NewJob, keys: SecretKeys) {
+  return {
+    id: job.id,
+    service_id: job.serviceId,
+    name: job.name,
+    description: job.description,
+    labels: JSON.stringify(job.labels),
+    schedule: JSON.stringify(job.schedule),
+    ...targetColumns(job.target, keys),
+    start_at: job.startAt === null ? null : new Date(job.startAt),
+    end_at: job.endAt === null ? null : new Date(job.endAt),
+    max_runs: job.maxRuns,
+    jitter_ms: job.jitterMs,
+    overlap: job.overlap,
+    misfire: JSON.stringify(job.misfire),
+    retry: JSON.stringify(job.retry),
+    calendar_ids: job.calendars ?? [],
+    alert_after_ms: job.alertAfterMs ?? null,
+    state: job.state,
+    version: 1,
+    next_run_at: job.nextRunAt,
+    created_at: job.now,
+    updated_at: job.now,
+  };
+}
+
+/** Insert a new job, its target's headers sealed under `keys`. */
+export async function insertJob(db: Kysely<Database>, job: NewJob, keys: SecretKeys): Promise<JobRow> {
+  return db.insertInto('jobs').values(newJobValues(job, keys)).returningAll().executeTakeFirstOrThrow();
 }
 
 /** One job of a service: the api's hottest read, so a named (prepared) statement. */
@@ -241,10 +243,14 @@ export async function lockJob(db: Kysely<Database>, serviceId: string, id: strin
 export async function updateJob(
   db: Kysely<Database>,
   id: string,
-  change: { state: JobState; version: number; nextRunAt: Date | null; now: Date } & (
-    | { spec?: undefined }
-    | { spec: JobSpec /** Seal the new definition's headers. */; keys: SecretKeys }
-  ),
+  change: {
+    state: JobState;
+    version: number;
+    nextRunAt: Date | null;
+    now: Date;
+    /** Set (or, with null, cleared) by a pause, a resume; left as it is when undefined. */
+    pausedUntil?: Date | null;
+  } & ({ spec?: undefined } | { spec: JobSpec /** Seal the new definition's headers. */; keys: SecretKeys }),
 ): Promise<JobRow> {
   const spec = change.spec;
   return db
@@ -265,12 +271,14 @@ export async function updateJob(
             misfire: JSON.stringify(spec.misfire),
             retry: JSON.stringify(spec.retry),
             calendar_ids: spec.calendars ?? [],
+            alert_after_ms: spec.alertAfterMs ?? null,
           }
         : {}),
       state: change.state,
       version: change.version,
       next_run_at: change.nextRunAt,
       updated_at: change.now,
+      ...(change.pausedUntil === undefined ? {} : { paused_until: change.pausedUntil }),
     })
     .where('id', '=', id)
     .returningAll()

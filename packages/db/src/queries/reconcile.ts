@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database, JobRow } from '../types.ts';
 
 /**
@@ -13,6 +13,59 @@ export async function activeJobsPage(
   let query = db.selectFrom('jobs').selectAll().where('state', '=', 'active');
   if (afterId) query = query.where('id', '>', afterId);
   return query.orderBy('id', 'asc').limit(limit).execute();
+}
+
+/**
+ * Where a page of {@link changedJobsPage} ended: the next page starts after it. `updatedAt` is
+ * Postgres's own text of the timestamp, exact to the microsecond (a JS Date would round it to the
+ * millisecond, and a keyset on the rounded value would read the same rows again).
+ */
+export interface ChangedCursor {
+  updatedAt: string;
+  id: string;
+}
+
+/**
+ * One page of jobs (any state) that changed at or after `since`, in `(updated_at, id)` order after
+ * `after` (keyset on `jobs_updated_at`, migration 0050): the reconciler's steady pass. Returns the
+ * rows and the cursor of the page's last one.
+ */
+export async function changedJobsPage(
+  db: Kysely<Database>,
+  since: Date,
+  after: ChangedCursor | undefined,
+  limit: number,
+): Promise<{ rows: JobRow[]; next: ChangedCursor | undefined }> {
+  let query = db
+    .selectFrom('jobs')
+    .selectAll()
+    .select(sql<string>`updated_at::text`.as('updated_key'))
+    .where('updated_at', '>=', since);
+  if (after) {
+    query = query.where(sql<boolean>`(updated_at, id) > (${after.updatedAt}::timestamptz, ${after.id}::uuid)`);
+  }
+  const found = await query.orderBy('updated_at', 'asc').orderBy('id', 'asc').limit(limit).execute();
+  const last = found.at(-1);
+  const rows = found.map(({ updated_key: _, ...row }) => row);
+  return { rows, next: last ? { updatedAt: last.updated_key, id: last.id } : undefined };
+}
+
+/**
+ * Active jobs whose next run is before `before` (the most overdue first), or that have none (a
+ * schedule whose next instant could not be computed): where a scheduler that stopped or that
+ * Redis lost shows, since a firing job moves its `next_run_at` on with every run. There is no
+ * index on `next_run_at` (migration 0050 says why): Postgres filters the active jobs and returns
+ * only the overdue ones, at most `limit`.
+ */
+export async function overdueJobs(db: Kysely<Database>, before: Date, limit: number): Promise<JobRow[]> {
+  return db
+    .selectFrom('jobs')
+    .selectAll()
+    .where('state', '=', 'active')
+    .where((eb) => eb.or([eb('next_run_at', '<', before), eb('next_run_at', 'is', null)]))
+    .orderBy(sql`next_run_at asc nulls first`)
+    .limit(limit)
+    .execute();
 }
 
 /** What the reconciler needs to judge a scheduler whose job it did not meet among the active ones. */

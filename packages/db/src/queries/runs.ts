@@ -5,6 +5,7 @@ import { pageOf, type Page } from './cursor.ts';
 import { jobForFireOf, type JobForFire } from './jobs.ts';
 import { PREPARE } from '../prepared.ts';
 import { JOB_COLUMNS, JOB_COLUMNS_OF_J } from './job-columns.ts';
+import { versionOfJobIf, type VersionStamp } from './job-versions.ts';
 
 export interface NewRun {
   id: string;
@@ -112,14 +113,18 @@ export async function recordOutcome(
   // connection (see prepared.ts); `scheduled` false leaves the schedule fields as they are.
   await sql`${sql.raw(PREPARE)}
     with run_outcome as (
-      update runs set status = ${outcome.status}, http_status = ${outcome.httpStatus}, duration_ms = ${outcome.durationMs},
-        response_excerpt = ${outcome.responseExcerpt}, error = ${outcome.error}, finished_at = ${finishedAt}::timestamptz
+      update runs set status = ${outcome.status}, http_status = ${outcome.httpStatus},
+        duration_ms = ${outcome.durationMs},
+        response_excerpt = ${outcome.responseExcerpt}, error = ${outcome.error},
+          finished_at = ${finishedAt}::timestamptz
       where id = ${run.id}
     )
     update jobs set last_run_at = now(), last_run_status = ${outcome.status},
-      state = case when ${job?.complete === true}::boolean and version = ${job?.version ?? 0}::integer and state = 'active'
+      state = case when ${job?.complete === true}::boolean and version = ${job?.version ?? 0}::integer
+        and state = 'active'
         then 'completed' else state end,
-      next_run_at = case when ${job !== undefined}::boolean and version = ${job?.version ?? 0}::integer and state = 'active'
+      next_run_at = case when ${job !== undefined}::boolean and version = ${job?.version ?? 0}::integer
+        and state = 'active'
         then ${job?.complete ? null : (job?.nextRunAt ?? null)}::timestamptz else next_run_at end
     where id = ${run.jobId}
   `.execute(db);
@@ -245,24 +250,41 @@ export async function insertRequestedRun(
     now: number;
     replayOf?: string;
   },
+  /** A run now is a change in the job's history: its entry is written by the same statement. */
+  stamp?: VersionStamp,
 ): Promise<RunRow> {
   for (let offset = 0; offset < 1_000; offset++) {
-    const inserted = await db
-      .insertInto('runs')
-      .values({
-        id: run.id,
-        job_id: run.jobId,
-        service_id: run.serviceId,
-        job_version: run.jobVersion,
-        scheduled_for: new Date(run.now + offset),
-        trigger: run.trigger,
-        status: 'running',
-        replay_of: run.replayOf ?? null,
-      })
-      .onConflict((oc) => oc.columns(['job_id', 'scheduled_for', 'trigger']).doNothing())
-      .returningAll()
-      .executeTakeFirst();
-    if (inserted) return inserted;
+    const values = {
+      id: run.id,
+      job_id: run.jobId,
+      service_id: run.serviceId,
+      job_version: run.jobVersion,
+      scheduled_for: new Date(run.now + offset),
+      trigger: run.trigger,
+      status: 'running',
+      replay_of: run.replayOf ?? null,
+    };
+    const conflict = ['job_id', 'scheduled_for', 'trigger'] as const;
+    const inserted = stamp
+      ? await db
+          .with('r', (qb) =>
+            qb
+              .insertInto('runs')
+              .values(values)
+              .onConflict((oc) => oc.columns(conflict).doNothing())
+              .returningAll(),
+          )
+          .with('v', (qb) => versionOfJobIf(qb, run.jobId, stamp, sql`exists (select 1 from r)`))
+          .selectFrom('r')
+          .selectAll()
+          .executeTakeFirst()
+      : await db
+          .insertInto('runs')
+          .values(values)
+          .onConflict((oc) => oc.columns(conflict).doNothing())
+          .returningAll()
+          .executeTakeFirst();
+    if (inserted) return inserted as RunRow;
   }
   throw new Error(`no free instant for a ${run.trigger} run of job ${run.jobId}`);
 }
@@ -370,7 +392,8 @@ export interface OnTimeRecord {
 /**
  * The common case of a scheduled occurrence in one statement: locks the job (its row only, with
  * its service's signing secrets) and, when every check passes — service enabled, job active at
- * this version, overlap allowed, inside its window and under maxRuns, due (jitter) and within its
+ * this version, overlap allowed, inside its window and under maxRuns, not skipped on request
+ * (`skip_until`), due (jitter) and within its
  * misfire grace at `now`, no exclusion calendars (a job with calendars is decided in TypeScript,
  * which reads them) — records the run as started by `workerId` and bumps `run_count`, and
  * reads the version's previous scheduled instant (for the skipped-slot check). The same checks
@@ -410,18 +433,22 @@ export async function lockAndRecordOnTime(
     with j as (
       select ${JOB_COLUMNS}, s.signing_secret, s.previous_signing_secret, s.previous_secret_expires_at, s.disabled_at,
         ${occurrence.scheduledFor}::bigint
-          + case when jobs.jitter_ms > 0 then ${occurrence.jitterHash}::bigint % (jobs.jitter_ms + 1) else 0 end as due_at
+          + case when jobs.jitter_ms > 0 then ${occurrence.jitterHash}::bigint % (jobs.jitter_ms + 1) else 0 end
+            as due_at
       from jobs join services s on s.id = jobs.service_id
       where jobs.id = ${occurrence.jobId}
       for update of jobs
     ), ins as (
-      insert into runs (id, job_id, service_id, job_version, scheduled_for, trigger, status, attempts, started_at, worker_id)
-      select ${occurrence.runId}, j.id, j.service_id, j.version, ${at}, 'schedule', 'running', 1, now(), ${occurrence.workerId}
+      insert into runs (id, job_id, service_id, job_version, scheduled_for, trigger, status, attempts, started_at,
+        worker_id)
+      select ${occurrence.runId}, j.id, j.service_id, j.version, ${at}, 'schedule', 'running', 1, now(),
+        ${occurrence.workerId}
       from j
       where j.disabled_at is null and j.state = 'active' and j.version = ${occurrence.version} and j.overlap <> 'skip'
         and cardinality(j.calendar_ids) = 0
         and (j.start_at is null or j.start_at <= ${at}) and (j.end_at is null or j.end_at >= ${at})
         and (j.max_runs is null or j.run_count < j.max_runs)
+        and (j.skip_until is null or j.skip_until <= ${at})
         and (not ${occurrence.mayWait}::boolean or ${now}::bigint >= j.due_at)
         and ${now}::bigint <= j.due_at + (j.misfire->>'graceMs')::bigint
       on conflict (job_id, scheduled_for, trigger) do nothing

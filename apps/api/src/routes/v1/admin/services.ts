@@ -24,6 +24,7 @@ import {
   ServiceSchema,
   TickworkError,
   UpdateServiceBody,
+  destinationRefusal,
   displayPrefixOf,
   encryptSecret,
   type SecretKeys,
@@ -31,6 +32,8 @@ import {
   generateSigningSecret,
   hashApiKey,
   uuidv7,
+  validationError,
+  type OutboundPolicy,
   type ServiceDto,
 } from '@tickwork/core';
 import {
@@ -42,6 +45,7 @@ import {
   listServices,
   revokeApiKey,
   rotateSigningSecret,
+  setAlertWebhookUrl,
   updateServiceQuotas,
   type ApiKeyRow,
   type ServiceRow,
@@ -68,6 +72,7 @@ function serviceDto(row: ServiceRow): ServiceDto {
     createdAt: row.created_at.toISOString(),
     disabledAt: row.disabled_at?.toISOString() ?? null,
     previousSecretExpiresAt: row.previous_secret_expires_at?.toISOString() ?? null,
+    alertWebhookUrl: row.alert_webhook_url ?? null,
   };
 }
 
@@ -81,6 +86,24 @@ function keyDto(row: ApiKeyRow) {
     expiresAt: row.expires_at?.toISOString() ?? null,
     revokedAt: row.revoked_at?.toISOString() ?? null,
   };
+}
+
+/**
+ * An alert webhook URL is held to the rules of a callback's `target.url`: http or https, no
+ * credentials, and a destination the outbound policy allows (the sender checks the resolved
+ * address again when it connects, with the callbacks' own guard).
+ */
+function checkAlertWebhookUrl(app: { outboundPolicy: OutboundPolicy }, raw: string): void {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw validationError([{ field: 'alertWebhookUrl', message: 'is not a valid URL' }]);
+  }
+  const refusal = destinationRefusal(app.outboundPolicy, url);
+  if (refusal !== undefined) {
+    throw validationError([{ field: 'alertWebhookUrl', message: `is not an allowed destination: ${refusal}` }]);
+  }
 }
 
 function notFound(id: string): TickworkError {
@@ -190,15 +213,25 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
       schema: {
         tags: ['admin'],
         operationId: 'updateService',
-        summary: "Change a service's quotas",
-        description: 'Existing jobs are kept; the new quotas apply to the next create or update.',
+        summary: "Change a service's quotas and its alert webhook",
+        description:
+          'Existing jobs are kept; the new quotas apply to the next create or update. `alertWebhookUrl` ' +
+          'must be an http or https URL that callbacks could reach (the same destination rules); alerts ' +
+          'opened or resolved from then on are sent to it.',
         params: ServiceParams,
         body: Ref(UpdateServiceBody),
-        response: { 200: success(Ref(ServiceSchema), 'The service, with its new quotas.') },
+        response: { 200: success(Ref(ServiceSchema), 'The service, with its new quotas and webhook.') },
       },
     },
     async (request) => {
-      const row = await updateServiceQuotas(app.db, request.params.id, request.body.quotas);
+      const { quotas, alertWebhookUrl } = request.body;
+      // Checked before anything is written: a bad URL changes nothing, not even the quotas.
+      if (alertWebhookUrl !== undefined && alertWebhookUrl !== null) checkAlertWebhookUrl(app, alertWebhookUrl);
+      const row = await app.db.transaction().execute(async (trx) => {
+        const updated = await updateServiceQuotas(trx, request.params.id, quotas ?? {});
+        if (!updated || alertWebhookUrl === undefined) return updated;
+        return setAlertWebhookUrl(trx, updated.id, alertWebhookUrl);
+      });
       if (!row) throw notFound(request.params.id);
       // A principal carries its service's minIntervalMs.
       await app.announceAuthChange();
@@ -309,7 +342,8 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
         operationId: 'rotateSigningSecret',
         summary: 'Rotate the signing secret',
         description:
-          'The new secret is shown once. For 24 h callbacks carry two signatures, the new and the previous, so receivers can switch without losing a callback.',
+          'The new secret is shown once. For 24 h callbacks carry two signatures, the new and the previous, so ' +
+          'receivers can switch without losing a callback.',
         params: ServiceParams,
         response: { 200: success(Ref(RotatedSecretSchema), 'The new secret, shown this once.') },
       },

@@ -32,7 +32,8 @@ import { etagOf, jobDto, runDto } from '../../../serializers.ts';
 import lifecycleRoutes from './lifecycle.ts';
 import { success } from '../../../plugins/swagger.ts';
 import { jsonTextAt } from '../../../plugins/validation.ts';
-import { JobParams, afterIdOf } from './shared.ts';
+import historyRoutes from './history.ts';
+import { JobParams, actorOf, afterIdOf } from './shared.ts';
 
 /** Swagger UI's "Try it out" body for a create: a valid request. */
 const CREATE_JOB_EXAMPLE = {
@@ -68,6 +69,7 @@ function created(row: JobRow, keys: SecretKeys): StoredResponse {
 
 const jobs: FastifyPluginAsyncTypebox = async (app) => {
   await app.register(lifecycleRoutes);
+  await app.register(historyRoutes);
 
   app.post(
     '/jobs',
@@ -77,7 +79,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'createJob',
         summary: 'Create a job',
         description:
-          'Send `Idempotency-Key` to make retries safe: the same key with the same body gets the stored answer back (kept 24 h), another body 422, and a repeat while the first is running 409.',
+          'Send `Idempotency-Key` to make retries safe: the same key with the same body gets the stored answer back ' +
+          '(kept 24 h), another body 422, and a repeat while the first is running 409.',
         headers: Type.Object({
           'idempotency-key': Type.Optional(
             Type.String({ description: 'A unique key per logical request (1–255 visible ASCII characters).' }),
@@ -102,7 +105,10 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
       };
       const bodyText = jsonTextAt(request, ['target', 'body']);
       const create = async () =>
-        created(await app.jobs.withLog(request.log).create(principal, request.body, bodyText), app.secretKeys);
+        created(
+          await app.jobs.withLog(request.log).by(actorOf(request)).create(principal, request.body, bodyText),
+          app.secretKeys,
+        );
       if (key === undefined) return send(await create());
 
       // Idempotency-Key (IETF draft): one request per (service, key) runs; a repeat with the same
@@ -223,7 +229,7 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      await app.jobs.withLog(request.log).delete(serviceId, request.params.id);
+      await app.jobs.withLog(request.log).by(actorOf(request)).delete(serviceId, request.params.id);
       return reply.code(204).send(null);
     },
   );

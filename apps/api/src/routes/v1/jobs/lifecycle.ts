@@ -5,12 +5,12 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { NextRunsSchema, JobSchema, PatchJobBody, ProblemSchema, Ref, RunSchema } from '@tickwork/core';
+import { JobSchema, NextRunsSchema, PatchJobBody, PauseJobBody, ProblemSchema, Ref, RunSchema } from '@tickwork/core';
 import { principalOf } from '../../../plugins/auth.ts';
 import { etagOf, jobDto, nextRunsDto, runDto } from '../../../serializers.ts';
 import { success } from '../../../plugins/swagger.ts';
 import { MERGE_PATCH, installJsonParser, jsonTextAt } from '../../../plugins/validation.ts';
-import { JobParams } from './shared.ts';
+import { JobParams, actorOf } from './shared.ts';
 
 const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
   // PATCH also takes RFC 7396's own media type.
@@ -24,7 +24,10 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'updateJob',
         summary: 'Update a job (JSON Merge Patch)',
         description:
-          'Fields sent replace the stored ones; objects merge; null removes. `schedule` and `target.body` are replaced whole. The result is checked like a create. Send `If-Match: <ETag>` to refuse the change (412) when someone else changed the job first. Each change is a new version with a new scheduler; occurrences of the old one that still arrive are recorded `skipped` (`superseded`).',
+          'Fields sent replace the stored ones; objects merge; null removes. `schedule` and `target.body` are ' +
+          'replaced whole. The result is checked like a create. Send `If-Match: <ETag>` to refuse the change (412) ' +
+          'when someone else changed the job first. Each change is a new version with a new scheduler; occurrences ' +
+          'of the old one that still arrive are recorded `skipped` (`superseded`).',
         params: JobParams,
         headers: Type.Object({
           'if-match': Type.Optional(Type.String({ description: 'The ETag of the version you read: `W/"3"`.' })),
@@ -42,6 +45,7 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       const { serviceId } = principalOf(request);
       const row = await app.jobs
         .withLog(request.log)
+        .by(actorOf(request))
         .patch(
           serviceId,
           request.params.id,
@@ -60,16 +64,32 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['jobs'],
         operationId: 'pauseJob',
-        summary: 'Pause a job; it fires nothing until resumed (idempotent)',
+        summary: 'Pause a job; it fires nothing until resumed, or until `until` (idempotent)',
         description:
-          'Pausing a paused job changes nothing. Occurrences already on their way are recorded `skipped` (`paused`). A completed job cannot be paused (409).',
+          'With `{ "until": <instant> }` the job resumes by itself at that instant (within about a second), and the ' +
+          'occurrences from then on are delivered; without a body it stays paused until resumed. Pausing again as ' +
+          'the job is paused already changes nothing; another `until` (or none) replaces the one in force. ' +
+          'Occurrences already on their way are recorded `skipped` (`paused`). A completed job cannot be paused ' +
+          '(409). The pause, and the resume at `until`, are in the version history.',
         params: JobParams,
-        response: { 200: success(Ref(JobSchema), 'The job, paused.', 'ETag'), 409: Ref(ProblemSchema) },
+        body: Type.Optional(Ref(PauseJobBody)),
+        response: {
+          200: success(Ref(JobSchema), 'The job, paused.', 'ETag'),
+          400: Ref(ProblemSchema),
+          409: Ref(ProblemSchema),
+        },
+      },
+      // The body is optional: a POST without one is a pause without `until`.
+      preValidation: async (request) => {
+        if (request.body === undefined || request.body === null) request.body = {};
       },
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      const row = await app.jobs.withLog(request.log).pause(serviceId, request.params.id);
+      const row = await app.jobs
+        .withLog(request.log)
+        .by(actorOf(request))
+        .pause(serviceId, request.params.id, request.body?.until);
       reply.header('etag', etagOf(row.version));
       return jobDto(row, app.secretKeys);
     },
@@ -83,14 +103,15 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'resumeJob',
         summary: 'Resume a paused job from now on (idempotent)',
         description:
-          'The job fires its next occurrence after now; what it missed while paused is not caught up. An interval keeps its phase. Resuming an active job changes nothing; a completed job cannot be resumed (409).',
+          'The job fires its next occurrence after now; what it missed while paused is not caught up. An interval ' +
+          'keeps its phase. Resuming an active job changes nothing; a completed job cannot be resumed (409).',
         params: JobParams,
         response: { 200: success(Ref(JobSchema), 'The job, active again.', 'ETag'), 409: Ref(ProblemSchema) },
       },
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      const row = await app.jobs.withLog(request.log).resume(serviceId, request.params.id);
+      const row = await app.jobs.withLog(request.log).by(actorOf(request)).resume(serviceId, request.params.id);
       reply.header('etag', etagOf(row.version));
       return jobDto(row, app.secretKeys);
     },
@@ -104,14 +125,16 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'triggerJob',
         summary: 'Run now, outside the schedule',
         description:
-          'Records a run (`trigger: manual`, `scheduledFor`: now) and delivers it at once with the job’s target and retry policy, whatever its state. The schedule does not move, and the run does not count towards `maxRuns`.',
+          'Records a run (`trigger: manual`, `scheduledFor`: now) and delivers it at once with the job’s target and ' +
+          'retry policy, whatever its state. The schedule does not move, and the run does not count towards ' +
+          '`maxRuns`.',
         params: JobParams,
         response: { 202: success(Ref(RunSchema), 'The run, recorded and on its way.', 'Location') },
       },
     },
     async (request, reply) => {
       const { serviceId } = principalOf(request);
-      const run = await app.jobs.withLog(request.log).trigger(serviceId, request.params.id);
+      const run = await app.jobs.withLog(request.log).by(actorOf(request)).trigger(serviceId, request.params.id);
       reply.code(202).header('location', `/v1/runs/${run.id}`);
       return runDto(run);
     },
@@ -125,7 +148,9 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listJobNextRuns',
         summary: 'The coming occurrence times of a job',
         description:
-          'Inside its window and within `maxRuns`; empty when the job is paused or completed. Days the job’s calendars exclude are left out; with `includeExcluded=true`, `occurrences` lists the next `count` occurrences, excluded ones marked, and `nextRuns` those of them that fire.',
+          'Inside its window and within `maxRuns`; empty when the job is paused or completed. Days the job’s ' +
+          'calendars exclude are left out; with `includeExcluded=true`, `occurrences` lists the next `count` ' +
+          'occurrences, excluded ones marked, and `nextRuns` those of them that fire.',
         params: JobParams,
         querystring: Type.Object(
           {
