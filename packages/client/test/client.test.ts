@@ -4,6 +4,7 @@
  * 429 and 503 are retried after `Retry-After` with one `Idempotency-Key`, and `verifyCallback`
  * checks real callbacks, through a signing-secret rotation.
  */
+import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -118,15 +119,26 @@ describe('the generated client', () => {
     sink.respond = (r) => ({ status: r.path === '/fails' ? 500 : 200 });
     const job = await use(
       'createJob',
-      ops.createJob({ body: { ...hourly('every-route', '/fails'), retry: { maxAttempts: 1 } } }),
+      ops.createJob({
+        body: {
+          ...hourly('every-route', '/fails'),
+          target: { url: `${sink.url}/fails`, headers: { authorization: 'Bearer client-secret' } },
+          retry: { maxAttempts: 1 },
+        },
+      }),
     );
     const jobId = { params: { path: { id: job.id } } };
     expect((await use('getJob', ops.getJob(jobId))).id).toBe(job.id);
     await use('listJobs', ops.listJobs({ params: { query: { limit: 5 } } }));
     await use('updateJob', ops.updateJob({ ...jobId, body: { description: 'patched' } }));
-    await use('pauseJob', ops.pauseJob(jobId));
+    await use('pauseJob', ops.pauseJob({ ...jobId, body: {} }));
     await use('resumeJob', ops.resumeJob(jobId));
     expect((await use('listJobNextRuns', ops.listJobNextRuns(jobId))).nextRuns.length).toBeGreaterThan(0);
+    expect((await use('skipJob', ops.skipJob({ ...jobId, body: { count: 1 } }))).skipUntil).not.toBeNull();
+    const versions = await use('listJobVersions', ops.listJobVersions(jobId));
+    expect(versions.items.map((entry) => entry.change)).toEqual(['skip', 'resume', 'pause', 'update', 'create']);
+    // A history entry shows the job as a job response does: the secret header redacted.
+    for (const entry of versions.items) expect(entry.definition.target.headers).toEqual({ authorization: '***' });
     const run = await use('triggerJob', ops.triggerJob(jobId));
     await sink.waitFor((all) => all.some((r) => r.headers['webhook-id'] === run.id));
     await use('getRun', ops.getRun({ params: { path: { id: run.id } } }));
@@ -136,6 +148,14 @@ describe('the generated client', () => {
     expect(['failed', 'dead']).toContain(finished.status);
     await use('replayRun', ops.replayRun({ params: { path: { id: run.id } } }));
     await use('deleteJob', ops.deleteJob(jobId));
+
+    // Alerts: the list, and one alert (none is open: another id answers the problem, 404).
+    expect((await use('listAlerts', ops.listAlerts())).items).toEqual([]);
+    const noAlert = await use('getAlert', ops.getAlert({ params: { path: { id: randomUUID() } } })).catch(
+      (e: unknown) => e,
+    );
+    expect(noAlert).toBeInstanceOf(TickworkApiError);
+    expect((noAlert as TickworkApiError).status).toBe(404);
 
     // Exclusion calendars.
     const calendar = await use(

@@ -24,7 +24,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Postgres and Redis answer; 503 names the part that does not */
+        /** Postgres and Redis answer; 503 names the part that does not; a read replica shows as degraded */
         get: operations["getReadiness"];
         put?: never;
         post?: never;
@@ -87,8 +87,8 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Change a service's quotas
-         * @description Existing jobs are kept; the new quotas apply to the next create or update.
+         * Change a service's quotas and its alert webhook
+         * @description Existing jobs are kept; the new quotas apply to the next create or update. `alertWebhookUrl` must be an http or https URL that callbacks could reach (the same destination rules); alerts opened or resolved from then on are sent to it.
          */
         patch: operations["updateService"];
         trace?: never;
@@ -184,6 +184,43 @@ export interface paths {
          * @description The new secret is shown once. For 24 h callbacks carry two signatures, the new and the previous, so receivers can switch without losing a callback.
          */
         post: operations["rotateSigningSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Alerts of your jobs, newest first
+         * @description An alert opens when an occurrence of a job with `alertAfterMs` has not succeeded that long after its instant, and resolves when a later occurrence succeeds. Cursor-paged: pass the `nextCursor` of a page as `cursor` to get the next one.
+         */
+        get: operations["listAlerts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/alerts/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get an alert */
+        get: operations["getAlert"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -309,8 +346,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Pause a job; it fires nothing until resumed (idempotent)
-         * @description Pausing a paused job changes nothing. Occurrences already on their way are recorded `skipped` (`paused`). A completed job cannot be paused (409).
+         * Pause a job; it fires nothing until resumed, or until `until` (idempotent)
+         * @description With `{ "until": <instant> }` the job resumes by itself at that instant (within about a second), and the occurrences from then on are delivered; without a body it stays paused until resumed. Pausing again as the job is paused already changes nothing; another `until` (or none) replaces the one in force. Occurrences already on their way are recorded `skipped` (`paused`). A completed job cannot be paused (409). The pause, and the resume at `until`, are in the version history.
          */
         post: operations["pauseJob"];
         delete?: never;
@@ -356,6 +393,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/jobs/{id}/skip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Skip the next occurrences of a job
+         * @description With `{ "count": n }` the next n occurrences (as the schedule stands now; after a pause with `until`, from its end), with `{ "until": <instant> }` every occurrence scheduled before that instant, are recorded as runs `skipped` (`requested`) when they come due, and not delivered. The job shows the skip as `skipUntil`. A skip replaces the one in force; `{ "count": 0 }` ends it. Run now is not affected. A completed job, or one with no occurrence left, cannot skip (409). The skip is in the version history.
+         */
+        post: operations["skipJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/jobs/{id}/trigger": {
         parameters: {
             query?: never;
@@ -370,6 +427,26 @@ export interface paths {
          * @description Records a run (`trigger: manual`, `scheduledFor`: now) and delivers it at once with the job’s target and retry policy, whatever its state. The schedule does not move, and the run does not count towards `maxRuns`.
          */
         post: operations["triggerJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/{id}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A job's version history, newest first
+         * @description One entry per change (`create`, `patch`, `pause`, `resume`, `trigger`, `delete`, `skip`), with who made it and the whole job as it stood after it (for `delete`, as it was). A deleted job’s history stays readable for `RUN_RETENTION_DAYS` after the delete. Cursor-paged: pass the `nextCursor` of a page as `cursor` to get the next one.
+         */
+        get: operations["listJobVersions"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -457,6 +534,53 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description Who made the change. */
+        Actor: {
+            /** @description The API key id (`apiKeyId`), or `admin`. */
+            id: string;
+            /**
+             * @description `key`: a service API key; `admin`: the admin token.
+             * @enum {string}
+             */
+            kind: "key" | "admin";
+        };
+        Alert: {
+            /**
+             * Format: uuid
+             * @description A UUID (v7: time-ordered).
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description A UUID (v7: time-ordered).
+             */
+            jobId: string;
+            /**
+             * Format: date-time
+             * @description ISO 8601, UTC.
+             */
+            openedAt: string;
+            /**
+             * @description Its run `failed` or went `dead` (or was still retrying at the deadline), was `skipped` (overlap) or `missed` (late past the misfire grace), or no run of it was recorded: `not_fired`.
+             * @enum {string}
+             */
+            reason: "failed" | "dead" | "skipped" | "missed" | "not_fired";
+            /**
+             * Format: date-time
+             * @description When a later occurrence succeeded; null while open.
+             */
+            resolvedAt: string | null;
+            /**
+             * Format: date-time
+             * @description The instant of the occurrence that did not succeed in time.
+             */
+            scheduledFor: string;
+        };
+        AlertList: {
+            items: components["schemas"]["Alert"][];
+            /** @description Pass it as `cursor` for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
         ApiKey: {
             /**
              * Format: date-time
@@ -607,6 +731,11 @@ export interface components {
         };
         /** @description A job read back (`GET`) without its read-only fields can be sent here as it is; null means unset. */
         CreateJobRequest: {
+            /**
+             * @description Open an alert when an occurrence has not succeeded this many ms after its instant: it failed, went dead, was skipped or missed, or never fired (1 s to 30 days, more than `jitterMs`; null: no alerts). See `GET /v1/alerts`.
+             * @example 600000
+             */
+            alertAfterMs?: number | null;
             /** @description Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is recorded `skipped` (`excluded`) and not delivered. */
             calendars?: string[];
             /** @description Free text for people. */
@@ -691,6 +820,26 @@ export interface components {
             message: string;
         };
         Job: {
+            /** @description The job's open alert; null when none is open. */
+            readonly alert: {
+                /**
+                 * Format: uuid
+                 * @description The alert, as `GET /v1/alerts/{id}` shows it.
+                 */
+                id: string;
+                /**
+                 * Format: date-time
+                 * @description ISO 8601, UTC.
+                 */
+                openedAt: string;
+                /**
+                 * @description Why it opened.
+                 * @enum {string}
+                 */
+                reason: "failed" | "dead" | "skipped" | "missed" | "not_fired";
+            } | null;
+            /** @description Open an alert when an occurrence has not succeeded this many ms after its instant: it failed, went dead, was skipped or missed, or never fired (1 s to 30 days, more than `jitterMs`; null: no alerts). See `GET /v1/alerts`. */
+            alertAfterMs: number | null;
             /** @description The exclusion calendars the job honours. */
             calendars: string[];
             /**
@@ -750,6 +899,11 @@ export interface components {
              * @enum {string}
              */
             overlap: "allow" | "skip";
+            /**
+             * Format: date-time
+             * @description A paused job resumes by itself at this instant (POST /pause with `until`); null otherwise.
+             */
+            readonly pausedUntil: string | null;
             /** @description 408, 429, 5xx, timeouts and connection errors are retried; other 4xx and 3xx fail at once. */
             retry: {
                 backoff: {
@@ -771,6 +925,11 @@ export interface components {
             schedule: components["schemas"]["Schedule"];
             /**
              * Format: date-time
+             * @description Occurrences scheduled before this instant are recorded `skipped` (`requested`) and not delivered (POST /skip); null when no skip is in force.
+             */
+            readonly skipUntil: string | null;
+            /**
+             * Format: date-time
              * @description Nothing fires before this instant; an interval is phased from it.
              */
             startAt: string | null;
@@ -790,6 +949,33 @@ export interface components {
         };
         JobList: {
             items: components["schemas"]["Job"][];
+            /** @description Pass it as `cursor` for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /** @description One change of a job, with the whole job as it stood after it. */
+        JobVersion: {
+            actor: components["schemas"]["Actor"];
+            /**
+             * @description What was done to the job.
+             * @enum {string}
+             */
+            change: "create" | "patch" | "pause" | "resume" | "trigger" | "delete" | "skip";
+            /**
+             * Format: date-time
+             * @description ISO 8601, UTC.
+             */
+            changedAt: string;
+            definition: components["schemas"]["Job"];
+            /**
+             * Format: uuid
+             * @description The entry id (time-ordered).
+             */
+            id: string;
+            /** @description The job’s `version` after the change. `trigger`, `skip` and `delete` do not change it; the others (except a change that changes nothing, which is not recorded) add one. */
+            version: number;
+        };
+        JobVersionList: {
+            items: components["schemas"]["JobVersion"][];
             /** @description Pass it as `cursor` for the next page; null on the last page. */
             nextCursor: string | null;
         };
@@ -835,6 +1021,11 @@ export interface components {
         };
         /** @description JSON Merge Patch (RFC 7396): fields you send replace the stored ones, objects merge, null removes. `schedule` and `target.body` are replaced whole. */
         PatchJobRequest: {
+            /**
+             * @description Open an alert when an occurrence has not succeeded this many ms after its instant: it failed, went dead, was skipped or missed, or never fired (1 s to 30 days, more than `jitterMs`; null: no alerts). See `GET /v1/alerts`.
+             * @example 600000
+             */
+            alertAfterMs?: number | null;
             /** @description Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is recorded `skipped` (`excluded`) and not delivered. */
             calendars?: string[] | null;
             /** @description Free text for people. */
@@ -869,6 +1060,14 @@ export interface components {
             startAt?: string | null;
             target?: components["schemas"]["TargetPatch"];
         };
+        PauseJobRequest: {
+            /**
+             * Format: date-time
+             * @description Resume by itself at this instant (in the future): occurrences from then on are delivered. Without it, the job stays paused until resumed.
+             * @example 2030-01-02T00:00:00Z
+             */
+            until?: string;
+        };
         /** @description RFC 9457 problem details (`application/problem+json`). */
         Problem: {
             /** @description A stable error code; see docs/errors.md. */
@@ -896,9 +1095,21 @@ export interface components {
             checks: {
                 postgres: components["schemas"]["Check"];
                 redis: components["schemas"]["Check"];
+                replica?: components["schemas"]["ReplicaCheck"];
             };
             /** @enum {string} */
             status: "ok" | "unavailable";
+        };
+        ReplicaCheck: {
+            /** @description How old the newest primary state the replica holds is (null: unknown). */
+            lagSeconds: number | null;
+            /** @description Why it is degraded. */
+            reason?: string;
+            /**
+             * @description degraded: every read goes to the primary; the api still serves (never 503 for it).
+             * @enum {string}
+             */
+            status: "ok" | "degraded";
         };
         /** @description 408, 429, 5xx, timeouts and connection errors are retried; other 4xx and 3xx fail at once. */
         RetryPolicy: {
@@ -970,7 +1181,7 @@ export interface components {
              * @description Why a `skipped` run was not delivered.
              * @enum {string|null}
              */
-            skipReason: "overlap" | "missed" | "paused" | "superseded" | "excluded" | null;
+            skipReason: "overlap" | "missed" | "paused" | "superseded" | "requested" | "excluded" | null;
             /**
              * Format: date-time
              * @description When the first attempt started.
@@ -1017,6 +1228,8 @@ export interface components {
             startAt?: string;
         };
         Service: {
+            /** @description Where alerts of its jobs are sent (`alert.opened`, `alert.resolved`), signed like callbacks and held to the same destination rules; null stops sending. */
+            alertWebhookUrl: string | null;
             /**
              * Format: date-time
              * @description ISO 8601, UTC.
@@ -1041,6 +1254,8 @@ export interface components {
             quotas: components["schemas"]["Quotas"];
         };
         ServiceDetail: {
+            /** @description Where alerts of its jobs are sent (`alert.opened`, `alert.resolved`), signed like callbacks and held to the same destination rules; null stops sending. */
+            alertWebhookUrl: string | null;
             /**
              * Format: date-time
              * @description ISO 8601, UTC.
@@ -1069,6 +1284,20 @@ export interface components {
             items: components["schemas"]["Service"][];
             /** @description Pass it as `cursor` for the next page; null on the last page. */
             nextCursor: string | null;
+        };
+        /** @description Exactly one of `count` or `until`. A skip replaces the one in force, if any. */
+        SkipJobRequest: {
+            /**
+             * @description Skip the next this many occurrences (as the schedule stands now); 0 ends a skip in force.
+             * @example 1
+             */
+            count?: number;
+            /**
+             * Format: date-time
+             * @description Skip every occurrence scheduled before this instant (in the future).
+             * @example 2030-01-02T00:00:00Z
+             */
+            until?: string;
         };
         /** @description The HTTP request each occurrence makes. */
         Target: {
@@ -1110,9 +1339,11 @@ export interface components {
             /** @description An http or https URL. */
             url?: string;
         };
-        /** @description Only the quotas given change. */
+        /** @description Only the fields given change: the quotas given, and `alertWebhookUrl` when it is sent. */
         UpdateServiceRequest: {
-            quotas: components["schemas"]["QuotasInput"];
+            /** @description Where alerts of its jobs are sent (`alert.opened`, `alert.resolved`), signed like callbacks and held to the same destination rules; null stops sending. */
+            alertWebhookUrl?: string | null;
+            quotas?: components["schemas"]["QuotasInput"];
         };
     };
     responses: {
@@ -1495,7 +1726,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The service, with its new quotas. */
+            /** @description The service, with its new quotas and webhook. */
             200: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
@@ -1679,6 +1910,75 @@ export interface operations {
             408: components["responses"]["RequestTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+            500: components["responses"]["InternalServerError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listAlerts: {
+        parameters: {
+            query?: {
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: string;
+                /** @description Only this job's alerts. */
+                jobId?: string;
+                limit?: number;
+                /** @description Only `open` or only `resolved` alerts. */
+                state?: "open" | "resolved";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of alerts. */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+            500: components["responses"]["InternalServerError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getAlert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The alert. */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Alert"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["TooManyRequests"];
             431: components["responses"]["RequestHeaderFieldsTooLarge"];
             500: components["responses"]["InternalServerError"];
             503: components["responses"]["ServiceUnavailable"];
@@ -2122,7 +2422,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PauseJobRequest"];
+            };
+        };
         responses: {
             /** @description The job, paused. */
             200: {
@@ -2222,6 +2526,51 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    skipJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "count": 1
+                 *     }
+                 */
+                "application/json": components["schemas"]["SkipJobRequest"];
+            };
+        };
+        responses: {
+            /** @description The job, with its skip. */
+            200: {
+                headers: {
+                    etag: components["headers"]["ETag"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+            500: components["responses"]["InternalServerError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     triggerJob: {
         parameters: {
             query?: never;
@@ -2251,6 +2600,42 @@ export interface operations {
             408: components["responses"]["RequestTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+            500: components["responses"]["InternalServerError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listJobVersions: {
+        parameters: {
+            query?: {
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: string;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the history. */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobVersionList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
             429: components["responses"]["TooManyRequests"];
             431: components["responses"]["RequestHeaderFieldsTooLarge"];
             500: components["responses"]["InternalServerError"];
