@@ -136,7 +136,7 @@ describe('the generated client', () => {
     expect((await use('listJobNextRuns', ops.listJobNextRuns(jobId))).nextRuns.length).toBeGreaterThan(0);
     expect((await use('skipJob', ops.skipJob({ ...jobId, body: { count: 1 } }))).skipUntil).not.toBeNull();
     const versions = await use('listJobVersions', ops.listJobVersions(jobId));
-    expect(versions.items.map((entry) => entry.change)).toEqual(['skip', 'resume', 'pause', 'update', 'create']);
+    expect(versions.items.map((entry) => entry.change)).toEqual(['skip', 'resume', 'pause', 'patch', 'create']);
     // A history entry shows the job as a job response does: the secret header redacted.
     for (const entry of versions.items) expect(entry.definition.target.headers).toEqual({ authorization: '***' });
     const run = await use('triggerJob', ops.triggerJob(jobId));
