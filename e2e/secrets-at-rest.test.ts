@@ -270,6 +270,15 @@ describe('a SECRET_KEY rotation', () => {
       SELECT count(*)::int AS n FROM jobs WHERE target->'headers' <> '{}'::jsonb
     `.execute(db.db);
     expect(plain[0]!.n).toBe(0);
+    // The copies of the rows in the version history too.
+    const { rows: entries } = await sql<{ sealed: string | null; headers: unknown }>`
+      SELECT definition->>'target_headers' AS sealed, definition->'target'->'headers' AS headers FROM job_versions
+    `.execute(db.db);
+    expect(entries.length).toBeGreaterThan(0);
+    for (const entry of entries) {
+      expect(entry.headers).toEqual({});
+      if (entry.sealed) expect(() => decryptSecret(entry.sealed!, KEY_B)).not.toThrow();
+    }
     const services = await db.db.selectFrom('services').select(['signing_secret']).execute();
     for (const s of services) expect(() => decryptSecret(s.signing_secret, KEY_B)).not.toThrow();
     // A second run finds nothing to do.
@@ -283,6 +292,9 @@ describe('a SECRET_KEY rotation', () => {
     expect((await delivered(underB.id, '/under-b')).headers.authorization).toBe('Bearer b-SECRET-5');
     const last = await call(api, 'GET', `/v1/jobs/${many[0]}`, { token });
     expect(last.body.target.headers).toEqual({ authorization: '***' });
+    const history = await call(api, 'GET', `/v1/jobs/${many[0]}/versions`, { token });
+    expect(history.status, JSON.stringify(history.body)).toBe(200);
+    for (const entry of history.body.items) expect(entry.definition.target.headers).toEqual({ authorization: '***' });
     const lastSent = (await delivered(many[0]!, '/many-0')).headers.authorization as string;
     expect(lastSent).toMatch(/^Bearer many-0(-v\d+)?$/);
   }, 180_000);

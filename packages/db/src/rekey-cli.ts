@@ -24,7 +24,8 @@ try {
     onBatch: (so) => console.log(`rekey: ${so.jobs} jobs and ${so.services} services sealed again so far`),
   });
   console.log(
-    `rekey: ${report.jobs} jobs and ${report.services} services sealed again under SECRET_KEY in ${Date.now() - started} ms`,
+    `rekey: ${report.jobs} jobs and ${report.services} services sealed again under SECRET_KEY ` +
+      `(and ${report.versions} history entries) in ${Date.now() - started} ms`,
   );
   if (report.unreadable.length > 0) {
     console.error(

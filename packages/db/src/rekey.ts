@@ -2,7 +2,9 @@
  * `npm run rekey`: every secret at rest sealed again under the current SECRET_KEY, so that
  * SECRET_KEY_PREVIOUS can be dropped. Secrets at rest are a job's target headers
  * (`jobs.target_headers`, and the plain-text headers of a row written before migration 0040) and
- * a service's signing secrets (`signing_secret`, `previous_signing_secret`).
+ * a service's signing secrets (`signing_secret`, `previous_signing_secret`), and the copy of a
+ * job's row each version-history entry holds (`job_versions.definition`: its `target_headers`, or
+ * the plain-text headers of an entry written before migration 0040).
  *
  * Safe while the fleet runs: it reads a batch (keyset by id, no lock held between batches) and
  * writes each value back only if it is still the one it read (compare-and-set in one UPDATE). A
@@ -17,6 +19,8 @@ import type { Database } from './types.ts';
 export interface RekeyReport {
   /** Jobs whose headers were sealed again (under the previous key before) or sealed at all (plain text before). */
   jobs: number;
+  /** History entries whose copy of the job's headers was sealed again (or sealed at all). */
+  versions: number;
   /** Services whose signing secret (or previous one) was sealed again. */
   services: number;
   /** Values neither key opens: left as they are. A rekey that finds any fails (`npm run rekey` exits 1). */
@@ -138,7 +142,7 @@ async function rekeyServices(db: Kysely<Database>, keys: SecretKeys, report: Rek
 /** Seals every secret at rest under `keys.current`; see the module's comment. */
 export async function rekey(db: Kysely<Database>, keys: SecretKeys, options: RekeyOptions = {}): Promise<RekeyReport> {
   const batchSize = options.batchSize ?? 500;
-  const report: RekeyReport = { jobs: 0, services: 0, unreadable: [] };
+  const report: RekeyReport = { jobs: 0, versions: 0, services: 0, unreadable: [] };
   await rekeyServices(db, keys, report);
   let afterId = '00000000-0000-0000-0000-000000000000';
   for (;;) {
@@ -148,5 +152,56 @@ export async function rekey(db: Kysely<Database>, keys: SecretKeys, options: Rek
     afterId = rows[rows.length - 1]!.id;
     options.onBatch?.(report);
   }
+  await rekeyVersions(db, keys, batchSize, report);
   return report;
+}
+
+interface VersionSecretRow {
+  id: string;
+  sealed: string | null;
+  headers: Record<string, string> | null;
+}
+
+/**
+ * History entries: written once and never changed (only deleted), so each batch is written back
+ * without a compare-and-set; an entry deleted in between is simply not updated.
+ */
+async function rekeyVersions(db: Kysely<Database>, keys: SecretKeys, batchSize: number, report: RekeyReport) {
+  let afterId = '00000000-0000-0000-0000-000000000000';
+  for (;;) {
+    const { rows } = await sql<VersionSecretRow>`
+      SELECT id, definition->>'target_headers' AS sealed, definition->'target'->'headers' AS headers
+      FROM job_versions WHERE id > ${afterId}::uuid ORDER BY id LIMIT ${batchSize}
+    `.execute(db);
+    if (rows.length === 0) return;
+    const changes: { id: string; sealed: string | null }[] = [];
+    for (const row of rows) {
+      try {
+        if (row.sealed !== null) {
+          if (!isSealedUnder(row.sealed, keys.current)) {
+            changes.push({ id: row.id, sealed: sealHeaders(openHeaders(row.sealed, keys), keys) });
+          }
+        } else if (row.headers && Object.keys(row.headers).length > 0) {
+          changes.push({ id: row.id, sealed: sealHeaders(row.headers, keys) });
+        }
+      } catch {
+        report.unreadable.push(`job version ${row.id}`);
+      }
+    }
+    if (changes.length > 0) {
+      const result = await sql`
+        UPDATE job_versions AS e
+        SET definition = jsonb_set(
+          jsonb_set(e.definition, '{target_headers}', coalesce(to_jsonb(v.sealed), 'null'::jsonb)), '{target,headers}', '{}'::jsonb
+        )
+        FROM unnest(
+          ${changes.map((c) => c.id)}::uuid[],
+          ${changes.map((c) => c.sealed)}::text[]
+        ) AS v(id, sealed)
+        WHERE e.id = v.id
+      `.execute(db);
+      report.versions += Number(result.numAffectedRows ?? 0n);
+    }
+    afterId = rows[rows.length - 1]!.id;
+  }
 }
