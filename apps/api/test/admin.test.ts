@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { sql } from 'kysely';
 import { decryptSecret, hashApiKey } from '@tickwork/core';
 import { authEpochKey } from '../src/auth-cache.ts';
 import { ADMIN_TOKEN, SECRET_KEY, anotherInstance, startTestApi, type TestApi } from './helpers.ts';
@@ -466,19 +467,22 @@ describe('quotas', () => {
     expect((await createJob(key, job('q3'))).statusCode).toBe(201);
   });
 
-  it('holds maxJobs under concurrent creates', async () => {
+  it('holds maxJobs under 50 parallel creates at the limit', async () => {
     const created = await api.app.inject({
       method: 'POST',
       url: '/v1/admin/services',
       headers: admin,
-      payload: { name: 'quota-race', quotas: { maxJobs: 3 } },
+      payload: { name: 'quota-race', quotas: { maxJobs: 23 } },
     });
     const key = created.json().apiKey as string;
-    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => createJob(key, job(`race-${i}`))));
+    // Far from the quota first (the shards' allowances shared out), then 50 at once for the last 3.
+    const early = await Promise.all(Array.from({ length: 20 }, (_, i) => createJob(key, job(`early-${i}`))));
+    expect(early.every((a) => a.statusCode === 201)).toBe(true);
+    const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => createJob(key, job(`race-${i}`))));
     expect(answers.filter((a) => a.statusCode === 201)).toHaveLength(3);
-    expect(answers.filter((a) => a.statusCode === 403)).toHaveLength(7);
+    expect(answers.filter((a) => a.statusCode === 403)).toHaveLength(47);
     const rows = await api.db.db.selectFrom('jobs').select('id').where('service_id', '=', created.json().id).execute();
-    expect(rows).toHaveLength(3);
+    expect(rows).toHaveLength(23);
     // The refused creates had registered their schedules before their slot was refused: each is
     // taken back (in the background), so every scheduler left belongs to a job Postgres has.
     const orphans = async () => {
@@ -490,10 +494,10 @@ describe('quotas', () => {
     await expect.poll(orphans).toEqual([]);
     const [service] = await api.db.db
       .selectFrom('services')
-      .select('job_count')
+      .select(sql<number>`service_job_count(id)`.as('job_count'))
       .where('id', '=', created.json().id)
       .execute();
-    expect(service!.job_count).toBe(3);
+    expect(service!.job_count).toBe(23);
   });
 
   it('counts jobs on create and delete: a deleted job frees its slot, and the count matches the rows', async () => {
@@ -506,8 +510,13 @@ describe('quotas', () => {
     const key = created.json().apiKey as string;
     const serviceId = created.json().id as string;
     const countOf = async () =>
-      (await api.db.db.selectFrom('services').select('job_count').where('id', '=', serviceId).executeTakeFirstOrThrow())
-        .job_count;
+      (
+        await api.db.db
+          .selectFrom('services')
+          .select(sql<number>`service_job_count(id)`.as('job_count'))
+          .where('id', '=', serviceId)
+          .executeTakeFirstOrThrow()
+      ).job_count;
     const first = await createJob(key, job('d1'));
     expect((await createJob(key, job('d2'))).statusCode).toBe(201);
     expect(await countOf()).toBe(2);

@@ -7,7 +7,11 @@ import * as m0004 from './migrations/0004_target_body_text.ts';
 import * as m0010 from './migrations/0010_alerts.ts';
 import * as m0020 from './migrations/0020_job_history.ts';
 import * as m0030 from './migrations/0030_calendars.ts';
+<<<<<<< HEAD
 import * as m0050 from './migrations/0050_jobs_updated_at.ts';
+=======
+import * as m0060 from './migrations/0060_job_count_shards.ts';
+>>>>>>> ba2440f (db: maxJobs counted in 32 shards per service (migration 0060), so creates of one service far from its quota stop queueing on the services row)
 
 /** Every migration, in order. Forward-only: a change is a new file, never an edit. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -18,7 +22,11 @@ const MIGRATIONS: Record<string, Migration> = {
   '0010_alerts': m0010,
   '0020_job_history': m0020,
   '0030_calendars': m0030,
+<<<<<<< HEAD
   '0050_jobs_updated_at': m0050,
+=======
+  '0060_job_count_shards': m0060,
+>>>>>>> ba2440f (db: maxJobs counted in 32 shards per service (migration 0060), so creates of one service far from its quota stop queueing on the services row)
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
