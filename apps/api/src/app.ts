@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from '@tickwork/core';
 import authPlugin from './plugins/auth.ts';
 import bullBoardPlugin from './plugins/bull-board.ts';
+import cachePlugin from './plugins/cache.ts';
 import dbPlugin from './plugins/db.ts';
 import errorsPlugin from './plugins/errors.ts';
 import metricsPlugin from './plugins/metrics.ts';
@@ -66,11 +67,8 @@ export default fp<AppConfig>(
     // Before any plugin that adds a route, so the OpenAPI document sees every route.
     await app.register(swaggerPlugin);
     await app.register(metricsPlugin);
-    await app.register(authPlugin, {
-      adminToken: config.adminToken,
-      redisUrl: config.redisUrl,
-      prefix: config.bullmqPrefix,
-    });
+    await app.register(cachePlugin, { url: config.databaseUrl });
+    await app.register(authPlugin, { adminToken: config.adminToken });
     await app.register(rateLimitPlugin, {
       redisUrl: config.redisUrl,
       prefix: config.bullmqPrefix,
@@ -82,6 +80,7 @@ export default fp<AppConfig>(
       new JobsService({
         db: app.db,
         readDb: app.readDb,
+        jobCache: app.caches.jobs,
         fireQueue: app.fireQueue,
         log: app.log,
         announceAuthChange: () => app.announceAuthChange(),

@@ -15,3 +15,4 @@ export * from './queries/calendars.ts';
 export * from './queries/alerts.ts';
 export * from './read-routing.ts';
 export * from './queries/job-versions.ts';
+export * from './cache-bus.ts';

@@ -11,7 +11,11 @@ import * as m0030 from './migrations/0030_calendars.ts';
 import * as m0050 from './migrations/0050_jobs_updated_at.ts';
 =======
 import * as m0060 from './migrations/0060_job_count_shards.ts';
+<<<<<<< HEAD
 >>>>>>> ba2440f (db: maxJobs counted in 32 shards per service (migration 0060), so creates of one service far from its quota stop queueing on the services row)
+=======
+import * as m0061 from './migrations/0061_cache_notify.ts';
+>>>>>>> 9762216 (api: keys and job rows cached in process, kept true by Postgres notifications; the rate limit spent from leases)
 
 /** Every migration, in order. Forward-only: a change is a new file, never an edit. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -26,7 +30,11 @@ const MIGRATIONS: Record<string, Migration> = {
   '0050_jobs_updated_at': m0050,
 =======
   '0060_job_count_shards': m0060,
+<<<<<<< HEAD
 >>>>>>> ba2440f (db: maxJobs counted in 32 shards per service (migration 0060), so creates of one service far from its quota stop queueing on the services row)
+=======
+  '0061_cache_notify': m0061,
+>>>>>>> 9762216 (api: keys and job rows cached in process, kept true by Postgres notifications; the rate limit spent from leases)
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

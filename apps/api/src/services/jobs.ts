@@ -85,6 +85,7 @@ import {
   type VersionStamp,
 } from '@tickwork/db';
 import type { FireQueue } from '@tickwork/queue';
+import type { JobCache } from '../auth-cache.ts';
 import { etagOf } from '../serializers.ts';
 import { CalendarsService, calendarsNotFound } from './calendars.ts';
 import { skipUntilOf, untilOf } from './history.ts';
@@ -94,6 +95,8 @@ export interface JobsServiceDeps {
   db: Kysely<Database>;
   /** Reads a client asks for: a replica when DATABASE_READ_URL is set, else the primary. */
   readDb: Kysely<Database>;
+  /** Job rows kept in process for reads (`auth-cache.ts`); each change here drops its job's row. */
+  jobCache?: JobCache | undefined;
   /** BullMQ's `fire` queue, where a job's schedule and a recorded run are handed to workers. */
   fireQueue: FireQueue;
   /** Milliseconds since the epoch. @defaultValue Date.now */
@@ -344,6 +347,7 @@ export class JobsService {
   async delete(serviceId: string, id: string): Promise<void> {
     const removed = await deleteJobRecorded(this.#deps.db, serviceId, id, this.#stamp('delete', this.#now()));
     if (!removed) throw noJob(id);
+    this.#deps.jobCache?.delete(removed.id);
     await this.#removeAfterCommit(removed.id, removed.version);
   }
 
@@ -433,7 +437,9 @@ export class JobsService {
 
   /** One job of the service. */
   async get(serviceId: string, id: string): Promise<JobRow> {
-    const row = await findJob(this.#deps.readDb, serviceId, id);
+    const { jobCache, readDb } = this.#deps;
+    const load = () => findJob(readDb, serviceId, id);
+    const row = await (jobCache ? jobCache.read(serviceId, id, load) : load());
     if (!row) throw noJob(id);
     return row;
   }
@@ -532,6 +538,8 @@ export class JobsService {
         }
         throw error;
       });
+    // Read your writes: this instance's cache forgets the old row before the change answers.
+    this.#deps.jobCache?.delete(id);
     if (replaced) await this.#removeAfterCommit(replaced.id, replaced.version);
     return row;
   }
