@@ -33,6 +33,7 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string' },
     duration: { type: 'string' },
     connections: { type: 'string', default: '50' },
+    instances: { type: 'string' },
     drain: { type: 'string' },
     'max-workers': { type: 'string', default: '3' },
     hz: { type: 'string', default: '10,100' },
@@ -78,6 +79,8 @@ if (command === 'api' || command === 'all') {
     durationS: num(values.duration, quick ? 2 : 10),
     connections: Number(values.connections),
     nodeOptions,
+    // `--instances 1,2,3`: api processes behind nginx after the one-process part (none in quick mode).
+    instances: (values.instances ?? (quick ? '' : '1,2,3')).split(',').filter(Boolean).map(Number),
   });
   console.log(`  hello-world ${out.api.helloReqPerSec} req/s p99 ${out.api.helloP99Ms} ms`);
   for (const e of out.api.endpoints) {
@@ -229,9 +232,13 @@ if (quick) {
     first && 'died' in first ? { lagP99Ms: undefined, died: first.died } : { ...first, died: undefined };
   const ratio = (name: string) => out.api?.endpoints.find((e) => e.name === name)?.ratioToHello ?? Number.NaN;
   console.log(
+<<<<<<< HEAD
     `bench: create/hello=${ratio('POST /v1/jobs')} get/hello=${ratio('GET /v1/jobs/{id}')} list/hello=${ratio('GET /v1/jobs?limit=100')} ` +
       `fire/raw=${out.drain?.tickworkOverBullmqFetch ?? Number.NaN} fire/pgboss=${out.drain?.tickworkOverPgboss ?? Number.NaN} ` +
       `lagP99Ms=${fireFigures?.lagP99Ms ?? (fireFigures?.died ? `died(${fireFigures.died.code ?? fireFigures.died.signal})` : Number.NaN)}`,
+=======
+    `bench: create/hello=${ratio('POST /v1/jobs')} get/hello=${ratio('GET /v1/jobs/{id}')} list/hello=${ratio('GET /v1/jobs?limit=100')} fire/raw=${out.drain?.tickworkOverBullmqFetch ?? Number.NaN} lagP99Ms=${out.fire?.[0]?.lagP99Ms ?? Number.NaN}`,
+>>>>>>> 67099fe (bench: the quick line carries list/hello; api also measures 50 services creating at once and 1-3 api processes behind the fleet's nginx)
   );
 }
 process.exit(0);
