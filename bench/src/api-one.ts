@@ -4,11 +4,17 @@
  * the api's Postgres connections were doing, sampled every 100 ms from pg_stat_activity (a lock
  * wait shows as `Lock:transactionid`, a connection waiting on the api as `Client:ClientRead`).
  * A quick A/B of one lever: run it for each side, interleaved, under the bench lock. Pass
- * `"--cpu-prof --cpu-prof-dir=<dir>"` for a CPU profile of the api.
+ * `"--cpu-prof --cpu-prof-dir=<dir>"` for a CPU profile of the api. Prints the api's peak RSS too
+ * (`VmHWM`): with `TICKWORK_NODE_FLAGS=…` an A/B of the process flags.
  */
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { readFileSync } from 'node:fs';
 import { deploy, createJobs } from './tickwork.ts';
+
+/** The process's peak resident set (`VmHWM`), in MiB. */
+const rssPeakMiB = (pid: number | undefined) =>
+  Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN) / 1024);
 
 const which = process.argv[2] ?? 'post';
 const nodeOptions = process.argv[3];
@@ -82,6 +88,8 @@ try {
     result.latency.p99,
     'non2xx',
     result.non2xx,
+    'api RSS peak MiB',
+    rssPeakMiB(tw.api.child.pid),
   );
   console.log(
     [...waits]
