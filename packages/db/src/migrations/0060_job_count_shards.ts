@@ -88,17 +88,24 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       mine smallint := pg_backend_pid() % shards;
       taken smallint;
     BEGIN
-      -- Never waits: a shard another create holds is skipped, so this transaction holds no lock
-      -- while it waits for one (the slow path's ordered locks cannot deadlock with it).
-      SELECT shard INTO taken FROM service_job_shards
-        WHERE service_id = NEW.service_id AND n < cap
-        ORDER BY (shard - mine + shards) % shards
-        LIMIT 1 FOR UPDATE SKIP LOCKED;
-      IF FOUND THEN
+      -- Never waits: a shard another create holds is skipped. A shard the scan locked but found
+      -- used up meanwhile stays locked until the subtransaction ends: the block is left by an
+      -- exception when nothing was taken, so the slow path starts holding no shard (its ordered
+      -- locks then cannot deadlock with another create's).
+      BEGIN
+        SELECT shard INTO taken FROM service_job_shards
+          WHERE service_id = NEW.service_id AND n < cap
+          ORDER BY (shard - mine + shards) % shards
+          LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+          RAISE EXCEPTION USING ERRCODE = 'no_data_found';
+        END IF;
         UPDATE service_job_shards SET n = n + 1 WHERE service_id = NEW.service_id AND shard = taken;
-      ELSE
-        PERFORM service_job_shards_share(NEW.service_id, mine, 1);
-      END IF;
+        RETURN NULL;
+      EXCEPTION WHEN no_data_found THEN
+        NULL;
+      END;
+      PERFORM service_job_shards_share(NEW.service_id, mine, 1);
       RETURN NULL;
     END $$;
     CREATE CONSTRAINT TRIGGER jobs_within_max_jobs AFTER INSERT ON jobs
