@@ -69,7 +69,7 @@ describe('the job count of a service', () => {
     expect(await countOf(empty)).toEqual({ counted: 0, rows: 0 });
   });
 
-  it('follows every insert and delete, and refuses at COMMIT the job past max_jobs', async () => {
+  it('follows every insert and delete, and refuses the statement that would pass max_jobs', async () => {
     const id = await service(5);
     await jobs(id, 4);
     expect(await countOf(id)).toEqual({ counted: 4, rows: 4 });

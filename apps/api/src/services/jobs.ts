@@ -181,8 +181,9 @@ export class JobsService {
 
   /**
    * Creates a job (rule 1): its schedule in Redis, then its row in one statement, in its own
-   * transaction. The `maxJobs` quota is counted inside that COMMIT by a deferred trigger
-   * (migration 0003), so racing creates can never pass it.
+   * transaction. The `maxJobs` quota is counted by the insert's trigger on one of the service's
+   * count shards (migration 0060), so racing creates can never pass it and, far from the quota,
+   * never wait for each other.
    */
   /** `bodyText` is `body.target.body` as the client wrote it, the bytes its callbacks send. */
   async create(creator: Creator, body: CreateJobBody, bodyText?: string): Promise<JobRow> {

@@ -8,7 +8,7 @@ import { sql, type Kysely } from 'kysely';
  *
  * Now a service's count is split over `JOB_COUNT_SHARDS` rows of `service_job_shards`, each with
  * its own count `n` and its own allowance `cap`, and the caps of a service add up to at most its
- * `max_jobs`. A create (a deferred constraint trigger, run inside COMMIT as before) increments the
+ * `max_jobs`. A create (a statement-level trigger over the statement's rows) increments the
  * first shard, from that of its Postgres connection (`pg_backend_pid()` modulo the shards) on,
  * that has `n < cap` and that no other transaction holds (`SKIP LOCKED`): no other row is
  * touched, and a create never waits for another while the service is far from its quota. Since no
@@ -82,50 +82,57 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         WHERE service_id = sid;
     END $$;
 
+    -- Statement-level, with the statement's rows: one shard operation per service a statement
+    -- touches, however many rows (a bulk insert is one, not one per row). The api's create is a
+    -- lone INSERT that commits at once, so the shard it takes is held for that commit only.
     CREATE FUNCTION jobs_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
       shards integer := job_count_shards();
       mine smallint := pg_backend_pid() % shards;
+      added record;
       taken smallint;
     BEGIN
-      -- Never waits: a shard another create holds is skipped. A shard the scan locked but found
-      -- used up meanwhile stays locked until the subtransaction ends: the block is left by an
-      -- exception when nothing was taken, so the slow path starts holding no shard (its ordered
-      -- locks then cannot deadlock with another create's).
-      BEGIN
-        SELECT shard INTO taken FROM service_job_shards
-          WHERE service_id = NEW.service_id AND n < cap
-          ORDER BY (shard - mine + shards) % shards
-          LIMIT 1 FOR UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
-          RAISE EXCEPTION USING ERRCODE = 'no_data_found';
-        END IF;
-        UPDATE service_job_shards SET n = n + 1 WHERE service_id = NEW.service_id AND shard = taken;
-        RETURN NULL;
-      EXCEPTION WHEN no_data_found THEN
-        NULL;
-      END;
-      PERFORM service_job_shards_share(NEW.service_id, mine, 1);
+      FOR added IN SELECT service_id, count(*)::integer AS n FROM inserted GROUP BY service_id ORDER BY service_id LOOP
+        -- Never waits: a shard another create holds is skipped. A shard the scan locked but found
+        -- used up meanwhile would stay locked to the end of the transaction: the block is left by
+        -- an exception when nothing was taken, and so is that lock (its subtransaction's), so the
+        -- slow path starts holding no shard and its ordered locks cannot deadlock with another's.
+        BEGIN
+          SELECT shard INTO taken FROM service_job_shards
+            WHERE service_id = added.service_id AND n + added.n <= cap
+            ORDER BY (shard - mine + shards) % shards
+            LIMIT 1 FOR UPDATE SKIP LOCKED;
+          IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'no_data_found';
+          END IF;
+          UPDATE service_job_shards SET n = n + added.n WHERE service_id = added.service_id AND shard = taken;
+        EXCEPTION WHEN no_data_found THEN
+          PERFORM service_job_shards_share(added.service_id, mine, added.n);
+        END;
+      END LOOP;
       RETURN NULL;
     END $$;
-    CREATE CONSTRAINT TRIGGER jobs_within_max_jobs AFTER INSERT ON jobs
-      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION jobs_count_insert();
+    CREATE TRIGGER jobs_within_max_jobs AFTER INSERT ON jobs REFERENCING NEW TABLE AS inserted
+      FOR EACH STATEMENT EXECUTE FUNCTION jobs_count_insert();
 
     CREATE FUNCTION jobs_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
       mine smallint := pg_backend_pid() % job_count_shards();
+      removed record;
     BEGIN
-      UPDATE service_job_shards SET n = n - 1 WHERE service_id = OLD.service_id AND shard = mine;
-      IF NOT FOUND THEN
-        -- The shard does not exist yet (or the service is gone, cascading: nothing to count).
-        INSERT INTO service_job_shards (service_id, shard, n, cap)
-          SELECT OLD.service_id, mine, -1, 0 FROM services WHERE id = OLD.service_id
-          ON CONFLICT (service_id, shard) DO UPDATE SET n = service_job_shards.n - 1;
-      END IF;
+      FOR removed IN SELECT service_id, count(*)::integer AS n FROM deleted GROUP BY service_id ORDER BY service_id LOOP
+        UPDATE service_job_shards SET n = n - removed.n WHERE service_id = removed.service_id AND shard = mine;
+        IF NOT FOUND THEN
+          -- The shard does not exist yet (or the service is gone, cascading: nothing to count).
+          INSERT INTO service_job_shards (service_id, shard, n, cap)
+            SELECT removed.service_id, mine, -removed.n, 0 FROM services WHERE id = removed.service_id
+            ON CONFLICT (service_id, shard) DO UPDATE SET n = service_job_shards.n + excluded.n;
+        END IF;
+      END LOOP;
       RETURN NULL;
     END $$;
-    CREATE CONSTRAINT TRIGGER jobs_count_delete AFTER DELETE ON jobs
-      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION jobs_count_delete();
+    CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS deleted
+      FOR EACH STATEMENT EXECUTE FUNCTION jobs_count_delete();
 
     CREATE FUNCTION services_share_max_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
