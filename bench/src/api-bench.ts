@@ -236,9 +236,9 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
             p99Ms: shot.p99,
             errors: shot.errors,
           });
-          console.log(
-            `  api ×${apis} behind nginx ${name.padEnd(28)} ${Math.round(shot.reqPerSec)} req/s p99 ${shot.p99} ms${shot.errors ? ` errors ${shot.errors}` : ''}`,
-          );
+          const errors = shot.errors ? ` errors ${shot.errors}` : '';
+          const figures = `${Math.round(shot.reqPerSec)} req/s p99 ${shot.p99} ms${errors}`;
+          console.log(`  api ×${apis} behind nginx ${name.padEnd(28)} ${figures}`);
         }
         fleets.push({ apis, helloReqPerSec: Math.round(helloShot.reqPerSec), endpoints: rows, load });
       } finally {
