@@ -244,7 +244,8 @@ if (quick) {
 =======
   const api = `create/hello=${ratio('POST /v1/jobs')} get/hello=${ratio('GET /v1/jobs/{id}')}`;
   const list = `list/hello=${ratio('GET /v1/jobs?limit=100')}`;
-  const fire = `fire/raw=${out.drain?.tickworkOverBullmqFetch ?? Number.NaN} lagP99Ms=${out.fire?.[0]?.lagP99Ms ?? Number.NaN}`;
+  const lag = out.fire?.[0]?.lagP99Ms ?? Number.NaN;
+  const fire = `fire/raw=${out.drain?.tickworkOverBullmqFetch ?? Number.NaN} lagP99Ms=${lag}`;
   console.log(`bench: ${api} ${list} ${fire}`);
 >>>>>>> b74c0ec (bench, docs: lines of this branch within 120 characters)
 }
