@@ -74,7 +74,7 @@ export default fp<AppConfig>(
       prefix: config.bullmqPrefix,
       perMinute: config.rateLimitPerMinute ?? 1200,
     });
-    app.decorate('calendars', new CalendarsService({ db: app.db, readDb: app.readDb }));
+    app.decorate('calendars', new CalendarsService({ db: app.db, readDb: app.readDb, jobCache: app.caches.jobs }));
     app.decorate(
       'jobs',
       new JobsService({
