@@ -231,22 +231,10 @@ if (quick) {
   const fireFigures =
     first && 'died' in first ? { lagP99Ms: undefined, died: first.died } : { ...first, died: undefined };
   const ratio = (name: string) => out.api?.endpoints.find((e) => e.name === name)?.ratioToHello ?? Number.NaN;
-<<<<<<< HEAD
   console.log(
-<<<<<<< HEAD
     `bench: create/hello=${ratio('POST /v1/jobs')} get/hello=${ratio('GET /v1/jobs/{id}')} list/hello=${ratio('GET /v1/jobs?limit=100')} ` +
       `fire/raw=${out.drain?.tickworkOverBullmqFetch ?? Number.NaN} fire/pgboss=${out.drain?.tickworkOverPgboss ?? Number.NaN} ` +
       `lagP99Ms=${fireFigures?.lagP99Ms ?? (fireFigures?.died ? `died(${fireFigures.died.code ?? fireFigures.died.signal})` : Number.NaN)}`,
-=======
-    `bench: create/hello=${ratio('POST /v1/jobs')} get/hello=${ratio('GET /v1/jobs/{id}')} list/hello=${ratio('GET /v1/jobs?limit=100')} fire/raw=${out.drain?.tickworkOverBullmqFetch ?? Number.NaN} lagP99Ms=${out.fire?.[0]?.lagP99Ms ?? Number.NaN}`,
->>>>>>> 67099fe (bench: the quick line carries list/hello; api also measures 50 services creating at once and 1-3 api processes behind the fleet's nginx)
   );
-=======
-  const api = `create/hello=${ratio('POST /v1/jobs')} get/hello=${ratio('GET /v1/jobs/{id}')}`;
-  const list = `list/hello=${ratio('GET /v1/jobs?limit=100')}`;
-  const lag = out.fire?.[0]?.lagP99Ms ?? Number.NaN;
-  const fire = `fire/raw=${out.drain?.tickworkOverBullmqFetch ?? Number.NaN} lagP99Ms=${lag}`;
-  console.log(`bench: ${api} ${list} ${fire}`);
->>>>>>> b74c0ec (bench, docs: lines of this branch within 120 characters)
 }
 process.exit(0);

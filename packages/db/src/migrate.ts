@@ -7,15 +7,9 @@ import * as m0004 from './migrations/0004_target_body_text.ts';
 import * as m0010 from './migrations/0010_alerts.ts';
 import * as m0020 from './migrations/0020_job_history.ts';
 import * as m0030 from './migrations/0030_calendars.ts';
-<<<<<<< HEAD
 import * as m0050 from './migrations/0050_jobs_updated_at.ts';
-=======
 import * as m0060 from './migrations/0060_job_count_shards.ts';
-<<<<<<< HEAD
->>>>>>> ba2440f (db: maxJobs counted in 32 shards per service (migration 0060), so creates of one service far from its quota stop queueing on the services row)
-=======
 import * as m0061 from './migrations/0061_cache_notify.ts';
->>>>>>> 9762216 (api: keys and job rows cached in process, kept true by Postgres notifications; the rate limit spent from leases)
 
 /** Every migration, in order. Forward-only: a change is a new file, never an edit. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -26,15 +20,9 @@ const MIGRATIONS: Record<string, Migration> = {
   '0010_alerts': m0010,
   '0020_job_history': m0020,
   '0030_calendars': m0030,
-<<<<<<< HEAD
   '0050_jobs_updated_at': m0050,
-=======
   '0060_job_count_shards': m0060,
-<<<<<<< HEAD
->>>>>>> ba2440f (db: maxJobs counted in 32 shards per service (migration 0060), so creates of one service far from its quota stop queueing on the services row)
-=======
   '0061_cache_notify': m0061,
->>>>>>> 9762216 (api: keys and job rows cached in process, kept true by Postgres notifications; the rate limit spent from leases)
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
