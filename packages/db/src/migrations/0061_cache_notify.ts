@@ -4,7 +4,7 @@ import { sql, type Kysely } from 'kysely';
  * Tells every api instance, over `NOTIFY tickwork_cache`, when what it keeps in process goes
  * stale (`packages/db/src/cache-bus.ts`): `a` when an API key or a service changes (revoked,
  * expired, scopes, disabled, quotas, secrets, deleted), `j:<id>` when a job gets a new version
- * or is deleted. A notification is sent at its transaction's COMMIT, to every listener, in
+ * or is deleted, or its open alert (migration 0010) opens or resolves. A notification is sent at its transaction's COMMIT, to every listener, in
  * commit order, so whoever writes (api, admin, a migration, psql) invalidates the caches.
  *
  * What the workers write per occurrence (`run_count`, `last_run_*`, `next_run_at`) keeps the
@@ -29,7 +29,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
     CREATE FUNCTION tickwork_cache_job() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      IF TG_OP = 'DELETE' OR OLD.version IS DISTINCT FROM NEW.version OR OLD.state IS DISTINCT FROM NEW.state THEN
+      IF TG_OP = 'DELETE' OR OLD.version IS DISTINCT FROM NEW.version OR OLD.state IS DISTINCT FROM NEW.state
+        OR OLD.open_alert IS DISTINCT FROM NEW.open_alert THEN
         PERFORM pg_notify('tickwork_cache', 'j:' || OLD.id);
       END IF;
       RETURN NULL;
