@@ -5,7 +5,8 @@
  * holds, not the garbage it leaves for the collector). Run it with the worker's heap flags
  * (infra/node/launch.sh), as above: a reconciler that outgrows them dies here as in a worker.
  *
- *   node --max-old-space-size=96 --max-semi-space-size=2 bench/reconcile.ts [--jobs 10000,100000] [--interval-s 30] [--sweep-interval-s 600] [--reconciler <file>]
+ *   node --max-old-space-size=96 --max-semi-space-size=2 bench/reconcile.ts [--jobs 10000,100000] [--interval-s 30]
+ * [--sweep-interval-s 600] [--reconciler <file>]
  *
  * Uses the local Postgres (a database of its own, dropped afterwards) and a redis-server of its
  * own on a free port (a scheduler costs ~1.3 KB: 130 MB that should not land in a shared Redis).

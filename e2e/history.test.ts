@@ -80,7 +80,7 @@ function expectProblem(answer: { status: number; headers: Json; body: Json }, st
 }
 
 describe('version history', () => {
-  it('records every change with its actor and the job as it stood, newest first, paged, and readable after delete', async () => {
+  it('records every change, its actor and the job as it stood, newest first, paged, readable after delete', async () => {
     const job = await createJob('/history', { schedule: { cron: '0 0 1 1 *' } });
     const patched = await call(api, 'PATCH', `/v1/jobs/${job.id}`, { token, body: { description: 'v2' } });
     expect(patched.body.version).toBe(2);
@@ -150,7 +150,7 @@ describe('version history', () => {
 });
 
 describe('skip', () => {
-  it('count: the next n occurrences are recorded skipped (requested) and not delivered; then delivery goes on', async () => {
+  it('count: the next n occurrences are recorded skipped (requested), not delivered; then delivery goes on', async () => {
     const path = '/skip-count';
     const job = await createJob(path);
     await sink.waitFor((r) => r.some((x) => x.path === path), 20_000, 'a first callback');
@@ -242,7 +242,7 @@ describe('skip', () => {
 });
 
 describe('pause until', () => {
-  it('resumes by itself at until, after the worker was replaced while paused, delivering the occurrence at until', async () => {
+  it('resumes by itself at until, the worker replaced while paused, delivering the occurrence at until', async () => {
     const path = '/pause-until';
     const job = await createJob(path);
     await sink.waitFor((r) => r.some((x) => x.path === path), 20_000, 'a first callback');

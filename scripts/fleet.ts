@@ -1,8 +1,12 @@
 /**
- * `npm run fleet -- --api 3 --workers 3 [--port 8080] [--pg-replica [--pg-replica-delay-ms 2000]]`:
- * a local fleet of the built code (the test kit's `startFleet`: N api and M worker processes
- * behind Debian's nginx) on the local Postgres and Redis. It prints the URLs and stops everything
- * on Ctrl-C.
+ * `npm run fleet -- --api 3 --workers 3 [--port 8080] [--redis-cluster 3] [--pg-replica
+ * [--pg-replica-delay-ms 2000]]`: a local fleet of the built code (the test kit's `startFleet`: N
+ * api and M worker processes behind Debian's nginx) on the local Postgres and Redis. It prints the
+ * URLs and stops everything on Ctrl-C.
+ *
+ * `--redis-cluster N` starts a Redis Cluster of the fleet's own instead (N masters, N replicas, on
+ * free loopback ports; gone with the fleet), with the fire queue in N shards (FIRE_QUEUE_SHARDS)
+ * under the untagged prefix `tickwork`.
  *
  * `--pg-replica` runs the fleet on a Postgres primary and a streaming read replica of its own
  * instead (the test kit's `startPgReplica`: initdb and pg_basebackup from Debian's Postgres 15
@@ -12,7 +16,14 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { startFleet, startPgReplica, type FleetEnv, type PgReplicaPair } from '@tickwork/testkit';
+import {
+  startFleet,
+  startOwnRedisCluster,
+  startPgReplica,
+  type FleetEnv,
+  type OwnRedisCluster,
+  type PgReplicaPair,
+} from '@tickwork/testkit';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -35,12 +46,28 @@ async function main() {
   const apis = count('--api', 3);
   const workers = count('--workers', 3);
   const port = argValue(args, '--port');
+  const masters = args.includes('--redis-cluster') ? count('--redis-cluster', 3) : 0;
+  if (args.includes('--redis-cluster') && masters < 3) {
+    console.error('fleet: --redis-cluster needs at least 3 masters (Redis Cluster’s minimum)');
+    process.exit(2);
+  }
+  let cluster: OwnRedisCluster | undefined;
+  if (masters > 0) {
+    cluster = await startOwnRedisCluster({ masters, replicas: 1 });
+    console.log(`fleet: Redis Cluster of ${masters} masters and ${masters} replicas on ${cluster.nodesEnv}`);
+  }
   const withReplica = args.includes('--pg-replica');
   const delayMs = count('--pg-replica-delay-ms', 0, 600_000);
   const env: FleetEnv = {
     DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/tickwork',
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    BULLMQ_PREFIX: process.env.BULLMQ_PREFIX ?? '{tickwork}',
+    BULLMQ_PREFIX: process.env.BULLMQ_PREFIX ?? (cluster ? 'tickwork' : '{tickwork}'),
+    ...(cluster
+      ? {
+          REDIS_CLUSTER_NODES: cluster.nodesEnv,
+          FIRE_QUEUE_SHARDS: process.env.FIRE_QUEUE_SHARDS ?? String(masters),
+        }
+      : {}),
     NODE_ENV: process.env.NODE_ENV ?? 'development',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     ADMIN_TOKEN: process.env.ADMIN_TOKEN ?? `dev-admin-${randomBytes(12).toString('hex')}`,
@@ -80,6 +107,7 @@ async function main() {
     });
   } catch (error) {
     await stopPg();
+    await cluster?.stop();
     throw error;
   }
   console.log(
@@ -93,7 +121,10 @@ async function main() {
       `  ADMIN_TOKEN  ${env.ADMIN_TOKEN}`,
       `  Postgres     ${env.DATABASE_URL}${pg ? "   (primary, the fleet's own)" : ''}`,
       ...(pg ? [`  Replica      ${env.DATABASE_READ_URL}   (DATABASE_READ_URL, streaming)`] : []),
-      `  Redis        ${env.REDIS_URL}  prefix ${env.BULLMQ_PREFIX}`,
+      cluster
+        ? `  Redis        Cluster ${env.REDIS_CLUSTER_NODES}  prefix ${env.BULLMQ_PREFIX}` +
+          `  shards ${env.FIRE_QUEUE_SHARDS}`
+        : `  Redis        ${env.REDIS_URL}  prefix ${env.BULLMQ_PREFIX}`,
       '',
     ].join('\n'),
   );
@@ -104,6 +135,7 @@ async function main() {
     console.log('fleet: stopping');
     void fleet
       .stop()
+      .then(() => cluster?.stop())
       .then(stopPg)
       .then(() => process.exit(0));
   };

@@ -21,6 +21,7 @@ import {
 } from './fire-bench.ts';
 import { describeMachine, printMachine } from './machine.ts';
 import { startRedis } from './redis-server.ts';
+import { clusterBench, type ClusterFigures } from './cluster-bench.ts';
 import { deploy } from './tickwork.ts';
 
 const { values, positionals } = parseArgs({
@@ -43,6 +44,9 @@ const { values, positionals } = parseArgs({
     env: { type: 'string', multiple: true },
     'redis-config': { type: 'string', multiple: true },
     contestants: { type: 'string', default: 'tickwork,bullmq-fetch,bullmq-noop,pgboss,graphile,timers' },
+    // `fire`: the same at-rate run and a Tickwork drain on a Redis Cluster of N masters (N fire
+    // shards) beside the single node; 0 skips it.
+    'redis-cluster': { type: 'string', default: '3' },
   },
 });
 
@@ -69,6 +73,7 @@ const out: {
   drain?: DrainFigures;
   scale?: ScaleFigures;
   lever?: LeverFigures;
+  cluster?: ClusterFigures;
 } = { date: new Date().toISOString(), argv: process.argv.slice(2), machine };
 
 if (command === 'api' || command === 'all') {
@@ -178,6 +183,21 @@ if (command === 'fire' || command === 'all') {
       }
     } finally {
       await tw.close();
+    }
+    const masters = Number(values['redis-cluster']);
+    if (masters > 0) {
+      out.cluster = await clusterBench({
+        masters,
+        single: redis,
+        sink,
+        schedules,
+        rate,
+        measureS,
+        drainCount,
+        rounds,
+        quick,
+        nodeOptions,
+      });
     }
   } finally {
     await sink.close();

@@ -90,17 +90,23 @@ export async function fireAtRate(options: {
   nodeOptions?: string | undefined;
   /** How long to wait for the window's late occurrences. @defaultValue 60000 */
   lateWaitMs?: number;
+  /** More environment for the deployment's processes (a Redis Cluster's). */
+  env?: Record<string, string>;
+  /** Redis's used memory in bytes (a Cluster: summed over its masters). @defaultValue INFO of `redisUrl` */
+  usedMemory?: () => Promise<number>;
 }): Promise<AtRateFigures> {
   const { schedules, rate, sink } = options;
   const everyMs = Math.round((schedules / rate) * 1000);
   if (everyMs < 1000)
     throw new Error(`--schedules / --rate must be at least 1 s (the default minimum interval); got ${everyMs} ms`);
-  const memoryBefore = await redisUsedMemory(options.redisUrl);
+  const usedMemory = options.usedMemory ?? (() => redisUsedMemory(options.redisUrl));
+  const memoryBefore = await usedMemory();
   const tw = await deploy({
     redisUrl: options.redisUrl,
     workers: options.workers,
     label: 'tw_bench_fire',
     nodeOptions: options.nodeOptions,
+    ...(options.env ? { env: options.env } : {}),
   });
   const apiRssIdleMiB = rssOf(tw.api.child.pid!).rssMiB;
   const workerRssIdleMiB = tw.workers.map((w) => rssOf(w.child.pid!).rssMiB);
@@ -120,7 +126,7 @@ export async function fireAtRate(options: {
     // Jobs i of service i % S: each service gets an even share of the phases.
     const tokens = services.map((s) => s.token);
     const created = await createJobs(tw.api, tokens, drafts, 32);
-    const memoryAfter = await redisUsedMemory(options.redisUrl);
+    const memoryAfter = await usedMemory();
     console.log(
       `  fire hz${options.redisHz}: created ${schedules} schedules in ${(created.ms / 1000).toFixed(1)} s (${Math.round(schedules / (created.ms / 1000))}/s)`,
     );

@@ -32,6 +32,8 @@ export async function deploy(options: {
   workers: number;
   label?: string;
   nodeOptions?: string;
+  /** More environment for every process (a Redis Cluster's REDIS_CLUSTER_NODES, FIRE_QUEUE_SHARDS…). */
+  env?: Record<string, string>;
 }): Promise<Deployment> {
   const db = await createTestDatabase(options.label ?? 'tw_bench');
   const env: FleetEnv = {
@@ -46,6 +48,7 @@ export async function deploy(options: {
     LOG_LEVEL: 'warn',
     // `--profile`: every api and worker process writes a V8 CPU profile when it exits.
     ...(options.nodeOptions ? { NODE_OPTIONS: options.nodeOptions } : {}),
+    ...options.env,
   };
   // The built code, as the image and `npm start` run it (dist/, built first when stale).
   const api = await startApi(env, { from: 'dist' });

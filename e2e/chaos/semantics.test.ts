@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { Queue, type ConnectionOptions } from 'bullmq';
 import { sql } from 'kysely';
 import { redisOptionsFrom, FIRE_QUEUE, MAINTENANCE_QUEUE, schedulerIdOf } from '@tickwork/queue';
-import { call, eventually } from '@tickwork/testkit';
+import { call, eventually, testBaseUrls } from '@tickwork/testkit';
 import { startScenario, type Scenario } from './lib/scenario.ts';
 
 const RECONCILE_INTERVAL_MS = 2_000;
@@ -20,6 +20,8 @@ beforeAll(async () => {
   scenario = await startScenario({
     apis: 1,
     workers: 2,
+    // It reads the fire and maintenance queues itself: always on one Redis.
+    redisUrl: testBaseUrls().redisUrl,
     // Every pass a sweep: the model test checks that passes converge on every kind of drift, the
     // orphans of deleted jobs too, which only a sweep finds (the steady pass has its own tests).
     env: { RECONCILE_INTERVAL_MS: String(RECONCILE_INTERVAL_MS), RECONCILE_SWEEP_INTERVAL_MS: '0' },

@@ -6,6 +6,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '@tickwork/core';
+import { redisTargetOf } from '@tickwork/queue';
 import authPlugin from './plugins/auth.ts';
 import bullBoardPlugin from './plugins/bull-board.ts';
 import cachePlugin from './plugins/cache.ts';
@@ -47,6 +48,8 @@ export type AppConfig = Pick<
       | 'callbackAllowPrivate'
       | 'callbackAllowedHosts'
       | 'rateLimitPerMinute'
+      | 'redisClusterNodes'
+      | 'fireQueueShards'
       | 'alertWatchIntervalMs'
       | 'databaseReadMaxLagMs'
     >
@@ -55,22 +58,25 @@ export type AppConfig = Pick<
 export default fp<AppConfig>(
   async (app: FastifyInstance, config) => {
     await app.register(errorsPlugin);
+    // Every Redis use of the api (queues, key cache epoch, rate limit, read marks) on the one
+    // Redis, or the Cluster.
+    const redis = redisTargetOf(config);
     await app.register(dbPlugin, {
       url: config.databaseUrl,
       readUrl: config.databaseReadUrl,
       poolMax: config.databasePoolMax,
-      redisUrl: config.redisUrl,
+      redis,
       prefix: config.bullmqPrefix,
       ...(config.databaseReadMaxLagMs === undefined ? {} : { readMaxLagMs: config.databaseReadMaxLagMs }),
     });
-    await app.register(queuePlugin, { redisUrl: config.redisUrl, prefix: config.bullmqPrefix });
+    await app.register(queuePlugin, { redis, prefix: config.bullmqPrefix, shards: config.fireQueueShards ?? 1 });
     // Before any plugin that adds a route, so the OpenAPI document sees every route.
     await app.register(swaggerPlugin);
     await app.register(metricsPlugin);
     await app.register(cachePlugin, { url: config.databaseUrl });
     await app.register(authPlugin, { adminToken: config.adminToken });
     await app.register(rateLimitPlugin, {
-      redisUrl: config.redisUrl,
+      redis,
       prefix: config.bullmqPrefix,
       perMinute: config.rateLimitPerMinute ?? 1200,
     });

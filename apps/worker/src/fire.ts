@@ -80,6 +80,11 @@ export interface FireContext {
   signal?: AbortSignal;
   /** The `fire` queue, to remove the scheduler of a job that has completed (endAt, maxRuns). */
   queue?: Queue;
+  /**
+   * Every fire queue an occurrence may wait in (with FIRE_QUEUE_SHARDS changed: those of the
+   * earlier count too), for the skipped-slot check. @defaultValue `[queue]`
+   */
+  queues?: () => Promise<Queue[]>;
 }
 
 /** The attempt a retry follows, for observers of the worker's `failed` event (metrics, logs). */
@@ -225,13 +230,14 @@ async function recordSkippedSlots(
     return;
   }
   if (gap.length === 0) return;
+  const queues = ctx.queues ? await ctx.queues() : [queue];
   const pending = await Promise.all(
     gap.map(async (slot) => {
       const ids = [
         schedulerOccurrenceIdOf(schedulerIdOf(job.id, version), slot),
         catchUpJobIdOf(job.id, version, slot),
       ];
-      const found = await Promise.all(ids.map((id) => queue.getJob(id)));
+      const found = await Promise.all(queues.flatMap((each) => ids.map((id) => each.getJob(id))));
       return found.some((j) => j !== undefined && j !== null);
     }),
   );

@@ -19,6 +19,8 @@ export interface MaintenanceTask {
 export interface MaintenanceOptions {
   /** The process's connections: the queue and its worker are built on them. */
   redis: RedisConnections;
+  /** The queue's name (`maintenanceQueueNameOf`). @defaultValue `maintenance` */
+  queueName?: string;
   logger: Logger;
   tasks: MaintenanceTask[];
   /** How often each worker re-registers the schedulers. @defaultValue 60000 */
@@ -32,11 +34,12 @@ export interface Maintenance {
 }
 
 export async function startMaintenance(options: MaintenanceOptions): Promise<Maintenance> {
-  const queue = options.redis.queue(MAINTENANCE_QUEUE);
+  const name = options.queueName ?? MAINTENANCE_QUEUE;
+  const queue = options.redis.queue(name);
   queue.on('error', (error) => options.logger.warn({ err: error }, 'maintenance queue error'));
   const byName = new Map(options.tasks.map((task) => [task.name, task]));
   const worker = options.redis.worker(
-    MAINTENANCE_QUEUE,
+    name,
     async (job) => {
       const task = byName.get(job.name);
       if (!task) return { skipped: `no task ${job.name} in this worker` };

@@ -12,6 +12,11 @@
  * - `run`: a run still open (running, retrying) whose BullMQ job is gone (Redis lost it while it
  *   waited for a worker or a retry) → enqueued again under the same BullMQ id; it keeps its run
  *   id. This covers scheduled occurrences and the runs the api recorded itself (run now, replay).
+ * - `moved`: a scheduler or a pending one-shot in a fire queue other than its job's shard (after a
+ *   change of FIRE_QUEUE_SHARDS) → removed there, then registered on its shard like a missing one
+ *   (with the catch-up of an occurrence missed in between), so each occurrence is queued once;
+ *   occurrences already queued stay where they are and are consumed there, and a fire queue of an
+ *   earlier shard count is forgotten once it has stayed empty for `retireAfterMs`.
  *
  * Two kinds of pass, neither holding every id in memory:
  * - steady (every interval): the jobs changed since the last pass (`updated_at`, an index scan)
@@ -21,6 +26,9 @@
  * - sweep (rare, `sweepIntervalMs`; and whenever the reconciler's marks are gone from Redis, i.e.
  *   Redis lost its data): every active job in Postgres keyset pages, then every scheduler in ZSCAN
  *   pages checked against Postgres, one page at a time.
+ * Both cover every fire shard: a job is judged on its own shard, a scheduler in the shard it is
+ * found in. While fire queues of an earlier shard count remain (a reshard), every pass is a sweep:
+ * moving jobs needs every scheduler of the old queues read, which only the sweep does.
  * Every repair is idempotent, so a pass can run on any worker, twice, or after a FLUSHALL.
  */
 import type { Kysely } from 'kysely';
@@ -50,6 +58,7 @@ import {
   stateHash,
   takeLock,
   type FireQueue,
+  type FireShard,
   manualJobIdOf,
   onceJobIdOf,
   parseSchedulerId,
@@ -61,7 +70,7 @@ import {
   type Registration,
 } from '@tickwork/queue';
 
-export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan', 'run'] as const;
+export const REPAIR_KINDS = ['missing', 'stuck', 'catchup', 'stale', 'orphan', 'run', 'moved'] as const;
 export type RepairKind = (typeof REPAIR_KINDS)[number];
 export type RepairCounts = Record<RepairKind, number>;
 
@@ -89,7 +98,7 @@ export interface ReconcileReport {
 
 export interface ReconcileOptions {
   db: Kysely<Database>;
-  /** The `fire` queue's handle; a fail-fast one, so a pass that meets a Redis outage fails and the next retries. */
+  /** The fire queues' handle (every shard); a fail-fast one, so a pass that meets a Redis outage fails and the next retries. */
   fireQueue: FireQueue;
   logger?: Logger;
   now?: number;
@@ -101,6 +110,12 @@ export interface ReconcileOptions {
   mode?: ReconcileMode;
   /** How old the last sweep may be before an `auto` pass sweeps again; 0: every pass. @defaultValue 600000 */
   sweepIntervalMs?: number;
+  /**
+   * How long a fire queue of an earlier shard count must stay empty before it is forgotten (an api
+   * or worker still running with that count could put a job there until it is replaced).
+   * @defaultValue 5 minutes
+   */
+  retireAfterMs?: number;
   /** Called once per kind with a non-zero count (a metrics counter plugs in here). */
   onRepair?: (kind: RepairKind, count: number) => void;
 }
@@ -115,6 +130,7 @@ const CREATE_IN_FLIGHT_MAX_MS = 5 * 60_000;
 /** A scheduler's current occurrence that started this long ago without a successor is stuck. */
 const STARTED_WITHOUT_SUCCESSOR_MS = 60_000;
 const SUSPECTS_TTL_S = 3_600;
+const RETIRE_AFTER_MS = 5 * 60_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 10 * 60_000;
 /**
  * A steady pass reads the jobs changed since the last pass began, less this: an api stamps
@@ -148,7 +164,7 @@ type Action =
 const PASS_LOCK_MS = 5 * 60_000;
 
 export async function reconcile(options: ReconcileOptions): Promise<ReconcileReport> {
-  const release = await takeLock(options.fireQueue, 'reconcile', PASS_LOCK_MS);
+  const release = await takeLock(options.fireQueue.home, 'reconcile', PASS_LOCK_MS);
   if (!release) {
     const now = options.now ?? Date.now();
     const repairs = Object.fromEntries(REPAIR_KINDS.map((kind) => [kind, 0])) as RepairCounts;
@@ -175,30 +191,60 @@ async function reconcilePass(options: ReconcileOptions): Promise<ReconcileReport
   const started = Date.now();
   const now = options.now ?? started;
   const { fireQueue } = options;
-  const marks = stateHash(fireQueue, 'reconcile-state');
-  const mark = await marks.read();
+  // Every fire queue Redis may hold jobs in, read afresh, not from the handle's cache: a pass must
+  // see a newer shard count's queues at once.
+  const shards = await fireQueue.knownShards({ fresh: true });
+  const moving = shards.length > fireQueue.shards.length;
   const requested = options.mode ?? 'sweep';
+  if (!(await fireQueue.isCurrentLayout())) {
+    // A worker started with an earlier shard count than the latest one's: it would move jobs
+    // back. The passes of the workers started with the latest count do the work.
+    const repairs = Object.fromEntries(REPAIR_KINDS.map((kind) => [kind, 0])) as RepairCounts;
+    const skipped = 'another shard count is current (FIRE_QUEUE_SHARDS changed)';
+    const mode = requested === 'steady' ? 'steady' : 'sweep';
+    return { now, mode, jobs: 0, schedulers: 0, repairs, suspects: 0, durationMs: Date.now() - started, skipped };
+  }
+  const marks = stateHash(fireQueue.home, 'reconcile-state');
+  const mark = await marks.read();
   const sweepEvery = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
   // No marks: Redis lost its data (or this is the first pass ever), and with them every scheduler.
-  const mode: ReconcileMode =
-    requested === 'auto' ? (!mark || Number(mark.sweptAt ?? 0) <= now - sweepEvery ? 'sweep' : 'steady') : requested;
+  // Jobs to move between shards: only a sweep reads every scheduler of the old queues.
+  const mode: ReconcileMode = moving
+    ? 'sweep'
+    : requested === 'auto'
+      ? !mark || Number(mark.sweptAt ?? 0) <= now - sweepEvery
+        ? 'sweep'
+        : 'steady'
+      : requested;
   const pass: Pass = {
     options,
     now,
     pageSize: options.pageSize ?? 1_000,
     concurrency: options.concurrency ?? 50,
-    repairs: { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 },
+    repairs: { missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0, moved: 0 },
+    shards,
+    moving,
     jobs: 0,
     schedulers: 0,
-    previousSuspects: await idSet(fireQueue, 'reconcile-suspects').read(),
+    previousSuspects: await idSet(fireQueue.home, 'reconcile-suspects').read(),
     suspects: [],
   };
   // Right after a loss Redis holds only what the api registered since: the orphans can wait for
   // the next sweep, and the rebuild does not read back the 100,000 schedulers it just wrote.
   if (mode === 'sweep') await sweep(pass, requested !== 'auto' || mark !== undefined);
   else await steady(pass, mark ? Number(mark.passAt) : now - sweepEvery);
-  await idSet(fireQueue, 'reconcile-suspects').replace(pass.suspects, SUSPECTS_TTL_S);
-  pass.repairs.run = await requeueOpenRuns(options.db, fireQueue, now, pass.concurrency);
+  await idSet(fireQueue.home, 'reconcile-suspects').replace(pass.suspects, SUSPECTS_TTL_S);
+  pass.repairs.run = await requeueOpenRuns(options.db, fireQueue, shards, now, pass.concurrency);
+  // A fire queue of an earlier shard count with nothing left in it is forgotten (workers stop
+  // consuming it when they next start).
+  if (moving) {
+    const retireAfterMs = options.retireAfterMs ?? RETIRE_AFTER_MS;
+    for (const shard of shards.slice(fireQueue.shards.length)) {
+      if ((await fireQueue.emptyFor(shard.name, await isEmpty(shard), now)) >= retireAfterMs) {
+        await fireQueue.retire(shard.name);
+      }
+    }
+  }
   // The next steady pass reads what changed since this one began (less a margin, in `steady`).
   await marks.write({ passAt: now, ...(mode === 'sweep' ? { sweptAt: now } : {}) });
 
@@ -228,6 +274,10 @@ interface Pass {
   pageSize: number;
   concurrency: number;
   repairs: RepairCounts;
+  /** Every fire queue Redis may hold jobs in: this shard count's first, then earlier counts'. */
+  shards: FireShard[];
+  /** Whether fire queues of an earlier shard count remain, whose jobs move to their shards. */
+  moving: boolean;
   jobs: number;
   schedulers: number;
   /** Suspects of the previous pass: one still unaccounted for now is an orphan. */
@@ -237,10 +287,14 @@ interface Pass {
 
 /**
  * The rare pass: every active job (Postgres keyset pages) is judged, then every scheduler Redis
- * holds (ZSCAN pages) is checked against Postgres. One page at a time, never every id at once.
+ * holds (ZSCAN pages of every fire queue) is checked against Postgres. One page at a time, never
+ * every id at once. During a reshard the schedulers come first: one in a queue other than its
+ * job's shard is removed there, and its job, then judged missing on its shard, is registered there
+ * with the catch-up of what it missed, so no occurrence is queued on both.
  */
 async function sweep(pass: Pass, orphans: boolean): Promise<void> {
-  const { db, fireQueue } = pass.options;
+  const { db } = pass.options;
+  if (pass.moving) await scanSchedulers(pass);
   let afterId: string | undefined;
   for (;;) {
     const rows = await activeJobsPage(db, afterId, pass.pageSize);
@@ -249,10 +303,35 @@ async function sweep(pass: Pass, orphans: boolean): Promise<void> {
     await repairJobs(pass, rows);
     if (rows.length < pass.pageSize) break;
   }
-  if (!orphans) return;
-  for await (const ids of schedulerIdScan(fireQueue, pass.pageSize)) {
-    pass.schedulers += ids.length;
-    await judgeSchedulers(pass, [...new Set(ids)]);
+  if (orphans && !pass.moving) await scanSchedulers(pass);
+}
+
+/** Every scheduler of every fire queue, a ZSCAN page at a time: misplaced ones moved, the rest judged. */
+async function scanSchedulers(pass: Pass): Promise<void> {
+  const { fireQueue } = pass.options;
+  for (const shard of pass.shards) {
+    for await (const page of schedulerIdScan(shard, pass.pageSize)) {
+      const ids = [...new Set(page)];
+      pass.schedulers += ids.length;
+      const misplaced = ids.filter((id) => {
+        const parsed = parseSchedulerId(id);
+        return parsed !== undefined && parsed !== null && fireQueue.shardOf(parsed.jobId) !== shard;
+      });
+      await pMap(
+        misplaced,
+        async (id) => {
+          await shard.queue.removeJobScheduler(id);
+          pass.repairs.moved++;
+        },
+        { concurrency: pass.concurrency },
+      );
+      const moved = new Set(misplaced);
+      await judgeSchedulers(
+        pass,
+        ids.filter((id) => !moved.has(id)),
+        () => shard,
+      );
+    }
   }
 }
 
@@ -279,18 +358,19 @@ async function steady(pass: Pass, lastPassAt: number): Promise<void> {
         ? [schedulerIdOf(row.id, row.version), schedulerIdOf(row.id, row.version - 1)]
         : [schedulerIdOf(row.id, row.version)],
     );
-    const nexts = await schedulerNextsOf(fireQueue, candidates);
+    const nexts = await nextsOnShards(fireQueue, candidates);
     const present = candidates.filter((_, i) => nexts[i] !== undefined);
     pass.schedulers += present.length;
-    await judgeSchedulers(pass, present);
+    await judgeSchedulers(pass, present, homeOf(fireQueue));
     if (rows.length < pass.pageSize) break;
   }
   // Last pass's suspects, whatever made them: each is judged again (a few ids at most).
   const suspected = [...pass.previousSuspects];
-  const stillThere = await schedulerNextsOf(fireQueue, suspected);
+  const stillThere = await nextsOnShards(fireQueue, suspected);
   await judgeSchedulers(
     pass,
     suspected.filter((id, i) => stillThere[i] !== undefined && !pass.suspects.includes(id)),
+    homeOf(fireQueue),
   );
   const overdue = await overdueJobs(db, new Date(pass.now - OVERDUE_AFTER_MS), OVERDUE_MAX);
   await repairJobs(
@@ -304,12 +384,13 @@ async function repairJobs(pass: Pass, rows: JobRow[]): Promise<void> {
   if (rows.length === 0) return;
   const { fireQueue } = pass.options;
   const { now, repairs } = pass;
-  const queue = fireQueue.queue;
   pass.jobs += rows.length;
   const actions = await judgePage(rows, now, fireQueue);
+  if (pass.moving) repairs.moved += await movePendingOneShots(actions, fireQueue, pass.shards);
   await pMap(
     actions,
     async (action) => {
+      const queue = fireQueue.shardOf(action.job.id).queue;
       if (action.kind === 'catchup') {
         await enqueueCatchUp(queue, action.job, action.at, now);
         repairs.catchup++;
@@ -318,7 +399,14 @@ async function repairJobs(pass: Pass, rows: JobRow[]): Promise<void> {
       if (action.kind === 'stuck' && action.registration.kind === 'scheduler') {
         await queue.removeJobScheduler(action.registration.schedulerId);
       }
-      await applyRegistration(queue, action.job, action.registration, now);
+      // A scheduler's first occurrence is computed as it is written, not as the pass began:
+      // BullMQ starts an interval scheduler whose startDate has passed at the current instant,
+      // which would move the job's phase (a long pass made every re-registered job fire off it).
+      const registration =
+        action.registration.kind === 'scheduler'
+          ? registrationOf(action.job, Date.now(), action.runCount)
+          : action.registration;
+      await applyRegistration(queue, action.job, registration, now);
       repairs[action.kind]++;
       if (action.catchUpFrom !== null) {
         // The first occurrence that has not run is the job's nextRunAt: catch up from there.
@@ -339,7 +427,7 @@ async function repairJobs(pass: Pass, rows: JobRow[]): Promise<void> {
  * a job that is deleted, paused, completed or unknown is an orphan — or only a suspect, when it
  * may belong to a transaction still in flight (removed by the next pass that still finds it).
  */
-async function judgeSchedulers(pass: Pass, ids: string[]): Promise<void> {
+async function judgeSchedulers(pass: Pass, ids: string[], shardOf: (id: string) => FireShard): Promise<void> {
   const parsed = ids.flatMap((id) => {
     const scheduler = parseSchedulerId(id);
     return scheduler ? [{ id, ...scheduler }] : [];
@@ -355,11 +443,10 @@ async function judgeSchedulers(pass: Pass, ids: string[]): Promise<void> {
     else if (pass.previousSuspects.has(id)) removals.push({ id, kind: 'orphan' });
     else pass.suspects.push(id);
   }
-  const queue = pass.options.fireQueue.queue;
   await pMap(
     removals,
     async ({ id, kind }) => {
-      await queue.removeJobScheduler(id);
+      await shardOf(id).queue.removeJobScheduler(id);
       pass.repairs[kind]++;
     },
     { concurrency: pass.concurrency },
@@ -374,7 +461,7 @@ async function judgePage(rows: JobRow[], now: number, fireQueue: FireQueue): Pro
   });
   // Each scheduler's next occurrence as it is now, not as the pass began: a busy scheduler moves
   // on every second, and a stale answer would make a healthy one look stuck.
-  const nextOf = (ids: string[]) => schedulerNextsOf(fireQueue, ids);
+  const nextOf = (ids: string[]) => nextsOnShards(fireQueue, ids);
   const schedulerIds = judged.flatMap(({ registration }) =>
     registration.kind === 'scheduler' ? [registration.schedulerId] : [],
   );
@@ -387,8 +474,17 @@ async function judgePage(rows: JobRow[], now: number, fireQueue: FireQueue): Pro
     }
     return registration.kind === 'delayed' || 'at' in job.schedule ? onceJobIdOf(job.id, job.version) : undefined;
   });
-  const probed = probes.filter((probe): probe is string => probe !== undefined);
-  const times = await jobTimesOf(fireQueue, probed);
+  const probed = judged.flatMap(({ job }, i) => (probes[i] === undefined ? [] : [{ id: probes[i], jobId: job.id }]));
+  const times = await perShard(
+    fireQueue,
+    probed,
+    (probe) => probe.jobId,
+    (shard, some) =>
+      jobTimesOf(
+        shard,
+        some.map((probe) => probe.id),
+      ),
+  );
   let r = 0;
   const actions: Action[] = [];
   const suspects: Array<{ action: Action; schedulerId: string; next: number }> = [];
@@ -452,6 +548,7 @@ function candidateIdsOf(run: OpenRun): string[] {
 async function requeueOpenRuns(
   db: Kysely<Database>,
   fireQueue: FireQueue,
+  shards: FireShard[],
   now: number,
   concurrency: number,
 ): Promise<number> {
@@ -461,7 +558,9 @@ async function requeueOpenRuns(
   // matters) costs little here.
   const found = await Promise.all(
     open.map(async (run) => {
-      const jobs = await Promise.all(candidateIdsOf(run).map((id) => fireQueue.queue.getJob(id)));
+      // In any fire queue: one of an earlier shard count still holds what was queued before.
+      const ids = candidateIdsOf(run);
+      const jobs = await Promise.all(shards.flatMap((shard) => ids.map((id) => shard.queue.getJob(id))));
       return jobs.some((job) => job !== undefined && job !== null);
     }),
   );
@@ -474,11 +573,95 @@ async function requeueOpenRuns(
         run.trigger === 'schedule'
           ? { jobId: run.jobId, version: run.jobVersion }
           : { jobId: run.jobId, version: run.jobVersion, runId: run.id };
-      await addOccurrence(fireQueue.queue, data, candidateIdsOf(run).at(-1)!);
+      await addOccurrence(fireQueue.shardOf(run.jobId).queue, data, candidateIdsOf(run).at(-1)!);
     },
     { concurrency },
   );
   return lost.length;
+}
+
+/** The shard a scheduler's job lives on (where the steady pass looks for it). */
+function homeOf(fireQueue: FireQueue): (schedulerId: string) => FireShard {
+  return (id) => fireQueue.shardOf(parseSchedulerId(id)?.jobId ?? '');
+}
+
+/** Each scheduler's next occurrence, read on its job's shard. */
+function nextsOnShards(fireQueue: FireQueue, ids: string[]): Promise<Array<number | undefined>> {
+  return perShard(
+    fireQueue,
+    ids,
+    (id) => parseSchedulerId(id)?.jobId ?? '',
+    (shard, some) => schedulerNextsOf(shard, some),
+  );
+}
+
+/**
+ * Runs a read of per-job items on each item's shard (one round trip per shard) and gives the
+ * answers back in the items' order.
+ */
+async function perShard<T, R>(
+  fireQueue: FireQueue,
+  items: T[],
+  jobIdOf: (item: T) => string,
+  read: (shard: FireShard, items: T[]) => Promise<R[]>,
+): Promise<R[]> {
+  if (fireQueue.shards.length === 1) return read(fireQueue.shards[0]!, items);
+  const groups = new Map<FireShard, number[]>();
+  items.forEach((item, i) => {
+    const shard = fireQueue.shardOf(jobIdOf(item));
+    const group = groups.get(shard) ?? [];
+    group.push(i);
+    groups.set(shard, group);
+  });
+  const answers = new Array<R>(items.length);
+  await Promise.all(
+    [...groups].map(async ([shard, indexes]) => {
+      const got = await read(
+        shard,
+        indexes.map((i) => items[i]!),
+      );
+      indexes.forEach((index, j) => {
+        answers[index] = got[j]!;
+      });
+    }),
+  );
+  return answers;
+}
+
+/**
+ * A one-shot judged missing on its shard may still wait in another fire queue (queued before the
+ * shard count changed): still delayed there, it is removed there and registered on its shard
+ * (a move); already due, running or done there, it is left to that queue and not registered again.
+ * Drops the actions that must not run; returns how many one-shots moved.
+ */
+async function movePendingOneShots(actions: Action[], fireQueue: FireQueue, shards: FireShard[]): Promise<number> {
+  let moved = 0;
+  for (let i = actions.length - 1; i >= 0; i--) {
+    const action = actions[i]!;
+    const oneShot = action.kind === 'catchup' ? 'at' in action.job.schedule : action.registration.kind === 'delayed';
+    if (!oneShot) continue;
+    const id = onceJobIdOf(action.job.id, action.job.version);
+    const home = fireQueue.shardOf(action.job.id);
+    for (const shard of shards) {
+      if (shard === home) continue;
+      const found = await shard.queue.getJob(id);
+      if (!found) continue;
+      if ((await found.getState()) === 'delayed') {
+        await found.remove();
+        moved++;
+      } else {
+        actions.splice(i, 1);
+      }
+      break;
+    }
+  }
+  return moved;
+}
+
+/** Nothing left in a fire queue that a worker would take: no scheduler, no occurrence to run. */
+async function isEmpty(shard: FireShard): Promise<boolean> {
+  const counts = await shard.queue.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'waiting-children');
+  return Object.values(counts).every((count) => count === 0) && (await shard.queue.getJobSchedulersCount()) === 0;
 }
 
 async function enqueueCatchUp(queue: FireQueue['queue'], job: Job, at: number, now: number): Promise<void> {

@@ -91,7 +91,7 @@ async function resumeOne(
     // after the commit, so a worker that takes it at once finds the job active at this version.
     const bullJobId =
       'at' in job.schedule ? onceJobIdOf(job.id, job.version) : catchUpJobIdOf(job.id, job.version, first);
-    await addOccurrence(options.fireQueue.queue, { jobId: job.id, version: job.version }, bullJobId);
+    await addOccurrence(options.fireQueue.shardOf(job.id).queue, { jobId: job.id, version: job.version }, bullJobId);
   }
   return 'resumed';
 }

@@ -8,15 +8,15 @@
  * (bullmq #3144). Any command wakes the loop, and Redis then times out every blocked client whose
  * deadline passed before it sleeps again. So the worker reads when the earliest delayed job falls
  * due (one `ZRANGE` of BullMQ's `delayed` set, `nextDelayedAt`), sleeps until just after that
- * instant, and sends a `PING`. Nothing of BullMQ's is written or changed; the Worker's own
+ * instant, and sends a `PING` (on a Redis Cluster, a `PING` goes to any node: an `EXISTS` of the
+ * queue's `delayed` key instead, which goes to the master holding the queue). Nothing of BullMQ's is written or changed; the Worker's own
  * options stay as they are.
  *
  * Cost: one read every 100 ms while nothing is due soon, and a read and a `PING` per distinct
  * due instant while occurrences keep falling due (at most one every 5 ms). `TICKWORK_WAKE=off`
- * turns it off (for a side-by-side measurement).
+ * turns it off (for a side-by-side measurement). The worker starts one per fire queue it consumes.
  */
-import type { Redis } from 'ioredis';
-import { nextDelayedAt, type RedisQueue } from '@tickwork/queue';
+import { isCluster, nextDelayedAt, type RedisClient, type RedisQueue } from '@tickwork/queue';
 
 /** How long after a due instant the PING goes: BullMQ's deadline is set when its command reaches Redis. */
 const AFTER_DUE_MS = 2;
@@ -33,10 +33,10 @@ export interface Waker {
 }
 
 export function startWaker(options: {
-  /** The `fire` queue's keys and a connection to read them on. */
+  /** One fire queue's keys and a connection to read them on. */
   queue: RedisQueue;
   /** Where the PING goes (any connection wakes Redis; not the Worker's blocking one). */
-  redis: Redis;
+  redis: RedisClient;
   /** False while every slot of the Worker is busy: BullMQ is not blocking then, and a PING would not help. */
   hasFreeSlot: () => boolean;
 }): Waker {
@@ -49,6 +49,11 @@ export function startWaker(options: {
       timer = setTimeout(resolve, ms);
       timer.unref();
     });
+  const delayedKey = options.queue.queue.toKey('delayed');
+  const wake = async () => {
+    if (isCluster(options.redis)) await options.redis.exists(delayedKey);
+    else await options.redis.ping();
+  };
   const loop = async () => {
     while (!stopped) {
       try {
@@ -59,7 +64,7 @@ export function startWaker(options: {
           if (nudged !== next && options.hasFreeSlot()) {
             nudged = next;
             idleSleep = MIN_SLEEP_MS;
-            await options.redis.ping();
+            await wake();
           } else {
             // Still due after the nudge: the Worker is busy or promoting; look again, less often.
             idleSleep = Math.min(idleSleep * 2, MAX_SLEEP_MS);

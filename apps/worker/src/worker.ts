@@ -20,8 +20,11 @@ import {
   FINISHED_RETENTION,
   FireQueue,
   createRedisConnections,
+  fireQueueStatsOf,
+  isCluster,
+  maintenanceQueueNameOf,
+  redisTargetOf,
   warnUnlessNoevictionOn,
-  FIRE_QUEUE,
   cronRepeatStrategy,
   occurrenceOf,
   type FireJobData,
@@ -65,11 +68,14 @@ export type WorkerConfig = Pick<
   | 'reconcileSweepIntervalMs'
   | 'runRetentionDays'
 > &
-  /** Optional so a caller that predates it gets the default (10 s). */
-  Partial<Pick<Config, 'alertWatchIntervalMs'>>;
+  /** Optional so a caller that predates them gets one Redis, one fire queue, and an alert watch every 10 s. */
+  Partial<Pick<Config, 'redisClusterNodes' | 'fireQueueShards' | 'fireQueueConsume' | 'alertWatchIntervalMs'>>;
 
 export interface TickworkWorker {
+  /** The first of {@link workers}. */
   worker: Worker<FireJobData>;
+  /** One BullMQ Worker per fire queue consumed (with one shard: one). */
+  workers: Worker<FireJobData>[];
   workerId: string;
   /** What /metrics on the worker's port serves. */
   metrics: Registry;
@@ -114,24 +120,35 @@ async function abandonOccurrence(
 
 export async function startWorker(config: WorkerConfig, logger: Logger): Promise<TickworkWorker> {
   const workerId = `${hostname()}:${process.pid}`;
+  // Every Redis connection of the worker: the Workers' and Queues' shared one, a fail-fast one,
+  // and the blocking connection BullMQ makes for each Worker.
+  const redis = createRedisConnections({
+    redis: redisTargetOf(config),
+    prefix: config.bullmqPrefix,
+    name: `tickwork-worker:${workerId}`,
+  });
+  const shards = config.fireQueueShards ?? 1;
+  // The fire path's handle (skipped slots, removing a completed job's scheduler): on the shared,
+  // retrying connection, like the Worker's own commands.
+  const fireQueue = new FireQueue({ connection: redis.shared, prefix: config.bullmqPrefix, shards });
+  // Every worker consumes its shards (all, unless FIRE_QUEUE_CONSUME names some) and the fire
+  // queues of an earlier shard count that still hold jobs, until the reconciler has emptied them.
+  await fireQueue
+    .announce({ current: true })
+    .catch((error: unknown) => logger.warn({ err: error }, 'could not record the fire queues in Redis yet'));
+  const consumed = [
+    ...(config.fireQueueConsume ?? fireQueue.shards.map((_, i) => i)).map((i) => fireQueue.shards[i]!),
+    ...(await fireQueue.otherShards().catch(() => [])),
+  ];
+  const perQueue = Math.max(1, Math.ceil(config.workerConcurrency / consumed.length));
   const database = createDatabase({
     url: config.databaseUrl,
-    poolMax: Math.max(config.databasePoolMax, config.workerConcurrency + 2),
+    poolMax: Math.max(config.databasePoolMax, perQueue * consumed.length + 2),
     applicationName: 'tickwork-worker',
   });
   const policy = { allowPrivate: config.callbackAllowPrivate, allowedHosts: config.callbackAllowedHosts };
   const dispatchers = createDispatchers(policy);
   const abort = new AbortController();
-  // Every Redis connection of the worker: the Workers' and Queues' shared one, a fail-fast one,
-  // and the blocking connection BullMQ makes for each Worker.
-  const redis = createRedisConnections({
-    redisUrl: config.redisUrl,
-    prefix: config.bullmqPrefix,
-    name: `tickwork-worker:${workerId}`,
-  });
-  // The fire path's handle (skipped slots, removing a completed job's scheduler): on the shared,
-  // retrying connection, like the Worker's own commands.
-  const fireQueue = new FireQueue({ connection: redis.shared, prefix: config.bullmqPrefix });
   const ctx: FireContext = {
     db: database.db,
     logger,
@@ -141,6 +158,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     dispatchers,
     signal: abort.signal,
     queue: fireQueue.queue,
+    queues: async () => (await fireQueue.knownShards()).map((shard) => shard.queue),
   };
   // Occurrences being processed, so a shutdown knows when nothing is left to finish.
   let inFlight = 0;
@@ -154,62 +172,97 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
       if (inFlight === 0) drained?.();
     }
   };
-  const worker = redis.worker<FireJobData>(FIRE_QUEUE, (job, token) => track(fireOccurrence(ctx, job, token)), {
-    concurrency: config.workerConcurrency,
-    lockDuration: LOCK_DURATION_MS,
-    stalledInterval: STALLED_INTERVAL_MS,
-    maxStalledCount: MAX_STALLED_COUNT,
-    ...FINISHED_RETENTION,
-    settings: {
-      backoffStrategy: (attemptsMade: number, type: string | undefined, error?: Error) =>
-        error instanceof RetryLaterError
-          ? tickworkBackoff(attemptsMade, type, error)
-          : infrastructureBackoff(attemptsMade),
-      repeatStrategy: cronRepeatStrategy,
-    },
-    autorun: true,
-  });
-  worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
-  worker.on('failed', (job, error) => {
-    if (!job || error instanceof RetryLaterError) return;
-    if (isConnectionError(error)) postgres.checkNow();
-    const final = error?.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
-    // Postgres or Redis failed mid-occurrence: BullMQ runs it again, and the run keeps its id.
-    logger.warn(
-      { err: error, jobId: job.data.jobId, runId: job.data.runId, attempt: job.attemptsMade, bullJobId: job.id, final },
-      final ? 'occurrence failed for good' : 'occurrence failed; BullMQ will run it again',
-    );
-    if (!final) return;
-    abandonOccurrence(database.db, job, `abandoned: ${error?.message ?? 'failed'}`).catch((cause: unknown) =>
-      logger.error({ err: cause, bullJobId: job.id }, 'could not mark an abandoned occurrence dead'),
-    );
-  });
-  // Redis times out the Worker's blocked wait only when its event loop wakes (hz 10: every 100 ms):
-  // woken at each due instant instead (waker.ts).
-  const waker =
+  // Each queue's occurrences are decided with that queue at hand (its schedulers, its pending slots).
+  // Occurrences in flight per queue consumed: its waker nudges Redis only while its Worker has a free slot.
+  const busy = new Map<string, number>();
+  const trackOn = async <T>(name: string, work: Promise<T>): Promise<T> => {
+    busy.set(name, (busy.get(name) ?? 0) + 1);
+    try {
+      return await track(work);
+    } finally {
+      busy.set(name, (busy.get(name) ?? 1) - 1);
+    }
+  };
+  const consume = (shard: (typeof consumed)[number]) => {
+    const shardCtx: FireContext = { ...ctx, queue: shard.queue };
+    const fire = (job: BullJob<FireJobData>, token?: string) =>
+      trackOn(shard.name, fireOccurrence(shardCtx, job, token));
+    return redis.worker<FireJobData>(shard.name, fire, {
+      concurrency: perQueue,
+      lockDuration: LOCK_DURATION_MS,
+      stalledInterval: STALLED_INTERVAL_MS,
+      maxStalledCount: MAX_STALLED_COUNT,
+      ...FINISHED_RETENTION,
+      settings: {
+        backoffStrategy: (attemptsMade: number, type: string | undefined, error?: Error) =>
+          error instanceof RetryLaterError
+            ? tickworkBackoff(attemptsMade, type, error)
+            : infrastructureBackoff(attemptsMade),
+        repeatStrategy: cronRepeatStrategy,
+      },
+      autorun: true,
+    });
+  };
+  const workers = consumed.map(consume);
+  const worker = workers[0]!;
+  for (const each of workers) observe(each);
+  function observe(worker: Worker<FireJobData>) {
+    worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
+    worker.on('failed', (job, error) => {
+      if (!job || error instanceof RetryLaterError) return;
+      if (isConnectionError(error)) postgres.checkNow();
+      const final = error?.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
+      // Postgres or Redis failed mid-occurrence: BullMQ runs it again, and the run keeps its id.
+      logger.warn(
+        {
+          err: error,
+          jobId: job.data.jobId,
+          runId: job.data.runId,
+          attempt: job.attemptsMade,
+          bullJobId: job.id,
+          final,
+        },
+        final ? 'occurrence failed for good' : 'occurrence failed; BullMQ will run it again',
+      );
+      if (!final) return;
+      abandonOccurrence(database.db, job, `abandoned: ${error?.message ?? 'failed'}`).catch((cause: unknown) =>
+        logger.error({ err: cause, bullJobId: job.id }, 'could not mark an abandoned occurrence dead'),
+      );
+    });
+    observeWorker(worker);
+  }
+  // Redis times out a Worker's blocked wait only when its event loop wakes (hz 10: every 100 ms):
+  // woken at each due instant of every queue consumed instead (waker.ts), one waker per queue (on
+  // a Cluster its wake goes to the master holding that queue).
+  const wakers =
     process.env.TICKWORK_WAKE === 'off'
-      ? undefined
-      : startWaker({
-          queue: fireQueue,
-          redis: redis.shared,
-          hasFreeSlot: () => inFlight < config.workerConcurrency,
-        });
-  observeWorker(worker);
+      ? []
+      : consumed.map((shard) =>
+          startWaker({
+            queue: shard,
+            redis: redis.shared,
+            hasFreeSlot: () => (busy.get(shard.name) ?? 0) < perQueue,
+          }),
+        );
   const stopObservingScheduleErrors = observeScheduleErrors(logger);
-  await worker.waitUntilReady();
+  await Promise.all(workers.map((each) => each.waitUntilReady()));
   // Probes, the queue gauges and the reconciler, on the fail-fast connection: a scrape or a pass
   // while Redis is away fails at once instead of queueing behind the retrying connection.
-  const probeQueue = new FireQueue({ connection: redis.failFast, prefix: config.bullmqPrefix });
+  const probeQueue = new FireQueue({ connection: redis.failFast, prefix: config.bullmqPrefix, shards });
   void warnUnlessNoevictionOn(redis.shared, logger);
   const postgres = watchPostgres({
     check: () => database.pool.query('select 1'),
-    pause: () => worker.pause(true),
-    resume: () => worker.resume(),
+    pause: () => Promise.all(workers.map((each) => each.pause(true))).then(() => {}),
+    resume: () => {
+      for (const each of workers) each.resume();
+    },
     logger,
   });
   const reconciler = createReconciler({
     db: database.db,
     fireQueue: probeQueue,
+    // Ten passes: a rolling restart with a new FIRE_QUEUE_SHARDS is over by then.
+    retireAfterMs: 10 * config.reconcileIntervalMs,
     logger: logger.child({ task: 'reconcile' }),
     sweepIntervalMs: config.reconcileSweepIntervalMs,
     onRepair: countReconcileRepairs,
@@ -223,6 +276,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   // once per interval brings the first repair within two intervals of the loss.
   const maintenance = await startMaintenance({
     redis,
+    queueName: maintenanceQueueNameOf({ prefix: config.bullmqPrefix, cluster: isCluster(redis.shared) }),
     logger,
     tasks,
     refreshMs: Math.min(60_000, config.reconcileIntervalMs),
@@ -236,7 +290,15 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     dispatchers,
     intervalMs: config.alertWatchIntervalMs ?? 10_000,
   });
-  logger.info({ workerId, concurrency: config.workerConcurrency, maxTimeoutMs: MAX_TIMEOUT_MS }, 'worker started');
+  logger.info(
+    {
+      workerId,
+      concurrency: perQueue * consumed.length,
+      queues: consumed.map((shard) => shard.name),
+      maxTimeoutMs: MAX_TIMEOUT_MS,
+    },
+    'worker started',
+  );
 
   let closing: Promise<void> | undefined;
   // Each part answers within a second, so a probe or a scrape never hangs on a dead dependency.
@@ -249,12 +311,13 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   };
   const metrics = createWorkerRegistry({
     pool: database.pool,
-    queue: probeQueue.queue,
+    queue: fireQueueStatsOf(probeQueue),
     isReady: async () => Object.values(await isReady()).every(Boolean),
     openAlerts: () => countOpenAlerts(database.db),
   });
   return {
     worker,
+    workers,
     workerId,
     metrics,
     isReady,
@@ -266,9 +329,9 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
         let giveUp: NodeJS.Timeout | undefined;
         postgres.stop();
         await alertWatch.close();
-        waker?.stop();
+        for (const waker of wakers) waker.stop();
         try {
-          const closed = Promise.all([maintenance.close(), worker.close()])
+          const closed = Promise.all([maintenance.close(), ...workers.map((each) => each.close())])
             .then(() => Promise.all([fireQueue.close(), probeQueue.close()]))
             .then(() => true);
           // BullMQ's close ends with a QUIT that waits for ever while Redis is away: once nothing

@@ -97,7 +97,7 @@ describe('reconcile', () => {
     await aJob({ at: new Date(Date.now() + 60_000).toISOString() });
     const report = await pass();
     expect(report.jobs).toBe(3);
-    expect(report.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 });
+    expect(report.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0, moved: 0 });
     expect(report.counted).toEqual({});
   });
 
@@ -123,7 +123,7 @@ describe('reconcile', () => {
     expect((every10!.next! - jobs[1]!.created_at.getTime()) % 10_000).toBe(0);
 
     const second = await pass();
-    expect(second.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 });
+    expect(second.repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0, moved: 0 });
   });
 
   it('catches up once with the latest missed occurrence, not with every one', async () => {
@@ -202,7 +202,7 @@ describe('reconcile', () => {
     const second = await pass();
     expect(second.repairs.orphan).toBe(2);
     expect(await schedulerIds()).toEqual([schedulerIdOf(kept.id, 1)]);
-    expect((await pass()).repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0 });
+    expect((await pass()).repairs).toEqual({ missing: 0, stuck: 0, catchup: 0, stale: 0, orphan: 0, run: 0, moved: 0 });
   });
 
   it('enqueues again a run that waited for a retry when Redis lost its data, under its run id', async () => {

@@ -90,7 +90,7 @@ async function pausedJob(schedule: CreateJobBody['schedule'], createdAt: number,
 }
 
 describe('resume-due', () => {
-  it('resumes a job whose until has come, registered, with its occurrence at until enqueued; leaves the others', async () => {
+  it('resumes a job whose until has come, its occurrence at until enqueued; leaves the others', async () => {
     const now = Date.now();
     // Every 10 s from `created`: `until` is an occurrence instant, one second ago.
     const created = now - 61_000;

@@ -17,6 +17,7 @@ import {
   type FleetEnv,
   type Proc,
   deletePrefix,
+  startOwnRedisCluster,
   startSink,
   type Received,
   type Sink,
@@ -32,6 +33,11 @@ export interface ScenarioOptions {
   nginx?: boolean;
   /** A Redis of the scenario's own (when it flushes or restarts Redis). */
   redisUrl?: string;
+  /**
+   * Whether close() removes the scenario's keys from Redis (not for a Redis the test throws away).
+   * @defaultValue true
+   */
+  cleanRedis?: boolean;
   /** Rewrites the database URL the processes use (to put a proxy in between). */
   databaseUrlFor?: (url: string) => string;
   env?: Record<string, string>;
@@ -68,13 +74,24 @@ export interface Scenario {
   close(): Promise<void>;
 }
 
+/**
+ * `TICKWORK_CHAOS_REDIS_CLUSTER=1`: a scenario that uses the shared Redis runs on a Redis Cluster
+ * of its own instead (3 masters, 3 replicas), with the fire queue in 3 shards under an untagged
+ * prefix, so the scenarios that judge only through HTTP and the ledger (worker kill, Postgres
+ * stop, rolling restart) run on a cluster unchanged. Those that read Redis themselves pass their
+ * own `redisUrl` and stay on one Redis.
+ */
+const ON_CLUSTER = process.env.TICKWORK_CHAOS_REDIS_CLUSTER === '1';
+
 export async function startScenario(options: ScenarioOptions = {}): Promise<Scenario> {
   const db = await createTestDatabase('tw_chaos');
-  const redisUrl = options.redisUrl ?? testBaseUrls().redisUrl;
+  const cluster = ON_CLUSTER && options.redisUrl === undefined ? await startOwnRedisCluster() : undefined;
+  const redisUrl = cluster ? `redis://${cluster.nodes[0]!.address}` : (options.redisUrl ?? testBaseUrls().redisUrl);
   const env: FleetEnv = {
     DATABASE_URL: options.databaseUrlFor ? options.databaseUrlFor(db.url) : db.url,
     REDIS_URL: redisUrl,
-    BULLMQ_PREFIX: testPrefix(),
+    BULLMQ_PREFIX: cluster ? testPrefix().replace(/[{}]/g, '') : testPrefix(),
+    ...(cluster ? { REDIS_CLUSTER_NODES: cluster.nodesEnv, FIRE_QUEUE_SHARDS: '3' } : {}),
     WORKER_CONCURRENCY: '20',
     // The scenarios drive thousands of requests with one key: the per-key limit is not under test.
     RATE_LIMIT_PER_MINUTE: '10000000',
@@ -92,6 +109,7 @@ export async function startScenario(options: ScenarioOptions = {}): Promise<Scen
   } catch (error) {
     await sink.close();
     await db.drop();
+    await cluster?.stop();
     throw error;
   }
   const api = { url: fleet.url } as Proc;
@@ -152,7 +170,8 @@ export async function startScenario(options: ScenarioOptions = {}): Promise<Scen
       await live.stop();
       await sink.close();
       await db.drop();
-      await deletePrefix(redisUrl, env.BULLMQ_PREFIX).catch(() => {});
+      if (cluster) await cluster.stop();
+      else if (options.cleanRedis !== false) await deletePrefix(redisUrl, env.BULLMQ_PREFIX).catch(() => {});
     },
   };
 }

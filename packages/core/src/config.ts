@@ -15,7 +15,16 @@ export interface Config {
   databasePoolMax: number;
   /** @defaultValue `redis://127.0.0.1:6379` */
   redisUrl: string;
-  /** @defaultValue `{tickwork}` (a hash tag: one Redis Cluster slot per queue) */
+  /** REDIS_CLUSTER_NODES: seed nodes (`host:port`) of a Redis Cluster; unset: the one Redis at redisUrl. */
+  redisClusterNodes: string[] | undefined;
+  /** FIRE_QUEUE_SHARDS: how many fire queues the jobs are split over. @defaultValue 1 */
+  fireQueueShards: number;
+  /** FIRE_QUEUE_CONSUME: the shards (0-based) this worker consumes; unset: every shard. */
+  fireQueueConsume: number[] | undefined;
+  /**
+   * @defaultValue `{tickwork}` (a hash tag: every queue on one Redis Cluster slot; an untagged
+   * prefix lets each queue carry its own, so the fire shards spread over a Cluster's masters)
+   */
   bullmqPrefix: string;
   host: string;
   /** @defaultValue 3000 */
@@ -118,6 +127,31 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     return entries;
   };
 
+  const clusterNodes = () => {
+    const entries = str('REDIS_CLUSTER_NODES', '')
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter(Boolean);
+    for (const entry of entries) {
+      const port = /^\[?[^\]\s]+?\]?:(\d+)$/.exec(entry)?.[1];
+      if (port === undefined || Number(port) < 1 || Number(port) > 65535) {
+        problems.push(`REDIS_CLUSTER_NODES entries are host:port (got "${entry}")`);
+      }
+    }
+    return entries.length > 0 ? entries : undefined;
+  };
+  const fireQueueShards = int('FIRE_QUEUE_SHARDS', 1, 1, 256);
+  const consume = () => {
+    const raw = str('FIRE_QUEUE_CONSUME', '').trim();
+    if (raw === '') return undefined;
+    const shards = raw.split(',').map((entry) => entry.trim());
+    if (shards.some((entry) => !/^\d+$/.test(entry) || Number(entry) >= fireQueueShards)) {
+      problems.push(`FIRE_QUEUE_CONSUME lists shards 0 to ${fireQueueShards - 1}, comma-separated (got "${raw}")`);
+      return undefined;
+    }
+    return [...new Set(shards.map(Number))].sort((a, b) => a - b);
+  };
+
   const config: Config = {
     nodeEnv,
     databaseUrl: url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/tickwork', ['postgres:', 'postgresql:']),
@@ -126,6 +160,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     databaseReadMaxLagMs: int('DATABASE_READ_MAX_LAG_MS', 10_000, 100, 3_600_000),
     databasePoolMax: int('DATABASE_POOL_MAX', 20, 1, 1000),
     redisUrl: url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisClusterNodes: clusterNodes(),
+    fireQueueShards,
+    fireQueueConsume: consume(),
     bullmqPrefix: str('BULLMQ_PREFIX', '{tickwork}'),
     host: str('HOST', '0.0.0.0'),
     port: int('PORT', 3000, 0, 65535),

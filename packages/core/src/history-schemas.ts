@@ -33,7 +33,8 @@ export const JobVersionSchema = Type.Object(
     id: { ...Id, description: 'The entry id (time-ordered).' },
     version: Type.Integer({
       description:
-        'The job’s `version` after the change. `trigger`, `skip` and `delete` do not change it; the others (except a change that changes nothing, which is not recorded) add one.',
+        'The job’s `version` after the change. `trigger`, `skip` and `delete` do not change it; the others (except a ' +
+        'change that changes nothing, which is not recorded) add one.',
     }),
     changedAt: Instant,
     change: StringEnum(JOB_CHANGES, { description: 'What was done to the job.' }),
@@ -58,7 +59,8 @@ export const PauseJobBody = Type.Object(
       Type.String({
         format: 'date-time',
         description:
-          'Resume by itself at this instant (in the future): occurrences from then on are delivered. Without it, the job stays paused until resumed.',
+          'Resume by itself at this instant (in the future): occurrences from then on are delivered. Without it, the ' +
+          'job stays paused until resumed.',
         examples: ['2030-01-02T00:00:00Z'],
       }),
     ),

@@ -126,7 +126,8 @@ export const ScheduleSchema = Type.Unsafe<
   $id: 'Schedule',
   oneOf: [Ref(CronScheduleSchema), Ref(EveryScheduleSchema), Ref(EveryMsScheduleSchema), Ref(AtScheduleSchema)],
   description:
-    'Exactly one of `cron` (with an optional `timezone`), `every`, `everyMs` or `at`. Intervals are phased from `startAt`, else from creation.',
+    'Exactly one of `cron` (with an optional `timezone`), `every`, `everyMs` or `at`. Intervals are phased from ' +
+    '`startAt`, else from creation.',
 });
 
 export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
@@ -144,7 +145,9 @@ export const TargetSchema = Type.Object(
     body: Type.Optional(
       Type.Unknown({
         description:
-          'The callback body, kept byte for byte as you send it: a string goes as is (`content-type: text/plain; charset=utf-8`), anything else as its JSON text (`application/json`), unless `headers` names a `content-type`.',
+          'The callback body, kept byte for byte as you send it: a string goes as is (`content-type: text/plain; ' +
+          'charset=utf-8`), anything else as its JSON text (`application/json`), unless `headers` names a ' +
+          '`content-type`.',
       }),
     ),
     timeoutMs: Type.Optional(
@@ -248,14 +251,16 @@ const JobFields = {
   }),
   overlap: StringEnum(['allow', 'skip'] as const, {
     description:
-      '`allow` (default): runs may overlap. `skip`: an occurrence due while a run of this job is in flight is recorded `skipped` (`overlap`).',
+      '`allow` (default): runs may overlap. `skip`: an occurrence due while a run of this job is in flight is ' +
+      'recorded `skipped` (`overlap`).',
   }),
   misfire: Ref(MisfirePolicySchema),
   retry: Ref(RetryPolicySchema),
   calendars: Type.Array(Id, {
     maxItems: 10,
     description:
-      'Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is recorded `skipped` (`excluded`) and not delivered.',
+      'Exclusion calendars (`/v1/calendars`) of your service: an occurrence on a day one of them excludes is ' +
+      'recorded `skipped` (`excluded`) and not delivered.',
   }),
   alertAfterMs: Type.Integer({
     minimum: 1_000,
@@ -334,7 +339,8 @@ export const PatchJobBody = Type.Object(
     $id: 'PatchJobRequest',
     additionalProperties: false,
     description:
-      'JSON Merge Patch (RFC 7396): fields you send replace the stored ones, objects merge, null removes. `schedule` and `target.body` are replaced whole.',
+      'JSON Merge Patch (RFC 7396): fields you send replace the stored ones, objects merge, null removes. `schedule` ' +
+      'and `target.body` are replaced whole.',
   },
 );
 export type PatchJobBody = Static<typeof PatchJobBody>;
@@ -355,7 +361,8 @@ export const NextRunsSchema = Type.Object(
     occurrences: Type.Optional(
       Type.Array(Ref(MarkedOccurrenceSchema), {
         description:
-          'Only with `includeExcluded`: the next `count` occurrences of the schedule, excluded ones too, each marked; `nextRuns` is then those not excluded.',
+          'Only with `includeExcluded`: the next `count` occurrences of the schedule, excluded ones too, each ' +
+          'marked; `nextRuns` is then those not excluded.',
       }),
     ),
   },
@@ -410,7 +417,8 @@ export const JobSchema = Type.Object(
     state: readOnly(
       StringEnum(JOB_STATES, {
         description:
-          '`active` fires; `paused` fires nothing until resumed (pause, resume); `completed` will not fire again (one-shot done, `endAt` passed or `maxRuns` reached).',
+          '`active` fires; `paused` fires nothing until resumed (pause, resume); `completed` will not fire again ' +
+          '(one-shot done, `endAt` passed or `maxRuns` reached).',
       }),
     ),
     schedule: Ref(ScheduleSchema),
@@ -449,7 +457,8 @@ export const JobSchema = Type.Object(
       Nullable({
         ...Instant,
         description:
-          'The next scheduled occurrence, a day its calendars exclude left out; null when the job will not fire (paused, completed).',
+          'The next scheduled occurrence, a day its calendars exclude left out; null when the job will not fire ' +
+          '(paused, completed).',
       }),
     ),
     lastRunAt: readOnly(Nullable({ ...Instant, description: 'When the latest run recorded an outcome.' })),
@@ -469,7 +478,8 @@ export const JobSchema = Type.Object(
       Nullable({
         ...Instant,
         description:
-          'Occurrences scheduled before this instant are recorded `skipped` (`requested`) and not delivered (POST /skip); null when no skip is in force.',
+          'Occurrences scheduled before this instant are recorded `skipped` (`requested`) and not delivered (POST ' +
+          '/skip); null when no skip is in force.',
       }),
     ),
     createdAt: readOnly(Instant),
@@ -499,14 +509,16 @@ export const RunSchema = Type.Object(
     scheduledFor: {
       ...Instant,
       description:
-        'The instant the schedule named (for manual runs and replays, when asked for); sent as `tickwork-scheduled-for`.',
+        'The instant the schedule named (for manual runs and replays, when asked for); sent as ' +
+        '`tickwork-scheduled-for`.',
     },
     trigger: StringEnum(RUN_TRIGGERS, {
       description: '`schedule`, `manual` (run now) or `replay` (of a dead or failed run).',
     }),
     status: StringEnum(RUN_STATUSES, {
       description:
-        '`running` → `succeeded` | `retrying` → … | `failed` (not retryable) | `dead` (attempts exhausted); or `skipped`.',
+        '`running` → `succeeded` | `retrying` → … | `failed` (not retryable) | `dead` (attempts exhausted); or ' +
+        '`skipped`.',
     }),
     skipReason: Nullable(StringEnum(SKIP_REASONS, { description: 'Why a `skipped` run was not delivered.' })),
     attempts: Type.Integer({ description: 'Attempts made so far (`tickwork-attempt` of the latest).' }),

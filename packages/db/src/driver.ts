@@ -32,7 +32,8 @@ export function kyselyPool(pool: pg.Pool, options: KyselyPoolOptions): PostgresP
       const query = (sql: string, parameters: readonly unknown[]) =>
         client.query(statementOf(sql, parameters, options.prepare));
       adapter = {
-        // Only the text overload: kysely passes a cursor only when the dialect is given a cursor class, and ours is not.
+        // Only the text overload: kysely passes a cursor only when the dialect is given a cursor class, and ours is
+        // not.
         query: query as unknown as PostgresPoolClient['query'],
         release: (destroy) => client.release(destroy),
       };

@@ -2,7 +2,7 @@
  * BullMQ keeps schedulers and pending occurrences as ordinary Redis keys: a Redis that evicts
  * keys under memory pressure silently drops runs. Both processes check the policy at start.
  */
-import { openRedis } from './connection.ts';
+import { openRedis, type RedisTarget } from './connection.ts';
 
 /** The slice of an ioredis client the check needs. */
 export interface RedisInfoClient {
@@ -33,12 +33,12 @@ export const EVICTION_WARNING =
   'REDIS MAY EVICT TICKWORK DATA: set maxmemory-policy noeviction on Redis, or schedulers and pending runs can vanish under memory pressure';
 
 /**
- * Logs a loud warning unless the Redis at `redisUrl` runs with `maxmemory-policy noeviction`;
+ * Logs a loud warning unless the Redis at `redis` (a Cluster: the node asked) runs with `maxmemory-policy noeviction`;
  * returns the policy. Uses a short-lived connection of its own and never throws.
  */
-export async function warnUnlessNoeviction(redisUrl: string, logger: WarnLogger): Promise<string | undefined> {
+export async function warnUnlessNoeviction(redis: RedisTarget, logger: WarnLogger): Promise<string | undefined> {
   // One attempt, waiting for the connection rather than failing before it is up.
-  const client = openRedis(redisUrl, 'producer', 'tickwork:eviction-check', {
+  const client = openRedis(redis, 'producer', 'tickwork:eviction-check', {
     enableOfflineQueue: true,
     retryStrategy: () => null,
   });

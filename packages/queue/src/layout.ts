@@ -13,12 +13,12 @@
  * where three fields answer, and `getJobState` scans the wait and active lists for each id.
  */
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.ts';
 
 /** A BullMQ queue (its keys) and the ioredis connection it runs on (`FireQueue` is one). */
 export interface RedisQueue {
   readonly queue: Pick<Queue, 'toKey'>;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
 }
 
 /** Every scheduler of the queue with its next occurrence, `pageSize` at a time, in id order of the set. */
@@ -105,6 +105,9 @@ export async function jobTimesOf({ queue, redis }: RedisQueue, ids: string[]): P
   });
 }
 
+const RELEASE_ATTEMPTS = 20;
+const RELEASE_RETRY_MS = 500;
+
 /**
  * A fleet-wide lock of Tickwork's own beside the queue (one reconcile pass at a time): taken when
  * free, for `ms` at most should its holder die. Returns its release, or undefined when held.
@@ -117,16 +120,23 @@ export async function takeLock(
   const key = queue.toKey(`tickwork:${name}-lock`);
   const token = `${process.pid}:${Math.random().toString(36).slice(2)}`;
   if ((await redis.set(key, token, 'PX', ms, 'NX')) !== 'OK') return undefined;
-  // Release only our own lock: it may have expired and been taken by another holder.
+  // Release only our own lock: it may have expired and been taken by another holder. A release
+  // that meets Redis away (a failover moving the lock's slot) is tried again for a few seconds:
+  // a lock left behind would hold every pass off for `ms`.
   return async () => {
-    await redis
-      .eval(
-        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
-        1,
-        key,
-        token,
-      )
-      .catch(() => {});
+    for (let attempt = 0; attempt < RELEASE_ATTEMPTS; attempt++) {
+      try {
+        await redis.eval(
+          "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
+          1,
+          key,
+          token,
+        );
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS));
+      }
+    }
   };
 }
 

@@ -51,7 +51,7 @@ afterAll(async () => {
 });
 
 describe('BullMQ layout reads', () => {
-  it('pages through every scheduler with the next instant of BullMQ, whose occurrence has the predicted id', async () => {
+  it('pages through every scheduler with the next instant BullMQ gives, its occurrence with the predicted id', async () => {
     const pages = [];
     for await (const page of schedulerPages(fireQueue, 2)) pages.push(page);
     expect(pages.map((page) => page.length)).toEqual([2, 1]);

@@ -10,6 +10,7 @@ export * from './metrics.ts';
 export * from './ports.ts';
 export * from './processes.ts';
 export * from './redis.ts';
+export * from './redis-cluster.ts';
 export * from './sink.ts';
 export * from './tcp-proxy.ts';
 export * from './pg-replica.ts';

@@ -15,7 +15,7 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import { Queue } from 'bullmq';
 import { TickworkError } from '@tickwork/core';
 import { jobNames } from '@tickwork/db';
-import { closeQueue, FIRE_QUEUE, parseSchedulerId, type FireJobData } from '@tickwork/queue';
+import { closeQueue, parseSchedulerId, type FireJobData } from '@tickwork/queue';
 import { isAdminToken } from './auth.ts';
 import { sendProblem } from './errors.ts';
 
@@ -100,19 +100,36 @@ function tokenOf(header: string | undefined): string | undefined {
 export default fp<{ adminToken: string | undefined }>(
   async (app, options) => {
     const { connection, prefix } = app.fireQueue.queue.opts;
-    const boardQueue = new BoardQueue(FIRE_QUEUE, { connection, prefix });
-    boardQueue.namesOf = (ids) => jobNames(app.readDb, ids);
-    boardQueue.on('error', () => {});
+    // One board queue per fire queue: the shards, and those of an earlier shard count still
+    // holding jobs (the list is refreshed as a page is asked for, from Redis at most every 10 s).
+    const boardQueues = new Map<string, BoardQueue>();
+    const boardQueueOf = (name: string) => {
+      let boardQueue = boardQueues.get(name);
+      if (!boardQueue) {
+        boardQueue = new BoardQueue(name, { connection, prefix });
+        boardQueue.namesOf = (ids) => jobNames(app.readDb, ids);
+        boardQueue.on('error', () => {});
+        boardQueues.set(name, boardQueue);
+      }
+      return new BullMQAdapter(boardQueue, { readOnlyMode: true });
+    };
     app.addHook('onClose', async () => {
-      await closeQueue(boardQueue);
+      await Promise.all([...boardQueues.values()].map((boardQueue) => closeQueue(boardQueue)));
     });
     const serverAdapter = new FastifyAdapter();
     serverAdapter.setBasePath(BULL_BOARD_PATH);
-    createBullBoard({
-      queues: [new BullMQAdapter(boardQueue, { readOnlyMode: true })],
+    const board = createBullBoard({
+      queues: app.fireQueue.shards.map((shard) => boardQueueOf(shard.name)),
       serverAdapter,
       options: { uiConfig: { boardTitle: 'Tickwork' } },
     });
+    let shown = app.fireQueue.shards.map((shard) => shard.name).join(',');
+    const refresh = async () => {
+      const names = (await app.fireQueue.knownShards().catch(() => app.fireQueue.shards)).map((shard) => shard.name);
+      if (names.join(',') === shown) return;
+      shown = names.join(',');
+      board.replaceQueues(names.map(boardQueueOf));
+    };
     await app.register(async (scope) => {
       scope.addHook('onRequest', async (request, reply) => {
         if (!isAdminToken(tokenOf(request.headers.authorization), options.adminToken)) {
@@ -128,6 +145,7 @@ export default fp<{ adminToken: string | undefined }>(
             ),
           );
         }
+        await refresh();
       });
       await scope.register(serverAdapter.registerPlugin(), { prefix: BULL_BOARD_PATH });
     });

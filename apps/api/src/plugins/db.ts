@@ -14,10 +14,9 @@
 import fp from 'fastify-plugin';
 import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
-import type { Redis } from 'ioredis';
 import { createDatabase, lsnKey, lsnOfKey, ReadRouter, type Database, type WatermarkStore } from '@tickwork/db';
 import type { DatabaseHandle } from '@tickwork/db';
-import { closeRedis, openRedis } from '@tickwork/queue';
+import { closeRedis, openRedis, type RedisClient, type RedisTarget } from '@tickwork/queue';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -35,8 +34,8 @@ export interface DbPluginOptions {
   url: string;
   readUrl?: string | undefined;
   poolMax: number;
-  /** Where the write marks are shared (needed with `readUrl`). */
-  redisUrl?: string;
+  /** Where the write marks are shared (needed with `readUrl`): one Redis, or the Cluster. */
+  redis?: RedisTarget;
   /** The marks live at `<prefix>:read-after:{rw}:<scope>`, beside the queue's keys. */
   prefix?: string;
   /** @defaultValue 10000 */
@@ -48,11 +47,11 @@ export interface DbPluginOptions {
  * (the prefix's own when it has one), so a request's marks are one MGET on a Redis Cluster too.
  */
 export class RedisWatermarks implements WatermarkStore {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #prefix: string;
   readonly #ttlMs: number;
 
-  constructor(redis: Redis, prefix: string, ttlMs: number) {
+  constructor(redis: RedisClient, prefix: string, ttlMs: number) {
     this.#redis = redis;
     this.#prefix = prefix;
     this.#ttlMs = ttlMs;
@@ -131,8 +130,7 @@ export default fp<DbPluginOptions>(
       });
       return;
     }
-    if (!options.redisUrl || options.prefix === undefined)
-      throw new Error('db: a read replica needs redisUrl and prefix');
+    if (!options.redis || options.prefix === undefined) throw new Error('db: a read replica needs redis and prefix');
 
     // A replica that hangs costs a read 1 s at most: then the primary answers it.
     const replica = createDatabase({
@@ -142,7 +140,7 @@ export default fp<DbPluginOptions>(
       queryTimeoutMs: 1_000,
       breaker: { openMs: 1_000, name: 'the read replica' },
     });
-    const redis = openRedis(options.redisUrl, 'producer', 'tickwork-api:read-marks');
+    const redis = openRedis(options.redis, 'producer', 'tickwork-api:read-marks');
     const maxLagMs = options.readMaxLagMs ?? 10_000;
     const router = new ReadRouter({
       primary,

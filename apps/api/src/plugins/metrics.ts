@@ -15,6 +15,7 @@ import {
   registerReplicaMetrics,
 } from '@tickwork/metrics';
 import { countOpenAlerts } from '@tickwork/db';
+import { fireQueueStatsOf } from '@tickwork/queue';
 import { checkReadiness } from '../readiness.ts';
 
 declare module 'fastify' {
@@ -38,7 +39,7 @@ export default fp(
     });
     registerPoolGauges(registry, app.dbPool);
     registerReadyGauge(registry, async () => (await checkReadiness(app)).ok);
-    registerQueueGauges(registry, app.fireQueue.queue);
+    registerQueueGauges(registry, fireQueueStatsOf(app.fireQueue));
     registerAlertGauge(registry, () => countOpenAlerts(app.db));
     if (app.readRouter) registerReplicaMetrics(registry, app.readRouter);
     app.decorate('metrics', registry);

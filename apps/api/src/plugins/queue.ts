@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin';
-import { FireQueue, warnUnlessNoeviction } from '@tickwork/queue';
+import { FireQueue, type RedisTarget, warnUnlessNoeviction } from '@tickwork/queue';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -8,17 +8,21 @@ declare module 'fastify' {
 }
 
 export interface QueuePluginOptions {
-  redisUrl: string;
+  redis: RedisTarget;
   prefix: string;
+  /** FIRE_QUEUE_SHARDS. */
+  shards: number;
 }
 
 export default fp<QueuePluginOptions>(
   async (app, options) => {
-    const fireQueue = new FireQueue({ redisUrl: options.redisUrl, prefix: options.prefix });
+    const fireQueue = new FireQueue({ redisUrl: options.redis, prefix: options.prefix, shards: options.shards });
     app.decorate('fireQueue', fireQueue);
     // Not awaited: a Redis that is down must not stop the api from starting (ready says 503).
     app.addHook('onReady', async () => {
-      void warnUnlessNoeviction(options.redisUrl, app.log);
+      void warnUnlessNoeviction(options.redis, app.log);
+      // Workers consume the fire queues Redis lists: this shard count's are among them from now on.
+      void fireQueue.announce().catch(() => {});
     });
     app.addHook('onClose', async () => {
       await fireQueue.close();

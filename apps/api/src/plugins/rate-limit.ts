@@ -18,12 +18,12 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Redis } from 'ioredis';
 import { TickworkError } from '@tickwork/core';
-import { redisOptionsFrom } from '@tickwork/queue';
+import { openRedis, type RedisTarget } from '@tickwork/queue';
 
 export interface RateLimitPluginOptions {
-  redisUrl: string;
+  /** REDIS_URL or the Cluster (`redisTargetOf`). */
+  redis: RedisTarget;
   /** Keys live under `<prefix>:ratelimit:` beside the queue's, so one prefix holds a deployment's keys. */
   prefix: string;
   /** @defaultValue 1200 */
@@ -60,8 +60,7 @@ type Lease = (redisKey: string, amount: number, windowMs: number) => Promise<[nu
 
 export default fp<RateLimitPluginOptions>(
   async (app, options) => {
-    const redis = new Redis({ ...redisOptionsFrom(options.redisUrl, 'producer'), lazyConnect: false });
-    redis.on('error', () => {});
+    const redis = openRedis(options.redis, 'producer', 'tickwork-api:rate-limit', { lazyConnect: false });
     redis.defineCommand('tickworkLease', { numberOfKeys: 1, lua: LEASE_SCRIPT });
     app.addHook('onClose', async () => {
       redis.disconnect();

@@ -120,13 +120,15 @@ export const PROBLEM_RESPONSES: Record<
   403: {
     name: 'Forbidden',
     description:
-      'The credentials do not allow this (a scope the key lacks, the wrong kind of token), or a quota would be exceeded (`quota_exceeded`, naming it in `quota`).',
+      'The credentials do not allow this (a scope the key lacks, the wrong kind of token), or a quota would be ' +
+      'exceeded (`quota_exceeded`, naming it in `quota`).',
   },
   404: { name: 'NotFound', description: 'No such resource in your service.' },
   405: {
     name: 'MethodNotAllowed',
     description:
-      'The path exists but does not take this method. No operation answers it: it is the answer to a method the document does not list for a path.',
+      'The path exists but does not take this method. No operation answers it: it is the answer to a method the ' +
+      'document does not list for a path.',
     headers: ['Allow!'],
   },
   408: { name: 'RequestTimeout', description: 'The request took too long to arrive (30 s).' },

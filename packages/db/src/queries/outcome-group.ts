@@ -95,20 +95,23 @@ async function writeGroup(db: Kysely<Database>, group: Pending[]): Promise<void>
   await sql`${sql.raw(PREPARE)}
     with v as (
       select * from unnest(
-        ${column((p) => p.run.id)}::uuid[], ${column((p) => p.run.jobId)}::uuid[], ${column((p) => p.outcome.status)}::text[],
+        ${column((p) => p.run.id)}::uuid[], ${column((p) => p.run.jobId)}::uuid[],
+          ${column((p) => p.outcome.status)}::text[],
         ${column((p) => p.outcome.httpStatus)}::integer[], ${column((p) => p.outcome.durationMs)}::integer[],
         ${column((p) => p.outcome.responseExcerpt)}::text[], ${column((p) => p.outcome.error)}::text[],
         ${column((p) => p.finishedAt)}::timestamptz[], ${column((p) => p.job !== undefined)}::boolean[],
         ${column((p) => p.job?.complete === true)}::boolean[], ${column((p) => p.job?.version ?? 0)}::integer[],
         ${column((p) => (p.job?.complete ? null : (p.job?.nextRunAt ?? null)))}::timestamptz[]
-      ) as v(run_id, job_id, status, http_status, duration_ms, response_excerpt, error, finished_at, scheduled, complete, version, next_run_at)
+      ) as v(run_id, job_id, status, http_status, duration_ms, response_excerpt, error, finished_at, scheduled,
+        complete, version, next_run_at)
     ), run_outcome as (
       update runs set status = v.status, http_status = v.http_status, duration_ms = v.duration_ms,
         response_excerpt = v.response_excerpt, error = v.error, finished_at = v.finished_at
       from v where runs.id = v.run_id
     )
     update jobs set last_run_at = now(), last_run_status = v.status,
-      state = case when v.complete and jobs.version = v.version and jobs.state = 'active' then 'completed' else jobs.state end,
+      state = case when v.complete and jobs.version = v.version and jobs.state = 'active' then 'completed'
+        else jobs.state end,
       next_run_at = case when v.scheduled and jobs.version = v.version and jobs.state = 'active'
         then v.next_run_at else jobs.next_run_at end
     from v where jobs.id = v.job_id

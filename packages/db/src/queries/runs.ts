@@ -113,14 +113,18 @@ export async function recordOutcome(
   // connection (see prepared.ts); `scheduled` false leaves the schedule fields as they are.
   await sql`${sql.raw(PREPARE)}
     with run_outcome as (
-      update runs set status = ${outcome.status}, http_status = ${outcome.httpStatus}, duration_ms = ${outcome.durationMs},
-        response_excerpt = ${outcome.responseExcerpt}, error = ${outcome.error}, finished_at = ${finishedAt}::timestamptz
+      update runs set status = ${outcome.status}, http_status = ${outcome.httpStatus},
+        duration_ms = ${outcome.durationMs},
+        response_excerpt = ${outcome.responseExcerpt}, error = ${outcome.error},
+          finished_at = ${finishedAt}::timestamptz
       where id = ${run.id}
     )
     update jobs set last_run_at = now(), last_run_status = ${outcome.status},
-      state = case when ${job?.complete === true}::boolean and version = ${job?.version ?? 0}::integer and state = 'active'
+      state = case when ${job?.complete === true}::boolean and version = ${job?.version ?? 0}::integer
+        and state = 'active'
         then 'completed' else state end,
-      next_run_at = case when ${job !== undefined}::boolean and version = ${job?.version ?? 0}::integer and state = 'active'
+      next_run_at = case when ${job !== undefined}::boolean and version = ${job?.version ?? 0}::integer
+        and state = 'active'
         then ${job?.complete ? null : (job?.nextRunAt ?? null)}::timestamptz else next_run_at end
     where id = ${run.jobId}
   `.execute(db);
@@ -429,13 +433,16 @@ export async function lockAndRecordOnTime(
     with j as (
       select ${JOB_COLUMNS}, s.signing_secret, s.previous_signing_secret, s.previous_secret_expires_at, s.disabled_at,
         ${occurrence.scheduledFor}::bigint
-          + case when jobs.jitter_ms > 0 then ${occurrence.jitterHash}::bigint % (jobs.jitter_ms + 1) else 0 end as due_at
+          + case when jobs.jitter_ms > 0 then ${occurrence.jitterHash}::bigint % (jobs.jitter_ms + 1) else 0 end
+            as due_at
       from jobs join services s on s.id = jobs.service_id
       where jobs.id = ${occurrence.jobId}
       for update of jobs
     ), ins as (
-      insert into runs (id, job_id, service_id, job_version, scheduled_for, trigger, status, attempts, started_at, worker_id)
-      select ${occurrence.runId}, j.id, j.service_id, j.version, ${at}, 'schedule', 'running', 1, now(), ${occurrence.workerId}
+      insert into runs (id, job_id, service_id, job_version, scheduled_for, trigger, status, attempts, started_at,
+        worker_id)
+      select ${occurrence.runId}, j.id, j.service_id, j.version, ${at}, 'schedule', 'running', 1, now(),
+        ${occurrence.workerId}
       from j
       where j.disabled_at is null and j.state = 'active' and j.version = ${occurrence.version} and j.overlap <> 'skip'
         and cardinality(j.calendar_ids) = 0

@@ -340,7 +340,8 @@ const admin: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, options
         operationId: 'rotateSigningSecret',
         summary: 'Rotate the signing secret',
         description:
-          'The new secret is shown once. For 24 h callbacks carry two signatures, the new and the previous, so receivers can switch without losing a callback.',
+          'The new secret is shown once. For 24 h callbacks carry two signatures, the new and the previous, so ' +
+          'receivers can switch without losing a callback.',
         params: ServiceParams,
         response: { 200: success(Ref(RotatedSecretSchema), 'The new secret, shown this once.') },
       },

@@ -33,7 +33,9 @@ const calendars: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'createCalendar',
         summary: 'Create an exclusion calendar',
         description:
-          'Whole local days in the calendar’s `timezone` (default `UTC`): single `dates` and inclusive `ranges`. A job that lists the calendar in `calendars` does not fire on those days: each occurrence that falls on one is recorded `skipped` (`excluded`).',
+          'Whole local days in the calendar’s `timezone` (default `UTC`): single `dates` and inclusive `ranges`. A ' +
+          'job that lists the calendar in `calendars` does not fire on those days: each occurrence that falls on ' +
+          'one is recorded `skipped` (`excluded`).',
         body: Ref(CreateCalendarBody, { examples: [CREATE_CALENDAR_EXAMPLE] }),
         response: {
           201: success(Ref(CalendarSchema), 'The calendar, created.', 'Location'),
@@ -93,7 +95,9 @@ const calendars: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'updateCalendar',
         summary: 'Update a calendar',
         description:
-          'Fields sent replace the stored ones; `dates` and `ranges` are replaced whole. Every job that lists the calendar honours the change from its next occurrence on, with no new version; the `nextRunAt` of each active one is computed again before the answer.',
+          'Fields sent replace the stored ones; `dates` and `ranges` are replaced whole. Every job that lists the ' +
+          'calendar honours the change from its next occurrence on, with no new version; the `nextRunAt` of each ' +
+          'active one is computed again before the answer.',
         params: CalendarParams,
         body: Ref(PatchCalendarBody),
         response: { 200: success(Ref(CalendarSchema), 'The calendar, changed.'), 409: Ref(ProblemSchema) },
@@ -113,7 +117,8 @@ const calendars: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'deleteCalendar',
         summary: 'Delete a calendar no job lists',
         description:
-          'A calendar that a job lists cannot be deleted (409, naming some of those jobs): remove it from their `calendars` first.',
+          'A calendar that a job lists cannot be deleted (409, naming some of those jobs): remove it from their ' +
+          '`calendars` first.',
         params: CalendarParams,
         response: { 204: Type.Null({ description: 'Deleted.' }), 409: Ref(ProblemSchema) },
       },

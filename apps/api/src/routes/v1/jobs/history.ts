@@ -20,7 +20,10 @@ const history: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listJobVersions',
         summary: "A job's version history, newest first",
         description:
-          'One entry per change (`create`, `patch`, `pause`, `resume`, `trigger`, `delete`, `skip`), with who made it and the whole job as it stood after it (for `delete`, as it was). A deleted job’s history stays readable for `RUN_RETENTION_DAYS` after the delete. Cursor-paged: pass the `nextCursor` of a page as `cursor` to get the next one.',
+          'One entry per change (`create`, `patch`, `pause`, `resume`, `trigger`, `delete`, `skip`), with who made ' +
+          'it and the whole job as it stood after it (for `delete`, as it was). A deleted job’s history stays ' +
+          'readable for `RUN_RETENTION_DAYS` after the delete. Cursor-paged: pass the `nextCursor` of a page as ' +
+          '`cursor` to get the next one.',
         params: JobParams,
         querystring: Type.Object(PageQuery, { additionalProperties: false }),
         response: { 200: success(Ref(JobVersionListSchema), 'A page of the history.') },
@@ -46,7 +49,11 @@ const history: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'skipJob',
         summary: 'Skip the next occurrences of a job',
         description:
-          'With `{ "count": n }` the next n occurrences (as the schedule stands now; after a pause with `until`, from its end), with `{ "until": <instant> }` every occurrence scheduled before that instant, are recorded as runs `skipped` (`requested`) when they come due, and not delivered. The job shows the skip as `skipUntil`. A skip replaces the one in force; `{ "count": 0 }` ends it. Run now is not affected. A completed job, or one with no occurrence left, cannot skip (409). The skip is in the version history.',
+          'With `{ "count": n }` the next n occurrences (as the schedule stands now; after a pause with `until`, ' +
+          'from its end), with `{ "until": <instant> }` every occurrence scheduled before that instant, are ' +
+          'recorded as runs `skipped` (`requested`) when they come due, and not delivered. The job shows the skip ' +
+          'as `skipUntil`. A skip replaces the one in force; `{ "count": 0 }` ends it. Run now is not affected. A ' +
+          'completed job, or one with no occurrence left, cannot skip (409). The skip is in the version history.',
         params: JobParams,
         body: Ref(SkipJobBody, { examples: [{ count: 1 }] }),
         response: {

@@ -85,7 +85,8 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'createJob',
         summary: 'Create a job',
         description:
-          'Send `Idempotency-Key` to make retries safe: the same key with the same body gets the stored answer back (kept 24 h), another body 422, and a repeat while the first is running 409.',
+          'Send `Idempotency-Key` to make retries safe: the same key with the same body gets the stored answer back ' +
+          '(kept 24 h), another body 422, and a repeat while the first is running 409.',
         headers: Type.Object({
           'idempotency-key': Type.Optional(
             Type.String({ description: 'A unique key per logical request (1–255 visible ASCII characters).' }),

@@ -24,7 +24,10 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'updateJob',
         summary: 'Update a job (JSON Merge Patch)',
         description:
-          'Fields sent replace the stored ones; objects merge; null removes. `schedule` and `target.body` are replaced whole. The result is checked like a create. Send `If-Match: <ETag>` to refuse the change (412) when someone else changed the job first. Each change is a new version with a new scheduler; occurrences of the old one that still arrive are recorded `skipped` (`superseded`).',
+          'Fields sent replace the stored ones; objects merge; null removes. `schedule` and `target.body` are ' +
+          'replaced whole. The result is checked like a create. Send `If-Match: <ETag>` to refuse the change (412) ' +
+          'when someone else changed the job first. Each change is a new version with a new scheduler; occurrences ' +
+          'of the old one that still arrive are recorded `skipped` (`superseded`).',
         params: JobParams,
         headers: Type.Object({
           'if-match': Type.Optional(Type.String({ description: 'The ETag of the version you read: `W/"3"`.' })),
@@ -63,7 +66,11 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'pauseJob',
         summary: 'Pause a job; it fires nothing until resumed, or until `until` (idempotent)',
         description:
-          'With `{ "until": <instant> }` the job resumes by itself at that instant (within about a second), and the occurrences from then on are delivered; without a body it stays paused until resumed. Pausing again as the job is paused already changes nothing; another `until` (or none) replaces the one in force. Occurrences already on their way are recorded `skipped` (`paused`). A completed job cannot be paused (409). The pause, and the resume at `until`, are in the version history.',
+          'With `{ "until": <instant> }` the job resumes by itself at that instant (within about a second), and the ' +
+          'occurrences from then on are delivered; without a body it stays paused until resumed. Pausing again as ' +
+          'the job is paused already changes nothing; another `until` (or none) replaces the one in force. ' +
+          'Occurrences already on their way are recorded `skipped` (`paused`). A completed job cannot be paused ' +
+          '(409). The pause, and the resume at `until`, are in the version history.',
         params: JobParams,
         body: Type.Optional(Ref(PauseJobBody)),
         response: {
@@ -96,7 +103,8 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'resumeJob',
         summary: 'Resume a paused job from now on (idempotent)',
         description:
-          'The job fires its next occurrence after now; what it missed while paused is not caught up. An interval keeps its phase. Resuming an active job changes nothing; a completed job cannot be resumed (409).',
+          'The job fires its next occurrence after now; what it missed while paused is not caught up. An interval ' +
+          'keeps its phase. Resuming an active job changes nothing; a completed job cannot be resumed (409).',
         params: JobParams,
         response: { 200: success(Ref(JobSchema), 'The job, active again.', 'ETag'), 409: Ref(ProblemSchema) },
       },
@@ -117,7 +125,9 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'triggerJob',
         summary: 'Run now, outside the schedule',
         description:
-          'Records a run (`trigger: manual`, `scheduledFor`: now) and delivers it at once with the job’s target and retry policy, whatever its state. The schedule does not move, and the run does not count towards `maxRuns`.',
+          'Records a run (`trigger: manual`, `scheduledFor`: now) and delivers it at once with the job’s target and ' +
+          'retry policy, whatever its state. The schedule does not move, and the run does not count towards ' +
+          '`maxRuns`.',
         params: JobParams,
         response: { 202: success(Ref(RunSchema), 'The run, recorded and on its way.', 'Location') },
       },
@@ -138,7 +148,9 @@ const lifecycle: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listJobNextRuns',
         summary: 'The coming occurrence times of a job',
         description:
-          'Inside its window and within `maxRuns`; empty when the job is paused or completed. Days the job’s calendars exclude are left out; with `includeExcluded=true`, `occurrences` lists the next `count` occurrences, excluded ones marked, and `nextRuns` those of them that fire.',
+          'Inside its window and within `maxRuns`; empty when the job is paused or completed. Days the job’s ' +
+          'calendars exclude are left out; with `includeExcluded=true`, `occurrences` lists the next `count` ' +
+          'occurrences, excluded ones marked, and `nextRuns` those of them that fire.',
         params: JobParams,
         querystring: Type.Object(
           {

@@ -52,7 +52,9 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'replayRun',
         summary: 'Deliver a dead or failed run again, as a new run',
         description:
-          'Records a new run (`trigger: replay`, `replayOf`: this run, `scheduledFor`: now, its own `webhook-id`) and delivers it at once with the job’s current target and retry policy. Only `dead` and `failed` runs can be replayed (409 otherwise).',
+          'Records a new run (`trigger: replay`, `replayOf`: this run, `scheduledFor`: now, its own `webhook-id`) ' +
+          'and delivers it at once with the job’s current target and retry policy. Only `dead` and `failed` runs ' +
+          'can be replayed (409 otherwise).',
         params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
         response: {
           202: success(Ref(RunSchema), 'The new run, recorded and on its way.', 'Location'),

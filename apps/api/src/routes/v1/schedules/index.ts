@@ -16,7 +16,13 @@ const schedules: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'previewSchedule',
         summary: 'Preview a schedule without saving it',
         description:
-          'Checks the schedule and window exactly as a create would and returns the next `count` (≤ 100, default 10) times a job created now would fire: after now, inside `[startAt, endAt]`. An interval is phased from `startAt`, else from now; a past `startAt` brings back no past times, for cron and intervals alike. A bad schedule gets 400 with the reason; one that fires more often than your service’s `minIntervalMs` gets 403 `quota_exceeded`, as a create does. With `calendars` (ids of your service’s calendars), the days they exclude are left out; with `includeExcluded: true` as well, `occurrences` lists the next `count` occurrences, excluded ones marked, and `nextRuns` those of them that fire.',
+          'Checks the schedule and window exactly as a create would and returns the next `count` (≤ 100, default 10) ' +
+          'times a job created now would fire: after now, inside `[startAt, endAt]`. An interval is phased from ' +
+          '`startAt`, else from now; a past `startAt` brings back no past times, for cron and intervals alike. A ' +
+          'bad schedule gets 400 with the reason; one that fires more often than your service’s `minIntervalMs` ' +
+          'gets 403 `quota_exceeded`, as a create does. With `calendars` (ids of your service’s calendars), the ' +
+          'days they exclude are left out; with `includeExcluded: true` as well, `occurrences` lists the next ' +
+          '`count` occurrences, excluded ones marked, and `nextRuns` those of them that fire.',
         body: Ref(SchedulePreviewBody, {
           examples: [{ schedule: { cron: '0 9 * * 1-5', timezone: 'Europe/Berlin' } }],
         }),
