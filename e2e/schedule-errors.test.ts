@@ -96,8 +96,16 @@ describe('a schedule that cannot be computed at fire time', () => {
       'its run to be recorded',
     );
     expect(Date.parse(run.scheduledFor)).toBe(dueAt);
-    // Not completed: the schedule did not end, its instant could not be computed.
-    const job = (await call(api, 'GET', `/v1/jobs/${jobId}`, { token })).body;
+    // Not completed: the schedule did not end, its instant could not be computed. (What the
+    // worker writes reaches the api's cached row within 1 s: the reads above cached it.)
+    const job = await eventually(
+      async () => {
+        const body = (await call(api, 'GET', `/v1/jobs/${jobId}`, { token })).body;
+        return body.nextRunAt === null ? body : undefined;
+      },
+      1_500,
+      'the job row as the worker left it',
+    );
     expect(job).toMatchObject({ state: 'active', nextRunAt: null });
 
     // Counted when the worker took the occurrence, and again on each reconcile pass.

@@ -3,13 +3,16 @@
  * run a bare Fastify hello-world on the same Node as the ceiling. Each round measures hello-world
  * and every endpoint in a rotated order; a figure is the median over rounds of the per-round ratio.
  * Then each endpoint runs again at half its peak rate for the p99 an operator would see.
+ * `POST /v1/jobs (50 services)` spreads the creates over 50 services, one key each, in turn.
+ * Last, with `instances`, the same endpoints behind the fleet's nginx (`startFleet` of the test
+ * kit) with 1, 2, 3 api processes on the same database, hello-world beside them in each round.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { uuidv7 } from '@tickwork/core';
-import { freePort } from '@tickwork/testkit';
+import { freePort, startFleet } from '@tickwork/testkit';
 import { loadNow } from './machine.ts';
 import { median, rotated, round } from './stats.ts';
 import { createJobs, deploy } from './tickwork.ts';
@@ -20,6 +23,15 @@ export interface ApiOptions {
   durationS: number;
   connections: number;
   nodeOptions?: string | undefined;
+  /** api processes behind nginx to measure after the one-process part, e.g. [1, 2, 3]. @defaultValue [] */
+  instances?: number[];
+}
+
+export interface FleetFigures {
+  apis: number;
+  helloReqPerSec: number;
+  endpoints: Array<{ name: string; reqPerSec: number; ratioToHello: number; p99Ms: number; errors: number }>;
+  load: string;
 }
 
 export interface EndpointFigures {
@@ -39,6 +51,7 @@ export interface ApiFigures {
   helloP99Ms: number;
   endpoints: EndpointFigures[];
   loads: string[];
+  fleets: FleetFigures[];
 }
 
 interface Shot {
@@ -94,6 +107,8 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
       Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)),
     );
     const runsJob = seeded.ids[0]!;
+    const many = await Promise.all(Array.from({ length: 50 }, (_, i) => tw.service(`bench-api-${i}`, 10_000_000)));
+    const manyAuth = many.map((m) => ({ authorization: `Bearer ${m.token}`, 'content-type': 'application/json' }));
     const now = Date.now();
     await tw.db.db
       .insertInto('runs')
@@ -115,9 +130,9 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
 
     let unique = 0;
     let nextId = 0;
-    const endpoints: Record<string, (rate?: number) => autocannon.Options> = {
+    const endpointsAt = (url: string): Record<string, () => autocannon.Options> => ({
       'POST /v1/jobs': () => ({
-        url: tw.api.url,
+        url,
         requests: [
           {
             method: 'POST',
@@ -127,8 +142,25 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
           },
         ],
       }),
+      'POST /v1/jobs (50 services)': () => ({
+        url,
+        requests: [
+          {
+            method: 'POST',
+            path: '/v1/jobs',
+            setupRequest: (request) => {
+              const n = unique++;
+              return {
+                ...request,
+                headers: manyAuth[n % manyAuth.length]!,
+                body: JSON.stringify(draft(`m-${process.pid}-${n}`)),
+              };
+            },
+          },
+        ],
+      }),
       'GET /v1/jobs/{id}': () => ({
-        url: tw.api.url,
+        url,
         requests: [
           {
             method: 'GET',
@@ -137,9 +169,10 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
           },
         ],
       }),
-      'GET /v1/jobs?limit=100': () => ({ url: `${tw.api.url}/v1/jobs?limit=100`, headers: auth }),
-      'GET /v1/jobs/{id}/runs': () => ({ url: `${tw.api.url}/v1/jobs/${runsJob}/runs`, headers: auth }),
-    };
+      'GET /v1/jobs?limit=100': () => ({ url: `${url}/v1/jobs?limit=100`, headers: auth }),
+      'GET /v1/jobs/{id}/runs': () => ({ url: `${url}/v1/jobs/${runsJob}/runs`, headers: auth }),
+    });
+    const endpoints = endpointsAt(tw.api.url);
     const base = { connections: options.connections, duration: options.durationS };
     // Warm-up: JIT, pools and prepared paths, for both servers, outside the figures.
     await shoot({ ...base, duration: 1, url: hello.url });
@@ -185,11 +218,39 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
         errors: shots[name]!.reduce((sum, s) => sum + s.errors, 0) + at.errors,
       });
     }
+    const fleets: FleetFigures[] = [];
+    for (const apis of options.instances ?? []) {
+      const fleet = await startFleet({ apis, workers: 0, env: tw.env, from: 'dist' });
+      try {
+        const at = endpointsAt(fleet.url);
+        for (const make of Object.values(at)) await shoot({ ...make(), ...base, duration: 1 });
+        const load = loadNow();
+        const helloShot = await shoot({ ...base, url: hello.url });
+        const rows: FleetFigures['endpoints'] = [];
+        for (const name of names) {
+          const shot = await shoot({ ...at[name]!(), ...base });
+          rows.push({
+            name,
+            reqPerSec: Math.round(shot.reqPerSec),
+            ratioToHello: round(shot.reqPerSec / helloShot.reqPerSec, 3),
+            p99Ms: shot.p99,
+            errors: shot.errors,
+          });
+          const errors = shot.errors ? ` errors ${shot.errors}` : '';
+          const figures = `${Math.round(shot.reqPerSec)} req/s p99 ${shot.p99} ms${errors}`;
+          console.log(`  api ×${apis} behind nginx ${name.padEnd(28)} ${figures}`);
+        }
+        fleets.push({ apis, helloReqPerSec: Math.round(helloShot.reqPerSec), endpoints: rows, load });
+      } finally {
+        await fleet.stop();
+      }
+    }
     return {
       helloReqPerSec: Math.round(median(shots.hello!.map((s) => s.reqPerSec))),
       helloP99Ms: median(shots.hello!.map((s) => s.p99)),
       endpoints: figures,
       loads,
+      fleets,
     };
   } finally {
     hello.child.kill('SIGTERM');

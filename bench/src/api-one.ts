@@ -4,11 +4,27 @@
  * the api's Postgres connections were doing, sampled every 100 ms from pg_stat_activity (a lock
  * wait shows as `Lock:transactionid`, a connection waiting on the api as `Client:ClientRead`).
  * A quick A/B of one lever: run it for each side, interleaved, under the bench lock. Pass
- * `"--cpu-prof --cpu-prof-dir=<dir>"` for a CPU profile of the api.
+ * `"--cpu-prof --cpu-prof-dir=<dir>"` for a CPU profile of the api. Prints the api's peak RSS too
+ * (`VmHWM`) and its CPU seconds per second of the shot: with `TICKWORK_NODE_FLAGS=…` an A/B of the
+ * process flags; with `BENCH_RATE=17 BENCH_SECONDS=60` what it needs at the seed's load.
  */
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { readFileSync } from 'node:fs';
 import { deploy, createJobs } from './tickwork.ts';
+
+/** CPU seconds (user + system) the process has used, from `/proc/<pid>/stat` (clock ticks of 10 ms). */
+const cpuSeconds = (pid: number | undefined) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+/** `BENCH_RATE=17 BENCH_SECONDS=60`: the shot at that overall rate for that long (the seed's load: 1,000/min). */
+const rate = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+
+/** The process's peak resident set (`VmHWM`), in MiB. */
+const rssPeakMiB = (pid: number | undefined) =>
+  Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN) / 1024);
 
 const which = process.argv[2] ?? 'post';
 const nodeOptions = process.argv[3];
@@ -69,7 +85,15 @@ try {
       await new Promise((res) => setTimeout(res, 100));
     }
   })();
-  const result = await autocannon({ ...opts, connections: 50, duration: 5 });
+  const cpuBefore = cpuSeconds(tw.api.child.pid);
+  const shotStarted = performance.now();
+  const result = await autocannon({
+    ...opts,
+    connections: 50,
+    duration: seconds,
+    ...(rate === undefined ? {} : { overallRate: rate }),
+  });
+  const cpuPerSecond = (cpuSeconds(tw.api.child.pid) - cpuBefore) / ((performance.now() - shotStarted) / 1000);
   sampling = false;
   await sampler;
   await client.end();
@@ -82,6 +106,10 @@ try {
     result.latency.p99,
     'non2xx',
     result.non2xx,
+    'api RSS peak MiB',
+    rssPeakMiB(tw.api.child.pid),
+    'api CPU s/s',
+    Math.round(cpuPerSecond * 100) / 100,
   );
   console.log(
     [...waits]

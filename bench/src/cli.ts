@@ -34,6 +34,7 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string' },
     duration: { type: 'string' },
     connections: { type: 'string', default: '50' },
+    instances: { type: 'string' },
     drain: { type: 'string' },
     'max-workers': { type: 'string', default: '3' },
     hz: { type: 'string', default: '10,100' },
@@ -83,6 +84,8 @@ if (command === 'api' || command === 'all') {
     durationS: num(values.duration, quick ? 2 : 10),
     connections: Number(values.connections),
     nodeOptions,
+    // `--instances 1,2,3`: api processes behind nginx after the one-process part (none in quick mode).
+    instances: (values.instances ?? (quick ? '' : '1,2,3')).split(',').filter(Boolean).map(Number),
   });
   console.log(`  hello-world ${out.api.helloReqPerSec} req/s p99 ${out.api.helloP99Ms} ms`);
   for (const e of out.api.endpoints) {

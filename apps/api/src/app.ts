@@ -9,6 +9,7 @@ import { secretKeysOf, type Config, type SecretKeys } from '@tickwork/core';
 import { redisTargetOf } from '@tickwork/queue';
 import authPlugin from './plugins/auth.ts';
 import bullBoardPlugin from './plugins/bull-board.ts';
+import cachePlugin from './plugins/cache.ts';
 import dbPlugin from './plugins/db.ts';
 import errorsPlugin from './plugins/errors.ts';
 import metricsPlugin from './plugins/metrics.ts';
@@ -81,17 +82,14 @@ export default fp<AppConfig>(
     // Before any plugin that adds a route, so the OpenAPI document sees every route.
     await app.register(swaggerPlugin);
     await app.register(metricsPlugin);
-    await app.register(authPlugin, {
-      adminToken: config.adminToken,
-      redis,
-      prefix: config.bullmqPrefix,
-    });
+    await app.register(cachePlugin, { url: config.databaseUrl });
+    await app.register(authPlugin, { adminToken: config.adminToken });
     await app.register(rateLimitPlugin, {
       redis,
       prefix: config.bullmqPrefix,
       perMinute: config.rateLimitPerMinute ?? 1200,
     });
-    app.decorate('calendars', new CalendarsService({ db: app.db, readDb: app.readDb }));
+    app.decorate('calendars', new CalendarsService({ db: app.db, readDb: app.readDb, jobCache: app.caches.jobs }));
     const secretKeys = secretKeysOf(config);
     app.decorate('secretKeys', secretKeys);
     app.decorate(
@@ -100,6 +98,7 @@ export default fp<AppConfig>(
         secretKeys,
         db: app.db,
         readDb: app.readDb,
+        jobCache: app.caches.jobs,
         fireQueue: app.fireQueue,
         log: app.log,
         announceAuthChange: () => app.announceAuthChange(),

@@ -1,99 +1,158 @@
 /**
- * Principals of API keys, kept in process so a request need not look its key up in Postgres.
+ * What an api instance keeps in process so a read need not ask Postgres or Redis: principals of
+ * API keys, and job rows. Both are trusted only while the instance's cache bus listens
+ * (`CacheBus` of `@tickwork/db`, migration 0061): every change to a key or a service empties the
+ * principals on every instance, and a new job version or a delete drops that job's row.
  *
- * Revocation must still hold at once on every api instance (issue 4): every admin change that
- * can make a key unusable or change what a principal carries (revoke, disable, enable, quotas)
- * sets a new *auth epoch* in Redis after its Postgres commit and before it answers. Each request
- * reads the epoch (one Redis GET, far cheaper here than a Postgres query), and a cached principal
- * counts only if it was filled under that same epoch — its epoch read *before* its Postgres read,
- * so a change that commits in between makes the entry stale at once. The epoch is a fresh UUID,
- * never a counter: a Redis that lost its data cannot bring an old epoch back. A missing epoch (a
- * fresh or emptied Redis) is never trusted: it is set to a new one, and that request goes to
- * Postgres — else an entry filled before a revoke under "no epoch yet" would count again once a
- * FLUSHALL removed the revoke's epoch. When Redis cannot be read, every request goes to Postgres. Expiry is checked
- * against the key's `expires_at` here.
- * Entries also age out after `ttlMs`, and at most `maxEntries` are kept.
+ * Revocation still holds at once on every api instance (issue 4): an admin change that can make
+ * a key unusable or change what a principal carries answers only after every listening instance
+ * acknowledged a barrier sent after its commit (`CacheBus.barrier`). A principal is filled only
+ * if no invalidation arrived between the generation read before its Postgres read and the fill,
+ * so a change committed in between is never cached over. Expiry is checked against the key's
+ * `expires_at` here. Entries also age out after `ttlMs`, and at most `maxEntries` are kept.
+ *
+ * Job rows age out after one second whatever happens (`JobCache`): the workers' per-occurrence
+ * writes (`runCount`, `lastRunAt`, `nextRunAt`) send no notification, so a cached row is at most
+ * that old; a new version or a delete is dropped at once on every instance, and the instance
+ * that makes it drops it before it answers.
  */
-import { randomUUID } from 'node:crypto';
-import type { RedisClient } from '@tickwork/queue';
-import type { Principal } from '@tickwork/db';
+import type { JobRow, Principal } from '@tickwork/db';
 
-interface Entry {
-  principal: Principal;
-  epoch: string;
+/** Where invalidations come from: the cache bus, or nothing when caching is off. */
+export interface Freshness {
+  readonly live: boolean;
+  readonly generation: number;
+}
+
+interface Entry<T> {
+  value: T;
   filledAt: number;
 }
 
-export interface PrincipalCacheOptions {
-  /** @defaultValue 60_000 */
-  ttlMs?: number;
-  /** @defaultValue 10_000 */
-  maxEntries?: number;
-}
-
-export function authEpochKey(prefix: string): string {
-  return `${prefix}:auth-epoch`;
-}
-
-/** What `readEpoch` answers when Redis could not be read: nothing cached may be used or filled. */
-export const NO_EPOCH = Symbol('no epoch');
-export type Epoch = string | typeof NO_EPOCH;
-
-export class PrincipalCache {
-  readonly #entries = new Map<string, Entry>();
-  readonly #ttlMs: number;
+class BoundedMap<T> {
+  readonly #entries = new Map<string, Entry<T>>();
   readonly #maxEntries: number;
-  readonly #redis: RedisClient;
-  readonly #key: string;
+  #generation = 0;
 
-  constructor(redis: RedisClient, key: string, options: PrincipalCacheOptions = {}) {
-    this.#redis = redis;
-    this.#key = key;
-    this.#ttlMs = options.ttlMs ?? 60_000;
-    this.#maxEntries = options.maxEntries ?? 10_000;
+  constructor(maxEntries: number) {
+    this.#maxEntries = maxEntries;
   }
 
-  async readEpoch(): Promise<Epoch> {
-    try {
-      const epoch = await this.#redis.get(this.#key);
-      if (epoch !== null) return epoch;
-      await this.#redis.set(this.#key, randomUUID(), 'NX');
-      return NO_EPOCH;
-    } catch {
-      return NO_EPOCH;
-    }
+  get generation(): number {
+    return this.#generation;
   }
 
-  /** The cached principal of this key hash, if it was filled under `epoch` and may be used now. */
-  get(hash: string, epoch: Epoch, now = Date.now()): Principal | undefined {
-    if (epoch === NO_EPOCH) return undefined;
-    const entry = this.#entries.get(hash);
-    if (!entry) return undefined;
-    const expiresAt = entry.principal.expiresAt;
-    if (
-      entry.epoch !== epoch ||
-      now - entry.filledAt > this.#ttlMs ||
-      (expiresAt !== null && expiresAt.getTime() <= now)
-    ) {
-      this.#entries.delete(hash);
-      return undefined;
-    }
-    return entry.principal;
+  get(key: string): Entry<T> | undefined {
+    return this.#entries.get(key);
   }
 
-  /** Keeps a principal read from Postgres after `epoch` was read. */
-  set(hash: string, principal: Principal, epoch: Epoch, now = Date.now()): void {
-    if (epoch === NO_EPOCH) return;
-    this.#entries.delete(hash);
+  set(key: string, value: T, now: number): void {
+    this.#entries.delete(key);
     if (this.#entries.size >= this.#maxEntries) {
       // Maps iterate in insertion order: the first entry is the oldest.
       const oldest = this.#entries.keys().next();
       if (!oldest.done) this.#entries.delete(oldest.value);
     }
-    this.#entries.set(hash, { principal, epoch, filledAt: now });
+    this.#entries.set(key, { value, filledAt: now });
+  }
+
+  delete(key: string): void {
+    this.#generation++;
+    this.#entries.delete(key);
+  }
+
+  clear(): void {
+    this.#generation++;
+    this.#entries.clear();
   }
 
   get size(): number {
     return this.#entries.size;
+  }
+}
+
+export interface CacheOptions {
+  ttlMs?: number;
+  maxEntries?: number;
+}
+
+/** Principals by key hash. */
+export class PrincipalCache {
+  readonly #map: BoundedMap<Principal>;
+  readonly #ttlMs: number;
+  readonly #bus: Freshness;
+
+  constructor(bus: Freshness, options: CacheOptions = {}) {
+    this.#bus = bus;
+    this.#ttlMs = options.ttlMs ?? 60_000;
+    this.#map = new BoundedMap(options.maxEntries ?? 10_000);
+  }
+
+  /** The key's principal: cached when the bus listens and the entry is fresh, else from `load`. */
+  async read(hash: string, load: () => Promise<Principal | undefined>, now = Date.now()) {
+    if (!this.#bus.live) return load();
+    const entry = this.#map.get(hash);
+    if (entry) {
+      const expiresAt = entry.value.expiresAt;
+      if (now - entry.filledAt <= this.#ttlMs && (expiresAt === null || expiresAt.getTime() > now)) return entry.value;
+      this.#map.delete(hash);
+    }
+    const before = this.#bus.generation + this.#map.generation;
+    const principal = await load();
+    if (principal && this.#bus.live && this.#bus.generation + this.#map.generation === before) {
+      this.#map.set(hash, principal, Date.now());
+    }
+    return principal;
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+}
+
+/** Job rows by id, at most `ttlMs` (1 s) old; a row of another service is never answered. */
+export class JobCache {
+  readonly #map: BoundedMap<JobRow>;
+  readonly #ttlMs: number;
+  readonly #bus: Freshness;
+
+  constructor(bus: Freshness, options: CacheOptions = {}) {
+    this.#bus = bus;
+    this.#ttlMs = options.ttlMs ?? 1_000;
+    this.#map = new BoundedMap(options.maxEntries ?? 10_000);
+  }
+
+  async read(serviceId: string, id: string, load: () => Promise<JobRow | undefined>): Promise<JobRow | undefined> {
+    if (!this.#bus.live) return load();
+    const entry = this.#map.get(id);
+    if (entry && Date.now() - entry.filledAt <= this.#ttlMs) {
+      // Tenant isolation: another service's job is "no such job", as Postgres would answer.
+      return entry.value.service_id === serviceId ? entry.value : undefined;
+    }
+    const before = this.#bus.generation + this.#map.generation;
+    const started = Date.now();
+    const row = await load();
+    if (row && this.#bus.live && this.#bus.generation + this.#map.generation === before) {
+      // Aged from before the read: the row is no newer than that.
+      this.#map.set(id, row, started);
+    }
+    return row;
+  }
+
+  /** Drops a job's row (a change of this instance's, before it answers; or a notification). */
+  delete(id: string): void {
+    this.#map.delete(id);
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
+
+  get size(): number {
+    return this.#map.size;
   }
 }

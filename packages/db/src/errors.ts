@@ -12,7 +12,7 @@ export const SQLSTATE = {
   duplicateDatabase: '42P04',
 } as const;
 
-/** The constraint trigger of migration 0003 that keeps a service within its `max_jobs`. */
+/** The trigger (migration 0060; 0003 before) that keeps a service within its `max_jobs`. */
 const MAX_JOBS_CONSTRAINT = 'jobs_within_max_jobs';
 
 export function fieldsOf(error: unknown): { code?: unknown; constraint?: unknown; message?: unknown } {
@@ -29,7 +29,7 @@ export function isForeignKeyViolation(error: unknown): boolean {
   return fieldsOf(error).code === SQLSTATE.foreignKeyViolation;
 }
 
-/** The COMMIT of a create found the service full: `jobs_within_max_jobs` refused it. */
+/** A create found the service full: `jobs_within_max_jobs` refused it. */
 export function isMaxJobsViolation(error: unknown): boolean {
   const { code, constraint } = fieldsOf(error);
   return code === SQLSTATE.checkViolation && constraint === MAX_JOBS_CONSTRAINT;

@@ -16,3 +16,4 @@ export * from './rekey.ts';
 export * from './queries/alerts.ts';
 export * from './read-routing.ts';
 export * from './queries/job-versions.ts';
+export * from './cache-bus.ts';

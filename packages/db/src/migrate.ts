@@ -9,6 +9,8 @@ import * as m0020 from './migrations/0020_job_history.ts';
 import * as m0030 from './migrations/0030_calendars.ts';
 import * as m0040 from './migrations/0040_sealed_target_headers.ts';
 import * as m0050 from './migrations/0050_jobs_updated_at.ts';
+import * as m0060 from './migrations/0060_job_count_shards.ts';
+import * as m0061 from './migrations/0061_cache_notify.ts';
 
 /** Every migration, in order. Forward-only: a change is a new file, never an edit. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -21,6 +23,8 @@ const MIGRATIONS: Record<string, Migration> = {
   '0030_calendars': m0030,
   '0040_sealed_target_headers': m0040,
   '0050_jobs_updated_at': m0050,
+  '0060_job_count_shards': m0060,
+  '0061_cache_notify': m0061,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -9,8 +9,6 @@ export interface ServicesTable {
   name: string;
   max_jobs: Generated<number>;
   min_interval_ms: Generated<number>;
-  /** The service's jobs, kept by triggers on `jobs` (migration 0003); at most `max_jobs`. */
-  job_count: Generated<number>;
   signing_secret: string;
   previous_signing_secret: string | null;
   previous_secret_expires_at: Timestamp | null;

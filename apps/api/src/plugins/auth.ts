@@ -1,10 +1,11 @@
 /**
  * Who is calling, and may they. Service routes take `Authorization: Bearer <api key>`: the key's
  * SHA-256 is looked up (no secret is ever compared in SQL), so a revoked key or disabled service
- * fails at once on every api instance. Principals are kept in process under the auth epoch
- * (`auth-cache.ts`): a request reads the epoch from Redis instead of the key from Postgres, and
- * admin changes set a new epoch before they answer; `TICKWORK_AUTH_CACHE=off` turns the cache off. The scope a
- * request needs follows from its method (reads
+ * fails at once on every api instance. Principals are kept in process (`auth-cache.ts`): a
+ * request with a cached key asks neither Postgres nor Redis, every change of a key or service
+ * empties the caches of every instance (a notification from Postgres), and admin changes answer
+ * only once every instance has acknowledged it; `TICKWORK_AUTH_CACHE=off` turns the cache off.
+ * The scope a request needs follows from its method (reads
  * need `jobs:read`, anything else `jobs:write`) unless the route says otherwise in
  * `config.scope`, so a new route is covered without a line of its own. Admin routes take the
  * ADMIN_TOKEN, compared in constant time.
@@ -15,15 +16,12 @@
  */
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { openRedis, type RedisTarget } from '@tickwork/queue';
-import { NO_EPOCH, PrincipalCache, authEpochKey } from '../auth-cache.ts';
 import {
   API_KEY_PATTERN,
   API_KEY_PREFIX,
   TickworkError,
   constantTimeEqual,
   hashApiKey,
-  uuidv7,
   type ApiKeyScope,
 } from '@tickwork/core';
 import { findUsableKey, touchApiKey, type Principal } from '@tickwork/db';
@@ -51,10 +49,6 @@ declare module 'fastify' {
 
 export interface AuthPluginOptions {
   adminToken: string | undefined;
-  /** REDIS_URL or the Cluster (`redisTargetOf`). */
-  redis: RedisTarget;
-  /** The epoch lives at `<prefix>:auth-epoch`, beside the queue's keys. */
-  prefix: string;
 }
 
 function bearerOf(request: FastifyRequest): string | undefined {
@@ -95,37 +89,22 @@ export function isAdminToken(token: string | undefined, adminToken: string | und
 export default fp<AuthPluginOptions>(
   async (app, options) => {
     app.decorateRequest('principal', null);
-    const redis = openRedis(options.redis, 'producer', 'tickwork-api:auth');
-    app.addHook('onClose', async () => {
-      redis.disconnect();
-    });
-    const cache =
-      process.env.TICKWORK_AUTH_CACHE === 'off' ? undefined : new PrincipalCache(redis, authEpochKey(options.prefix));
+    const { bus, principals } = app.caches;
     app.decorate('announceAuthChange', async () => {
+      if (!bus) return;
       try {
-        await redis.set(authEpochKey(options.prefix), uuidv7());
+        await bus.barrier();
       } catch (error) {
         throw new TickworkError(
           'unavailable',
           'The change is saved, but could not be announced to every api instance; repeat the request.',
-          {
-            cause: error,
-          },
+          { cause: error },
         );
       }
     });
-    /** The key's principal: from the cache when it was filled under the current epoch, else Postgres. */
-    const principalOfHash = async (hash: string) => {
-      if (!cache) return findUsableKey(app.db, hash);
-      // Read before Postgres: a change committed after this read sets a newer epoch, so the
-      // entry filled below is stale from then on.
-      const epoch = await cache.readEpoch();
-      const cached = cache.get(hash, epoch);
-      if (cached) return cached;
-      const principal = await findUsableKey(app.db, hash);
-      if (principal && epoch !== NO_EPOCH) cache.set(hash, principal, epoch);
-      return principal;
-    };
+    /** The key's principal: from this instance's cache while it is known fresh, else Postgres. */
+    const principalOfHash = (hash: string) =>
+      principals ? principals.read(hash, () => findUsableKey(app.db, hash)) : findUsableKey(app.db, hash);
     app.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => {
       const token = bearerOf(request);
       if (!token) {
@@ -178,5 +157,5 @@ export default fp<AuthPluginOptions>(
         existing === undefined ? [check] : [check, ...(Array.isArray(existing) ? existing : [existing])];
     });
   },
-  { name: 'auth', dependencies: ['db'] },
+  { name: 'auth', dependencies: ['db', 'cache'] },
 );

@@ -4,6 +4,7 @@
  * reads a job's calendars when an occurrence fires, so a change needs nothing in Redis.
  */
 import type { Kysely } from 'kysely';
+import type { JobCache } from '../auth-cache.ts';
 import {
   TickworkError,
   calendarErrors,
@@ -64,7 +65,16 @@ export class CalendarsService {
   readonly #readDb: Kysely<Database>;
   readonly #now: () => number;
 
-  constructor(deps: { db: Kysely<Database>; readDb: Kysely<Database>; clock?: () => number }) {
+  /** Job rows kept in process (`auth-cache.ts`): a refreshed `nextRunAt` drops its job's row. */
+  readonly #jobCache: Pick<JobCache, 'delete'> | undefined;
+
+  constructor(deps: {
+    db: Kysely<Database>;
+    readDb: Kysely<Database>;
+    clock?: () => number;
+    jobCache?: Pick<JobCache, 'delete'> | undefined;
+  }) {
+    this.#jobCache = deps.jobCache;
     this.#db = deps.db;
     this.#readDb = deps.readDb;
     this.#now = deps.clock ?? Date.now;
@@ -156,6 +166,8 @@ export class CalendarsService {
           return { id: row.id, version: row.version, nextRunAt: next === null ? null : new Date(next) };
         }),
       );
+      // Other instances hear of it from the statement's notifications; this one reads its own write.
+      for (const row of rows) this.#jobCache?.delete(row.id);
       if (rows.length < REFRESH_PAGE) return;
       afterId = rows.at(-1)?.id;
     }

@@ -87,6 +87,7 @@ import {
   type VersionStamp,
 } from '@tickwork/db';
 import type { FireQueue } from '@tickwork/queue';
+import type { JobCache } from '../auth-cache.ts';
 import { etagOf } from '../serializers.ts';
 import { CalendarsService, calendarsNotFound } from './calendars.ts';
 import { skipUntilOf, untilOf } from './history.ts';
@@ -96,6 +97,8 @@ export interface JobsServiceDeps {
   db: Kysely<Database>;
   /** Reads a client asks for: a replica when DATABASE_READ_URL is set, else the primary. */
   readDb: Kysely<Database>;
+  /** Job rows kept in process for reads (`auth-cache.ts`); each change here drops its job's row. */
+  jobCache?: JobCache | undefined;
   /** BullMQ's `fire` queue, where a job's schedule and a recorded run are handed to workers. */
   fireQueue: FireQueue;
   /** Milliseconds since the epoch. @defaultValue Date.now */
@@ -182,8 +185,9 @@ export class JobsService {
 
   /**
    * Creates a job (rule 1): its schedule in Redis, then its row in one statement, in its own
-   * transaction. The `maxJobs` quota is counted inside that COMMIT by a deferred trigger
-   * (migration 0003), so racing creates can never pass it.
+   * transaction. The `maxJobs` quota is counted by the insert's trigger on one of the service's
+   * count shards (migration 0060), so racing creates can never pass it and, far from the quota,
+   * never wait for each other.
    */
   /** `bodyText` is `body.target.body` as the client wrote it, the bytes its callbacks send. */
   async create(creator: Creator, body: CreateJobBody, bodyText?: string): Promise<JobRow> {
@@ -355,6 +359,7 @@ export class JobsService {
   async delete(serviceId: string, id: string): Promise<void> {
     const removed = await deleteJobRecorded(this.#deps.db, serviceId, id, this.#stamp('delete', this.#now()));
     if (!removed) throw noJob(id);
+    this.#deps.jobCache?.delete(removed.id);
     await this.#removeAfterCommit(removed.id, removed.version);
   }
 
@@ -444,7 +449,9 @@ export class JobsService {
 
   /** One job of the service. */
   async get(serviceId: string, id: string): Promise<JobRow> {
-    const row = await findJob(this.#deps.readDb, serviceId, id);
+    const { jobCache, readDb } = this.#deps;
+    const load = () => findJob(readDb, serviceId, id);
+    const row = await (jobCache ? jobCache.read(serviceId, id, load) : load());
     if (!row) throw noJob(id);
     return row;
   }
@@ -543,6 +550,8 @@ export class JobsService {
         }
         throw error;
       });
+    // Read your writes: this instance's cache forgets the old row before the change answers.
+    this.#deps.jobCache?.delete(id);
     if (replaced) await this.#removeAfterCommit(replaced.id, replaced.version);
     return row;
   }

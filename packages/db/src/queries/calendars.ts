@@ -160,16 +160,24 @@ export async function activeJobsListingCalendar(
   return query.orderBy('id').limit(page.limit).execute();
 }
 
-/** Writes each job's `next_run_at`, where the job is still active at the version it was computed for. */
+/**
+ * Writes each job's `next_run_at`, where the job is still active at the version it was computed
+ * for, and tells every api instance's job cache (`NOTIFY tickwork_cache`, see migration 0061):
+ * the version stays, so the trigger of 0061 sends nothing for this change.
+ */
 export async function setNextRunAts(
   db: Kysely<Database>,
   jobs: ReadonlyArray<{ id: string; version: number; nextRunAt: Date | null }>,
 ): Promise<void> {
   if (jobs.length === 0) return;
   await sql`
-    update jobs set next_run_at = v.next_run_at
-    from unnest(${jobs.map((j) => j.id)}::uuid[], ${jobs.map((j) => j.version)}::integer[],
-      ${jobs.map((j) => j.nextRunAt)}::timestamptz[]) as v(id, version, next_run_at)
-    where jobs.id = v.id and jobs.version = v.version and jobs.state = 'active'
+    with changed as (
+      update jobs set next_run_at = v.next_run_at
+      from unnest(${jobs.map((j) => j.id)}::uuid[], ${jobs.map((j) => j.version)}::integer[],
+        ${jobs.map((j) => j.nextRunAt)}::timestamptz[]) as v(id, version, next_run_at)
+      where jobs.id = v.id and jobs.version = v.version and jobs.state = 'active'
+      returning jobs.id
+    )
+    select pg_notify('tickwork_cache', 'j:' || id) from changed
   `.execute(db);
 }

@@ -1,0 +1,54 @@
+/**
+ * The in-process caches of an api instance (`auth-cache.ts`) and the cache bus that keeps them
+ * true (`CacheBus`: LISTEN on the primary). `TICKWORK_AUTH_CACHE=off` looks every key up in
+ * Postgres, `TICKWORK_JOB_CACHE=off` every job; with both off no bus is started.
+ */
+import fp from 'fastify-plugin';
+import { CacheBus } from '@tickwork/db';
+import { JobCache, PrincipalCache } from '../auth-cache.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    caches: {
+      bus: CacheBus | undefined;
+      principals: PrincipalCache | undefined;
+      jobs: JobCache | undefined;
+    };
+  }
+}
+
+export interface CachePluginOptions {
+  /** The primary: notifications are sent where changes commit. */
+  url: string;
+}
+
+export default fp<CachePluginOptions>(
+  async (app, options) => {
+    const principalsOn = process.env.TICKWORK_AUTH_CACHE !== 'off';
+    const jobsOn = process.env.TICKWORK_JOB_CACHE !== 'off';
+    let principals: PrincipalCache | undefined;
+    let jobs: JobCache | undefined;
+    const bus =
+      principalsOn || jobsOn
+        ? new CacheBus({
+            url: options.url,
+            onInvalidate: (message) => {
+              if (message === 'a') principals?.clear();
+              else if (message.startsWith('j:')) jobs?.delete(message.slice(2));
+            },
+            onReset: () => {
+              principals?.clear();
+              jobs?.clear();
+            },
+          })
+        : undefined;
+    if (bus) {
+      if (principalsOn) principals = new PrincipalCache(bus);
+      if (jobsOn) jobs = new JobCache(bus);
+      await bus.start();
+      app.addHook('onClose', () => bus.close());
+    }
+    app.decorate('caches', { bus, principals, jobs });
+  },
+  { name: 'cache', dependencies: ['db'] },
+);
