@@ -4,7 +4,7 @@
  * (`CacheBus` of `@tickwork/db`, migration 0061): every change to a key or a service empties the
  * principals on every instance, and a new job version or a delete drops that job's row.
  *
- * Revocation still holds at once on every api instance (issue 4): an admin change that can make
+ * Revocation still holds at once on every api instance: an admin change that can make
  * a key unusable or change what a principal carries answers only after every listening instance
  * acknowledged a barrier sent after its commit (`CacheBus.barrier`). A principal is filled only
  * if no invalidation arrived between the generation read before its Postgres read and the fill,
