@@ -140,7 +140,10 @@ describe('caches on two api processes', () => {
       const read = call(c, 'GET', path, { token: service.apiKey });
       // Answered from C's cache at once, it would be version 1; the row C kept is too old to be
       // answered, so C asks Postgres, whose answer waits for the release.
-      const early = await Promise.race([read, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 300))]);
+      const early = await Promise.race([
+        read,
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 300)),
+      ]);
       if (early) expect(early.body.version).toBe(2);
       proxy.release();
       expect((await read).body.version).toBe(2);
