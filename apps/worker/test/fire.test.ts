@@ -26,7 +26,7 @@ import {
 } from '@tickwork/db';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/testkit';
 import { createDispatchers } from '../src/deliver.ts';
-import { RetryLaterError, fireOccurrence, type FireContext } from '../src/fire.ts';
+import { RetryLaterError, fireOccurrence, type FireContext } from '../src/fire/index.ts';
 
 let db: TestDatabase;
 let queue: Queue<FireJobData>;
