@@ -171,7 +171,8 @@ if (command === 'fire' || command === 'all') {
             `  ${kind.padEnd(13)} ${f.perSec}/s (rounds ${f.shots.join(', ')}); CPU ms per occurrence (median) ${JSON.stringify(f.cpuMsPerOccurrence)}`,
           );
         console.log(
-          `  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/graphile-worker ${out.drain.tickworkOverGraphile}×, tickwork/timers ${out.drain.tickworkOverTimers}×`,
+          `  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/graphile-worker ${out.drain.tickworkOverGraphile}×, tickwork/timers ${out.drain.tickworkOverTimers}×, ` +
+            `tickwork/bullmq-fetch-pg ${out.drain.tickworkOverBullmqFetchPg}×, bullmq-fetch-pg/bullmq-fetch ${out.drain.bullmqFetchPgOverBullmqFetch}×`,
         );
         if (!quick && !values['skip-scale']) {
           console.log(`scale-out: the same drain with 1..${values['max-workers']} workers`);

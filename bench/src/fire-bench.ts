@@ -248,7 +248,14 @@ export async function fireAtRate(options: {
   }
 }
 
-export type Contestant = 'tickwork' | 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'graphile' | 'timers';
+export type Contestant =
+  | 'tickwork'
+  | 'bullmq-noop'
+  | 'bullmq-fetch'
+  | 'bullmq-fetch-pg'
+  | 'pgboss'
+  | 'graphile'
+  | 'timers';
 
 interface Peer {
   child: ChildProcess;
@@ -429,6 +436,10 @@ export interface DrainFigures {
     { perSec: number; lagP99Ms: number; shots: number[]; cpuMsPerOccurrence: Record<string, number> }
   >;
   tickworkOverBullmqFetch: number;
+  /** Tickwork / raw BullMQ + the call + the least ledger (a run row and its outcome). */
+  tickworkOverBullmqFetchPg: number;
+  /** What the least ledger costs raw BullMQ + the call. */
+  bullmqFetchPgOverBullmqFetch: number;
   tickworkOverPgboss: number;
   tickworkOverGraphile: number;
   tickworkOverTimers: number;
@@ -471,6 +482,8 @@ export async function drainCompare(options: {
     const shots: Record<string, DrainShot[]> = {};
     const ratios = {
       fetch: [] as number[],
+      fetchPg: [] as number[],
+      ledger: [] as number[],
       pgboss: [] as number[],
       graphile: [] as number[],
       timers: [] as number[],
@@ -515,6 +528,9 @@ export async function drainCompare(options: {
       }
       const tick = inRound.tickwork?.perSec ?? Number.NaN;
       if (inRound['bullmq-fetch']) ratios.fetch.push(tick / inRound['bullmq-fetch'].perSec);
+      if (inRound['bullmq-fetch-pg']) ratios.fetchPg.push(tick / inRound['bullmq-fetch-pg'].perSec);
+      if (inRound['bullmq-fetch-pg'] && inRound['bullmq-fetch'])
+        ratios.ledger.push(inRound['bullmq-fetch-pg'].perSec / inRound['bullmq-fetch'].perSec);
       if (inRound.pgboss) ratios.pgboss.push(tick / inRound.pgboss.perSec);
       if (inRound.graphile) ratios.graphile.push(tick / inRound.graphile.perSec);
       if (inRound.timers) ratios.timers.push(tick / inRound.timers.perSec);
@@ -540,6 +556,8 @@ export async function drainCompare(options: {
       rounds: options.rounds,
       perContestant,
       tickworkOverBullmqFetch: round(median(ratios.fetch), 3),
+      tickworkOverBullmqFetchPg: round(median(ratios.fetchPg), 3),
+      bullmqFetchPgOverBullmqFetch: round(median(ratios.ledger), 3),
       tickworkOverPgboss: round(median(ratios.pgboss), 3),
       tickworkOverGraphile: round(median(ratios.graphile), 3),
       tickworkOverTimers: round(median(ratios.timers), 3),

@@ -2,14 +2,18 @@
  * The queue's own limit at rate: raw BullMQ job schedulers, no Postgres, none of Tickwork's code,
  * delivering to the same HTTP sink as `fireAtRate`.
  *
- *   node bench/src/raw-at-rate.ts [--schedules 100000] [--rate 1000] [--hz 10,100] [--measure-s 30] [--noop]
+ *   node bench/src/raw-at-rate.ts [--schedules 100000] [--rate 1000] [--hz 10,100] [--measure-s 30]
+ *                                 [--settle-s 2] [--noop | --ledger] [--worker-opts JSON]
  *
  * N schedulers `{ every: N/rate·1000, startDate }` (BullMQ's `upsertJobScheduler`, as Tickwork
  * registers an interval job), their start instants spread over one period so `rate` fall due each
  * second, on a Redis of the bench's own at each `hz`. One worker process: a BullMQ Worker at
  * concurrency 10 with Tickwork's lock, stalled-check and retention settings, making the same HTTP
  * call with undici (keep-alive, 64 sockets) and the `tickwork-scheduled-for` header, or nothing
- * (`--noop`: the sink is told by a Redis counter instead). Figures as `fireAtRate`'s: deliveries/s
+ * (`--noop`: the sink is told by a Redis counter instead); `--ledger` adds the least a ledger costs
+ * (a run row inserted before the call and its outcome after, two autocommit statements, in a
+ * database of its own on the shared Postgres). The window starts `--settle-s` after the creation
+ * (fireAtRate's 2 s; longer lets the backlog of the creation drain). Figures as `fireAtRate`'s: deliveries/s
  * in a window, lateness at the sink (receive − scheduled instant), lost, duplicates, the worker's
  * peak RSS, and the CPU of each process during the window (% of one core).
  */
@@ -19,7 +23,8 @@ import { parseArgs } from 'node:util';
 import { Queue, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
-import { startSink, type Received, type Sink } from '@tickwork/testkit';
+import pg from 'pg';
+import { createTestDatabase, startSink, type Received, type Sink } from '@tickwork/testkit';
 import { cpuWindow, loadNow, pidsNamed, rssOf } from './machine.ts';
 import { redisPid, startRedis } from './redis-server.ts';
 import { percentile, sleep } from './stats.ts';
@@ -38,11 +43,22 @@ if (process.argv[2] === '--child') {
   const dispatcher = new Agent({ keepAliveTimeout: 10_000, connections: 64 });
   const sinkUrl = process.env.SINK_URL!;
   const opts = JSON.parse(process.env.WORKER_OPTS ?? '{}') as Record<string, unknown>;
+  const pool = process.env.LEDGER_URL ? new pg.Pool({ connectionString: process.env.LEDGER_URL, max: 12 }) : undefined;
+  await pool?.query(`CREATE TABLE IF NOT EXISTS raw_runs (
+    scheduler text NOT NULL, scheduled_for timestamptz NOT NULL, status text NOT NULL,
+    started_at timestamptz, finished_at timestamptz, http_status int, PRIMARY KEY (scheduler, scheduled_for))`);
   const worker = new Worker(
     QUEUE,
     async (job: Job) => {
       const scheduledFor = Number(job.id!.slice(job.id!.lastIndexOf(':') + 1));
       if (noop) return;
+      const key = [job.repeatJobKey ?? job.name, new Date(scheduledFor)];
+      await pool?.query({
+        name: 'raw-start',
+        text: `INSERT INTO raw_runs (scheduler, scheduled_for, status, started_at) VALUES ($1, $2, 'running', now())
+               ON CONFLICT DO NOTHING`,
+        values: key,
+      });
       const response = await request(`${sinkUrl}/raw/rate`, {
         method: 'POST',
         dispatcher,
@@ -55,6 +71,12 @@ if (process.argv[2] === '--child') {
         body: JSON.stringify(job.data),
       });
       await response.body.text();
+      await pool?.query({
+        name: 'raw-finish',
+        text: `UPDATE raw_runs SET status = 'succeeded', finished_at = now(), http_status = $3
+               WHERE scheduler = $1 AND scheduled_for = $2`,
+        values: [...key, response.statusCode],
+      });
       if (response.statusCode >= 300) throw new Error(`HTTP ${response.statusCode}`);
     },
     {
@@ -90,7 +112,9 @@ if (process.argv[2] === '--child') {
       rate: { type: 'string', default: '1000' },
       hz: { type: 'string', default: '10,100' },
       'measure-s': { type: 'string', default: '30' },
+      'settle-s': { type: 'string', default: '2' },
       noop: { type: 'boolean', default: false },
+      ledger: { type: 'boolean', default: false },
       // BullMQ Worker options over the defaults above, as JSON (a lever: '{"drainDelay":1}').
       'worker-opts': { type: 'string', default: '{}' },
     },
@@ -102,7 +126,7 @@ if (process.argv[2] === '--child') {
   const sink = await startSink();
   console.log(
     `raw BullMQ at rate: ${schedules} schedulers, ${rate} due/s (every ${everyMs} ms), 1 worker at concurrency 10, ` +
-      `${values.noop ? 'no-op' : 'the same HTTP call'}, worker options ${values['worker-opts']}; load ${loadNow()}`,
+      `${values.noop ? 'no-op' : values.ledger ? 'the same HTTP call + a ledger row and its outcome' : 'the same HTTP call'}, worker options ${values['worker-opts']}; load ${loadNow()}`,
   );
   for (const hz of values.hz.split(',').map(Number)) {
     const redis = await startRedis(hz);
@@ -118,6 +142,7 @@ if (process.argv[2] === '--child') {
   async function atRate(redisUrl: string, hz: number, sink: Sink) {
     const connection = connectionOf(redisUrl);
     const queue = new Queue(QUEUE, { connection, prefix: PREFIX });
+    const ledgerDb = values.ledger ? await createTestDatabase('raw_rate') : undefined;
     // The worker runs from the start, as Tickwork's does during its creation phase.
     const child = fork(fileURLToPath(import.meta.url), ['--child'], {
       env: {
@@ -126,6 +151,7 @@ if (process.argv[2] === '--child') {
         SINK_URL: sink.url,
         NOOP: values.noop ? '1' : '0',
         WORKER_OPTS: values['worker-opts'],
+        ...(ledgerDb ? { LEDGER_URL: ledgerDb.url } : {}),
       },
     });
     await new Promise<void>((resolve, reject) => {
@@ -156,7 +182,7 @@ if (process.argv[2] === '--child') {
     console.log(
       `  hz${hz}: created ${schedules} schedulers in ${(createMs / 1000).toFixed(1)} s (${Math.round(schedules / (createMs / 1000))}/s)`,
     );
-    await sleep(2_000);
+    await sleep(Number(values['settle-s']) * 1000);
     const windowStart = Date.now();
     const windowEnd = windowStart + measureS * 1000;
     sink.received.length = 0;
@@ -219,9 +245,23 @@ if (process.argv[2] === '--child') {
     await new Promise((resolve) => child.once('exit', resolve));
     await queue.close();
     client.disconnect();
+    let runs: number | undefined;
+    if (ledgerDb) {
+      const counter = new pg.Client({ connectionString: ledgerDb.url });
+      await counter.connect();
+      const { rows } = await counter.query<{ n: string }>(
+        'SELECT count(*) AS n FROM raw_runs WHERE scheduled_for >= $1 AND scheduled_for < $2',
+        [new Date(windowStart), new Date(windowEnd)],
+      );
+      runs = Number(rows[0]!.n);
+      await counter.end();
+    }
+    await ledgerDb?.drop().catch(() => {});
     sink.received.length = 0;
     return {
-      kind: values.noop ? 'bullmq-noop' : 'bullmq-fetch',
+      kind: values.noop ? 'bullmq-noop' : values.ledger ? 'bullmq-fetch-pg' : 'bullmq-fetch',
+      settleS: Number(values['settle-s']),
+      ...(runs === undefined ? {} : { runsRecorded: runs }),
       redisHz: hz,
       schedules,
       rate,
