@@ -144,6 +144,7 @@ if (command === 'fire' || command === 'all') {
         `  hz${hz}: ${figures.deliveriesPerSec} deliveries/s, lag p50/p95/p99 ${figures.lagP50Ms}/${figures.lagP95Ms}/${figures.lagP99Ms} ms (max ${figures.lagMaxMs}), ` +
           `lost ${figures.lost}, duplicates ${figures.duplicates}, runs ${figures.runsRecorded}/${figures.expected}, Redis ${figures.redisBytesPerSchedule} B/schedule, ` +
           `RSS api ${figures.apiRssMaxMiB} MiB (idle ${figures.apiRssIdleMiB}) workers ${figures.workerRssMaxMiB.join(',')} MiB (idle ${figures.workerRssIdleMiB.join(',')}); ` +
+          `runs written in the window ${figures.recordedPerSec}/s ${JSON.stringify(figures.recordedByOutcome)}; ` +
           `CPU in the window (% of one core) ${JSON.stringify(figures.cpuPercentOfOneCore)}`,
       );
     }

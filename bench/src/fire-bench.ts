@@ -76,6 +76,12 @@ export interface AtRateFigures {
   /** Right after start, before any schedule: what the process costs before it does anything. */
   apiRssIdleMiB: number;
   workerRssIdleMiB: number[];
+  /**
+   * Runs written during the window (any occurrence, whenever due), per second, by outcome: what
+   * the worker processed, including late occurrences its misfire policy recorded as missed.
+   */
+  recordedPerSec: number;
+  recordedByOutcome: Record<string, number>;
   /** CPU of each process during the window, % of one core (`box`: the whole box's busy share). */
   cpuPercentOfOneCore: Record<string, number>;
   load: string;
@@ -215,6 +221,17 @@ export async function fireAtRate(options: {
       .where('scheduled_for', '>=', new Date(windowStart))
       .where('scheduled_for', '<', new Date(windowEnd))
       .executeTakeFirst();
+    const written = await tw.db.db
+      .selectFrom('runs')
+      .select((eb) => ['status', 'skip_reason', eb.fn.countAll<string>().as('n')])
+      .where('created_at', '>=', new Date(windowStart))
+      .where('created_at', '<', new Date(windowEnd))
+      .groupBy(['status', 'skip_reason'])
+      .execute();
+    const recordedByOutcome = Object.fromEntries(
+      written.map((row) => [row.skip_reason ? `${row.status}:${row.skip_reason}` : row.status, Number(row.n)]),
+    );
+    const recorded = Object.values(recordedByOutcome).reduce((a, b) => a + b, 0);
     return {
       redisHz: options.redisHz,
       schedules,
@@ -239,6 +256,8 @@ export async function fireAtRate(options: {
       workerRssMaxMiB: workerRss,
       apiRssIdleMiB,
       workerRssIdleMiB,
+      recordedPerSec: Math.round(recorded / options.measureS),
+      recordedByOutcome,
       cpuPercentOfOneCore: cpuShare,
       load,
     };
