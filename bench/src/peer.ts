@@ -3,7 +3,7 @@
  *   bullmq-noop   raw BullMQ Worker, same concurrency, no-op jobs: the queue's ceiling;
  *   bullmq-fetch  raw BullMQ Worker making the same HTTP call Tickwork makes, nothing of ours;
  *   bullmq-fetch-pg  the same, plus the least a ledger needs: a run row inserted before the call
- *                 and its outcome written after (two autocommit statements on a pool of 12);
+ *                 and its outcome written after (two autocommit statements on a pool of concurrency + 2);
  *   pgboss        pg-boss (Postgres only) making the same call;
  *   graphile      graphile-worker (Postgres only) making the same call, one job per occurrence;
  *   timers        the seed's design: in-memory setTimeout in one process, 10 calls at a time.

@@ -43,7 +43,10 @@ if (process.argv[2] === '--child') {
   const dispatcher = new Agent({ keepAliveTimeout: 10_000, connections: 64 });
   const sinkUrl = process.env.SINK_URL!;
   const opts = JSON.parse(process.env.WORKER_OPTS ?? '{}') as Record<string, unknown>;
-  const pool = process.env.LEDGER_URL ? new pg.Pool({ connectionString: process.env.LEDGER_URL, max: 12 }) : undefined;
+  const slots = Number(opts.concurrency ?? 10);
+  const pool = process.env.LEDGER_URL
+    ? new pg.Pool({ connectionString: process.env.LEDGER_URL, max: slots + 2 })
+    : undefined;
   await pool?.query(`CREATE TABLE IF NOT EXISTS raw_runs (
     scheduler text NOT NULL, scheduled_for timestamptz NOT NULL, status text NOT NULL,
     started_at timestamptz, finished_at timestamptz, http_status int, PRIMARY KEY (scheduler, scheduled_for))`);
