@@ -3,7 +3,7 @@
  * delivering to the same HTTP sink as `fireAtRate`.
  *
  *   node bench/src/raw-at-rate.ts [--schedules 100000] [--rate 1000] [--hz 10,100] [--measure-s 30]
- *                                 [--settle-s 2] [--noop | --ledger] [--worker-opts JSON]
+ *                                 [--settle-s 2] [--noop | --ledger] [--waker] [--worker-opts JSON]
  *
  * N schedulers `{ every: N/rate·1000, startDate }` (BullMQ's `upsertJobScheduler`, as Tickwork
  * registers an interval job), their start instants spread over one period so `rate` fall due each
@@ -50,37 +50,16 @@ if (process.argv[2] === '--child') {
   await pool?.query(`CREATE TABLE IF NOT EXISTS raw_runs (
     scheduler text NOT NULL, scheduled_for timestamptz NOT NULL, status text NOT NULL,
     started_at timestamptz, finished_at timestamptz, http_status int, PRIMARY KEY (scheduler, scheduled_for))`);
+  let inFlight = 0;
   const worker = new Worker(
     QUEUE,
     async (job: Job) => {
-      const scheduledFor = Number(job.id!.slice(job.id!.lastIndexOf(':') + 1));
-      if (noop) return;
-      const key = [job.repeatJobKey ?? job.name, new Date(scheduledFor)];
-      await pool?.query({
-        name: 'raw-start',
-        text: `INSERT INTO raw_runs (scheduler, scheduled_for, status, started_at) VALUES ($1, $2, 'running', now())
-               ON CONFLICT DO NOTHING`,
-        values: key,
-      });
-      const response = await request(`${sinkUrl}/raw/rate`, {
-        method: 'POST',
-        dispatcher,
-        headers: {
-          'content-type': 'application/json',
-          'webhook-id': job.id!,
-          'tickwork-job-id': job.repeatJobKey ?? job.name,
-          'tickwork-scheduled-for': new Date(scheduledFor).toISOString(),
-        },
-        body: JSON.stringify(job.data),
-      });
-      await response.body.text();
-      await pool?.query({
-        name: 'raw-finish',
-        text: `UPDATE raw_runs SET status = 'succeeded', finished_at = now(), http_status = $3
-               WHERE scheduler = $1 AND scheduled_for = $2`,
-        values: [...key, response.statusCode],
-      });
-      if (response.statusCode >= 300) throw new Error(`HTTP ${response.statusCode}`);
+      inFlight++;
+      try {
+        await processOne(job);
+      } finally {
+        inFlight--;
+      }
     },
     {
       connection,
@@ -94,6 +73,43 @@ if (process.argv[2] === '--child') {
       ...opts,
     },
   );
+  async function processOne(job: Job) {
+    const scheduledFor = Number(job.id!.slice(job.id!.lastIndexOf(':') + 1));
+    if (noop) return;
+    const key = [job.repeatJobKey ?? job.name, new Date(scheduledFor)];
+    await pool?.query({
+      name: 'raw-start',
+      text: `INSERT INTO raw_runs (scheduler, scheduled_for, status, started_at) VALUES ($1, $2, 'running', now())
+             ON CONFLICT DO NOTHING`,
+      values: key,
+    });
+    const response = await request(`${sinkUrl}/raw/rate`, {
+      method: 'POST',
+      dispatcher,
+      headers: {
+        'content-type': 'application/json',
+        'webhook-id': job.id!,
+        'tickwork-job-id': job.repeatJobKey ?? job.name,
+        'tickwork-scheduled-for': new Date(scheduledFor).toISOString(),
+      },
+      body: JSON.stringify(job.data),
+    });
+    await response.body.text();
+    await pool?.query({
+      name: 'raw-finish',
+      text: `UPDATE raw_runs SET status = 'succeeded', finished_at = now(), http_status = $3
+             WHERE scheduler = $1 AND scheduled_for = $2`,
+      values: [...key, response.statusCode],
+    });
+    if (response.statusCode >= 300) throw new Error(`HTTP ${response.statusCode}`);
+  }
+  if (process.env.WAKER === '1') {
+    // Tickwork's waker (apps/worker/src/waker.ts) beside the raw Worker: a PING at each due instant.
+    const { startWaker } = await import(new URL('../../apps/worker/src/waker.ts', import.meta.url).href);
+    const redis = new Redis(process.env.REDIS_URL!);
+    const queue = new Queue(QUEUE, { connection, prefix: PREFIX });
+    startWaker({ queue: { queue, redis }, redis, hasFreeSlot: () => inFlight < Number(opts.concurrency ?? 10) });
+  }
   if (noop) {
     // No sink call: each completion is stamped in the bench's Redis (a list of "scheduledFor:doneAt").
     const stamps = new Redis(process.env.REDIS_URL!);
@@ -118,6 +134,8 @@ if (process.argv[2] === '--child') {
       'settle-s': { type: 'string', default: '2' },
       noop: { type: 'boolean', default: false },
       ledger: { type: 'boolean', default: false },
+      // Tickwork's waker beside the raw Worker (what the waker gives BullMQ alone at `hz 10`).
+      waker: { type: 'boolean', default: false },
       // BullMQ Worker options over the defaults above, as JSON (a lever: '{"drainDelay":1}').
       'worker-opts': { type: 'string', default: '{}' },
     },
@@ -129,7 +147,7 @@ if (process.argv[2] === '--child') {
   const sink = await startSink();
   console.log(
     `raw BullMQ at rate: ${schedules} schedulers, ${rate} due/s (every ${everyMs} ms), 1 worker at concurrency 10, ` +
-      `${values.noop ? 'no-op' : values.ledger ? 'the same HTTP call + a ledger row and its outcome' : 'the same HTTP call'}, worker options ${values['worker-opts']}; load ${loadNow()}`,
+      `${values.noop ? 'no-op' : values.ledger ? 'the same HTTP call + a ledger row and its outcome' : 'the same HTTP call'}, worker options ${values['worker-opts']}${values.waker ? ', with the waker' : ''}; load ${loadNow()}`,
   );
   for (const hz of values.hz.split(',').map(Number)) {
     const redis = await startRedis(hz);
@@ -154,6 +172,7 @@ if (process.argv[2] === '--child') {
         SINK_URL: sink.url,
         NOOP: values.noop ? '1' : '0',
         WORKER_OPTS: values['worker-opts'],
+        WAKER: values.waker ? '1' : '0',
         ...(ledgerDb ? { LEDGER_URL: ledgerDb.url } : {}),
       },
     });
@@ -264,6 +283,7 @@ if (process.argv[2] === '--child') {
     return {
       kind: values.noop ? 'bullmq-noop' : values.ledger ? 'bullmq-fetch-pg' : 'bullmq-fetch',
       settleS: Number(values['settle-s']),
+      waker: values.waker,
       ...(runs === undefined ? {} : { runsRecorded: runs }),
       redisHz: hz,
       schedules,
