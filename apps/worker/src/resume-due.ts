@@ -10,8 +10,8 @@
  * pause. The job is active from `until` on, not from the moment the pass ran: its first
  * occurrence at or after `until`, when due already, is enqueued at once (the one at `until`
  * itself, typically a second late) and decided like every late occurrence (misfire policy); the
- * slots between it and the scheduler's first are recorded `missed` when that one fires, as after
- * any gap of the timer.
+ * slots between it and the scheduler's first are recorded `missed` by whichever of the two is
+ * decided second (fire/skipped-slots.ts), as after any gap of the timer.
  */
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';

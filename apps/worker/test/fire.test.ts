@@ -147,7 +147,7 @@ describe('fireOccurrence', () => {
    * An every-second job of a service of its own, phased at t0 (two seconds ago, on a whole second);
    * with `excludeToday`, listing a calendar that excludes yesterday to tomorrow (UTC).
    */
-  async function everySecondJobSince2sAgo(name: string, options: { excludeToday?: boolean } = {}) {
+  async function everySecondJobSince2sAgo(name: string, options: { excludeToday?: boolean; graceMs?: number } = {}) {
     const service = await insertService(db.db, {
       id: uuidv7(),
       name,
@@ -176,7 +176,7 @@ describe('fireOccurrence', () => {
         schedule: { every: '1s' },
         startAt: new Date(t0).toISOString(),
         target: { url: 'http://127.0.0.1:9/' },
-        misfire: { policy: 'fire_once', graceMs: 600_000 },
+        misfire: { policy: 'fire_once', graceMs: options.graceMs ?? 600_000 },
         ...(calendars ? { calendars } : {}),
       },
       { now: t0 - 1 },
@@ -244,6 +244,52 @@ describe('fireOccurrence', () => {
     ]);
     // The same run (the same webhook-id), its second attempt.
     expect(rows[3]).toMatchObject({ id: run.id, attempts: 2 });
+  });
+
+  // A resume at the end of a pause: the new version's scheduler and a catch-up for the slot at
+  // `until` are enqueued together, and a worker may decide the scheduler's first occurrence
+  // before the catch-up. Neither has a run of its version before it, so the slots between them
+  // are recorded by whichever is decided second.
+  // Late beyond its grace, the catch-up finds the job caught up already (fire_once): recorded missed.
+  it.each([
+    ['on time', 600_000, 'run'],
+    ['late, under the lock', 500, 'missed'],
+  ])(
+    'records the slots between a catch-up and a later occurrence of its version decided before it (%s)',
+    async (_, graceMs, atUntil) => {
+      const { job, t0 } = await everySecondJobSince2sAgo(`gaps-out-of-order-${graceMs}`, { graceMs });
+      await fireLedgerOnly(await schedulerOccurrence(job.id, t0 + 4_000));
+      // Nothing of the version before it, and the catch-up at t0 not decided yet: nothing to record.
+      expect(await ledgerOf(job.id, t0)).toEqual([[4_000, 'retrying', null]]);
+      await fireLedgerOnly(
+        await queue.add('fire', { jobId: job.id, version: 1 }, { jobId: catchUpJobIdOf(job.id, 1, t0) }),
+      );
+      expect(
+        (await ledgerOf(job.id, t0)).map(([at, status, reason]) => [at, status === 'skipped' ? reason : 'run']),
+      ).toEqual([
+        [0, atUntil],
+        [1_000, 'missed'],
+        [2_000, 'missed'],
+        [3_000, 'missed'],
+        [4_000, 'run'],
+      ]);
+    },
+  );
+
+  it('records the slots after a first occurrence of its version whose later one was decided first', async () => {
+    const { job, t0 } = await everySecondJobSince2sAgo('gaps-first-after');
+    // The version's first occurrence, t0+3s, stalled (its worker killed as it took it); a worker
+    // decided t0+6s first, finding no run before it, and the takeover of t0+3s comes only now.
+    await fireLedgerOnly(await schedulerOccurrence(job.id, t0 + 6_000));
+    await fireLedgerOnly(await schedulerOccurrence(job.id, t0 + 3_000));
+    expect(
+      (await ledgerOf(job.id, t0)).map(([at, status, reason]) => [at, status === 'skipped' ? reason : 'run']),
+    ).toEqual([
+      [3_000, 'run'],
+      [4_000, 'missed'],
+      [5_000, 'missed'],
+      [6_000, 'run'],
+    ]);
   });
 
   it('checks the skipped slots on a takeover of an occurrence decided skipped, but not of a paused one', async () => {

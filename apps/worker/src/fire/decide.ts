@@ -103,8 +103,7 @@ async function decideScheduled(
   const bullJobId = bullJob.id ?? '';
   const mayWait = token !== undefined && bullJob.attemptsMade === 0;
   // The instant is in the id of every occurrence but a one-shot's (which is the job's `at`).
-  if (!bullJobId.startsWith('repeat:') && !bullJobId.startsWith('catchup:'))
-    return decideUnderLock(ctx, bullJob, mayWait);
+  if (!bullJobId.startsWith('repeat:') && !isCatchUp(bullJobId)) return decideUnderLock(ctx, bullJob, mayWait);
   const now = Date.now();
   const scheduledFor = occurrenceOf(bullJobId, 0).scheduledFor;
   const onTime = await lockAndRecordOnTime(ctx.db, {
@@ -129,7 +128,7 @@ async function decideScheduled(
       occurrence: { trigger: 'schedule', scheduledFor },
       schedule: { runCount: found.job.run_count + 1, catchUp: false },
       started: 1,
-      slots: { job, version, scheduledFor, previous: onTime.previous ?? null },
+      slots: { job, version, scheduledFor, previous: onTime.previous ?? null, catchUp: isCatchUp(bullJobId) },
     };
   }
   // `disabled` and `wait` come before the calendars' rule, so the row alone decides them.
@@ -194,6 +193,7 @@ function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, mayWai
       version: slotVersion,
       scheduledFor: occurrence.scheduledFor,
       exclusion,
+      catchUp: isCatchUp(bullJob.id ?? ''),
     });
     const delivering = (run: Pick<RunRow, 'id'>, runCount: number, catchUp: boolean, check?: SlotCheck): Decision => ({
       kind: 'deliver',
@@ -259,6 +259,11 @@ function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, mayWai
       }
     }
   });
+}
+
+/** Whether the BullMQ job is a catch-up (`catchUpJobIdOf`): decided, maybe, after later occurrences of its version. */
+function isCatchUp(bullJobId: string): boolean {
+  return bullJobId.startsWith('catchup:');
 }
 
 /** The instant a BullMQ job stands for when its id does not carry one (one-shots). */

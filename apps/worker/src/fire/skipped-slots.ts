@@ -4,31 +4,63 @@
  * current one, aligned to the clock. No worker ever sees those slots; record them as missed, so
  * every occurrence keeps its one row in the ledger. A slot whose BullMQ job still exists (awaiting
  * stalled recovery, a reconciler catch-up) is not skipped: it will be decided itself.
+ *
+ * Occurrences of one version are not always decided in their order: a catch-up (a resume at the
+ * end of a pause, the reconciler's) waits in the queue next to the version's scheduler, and a
+ * worker may decide the scheduler's later occurrence first. So the slots between two recorded
+ * runs of a version are checked by whichever of the two is decided second: every occurrence looks
+ * back to the version's previous run; a catch-up, and an occurrence with no previous run of its
+ * version, also look forward to the next one.
  */
 import { slotsBetween, uuidv7 } from '@tickwork/core';
-import { lastScheduledBefore, recordMissedSlots } from '@tickwork/db';
+import { firstScheduledAfter, lastScheduledBefore, recordMissedSlots } from '@tickwork/db';
 import { catchUpJobIdOf, schedulerIdOf, schedulerOccurrenceIdOf } from '@tickwork/queue';
 import type { FireContext, SlotCheck } from './types.ts';
 
 /**
- * Records the slots skipped before a decided occurrence. Run after the occurrence's run has
+ * Records the slots skipped around a decided occurrence. Run after the occurrence's run has
  * committed, not with it: a worker that dies in between leaves its BullMQ job to be taken over,
  * and the takeover finds the run and checks the slots again (its decision carries the check too).
- * Every row is inserted once (the occurrence's unique key), so checking twice records nothing twice.
+ * Run after the commit, its reads also see every run committed before it: of two occurrences
+ * decided at once, the one that commits second sees the other. Every row is inserted once (the
+ * occurrence's unique key), so checking twice records nothing twice.
  */
 export async function recordSkippedSlots(ctx: FireContext, check: SlotCheck): Promise<void> {
   const { job, version, scheduledFor, exclusion } = check;
   const queue = ctx.queue;
   if (!queue) return;
-  const previous =
-    check.previous !== undefined
-      ? check.previous
-      : await lastScheduledBefore(ctx.db, job.id, version, new Date(scheduledFor));
-  if (!previous) return;
-  const gap = slotsBetween(job, previous.getTime(), scheduledFor);
-  if (gap === undefined) {
-    ctx.logger.warn({ jobId: job.id, since: previous }, 'skipped slots not recorded: too many, or not computable');
-    return;
+  const at = new Date(scheduledFor);
+  // The common case: the deciding statement read a previous run, and the occurrence is the
+  // scheduler's: one gap, no query. `null` (none when that statement began) is read again here:
+  // a run committed while the statement waited for the job's lock is not in its snapshot.
+  // Both read at once when the forward look is likely needed, so it costs no round trip more.
+  const before = () => lastScheduledBefore(ctx.db, job.id, version, at);
+  const after = () => firstScheduledAfter(ctx.db, job.id, version, at);
+  let previous: Date | undefined;
+  let next: Date | undefined;
+  if (check.previous instanceof Date) {
+    previous = check.previous;
+    if (check.catchUp) next = await after();
+  } else if (check.catchUp || check.previous === null) {
+    [previous, next] = await Promise.all([before(), after()]);
+  } else {
+    previous = await before();
+    if (!previous) next = await after();
+  }
+  const gaps: Array<[number, number]> = [];
+  if (previous) gaps.push([previous.getTime(), scheduledFor]);
+  if (next) gaps.push([scheduledFor, next.getTime()]);
+  const gap: number[] = [];
+  for (const [from, to] of gaps) {
+    const slots = slotsBetween(job, from, to);
+    if (slots === undefined) {
+      ctx.logger.warn(
+        { jobId: job.id, from: new Date(from), to: new Date(to) },
+        'skipped slots not recorded: too many, or not computable',
+      );
+      continue;
+    }
+    gap.push(...slots);
   }
   if (gap.length === 0) return;
   const queues = ctx.queues ? await ctx.queues() : [queue];

@@ -95,8 +95,16 @@ export interface SlotCheck {
   job: Job;
   version: number;
   scheduledFor: number;
-  /** The version's previous scheduled instant, when the deciding statement read it (null: none). */
+  /**
+   * The version's previous scheduled instant, when the deciding statement read it (null: none
+   * then; read again after the commit, which may see a run committed meanwhile).
+   */
   previous?: Date | null;
+  /**
+   * A catch-up (its BullMQ job id is `catchUpJobIdOf`): it may be decided after later occurrences
+   * of its version, so the slots up to the next recorded one are checked too.
+   */
+  catchUp?: boolean;
   /** The job's calendars: a skipped slot on a day they exclude is recorded `excluded`, not `missed`. */
   exclusion?: Exclusion | undefined;
 }

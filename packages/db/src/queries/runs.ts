@@ -349,6 +349,29 @@ export async function lastScheduledBefore(
   return row?.scheduled_for;
 }
 
+/**
+ * The instant of the job version's earliest scheduled occurrence after `after`, if any: for an
+ * occurrence decided after a later one of its version (see the fire path's skipped-slot check).
+ */
+export async function firstScheduledAfter(
+  db: Kysely<Database>,
+  jobId: string,
+  version: number,
+  after: Date,
+): Promise<Date | undefined> {
+  const row = await db
+    .selectFrom('runs')
+    .select('scheduled_for')
+    .where('job_id', '=', jobId)
+    .where('trigger', '=', 'schedule')
+    .where('job_version', '=', version)
+    .where('scheduled_for', '>', after)
+    .orderBy('scheduled_for', 'asc')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.scheduled_for;
+}
+
 /** Records slots no worker ever received as `skipped` (`missed`, or `excluded` by a calendar), one row each, once. */
 export async function recordMissedSlots(
   db: Kysely<Database>,
