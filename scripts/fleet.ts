@@ -120,7 +120,8 @@ async function main() {
   console.log(
     [
       '',
-      `Tickwork fleet: ${apis} api, ${workers} worker processes. Ctrl-C stops everything.`,
+      `Tickwork fleet: ${apis} api, ${workers} worker processes. Ctrl-C stops everything at once;`,
+      `  kill -TERM ${process.pid} stops it gracefully (in-flight work finishes).`,
       `  API (nginx)  ${fleet.url}/v1`,
       ...fleet.apis.map((p, i) => `  api-${i + 1}        ${p.url}   (pid ${p.child.pid})`),
       ...fleet.workers.map((p, i) => `  worker-${i + 1}     ${p.url}/health/ready   (pid ${p.child.pid})`),
