@@ -168,6 +168,28 @@ describe('Redis Cluster, fire queue in shards', () => {
       )
       .catch(async (error: unknown) => {
         console.log(`[chaos] victim ${victim.port}; jobs not fired again: ${notAgain().join(', ')}`);
+        // What the ledger says of them since the kill, and where their occurrences wait.
+        const runs = await scenario.runs().catch(() => []);
+        const rel = (t: number) => ((t - killedAt) / 1000).toFixed(1);
+        for (const job of jobs.filter((j) => !firstAfter.has(j.id)).slice(0, 2)) {
+          const rows = runs
+            .filter((r) => r.jobId === job.id && r.scheduledFor > killedAt - 3_000)
+            .sort((a, b) => a.scheduledFor - b.scheduledFor)
+            .map((r) => `${rel(r.scheduledFor)}:${r.trigger[0]}:${r.status}${r.skipReason ? `/${r.skipReason}` : ''}`);
+          console.log(`[chaos] ${job.id} runs since the kill (s:trigger:status): ${rows.join(' ')}`);
+        }
+        const client = cluster.client();
+        try {
+          const queue = new Queue(names[0]!, { connection: client, prefix });
+          const delayed = await queue.getJobs(['delayed', 'wait', 'active'], 0, 10);
+          console.log(
+            `[chaos] ${names[0]} now ${rel(Date.now())}: ${delayed.map((j) => `${j.id}@${rel(j.timestamp + (j.opts.delay ?? 0))}`).join(' ')}`,
+          );
+          await queue.close();
+        } finally {
+          client.disconnect();
+        }
+        console.log(`[chaos] the cluster now:\n${await cluster.describe(15)}`);
         await diagnose('after the master kill');
         throw error;
       });
