@@ -211,69 +211,85 @@ export async function startOwnRedisCluster(
     );
     rmSync(dir, { recursive: true, force: true });
   };
+  const taken = new Set<number>();
+  // Each free port is free only until it is used: one drawn twice (a node's client port and
+  // another's bus port) makes the second server fail with "Address already in use".
+  const draw = async () => {
+    let drawn = await freePort();
+    while (taken.has(drawn)) drawn = await freePort();
+    taken.add(drawn);
+    return drawn;
+  };
+  const spawnNode = async (): Promise<ClusterNode> => {
+    const port = await draw();
+    const busPort = await draw();
+    const child = spawn(
+      'redis-server',
+      [
+        ...(tls
+          ? [
+              '--port',
+              '0',
+              '--tls-port',
+              String(port),
+              '--tls-cluster',
+              'yes',
+              '--tls-replication',
+              'yes',
+              '--tls-cert-file',
+              tls.certFile,
+              '--tls-key-file',
+              tls.keyFile,
+              '--tls-ca-cert-file',
+              tls.caFile,
+              '--tls-auth-clients',
+              'no',
+            ]
+          : ['--port', String(port)]),
+        '--cluster-port',
+        String(busPort),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(dir, `nodes-${port}.conf`),
+        '--cluster-node-timeout',
+        '2000',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--maxmemory-policy',
+        'noeviction',
+        // A replica's first full sync starts at once, not 5 s later (the default waits for more
+        // replicas to share one transfer; each master here has its own).
+        '--repl-diskless-sync-delay',
+        '0',
+        '--logfile',
+        join(dir, `redis-${port}.log`),
+      ],
+      { stdio: 'ignore' },
+    );
+    return { port, address: `127.0.0.1:${port}`, child };
+  };
   try {
-    for (let i = 0; i < masters * (1 + replicas); i++) {
-      const port = await freePort();
-      let busPort = await freePort();
-      while (busPort === port) busPort = await freePort();
-      const child = spawn(
-        'redis-server',
-        [
-          ...(tls
-            ? [
-                '--port',
-                '0',
-                '--tls-port',
-                String(port),
-                '--tls-cluster',
-                'yes',
-                '--tls-replication',
-                'yes',
-                '--tls-cert-file',
-                tls.certFile,
-                '--tls-key-file',
-                tls.keyFile,
-                '--tls-ca-cert-file',
-                tls.caFile,
-                '--tls-auth-clients',
-                'no',
-              ]
-            : ['--port', String(port)]),
-          '--cluster-port',
-          String(busPort),
-          '--bind',
-          '127.0.0.1',
-          '--cluster-enabled',
-          'yes',
-          '--cluster-config-file',
-          join(dir, `nodes-${port}.conf`),
-          '--cluster-node-timeout',
-          '2000',
-          '--dir',
-          dir,
-          '--save',
-          '',
-          '--appendonly',
-          'no',
-          '--maxmemory-policy',
-          'noeviction',
-          // A replica's first full sync starts at once, not 5 s later (the default waits for more
-          // replicas to share one transfer; each master here has its own).
-          '--repl-diskless-sync-delay',
-          '0',
-          '--logfile',
-          join(dir, `redis-${port}.log`),
-        ],
-        { stdio: 'ignore' },
-      );
-      nodes.push({ port, address: `127.0.0.1:${port}`, child });
-    }
+    for (let i = 0; i < masters * (1 + replicas); i++) nodes.push(await spawnNode());
     const deadline = Date.now() + 15_000;
-    for (const node of nodes) {
-      while (!(await answers(node.port, tlsOptions))) {
+    for (let i = 0; i < nodes.length; i++) {
+      let restarts = 0;
+      while (!(await answers(nodes[i]!.port, tlsOptions))) {
+        const node = nodes[i]!;
         if (node.child.exitCode !== null) {
           const log = join(dir, `redis-${node.port}.log`);
           const tail = existsSync(log) ? readFileSync(log, 'utf8').trimEnd().split('\n').slice(-5).join('\n') : '';
+          // Another process took one of its ports between the draw and the bind: new ports.
+          if (/Address already in use/.test(tail) && restarts++ < 3) {
+            nodes[i] = await spawnNode();
+            continue;
+          }
           throw new Error(`redis-server on ${node.port} exited (${node.child.exitCode}):\n${tail}`);
         }
         if (Date.now() > deadline) throw new Error(`redis-server on ${node.port} did not answer`);
