@@ -129,6 +129,9 @@ describe('Redis Cluster, fire queue in shards', () => {
   // has not finished, its data is infinitely old, so it never takes over ("Disconnected from master
   // for longer than allowed", `cluster-replica-validity-factor`) and the slots stay uncovered. The
   // kit hands out a cluster whose replicas are in sync, and the case checks it again before the kill.
+  // Still open: in 2 of 6 runs beside 4 busy loops the failover came in time but the dead master's
+  // shard never fired again (its due occurrences left `delayed`, no worker taking them); the
+  // failure path below prints what is needed to find why.
   it('kill -9 of a master: its replica takes over, every job fires again in 60 s, no occurrence twice', async () => {
     const { sink } = scenario;
     const from = Date.now();
