@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the local Postgres and Redis when they are down and this machine has them installed.
 # Used by .ci/run and `npm start`; it leaves remote DATABASE_URL / REDIS_URL alone, and the local
-# Postgres too when ENSURE_SKIP_POSTGRES is set (`npm run fleet -- --pg-replica` brings its own).
+# Postgres too when ENSURE_SKIP_POSTGRES is set (`npm run fleet -- --pg-replica` brings its own),
+# and the local Redis when ENSURE_SKIP_REDIS is set (`npm run fleet -- --redis-cluster N`).
 set -uo pipefail
 
 is_local() { case "$1" in *127.0.0.1*|*localhost*|*'[::1]'*|"") return 0 ;; *) return 1 ;; esac; }
@@ -16,7 +17,7 @@ if [ -z "${ENSURE_SKIP_POSTGRES:-}" ] && is_local "${DATABASE_URL:-}" \
     echo "[setup] Postgres does not answer on 127.0.0.1:5432; set DATABASE_URL to one that does" >&2
   fi
 fi
-if is_local "${REDIS_URL:-}" && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+if [ -z "${ENSURE_SKIP_REDIS:-}" ] && is_local "${REDIS_URL:-}" && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   if command -v redis-server >/dev/null 2>&1; then
     echo "[setup] starting the local Redis" >&2
     mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true

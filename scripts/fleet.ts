@@ -74,22 +74,30 @@ async function main() {
     CALLBACK_ALLOW_PRIVATE: process.env.CALLBACK_ALLOW_PRIVATE ?? 'true',
   };
   let pg: PgReplicaPair | undefined;
-  if (withReplica) {
-    console.log(`fleet: starting a Postgres primary and read replica of the fleet's own (apply delay ${delayMs} ms)`);
-    pg = await startPgReplica({ applyDelayMs: delayMs, database: 'tickwork' });
-    env.DATABASE_URL = pg.primary.url();
-    env.DATABASE_READ_URL = pg.replica.url();
-  }
-  execFileSync('bash', ['scripts/ensure-services.sh'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-    env: { ...process.env, REDIS_URL: env.REDIS_URL, ...(pg ? { ENSURE_SKIP_POSTGRES: '1' } : {}) },
-  });
-  const stopPg = async () => {
+  // Whatever fails from here on stops what was started before it: the cluster's and the pair's
+  // servers are children of this process and would outlive it.
+  const stopStores = async () => {
     await pg?.stop();
+    await cluster?.stop();
   };
   let fleet: Awaited<ReturnType<typeof startFleet>>;
   try {
+    if (withReplica) {
+      console.log(`fleet: starting a Postgres primary and read replica of the fleet's own (apply delay ${delayMs} ms)`);
+      pg = await startPgReplica({ applyDelayMs: delayMs, database: 'tickwork' });
+      env.DATABASE_URL = pg.primary.url();
+      env.DATABASE_READ_URL = pg.replica.url();
+    }
+    execFileSync('bash', ['scripts/ensure-services.sh'], {
+      cwd: ROOT,
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        REDIS_URL: env.REDIS_URL,
+        ...(pg ? { ENSURE_SKIP_POSTGRES: '1' } : {}),
+        ...(cluster ? { ENSURE_SKIP_REDIS: '1' } : {}),
+      },
+    });
     execFileSync('sh', ['infra/node/launch.sh', 'migrate'], {
       cwd: ROOT,
       env: { ...process.env, ...env, NODE: process.execPath },
@@ -106,14 +114,14 @@ async function main() {
       },
     });
   } catch (error) {
-    await stopPg();
-    await cluster?.stop();
+    await stopStores();
     throw error;
   }
   console.log(
     [
       '',
-      `Tickwork fleet: ${apis} api, ${workers} worker processes. Ctrl-C stops everything.`,
+      `Tickwork fleet: ${apis} api, ${workers} worker processes. Ctrl-C stops everything at once;`,
+      `  kill -TERM ${process.pid} stops it gracefully (in-flight work finishes).`,
       `  API (nginx)  ${fleet.url}/v1`,
       ...fleet.apis.map((p, i) => `  api-${i + 1}        ${p.url}   (pid ${p.child.pid})`),
       ...fleet.workers.map((p, i) => `  worker-${i + 1}     ${p.url}/health/ready   (pid ${p.child.pid})`),
@@ -135,8 +143,7 @@ async function main() {
     console.log('fleet: stopping');
     void fleet
       .stop()
-      .then(() => cluster?.stop())
-      .then(stopPg)
+      .then(stopStores)
       .then(() => process.exit(0));
   };
   process.on('SIGINT', shutdown);

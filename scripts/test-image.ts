@@ -55,8 +55,10 @@ const { values } = parseArgs({
 const keep = values.keep;
 const say = (line: string) => console.log(`[test:image] ${line}`);
 const CACHE = join(ROOT, 'node_modules', '.cache', 'tickwork-image');
-// The Debian client: the one in PATH may be a newer docker whose `build` wants buildx.
-const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+// The Debian client: the one in PATH may be a newer docker whose `build` wants buildx. Chosen
+// again once docker.io is installed: on a machine without it, it is not there yet at start.
+const dockerClient = () => (existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker');
+let DOCKER = dockerClient();
 const dockerEnv: NodeJS.ProcessEnv = { ...process.env, DOCKER_BUILDKIT: '1' };
 
 function run(cmd: string, args: string[], options: SpawnSyncOptions = {}): string {
@@ -75,7 +77,7 @@ function hasCommand(cmd: string): boolean {
 
 /** Debian's packages for the commands that are missing (apt-get update once when the lists are stale). */
 function ensurePackages(needs: Array<[command: string, pkg: string]>): void {
-  const missing = needs.filter(([cmd]) => !hasCommand(cmd)).map(([, pkg]) => pkg);
+  const missing = [...new Set(needs.filter(([cmd]) => !hasCommand(cmd)).map(([, pkg]) => pkg))];
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0)
     throw new Error(`missing ${missing.join(', ')}: run apt-get install -y ${missing.join(' ')}`);
@@ -217,6 +219,7 @@ try {
     ['dockerd', 'docker.io'],
     ['/usr/bin/docker', 'docker.io'],
   ]);
+  DOCKER = dockerClient();
   engine = await ensureEngine();
 
   let nodeImage = values['node-image'];

@@ -15,16 +15,22 @@ import { withTimeout } from '@tickwork/core';
  */
 export type RedisRole = 'producer' | 'worker';
 
-/** ioredis options from a URL, for a connection of the given role. */
+/**
+ * ioredis options from a URL, for a connection of the given role. `rediss:` is TLS; its query's
+ * `servername` names the host every node's certificate is checked against (and sent as SNI)
+ * instead of the address dialled: for a cluster that announces its nodes by IP address while
+ * its certificate names a host.
+ */
 export function redisOptionsFrom(url: string, role: RedisRole): RedisOptions {
   const parsed = new URL(url);
+  const servername = parsed.searchParams.get('servername');
   const options: RedisOptions = {
     host: parsed.hostname.replace(/^\[|\]$/g, ''),
     port: Number(parsed.port || 6379),
     ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
     ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
     ...(parsed.pathname.length > 1 ? { db: Number(parsed.pathname.slice(1)) } : {}),
-    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
+    ...(parsed.protocol === 'rediss:' ? { tls: servername ? { servername } : {} } : {}),
     connectTimeout: 2_000,
     retryStrategy: (times) => Math.min(100 * 2 ** times, 2_000),
   };
