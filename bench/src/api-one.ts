@@ -1,5 +1,5 @@
 /**
- * `node bench/src/api-one.ts <post|get|list> [node options for the api]`: one api endpoint under
+ * `node bench/src/api-one.ts <post|get|list|runs> [node options for the api]`: one api endpoint under
  * autocannon (50 connections, 5 s, after a 1 s warm-up) on a deployment of its own, with what
  * the api's Postgres connections were doing, sampled every 100 ms from pg_stat_activity (a lock
  * wait shows as `Lock:transactionid`, a connection waiting on the api as `Client:ClientRead`).
@@ -11,6 +11,7 @@
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { readFileSync } from 'node:fs';
+import { uuidv7 } from '@tickwork/core';
 import { deploy, createJobs } from './tickwork.ts';
 
 /** CPU seconds (user + system) the process has used, from `/proc/<pid>/stat` (clock ticks of 10 ms). */
@@ -44,6 +45,26 @@ try {
     [service.token],
     Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)),
   );
+  // The runs endpoint reads one job's 100 runs (as in api-bench.ts): a page of 20, the default.
+  const runsJob = seeded.ids[0]!;
+  const now = Date.now();
+  await tw.db.db
+    .insertInto('runs')
+    .values(
+      Array.from({ length: 100 }, (_, i) => ({
+        id: uuidv7(now + i),
+        job_id: runsJob,
+        service_id: service.id,
+        job_version: 1,
+        scheduled_for: new Date(now - (100 - i) * 3_600_000),
+        trigger: 'schedule' as const,
+        status: 'succeeded' as const,
+        attempts: 1,
+        http_status: 200,
+        response_excerpt: 'ok',
+      })),
+    )
+    .execute();
   let unique = 0;
   let next = 0;
   const opts: autocannon.Options =
@@ -61,16 +82,18 @@ try {
         }
       : which === 'list'
         ? { url: `${tw.api.url}/v1/jobs?limit=100`, headers: auth }
-        : {
-            url: tw.api.url,
-            requests: [
-              {
-                method: 'GET',
-                headers: auth,
-                setupRequest: (r) => ({ ...r, path: `/v1/jobs/${seeded.ids[next++ % 200]}` }),
-              },
-            ],
-          };
+        : which === 'runs'
+          ? { url: `${tw.api.url}/v1/jobs/${runsJob}/runs`, headers: auth }
+          : {
+              url: tw.api.url,
+              requests: [
+                {
+                  method: 'GET',
+                  headers: auth,
+                  setupRequest: (r) => ({ ...r, path: `/v1/jobs/${seeded.ids[next++ % 200]}` }),
+                },
+              ],
+            };
   await autocannon({ ...opts, connections: 50, duration: 1 });
   const client = new pg.Client({ connectionString: tw.db.url });
   await client.connect();
