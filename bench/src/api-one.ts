@@ -6,13 +6,22 @@
  * A quick A/B of one lever: run it for each side, interleaved, under the bench lock. Pass
  * `"--cpu-prof --cpu-prof-dir=<dir>"` for a CPU profile of the api. Prints the api's peak RSS too
  * (`VmHWM`) and its CPU seconds per second of the shot: with `TICKWORK_NODE_FLAGS=…` an A/B of the
- * process flags; with `BENCH_RATE=17 BENCH_SECONDS=60` what it needs at the seed's load.
+ * process flags; with `BENCH_RATE=17 BENCH_SECONDS=60` what it needs at the seed's load (add
+ * `BENCH_PACE=even` for requests at a steady rate instead of autocannon's per-second bursts).
  */
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { readFileSync } from 'node:fs';
 import { uuidv7 } from '@tickwork/core';
 import { deploy, createJobs } from './tickwork.ts';
+import { pacedFrom, pacedShot } from './api-paced.ts';
+
+/** `BENCH_PACE=even` with `BENCH_RATE`: the shot open loop at a steady rate (`api-paced.ts`), not autocannon's bursts. */
+async function pacedAsAutocannon(opts: autocannon.Options, rate: number, seconds: number) {
+  const { origin, next } = pacedFrom(opts);
+  const shot = await pacedShot(origin, next, rate, seconds);
+  return { requests: { average: shot.reqPerSec }, latency: { p50: shot.p50, p99: shot.p99 }, non2xx: shot.errors };
+}
 
 /** CPU seconds (user + system) the process has used, from `/proc/<pid>/stat` (clock ticks of 10 ms). */
 const cpuSeconds = (pid: number | undefined) => {
@@ -110,12 +119,15 @@ try {
   })();
   const cpuBefore = cpuSeconds(tw.api.child.pid);
   const shotStarted = performance.now();
-  const result = await autocannon({
-    ...opts,
-    connections: 50,
-    duration: seconds,
-    ...(rate === undefined ? {} : { overallRate: rate }),
-  });
+  const paced = rate !== undefined && process.env.BENCH_PACE === 'even';
+  const result = paced
+    ? await pacedAsAutocannon(opts, rate, seconds)
+    : await autocannon({
+        ...opts,
+        connections: 50,
+        duration: seconds,
+        ...(rate === undefined ? {} : { overallRate: rate }),
+      });
   const cpuPerSecond = (cpuSeconds(tw.api.child.pid) - cpuBefore) / ((performance.now() - shotStarted) / 1000);
   sampling = false;
   await sampler;

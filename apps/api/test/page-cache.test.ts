@@ -39,7 +39,7 @@ beforeAll(async () => {
         labels: { team: i % 2 === 0 ? 'even' : 'odd' },
         schedule: { every: '1h' },
         startAt,
-        target: { url: 'http://127.0.0.1:9/hook', headers: { 'x-plain': 'p' }, secretHeaders: { authorization: 'x' } },
+        target: { url: 'http://127.0.0.1:9/hook', headers: { 'x-plain': 'p', authorization: 'Bearer s3cret' } },
       },
     });
     expect(created.statusCode).toBe(201);
