@@ -214,7 +214,7 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
       const { origin, next } = pacedFrom(endpoints[name]!());
       const paced = await pacedShot(origin, next, half, options.durationS);
       console.log(
-        `  api half-rate paced ${name.padEnd(18)} ${half} req/s due, ${paced.reqPerSec} done: p50 ${paced.p50} ms p99 ${paced.p99} ms${paced.errors ? ` errors ${paced.errors}` : ''}`,
+        `  api half-rate paced ${name.padEnd(18)} ${half} req/s due, ${paced.reqPerSec} done: p50 ${paced.p50} ms p99 ${paced.p99} ms (pacer late p99 ${paced.sendLateP99} ms)${paced.errors ? ` errors ${paced.errors}` : ''}`,
       );
       figures.push({
         name,

@@ -26,6 +26,8 @@ export interface PacedShot {
   reqPerSec: number;
   p50: number;
   p99: number;
+  /** How late the pacer itself sent (p99, ms): above a few ms the load generator fell behind, not the server. */
+  sendLateP99: number;
   errors: number;
 }
 
@@ -37,11 +39,13 @@ export async function pacedShot(
 ): Promise<PacedShot> {
   const pool = new Pool(origin, { connections: 50, pipelining: 1 });
   const latencies: number[] = [];
+  const late: number[] = [];
   const pending = new Set<Promise<void>>();
   let errors = 0;
   let sent = 0;
   const start = performance.now();
   const fire = (due: number) => {
+    late.push(performance.now() - due);
     const request = next();
     const done = pool
       .request(request)
@@ -78,6 +82,7 @@ export async function pacedShot(
     reqPerSec: Math.round(latencies.length / took),
     p50: round1(percentile(latencies, 50)),
     p99: round1(percentile(latencies, 99)),
+    sendLateP99: round1(percentile(late, 99)),
     errors,
   };
 }
