@@ -40,6 +40,8 @@ const { values, positionals } = parseArgs({
     hz: { type: 'string', default: '10,100' },
     'skip-peers': { type: 'boolean', default: false },
     'skip-scale': { type: 'boolean', default: false },
+    // `fire`: the at-rate part alone (no drain, no scale-out), to keep one invocation short.
+    'skip-drain': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     env: { type: 'string', multiple: true },
     'redis-config': { type: 'string', multiple: true },
@@ -141,48 +143,56 @@ if (command === 'fire' || command === 'all') {
       console.log(
         `  hz${hz}: ${figures.deliveriesPerSec} deliveries/s, lag p50/p95/p99 ${figures.lagP50Ms}/${figures.lagP95Ms}/${figures.lagP99Ms} ms (max ${figures.lagMaxMs}), ` +
           `lost ${figures.lost}, duplicates ${figures.duplicates}, runs ${figures.runsRecorded}/${figures.expected}, Redis ${figures.redisBytesPerSchedule} B/schedule, ` +
-          `RSS api ${figures.apiRssMaxMiB} MiB (idle ${figures.apiRssIdleMiB}) workers ${figures.workerRssMaxMiB.join(',')} MiB (idle ${figures.workerRssIdleMiB.join(',')})`,
+          `RSS api ${figures.apiRssMaxMiB} MiB (idle ${figures.apiRssIdleMiB}) workers ${figures.workerRssMaxMiB.join(',')} MiB (idle ${figures.workerRssIdleMiB.join(',')}); ` +
+          `runs written in the window ${figures.recordedPerSec}/s ${JSON.stringify(figures.recordedByOutcome)}; ` +
+          `CPU in the window (% of one core) ${JSON.stringify(figures.cpuPercentOfOneCore)}`,
       );
     }
     const redis = redises.get(hzList[0]!)!;
-    const contestants = (values['skip-peers'] ? 'tickwork' : values.contestants!).split(',') as Contestant[];
-    const tw = await deploy({ redisUrl: redis.url, workers: 1, label: 'tw_bench_drain', nodeOptions });
-    try {
-      const service = await tw.service('bench-drain', 10_000_000);
-      console.log(
-        `drain: ${drainCount} occurrences due at one instant, ${rounds} round(s), contestants ${contestants.join(', ')} (Redis hz ${redis.hz})`,
-      );
-      out.drain = await drainCompare({
-        redisUrl: redis.url,
-        sink,
-        count: drainCount,
-        rounds,
-        contestants,
-        tw,
-        token: service.token,
-      });
-      for (const [kind, f] of Object.entries(out.drain.perContestant))
-        console.log(`  ${kind.padEnd(13)} ${f.perSec}/s (rounds ${f.shots.join(', ')})`);
-      console.log(
-        `  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/graphile-worker ${out.drain.tickworkOverGraphile}×, tickwork/timers ${out.drain.tickworkOverTimers}×`,
-      );
-      if (!quick && !values['skip-scale']) {
-        console.log(`scale-out: the same drain with 1..${values['max-workers']} workers`);
-        out.scale = await scaleOut({
-          tw,
-          token: service.token,
+    // `--skip-drain`: the at-rate runs alone.
+    if (!values['skip-drain']) {
+      const contestants = (values['skip-peers'] ? 'tickwork' : values.contestants!).split(',') as Contestant[];
+      const tw = await deploy({ redisUrl: redis.url, workers: 1, label: 'tw_bench_drain', nodeOptions });
+      try {
+        const service = await tw.service('bench-drain', 10_000_000);
+        console.log(
+          `drain: ${drainCount} occurrences due at one instant, ${rounds} round(s), contestants ${contestants.join(', ')} (Redis hz ${redis.hz})`,
+        );
+        out.drain = await drainCompare({
+          redisUrl: redis.url,
           sink,
           count: drainCount,
           rounds,
-          maxWorkers: Number(values['max-workers']),
+          contestants,
+          tw,
+          token: service.token,
         });
-        for (const row of out.scale.rows)
+        for (const [kind, f] of Object.entries(out.drain.perContestant))
           console.log(
-            `  workers=${row.workers} ${row.perSec}/s (${row.perWorker}/s per worker, ${row.perWorkerCpuSecond} per worker CPU-second)`,
+            `  ${kind.padEnd(13)} ${f.perSec}/s (rounds ${f.shots.join(', ')}); CPU ms per occurrence (median) ${JSON.stringify(f.cpuMsPerOccurrence)}`,
           );
+        console.log(
+          `  tickwork/bullmq-fetch ${out.drain.tickworkOverBullmqFetch}×, tickwork/pg-boss ${out.drain.tickworkOverPgboss}×, tickwork/graphile-worker ${out.drain.tickworkOverGraphile}×, tickwork/timers ${out.drain.tickworkOverTimers}×, ` +
+            `tickwork/bullmq-fetch-pg ${out.drain.tickworkOverBullmqFetchPg}×, bullmq-fetch-pg/bullmq-fetch ${out.drain.bullmqFetchPgOverBullmqFetch}×`,
+        );
+        if (!quick && !values['skip-scale']) {
+          console.log(`scale-out: the same drain with 1..${values['max-workers']} workers`);
+          out.scale = await scaleOut({
+            tw,
+            token: service.token,
+            sink,
+            count: drainCount,
+            rounds,
+            maxWorkers: Number(values['max-workers']),
+          });
+          for (const row of out.scale.rows)
+            console.log(
+              `  workers=${row.workers} ${row.perSec}/s (${row.perWorker}/s per worker, ${row.perWorkerCpuSecond} per worker CPU-second)`,
+            );
+        }
+      } finally {
+        await tw.close();
       }
-    } finally {
-      await tw.close();
     }
     const masters = Number(values['redis-cluster']);
     if (masters > 0) {

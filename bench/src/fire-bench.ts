@@ -13,8 +13,8 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { startSink, type Received, type Sink } from '@tickwork/testkit';
-import { cpuSecondsOf, loadNow, rssOf } from './machine.ts';
-import { redisUsedMemory } from './redis-server.ts';
+import { cpuSecondsOf, cpuWindow, loadNow, pidsNamed, rssOf } from './machine.ts';
+import { redisPid, redisUsedMemory } from './redis-server.ts';
 import { median, percentile, rotated, round, sleep } from './stats.ts';
 import { createJobs, deploy, type Deployment, type JobDraft } from './tickwork.ts';
 
@@ -76,6 +76,14 @@ export interface AtRateFigures {
   /** Right after start, before any schedule: what the process costs before it does anything. */
   apiRssIdleMiB: number;
   workerRssIdleMiB: number[];
+  /**
+   * Runs written during the window (any occurrence, whenever due), per second, by outcome: what
+   * the worker processed, including late occurrences its misfire policy recorded as missed.
+   */
+  recordedPerSec: number;
+  recordedByOutcome: Record<string, number>;
+  /** CPU of each process during the window, % of one core (`box`: the whole box's busy share). */
+  cpuPercentOfOneCore: Record<string, number>;
   load: string;
 }
 
@@ -138,6 +146,14 @@ export async function fireAtRate(options: {
     let apiRss = 0;
     const workerRss = tw.workers.map(() => 0);
     const load = loadNow();
+    const rPid = await redisPid(options.redisUrl).catch(() => Number.NaN);
+    const cpu = cpuWindow({
+      api: () => [tw.api.child.pid!],
+      ...Object.fromEntries(tw.workers.map((w, i) => [`worker ${i + 1}`, () => [w.child.pid!]])),
+      redis: () => (Number.isFinite(rPid) ? [rPid] : []),
+      postgres: () => pidsNamed('postgres'),
+    });
+    let cpuShare: Record<string, number> = {};
     const processes = [
       { role: 'api', proc: tw.api },
       ...tw.workers.map((proc, i) => ({ role: `worker ${i + 1}`, proc })),
@@ -150,6 +166,7 @@ export async function fireAtRate(options: {
       });
       await sleep(Math.min(1_000, Math.max(0, windowEnd - Date.now())));
     }
+    cpuShare = cpu();
     // Let the window's late occurrences arrive: until every expected one came, or none came for 3 s
     // (at most `lateWaitMs`). A late occurrence counts in the lateness figures; only one that never came is lost.
     const expectedCount = Math.round((options.measureS * 1000 * schedules) / everyMs);
@@ -204,6 +221,17 @@ export async function fireAtRate(options: {
       .where('scheduled_for', '>=', new Date(windowStart))
       .where('scheduled_for', '<', new Date(windowEnd))
       .executeTakeFirst();
+    const written = await tw.db.db
+      .selectFrom('runs')
+      .select((eb) => ['status', 'skip_reason', eb.fn.countAll<string>().as('n')])
+      .where('created_at', '>=', new Date(windowStart))
+      .where('created_at', '<', new Date(windowEnd))
+      .groupBy(['status', 'skip_reason'])
+      .execute();
+    const recordedByOutcome = Object.fromEntries(
+      written.map((row) => [row.skip_reason ? `${row.status}:${row.skip_reason}` : row.status, Number(row.n)]),
+    );
+    const recorded = Object.values(recordedByOutcome).reduce((a, b) => a + b, 0);
     return {
       redisHz: options.redisHz,
       schedules,
@@ -228,6 +256,9 @@ export async function fireAtRate(options: {
       workerRssMaxMiB: workerRss,
       apiRssIdleMiB,
       workerRssIdleMiB,
+      recordedPerSec: Math.round(recorded / options.measureS),
+      recordedByOutcome,
+      cpuPercentOfOneCore: cpuShare,
       load,
     };
   } finally {
@@ -236,7 +267,14 @@ export async function fireAtRate(options: {
   }
 }
 
-export type Contestant = 'tickwork' | 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'graphile' | 'timers';
+export type Contestant =
+  | 'tickwork'
+  | 'bullmq-noop'
+  | 'bullmq-fetch'
+  | 'bullmq-fetch-pg'
+  | 'pgboss'
+  | 'graphile'
+  | 'timers';
 
 interface Peer {
   child: ChildProcess;
@@ -279,6 +317,28 @@ async function startPeer(kind: string, env: Record<string, string>): Promise<Pee
 export interface DrainShot {
   perSec: number;
   lagP99Ms: number;
+  /**
+   * CPU of each process from the due instant to the last delivery, in ms per occurrence
+   * (`box`: the whole box's busy time; `bench (driver + sink)`: this process).
+   */
+  cpuMsPerOccurrence?: Record<string, number>;
+}
+
+/** The processes whose CPU a drain shot records, besides this one and the box. */
+type CpuRoles = Record<string, () => number[]>;
+
+/** Starts counting CPU at `dueAt` (waits for it: nothing is delivered before it anyway). */
+async function cpuFromDue(dueAt: number, roles: CpuRoles | undefined) {
+  if (!roles) return undefined;
+  await sleep(Math.max(0, dueAt - Date.now()));
+  const startedAt = Date.now();
+  const stop = cpuWindow(roles);
+  return (count: number) => {
+    const seconds = (Date.now() - startedAt) / 1000;
+    return Object.fromEntries(
+      Object.entries(stop()).map(([role, percent]) => [role, round(((percent / 100) * seconds * 1000) / count, 2)]),
+    );
+  };
 }
 
 /** Waits until `count` callbacks whose path starts with `path` reached the sink; their receive times. */
@@ -323,6 +383,7 @@ export async function tickworkDrain(
   tag: string,
   createPerSec: { value: number },
   retries = 2,
+  cpuRoles?: CpuRoles,
 ): Promise<DrainShot> {
   // Twice the time the last creates took (the first guess is 150/s): creates share the box with
   // the worker and the other contestants' leftovers, and ran at 141/s in a quick run at load 8.7.
@@ -343,39 +404,61 @@ export async function tickworkDrain(
     console.log(
       `  (creating ${count} jobs took past their due instant at ${Math.round(createPerSec.value)}/s; again with a wider margin)`,
     );
-    return tickworkDrain(tw, token, sink, count, `${tag}r`, createPerSec, retries - 1);
+    return tickworkDrain(tw, token, sink, count, `${tag}r`, createPerSec, retries - 1, cpuRoles);
   }
+  const cpu = await cpuFromDue(dueAt, cpuRoles);
   const arrivals = await sinkArrivals(sink, `/tw/${tag}`, count, 120_000);
-  return shotOf(
-    dueAt,
-    arrivals.map((r) => r.at),
-    count,
-  );
+  return {
+    ...shotOf(
+      dueAt,
+      arrivals.map((r) => r.at),
+      count,
+    ),
+    ...(cpu ? { cpuMsPerOccurrence: cpu(count) } : {}),
+  };
 }
 
-async function peerDrain(peer: Peer, kind: Contestant, sink: Sink, count: number, tag: string): Promise<DrainShot> {
+async function peerDrain(
+  peer: Peer,
+  kind: Contestant,
+  sink: Sink,
+  count: number,
+  tag: string,
+  cpuRoles?: CpuRoles,
+): Promise<DrainShot> {
   const dueAt = Date.now() + 1_000 + Math.ceil(count / 10);
   peer.child.send({ type: 'load', count, dueAt, tag });
   if (process.env.BENCH_DEBUG) console.log('debug: load sent', kind);
   await peer.next('loaded');
   if (Date.now() >= dueAt) throw new Error(`${kind}: loading took past the due instant`);
   if (process.env.BENCH_DEBUG) console.log('debug: loaded', kind);
+  const cpu = await cpuFromDue(dueAt, cpuRoles);
   const drained = await peer.next('drained');
   if (process.env.BENCH_DEBUG) console.log('debug: drained', kind, sink.received.length);
-  if (kind === 'bullmq-noop') return shotOf(dueAt, [drained.lastAt!], count);
+  const withCpu = (shot: DrainShot) => (cpu ? { ...shot, cpuMsPerOccurrence: cpu(count) } : shot);
+  if (kind === 'bullmq-noop') return withCpu(shotOf(dueAt, [drained.lastAt!], count));
   const arrivals = await sinkArrivals(sink, `/peer/${tag}`, count, 120_000);
-  return shotOf(
-    dueAt,
-    arrivals.map((r) => r.at),
-    count,
+  return withCpu(
+    shotOf(
+      dueAt,
+      arrivals.map((r) => r.at),
+      count,
+    ),
   );
 }
 
 export interface DrainFigures {
   count: number;
   rounds: number;
-  perContestant: Record<string, { perSec: number; lagP99Ms: number; shots: number[] }>;
+  perContestant: Record<
+    string,
+    { perSec: number; lagP99Ms: number; shots: number[]; cpuMsPerOccurrence: Record<string, number> }
+  >;
   tickworkOverBullmqFetch: number;
+  /** Tickwork / raw BullMQ + the call + the least ledger (a run row and its outcome). */
+  tickworkOverBullmqFetchPg: number;
+  /** What the least ledger costs raw BullMQ + the call. */
+  bullmqFetchPgOverBullmqFetch: number;
   tickworkOverPgboss: number;
   tickworkOverGraphile: number;
   tickworkOverTimers: number;
@@ -418,12 +501,19 @@ export async function drainCompare(options: {
     const shots: Record<string, DrainShot[]> = {};
     const ratios = {
       fetch: [] as number[],
+      fetchPg: [] as number[],
+      ledger: [] as number[],
       pgboss: [] as number[],
       graphile: [] as number[],
       timers: [] as number[],
       noop: [] as number[],
     };
     const loads: string[] = [];
+    const rPid = await redisPid(options.redisUrl).catch(() => Number.NaN);
+    const common: CpuRoles = {
+      redis: () => (Number.isFinite(rPid) ? [rPid] : []),
+      postgres: () => pidsNamed('postgres'),
+    };
     for (let r = 0; r < options.rounds; r++) {
       loads.push(loadNow());
       const inRound: Partial<Record<Contestant, DrainShot>> = {};
@@ -431,11 +521,16 @@ export async function drainCompare(options: {
         const tag = `${kind}-${r}`;
         const shot =
           kind === 'tickwork'
-            ? await tickworkDrain(options.tw, options.token, sink, count, tag, createPerSec)
+            ? await tickworkDrain(options.tw, options.token, sink, count, tag, createPerSec, 2, {
+                worker: () => options.tw.workers.map((w) => w.child.pid!),
+                api: () => [options.tw.api.child.pid!],
+                ...common,
+              })
             : await (async () => {
                 peers.set(kind, await startPeer(kind, env));
                 try {
-                  return await peerDrain(peers.get(kind)!, kind, sink, count, tag);
+                  const peer = peers.get(kind)!;
+                  return await peerDrain(peer, kind, sink, count, tag, { worker: () => [peer.child.pid!], ...common });
                 } finally {
                   await closePeer(kind);
                 }
@@ -445,12 +540,16 @@ export async function drainCompare(options: {
         shots[kind] ??= [];
         shots[kind].push(shot);
         console.log(
-          `  drain round ${r + 1}/${options.rounds} ${kind.padEnd(13)} ${shot.perSec}/s, last-delivery lag p99 ${shot.lagP99Ms} ms`,
+          `  drain round ${r + 1}/${options.rounds} ${kind.padEnd(13)} ${shot.perSec}/s, last-delivery lag p99 ${shot.lagP99Ms} ms; ` +
+            `CPU ms per occurrence ${JSON.stringify(shot.cpuMsPerOccurrence)}`,
         );
         await sleep(500);
       }
       const tick = inRound.tickwork?.perSec ?? Number.NaN;
       if (inRound['bullmq-fetch']) ratios.fetch.push(tick / inRound['bullmq-fetch'].perSec);
+      if (inRound['bullmq-fetch-pg']) ratios.fetchPg.push(tick / inRound['bullmq-fetch-pg'].perSec);
+      if (inRound['bullmq-fetch-pg'] && inRound['bullmq-fetch'])
+        ratios.ledger.push(inRound['bullmq-fetch-pg'].perSec / inRound['bullmq-fetch'].perSec);
       if (inRound.pgboss) ratios.pgboss.push(tick / inRound.pgboss.perSec);
       if (inRound.graphile) ratios.graphile.push(tick / inRound.graphile.perSec);
       if (inRound.timers) ratios.timers.push(tick / inRound.timers.perSec);
@@ -463,6 +562,12 @@ export async function drainCompare(options: {
         perSec: median(list.map((s) => s.perSec)),
         lagP99Ms: median(list.map((s) => s.lagP99Ms)),
         shots: list.map((s) => s.perSec),
+        cpuMsPerOccurrence: Object.fromEntries(
+          Object.keys(list[0]?.cpuMsPerOccurrence ?? {}).map((role) => [
+            role,
+            median(list.map((s) => s.cpuMsPerOccurrence?.[role] ?? Number.NaN)),
+          ]),
+        ),
       };
     }
     return {
@@ -470,6 +575,8 @@ export async function drainCompare(options: {
       rounds: options.rounds,
       perContestant,
       tickworkOverBullmqFetch: round(median(ratios.fetch), 3),
+      tickworkOverBullmqFetchPg: round(median(ratios.fetchPg), 3),
+      bullmqFetchPgOverBullmqFetch: round(median(ratios.ledger), 3),
       tickworkOverPgboss: round(median(ratios.pgboss), 3),
       tickworkOverGraphile: round(median(ratios.graphile), 3),
       tickworkOverTimers: round(median(ratios.timers), 3),

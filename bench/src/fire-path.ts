@@ -7,6 +7,7 @@
  * Prints occurrences/s of each checkout per block and the median per-block ratio to the first.
  */
 import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -50,7 +51,9 @@ interface Variant {
 }
 const variants: Variant[] = [];
 for (const c of checkouts) {
-  const fire = await import(`${c.dir}/apps/worker/src/fire.ts`);
+  // The fire path is apps/worker/src/fire/ since it was split by concern; one file before.
+  const split = `${c.dir}/apps/worker/src/fire/index.ts`;
+  const fire = await import(existsSync(split) ? split : `${c.dir}/apps/worker/src/fire.ts`);
   const deliver = await import(`${c.dir}/apps/worker/src/deliver.ts`);
   const { createDatabase } = await import(`${c.dir}/packages/db/src/database.ts`);
   // Sized as the worker sizes its pool (concurrency + 2).

@@ -1,7 +1,7 @@
 /** The machine a figure was measured on, printed with every run and written into RESULTS.md. */
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 
@@ -80,4 +80,57 @@ export function cpuSecondsOf(pid: number): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** Every process whose command name is `name` (Linux /proc), e.g. all of Postgres's backends. */
+export function pidsNamed(name: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === name) pids.push(Number(entry));
+    } catch {
+      // it ended meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Busy and total CPU ticks of the whole box so far (/proc/stat's first line). */
+function boxTicks(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * CPU used by each role during a window, in % of one core (200% = both cores of a 2-core box),
+ * and the whole box's busy share. A role is a set of pids read at the start and at the end (so
+ * Postgres backends that come and go are counted for the part of the window they lived).
+ */
+export function cpuWindow(roles: Record<string, () => number[]>): () => Record<string, number> {
+  const startedAt = performance.now();
+  const box0 = boxTicks();
+  const self0 = process.cpuUsage();
+  const before = new Map<number, number>();
+  for (const pids of Object.values(roles)) for (const pid of pids()) before.set(pid, cpuSecondsOf(pid));
+  return () => {
+    const seconds = (performance.now() - startedAt) / 1000;
+    const share = (cpu: number) => Math.round((cpu / seconds) * 100);
+    const out: Record<string, number> = {};
+    for (const [role, pids] of Object.entries(roles)) {
+      let cpu = 0;
+      for (const pid of pids()) {
+        const now = cpuSecondsOf(pid);
+        if (Number.isFinite(now)) cpu += now - (before.get(pid) ?? 0);
+      }
+      out[role] = share(cpu);
+    }
+    const self = process.cpuUsage(self0);
+    out['bench (driver + sink)'] = share((self.user + self.system) / 1e6);
+    const box1 = boxTicks();
+    out.box = Math.round(((box1.busy - box0.busy) / Math.max(1, box1.total - box0.total)) * 100 * cpus().length);
+    return out;
+  };
 }

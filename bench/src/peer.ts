@@ -2,6 +2,8 @@
  * A peer scheduler in a process of its own (as Tickwork's worker is), driven over IPC by the bench:
  *   bullmq-noop   raw BullMQ Worker, same concurrency, no-op jobs: the queue's ceiling;
  *   bullmq-fetch  raw BullMQ Worker making the same HTTP call Tickwork makes, nothing of ours;
+ *   bullmq-fetch-pg  the same, plus the least a ledger needs: a run row inserted before the call
+ *                 and its outcome written after (two autocommit statements on a pool of concurrency + 2);
  *   pgboss        pg-boss (Postgres only) making the same call;
  *   graphile      graphile-worker (Postgres only) making the same call, one job per occurrence;
  *   timers        the seed's design: in-memory setTimeout in one process, 10 calls at a time.
@@ -9,10 +11,11 @@
  * { type: 'drained', firstAt, lastAt, lagMs[] } once `count` jobs of that load have finished.
  */
 import { Queue, Worker, type ConnectionOptions } from 'bullmq';
+import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { Agent, request } from 'undici';
 
-const kind = process.argv[2] as 'bullmq-noop' | 'bullmq-fetch' | 'pgboss' | 'graphile' | 'timers';
+const kind = process.argv[2] as 'bullmq-noop' | 'bullmq-fetch' | 'bullmq-fetch-pg' | 'pgboss' | 'graphile' | 'timers';
 const concurrency = Number(process.env.CONCURRENCY ?? 10);
 const sinkUrl = process.env.SINK_URL ?? '';
 const redisUrl = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
@@ -67,12 +70,49 @@ async function handle(payload: Payload, withHttp: boolean): Promise<void> {
   finished(startedAt, payload);
 }
 
+/**
+ * The least a scheduler's ledger costs per occurrence: one row per (job, instant), unique, inserted
+ * before the call, its outcome written after; no transaction, no job row read, no signing.
+ */
+async function startLedger() {
+  const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL!, max: concurrency + 2 });
+  await pool.query(`CREATE TABLE IF NOT EXISTS peer_runs (
+    id text PRIMARY KEY, scheduled_for timestamptz NOT NULL, status text NOT NULL,
+    started_at timestamptz, finished_at timestamptz, http_status int)`);
+  return {
+    start: (p: Payload) =>
+      pool.query({
+        name: 'peer-start',
+        text: `INSERT INTO peer_runs (id, scheduled_for, status, started_at) VALUES ($1, $2, 'running', now())
+               ON CONFLICT (id) DO NOTHING`,
+        values: [p.id, new Date(p.dueAt)],
+      }),
+    finish: (p: Payload) =>
+      pool.query({
+        name: 'peer-finish',
+        text: `UPDATE peer_runs SET status = 'succeeded', finished_at = now(), http_status = 200 WHERE id = $1`,
+        values: [p.id],
+      }),
+    end: () => pool.end(),
+  };
+}
+
 let load: (count: number, dueAt: number, tag: string) => Promise<void>;
 let close: () => Promise<void>;
 
-if (kind === 'bullmq-noop' || kind === 'bullmq-fetch') {
+if (kind === 'bullmq-noop' || kind === 'bullmq-fetch' || kind === 'bullmq-fetch-pg') {
   const queue = new Queue('peer', { connection, prefix });
-  const worker = new Worker<Payload>('peer', (job) => handle(job.data, kind === 'bullmq-fetch'), {
+  const ledger = kind === 'bullmq-fetch-pg' ? await startLedger() : undefined;
+  const process_ = ledger
+    ? async (payload: Payload) => {
+        const startedAt = Date.now();
+        await ledger.start(payload);
+        await call(payload);
+        await ledger.finish(payload);
+        finished(startedAt, payload);
+      }
+    : (payload: Payload) => handle(payload, kind !== 'bullmq-noop');
+  const worker = new Worker<Payload>('peer', (job) => process_(job.data), {
     connection,
     prefix,
     concurrency,
@@ -93,6 +133,7 @@ if (kind === 'bullmq-noop' || kind === 'bullmq-fetch') {
     await worker.close();
     await queue.obliterate({ force: true }).catch(() => {});
     await queue.close();
+    await ledger?.end();
   };
 } else if (kind === 'pgboss') {
   const boss = new PgBoss({

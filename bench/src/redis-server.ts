@@ -20,3 +20,13 @@ export async function redisUsedMemory(url: string): Promise<number> {
     redis.disconnect();
   }
 }
+
+/** The pid of the Redis server behind `url` (`INFO server`'s `process_id`). */
+export async function redisPid(url: string): Promise<number> {
+  const redis = new Redis(url);
+  try {
+    return Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1] ?? Number.NaN);
+  } finally {
+    redis.disconnect();
+  }
+}

@@ -102,6 +102,7 @@ export default fp<AppConfig>(
         fireQueue: app.fireQueue,
         log: app.log,
         announceAuthChange: () => app.announceAuthChange(),
+        announceJobChange: app.announceJobChange,
         calendars: app.calendars,
       }),
     );

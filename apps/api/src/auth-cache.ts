@@ -143,6 +143,11 @@ export class JobCache {
     return row;
   }
 
+  /** How long a row is kept at most: a row read before a change is gone this long after it. */
+  get ttlMs(): number {
+    return this.#ttlMs;
+  }
+
   /** Drops a job's row (a change of this instance's, before it answers; or a notification). */
   delete(id: string): void {
     this.#map.delete(id);

@@ -1,5 +1,5 @@
 export * from './deliver.ts';
-export * from './fire.ts';
+export * from './fire/index.ts';
 export * from './outbound-guard.ts';
 export * from './prune.ts';
 export * from './worker.ts';

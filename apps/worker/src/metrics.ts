@@ -1,7 +1,7 @@
 /**
  * The worker's Prometheus metrics, served on WORKER_PORT at /metrics. Outcomes are observed from
  * the BullMQ Worker's events (`completed` carries a FireResult, `failed` a RetryLaterError for a
- * retry), so the occurrence logic in fire.ts knows nothing of metrics.
+ * retry), so the occurrence logic in fire/ knows nothing of metrics.
  *
  * Counters and histograms describe the process, so they live once per process and join every
  * registry made here; the gauges belong to one started worker (its pool, its readiness). Every
@@ -25,7 +25,7 @@ import {
 } from '@tickwork/metrics';
 import { RUN_STATUSES, RUN_TRIGGERS, onScheduleError } from '@tickwork/core';
 import type { FireJobData } from '@tickwork/queue';
-import { RetryLaterError, type FireResult } from './fire.ts';
+import { RetryLaterError, type FireResult } from './fire/index.ts';
 import { REPAIR_KINDS, type RepairKind } from './reconcile.ts';
 
 const runs = new Counter({

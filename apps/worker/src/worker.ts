@@ -30,7 +30,7 @@ import {
   type FireJobData,
 } from '@tickwork/queue';
 import { createDispatchers } from './deliver.ts';
-import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire.ts';
+import { RetryLaterError, fireOccurrence, tickworkBackoff, type FireContext } from './fire/index.ts';
 import { startAlertWatch } from './alerts.ts';
 import { startMaintenance, type MaintenanceTask } from './maintenance.ts';
 import { countReconcileRepairs, createWorkerRegistry, observeScheduleErrors, observeWorker } from './metrics.ts';

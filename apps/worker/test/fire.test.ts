@@ -26,7 +26,7 @@ import {
 } from '@tickwork/db';
 import { createTestDatabase, testBaseUrls, testPrefix, type TestDatabase } from '@tickwork/testkit';
 import { createDispatchers } from '../src/deliver.ts';
-import { RetryLaterError, fireOccurrence, type FireContext } from '../src/fire.ts';
+import { RetryLaterError, fireOccurrence, type FireContext } from '../src/fire/index.ts';
 
 let db: TestDatabase;
 let queue: Queue<FireJobData>;
@@ -244,6 +244,41 @@ describe('fireOccurrence', () => {
     ]);
     // The same run (the same webhook-id), its second attempt.
     expect(rows[3]).toMatchObject({ id: run.id, attempts: 2 });
+  });
+
+  it('checks the skipped slots on a takeover of an occurrence decided skipped, but not of a paused one', async () => {
+    const { service, job, t0 } = await everySecondJobSince2sAgo('gaps-skipped-takeover', { excludeToday: true });
+    const base = { jobId: job.id, serviceId: service.id, jobVersion: 1, trigger: 'schedule' as const };
+    await recordOccurrence(db.db, { ...base, id: uuidv7(), scheduledFor: new Date(t0), status: 'succeeded' });
+    // t0+3s decided `excluded` under the job's lock and committed; its worker died before the slot check.
+    const skipped = { ...base, status: 'skipped' as const };
+    await recordOccurrence(db.db, {
+      ...skipped,
+      id: uuidv7(),
+      scheduledFor: new Date(t0 + 3_000),
+      skipReason: 'excluded',
+    });
+    expect(
+      await fireOccurrence({ ...ctx, queue: queue as never }, await schedulerOccurrence(job.id, t0 + 3_000)),
+    ).toMatchObject({
+      outcome: 'skipped',
+      reason: 'excluded',
+    });
+    // t0+6s decided `paused`: a paused job owes nothing, so its takeover records no slots.
+    await recordOccurrence(db.db, {
+      ...skipped,
+      id: uuidv7(),
+      scheduledFor: new Date(t0 + 6_000),
+      skipReason: 'paused',
+    });
+    await fireOccurrence({ ...ctx, queue: queue as never }, await schedulerOccurrence(job.id, t0 + 6_000));
+    expect(await ledgerOf(job.id, t0)).toEqual([
+      [0, 'succeeded', null],
+      [1_000, 'skipped', 'excluded'],
+      [2_000, 'skipped', 'excluded'],
+      [3_000, 'skipped', 'excluded'],
+      [6_000, 'skipped', 'paused'],
+    ]);
   });
 
   it('records an occurrence on an excluded day, and the slots the timer skipped on one, as excluded', async () => {

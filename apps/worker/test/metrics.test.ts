@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { cronRepeatStrategy } from '@tickwork/queue';
 import { sampleValue, parseExposition } from '@tickwork/testkit';
-import { RetryLaterError } from '../src/fire.ts';
+import { RetryLaterError } from '../src/fire/index.ts';
 import {
   countReconcileRepairs,
   createWorkerRegistry,

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { buildJobSpec, type Job } from './job.ts';
-import { catchUpOf, dueAtOf, misfireVerdict, outsideLimits } from './policies.ts';
+import {
+  catchUpOf,
+  dueAtOf,
+  judgeOccurrence,
+  misfireVerdict,
+  outsideLimits,
+  type OccurrenceFacts,
+} from './policies.ts';
 import { applyJobPatch, ifMatchAllows, mergePatch } from './patch.ts';
 import { canonicalJson, parseIdempotencyKey, requestFingerprint } from './idempotency.ts';
 import { TickworkError } from './errors.ts';
@@ -66,6 +73,73 @@ describe('window and maxRuns', () => {
     expect(outsideLimits(job, now + 60_000, 1)).toBeUndefined();
     expect(outsideLimits(job, now + 60_001, 0)).toBe('after_end');
     expect(outsideLimits(job, now + 1, 2)).toBe('max_runs');
+  });
+});
+
+describe('judgeOccurrence', () => {
+  const facts = (overrides: Partial<OccurrenceFacts> = {}, job: Partial<Job> = {}): OccurrenceFacts => ({
+    job: aJob(job),
+    skipUntil: null,
+    runCount: 0,
+    serviceDisabled: false,
+    version: 1,
+    scheduledFor: now,
+    now: now + 10,
+    mayWait: true,
+    excluded: false,
+    ...overrides,
+  });
+  it('applies the rules in their order: the first that stops an occurrence names the verdict', () => {
+    expect(judgeOccurrence(facts())).toEqual({ kind: 'deliver', catchUp: false });
+    expect(judgeOccurrence(facts({ serviceDisabled: true }, { state: 'paused' }))).toEqual({ kind: 'disabled' });
+    const jittered = facts({ now }, { jitterMs: 60_000 });
+    const dueAt = dueAtOf(jittered.job, now);
+    expect(dueAt).toBeGreaterThan(now);
+    expect(judgeOccurrence(jittered)).toEqual({ kind: 'wait', dueAt });
+    expect(judgeOccurrence({ ...jittered, mayWait: false })).toEqual({ kind: 'deliver', catchUp: false });
+    expect(judgeOccurrence(facts({ version: 2 }, { state: 'paused' }))).toEqual({ kind: 'skip', reason: 'paused' });
+    expect(judgeOccurrence(facts({ version: 2 }, { state: 'completed' }))).toEqual({
+      kind: 'skip',
+      reason: 'superseded',
+    });
+    expect(judgeOccurrence(facts({ runCount: 5 }, { state: 'completed', maxRuns: 1 }))).toEqual({
+      kind: 'drop',
+      reason: 'completed',
+    });
+    expect(judgeOccurrence(facts({ runCount: 1, excluded: true }, { maxRuns: 1 }))).toEqual({
+      kind: 'drop',
+      reason: 'max_runs',
+    });
+    const late = now + 10 * 60_000;
+    expect(judgeOccurrence(facts({ excluded: true, skipUntil: late, now: late }))).toEqual({
+      kind: 'skip',
+      reason: 'excluded',
+    });
+    expect(judgeOccurrence(facts({ skipUntil: now + 1, now: late }))).toEqual({ kind: 'skip', reason: 'requested' });
+    expect(judgeOccurrence(facts({ skipUntil: now }))).toEqual({ kind: 'deliver', catchUp: false });
+  });
+  it('asks for a fact that costs a query only when the verdict turns on it', () => {
+    const late = now + 10 * 60_000;
+    expect(judgeOccurrence(facts({ now: late }))).toEqual({ kind: 'ask', question: 'caughtUp' });
+    expect(judgeOccurrence(facts({ now: late, caughtUp: false }))).toEqual({ kind: 'deliver', catchUp: true });
+    expect(judgeOccurrence(facts({ now: late, caughtUp: true }))).toEqual({ kind: 'skip', reason: 'missed' });
+    // Under `skip` a late occurrence is missed whether the job caught up or not: nothing to ask.
+    const skip = { misfire: { policy: 'skip' as const, graceMs: 1_000 } };
+    expect(judgeOccurrence(facts({ now: late }, skip))).toEqual({ kind: 'skip', reason: 'missed' });
+    expect(judgeOccurrence(facts({}, { overlap: 'skip' }))).toEqual({ kind: 'ask', question: 'runInFlight' });
+    expect(judgeOccurrence(facts({ runInFlight: true }, { overlap: 'skip' }))).toEqual({
+      kind: 'skip',
+      reason: 'overlap',
+    });
+    expect(judgeOccurrence(facts({ runInFlight: false }, { overlap: 'skip' }))).toEqual({
+      kind: 'deliver',
+      catchUp: false,
+    });
+    // Misfire before overlap: a missed occurrence never asks about runs in flight.
+    expect(judgeOccurrence(facts({ now: late, caughtUp: true }, { overlap: 'skip' }))).toEqual({
+      kind: 'skip',
+      reason: 'missed',
+    });
   });
 });
 

@@ -125,3 +125,74 @@ export function slotsBetween(
     }
   });
 }
+
+/** What the fire path knows of a scheduled occurrence when it judges it. Times are epoch ms. */
+export interface OccurrenceFacts {
+  job: Pick<Job, 'id' | 'state' | 'version' | 'overlap' | 'startAt' | 'endAt' | 'maxRuns' | 'jitterMs' | 'misfire'>;
+  /** The job's `skipUntil` (a skip asked for): occurrences before it are skipped; null for none. */
+  skipUntil: number | null;
+  /** The scheduled runs recorded before this one (what `maxRuns` limits). */
+  runCount: number;
+  serviceDisabled: boolean;
+  /** The job version the occurrence was registered under (its scheduler's). */
+  version: number;
+  scheduledFor: number;
+  now: number;
+  /** Whether an occurrence taken before its jittered start goes back to wait (a first attempt only). */
+  mayWait: boolean;
+  /** Whether one of the job's calendars excludes the occurrence's day. */
+  excluded: boolean;
+  /** Whether the job has moved past this late occurrence (see `misfireVerdict`); asked for when needed. */
+  caughtUp?: boolean | undefined;
+  /** Whether another run of the job is in flight (for `overlap: skip`); asked for when needed. */
+  runInFlight?: boolean | undefined;
+}
+
+/** The questions {@link judgeOccurrence} may ask: each one a query, so asked only when it decides. */
+export type OccurrenceQuestion = 'caughtUp' | 'runInFlight';
+
+export type OccurrenceVerdict =
+  | { kind: 'disabled' }
+  /** Taken before its jittered start: it waits until `dueAt`; nothing is recorded. */
+  | { kind: 'wait'; dueAt: number }
+  /** Recorded as a run `skipped` for `reason`. */
+  | { kind: 'skip'; reason: 'paused' | 'superseded' | 'excluded' | 'requested' | 'missed' | 'overlap' }
+  /** Not recorded at all: the job has ended, or the occurrence lies outside its window or maxRuns. */
+  | { kind: 'drop'; reason: 'completed' | 'before_start' | 'after_end' | 'max_runs' }
+  /** Recorded and delivered; `catchUp` when it is late and the job's one catch-up (`fire_once`). */
+  | { kind: 'deliver'; catchUp: boolean }
+  /** The verdict depends on a fact not yet in `facts`: answer it and judge again. */
+  | { kind: 'ask'; question: OccurrenceQuestion };
+
+/**
+ * The rules of a scheduled occurrence, in the order they apply: the service is enabled; it waits
+ * out its jitter; the job is not paused and still at the occurrence's version; not completed;
+ * inside its window and under `maxRuns`; not on a day a calendar excludes; not skipped on
+ * request; not too late (misfire); not overlapping a run in flight (`overlap: skip`). The two
+ * facts that cost a query are asked for (`ask`) only when the verdict turns on them.
+ * `lockAndRecordOnTime` (packages/db) states the same rules in SQL for its common case; a
+ * property test holds the two to the same verdict.
+ */
+export function judgeOccurrence(facts: OccurrenceFacts): OccurrenceVerdict {
+  const { job, scheduledFor, now } = facts;
+  if (facts.serviceDisabled) return { kind: 'disabled' };
+  // Jitter delays the start, never the occurrence's instant (`tickwork-scheduled-for`).
+  const dueAt = dueAtOf(job, scheduledFor);
+  if (facts.mayWait && now < dueAt) return { kind: 'wait', dueAt };
+  if (job.state === 'paused') return { kind: 'skip', reason: 'paused' };
+  if (job.version !== facts.version) return { kind: 'skip', reason: 'superseded' };
+  if (job.state === 'completed') return { kind: 'drop', reason: 'completed' };
+  const limit = outsideLimits(job, scheduledFor, facts.runCount);
+  if (limit) return { kind: 'drop', reason: limit };
+  // Before misfire: an excluded occurrence is `excluded` however late it comes.
+  if (facts.excluded) return { kind: 'skip', reason: 'excluded' };
+  if (facts.skipUntil !== null && scheduledFor < facts.skipUntil) return { kind: 'skip', reason: 'requested' };
+  const misfire = misfireVerdict(job, scheduledFor, now, facts.caughtUp === true);
+  if (misfire === 'catch_up' && facts.caughtUp === undefined) return { kind: 'ask', question: 'caughtUp' };
+  if (misfire === 'missed') return { kind: 'skip', reason: 'missed' };
+  if (job.overlap === 'skip') {
+    if (facts.runInFlight === undefined) return { kind: 'ask', question: 'runInFlight' };
+    if (facts.runInFlight) return { kind: 'skip', reason: 'overlap' };
+  }
+  return { kind: 'deliver', catchUp: misfire === 'catch_up' };
+}

@@ -13,7 +13,9 @@
  *   barrier notification after the change's commit, and waits until every listening instance
  *   (by the `application_name` of its connection in `pg_stat_activity`) has acknowledged it.
  *   Notifications arrive in commit order, so an instance that acknowledges has dropped what the
- *   change made stale.
+ *   change made stale. A barrier may carry invalidations of its own (`invalidate`): each
+ *   instance applies them as it receives the barrier, so a row it read from a lagging replica
+ *   between the commit's notification and the barrier is dropped too.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -121,8 +123,13 @@ export class CacheBus {
       return;
     }
     if (payload.startsWith('b:')) {
+      const [barrier, ...invalidations] = payload.slice(2).split(' ');
+      for (const invalidation of invalidations) {
+        this.#generation++;
+        this.#options.onInvalidate(invalidation);
+      }
       // Everything committed before the barrier has been handled: acknowledge it.
-      client.query('SELECT pg_notify($1, $2)', [ACK_CHANNEL, `${payload.slice(2)} ${this.instanceId}`]).catch(() => {});
+      client.query('SELECT pg_notify($1, $2)', [ACK_CHANNEL, `${barrier} ${this.instanceId}`]).catch(() => {});
       return;
     }
     this.#generation++;
@@ -131,9 +138,10 @@ export class CacheBus {
 
   /**
    * Resolves once every listening api instance has handled every change committed before this
-   * call; rejects when one has not within `barrierTimeoutMs`, or the bus is not live.
+   * call, and the `invalidate` messages (`j:<job id>`, `a`) sent with it; rejects when one has
+   * not within `timeoutMs` (by default `barrierTimeoutMs`), or the bus is not live.
    */
-  async barrier(): Promise<void> {
+  async barrier(options: { invalidate?: readonly string[]; timeoutMs?: number } = {}): Promise<void> {
     const client = this.#client;
     if (!this.#live || !client) throw new Error('the cache bus is not listening');
     const barrier = randomUUID();
@@ -149,11 +157,12 @@ export class CacheBus {
       this.#acks.set(barrier, { waiting, done: resolve });
       timer = setTimeout(
         () => reject(new Error(`api instances did not acknowledge: ${[...waiting].join(', ')}`)),
-        this.#options.barrierTimeoutMs ?? 2_000,
+        options.timeoutMs ?? this.#options.barrierTimeoutMs ?? 2_000,
       );
     });
     try {
-      await client.query('SELECT pg_notify($1, $2)', [CACHE_CHANNEL, `b:${barrier}`]);
+      const message = [`b:${barrier}`, ...(options.invalidate ?? [])].join(' ');
+      await client.query('SELECT pg_notify($1, $2)', [CACHE_CHANNEL, message]);
       await acknowledged;
     } finally {
       clearTimeout(timer);

@@ -2,6 +2,8 @@
  * A TCP proxy a test can cut, as Toxiproxy does: it stands between Tickwork and a server (here
  * Postgres) so a test can take the server away without stopping the shared one. `cut()` closes
  * every open connection and refuses new ones; `restore()` listens again on the same port.
+ * `hold()` keeps what the server sends (buffered, in order) from reaching its clients until
+ * `release()`: a server that answers late, or a notification that arrives late.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -11,11 +13,15 @@ export interface TcpProxy {
   urlThrough(url: string): string;
   cut(): Promise<void>;
   restore(): Promise<void>;
+  hold(): void;
+  release(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
+  const pairs = new Set<{ client: Socket; upstream: Socket }>();
+  let held = false;
   let server: Server | undefined;
   let port = 0;
 
@@ -30,8 +36,12 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
           upstream.destroy();
         });
       }
+      const pair = { client, upstream };
+      pairs.add(pair);
+      upstream.on('close', () => pairs.delete(pair));
       client.pipe(upstream);
-      upstream.pipe(client);
+      if (held) upstream.pause();
+      else upstream.pipe(client);
     });
     await new Promise<void>((resolve, reject) => {
       next.once('error', reject);
@@ -62,6 +72,18 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     cut,
     async restore() {
       if (!server) await listen();
+    },
+    hold() {
+      held = true;
+      for (const { client, upstream } of pairs) {
+        upstream.unpipe(client);
+        upstream.pause();
+      }
+    },
+    release() {
+      if (!held) return;
+      held = false;
+      for (const { client, upstream } of pairs) upstream.pipe(client);
     },
     close: cut,
   };

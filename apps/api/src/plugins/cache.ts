@@ -19,6 +19,13 @@ declare module 'fastify' {
       /** Serialized rows of list pages, by id and row version. */
       pages: { jobs: SerializedRows; runs: SerializedRows } | undefined;
     };
+    /**
+     * Read your writes through every instance, after a committed change of a job: the request's
+     * write marks are raised (with a read replica), then a barrier carrying the job's
+     * invalidation is acknowledged by every instance, or the job cache's TTL runs out, whichever
+     * comes first. Either way no instance answers the old row once this resolves. Never fails.
+     */
+    announceJobChange: (serviceId: string, jobId: string) => Promise<void>;
   }
 }
 
@@ -58,6 +65,30 @@ export default fp<CachePluginOptions>(
         ? undefined
         : { jobs: new SerializedRows(), runs: new SerializedRows() };
     app.decorate('caches', { bus, principals, jobs, pages });
+    app.decorate('announceJobChange', async (serviceId: string, jobId: string) => {
+      if (!jobs) return; // the read router's marks are raised by its onSend hook
+      // The marks first: a row another instance reads after the barrier reaches it is read
+      // from where they say (the primary, or a replica that has replayed the change).
+      await app.readRouter?.markWritten([`svc:${serviceId}`, 'all']).catch((error: unknown) => {
+        app.log.warn({ err: error }, 'could not record the write mark; a replica read may lag behind it');
+      });
+      // A stale row can only come from a read begun before this instant.
+      const marked = Date.now();
+      const barrier = bus?.live
+        ? bus.barrier({ invalidate: [`j:${jobId}`], timeoutMs: jobs.ttlMs }).then(
+            () => true,
+            (error: unknown) => {
+              app.log.warn({ err: error, jobId }, 'a job change was not acknowledged; answering after the cache TTL');
+              return false;
+            },
+          )
+        : Promise.resolve(false);
+      if (await barrier) return;
+      // An instance did not answer (stalled, or this one is not listening): a row read before the
+      // change (and the marks) is dropped once the TTL has passed since the read began.
+      const left = jobs.ttlMs + 1 - (Date.now() - marked);
+      if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+    });
   },
   { name: 'cache', dependencies: ['db'] },
 );

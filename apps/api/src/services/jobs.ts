@@ -116,6 +116,11 @@ export interface JobsServiceDeps {
    * Called after the commit that enables or disables a service, before the call returns.
    */
   announceAuthChange: () => Promise<void>;
+  /**
+   * Makes a committed change of a job visible through every api instance before the call
+   * returns (read your writes: their job caches, and a read replica's routing). Never fails.
+   */
+  announceJobChange?: (serviceId: string, jobId: string) => Promise<void>;
   /** The calendars a job lists, checked and read (by default, over `db` and `readDb`). */
   calendars?: CalendarsService;
   /** Seal a target's headers on every write, and open them where a change needs them (a PATCH). */
@@ -366,6 +371,7 @@ export class JobsService {
     const removed = await deleteJobRecorded(this.#deps.db, serviceId, id, this.#stamp('delete', this.#now()));
     if (!removed) throw noJob(id);
     this.#deps.jobCache?.delete(removed.id);
+    await this.#deps.announceJobChange?.(serviceId, removed.id);
     await this.#removeAfterCommit(removed.id, removed.version);
   }
 
@@ -560,6 +566,7 @@ export class JobsService {
     this.#stamp(change, now);
     let registered: number | undefined;
     let replaced: JobRow | undefined;
+    let changed = false;
     const row = await this.#deps.db
       .transaction()
       .execute(async (trx): Promise<JobRow> => {
@@ -567,6 +574,7 @@ export class JobsService {
         if (!current) throw noJob(id);
         const written = await next(current, trx);
         if (written === current) return current;
+        changed = true;
         await recordVersion(trx, written.id, this.#stamp(change, now));
         if (written.state === 'active') {
           await this.#deps.fireQueue.register(jobFromRow(written, WITHOUT_HEADERS), now, written.run_count);
@@ -582,8 +590,10 @@ export class JobsService {
         }
         throw error;
       });
-    // Read your writes: this instance's cache forgets the old row before the change answers.
+    // Read your writes: this instance's cache forgets the old row before the change answers, and
+    // every other instance's too (when it changed).
     this.#deps.jobCache?.delete(id);
+    if (changed) await this.#deps.announceJobChange?.(serviceId, id);
     if (replaced) await this.#removeAfterCommit(replaced.id, replaced.version);
     return row;
   }

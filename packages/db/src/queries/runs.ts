@@ -457,9 +457,11 @@ export interface OnTimeRecord {
  * (`skip_until`), due (jitter) and within its
  * misfire grace at `now`, no exclusion calendars (a job with calendars is decided in TypeScript,
  * which reads them) — records the run as started by `workerId` and bumps `run_count`, and
- * reads the version's previous scheduled instant (for the skipped-slot check). The same checks
- * as `outsideLimits`, `dueAtOf` and `lateSinceOf`, in SQL: `jitterHash` is `jitterHash(key)` of
- * `@tickwork/core`, so the jitter is `jitterHash % (jitter_ms + 1)` as `stableJitter` computes it.
+ * reads the version's previous scheduled instant (for the skipped-slot check). Its predicate is
+ * core's `judgeOccurrence` answering "deliver" without asking anything more, restated in SQL for
+ * speed; `test/on-time.properties.test.ts` holds the two to the same verdict. `jitterHash` is
+ * `jitterHash(key)` of `@tickwork/core`, so the jitter is `jitterHash % (jitter_ms + 1)` as
+ * `stableJitter` computes it.
  * When a check fails, or the occurrence already has its run (a retry, a redelivery), nothing is
  * written. The statement runs on its own, in its own implicit transaction: the row lock covers its
  * checks and its insert and ends with it, so a caller that must decide further locks the row again
