@@ -2,7 +2,8 @@
  * API bench: autocannon against one real api process (local Postgres and Redis), and in the same
  * run a bare Fastify hello-world on the same Node as the ceiling. Each round measures hello-world
  * and every endpoint in a rotated order; a figure is the median over rounds of the per-round ratio.
- * Then each endpoint runs again at half its peak rate for the p99 an operator would see.
+ * Then each endpoint runs again at half its peak rate for the p99 an operator would see: once
+ * with autocannon's `overallRate` (per-second bursts) and once evenly paced, open loop (`api-paced.ts`).
  * `POST /v1/jobs (50 services)` spreads the creates over 50 services, one key each, in turn.
  * Last, with `instances`, the same endpoints behind the fleet's nginx (`startFleet` of the test
  * kit) with 1, 2, 3 api processes on the same database, hello-world beside them in each round.
@@ -14,6 +15,7 @@ import autocannon from 'autocannon';
 import { uuidv7 } from '@tickwork/core';
 import { freePort, startFleet } from '@tickwork/testkit';
 import { loadNow } from './machine.ts';
+import { pacedFrom, pacedShot } from './api-paced.ts';
 import { median, rotated, round } from './stats.ts';
 import { createJobs, deploy } from './tickwork.ts';
 
@@ -43,6 +45,9 @@ export interface EndpointFigures {
   halfRate: number;
   halfRateP50Ms: number;
   halfRateP99Ms: number;
+  /** The same rate open loop, evenly paced (`api-paced.ts`): the p99 the goal means. */
+  pacedP50Ms: number;
+  pacedP99Ms: number;
   errors: number;
 }
 
@@ -206,6 +211,11 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
       const half = Math.max(1, Math.round(peak / 2));
       const at = await shoot({ ...endpoints[name]!(), ...base, overallRate: half });
       console.log(`  api half-rate ${name.padEnd(24)} ${half} req/s offered: p50 ${at.p50} ms p99 ${at.p99} ms`);
+      const { origin, next } = pacedFrom(endpoints[name]!());
+      const paced = await pacedShot(origin, next, half, options.durationS);
+      console.log(
+        `  api half-rate paced ${name.padEnd(18)} ${half} req/s due, ${paced.reqPerSec} done: p50 ${paced.p50} ms p99 ${paced.p99} ms (pacer late p99 ${paced.sendLateP99} ms)${paced.errors ? ` errors ${paced.errors}` : ''}`,
+      );
       figures.push({
         name,
         reqPerSec: Math.round(peak),
@@ -215,7 +225,9 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
         halfRate: half,
         halfRateP50Ms: at.p50,
         halfRateP99Ms: at.p99,
-        errors: shots[name]!.reduce((sum, s) => sum + s.errors, 0) + at.errors,
+        pacedP50Ms: paced.p50,
+        pacedP99Ms: paced.p99,
+        errors: shots[name]!.reduce((sum, s) => sum + s.errors, 0) + at.errors + paced.errors,
       });
     }
     const fleets: FleetFigures[] = [];

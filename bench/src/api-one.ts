@@ -1,17 +1,27 @@
 /**
- * `node bench/src/api-one.ts <post|get|list> [node options for the api]`: one api endpoint under
+ * `node bench/src/api-one.ts <post|get|list|runs> [node options for the api]`: one api endpoint under
  * autocannon (50 connections, 5 s, after a 1 s warm-up) on a deployment of its own, with what
  * the api's Postgres connections were doing, sampled every 100 ms from pg_stat_activity (a lock
  * wait shows as `Lock:transactionid`, a connection waiting on the api as `Client:ClientRead`).
  * A quick A/B of one lever: run it for each side, interleaved, under the bench lock. Pass
  * `"--cpu-prof --cpu-prof-dir=<dir>"` for a CPU profile of the api. Prints the api's peak RSS too
  * (`VmHWM`) and its CPU seconds per second of the shot: with `TICKWORK_NODE_FLAGS=…` an A/B of the
- * process flags; with `BENCH_RATE=17 BENCH_SECONDS=60` what it needs at the seed's load.
+ * process flags; with `BENCH_RATE=17 BENCH_SECONDS=60` what it needs at the seed's load (add
+ * `BENCH_PACE=even` for requests at a steady rate instead of autocannon's per-second bursts).
  */
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { readFileSync } from 'node:fs';
+import { uuidv7 } from '@tickwork/core';
 import { deploy, createJobs } from './tickwork.ts';
+import { pacedFrom, pacedShot } from './api-paced.ts';
+
+/** `BENCH_PACE=even` with `BENCH_RATE`: the shot open loop at a steady rate (`api-paced.ts`), not autocannon's bursts. */
+async function pacedAsAutocannon(opts: autocannon.Options, rate: number, seconds: number) {
+  const { origin, next } = pacedFrom(opts);
+  const shot = await pacedShot(origin, next, rate, seconds);
+  return { requests: { average: shot.reqPerSec }, latency: { p50: shot.p50, p99: shot.p99 }, non2xx: shot.errors };
+}
 
 /** CPU seconds (user + system) the process has used, from `/proc/<pid>/stat` (clock ticks of 10 ms). */
 const cpuSeconds = (pid: number | undefined) => {
@@ -44,6 +54,26 @@ try {
     [service.token],
     Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)),
   );
+  // The runs endpoint reads one job's 100 runs (as in api-bench.ts): a page of 20, the default.
+  const runsJob = seeded.ids[0]!;
+  const now = Date.now();
+  await tw.db.db
+    .insertInto('runs')
+    .values(
+      Array.from({ length: 100 }, (_, i) => ({
+        id: uuidv7(now + i),
+        job_id: runsJob,
+        service_id: service.id,
+        job_version: 1,
+        scheduled_for: new Date(now - (100 - i) * 3_600_000),
+        trigger: 'schedule' as const,
+        status: 'succeeded' as const,
+        attempts: 1,
+        http_status: 200,
+        response_excerpt: 'ok',
+      })),
+    )
+    .execute();
   let unique = 0;
   let next = 0;
   const opts: autocannon.Options =
@@ -61,16 +91,18 @@ try {
         }
       : which === 'list'
         ? { url: `${tw.api.url}/v1/jobs?limit=100`, headers: auth }
-        : {
-            url: tw.api.url,
-            requests: [
-              {
-                method: 'GET',
-                headers: auth,
-                setupRequest: (r) => ({ ...r, path: `/v1/jobs/${seeded.ids[next++ % 200]}` }),
-              },
-            ],
-          };
+        : which === 'runs'
+          ? { url: `${tw.api.url}/v1/jobs/${runsJob}/runs`, headers: auth }
+          : {
+              url: tw.api.url,
+              requests: [
+                {
+                  method: 'GET',
+                  headers: auth,
+                  setupRequest: (r) => ({ ...r, path: `/v1/jobs/${seeded.ids[next++ % 200]}` }),
+                },
+              ],
+            };
   await autocannon({ ...opts, connections: 50, duration: 1 });
   const client = new pg.Client({ connectionString: tw.db.url });
   await client.connect();
@@ -87,12 +119,15 @@ try {
   })();
   const cpuBefore = cpuSeconds(tw.api.child.pid);
   const shotStarted = performance.now();
-  const result = await autocannon({
-    ...opts,
-    connections: 50,
-    duration: seconds,
-    ...(rate === undefined ? {} : { overallRate: rate }),
-  });
+  const paced = rate !== undefined && process.env.BENCH_PACE === 'even';
+  const result = paced
+    ? await pacedAsAutocannon(opts, rate, seconds)
+    : await autocannon({
+        ...opts,
+        connections: 50,
+        duration: seconds,
+        ...(rate === undefined ? {} : { overallRate: rate }),
+      });
   const cpuPerSecond = (cpuSeconds(tw.api.child.pid) - cpuBefore) / ((performance.now() - shotStarted) / 1000);
   sampling = false;
   await sampler;

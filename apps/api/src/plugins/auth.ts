@@ -14,16 +14,10 @@
  * is read, parsed or validated: a caller without a usable credential learns nothing about what a
  * request would need (401/403, never the field list of a 400), and its body is never parsed.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import {
-  API_KEY_PATTERN,
-  API_KEY_PREFIX,
-  TickworkError,
-  constantTimeEqual,
-  hashApiKey,
-  type ApiKeyScope,
-} from '@tickwork/core';
+import { API_KEY_PATTERN, API_KEY_PREFIX, TickworkError, constantTimeEqual, type ApiKeyScope } from '@tickwork/core';
 import { findUsableKey, touchApiKey, type Principal } from '@tickwork/db';
 
 declare module 'fastify' {
@@ -82,6 +76,12 @@ export function credentialOf(path: string): 'apiKey' | 'adminToken' | undefined 
 /** `last_used_at` is written at most this often per key, so a busy key costs no write per request. */
 const TOUCH_EVERY_MS = 60_000;
 
+/** Whether a stored key hash (hex SHA-256) is this digest, in constant time. */
+function sameDigest(storedHex: string, digest: Buffer): boolean {
+  const stored = Buffer.from(storedHex, 'hex');
+  return stored.length === digest.length && timingSafeEqual(stored, digest);
+}
+
 export function isAdminToken(token: string | undefined, adminToken: string | undefined): boolean {
   return token !== undefined && adminToken !== undefined && constantTimeEqual(token, adminToken);
 }
@@ -90,6 +90,8 @@ export default fp<AuthPluginOptions>(
   async (app, options) => {
     app.decorateRequest('principal', null);
     const { bus, principals } = app.caches;
+    const adminDigest =
+      options.adminToken === undefined ? undefined : createHash('sha256').update(options.adminToken).digest();
     app.decorate('announceAuthChange', async () => {
       if (!bus) return;
       try {
@@ -111,14 +113,17 @@ export default fp<AuthPluginOptions>(
         reply.header('www-authenticate', 'Bearer');
         throw new TickworkError('unauthorized', 'Authenticate with Authorization: Bearer <api key>.');
       }
-      if (isAdminToken(token, options.adminToken)) {
+      // One SHA-256 per request: the key's hash is both its lookup and what both constant-time
+      // checks compare (as `constantTimeEqual` would: hashes of equal length, `timingSafeEqual`).
+      const digest = createHash('sha256').update(token).digest();
+      if (adminDigest !== undefined && timingSafeEqual(digest, adminDigest)) {
         throw new TickworkError('forbidden', 'The admin token is for /v1/admin routes only; use a service API key.');
       }
       // The lookup is by hash, so a timing difference in the index says nothing about any key;
       // the constant-time check after it makes the comparison itself independent of the secret.
-      const hash = hashApiKey(token);
+      const hash = digest.toString('hex'); // hashApiKey(token), from the one digest
       const principal = API_KEY_PATTERN.test(token) ? await principalOfHash(hash) : undefined;
-      if (!principal || !constantTimeEqual(principal.hash, hash)) {
+      if (!principal || !sameDigest(principal.hash, digest)) {
         reply.header('www-authenticate', 'Bearer error="invalid_token"');
         throw new TickworkError('unauthorized', 'The API key is not valid (unknown, revoked, expired or disabled).');
       }

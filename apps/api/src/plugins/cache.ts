@@ -1,11 +1,14 @@
 /**
  * The in-process caches of an api instance (`auth-cache.ts`) and the cache bus that keeps them
  * true (`CacheBus`: LISTEN on the primary). `TICKWORK_AUTH_CACHE=off` looks every key up in
- * Postgres, `TICKWORK_JOB_CACHE=off` every job; with both off no bus is started.
+ * Postgres, `TICKWORK_JOB_CACHE=off` every job; with both off no bus is started. List pages keep
+ * their rows serialized (`page-cache.ts`, checked against each row's version, no bus needed);
+ * `TICKWORK_PAGE_CACHE=off` serializes every row of every page.
  */
 import fp from 'fastify-plugin';
 import { CacheBus } from '@tickwork/db';
 import { JobCache, PrincipalCache } from '../auth-cache.ts';
+import { SerializedRows } from '../page-cache.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -13,6 +16,8 @@ declare module 'fastify' {
       bus: CacheBus | undefined;
       principals: PrincipalCache | undefined;
       jobs: JobCache | undefined;
+      /** Serialized rows of list pages, by id and row version. */
+      pages: { jobs: SerializedRows; runs: SerializedRows } | undefined;
     };
     /**
      * Read your writes through every instance, after a committed change of a job: the request's
@@ -55,7 +60,11 @@ export default fp<CachePluginOptions>(
       await bus.start();
       app.addHook('onClose', () => bus.close());
     }
-    app.decorate('caches', { bus, principals, jobs });
+    const pages =
+      process.env.TICKWORK_PAGE_CACHE === 'off'
+        ? undefined
+        : { jobs: new SerializedRows(), runs: new SerializedRows() };
+    app.decorate('caches', { bus, principals, jobs, pages });
     app.decorate('announceJobChange', async (serviceId: string, jobId: string) => {
       if (!jobs) return; // the read router's marks are raised by its onSend hook
       // The marks first: a row another instance reads after the barrier reaches it is read

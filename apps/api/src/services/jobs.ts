@@ -67,7 +67,11 @@ import {
   isUniqueViolation,
   jobFromRow,
   jobsOfService,
+  findStampedJobs,
+  findStampedRuns,
+  listJobStamps,
   listJobs,
+  listRunStamps,
   listRunsOfJob,
   listRunsOfService,
   listVersions,
@@ -82,8 +86,10 @@ import {
   type JobRow,
   type Page,
   type RunListFilter,
+  type RunOwner,
   type RunRow,
   type ServiceRow,
+  type Stamped,
   type VersionStamp,
 } from '@tickwork/db';
 import type { FireQueue } from '@tickwork/queue';
@@ -467,6 +473,16 @@ export class JobsService {
     return listJobs(this.#deps.readDb, serviceId, filter);
   }
 
+  /** The page {@link list} gives, as ids and row versions (`page-cache.ts`). */
+  listStamps(serviceId: string, filter: JobListFilter): Promise<Page<Stamped>> {
+    return listJobStamps(this.#deps.readDb, serviceId, filter);
+  }
+
+  /** The service's jobs of these ids, each with its row version. */
+  stampedJobs(serviceId: string, ids: readonly string[]) {
+    return findStampedJobs(this.#deps.readDb, serviceId, ids);
+  }
+
   /**
    * A job's coming occurrences: inside its window and within `maxRuns`; none unless active. The
    * days its calendars exclude are left out, or with `includeExcluded` listed and marked.
@@ -502,6 +518,22 @@ export class JobsService {
   async runsOf(serviceId: string, id: string, filter: RunListFilter): Promise<Page<RunRow>> {
     const job = await this.get(serviceId, id);
     return listRunsOfJob(this.#deps.readDb, job.id, filter);
+  }
+
+  /** Whose runs {@link runsOf} lists: the job's, once it is known to be the service's. */
+  async runOwnerOf(serviceId: string, id: string): Promise<RunOwner> {
+    const job = await this.get(serviceId, id);
+    return { column: 'job_id', id: job.id };
+  }
+
+  /** A page of an owner's runs as ids and row versions (`page-cache.ts`). */
+  runStamps(owner: RunOwner, filter: RunListFilter): Promise<Page<Stamped>> {
+    return listRunStamps(this.#deps.readDb, owner, filter);
+  }
+
+  /** An owner's runs of these ids, each with its row version. */
+  stampedRuns(owner: RunOwner, ids: readonly string[]) {
+    return findStampedRuns(this.#deps.readDb, owner, ids);
   }
 
   /** One run of the service's jobs. */

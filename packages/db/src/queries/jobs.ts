@@ -156,6 +156,51 @@ export async function listJobs(db: Kysely<Database>, serviceId: string, filter: 
   return pageOf(rows, filter.limit);
 }
 
+/**
+ * A row version: `xmin`, the transaction that wrote the row as it is now. Every update writes a
+ * new one, so a serialized row kept under (id, stamp) is exactly the row while the stamp matches
+ * (`xmin` can repeat only after ~4 billion transactions: keepers bound their entries' age).
+ */
+export interface Stamped {
+  id: string;
+  stamp: string;
+}
+
+/**
+ * A page of {@link listJobs}, its ids and row versions only: what a page served from serialized
+ * rows needs ({@link findStampedJobs} reads the rows it has not serialized yet). A named
+ * statement per combination of filters (at most 16 texts).
+ */
+export async function listJobStamps(
+  db: Kysely<Database>,
+  serviceId: string,
+  filter: JobListFilter,
+): Promise<Page<Stamped>> {
+  const labels =
+    filter.labels && Object.keys(filter.labels).length > 0
+      ? sql` and labels @> ${JSON.stringify(filter.labels)}::jsonb`
+      : sql``;
+  const name = filter.namePrefix
+    ? sql` and name like ${`${filter.namePrefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`}`
+    : sql``;
+  const { rows } = await sql<Stamped>`${sql.raw(PREPARE)} select id, xmin::text as stamp from jobs
+    where service_id = ${serviceId}${filter.afterId ? sql` and id < ${filter.afterId}` : sql``}${
+      filter.state ? sql` and state = ${filter.state}` : sql``
+    }${labels}${name} order by id desc limit ${filter.limit + 1}`.execute(db);
+  return pageOf(rows, filter.limit);
+}
+
+/** Jobs of a service by id, each with its row version ({@link Stamped}); ids of other services are left out. */
+export async function findStampedJobs(
+  db: Kysely<Database>,
+  serviceId: string,
+  ids: readonly string[],
+): Promise<Array<JobRow & { stamp: string }>> {
+  const { rows } = await sql<JobRow & { stamp: string }>`${sql.raw(PREPARE)} select ${JOB_COLUMNS},
+    jobs.xmin::text as stamp from jobs where service_id = ${serviceId} and id = any(${ids}::uuid[])`.execute(db);
+  return rows;
+}
+
 export async function deleteJob(db: Kysely<Database>, serviceId: string, id: string): Promise<JobRow | undefined> {
   return db
     .deleteFrom('jobs')

@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { RunStatus, RunTrigger, SkipReason } from '@tickwork/core';
 import type { Database, JobRow, RunRow } from '../types.ts';
 import { pageOf, type Page } from './cursor.ts';
-import { jobForFireOf, type JobForFire } from './jobs.ts';
+import { jobForFireOf, type JobForFire, type Stamped } from './jobs.ts';
 import { PREPARE } from '../prepared.ts';
 import { JOB_COLUMNS, JOB_COLUMNS_OF_J } from './job-columns.ts';
 import { versionOfJobIf, type VersionStamp } from './job-versions.ts';
@@ -172,6 +172,67 @@ export function listRunsOfService(
   filter: RunListFilter,
 ): Promise<Page<RunRow>> {
   return listRuns(db, { column: 'service_id', id: serviceId }, filter);
+}
+
+/** The run's columns by name, not `*`, for named statements (`job-columns.ts` says why). */
+const RUN_FIELDS = [
+  'id',
+  'job_id',
+  'service_id',
+  'job_version',
+  'scheduled_for',
+  'trigger',
+  'status',
+  'skip_reason',
+  'attempts',
+  'started_at',
+  'finished_at',
+  'duration_ms',
+  'http_status',
+  'response_excerpt',
+  'error',
+  'worker_id',
+  'replay_of',
+  'created_at',
+] as const satisfies readonly (keyof RunRow)[];
+// Every field of RunRow is listed (a column added to the type but not here fails to compile).
+true satisfies [Exclude<keyof RunRow, (typeof RUN_FIELDS)[number]>] extends [never] ? true : false;
+const RUN_COLUMNS = sql.raw(RUN_FIELDS.join(', '));
+
+/** Whose runs a page lists: one job's, or a whole service's. */
+export interface RunOwner {
+  column: 'job_id' | 'service_id';
+  id: string;
+}
+
+/**
+ * A page of runs ({@link listRunsOfJob}, {@link listRunsOfService}), ids and row versions only
+ * ({@link Stamped}): a run changes as it runs, so a serialized run is good while its stamp matches.
+ */
+export async function listRunStamps(
+  db: Kysely<Database>,
+  owner: RunOwner,
+  filter: RunListFilter,
+): Promise<Page<Stamped>> {
+  // The column is one of two fixed names, never input: at most 8 statement texts.
+  const { rows } = await sql<Stamped>`${sql.raw(PREPARE)} select id, xmin::text as stamp from runs
+    where ${sql.ref(owner.column)} = ${owner.id}${filter.afterId ? sql` and id < ${filter.afterId}` : sql``}${
+      filter.status ? sql` and status = ${filter.status}` : sql``
+    } order by id desc limit ${filter.limit + 1}`.execute(db);
+  return pageOf(rows, filter.limit);
+}
+
+/** Runs of an owner by id, each with its row version; ids of other owners are left out. */
+export async function findStampedRuns(
+  db: Kysely<Database>,
+  owner: RunOwner,
+  ids: readonly string[],
+): Promise<Array<RunRow & { stamp: string }>> {
+  const { rows } = await sql<
+    RunRow & { stamp: string }
+  >`${sql.raw(PREPARE)} select ${RUN_COLUMNS}, xmin::text as stamp from runs
+    where ${sql.ref(owner.column)} = ${owner.id} and id = any(${ids}::uuid[])`.execute(db);
+  return rows;
 }
 
 /** The run already recorded for an occurrence, if any (a retry, or a redelivery after a crash). */

@@ -29,6 +29,8 @@ import {
 import { principalOf } from '../../../plugins/auth.ts';
 import { toTickworkError } from '../../../plugins/errors.ts';
 import { etagOf, jobDto, runDto } from '../../../serializers.ts';
+import { pageBody } from '../../../page-cache.ts';
+import { runsPage } from '../runs/page.ts';
 import lifecycleRoutes from './lifecycle.ts';
 import { success } from '../../../plugins/swagger.ts';
 import { jsonTextAt } from '../../../plugins/validation.ts';
@@ -41,6 +43,9 @@ import { JobParams, actorOf, afterIdOf } from './shared.ts';
  * body skips `preSerialization` hooks: a hook that must see every job belongs in `jobDto`.)
  */
 const serialized = new WeakMap<JobRow, string>();
+
+/** One item of a page of jobs, for the serializer of the list's rows (`page-cache.ts`). */
+const JOB_ITEM: Record<string, unknown> = { ...Ref(JobSchema) };
 
 /** Swagger UI's "Try it out" body for a create: a valid request. */
 const CREATE_JOB_EXAMPLE = {
@@ -190,16 +195,23 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: success(Ref(JobListSchema), 'A page of jobs.') },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { serviceId } = principalOf(request);
       const { limit = 20, cursor, state, label, name } = request.query;
-      const page = await app.jobs.list(serviceId, {
-        limit,
-        afterId: afterIdOf(cursor),
-        state,
-        labels: parseLabels(label),
-        namePrefix: name,
-      });
+      const filter = { limit, afterId: afterIdOf(cursor), state, labels: parseLabels(label), namePrefix: name };
+      const pages = app.caches.pages;
+      if (pages) {
+        // Rows serialized once per version (page-cache.ts), by the schema of one item of this route's.
+        const toJson = reply.compileSerializationSchema(JOB_ITEM);
+        const body = await pageBody(await app.jobs.listStamps(serviceId, filter), pages.jobs, {
+          load: (ids) => app.jobs.stampedJobs(serviceId, ids),
+          serialize: (row) => toJson(jobDto(row, app.secretKeys)),
+          // A skip is shown until its instant passes.
+          until: (row, now) => (row.skip_until && row.skip_until.getTime() > now ? row.skip_until.getTime() : Infinity),
+        });
+        return reply.type('application/json; charset=utf-8').send(body as never);
+      }
+      const page = await app.jobs.list(serviceId, filter);
       return { items: page.items.map((row) => jobDto(row, app.secretKeys)), nextCursor: page.nextCursor };
     },
   );
@@ -260,10 +272,16 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: success(Ref(RunListSchema), 'A page of runs.') },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { serviceId } = principalOf(request);
       const { limit = 20, cursor, status } = request.query;
-      const page = await app.jobs.runsOf(serviceId, request.params.id, { limit, afterId: afterIdOf(cursor), status });
+      const filter = { limit, afterId: afterIdOf(cursor), status };
+      const pages = app.caches.pages;
+      if (pages) {
+        const owner = await app.jobs.runOwnerOf(serviceId, request.params.id);
+        return runsPage(app, reply, pages.runs, owner, filter);
+      }
+      const page = await app.jobs.runsOf(serviceId, request.params.id, filter);
       return { items: page.items.map(runDto), nextCursor: page.nextCursor };
     },
   );

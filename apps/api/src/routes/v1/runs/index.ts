@@ -5,6 +5,7 @@ import { principalOf } from '../../../plugins/auth.ts';
 import { runDto } from '../../../serializers.ts';
 import { success } from '../../../plugins/swagger.ts';
 import { afterIdOf } from '../jobs/shared.ts';
+import { runsPage } from './page.ts';
 
 const runs: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
@@ -19,10 +20,13 @@ const runs: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: success(Ref(RunListSchema), 'A page of runs.') },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { serviceId } = principalOf(request);
       const { limit = 20, cursor, status } = request.query;
-      const page = await app.jobs.runs(serviceId, { limit, afterId: afterIdOf(cursor), status });
+      const filter = { limit, afterId: afterIdOf(cursor), status };
+      const pages = app.caches.pages;
+      if (pages) return runsPage(app, reply, pages.runs, { column: 'service_id', id: serviceId }, filter);
+      const page = await app.jobs.runs(serviceId, filter);
       return { items: page.items.map(runDto), nextCursor: page.nextCursor };
     },
   );

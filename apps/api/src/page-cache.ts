@@ -1,0 +1,116 @@
+/**
+ * List pages served from rows serialized once. A page is read in two steps: its ids and row
+ * versions (`Stamped`: each row's `xmin`, which every update changes), then, for the rows this
+ * instance has not serialized at that version, the rows themselves. The body is the kept JSON of
+ * each row joined, so a page read again costs one small query and no per-row parse or serialize.
+ *
+ * No notification is needed for this to stay true: a kept row is answered only for the exact
+ * row version it was made from, so a page is as fresh as its first query, on every instance, and
+ * a change by the worker (a run's outcome, a job's `runCount`) is seen at once. Entries age out
+ * after `maxAgeMs` (a transaction id repeats only after ~4 billion transactions), and one whose
+ * JSON depends on the clock (a job's `skipUntil` shown until it passes) only until then. At
+ * most `maxEntries` are kept. `TICKWORK_PAGE_CACHE=off` reads and serializes every row.
+ */
+import type { Page, Stamped } from '@tickwork/db';
+
+interface Entry {
+  stamp: string;
+  json: Buffer;
+  until: number;
+}
+
+export interface SerializedRowsOptions {
+  maxEntries?: number;
+  maxAgeMs?: number;
+}
+
+/** Serialized rows by id, each good for one row version. */
+export class SerializedRows {
+  readonly #entries = new Map<string, Entry>();
+  readonly #maxEntries: number;
+  readonly #maxAgeMs: number;
+
+  constructor(options: SerializedRowsOptions = {}) {
+    this.#maxEntries = options.maxEntries ?? 10_000;
+    this.#maxAgeMs = options.maxAgeMs ?? 10 * 60_000;
+  }
+
+  /** The row's JSON if it was serialized at this version and is still good at `now`. */
+  get(id: string, stamp: string, now: number): Buffer | undefined {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return undefined;
+    if (entry.stamp === stamp && entry.until > now) return entry.json;
+    this.#entries.delete(id);
+    return undefined;
+  }
+
+  /** Keeps a row's JSON for its version, until `until` at the latest (default: the maximum age). */
+  set(id: string, stamp: string, json: Buffer, now: number, until = Number.POSITIVE_INFINITY): void {
+    this.#entries.delete(id);
+    if (this.#entries.size >= this.#maxEntries) {
+      // Maps iterate in insertion order: the first entry is the oldest.
+      const oldest = this.#entries.keys().next();
+      if (!oldest.done) this.#entries.delete(oldest.value);
+    }
+    this.#entries.set(id, { stamp, json, until: Math.min(until, now + this.#maxAgeMs) });
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+export interface PageParts<R extends Stamped> {
+  /** Reads the rows of these ids, each with its current stamp (rows gone since are left out). */
+  load: (ids: string[]) => Promise<R[]>;
+  /** A row's JSON, as the response schema serializes one item. */
+  serialize: (row: R) => string;
+  /** Until when a row's JSON holds at the latest (a clock-dependent field), if not for ever. */
+  until?: (row: R, now: number) => number;
+}
+
+const OPEN = Buffer.from('{"items":[');
+const COMMA = Buffer.from(',');
+
+/**
+ * The JSON body `{"items":[…],"nextCursor":…}` of a stamped page: kept rows where their version
+ * matches, the others read in one query, serialized and kept. The items keep the page's order.
+ * Rows are kept as bytes and the body is one copy of them: a string joined from a hundred parts
+ * would be flattened, measured and encoded again on every send.
+ */
+export async function pageBody<R extends Stamped>(
+  page: Page<Stamped>,
+  rows: SerializedRows,
+  parts: PageParts<R>,
+): Promise<Buffer> {
+  const now = Date.now();
+  const items: Array<Buffer | undefined> = new Array(page.items.length);
+  const missing: string[] = [];
+  const at = new Map<string, number>();
+  page.items.forEach((item, i) => {
+    const json = rows.get(item.id, item.stamp, now);
+    if (json === undefined) {
+      missing.push(item.id);
+      at.set(item.id, i);
+    } else items[i] = json;
+  });
+  if (missing.length > 0) {
+    for (const row of await parts.load(missing)) {
+      const i = at.get(row.id);
+      if (i === undefined) continue;
+      const json = Buffer.from(parts.serialize(row));
+      items[i] = json;
+      // A newer version than the page's first read is answered as it is now, and kept as that.
+      rows.set(row.id, row.stamp, json, now, parts.until?.(row, now));
+    }
+  }
+  const chunks: Buffer[] = [OPEN];
+  for (const json of items) {
+    // A row deleted between the two reads is left out, as a read after the delete would.
+    if (json === undefined) continue;
+    if (chunks.length > 1) chunks.push(COMMA);
+    chunks.push(json);
+  }
+  chunks.push(Buffer.from(`],"nextCursor":${page.nextCursor === null ? 'null' : JSON.stringify(page.nextCursor)}}`));
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,185 @@
+/**
+ * `node bench/src/api-ceiling.ts [--rounds 3] [--duration 5] [--only get,list,…]`: each api
+ * endpoint beside the bare route that does only the I/O any design of it needs
+ * (`api-bare-server.ts`), and hello-world, in one run: the ceiling a design could reach on this
+ * box. Every shot is autocannon, 50 connections, no pipelining; the order rotates each round; a
+ * figure is the median over rounds of the per-round ratio to hello-world.
+ *
+ * Pairs: `get` (the api's cached GET) vs `bare get body` (its answer from memory, the same auth
+ * parse) and `bare select` (one prepared SELECT); `list` and `runs` vs their bodies from memory;
+ * `post` vs `bare insert` (one INSERT and its commit), `bare schedule` (one BullMQ
+ * `upsertJobScheduler`) and `bare create` (both, as a create does).
+ */
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { uuidv7 } from '@tickwork/core';
+import { freePort } from '@tickwork/testkit';
+import { loadNow } from './machine.ts';
+import { median, rotated, round } from './stats.ts';
+import { createJobs, deploy } from './tickwork.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '5' },
+    only: { type: 'string' },
+  },
+});
+const rounds = Number(args.rounds);
+const duration = Number(args.duration);
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+const tw = await deploy({ redisUrl, workers: 0, label: 'tw_bench_ceiling' });
+let bare: ReturnType<typeof fork> | undefined;
+try {
+  const service = await tw.service('bench-ceiling', 10_000_000);
+  const auth = { authorization: `Bearer ${service.token}`, 'content-type': 'application/json' };
+  const startAt = new Date(Date.now() + 30 * 86_400_000).toISOString();
+  const draft = (name: string) => ({
+    name,
+    schedule: { every: '1h' },
+    startAt,
+    target: { url: 'http://127.0.0.1:9/hook', body: { hello: 'bench' } },
+  });
+  const seeded = await createJobs(
+    tw.api,
+    [service.token],
+    Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)),
+  );
+  const runsJob = seeded.ids[0]!;
+  const now = Date.now();
+  await tw.db.db
+    .insertInto('runs')
+    .values(
+      Array.from({ length: 100 }, (_, i) => ({
+        id: uuidv7(now + i),
+        job_id: runsJob,
+        service_id: service.id,
+        job_version: 1,
+        scheduled_for: new Date(now - (100 - i) * 3_600_000),
+        trigger: 'schedule' as const,
+        status: 'succeeded' as const,
+        attempts: 1,
+        http_status: 200,
+        response_excerpt: 'ok',
+      })),
+    )
+    .execute();
+  const text = async (path: string) => {
+    const response = await fetch(`${tw.api.url}${path}`, { headers: auth });
+    if (response.status !== 200) throw new Error(`${path}: ${response.status}`);
+    return response.text();
+  };
+  const bodies = {
+    get: await text(`/v1/jobs/${seeded.ids[1]}`),
+    list: await text('/v1/jobs?limit=100'),
+    runs: await text(`/v1/jobs/${runsJob}/runs`),
+  };
+  console.log(
+    `bodies: get ${bodies.get.length} B, list ${bodies.list.length} B, runs ${bodies.runs.length} B (the api's own)`,
+  );
+  const file = join(mkdtempSync(join(tmpdir(), 'tw-ceiling-')), 'bodies.json');
+  writeFileSync(file, JSON.stringify({ token: service.token, serviceId: service.id, bodies }));
+  const port = await freePort();
+  bare = fork(fileURLToPath(new URL('./api-bare-server.ts', import.meta.url)), [], {
+    env: {
+      ...process.env,
+      PORT: String(port),
+      BARE_DB_URL: tw.db.url,
+      BARE_REDIS_URL: redisUrl,
+      BARE_PREFIX: `${tw.env.BULLMQ_PREFIX}bare`,
+      BARE_BODIES: file,
+    },
+  });
+  const [message] = (await once(bare, 'message')) as [{ type: string }];
+  if (message.type !== 'ready') throw new Error('bare server did not start');
+  const bareUrl = `http://127.0.0.1:${port}`;
+
+  let unique = 0;
+  let next = 0;
+  const rotatingGet = (url: string, pathOf: (id: string) => string): autocannon.Options => ({
+    url,
+    requests: [
+      { method: 'GET', headers: auth, setupRequest: (r) => ({ ...r, path: pathOf(seeded.ids[next++ % 200]!) }) },
+    ],
+  });
+  const posting = (url: string, path: string): autocannon.Options => ({
+    url,
+    requests: [
+      {
+        method: 'POST',
+        path,
+        headers: auth,
+        setupRequest: (r) => ({ ...r, body: JSON.stringify(draft(`c-${unique++}`)) }),
+      },
+    ],
+  });
+  const groups: Record<string, Record<string, () => autocannon.Options>> = {
+    get: {
+      'api GET /v1/jobs/{id}': () => rotatingGet(tw.api.url, (id) => `/v1/jobs/${id}`),
+      'bare get body': () => ({ url: `${bareUrl}/bare/body/get`, headers: auth }),
+      'bare select': () => rotatingGet(bareUrl, (id) => `/bare/select/${id}`),
+    },
+    list: {
+      'api GET /v1/jobs?limit=100': () => ({ url: `${tw.api.url}/v1/jobs?limit=100`, headers: auth }),
+      'bare list body': () => ({ url: `${bareUrl}/bare/body/list`, headers: auth }),
+    },
+    runs: {
+      'api GET /v1/jobs/{id}/runs': () => ({ url: `${tw.api.url}/v1/jobs/${runsJob}/runs`, headers: auth }),
+      'bare runs body': () => ({ url: `${bareUrl}/bare/body/runs`, headers: auth }),
+    },
+    post: {
+      'api POST /v1/jobs': () => posting(tw.api.url, '/v1/jobs'),
+      'bare insert': () => posting(bareUrl, '/bare/insert'),
+      'bare schedule': () => posting(bareUrl, '/bare/schedule'),
+      'bare create': () => posting(bareUrl, '/bare/create'),
+    },
+  };
+  const only = args.only?.split(',') ?? Object.keys(groups);
+  const shots: Record<string, () => autocannon.Options> = { hello: () => ({ url: bareUrl }) };
+  for (const group of only) Object.assign(shots, groups[group]);
+  const names = Object.keys(shots);
+  const shoot = async (name: string, seconds: number) => {
+    const result = await autocannon({ ...shots[name]!(), connections: 50, pipelining: 1, duration: seconds });
+    return {
+      reqPerSec: result.requests.total / Math.max(result.duration, 0.001),
+      p99: result.latency.p99,
+      errors: result.errors + result.timeouts + result.non2xx,
+    };
+  };
+  for (const name of names) await shoot(name, 1);
+  const perName: Record<string, { reqPerSec: number[]; ratio: number[]; p99: number[] }> = {};
+  for (const name of names) perName[name] = { reqPerSec: [], ratio: [], p99: [] };
+  for (let r = 0; r < rounds; r++) {
+    console.log(`round ${r + 1}/${rounds}, load ${loadNow()}`);
+    const got: Record<string, number> = {};
+    for (const name of rotated(names, r)) {
+      const shot = await shoot(name, duration);
+      got[name] = shot.reqPerSec;
+      perName[name]!.reqPerSec.push(shot.reqPerSec);
+      perName[name]!.p99.push(shot.p99);
+      const errors = shot.errors ? ` errors ${shot.errors}` : '';
+      console.log(`  ${name.padEnd(30)} ${Math.round(shot.reqPerSec)} req/s p99 ${shot.p99} ms${errors}`);
+    }
+    for (const name of names) perName[name]!.ratio.push(got[name]! / got.hello!);
+  }
+  console.log(`\nmedians over ${rounds} rounds (load ${loadNow()} at the end):`);
+  for (const name of names) {
+    const f = perName[name]!;
+    console.log(
+      `  ${name.padEnd(30)} ${String(Math.round(median(f.reqPerSec))).padStart(6)} req/s  ratio ${round(median(f.ratio), 3)}  p99 ${median(f.p99)} ms`,
+    );
+  }
+} finally {
+  if (bare) {
+    bare.kill('SIGTERM');
+    await once(bare, 'exit');
+  }
+  await tw.close();
+}
