@@ -28,7 +28,18 @@ export function generateApiKey(): string {
 }
 
 export function hashApiKey(apiKey: string): string {
-  return createHash('sha256').update(apiKey).digest('hex');
+  return apiKeyDigest(apiKey).toString('hex');
+}
+
+/** {@link hashApiKey} as bytes: what a request's credential is compared by. */
+export function apiKeyDigest(apiKey: string): Buffer {
+  return createHash('sha256').update(apiKey).digest();
+}
+
+/** Whether a stored key hash ({@link hashApiKey}) is this digest ({@link apiKeyDigest}), in constant time. */
+export function isDigestOf(storedHash: string, digest: Buffer): boolean {
+  const stored = Buffer.from(storedHash, 'hex');
+  return stored.length === digest.length && timingSafeEqual(stored, digest);
 }
 
 /** The part of a key safe to show again: enough to recognise it in a list. */

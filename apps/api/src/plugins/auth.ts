@@ -14,10 +14,18 @@
  * is read, parsed or validated: a caller without a usable credential learns nothing about what a
  * request would need (401/403, never the field list of a 400), and its body is never parsed.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { API_KEY_PATTERN, API_KEY_PREFIX, TickworkError, constantTimeEqual, type ApiKeyScope } from '@tickwork/core';
+import {
+  API_KEY_PATTERN,
+  API_KEY_PREFIX,
+  TickworkError,
+  apiKeyDigest,
+  constantTimeEqual,
+  isDigestOf,
+  type ApiKeyScope,
+} from '@tickwork/core';
 import { findUsableKey, touchApiKey, type Principal } from '@tickwork/db';
 
 declare module 'fastify' {
@@ -76,12 +84,6 @@ export function credentialOf(path: string): 'apiKey' | 'adminToken' | undefined 
 /** `last_used_at` is written at most this often per key, so a busy key costs no write per request. */
 const TOUCH_EVERY_MS = 60_000;
 
-/** Whether a stored key hash (hex SHA-256) is this digest, in constant time. */
-function sameDigest(storedHex: string, digest: Buffer): boolean {
-  const stored = Buffer.from(storedHex, 'hex');
-  return stored.length === digest.length && timingSafeEqual(stored, digest);
-}
-
 export function isAdminToken(token: string | undefined, adminToken: string | undefined): boolean {
   return token !== undefined && adminToken !== undefined && constantTimeEqual(token, adminToken);
 }
@@ -91,7 +93,7 @@ export default fp<AuthPluginOptions>(
     app.decorateRequest('principal', null);
     const { bus, principals } = app.caches;
     const adminDigest =
-      options.adminToken === undefined ? undefined : createHash('sha256').update(options.adminToken).digest();
+      options.adminToken === undefined ? undefined : apiKeyDigest(options.adminToken);
     app.decorate('announceAuthChange', async () => {
       if (!bus) return;
       try {
@@ -115,15 +117,15 @@ export default fp<AuthPluginOptions>(
       }
       // One SHA-256 per request: the key's hash is both its lookup and what both constant-time
       // checks compare (as `constantTimeEqual` would: hashes of equal length, `timingSafeEqual`).
-      const digest = createHash('sha256').update(token).digest();
+      const digest = apiKeyDigest(token);
       if (adminDigest !== undefined && timingSafeEqual(digest, adminDigest)) {
         throw new TickworkError('forbidden', 'The admin token is for /v1/admin routes only; use a service API key.');
       }
       // The lookup is by hash, so a timing difference in the index says nothing about any key;
       // the constant-time check after it makes the comparison itself independent of the secret.
-      const hash = digest.toString('hex'); // hashApiKey(token), from the one digest
+      const hash = digest.toString('hex'); // hashApiKey(token)
       const principal = API_KEY_PATTERN.test(token) ? await principalOfHash(hash) : undefined;
-      if (!principal || !sameDigest(principal.hash, digest)) {
+      if (!principal || !isDigestOf(principal.hash, digest)) {
         reply.header('www-authenticate', 'Bearer error="invalid_token"');
         throw new TickworkError('unauthorized', 'The API key is not valid (unknown, revoked, expired or disabled).');
       }
