@@ -246,7 +246,8 @@ async function readsSurvive(label: string, token: string, id: string, breakIt: (
       expect(read.status).toBe(200);
       const after = await readsBy(api);
       expect(after.replica, label).toBe(before.replica);
-      expect(after.primary, label).toBe(before.primary + 1);
+      // One query or two (a page's row versions, then rows not yet serialized): all on the primary.
+      expect(after.primary, label).toBeGreaterThan(before.primary);
     }
   } finally {
     await stopReading();

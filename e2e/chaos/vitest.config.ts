@@ -9,5 +9,7 @@ export default defineConfig({
     // The scenarios kill processes and measure recovery: one file at a time, so they neither
     // share a disturbance nor starve each other of the two cores.
     fileParallelism: false,
+    maxWorkers: 1,
+    sequence: { groupOrder: 1 },
   },
 });
