@@ -92,8 +92,7 @@ export default fp<AuthPluginOptions>(
   async (app, options) => {
     app.decorateRequest('principal', null);
     const { bus, principals } = app.caches;
-    const adminDigest =
-      options.adminToken === undefined ? undefined : apiKeyDigest(options.adminToken);
+    const adminDigest = options.adminToken === undefined ? undefined : apiKeyDigest(options.adminToken);
     app.decorate('announceAuthChange', async () => {
       if (!bus) return;
       try {
