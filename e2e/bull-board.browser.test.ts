@@ -91,7 +91,8 @@ describe('Bull Board in a browser', () => {
 
     const overview = await page.goto(`${api.url}/admin/queues`);
     expect(overview?.status()).toBe(200);
-    const card = page.locator('a[title="fire"][href$="/queue/fire"]');
+    // The card in the page's main part (the sidebar links to the queue too).
+    const card = page.getByRole('main').locator('a[title="fire"][href$="/queue/fire"]');
     await card.waitFor({ timeout: 20_000 });
     // The card's bar: two jobs, both delayed (the hourly job's next occurrence and the one-shot).
     const counts = page.getByRole('button', { name: '2 Jobs' });

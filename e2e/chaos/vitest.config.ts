@@ -10,6 +10,6 @@ export default defineConfig({
     // share a disturbance nor starve each other of the two cores.
     fileParallelism: false,
     maxWorkers: 1,
-    sequence: { groupOrder: 1 },
+    sequence: { groupOrder: 2 },
   },
 });
