@@ -101,8 +101,6 @@ function doubledRows(runs: LedgerRun[]): string[] {
   return [...seen].filter(([, n]) => n > 1).map(([key]) => key);
 }
 
-const killCase = process.env.TICKWORK_CHAOS_CLUSTER_KILL === '1' ? it : it.skip;
-
 describe('Redis Cluster, fire queue in shards', () => {
   it('keeps the three shards on the three masters, each job on the shard its id names', async () => {
     const names = fireQueueNamesOf({ prefix, shards: SHARDS, cluster: true });
@@ -131,104 +129,108 @@ describe('Redis Cluster, fire queue in shards', () => {
   // has not finished, its data is infinitely old, so it never takes over ("Disconnected from master
   // for longer than allowed", `cluster-replica-validity-factor`) and the slots stay uncovered. The
   // kit hands out a cluster whose replicas are in sync, and the case checks it again before the kill.
-  // Still open: in 2 of 6 runs beside 4 busy loops the failover came in time but the dead master's
-  // shard never fired again (its due occurrences left `delayed`, no worker taking them); the
-  // failure path below prints what is needed to find why. Until that is found and fixed the case
-  // is not part of `npm test` (a loaded box can turn it red): run it with
-  // `TICKWORK_CHAOS_CLUSTER_KILL=1 pnpm vitest run --root e2e/chaos redis-cluster.test.ts`.
-  killCase(
-    'kill -9 of a master: its replica takes over, every job fires again in 60 s, no occurrence twice',
-    async () => {
-      const { sink } = scenario;
-      const from = Date.now();
-      await sink.waitFor(
-        (r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= from)),
-        15_000,
-        'every job firing',
-      );
-      const names = fireQueueNamesOf({ prefix, shards: SHARDS, cluster: true });
-      const victim = await cluster.masterOf(`${prefix}:${names[0]}:repeat`);
-      await cluster.waitInSync(10_000);
-      const before = await cluster.describe(0);
-      const killedAt = Date.now();
-      cluster.kill(victim);
-      await cluster.waitHealthy(30_000).catch((error: unknown) => {
-        console.log(`[chaos] victim ${victim.port}; the cluster just before the kill:\n${before}`);
+  // A Worker whose blocking connection was in flight to the dead master can stop fetching for good
+  // (by our reading of BullMQ 6.7 and ioredis 6.0: BullMQ resets that connection with an ioredis
+  // Cluster connect() that never settles when its ready check meets cluster_state:fail): the
+  // shard's due occurrences then stay `delayed`. The worker replaces such a Worker (waker.ts);
+  // `replacedWorkers` says how often it did in this run.
+  it('kill -9 of a master: its replica takes over, every job fires again in 60 s, no occurrence twice', async () => {
+    const { sink } = scenario;
+    const from = Date.now();
+    await sink.waitFor(
+      (r) => jobs.every((j) => r.some((c) => c.headers['tickwork-job-id'] === j.id && c.at >= from)),
+      15_000,
+      'every job firing',
+    );
+    const names = fireQueueNamesOf({ prefix, shards: SHARDS, cluster: true });
+    const victim = await cluster.masterOf(`${prefix}:${names[0]}:repeat`);
+    await cluster.waitInSync(10_000);
+    const before = await cluster.describe(0);
+    const killedAt = Date.now();
+    cluster.kill(victim);
+    await cluster.waitHealthy(30_000).catch((error: unknown) => {
+      console.log(`[chaos] victim ${victim.port}; the cluster just before the kill:\n${before}`);
+      throw error;
+    });
+    const failedOverMs = Date.now() - killedAt;
+    expect((await cluster.masterOf(`${prefix}:${names[0]}:repeat`)).port).not.toBe(victim.port);
+
+    const firstAfter = new Map<string, number>();
+    const notAgain = () =>
+      jobs.filter((j) => !firstAfter.has(j.id)).map((j) => `${j.id} shard ${shardIndexOf(j.id, SHARDS)}`);
+    await sink
+      .waitFor(
+        (received) => {
+          for (const c of received) {
+            const id = String(c.headers['tickwork-job-id']);
+            const scheduledFor = Date.parse(String(c.headers['tickwork-scheduled-for']));
+            if (!firstAfter.has(id) && c.at > killedAt && scheduledFor > killedAt) firstAfter.set(id, c.at);
+          }
+          return jobs.every((j) => firstAfter.has(j.id));
+        },
+        60_000,
+        'every job to fire again after the failover',
+      )
+      .catch(async (error: unknown) => {
+        console.log(`[chaos] victim ${victim.port}; jobs not fired again: ${notAgain().join(', ')}`);
+        // What the ledger says of them since the kill, and where their occurrences wait.
+        const runs = await scenario.runs().catch(() => []);
+        const rel = (t: number) => ((t - killedAt) / 1000).toFixed(1);
+        for (const job of jobs.filter((j) => !firstAfter.has(j.id)).slice(0, 2)) {
+          const rows = runs
+            .filter((r) => r.jobId === job.id && r.scheduledFor > killedAt - 3_000)
+            .sort((a, b) => a.scheduledFor - b.scheduledFor)
+            .map((r) => `${rel(r.scheduledFor)}:${r.trigger[0]}:${r.status}${r.skipReason ? `/${r.skipReason}` : ''}`);
+          console.log(`[chaos] ${job.id} runs since the kill (s:trigger:status): ${rows.join(' ')}`);
+        }
+        const client = cluster.client();
+        try {
+          const queue = new Queue(names[0]!, { connection: client, prefix });
+          const delayed = await queue.getJobs(['delayed', 'wait', 'active'], 0, 10);
+          console.log(
+            `[chaos] ${names[0]} now ${rel(Date.now())}: ${delayed.map((j) => `${j.id}@${rel(j.timestamp + (j.opts.delay ?? 0))}`).join(' ')}`,
+          );
+          await queue.close();
+        } finally {
+          client.disconnect();
+        }
+        console.log(`[chaos] the cluster now:\n${await cluster.describe(15)}`);
+        await diagnose('after the master kill');
         throw error;
       });
-      const failedOverMs = Date.now() - killedAt;
-      expect((await cluster.masterOf(`${prefix}:${names[0]}:repeat`)).port).not.toBe(victim.port);
-
-      const firstAfter = new Map<string, number>();
-      const notAgain = () =>
-        jobs.filter((j) => !firstAfter.has(j.id)).map((j) => `${j.id} shard ${shardIndexOf(j.id, SHARDS)}`);
-      await sink
-        .waitFor(
-          (received) => {
-            for (const c of received) {
-              const id = String(c.headers['tickwork-job-id']);
-              const scheduledFor = Date.parse(String(c.headers['tickwork-scheduled-for']));
-              if (!firstAfter.has(id) && c.at > killedAt && scheduledFor > killedAt) firstAfter.set(id, c.at);
-            }
-            return jobs.every((j) => firstAfter.has(j.id));
-          },
-          60_000,
-          'every job to fire again after the failover',
-        )
-        .catch(async (error: unknown) => {
-          console.log(`[chaos] victim ${victim.port}; jobs not fired again: ${notAgain().join(', ')}`);
-          // What the ledger says of them since the kill, and where their occurrences wait.
-          const runs = await scenario.runs().catch(() => []);
-          const rel = (t: number) => ((t - killedAt) / 1000).toFixed(1);
-          for (const job of jobs.filter((j) => !firstAfter.has(j.id)).slice(0, 2)) {
-            const rows = runs
-              .filter((r) => r.jobId === job.id && r.scheduledFor > killedAt - 3_000)
-              .sort((a, b) => a.scheduledFor - b.scheduledFor)
-              .map(
-                (r) => `${rel(r.scheduledFor)}:${r.trigger[0]}:${r.status}${r.skipReason ? `/${r.skipReason}` : ''}`,
-              );
-            console.log(`[chaos] ${job.id} runs since the kill (s:trigger:status): ${rows.join(' ')}`);
-          }
-          const client = cluster.client();
-          try {
-            const queue = new Queue(names[0]!, { connection: client, prefix });
-            const delayed = await queue.getJobs(['delayed', 'wait', 'active'], 0, 10);
-            console.log(
-              `[chaos] ${names[0]} now ${rel(Date.now())}: ${delayed.map((j) => `${j.id}@${rel(j.timestamp + (j.opts.delay ?? 0))}`).join(' ')}`,
-            );
-            await queue.close();
-          } finally {
-            client.disconnect();
-          }
-          console.log(`[chaos] the cluster now:\n${await cluster.describe(15)}`);
-          await diagnose('after the master kill');
-          throw error;
-        });
-      const worstMs = Math.max(...jobs.map((j) => firstAfter.get(j.id)! - killedAt));
-      // A few regular occurrences after the recovery, then the whole span is judged.
-      const settled = Date.now();
-      await sink.waitFor(
-        (r) => jobs.every((j) => r.filter((c) => c.headers['tickwork-job-id'] === j.id && c.at > settled).length >= 3),
-        20_000,
-        'three more occurrences of every job',
-      );
-      const until = Date.now() - 2_000;
-      const runs = await scenario.runs();
-      const verdict = judge({ jobs, runs, received: sink.received, from: from - 5_000, until });
-      report('redis-cluster master kill', {
-        failoverMs: failedOverMs,
-        worstRecoveryMs: worstMs,
-        expected: verdict.expected,
-        lost: verdict.lost.length,
-        missed: verdict.missed.length,
-        twoIds: verdict.twoIds.length,
-      });
-      expect(worstMs).toBeLessThan(60_000);
-      expect(verdict.twoIds).toEqual([]);
-      expect(verdict.unknownIds).toEqual([]);
-      expect(doubledRows(runs)).toEqual([]);
-    },
-  );
+    const worstMs = Math.max(...jobs.map((j) => firstAfter.get(j.id)! - killedAt));
+    // A few regular occurrences after the recovery, then the whole span is judged.
+    const settled = Date.now();
+    await sink.waitFor(
+      (r) => jobs.every((j) => r.filter((c) => c.headers['tickwork-job-id'] === j.id && c.at > settled).length >= 3),
+      20_000,
+      'three more occurrences of every job',
+    );
+    const until = Date.now() - 2_000;
+    const runs = await scenario.runs();
+    const verdict = judge({ jobs, runs, received: sink.received, from: from - 5_000, until });
+    report('redis-cluster master kill', {
+      failoverMs: failedOverMs,
+      worstRecoveryMs: worstMs,
+      expected: verdict.expected,
+      lost: verdict.lost.length,
+      missed: verdict.missed.length,
+      twoIds: verdict.twoIds.length,
+      // Workers replaced because their shard's due occurrences stayed untaken (see waker.ts).
+      replacedWorkers: scenario.fleet.workers
+        .map((proc) => proc.output.join('').split('starting a new Worker').length - 1)
+        .reduce((a, b) => a + b, 0),
+    });
+    for (const proc of scenario.fleet.workers) {
+      for (const line of proc.output.join('').split('\n')) {
+        if (line.includes('starting a new Worker')) console.log(`[chaos] ${line.slice(0, 400)}`);
+      }
+    }
+    expect(worstMs).toBeLessThan(60_000);
+    expect(verdict.twoIds).toEqual([]);
+    expect(verdict.unknownIds).toEqual([]);
+    expect(doubledRows(runs)).toEqual([]);
+  });
 
   it('FIRE_QUEUE_SHARDS 3 → 2 on the running fleet: every job moves, no occurrence lost or doubled', async () => {
     const { sink, fleet } = scenario;

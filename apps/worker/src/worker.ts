@@ -74,9 +74,11 @@ export type WorkerConfig = Pick<
 
 export interface TickworkWorker {
   /** The first of {@link workers}. */
-  worker: Worker<FireJobData>;
-  /** One BullMQ Worker per fire queue consumed (with one shard: one). */
+  readonly worker: Worker<FireJobData>;
+  /** One BullMQ Worker per fire queue consumed (with one shard: one); a stuck one is replaced in place. */
   workers: Worker<FireJobData>[];
+  /** How many stuck Workers were replaced so far. */
+  readonly replacements: number;
   workerId: string;
   /** What /metrics on the worker's port serves. */
   metrics: Registry;
@@ -205,7 +207,6 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     });
   };
   const workers = consumed.map(consume);
-  const worker = workers[0]!;
   for (const each of workers) observe(each);
   function observe(worker: Worker<FireJobData>) {
     worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
@@ -232,19 +233,40 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     });
     observeWorker(worker);
   }
+  // Workers replaced by the watchdog below, still closing (in the background: a stuck one may never finish).
+  const retired: Promise<void>[] = [];
+  let replacements = 0;
+  let closing: Promise<void> | undefined;
+  // A shard whose earliest delayed occurrence stays overdue while its Worker has free slots has a
+  // Worker that no longer fetches (seen after a Redis Cluster failover): it is replaced by a new
+  // Worker with the same options and observers, through BullMQ's public API only.
+  const replace = (i: number, overdueMs: number) => {
+    const stuck = workers[i]!;
+    if (closing || stuck.isPaused()) return;
+    logger.warn(
+      { queue: stuck.name, overdueMs, running: stuck.isRunning() },
+      "the queue's earliest delayed occurrence stays overdue while its Worker has free slots; starting a new Worker",
+    );
+    const fresh = consume(consumed[i]!);
+    observe(fresh);
+    workers[i] = fresh;
+    replacements += 1;
+    retired.push(
+      stuck.close().catch((error: unknown) => logger.warn({ err: error }, 'a replaced Worker did not close cleanly')),
+    );
+  };
   // Redis times out a Worker's blocked wait only when its event loop wakes (hz 10: every 100 ms):
   // woken at each due instant of every queue consumed instead (waker.ts), one waker per queue (on
-  // a Cluster its wake goes to the master holding that queue).
-  const wakers =
-    process.env.TICKWORK_WAKE === 'off'
-      ? []
-      : consumed.map((shard) =>
-          startWaker({
-            queue: shard,
-            redis: redis.shared,
-            hasFreeSlot: () => (busy.get(shard.name) ?? 0) < perQueue,
-          }),
-        );
+  // a Cluster its wake goes to the master holding that queue). The same reads watch for a stuck Worker.
+  const wakers = consumed.map((shard, i) =>
+    startWaker({
+      queue: shard,
+      redis: redis.shared,
+      hasFreeSlot: () => (busy.get(shard.name) ?? 0) < perQueue,
+      nudge: process.env.TICKWORK_WAKE !== 'off',
+      onStuck: (overdueMs) => replace(i, overdueMs),
+    }),
+  );
   const stopObservingScheduleErrors = observeScheduleErrors(logger);
   await Promise.all(workers.map((each) => each.waitUntilReady()));
   // Probes, the queue gauges and the reconciler, on the fail-fast connection: a scrape or a pass
@@ -301,7 +323,6 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     'worker started',
   );
 
-  let closing: Promise<void> | undefined;
   // Each part answers within a second, so a probe or a scrape never hangs on a dead dependency.
   const isReady = async () => {
     const [postgresAnswers, redisAnswers] = await Promise.all([
@@ -317,8 +338,13 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     openAlerts: () => countOpenAlerts(database.db),
   });
   return {
-    worker,
+    get worker() {
+      return workers[0]!;
+    },
     workers,
+    get replacements() {
+      return replacements;
+    },
     workerId,
     metrics,
     isReady,
@@ -332,7 +358,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
         await alertWatch.close();
         for (const waker of wakers) waker.stop();
         try {
-          const closed = Promise.all([maintenance.close(), ...workers.map((each) => each.close())])
+          const closed = Promise.all([maintenance.close(), ...workers.map((each) => each.close()), ...retired])
             .then(() => Promise.all([fireQueue.close(), probeQueue.close()]))
             .then(() => true);
           // BullMQ's close ends with a QUIT that waits for ever while Redis is away: once nothing

@@ -2,7 +2,8 @@
  * The waker against a Redis of the test's own at `hz 10` (nothing else talks to it): a PING goes
  * to Redis after each instant a delayed job falls due — never before it (each is stamped as it
  * leaves, and Redis's own command count shows it arrived), and none while the Worker has no free
- * slot or once the waker stopped.
+ * slot or once the waker stopped; and it reports a queue whose earliest delayed job stays overdue
+ * while the Worker has a free slot (nothing takes the jobs here), never while no slot is free.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
@@ -90,5 +91,37 @@ describe('waker', () => {
     const after = await delayed(50);
     await eventually(async () => (Date.now() > after + 300 ? true : undefined), 2_000, 'its instant to pass');
     expect(pings.filter((at) => at > stoppedAt)).toEqual([]);
+  });
+
+  it('reports a stuck Worker when the earliest delayed job stays overdue with a free slot, again less often', async () => {
+    await fireQueue.queue.obliterate({ force: true });
+    let free = false;
+    const stuck: { at: number; overdueMs: number }[] = [];
+    const due = await delayed(50);
+    const waker = startWaker({
+      queue: fireQueue,
+      redis: pinger,
+      hasFreeSlot: () => free,
+      nudge: false,
+      stuckAfterMs: 300,
+      onStuck: (overdueMs) => stuck.push({ at: Date.now(), overdueMs }),
+    });
+    try {
+      // No free slot: the Worker is busy, not stuck, however long the job stays due.
+      await eventually(async () => (Date.now() > due + 800 ? true : undefined), 2_000, 'the instant to pass');
+      expect(stuck).toEqual([]);
+      const freedAt = Date.now();
+      free = true;
+      await eventually(async () => (stuck.length >= 2 ? true : undefined), 5_000, 'two reports');
+      expect(stuck[0]!.at - freedAt).toBeGreaterThanOrEqual(300);
+      expect(stuck[0]!.overdueMs).toBeGreaterThanOrEqual(800);
+      // The second report waits twice as long as the first.
+      expect(stuck[1]!.at - stuck[0]!.at).toBeGreaterThanOrEqual(600);
+      // nudge: false sends no PING.
+      expect(pings.filter((at) => at >= due)).toEqual([]);
+    } finally {
+      waker.stop();
+    }
+    await fireQueue.queue.obliterate({ force: true });
   });
 });
