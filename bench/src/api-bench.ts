@@ -12,12 +12,11 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { uuidv7 } from '@tickwork/core';
 import { freePort, startFleet } from '@tickwork/testkit';
 import { loadNow } from './machine.ts';
 import { pacedFrom, pacedShot } from './api-paced.ts';
 import { median, rotated, round } from './stats.ts';
-import { createJobs, deploy } from './tickwork.ts';
+import { deploy, seedApiReads } from './tickwork.ts';
 
 export interface ApiOptions {
   redisUrl: string;
@@ -98,40 +97,9 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
     // Quota raised in the bench's own database: one service creates tens of thousands of jobs here.
     const service = await tw.service('bench-api', 10_000_000);
     const auth = { authorization: `Bearer ${service.token}`, 'content-type': 'application/json' };
-    // Far-future start: the api bench measures the API, nothing should fire meanwhile.
-    const startAt = new Date(Date.now() + 30 * 86_400_000).toISOString();
-    const draft = (name: string) => ({
-      name,
-      schedule: { every: '1h' },
-      startAt,
-      target: { url: 'http://127.0.0.1:9/hook', body: { hello: 'bench' } },
-    });
-    const seeded = await createJobs(
-      tw.api,
-      [service.token],
-      Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)),
-    );
-    const runsJob = seeded.ids[0]!;
+    const { draft, ids: seededIds, runsJob } = await seedApiReads(tw, service);
     const many = await Promise.all(Array.from({ length: 50 }, (_, i) => tw.service(`bench-api-${i}`, 10_000_000)));
     const manyAuth = many.map((m) => ({ authorization: `Bearer ${m.token}`, 'content-type': 'application/json' }));
-    const now = Date.now();
-    await tw.db.db
-      .insertInto('runs')
-      .values(
-        Array.from({ length: 100 }, (_, i) => ({
-          id: uuidv7(now + i),
-          job_id: runsJob,
-          service_id: service.id,
-          job_version: 1,
-          scheduled_for: new Date(now - (100 - i) * 3_600_000),
-          trigger: 'schedule' as const,
-          status: 'succeeded' as const,
-          attempts: 1,
-          http_status: 200,
-          response_excerpt: 'ok',
-        })),
-      )
-      .execute();
 
     let unique = 0;
     let nextId = 0;
@@ -170,7 +138,7 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
           {
             method: 'GET',
             headers: auth,
-            setupRequest: (request) => ({ ...request, path: `/v1/jobs/${seeded.ids[nextId++ % seeded.ids.length]}` }),
+            setupRequest: (request) => ({ ...request, path: `/v1/jobs/${seededIds[nextId++ % seededIds.length]}` }),
           },
         ],
       }),

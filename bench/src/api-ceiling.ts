@@ -18,11 +18,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { uuidv7 } from '@tickwork/core';
 import { freePort } from '@tickwork/testkit';
 import { loadNow } from './machine.ts';
 import { median, rotated, round } from './stats.ts';
-import { createJobs, deploy } from './tickwork.ts';
+import { deploy, seedApiReads } from './tickwork.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -40,44 +39,14 @@ let bare: ReturnType<typeof fork> | undefined;
 try {
   const service = await tw.service('bench-ceiling', 10_000_000);
   const auth = { authorization: `Bearer ${service.token}`, 'content-type': 'application/json' };
-  const startAt = new Date(Date.now() + 30 * 86_400_000).toISOString();
-  const draft = (name: string) => ({
-    name,
-    schedule: { every: '1h' },
-    startAt,
-    target: { url: 'http://127.0.0.1:9/hook', body: { hello: 'bench' } },
-  });
-  const seeded = await createJobs(
-    tw.api,
-    [service.token],
-    Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)),
-  );
-  const runsJob = seeded.ids[0]!;
-  const now = Date.now();
-  await tw.db.db
-    .insertInto('runs')
-    .values(
-      Array.from({ length: 100 }, (_, i) => ({
-        id: uuidv7(now + i),
-        job_id: runsJob,
-        service_id: service.id,
-        job_version: 1,
-        scheduled_for: new Date(now - (100 - i) * 3_600_000),
-        trigger: 'schedule' as const,
-        status: 'succeeded' as const,
-        attempts: 1,
-        http_status: 200,
-        response_excerpt: 'ok',
-      })),
-    )
-    .execute();
+  const { draft, ids: seededIds, runsJob } = await seedApiReads(tw, service);
   const text = async (path: string) => {
     const response = await fetch(`${tw.api.url}${path}`, { headers: auth });
     if (response.status !== 200) throw new Error(`${path}: ${response.status}`);
     return response.text();
   };
   const bodies = {
-    get: await text(`/v1/jobs/${seeded.ids[1]}`),
+    get: await text(`/v1/jobs/${seededIds[1]}`),
     list: await text('/v1/jobs?limit=100'),
     runs: await text(`/v1/jobs/${runsJob}/runs`),
   };
@@ -106,7 +75,7 @@ try {
   const rotatingGet = (url: string, pathOf: (id: string) => string): autocannon.Options => ({
     url,
     requests: [
-      { method: 'GET', headers: auth, setupRequest: (r) => ({ ...r, path: pathOf(seeded.ids[next++ % 200]!) }) },
+      { method: 'GET', headers: auth, setupRequest: (r) => ({ ...r, path: pathOf(seededIds[next++ % 200]!) }) },
     ],
   });
   const posting = (url: string, path: string): autocannon.Options => ({

@@ -12,8 +12,7 @@
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { readFileSync } from 'node:fs';
-import { uuidv7 } from '@tickwork/core';
-import { deploy, createJobs } from './tickwork.ts';
+import { deploy, seedApiReads } from './tickwork.ts';
 import { pacedFrom, pacedShot } from './api-paced.ts';
 
 /** `BENCH_PACE=even` with `BENCH_RATE`: the shot open loop at a steady rate (`api-paced.ts`), not autocannon's bursts. */
@@ -42,38 +41,7 @@ const tw = await deploy({ redisUrl: 'redis://127.0.0.1:6379', workers: 0, label:
 try {
   const service = await tw.service('bench-one', 10_000_000);
   const auth = { authorization: `Bearer ${service.token}`, 'content-type': 'application/json' };
-  const startAt = new Date(Date.now() + 30 * 86_400_000).toISOString();
-  const draft = (name: string) => ({
-    name,
-    schedule: { every: '1h' },
-    startAt,
-    target: { url: 'http://127.0.0.1:9/hook', body: { hello: 'bench' } },
-  });
-  const seeded = await createJobs(
-    tw.api,
-    [service.token],
-    Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)),
-  );
-  // The runs endpoint reads one job's 100 runs (as in api-bench.ts): a page of 20, the default.
-  const runsJob = seeded.ids[0]!;
-  const now = Date.now();
-  await tw.db.db
-    .insertInto('runs')
-    .values(
-      Array.from({ length: 100 }, (_, i) => ({
-        id: uuidv7(now + i),
-        job_id: runsJob,
-        service_id: service.id,
-        job_version: 1,
-        scheduled_for: new Date(now - (100 - i) * 3_600_000),
-        trigger: 'schedule' as const,
-        status: 'succeeded' as const,
-        attempts: 1,
-        http_status: 200,
-        response_excerpt: 'ok',
-      })),
-    )
-    .execute();
+  const { draft, ids: seededIds, runsJob } = await seedApiReads(tw, service);
   let unique = 0;
   let next = 0;
   const opts: autocannon.Options =
@@ -99,7 +67,7 @@ try {
                 {
                   method: 'GET',
                   headers: auth,
-                  setupRequest: (r) => ({ ...r, path: `/v1/jobs/${seeded.ids[next++ % 200]}` }),
+                  setupRequest: (r) => ({ ...r, path: `/v1/jobs/${seededIds[next++ % 200]}` }),
                 },
               ],
             };

@@ -3,6 +3,7 @@
  * api and worker processes (started by the e2e helpers), and services made through the admin API.
  */
 import { Pool } from 'undici';
+import { uuidv7 } from '@tickwork/core';
 import {
   createTestDatabase,
   type TestDatabase,
@@ -89,6 +90,48 @@ export interface JobDraft {
   schedule: Record<string, unknown>;
   startAt?: string;
   target: { url: string; body?: unknown };
+}
+
+/**
+ * What the api benches read, made through the api: a service's 200 jobs (`draft` makes more like
+ * them: hourly, starting in 30 days, so nothing fires meanwhile) and 100 runs of the first one.
+ */
+export async function seedApiReads(
+  tw: Deployment,
+  service: { id: string; token: string },
+): Promise<{ draft: (name: string) => JobDraft; ids: string[]; runsJob: string }> {
+  const startAt = new Date(Date.now() + 30 * 86_400_000).toISOString();
+  const draft = (name: string): JobDraft => ({
+    name,
+    schedule: { every: '1h' },
+    startAt,
+    target: { url: 'http://127.0.0.1:9/hook', body: { hello: 'bench' } },
+  });
+  const { ids } = await createJobs(
+    tw.api,
+    [service.token],
+    Array.from({ length: 200 }, (_, i) => draft(`seed-${i}`)),
+  );
+  const runsJob = ids[0]!;
+  const now = Date.now();
+  await tw.db.db
+    .insertInto('runs')
+    .values(
+      Array.from({ length: 100 }, (_, i) => ({
+        id: uuidv7(now + i),
+        job_id: runsJob,
+        service_id: service.id,
+        job_version: 1,
+        scheduled_for: new Date(now - (100 - i) * 3_600_000),
+        trigger: 'schedule' as const,
+        status: 'succeeded' as const,
+        attempts: 1,
+        http_status: 200,
+        response_excerpt: 'ok',
+      })),
+    )
+    .execute();
+  return { draft, ids, runsJob };
 }
 
 /**

@@ -29,24 +29,7 @@ export async function recordSkippedSlots(ctx: FireContext, check: SlotCheck): Pr
   const { job, version, scheduledFor, exclusion } = check;
   const queue = ctx.queue;
   if (!queue) return;
-  const at = new Date(scheduledFor);
-  // The common case: the deciding statement read a previous run, and the occurrence is the
-  // scheduler's: one gap, no query. `null` (none when that statement began) is read again here:
-  // a run committed while the statement waited for the job's lock is not in its snapshot.
-  // Both read at once when the forward look is likely needed, so it costs no round trip more.
-  const before = () => lastScheduledBefore(ctx.db, job.id, version, at);
-  const after = () => firstScheduledAfter(ctx.db, job.id, version, at);
-  let previous: Date | undefined;
-  let next: Date | undefined;
-  if (check.previous instanceof Date) {
-    previous = check.previous;
-    if (check.catchUp) next = await after();
-  } else if (check.catchUp || check.previous === null) {
-    [previous, next] = await Promise.all([before(), after()]);
-  } else {
-    previous = await before();
-    if (!previous) next = await after();
-  }
+  const { previous, next } = await neighboursOf(ctx, check);
   const gaps: Array<[number, number]> = [];
   if (previous) gaps.push([previous.getTime(), scheduledFor]);
   if (next) gaps.push([scheduledFor, next.getTime()]);
@@ -76,10 +59,36 @@ export async function recordSkippedSlots(ctx: FireContext, check: SlotCheck): Pr
   );
   const skipped = gap.filter((_, i) => !pending[i]);
   const base = { jobId: job.id, serviceId: job.serviceId, jobVersion: version };
-  const excluded = exclusion && !exclusion.empty ? skipped.filter((slot) => exclusion.excludes(slot)) : [];
-  const missed = excluded.length === 0 ? skipped : skipped.filter((slot) => !excluded.includes(slot));
+  const isExcluded = (slot: number) => exclusion !== undefined && !exclusion.empty && exclusion.excludes(slot);
+  const excluded = skipped.filter(isExcluded);
+  const missed = skipped.filter((slot) => !isExcluded(slot));
   const recorded =
     (await recordMissedSlots(ctx.db, base, missed, uuidv7)) +
     (await recordMissedSlots(ctx.db, base, excluded, uuidv7, 'excluded'));
   if (recorded > 0) ctx.logger.info({ jobId: job.id, recorded }, 'slots the timer skipped recorded as missed');
+}
+
+/**
+ * The recorded runs of the occurrence's version just before and just after it, as far as they are
+ * needed. The common case: the deciding statement read a previous run, and the occurrence is the
+ * scheduler's: one gap, no query. `null` (none when that statement began) is read again here: a
+ * run committed while the statement waited for the job's lock is not in its snapshot. Both are
+ * read at once when the forward look is likely needed, so it costs no round trip more.
+ */
+async function neighboursOf(
+  ctx: FireContext,
+  check: SlotCheck,
+): Promise<{ previous: Date | undefined; next: Date | undefined }> {
+  const at = new Date(check.scheduledFor);
+  const before = () => lastScheduledBefore(ctx.db, check.job.id, check.version, at);
+  const after = () => firstScheduledAfter(ctx.db, check.job.id, check.version, at);
+  if (check.previous instanceof Date) {
+    return { previous: check.previous, next: check.catchUp ? await after() : undefined };
+  }
+  if (check.catchUp || check.previous === null) {
+    const [previous, next] = await Promise.all([before(), after()]);
+    return { previous, next };
+  }
+  const previous = await before();
+  return { previous, next: previous ? undefined : await after() };
 }

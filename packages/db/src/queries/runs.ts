@@ -390,12 +390,13 @@ export async function deleteRun(db: Kysely<Database>, id: string): Promise<void>
   await db.deleteFrom('runs').where('id', '=', id).execute();
 }
 
-/** The instant of the job version's latest scheduled occurrence before `before`, if any. */
-export async function lastScheduledBefore(
+/** The instant of the job version's nearest scheduled occurrence before or after `at`, if any. */
+async function nearestScheduled(
   db: Kysely<Database>,
   jobId: string,
   version: number,
-  before: Date,
+  side: 'before' | 'after',
+  at: Date,
 ): Promise<Date | undefined> {
   const row = await db
     .selectFrom('runs')
@@ -403,34 +404,34 @@ export async function lastScheduledBefore(
     .where('job_id', '=', jobId)
     .where('trigger', '=', 'schedule')
     .where('job_version', '=', version)
-    .where('scheduled_for', '<', before)
-    .orderBy('scheduled_for', 'desc')
+    .where('scheduled_for', side === 'before' ? '<' : '>', at)
+    .orderBy('scheduled_for', side === 'before' ? 'desc' : 'asc')
     .limit(1)
     .executeTakeFirst();
   return row?.scheduled_for;
+}
+
+/** The instant of the job version's latest scheduled occurrence before `before`, if any. */
+export function lastScheduledBefore(
+  db: Kysely<Database>,
+  jobId: string,
+  version: number,
+  before: Date,
+): Promise<Date | undefined> {
+  return nearestScheduled(db, jobId, version, 'before', before);
 }
 
 /**
  * The instant of the job version's earliest scheduled occurrence after `after`, if any: for an
  * occurrence decided after a later one of its version (see the fire path's skipped-slot check).
  */
-export async function firstScheduledAfter(
+export function firstScheduledAfter(
   db: Kysely<Database>,
   jobId: string,
   version: number,
   after: Date,
 ): Promise<Date | undefined> {
-  const row = await db
-    .selectFrom('runs')
-    .select('scheduled_for')
-    .where('job_id', '=', jobId)
-    .where('trigger', '=', 'schedule')
-    .where('job_version', '=', version)
-    .where('scheduled_for', '>', after)
-    .orderBy('scheduled_for', 'asc')
-    .limit(1)
-    .executeTakeFirst();
-  return row?.scheduled_for;
+  return nearestScheduled(db, jobId, version, 'after', after);
 }
 
 /** Records slots no worker ever received as `skipped` (`missed`, or `excluded` by a calendar), one row each, once. */
