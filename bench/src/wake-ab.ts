@@ -2,15 +2,17 @@
  * Lateness at low load with and without the waker (apps/worker/src/waker.ts), side by side:
  *
  *   node bench/src/wake-ab.ts [--rounds 3] [--hz 10] [--schedules 1000] [--rate 200] [--measure-s 10]
- *                             [--before-root <checkout>] [--dump <dir>]
+ *                             [--before-root <checkout> | --b-env KEY=VALUE…] [--dump <dir>]
  *
  * Each round runs quick mode's fire-at-rate part (a Redis of its own at `hz`, one worker, the
  * sink) twice, once with `TICKWORK_WAKE=off` and once as shipped, in rotated order; the figure is
  * each side's lateness p99 (sink receive − scheduled instant) and the median of the per-round
  * ratios, with the CPU of the worker and Redis in each window. `--before-root` compares another
  * checkout's worker (`TICKWORK_ROOT`, e.g. the previous commit's, built) with this one's instead,
- * both with the waker on: sides `before` and `after`. `--dump` writes each window's deliveries
- * and the worker's /metrics at its start and end (`<side>-r<round>.json`) for `lag-tail.ts`.
+ * both with the waker on: sides `before` and `after`. `--b-env KEY=VALUE` (repeatable) runs side
+ * `B` with that environment and side `A` as shipped (a lever, e.g. `TICKWORK_NODE_FLAGS`). `--dump`
+ * writes each window's deliveries and the worker's /metrics at its start and end
+ * (`<side>-r<round>.json`) for `lag-tail.ts`.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '200' },
     'measure-s': { type: 'string', default: '10' },
     'before-root': { type: 'string' },
+    'b-env': { type: 'string', multiple: true },
     dump: { type: 'string' },
   },
 });
@@ -36,7 +39,15 @@ const hz = Number(values.hz);
 const sink = await startSink();
 const redis = await startRedis(hz);
 const beforeRoot = values['before-root'];
-const [a, b] = beforeRoot ? (['before', 'after'] as const) : (['off', 'on'] as const);
+// `--b-env KEY=VALUE` (repeatable): side B's processes get these, side A runs as shipped.
+const bEnv = Object.fromEntries(
+  (values['b-env'] ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+);
+const [a, b] = beforeRoot
+  ? (['before', 'after'] as const)
+  : values['b-env']
+    ? (['A', 'B'] as const)
+    : (['off', 'on'] as const);
 type Side = typeof a | typeof b;
 const lag: Record<string, number[]> = { [a]: [], [b]: [] };
 const ratios: number[] = [];
@@ -58,6 +69,7 @@ try {
         sink,
         lateWaitMs: 10_000,
         ...(side === 'before' ? { env: { TICKWORK_ROOT: beforeRoot! } } : {}),
+        ...(side === 'B' ? { env: bEnv } : {}),
         ...(values.dump
           ? {
               onWindow: (details: WindowDetails) => {
