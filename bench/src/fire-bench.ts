@@ -2,7 +2,9 @@
  * Fire bench. Three parts, all against the same Redis, Postgres and sink:
  *   - `fireAtRate`: N schedules created through the real API, phased so `rate` occurrences come due
  *     each second; measures deliveries/s, lateness, lost and duplicated occurrences, Redis memory
- *     per schedule, RSS of the api and workers, and the time to create N schedules.
+ *     per schedule, RSS of the api and workers, and the time to create N schedules. None falls due
+ *     before all are created (a pilot measures the creation rate first), so the window sees the
+ *     steady state at N schedules, not the backlog of the creation.
  *   - `drainCompare`: K occurrences due at one instant, drained by Tickwork and by its peers
  *     (raw BullMQ no-op, raw BullMQ + the same HTTP call, pg-boss, in-memory timers), alternating
  *     rounds; throughput = K / (last delivery − due instant).
@@ -59,6 +61,10 @@ export interface AtRateFigures {
   workers: number;
   createMs: number;
   createPerSec: number;
+  /** The creation rate the pilot measured, from which the first due instant was chosen. */
+  pilotPerSec: number;
+  /** The first occurrence's due instant minus the end of the creation (negative: some fell due during it). */
+  firstDueAfterCreationMs: number;
   measureS: number;
   expected: number;
   delivered: number;
@@ -87,6 +93,27 @@ export interface AtRateFigures {
   load: string;
 }
 
+/** The pilot's size: 1% of the schedules, within these bounds. */
+const PILOT_MIN = 50;
+const PILOT_MAX = 1_000;
+/** The first occurrences fall due this much past the creation's estimated end (the rate drifts as tables grow). */
+const CREATE_MARGIN = 1.3;
+const CREATE_SLACK_MS = 3_000;
+
+export interface WindowDetails {
+  windowStart: number;
+  windowEnd: number;
+  /** [scheduled instant, received at] of each delivery of an occurrence due in the window. */
+  deliveries: Array<[number, number]>;
+  workerMetricsAtStart: string;
+  workerMetricsAtEnd: string;
+}
+
+async function metricsOf(proc: Deployment['api']): Promise<string> {
+  const response = await fetch(`${proc.url}/metrics`).catch(() => undefined);
+  return response ? await response.text() : '';
+}
+
 export async function fireAtRate(options: {
   redisUrl: string;
   redisHz: number;
@@ -102,13 +129,18 @@ export async function fireAtRate(options: {
   env?: Record<string, string>;
   /** Redis's used memory in bytes (a Cluster: summed over its masters). @defaultValue INFO of `redisUrl` */
   usedMemory?: () => Promise<number>;
+  /**
+   * Given what a lateness analysis needs: the window, every delivery of an occurrence due in it
+   * (scheduled instant, received at), and the first worker's /metrics at the window's start and end
+   * (its event-loop delay and GC figures). Without it, /metrics is not read.
+   */
+  onWindow?: (details: WindowDetails) => void | Promise<void>;
 }): Promise<AtRateFigures> {
   const { schedules, rate, sink } = options;
   const everyMs = Math.round((schedules / rate) * 1000);
   if (everyMs < 1000)
     throw new Error(`--schedules / --rate must be at least 1 s (the default minimum interval); got ${everyMs} ms`);
   const usedMemory = options.usedMemory ?? (() => redisUsedMemory(options.redisUrl));
-  const memoryBefore = await usedMemory();
   const tw = await deploy({
     redisUrl: options.redisUrl,
     workers: options.workers,
@@ -123,7 +155,28 @@ export async function fireAtRate(options: {
     const services = await Promise.all(
       Array.from({ length: Math.ceil(schedules / 10_000) }, (_, i) => tw.service(`bench-fire-${i}`)),
     );
-    const t0 = Date.now() + 1_000;
+    // The steady state at N schedules: none falls due before all are created. A pilot (jobs of a
+    // service of their own, first due in a day, never in the window) measures the creation rate
+    // first; the first occurrences then start at t0, past the creation's estimated end with a
+    // margin, and the window 2 s after both (the figures say by how much the estimate held).
+    const pilotCount = Math.min(PILOT_MAX, Math.max(PILOT_MIN, Math.ceil(schedules / 100)));
+    const pilotService = await tw.service('bench-fire-pilot');
+    const farAway = new Date(Date.now() + 86_400_000).toISOString();
+    const pilot = await createJobs(
+      tw.api,
+      [pilotService.token],
+      Array.from({ length: pilotCount }, (_, i) => ({
+        name: `pilot-${i}`,
+        schedule: { everyMs: 3_600_000 },
+        startAt: farAway,
+        target: { url: `${sink.url}/tw/pilot` },
+      })),
+      32,
+    );
+    const pilotPerSec = pilotCount / (pilot.ms / 1000);
+    const estimatedCreateMs = (schedules / pilotPerSec) * 1000;
+    const t0 = Date.now() + Math.round(estimatedCreateMs * CREATE_MARGIN) + CREATE_SLACK_MS;
+    const memoryBeforeSchedules = await usedMemory();
     const startAts = Array.from({ length: schedules }, (_, i) => t0 + Math.floor((i * everyMs) / schedules));
     const drafts: JobDraft[] = startAts.map((startAt, i) => ({
       name: `fire-${i}`,
@@ -134,12 +187,18 @@ export async function fireAtRate(options: {
     // Jobs i of service i % S: each service gets an even share of the phases.
     const tokens = services.map((s) => s.token);
     const created = await createJobs(tw.api, tokens, drafts, 32);
+    const createdAt = Date.now();
     const memoryAfter = await usedMemory();
+    const firstDueAfterCreationMs = t0 - createdAt;
     console.log(
-      `  fire hz${options.redisHz}: created ${schedules} schedules in ${(created.ms / 1000).toFixed(1)} s (${Math.round(schedules / (created.ms / 1000))}/s)`,
+      `  fire hz${options.redisHz}: created ${schedules} schedules in ${(created.ms / 1000).toFixed(1)} s ` +
+        `(${Math.round(schedules / (created.ms / 1000))}/s; the pilot's ${Math.round(pilotPerSec)}/s); ` +
+        `the first occurrences ${firstDueAfterCreationMs >= 0 ? `${firstDueAfterCreationMs} ms after` : `${-firstDueAfterCreationMs} ms before`} its end`,
     );
 
-    await sleep(2_000);
+    await sleep(Math.max(t0, createdAt) + 2_000 - Date.now());
+    // Read first (it resets the event-loop delay histogram): the end's figures are the window's.
+    const workerMetricsAtStart = options.onWindow ? await metricsOf(tw.workers[0]!) : '';
     const windowStart = Date.now();
     const windowEnd = windowStart + options.measureS * 1000;
     sink.received.length = 0;
@@ -167,6 +226,7 @@ export async function fireAtRate(options: {
       await sleep(Math.min(1_000, Math.max(0, windowEnd - Date.now())));
     }
     cpuShare = cpu();
+    const workerMetricsAtEnd = options.onWindow ? await metricsOf(tw.workers[0]!) : '';
     // Let the window's late occurrences arrive: until every expected one came, or none came for 3 s
     // (at most `lateWaitMs`). A late occurrence counts in the lateness figures; only one that never came is lost.
     const expectedCount = Math.round((options.measureS * 1000 * schedules) / everyMs);
@@ -232,6 +292,13 @@ export async function fireAtRate(options: {
       written.map((row) => [row.skip_reason ? `${row.status}:${row.skip_reason}` : row.status, Number(row.n)]),
     );
     const recorded = Object.values(recordedByOutcome).reduce((a, b) => a + b, 0);
+    await options.onWindow?.({
+      windowStart,
+      windowEnd,
+      deliveries: inWindow.map((r) => [scheduledForOf(r), r.at]),
+      workerMetricsAtStart,
+      workerMetricsAtEnd,
+    });
     return {
       redisHz: options.redisHz,
       schedules,
@@ -240,6 +307,8 @@ export async function fireAtRate(options: {
       workers: options.workers,
       createMs: Math.round(created.ms),
       createPerSec: Math.round(schedules / (created.ms / 1000)),
+      pilotPerSec: Math.round(pilotPerSec),
+      firstDueAfterCreationMs,
       measureS: options.measureS,
       expected: expected.size,
       delivered: inWindow.length,
@@ -251,7 +320,7 @@ export async function fireAtRate(options: {
       lagP95Ms: percentile(lags, 95),
       lagP99Ms: percentile(lags, 99),
       lagMaxMs: percentile(lags, 100),
-      redisBytesPerSchedule: Math.round((memoryAfter - memoryBefore) / schedules),
+      redisBytesPerSchedule: Math.round((memoryAfter - memoryBeforeSchedules) / schedules),
       apiRssMaxMiB: apiRss,
       workerRssMaxMiB: workerRss,
       apiRssIdleMiB,

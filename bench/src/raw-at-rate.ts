@@ -3,7 +3,8 @@
  * delivering to the same HTTP sink as `fireAtRate`.
  *
  *   node bench/src/raw-at-rate.ts [--schedules 100000] [--rate 1000] [--hz 10,100] [--measure-s 30]
- *                                 [--settle-s 2] [--noop | --ledger] [--waker] [--worker-opts JSON]
+ *                                 [--settle-s 2] [--noop | --ledger] [--waker [--waker-from PATH]]
+ *                                 [--worker-opts JSON]
  *
  * N schedulers `{ every: N/rate·1000, startDate }` (BullMQ's `upsertJobScheduler`, as Tickwork
  * registers an interval job), their start instants spread over one period so `rate` fall due each
@@ -18,7 +19,7 @@
  * peak RSS, and the CPU of each process during the window (% of one core).
  */
 import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Queue, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -51,6 +52,8 @@ if (process.argv[2] === '--child') {
     scheduler text NOT NULL, scheduled_for timestamptz NOT NULL, status text NOT NULL,
     started_at timestamptz, finished_at timestamptz, http_status int, PRIMARY KEY (scheduler, scheduled_for))`);
   let inFlight = 0;
+  // As the Tickwork worker tells its waker: since when the Worker is taking or finishing a job.
+  let fetchingSince: number | undefined;
   const worker = new Worker(
     QUEUE,
     async (job: Job) => {
@@ -59,6 +62,7 @@ if (process.argv[2] === '--child') {
         await processOne(job);
       } finally {
         inFlight--;
+        fetchingSince = Date.now();
       }
     },
     {
@@ -104,11 +108,28 @@ if (process.argv[2] === '--child') {
     if (response.statusCode >= 300) throw new Error(`HTTP ${response.statusCode}`);
   }
   if (process.env.WAKER === '1') {
-    // Tickwork's waker (apps/worker/src/waker.ts) beside the raw Worker: a PING at each due instant.
-    const { startWaker } = await import(new URL('../../apps/worker/src/waker.ts', import.meta.url).href);
+    // Tickwork's waker (apps/worker/src/waker.ts, or `--waker-from` another checkout's) beside the
+    // raw Worker, told what the Tickwork worker tells it (worker.ts): free slots, taking or finishing.
+    const from = process.env.WAKER_FROM || fileURLToPath(new URL('../../apps/worker/src/waker.ts', import.meta.url));
+    const { startWaker } = await import(pathToFileURL(from).href);
     const redis = new Redis(process.env.REDIS_URL!);
     const queue = new Queue(QUEUE, { connection, prefix: PREFIX });
-    startWaker({ queue: { queue, redis }, redis, hasFreeSlot: () => inFlight < Number(opts.concurrency ?? 10) });
+    const fetching = () => {
+      fetchingSince = Date.now();
+    };
+    const waiting = () => {
+      fetchingSince = undefined;
+    };
+    worker.on('active', fetching);
+    worker.on('drained', waiting);
+    worker.on('completed', waiting);
+    worker.on('failed', waiting);
+    startWaker({
+      queue: { queue, redis },
+      redis,
+      hasFreeSlot: () => inFlight < slots,
+      isWaiting: () => fetchingSince === undefined || Date.now() - fetchingSince > 20,
+    });
   }
   if (noop) {
     // No sink call: each completion is stamped in the bench's Redis (a list of "scheduledFor:doneAt").
@@ -136,6 +157,8 @@ if (process.argv[2] === '--child') {
       ledger: { type: 'boolean', default: false },
       // Tickwork's waker beside the raw Worker (what the waker gives BullMQ alone at `hz 10`).
       waker: { type: 'boolean', default: false },
+      // With --waker: the waker module to start (another checkout's apps/worker/src/waker.ts, for an A/B).
+      'waker-from': { type: 'string', default: '' },
       // BullMQ Worker options over the defaults above, as JSON (a lever: '{"drainDelay":1}').
       'worker-opts': { type: 'string', default: '{}' },
     },
@@ -173,6 +196,7 @@ if (process.argv[2] === '--child') {
         NOOP: values.noop ? '1' : '0',
         WORKER_OPTS: values['worker-opts'],
         WAKER: values.waker ? '1' : '0',
+        WAKER_FROM: values['waker-from'],
         ...(ledgerDb ? { LEDGER_URL: ledgerDb.url } : {}),
       },
     });
@@ -283,7 +307,7 @@ if (process.argv[2] === '--child') {
     return {
       kind: values.noop ? 'bullmq-noop' : values.ledger ? 'bullmq-fetch-pg' : 'bullmq-fetch',
       settleS: Number(values['settle-s']),
-      waker: values.waker,
+      waker: values.waker ? values['waker-from'] || 'shipped' : false,
       ...(runs === undefined ? {} : { runsRecorded: runs }),
       redisHz: hz,
       schedules,

@@ -50,6 +50,11 @@ import { resumeDueTask } from './resume-due.ts';
 export const LOCK_DURATION_MS = 30_000;
 export const STALLED_INTERVAL_MS = 15_000;
 export const MAX_STALLED_COUNT = 10;
+/**
+ * How long the waker trusts a Worker's "taking or finishing a job" (its fetch promotes the due jobs
+ * itself, so no wake-up is sent meanwhile); past it, a wake-up goes as if the Worker waited.
+ */
+const FETCH_STALE_MS = 20;
 /** How long a shutdown waits for Redis connections to close once nothing is in flight. */
 export const REDIS_CLOSE_MS = 3_000;
 
@@ -178,12 +183,18 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   // Each queue's occurrences are decided with that queue at hand (its schedulers, its pending slots).
   // Occurrences in flight per queue consumed: its waker nudges Redis only while its Worker has a free slot.
   const busy = new Map<string, number>();
+  // Per queue consumed: since when its Worker is taking or finishing a job (undefined: it waits in
+  // its blocking fetch), from the Worker's own events. A finished processor starts BullMQ's
+  // completing call, which fetches the next due job itself; `completed`/`failed` end it, `active`
+  // (a job taken) and `drained` (nothing left: the blocking wait follows) say which way it went.
+  const fetchingSince = new Map<string, number | undefined>();
   const trackOn = async <T>(name: string, work: Promise<T>): Promise<T> => {
     busy.set(name, (busy.get(name) ?? 0) + 1);
     try {
       return await track(work);
     } finally {
       busy.set(name, (busy.get(name) ?? 1) - 1);
+      fetchingSince.set(name, Date.now());
     }
   };
   const consume = (shard: (typeof consumed)[number]) => {
@@ -210,7 +221,13 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
   for (const each of workers) observe(each);
   function observe(worker: Worker<FireJobData>) {
     worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
+    const fetching = () => fetchingSince.set(worker.name, Date.now());
+    const waiting = () => fetchingSince.set(worker.name, undefined);
+    worker.on('active', fetching);
+    worker.on('drained', waiting);
+    worker.on('completed', waiting);
     worker.on('failed', (job, error) => {
+      waiting();
       if (!job || error instanceof RetryLaterError) return;
       if (isConnectionError(error)) postgres.checkNow();
       const final = error?.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
@@ -263,6 +280,12 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
       queue: shard,
       redis: redis.shared,
       hasFreeSlot: () => (busy.get(shard.name) ?? 0) < perQueue,
+      // A state older than FETCH_STALE_MS counts as waiting: a fetch that ended with no event of
+      // its own (a job moved back to delayed, a fetch that found the queue still drained).
+      isWaiting: () => {
+        const since = fetchingSince.get(shard.name);
+        return since === undefined || Date.now() - since > FETCH_STALE_MS;
+      },
       nudge: process.env.TICKWORK_WAKE !== 'off',
       onStuck: (overdueMs) => replace(i, overdueMs),
     }),

@@ -2,7 +2,8 @@
  * The waker against a Redis of the test's own at `hz 10` (nothing else talks to it): a PING goes
  * to Redis after each instant a delayed job falls due — never before it (each is stamped as it
  * leaves, and Redis's own command count shows it arrived), and none while the Worker has no free
- * slot or once the waker stopped; and it reports a queue whose earliest delayed job stays overdue
+ * slot, none while it is taking or finishing a job, none once the waker stopped; it reads the
+ * instants ahead at once rather than one read per instant; and it reports a queue whose earliest delayed job stays overdue
  * while the Worker has a free slot (nothing takes the jobs here), never while no slot is free.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,10 +18,11 @@ let redis: Redis;
 let pinger: Redis;
 const pings: number[] = [];
 
-async function pingsCounted(): Promise<number> {
+async function commandCalls(command: string): Promise<number> {
   const stats = await redis.info('commandstats');
-  return Number(/cmdstat_ping:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
 }
+const pingsCounted = () => commandCalls('ping');
 
 beforeAll(async () => {
   server = await startOwnRedis(['--hz', '10']);
@@ -91,6 +93,51 @@ describe('waker', () => {
     const after = await delayed(50);
     await eventually(async () => (Date.now() > after + 300 ? true : undefined), 2_000, 'its instant to pass');
     expect(pings.filter((at) => at > stoppedAt)).toEqual([]);
+  });
+
+  it('reads the due instants ahead at once: a PING after each instant, far fewer reads than instants', async () => {
+    await fireQueue.queue.obliterate({ force: true });
+    // Twenty instants 10 ms apart, from 300 ms on; nothing takes the jobs here.
+    const instants: number[] = [];
+    for (let i = 0; i < 20; i++) instants.push(await delayed(300 + 10 * i));
+    instants.sort((x, y) => x - y);
+    pings.length = 0;
+    const reads = async () => (await commandCalls('zrange')) + (await commandCalls('zrangebyscore'));
+    const readsBefore = await reads();
+    const waker = startWaker({ queue: fireQueue, redis: pinger, hasFreeSlot: () => true });
+    try {
+      const last = instants[instants.length - 1]!;
+      await eventually(async () => (pings.some((at) => at >= last) ? true : undefined), 5_000, 'a ping after the last');
+      // Each instant has its PING at or after it and before the next one's (or the last's).
+      for (const [i, at] of instants.entries()) {
+        const next = instants[i + 1] ?? Number.POSITIVE_INFINITY;
+        if (next === at) continue;
+        expect(pings.some((p) => p >= at && p < next + 5)).toBe(true);
+      }
+      expect(pings.filter((at) => at < instants[0]!)).toEqual([]);
+      // One read per 100 ms look-ahead over ~0.5 s, not one per instant (the reads minus the test's own).
+      expect((await reads()) - readsBefore).toBeLessThanOrEqual(10);
+    } finally {
+      waker.stop();
+    }
+    await fireQueue.queue.obliterate({ force: true });
+  });
+
+  it('does not ping while the Worker is taking or finishing a job, and does once it waits', async () => {
+    const due = await delayed(100);
+    let waiting = false;
+    pings.length = 0;
+    const waker = startWaker({ queue: fireQueue, redis: pinger, hasFreeSlot: () => true, isWaiting: () => waiting });
+    try {
+      await eventually(async () => (Date.now() > due + 300 ? true : undefined), 2_000, 'the instant to pass');
+      expect(pings).toEqual([]);
+      waiting = true;
+      await eventually(async () => (pings.length >= 1 ? true : undefined), 2_000, 'a ping once the Worker waits');
+      expect(pings).toHaveLength(1);
+    } finally {
+      waker.stop();
+    }
+    await fireQueue.queue.obliterate({ force: true });
   });
 
   it('reports a stuck Worker when the earliest delayed job stays overdue with a free slot, again less often', async () => {

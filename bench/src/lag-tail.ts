@@ -1,0 +1,78 @@
+/**
+ * Where a fire-at-rate window's late occurrences come from, from `wake-ab.ts --dump <dir>`'s files:
+ *
+ *   node bench/src/lag-tail.ts <dir> [--late-ms 25]
+ *
+ * Per file (one side of one round): lateness p50/p95/p99; how many occurrences were later than
+ * `--late-ms`, and whether they come alone or in bursts (late occurrences due within 50 ms of
+ * each other: one stall of the whole pipeline, e.g. the worker's event loop held or no core free,
+ * against a scattered tail); each burst's start (s into the window), size and worst lateness;
+ * and the worker's own figures over the window from its /metrics: event-loop delay (max, p99)
+ * and garbage collection (count, total pause, by kind).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { WindowDetails } from './fire-bench.ts';
+import { percentile } from './stats.ts';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { 'late-ms': { type: 'string', default: '25' } },
+});
+const dir = positionals[0];
+if (!dir) throw new Error('usage: node bench/src/lag-tail.ts <dir> [--late-ms 25]');
+const lateMs = Number(values['late-ms']);
+/** Late occurrences due closer together than this belong to one burst. */
+const BURST_GAP_MS = 50;
+
+const metric = (text: string, name: string, labels = ''): number => {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}` : ''}`));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : Number.NaN;
+};
+const gcKinds = ['minor', 'major', 'incremental', 'weakcb'];
+
+for (const file of readdirSync(dir)
+  .filter((f) => f.endsWith('.json'))
+  .sort()) {
+  const w = JSON.parse(readFileSync(join(dir, file), 'utf8')) as WindowDetails;
+  const rows = w.deliveries.map(([due, at]) => ({ due, lag: at - due })).sort((a, b) => a.due - b.due);
+  const lags = rows.map((r) => r.lag);
+  const late = rows.filter((r) => r.lag > lateMs);
+  const bursts: Array<{ start: number; end: number; n: number; worst: number }> = [];
+  for (const r of late) {
+    const last = bursts[bursts.length - 1];
+    if (last && r.due - last.end <= BURST_GAP_MS) {
+      last.end = r.due;
+      last.n++;
+      last.worst = Math.max(last.worst, r.lag);
+    } else bursts.push({ start: r.due, end: r.due, n: 1, worst: r.lag });
+  }
+  const inBursts = bursts.filter((b) => b.n > 1).reduce((n, b) => n + b.n, 0);
+  const gc = gcKinds
+    .map((kind) => {
+      const count =
+        metric(w.workerMetricsAtEnd, 'nodejs_gc_duration_seconds_count', `kind="${kind}"`) -
+        metric(w.workerMetricsAtStart, 'nodejs_gc_duration_seconds_count', `kind="${kind}"`);
+      const sum =
+        metric(w.workerMetricsAtEnd, 'nodejs_gc_duration_seconds_sum', `kind="${kind}"`) -
+        metric(w.workerMetricsAtStart, 'nodejs_gc_duration_seconds_sum', `kind="${kind}"`);
+      return Number.isFinite(count) && count > 0 ? `${kind} ${count} (${Math.round(sum * 1000)} ms)` : '';
+    })
+    .filter(Boolean)
+    .join(', ');
+  const loopMax = Math.round(metric(w.workerMetricsAtEnd, 'nodejs_eventloop_lag_max_seconds') * 1000);
+  const loopP99 = Math.round(metric(w.workerMetricsAtEnd, 'nodejs_eventloop_lag_p99_seconds') * 1000);
+  console.log(
+    `${file}: ${rows.length} occurrences, lateness p50/p95/p99/max ${percentile(lags, 50)}/${percentile(lags, 95)}/` +
+      `${percentile(lags, 99)}/${percentile(lags, 100)} ms; ${late.length} later than ${lateMs} ms, ` +
+      `${inBursts} of them in ${bursts.filter((b) => b.n > 1).length} bursts, ${late.length - inBursts} alone; ` +
+      `worker event-loop delay max ${loopMax} ms, p99 ${loopP99} ms; GC ${gc || 'none counted'}`,
+  );
+  const worst = [...bursts].sort((a, b) => b.n - a.n).slice(0, 8);
+  for (const b of worst.sort((a, b) => a.start - b.start)) {
+    console.log(
+      `    burst at ${((b.start - w.windowStart) / 1000).toFixed(2)} s: ${b.n} late over ${b.end - b.start} ms, worst ${b.worst} ms`,
+    );
+  }
+}
