@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     globalSetup: ['./test/global-setup.ts'],
-    projects: ['packages/*', 'apps/*', 'e2e', 'e2e/chaos'],
+    projects: ['packages/*', 'apps/*', 'e2e', 'e2e/vitest.serial.config.ts', 'e2e/chaos'],
     reporters: process.env.CI ? ['default'] : ['default'],
   },
 });

@@ -72,7 +72,8 @@ function locate(cmd: string): string | undefined {
 const isRoot = () => process.getuid?.() === 0;
 
 function apt(args: string[]): Ran {
-  return run('apt-get', args, {
+  // Another test process may be installing a package at the same moment: wait for dpkg's lock.
+  return run('apt-get', ['-o', 'DPkg::Lock::Timeout=300', ...args], {
     timeout: 300_000,
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
   });

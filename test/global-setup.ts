@@ -6,11 +6,13 @@
  *   4. else the local defaults anyway (their connection errors then say what is missing).
  * A Docker engine that answers is not enough reason to leave services that already run: an
  * engine without a registry (or started without bridge networks) cannot run the containers.
- * Each test file then makes its own database and BullMQ prefix (the test kit: packages/testkit/src/database.ts).
+ * Each test file then makes its own database and BullMQ prefix (the test kit: packages/testkit/src/database.ts),
+ * its database a copy of a template migrated here once per run (and dropped at the end).
  */
 import { execFileSync } from 'node:child_process';
 import { connect } from 'node:net';
 import type { TestProject } from 'vitest/node';
+import { TEMPLATE_DATABASE_ENV, createTemplateDatabase } from '@tickwork/testkit';
 
 function dockerAnswers(): boolean {
   try {
@@ -56,6 +58,13 @@ export default async function setup(_project: TestProject) {
   }
   process.env.DATABASE_URL ??= 'postgres://postgres@127.0.0.1:5432/test';
   process.env.REDIS_URL ??= 'redis://127.0.0.1:6379';
+  // Without Postgres (a run of the projects that need none), each file creates and migrates its
+  // own database as before, and those that need one fail there, saying why.
+  const template = await createTemplateDatabase().catch(() => undefined);
+  if (template) {
+    process.env[TEMPLATE_DATABASE_ENV] = template.name;
+    stops.unshift(() => template.drop());
+  }
   return async () => {
     for (const stop of stops) await stop();
   };

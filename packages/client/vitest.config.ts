@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
-// Unit and in-process tests: two files at a time, as the first group of `npm test`; the suites of
-// real processes (e2e, chaos) follow as a group of their own, one file at a time.
+// Unit and in-process tests: three files at a time on two cores (each waits on Postgres and Redis
+// much of its time), as the first group of `npm test`; the worker's tests, the end-to-end files and
+// the chaos suite follow as groups of their own.
 export default defineConfig({
-  test: { include: ['src/**/*.test.ts', 'test/**/*.test.ts'], maxWorkers: 2, sequence: { groupOrder: 0 } },
+  test: { include: ['src/**/*.test.ts', 'test/**/*.test.ts'], maxWorkers: 3, sequence: { groupOrder: 0 } },
 });
