@@ -81,7 +81,8 @@ export interface Attempted {
   /** When the callback was sent, epoch ms. */
   deliveryStartedAt: number;
   outcome: DeliveryOutcome;
-  log: Logger;
+  /** The attempt's logger (its lines carry the job, the run and the attempt), made on first use. */
+  log: () => Logger;
 }
 
 /**
@@ -93,7 +94,7 @@ function nextRunAfter(
   job: Job,
   schedule: ScheduleProgress,
   scheduledFor: number,
-  log: Logger,
+  log: () => Logger,
 ): { next: number | null; shown: number | null } | undefined {
   try {
     const after = Math.max(Date.now(), scheduledFor);
@@ -103,7 +104,7 @@ function nextRunAfter(
     return { next, shown };
   } catch (error) {
     if (!(error instanceof ScheduleComputeError)) throw error;
-    log.error({ err: error, cron: error.cron, timezone: error.timezone }, 'could not compute the next occurrence');
+    log().error({ err: error, cron: error.cron, timezone: error.timezone }, 'could not compute the next occurrence');
     return undefined;
   }
 }
@@ -133,10 +134,11 @@ export async function recordDelivery(
     schedule ? { version: job.version, nextRunAt: shown === null ? null : new Date(shown), complete } : undefined,
   );
   if (complete && !('at' in job.schedule)) await retire(ctx, job.id, job.version);
-  log.info(
-    { status: verdict.status, httpStatus: outcome.httpStatus, durationMs: outcome.durationMs },
-    'callback attempted',
-  );
+  if (ctx.logger.isLevelEnabled('info'))
+    log().info(
+      { status: verdict.status, httpStatus: outcome.httpStatus, durationMs: outcome.durationMs },
+      'callback attempted',
+    );
   const shared = {
     runId: run.id,
     trigger: occurrence.trigger,
