@@ -269,9 +269,11 @@ describe('lockAndRecordOnTime against judgeOccurrence', () => {
         fc.nat(),
         // The same instant again (a redelivery) or the job's next instant.
         fc.constantFrom(0, 60_000),
-        async (group, pick, step) => {
+        async (drawn, pick, step) => {
+          const twinOf = pick % drawn.length;
+          // The twin's job never waits for its instant, so a later instant is often recorded too.
+          const group = drawn.map((g, i) => (i === twinOf ? { ...g, mayWait: false } : g));
           const jobs = await Promise.all(group.map(setUp));
-          const twinOf = pick % group.length;
           const c = group[twinOf]!;
           const twinAt = c.scheduledFor + step;
           const expectations = group.map((g, i) => expectedOf(g, jobs[i]!.facts(g.scheduledFor, 0), g.recorded));
@@ -296,7 +298,7 @@ describe('lockAndRecordOnTime against judgeOccurrence', () => {
           }
         },
       ),
-      { numRuns: 150 },
+      { numRuns: 300 },
     );
     expect(twiceRecorded).toBeGreaterThan(5);
     expect(redeliveries).toBeGreaterThan(5);

@@ -100,3 +100,63 @@ export function lockAndRecordOnTimeGrouped(
 ): Promise<OnTimeRecord | undefined> {
   return groupOf(groups, db, writer).run(occurrence);
 }
+
+/** An occurrence whose version's recorded neighbours {@link scheduledNeighboursGrouped} reads. */
+export interface NeighboursOf {
+  jobId: string;
+  version: number;
+  scheduledFor: number;
+}
+
+/** The instants of the version's nearest scheduled occurrences before and after one, if any. */
+export interface Neighbours {
+  previous: Date | undefined;
+  next: Date | undefined;
+}
+
+/**
+ * `lastScheduledBefore` and `firstScheduledAfter` (runs.ts) of several occurrences in one
+ * statement (a read: it locks nothing, and an occurrence's answer is what the two reads would
+ * have said).
+ */
+export async function scheduledNeighboursMany(
+  db: Kysely<Database>,
+  occurrences: readonly NeighboursOf[],
+): Promise<Neighbours[]> {
+  const { rows } = await sql<{ i: string; previous: Date | null; next: Date | null }>`${sql.raw(PREPARE)}
+    select o.i::text as i,
+      (select r.scheduled_for from runs r
+        where r.job_id = o.job_id and r.trigger = 'schedule' and r.job_version = o.version and r.scheduled_for < o.at
+        order by r.scheduled_for desc limit 1) as previous,
+      (select r.scheduled_for from runs r
+        where r.job_id = o.job_id and r.trigger = 'schedule' and r.job_version = o.version and r.scheduled_for > o.at
+        order by r.scheduled_for asc limit 1) as next
+    from unnest(
+      ${occurrences.map((o) => o.jobId)}::uuid[], ${occurrences.map((o) => o.version)}::integer[],
+      ${occurrences.map((o) => new Date(o.scheduledFor))}::timestamptz[]
+    ) with ordinality as o(job_id, version, at, i)
+  `.execute(db);
+  const byIndex = new Map(rows.map((row) => [Number(row.i), row]));
+  return occurrences.map((_, i) => {
+    const row = byIndex.get(i + 1);
+    return { previous: row?.previous ?? undefined, next: row?.next ?? undefined };
+  });
+}
+
+let reads = 0;
+const neighbourReader: GroupWriter<NeighboursOf, Neighbours> = {
+  max: 100,
+  // A read takes no lock: any occurrences may share a statement.
+  key: () => String(reads++),
+  many: scheduledNeighboursMany,
+  one: async (db, o) => (await scheduledNeighboursMany(db, [o]))[0]!,
+};
+const neighbourGroups = new WeakMap<Kysely<Database>, StatementGroup<NeighboursOf, Neighbours>>();
+
+/**
+ * Both recorded neighbours of an occurrence's instant in its version, read with the other
+ * occurrences' reads in flight through the same handle, one statement for them all.
+ */
+export function scheduledNeighboursGrouped(db: Kysely<Database>, occurrence: NeighboursOf): Promise<Neighbours> {
+  return groupOf(neighbourGroups, db, neighbourReader).run(occurrence);
+}
