@@ -3,17 +3,8 @@
  * send it through the guarded dispatcher within the target's timeout, and read the outcome.
  * Redirects are not followed; the response body is read up to 1 KiB and the rest discarded.
  */
-import type { KeyObject } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
 import { request, type Dispatcher } from 'undici';
-import {
-  isHostAllowListed,
-  signWebhook,
-  webhookKeyOf,
-  type AttemptResult,
-  type OutboundPolicy,
-  type Target,
-} from '@tickwork/core';
+import { isHostAllowListed, signWebhook, type AttemptResult, type OutboundPolicy, type Target } from '@tickwork/core';
 import { DestinationNotAllowedError, checkUrl } from './outbound-guard.ts';
 
 export { createDispatchers } from './outbound-guard.ts';
@@ -50,24 +41,9 @@ export function bodyOf(target: Target): { body: string | undefined; contentType:
   return { body: target.bodyText ?? JSON.stringify(target.body), contentType: 'application/json' };
 }
 
-/**
- * The HMAC key of each signing secret, imported once (not on every callback). A rotation makes a
- * new secret, so a new entry; bounded, the least recently used entry goes first.
- */
-const signingKeys = new LRUCache<string, KeyObject>({ max: 10_000 });
-
-function signingKeyOf(secret: string): KeyObject {
-  let key = signingKeys.get(secret);
-  if (key === undefined) {
-    key = webhookKeyOf(secret);
-    signingKeys.set(secret, key);
-  }
-  return key;
-}
-
 export function headersFor(delivery: Delivery, body: string, nowSeconds: number): Record<string, string> {
   const signature = delivery.signingSecrets
-    .map((secret) => signWebhook(signingKeyOf(secret), delivery.runId, nowSeconds, body))
+    .map((secret) => signWebhook(secret, delivery.runId, nowSeconds, body))
     .join(' ');
   return {
     'webhook-id': delivery.runId,

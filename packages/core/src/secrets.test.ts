@@ -10,7 +10,6 @@ import {
   generateSigningSecret,
   hashApiKey,
   signWebhook,
-  webhookKeyOf,
 } from './secrets.ts';
 
 describe('API keys', () => {
@@ -59,8 +58,5 @@ describe('Standard Webhooks signature', () => {
     const secret = `whsec_${raw.toString('base64')}`;
     const expected = createHmac('sha256', raw).update('msg_1.1700000000.{"a":1}').digest('base64');
     expect(signWebhook(secret, 'msg_1', 1_700_000_000, '{"a":1}')).toBe(`v1,${expected}`);
-    // The same under the key imported once, and under a secret written without its prefix.
-    expect(signWebhook(webhookKeyOf(secret), 'msg_1', 1_700_000_000, '{"a":1}')).toBe(`v1,${expected}`);
-    expect(signWebhook(webhookKeyOf(raw.toString('base64')), 'msg_1', 1_700_000_000, '{"a":1}')).toBe(`v1,${expected}`);
   });
 });

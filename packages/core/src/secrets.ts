@@ -2,16 +2,7 @@
  * Credentials: API keys (shown once, stored as SHA-256), Standard Webhooks signing secrets
  * (stored encrypted with AES-256-GCM under SECRET_KEY) and callback signatures.
  */
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHash,
-  createHmac,
-  createSecretKey,
-  randomBytes,
-  timingSafeEqual,
-  type KeyObject,
-} from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const API_KEY_PREFIX = 'tw_';
 
@@ -119,20 +110,9 @@ export function isSealedUnder(sealed: string, key: string): boolean {
   }
 }
 
-/**
- * The HMAC key of a `whsec_` secret, imported once: signing with a key object skips the import
- * that signing with the secret's bytes makes on every call.
- */
-export function webhookKeyOf(secret: string): KeyObject {
-  return createSecretKey(Buffer.from(secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret, 'base64'));
-}
-
-/**
- * `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under a `whsec_` secret (Standard Webhooks),
- * or under its key from {@link webhookKeyOf}.
- */
-export function signWebhook(secret: string | KeyObject, id: string, timestampSeconds: number, body: string): string {
-  const key = typeof secret === 'string' ? webhookKeyOf(secret) : secret;
+/** `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under a `whsec_` secret (Standard Webhooks). */
+export function signWebhook(secret: string, id: string, timestampSeconds: number, body: string): string {
+  const key = Buffer.from(secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret, 'base64');
   const mac = createHmac('sha256', key).update(`${id}.${timestampSeconds}.${body}`).digest('base64');
   return `v1,${mac}`;
 }

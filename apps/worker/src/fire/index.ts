@@ -12,7 +12,6 @@
  *      and let it run this same job again. A decision that delivers nothing is settled there too.
  */
 import type { Job as BullJob } from 'bullmq';
-import type { Logger } from 'pino';
 import { startAttempt } from '@tickwork/db';
 import type { FireJobData } from '@tickwork/queue';
 import { deliver } from '../deliver.ts';
@@ -44,11 +43,9 @@ export async function fireOccurrence(
   const { run, job, occurrence } = decision;
   const attempt = decision.started ?? (await startAttempt(ctx.db, run.id, ctx.workerId))?.attempts;
   if (attempt === undefined) return { outcome: 'already-ended', runId: run.id };
-  // The attempt's logger, made when a line is written: most attempts write none at `warn`.
-  let child: Logger | undefined;
-  const log = () => (child ??= ctx.logger.child({ jobId: job.id, runId: run.id, attempt }));
+  const log = ctx.logger.child({ jobId: job.id, runId: run.id, attempt });
   if (decision.schedule?.catchUp && attempt === 1)
-    log().info({ scheduledFor: occurrence.scheduledFor }, 'late occurrence delivered as the catch-up');
+    log.info({ scheduledFor: occurrence.scheduledFor }, 'late occurrence delivered as the catch-up');
   const deliveryStartedAt = Date.now();
   const outcome = await deliver(
     {

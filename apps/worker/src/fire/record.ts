@@ -81,8 +81,7 @@ export interface Attempted {
   /** When the callback was sent, epoch ms. */
   deliveryStartedAt: number;
   outcome: DeliveryOutcome;
-  /** The attempt's logger (its lines carry the job, the run and the attempt), made on first use. */
-  log: () => Logger;
+  log: Logger;
 }
 
 /**
@@ -94,7 +93,7 @@ function nextRunAfter(
   job: Job,
   schedule: ScheduleProgress,
   scheduledFor: number,
-  log: () => Logger,
+  log: Logger,
 ): { next: number | null; shown: number | null } | undefined {
   try {
     const after = Math.max(Date.now(), scheduledFor);
@@ -104,7 +103,7 @@ function nextRunAfter(
     return { next, shown };
   } catch (error) {
     if (!(error instanceof ScheduleComputeError)) throw error;
-    log().error({ err: error, cron: error.cron, timezone: error.timezone }, 'could not compute the next occurrence');
+    log.error({ err: error, cron: error.cron, timezone: error.timezone }, 'could not compute the next occurrence');
     return undefined;
   }
 }
@@ -134,11 +133,10 @@ export async function recordDelivery(
     schedule ? { version: job.version, nextRunAt: shown === null ? null : new Date(shown), complete } : undefined,
   );
   if (complete && !('at' in job.schedule)) await retire(ctx, job.id, job.version);
-  if (ctx.logger.isLevelEnabled('info'))
-    log().info(
-      { status: verdict.status, httpStatus: outcome.httpStatus, durationMs: outcome.durationMs },
-      'callback attempted',
-    );
+  log.info(
+    { status: verdict.status, httpStatus: outcome.httpStatus, durationMs: outcome.durationMs },
+    'callback attempted',
+  );
   const shared = {
     runId: run.id,
     trigger: occurrence.trigger,
