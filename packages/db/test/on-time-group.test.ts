@@ -12,6 +12,7 @@ import {
   insertService,
   lastScheduledBefore,
   lockAndRecordOnTimeGrouped,
+  lockAndRecordOnTimeMany,
   recordOccurrence,
   scheduledNeighboursGrouped,
   scheduledNeighboursMany,
@@ -86,6 +87,18 @@ describe('lockAndRecordOnTimeGrouped', () => {
     expect(new Map(counts.map((c) => [c.id, c.run_count]))).toEqual(
       new Map(jobs.map((id, i) => [id, i === 0 ? 2 : i === 2 ? 0 : 1])),
     );
+  });
+});
+
+describe('lockAndRecordOnTimeMany', () => {
+  it('refuses two occurrences of one job in one statement, writing nothing', async () => {
+    const job = await aJob();
+    const at = Date.now();
+    await expect(lockAndRecordOnTimeMany(db.db, [onTime(job, at), onTime(job, at + 60_000)])).rejects.toThrow(
+      'one occurrence per job',
+    );
+    const row = await db.db.selectFrom('jobs').select('run_count').where('id', '=', job).executeTakeFirstOrThrow();
+    expect(row.run_count).toBe(0);
   });
 });
 

@@ -40,6 +40,8 @@ export async function lockAndRecordOnTimeMany(
   occurrences: readonly OnTimeOccurrence[],
 ): Promise<Array<OnTimeRecord | undefined>> {
   const rows = [...occurrences].sort((a, b) => (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
+  // Two of one job would both be judged on the row before either's run (and bump it once).
+  if (rows.some((o, i) => i > 0 && rows[i - 1]!.jobId === o.jobId)) throw new Error('one occurrence per job');
   const column = <T>(f: (o: OnTimeOccurrence) => T): T[] => rows.map(f);
   const { rows: found } = await sql<OnTimeRow>`${sql.raw(PREPARE)}
     with o as (
