@@ -32,7 +32,14 @@ const perBlock = Number(values.block);
 const concurrency = Number(values.concurrency);
 
 // A silent logger (pino is not a bench dependency; the bench runs the worker at warn anyway).
-const silent: Record<string, unknown> = { info() {}, warn() {}, error() {}, debug() {}, child: () => silent };
+const silent: Record<string, unknown> = {
+  info() {},
+  warn() {},
+  error() {},
+  debug() {},
+  child: () => silent,
+  isLevelEnabled: () => false,
+};
 const secretKey = 'bench-secret-key-0123456789-0123456789';
 const db = await createTestDatabase('tw_bench_firepath');
 const sink = await startSink();

@@ -4,6 +4,8 @@
  * create that registered it has committed. Real Postgres and BullMQ jobs; no Worker runs, the
  * test hands the BullMQ job to fireOccurrence itself.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { Queue } from 'bullmq';
@@ -147,7 +149,10 @@ describe('fireOccurrence', () => {
    * An every-second job of a service of its own, phased at t0 (two seconds ago, on a whole second);
    * with `excludeToday`, listing a calendar that excludes yesterday to tomorrow (UTC).
    */
-  async function everySecondJobSince2sAgo(name: string, options: { excludeToday?: boolean; graceMs?: number } = {}) {
+  async function everySecondJobSince2sAgo(
+    name: string,
+    options: { excludeToday?: boolean; graceMs?: number; url?: string } = {},
+  ) {
     const service = await insertService(db.db, {
       id: uuidv7(),
       name,
@@ -175,7 +180,7 @@ describe('fireOccurrence', () => {
         name,
         schedule: { every: '1s' },
         startAt: new Date(t0).toISOString(),
-        target: { url: 'http://127.0.0.1:9/' },
+        target: { url: options.url ?? 'http://127.0.0.1:9/' },
         misfire: { policy: 'fire_once', graceMs: options.graceMs ?? 600_000 },
         ...(calendars ? { calendars } : {}),
       },
@@ -448,5 +453,52 @@ describe('fireOccurrence', () => {
     expect((await ledgerOf(job.id, midnight)).map(([at, status]) => [at, status])).toEqual([[0, 'retrying']]);
     const row = await db.db.selectFrom('jobs').select('next_run_at').where('id', '=', job.id).executeTakeFirstOrThrow();
     expect(row.next_run_at?.toISOString()).toBe(new Date(midnight + 3 * DAY).toISOString());
+  });
+
+  it('records one run per occurrence when many fire at once, and a second delivery of one finds the same run', async () => {
+    // A sink that answers 200 and keeps what each callback said of itself.
+    const seen: Array<{ webhookId: string; jobId: string; attempt: string }> = [];
+    const sink = createServer((req, res) => {
+      seen.push({
+        webhookId: String(req.headers['webhook-id']),
+        jobId: String(req.headers['tickwork-job-id']),
+        attempt: String(req.headers['tickwork-attempt']),
+      });
+      req.resume().on('end', () => res.end('ok'));
+    });
+    await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/`;
+      const jobs = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => everySecondJobSince2sAgo(`together-${i}`, { url })),
+      );
+      const occurrences = await Promise.all(jobs.map(({ job, t0 }) => schedulerOccurrence(job.id, t0 + 4_000)));
+      // All at once, as a worker's slots take them: the on-time statements share a group; three
+      // occurrences are delivered twice at the same time (a redelivery racing the first).
+      const results = await Promise.all(
+        [...occurrences, ...occurrences.slice(0, 3)].map((o) => fireOccurrence({ ...ctx, queue: queue as never }, o)),
+      );
+      expect(results.slice(0, 8).map((r) => r.outcome)).toEqual(Array.from({ length: 8 }, () => 'delivered'));
+      for (const [i, { job, t0 }] of jobs.entries()) {
+        const delivered = (await runsOf(job.id)).filter((r) => r.status !== 'skipped');
+        expect(delivered.map((r) => [r.scheduled_for.getTime() - t0, r.status])).toEqual([[4_000, 'succeeded']]);
+        const run = delivered[0]!;
+        expect(results[i]).toMatchObject({ outcome: 'delivered', runId: run.id, attempt: 1 });
+        // The second delivery continues the same run (its next attempt), or finds it ended already.
+        const again = results[8 + i];
+        if (again)
+          expect(again.outcome === 'delivered' ? [again.runId, again.attempt] : again).toEqual(
+            again.outcome === 'delivered' ? [run.id, 2] : { outcome: 'already-ended', runId: run.id },
+          );
+        const attempts = again?.outcome === 'delivered' ? 2 : 1;
+        const calls = seen.filter((c) => c.jobId === job.id);
+        // Every callback of the occurrence carries its one run's id: the webhook-id is stable.
+        expect(calls.map((c) => c.webhookId)).toEqual(calls.map(() => run.id));
+        expect(calls.map((c) => c.attempt).sort()).toEqual(attempts === 2 ? ['1', '2'] : ['1']);
+        expect(run.attempts).toBe(attempts);
+      }
+    } finally {
+      await new Promise<void>((resolve) => sink.close(() => resolve()));
+    }
   });
 });

@@ -6,6 +6,7 @@ export * from './queries/cursor.ts';
 export * from './queries/jobs.ts';
 export * from './queries/runs.ts';
 export * from './queries/outcome-group.ts';
+export * from './queries/on-time-group.ts';
 export * from './queries/services.ts';
 export * from './queries/reconcile.ts';
 export * from './circuit-breaker.ts';

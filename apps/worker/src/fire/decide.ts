@@ -34,7 +34,7 @@ import {
   hasCaughtUp,
   hasRunInFlight,
   jobFromRow,
-  lockAndRecordOnTime,
+  lockAndRecordOnTimeGrouped,
   lockJobForFireWithService,
   recordOccurrence,
   type Database,
@@ -88,9 +88,10 @@ function factsOf(
 }
 
 /**
- * A scheduled occurrence. The common case in one statement of its own (`lockAndRecordOnTime`):
+ * A scheduled occurrence. The common case in one statement (`lockAndRecordOnTime`), shared with
+ * the other occurrences in flight on this worker (`lockAndRecordOnTimeGrouped`, a group commit):
  * lock, check, record the run with its first attempt started, and read the previous instant for
- * the skipped-slot check; two round trips in all, this and later the outcome. The statement only
+ * the skipped-slot check; two round trips in all, this and later the outcome, each grouped. The statement only
  * ever answers "deliver"; when it records nothing, the verdicts it can be given without the lock
  * come from the row it read, and the rest is decided in a transaction under the job's lock.
  */
@@ -106,7 +107,7 @@ async function decideScheduled(
   if (!bullJobId.startsWith('repeat:') && !isCatchUp(bullJobId)) return decideUnderLock(ctx, bullJob, mayWait);
   const now = Date.now();
   const scheduledFor = occurrenceOf(bullJobId, 0).scheduledFor;
-  const onTime = await lockAndRecordOnTime(ctx.db, {
+  const onTime = await lockAndRecordOnTimeGrouped(ctx.db, {
     runId: uuidv7(),
     jobId,
     version,

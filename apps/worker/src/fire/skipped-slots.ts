@@ -13,7 +13,7 @@
  * version, also look forward to the next one.
  */
 import { slotsBetween, uuidv7 } from '@tickwork/core';
-import { firstScheduledAfter, lastScheduledBefore, recordMissedSlots } from '@tickwork/db';
+import { firstScheduledAfter, lastScheduledBefore, recordMissedSlots, scheduledNeighboursGrouped } from '@tickwork/db';
 import { catchUpJobIdOf, schedulerIdOf, schedulerOccurrenceIdOf } from '@tickwork/queue';
 import type { FireContext, SlotCheck } from './types.ts';
 
@@ -73,7 +73,8 @@ export async function recordSkippedSlots(ctx: FireContext, check: SlotCheck): Pr
  * needed. The common case: the deciding statement read a previous run, and the occurrence is the
  * scheduler's: one gap, no query. `null` (none when that statement began) is read again here: a
  * run committed while the statement waited for the job's lock is not in its snapshot. Both are
- * read at once when the forward look is likely needed, so it costs no round trip more.
+ * read at once when the forward look is likely needed (one statement, grouped with the other
+ * occurrences' reads in flight), so it costs no round trip more.
  */
 async function neighboursOf(
   ctx: FireContext,
@@ -86,8 +87,12 @@ async function neighboursOf(
     return { previous: check.previous, next: check.catchUp ? await after() : undefined };
   }
   if (check.catchUp || check.previous === null) {
-    const [previous, next] = await Promise.all([before(), after()]);
-    return { previous, next };
+    // One statement for both, shared with the other occurrences' reads in flight.
+    return scheduledNeighboursGrouped(ctx.db, {
+      jobId: check.job.id,
+      version: check.version,
+      scheduledFor: check.scheduledFor,
+    });
   }
   const previous = await before();
   return { previous, next: previous ? undefined : await after() };

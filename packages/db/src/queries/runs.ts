@@ -464,6 +464,39 @@ export async function recordMissedSlots(
   return Number(inserted.numInsertedOrUpdatedRows ?? 0);
 }
 
+/** A scheduled occurrence for {@link lockAndRecordOnTime}. */
+export interface OnTimeOccurrence {
+  /** The id its run gets when it is recorded. */
+  runId: string;
+  jobId: string;
+  version: number;
+  scheduledFor: number;
+  workerId: string;
+  now: number;
+  jitterHash: number;
+  /** Whether an occurrence before its jittered start should wait (not be recorded). */
+  mayWait: boolean;
+}
+
+/** A row of the on-time statement (one or grouped): the job read under its lock, and what was written. */
+export type OnTimeRow = JobRow & {
+  signing_secret: string;
+  previous_signing_secret: string | null;
+  previous_secret_expires_at: Date | null;
+  disabled_at: Date | null;
+  recorded_run_id: string | null;
+  previous_scheduled_for: Date | null;
+};
+
+export function onTimeRecordOf(row: OnTimeRow): OnTimeRecord {
+  const { recorded_run_id, previous_scheduled_for, ...rest } = row;
+  return {
+    found: jobForFireOf(rest)!,
+    runId: recorded_run_id ?? undefined,
+    previous: previous_scheduled_for ?? undefined,
+  };
+}
+
 /** What {@link lockAndRecordOnTime} found and did. */
 export interface OnTimeRecord {
   /** The job with its service's secrets, as the statement read it under the job's row lock. */
@@ -493,30 +526,11 @@ export interface OnTimeRecord {
  */
 export async function lockAndRecordOnTime(
   db: Kysely<Database>,
-  occurrence: {
-    runId: string;
-    jobId: string;
-    version: number;
-    scheduledFor: number;
-    workerId: string;
-    now: number;
-    jitterHash: number;
-    /** Whether an occurrence before its jittered start should wait (not be recorded). */
-    mayWait: boolean;
-  },
+  occurrence: OnTimeOccurrence,
 ): Promise<OnTimeRecord | undefined> {
   const at = new Date(occurrence.scheduledFor);
   const now = occurrence.now;
-  const { rows } = await sql<
-    JobRow & {
-      signing_secret: string;
-      previous_signing_secret: string | null;
-      previous_secret_expires_at: Date | null;
-      disabled_at: Date | null;
-      recorded_run_id: string | null;
-      previous_scheduled_for: Date | null;
-    }
-  >`${sql.raw(PREPARE)}
+  const { rows } = await sql<OnTimeRow>`${sql.raw(PREPARE)}
     with j as (
       select ${JOB_COLUMNS}, s.signing_secret, s.previous_signing_secret, s.previous_secret_expires_at, s.disabled_at,
         ${occurrence.scheduledFor}::bigint
@@ -552,11 +566,5 @@ export async function lockAndRecordOnTime(
     from j
   `.execute(db);
   const row = rows[0];
-  if (!row) return undefined;
-  const { recorded_run_id, previous_scheduled_for, ...rest } = row;
-  return {
-    found: jobForFireOf(rest)!,
-    runId: recorded_run_id ?? undefined,
-    previous: previous_scheduled_for ?? undefined,
-  };
+  return row ? onTimeRecordOf(row) : undefined;
 }
