@@ -65,8 +65,10 @@ export async function pacedShot(
   for (;;) {
     const elapsed = performance.now() - start;
     if (elapsed >= seconds * 1000) break;
-    const due = Math.floor((elapsed / 1000) * rate);
-    while (sent < due) {
+    // Request i is due at i / rate: every i up to elapsed · rate is due now (without the + 1, each
+    // went one interval late, 59 ms at 17/s, and that interval counted as the server's latency).
+    const due = Math.floor((elapsed / 1000) * rate) + 1;
+    while (sent < due && sent < rate * seconds) {
       fire(start + (sent * 1000) / rate);
       sent++;
     }
