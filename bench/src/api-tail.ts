@@ -178,7 +178,7 @@ try {
     const gc = shot.route ? gcSince(gcFrom) : undefined;
     console.log(
       `${spec.padEnd(14)} client p50 ${result.p50} p99 ${result.p99} ms (${result.reqPerSec}/s, errors ${result.errors}); ` +
-        `pacer late p99 ${result.sendLateP99} ms, loop delay p99 ${Math.round(loop.percentile(99) / 1e4) / 100} ms; ` +
+        `pacer late p99 ${result.sendLateP99} ms (${result.threads} thread(s)), main loop delay p99 ${Math.round(loop.percentile(99) / 1e4) / 100} ms; ` +
         `${server}${gc ? `; api GC ${gc.count} pauses, ${gc.sumMs} ms in all, largest ${gc.maxMs} ms` : ''}; load ${loadNow()}`,
     );
     for (const line of ss) console.log(`    ss: ${line}`);
