@@ -110,20 +110,32 @@ try {
     }
     return '>max';
   };
-  /** GC lines of `--trace-gc` the api printed since `from`: count, summed and largest pause (ms). */
+  /** GC lines of `--trace-gc` the api printed since `from`: count, summed and largest pause (ms), by kind. */
   const gcSince = (from: number) => {
     const pauses: number[] = [];
+    const kinds = new Map<string, { count: number; ms: number }>();
     for (const chunk of tw.api.output.slice(from)) {
       for (const line of chunk.split('\n')) {
         const m =
           /(Scavenge|Mark-Compact|Minor Mark-Sweep)[^,]*MB,(?: pooled: [\d.]+ MB,)?\s*([\d.]+)\s*\/\s*[\d.]+\s*ms/.exec(
             line,
           );
-        if (m) pauses.push(Number(m[2]));
+        if (!m) continue;
+        pauses.push(Number(m[2]));
+        const kind = kinds.get(m[1]!) ?? { count: 0, ms: 0 };
+        kind.count++;
+        kind.ms += Number(m[2]);
+        kinds.set(m[1]!, kind);
       }
     }
     const sum = pauses.reduce((a, b) => a + b, 0);
-    return { count: pauses.length, sumMs: Math.round(sum), maxMs: Math.round(Math.max(0, ...pauses) * 10) / 10 };
+    const byKind = [...kinds].map(([kind, k]) => `${kind} ${k.count}× ${Math.round(k.ms)} ms`).join(', ');
+    return {
+      count: pauses.length,
+      sumMs: Math.round(sum),
+      maxMs: Math.round(Math.max(0, ...pauses) * 10) / 10,
+      byKind,
+    };
   };
   const ssOf = (targetPort: string) => {
     try {
@@ -179,7 +191,7 @@ try {
     console.log(
       `${spec.padEnd(14)} client p50 ${result.p50} p99 ${result.p99} ms (${result.reqPerSec}/s, errors ${result.errors}); ` +
         `pacer late p99 ${result.sendLateP99} ms (${result.threads} thread(s)), main loop delay p99 ${Math.round(loop.percentile(99) / 1e4) / 100} ms; ` +
-        `${server}${gc ? `; api GC ${gc.count} pauses, ${gc.sumMs} ms in all, largest ${gc.maxMs} ms` : ''}; load ${loadNow()}`,
+        `${server}${gc ? `; api GC ${gc.count} pauses, ${gc.sumMs} ms in all, largest ${gc.maxMs} ms (${gc.byKind})` : ''}; load ${loadNow()}`,
     );
     for (const line of ss) console.log(`    ss: ${line}`);
   }
