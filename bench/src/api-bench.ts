@@ -47,6 +47,8 @@ export interface EndpointFigures {
   /** The same rate open loop, evenly paced (`api-paced.ts`): the p99 the goal means. */
   pacedP50Ms: number;
   pacedP99Ms: number;
+  /** How late the pacer itself sent (p99): above a few ms the load generator, not the api, set the tail. */
+  pacedLateP99Ms: number;
   errors: number;
 }
 
@@ -182,7 +184,7 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
       const { origin, next } = pacedFrom(endpoints[name]!());
       const paced = await pacedShot(origin, next, half, options.durationS);
       console.log(
-        `  api half-rate paced ${name.padEnd(18)} ${half} req/s due, ${paced.reqPerSec} done: p50 ${paced.p50} ms p99 ${paced.p99} ms (pacer late p99 ${paced.sendLateP99} ms)${paced.errors ? ` errors ${paced.errors}` : ''}`,
+        `  api half-rate paced ${name.padEnd(18)} ${half} req/s due, ${paced.reqPerSec} done: p50 ${paced.p50} ms p99 ${paced.p99} ms (pacer late p99 ${paced.sendLateP99} ms, ${paced.threads} thread(s))${paced.errors ? ` errors ${paced.errors}` : ''}`,
       );
       figures.push({
         name,
@@ -195,6 +197,7 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
         halfRateP99Ms: at.p99,
         pacedP50Ms: paced.p50,
         pacedP99Ms: paced.p99,
+        pacedLateP99Ms: paced.sendLateP99,
         errors: shots[name]!.reduce((sum, s) => sum + s.errors, 0) + at.errors + paced.errors,
       });
     }

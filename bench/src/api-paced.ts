@@ -1,6 +1,6 @@
 /**
  * An open-loop shot at a steady rate: request i is due at `i / rate` seconds and sent then (a
- * 1 ms clock), whatever the answers before it did, on a pool of 50 keep-alive connections;
+ * 1 ms clock), whatever the answers before it did, on 50 keep-alive connections in all;
  * its latency counts from that due instant, so a request that waited for a free connection
  * counts its wait (no coordinated omission).
  *
@@ -9,6 +9,8 @@
  * peak's burst for half of every second, and its p99 is the peak's queueing. The p99 an operator
  * sees at half the peak is this one's.
  */
+import { once } from 'node:events';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { percentile } from './stats.ts';
@@ -29,26 +31,44 @@ export interface PacedShot {
   /** How late the pacer itself sent (p99, ms): above a few ms the load generator fell behind, not the server. */
   sendLateP99: number;
   errors: number;
+  /** Pacing threads (worker threads above 2,000/s). */
+  threads: number;
 }
 
-export async function pacedShot(
+/** What one pacing loop measured: latencies and lateness (ms) of the requests it sent. */
+interface LoopResult {
+  latencies: number[];
+  late: number[];
+  errors: number;
+  sent: number;
+  /** When its last answer arrived (ms since the epoch). */
+  endedAt: number;
+}
+
+/** Milliseconds since the epoch, sub-millisecond: one clock across threads. */
+const epochNow = () => performance.timeOrigin + performance.now();
+
+/**
+ * Sends request `offset + k·stride` (k = 0, 1, …) at `startAt + index / rate`, for `seconds`, on a
+ * pool of `connections`; each latency counts from the request's due instant.
+ */
+async function paceLoop(
   origin: string,
-  next: () => PacedRequest,
-  rate: number,
-  seconds: number,
-): Promise<PacedShot> {
-  const pool = new Pool(origin, { connections: 50, pipelining: 1 });
+  requestAt: (k: number) => PacedRequest,
+  options: { rate: number; seconds: number; startAt: number; offset: number; stride: number; connections: number },
+): Promise<LoopResult> {
+  const { rate, seconds, startAt, offset, stride } = options;
+  const pool = new Pool(origin, { connections: options.connections, pipelining: 1 });
   const latencies: number[] = [];
   const late: number[] = [];
   const pending = new Set<Promise<void>>();
   let errors = 0;
-  let sent = 0;
-  const start = performance.now();
+  let k = 0;
+  const total = Math.ceil(rate * seconds);
   const fire = (due: number) => {
-    late.push(performance.now() - due);
-    const request = next();
+    late.push(epochNow() - due);
     const done = pool
-      .request(request)
+      .request(requestAt(k))
       .then(async (response) => {
         await response.body.dump();
         if (response.statusCode >= 300) errors++;
@@ -57,33 +77,92 @@ export async function pacedShot(
         errors++;
       })
       .finally(() => {
-        latencies.push(performance.now() - due);
+        latencies.push(epochNow() - due);
         pending.delete(done);
       });
     pending.add(done);
   };
+  while (epochNow() < startAt) await new Promise((resolve) => setTimeout(resolve, 1));
   for (;;) {
-    const elapsed = performance.now() - start;
+    const elapsed = epochNow() - startAt;
     if (elapsed >= seconds * 1000) break;
-    const due = Math.floor((elapsed / 1000) * rate);
-    while (sent < due) {
-      fire(start + (sent * 1000) / rate);
-      sent++;
+    // Request i is due at i / rate: every i up to elapsed · rate is due now (without the + 1, each
+    // went one interval late, 59 ms at 17/s, and that interval counted as the server's latency).
+    const due = Math.min(total, Math.floor((elapsed / 1000) * rate) + 1);
+    for (let index = offset + k * stride; index < due; index = offset + k * stride) {
+      fire(startAt + (index * 1000) / rate);
+      k++;
     }
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
   await Promise.all(pending);
-  const took = (performance.now() - start) / 1000;
+  const endedAt = epochNow();
   await pool.close();
+  return { latencies, late, errors, sent: k, endedAt };
+}
+
+/** How many threads pace a rate: one up to 2,000/s (`BENCH_PACER_THREADS` overrides). */
+const threadsFor = (rate: number) =>
+  process.env.BENCH_PACER_THREADS ? Number(process.env.BENCH_PACER_THREADS) : Math.min(4, Math.ceil(rate / 2_000));
+
+/**
+ * Above 2,000 requests a second one pacing thread falls behind (its own lateness shows it), so
+ * the requests are dealt round robin to worker threads that share one clock and the 50
+ * connections; their latencies are merged.
+ */
+export async function pacedShot(
+  origin: string,
+  next: () => PacedRequest,
+  rate: number,
+  seconds: number,
+): Promise<PacedShot> {
+  const threads = threadsFor(rate);
+  let results: LoopResult[];
+  let began = epochNow();
+  if (threads <= 1) {
+    const options = { rate, seconds, startAt: began, offset: 0, stride: 1, connections: 50 };
+    results = [await paceLoop(origin, () => next(), options)];
+  } else {
+    // Made here, in order (a `setupRequest` may count), then dealt: request i to thread i mod threads.
+    const all = Array.from({ length: Math.ceil(rate * seconds) }, next);
+    const workers = Array.from(
+      { length: threads },
+      (_, t) =>
+        new Worker(new URL(import.meta.url), {
+          workerData: {
+            origin,
+            requests: all.filter((_, i) => i % threads === t),
+            options: { rate, seconds, offset: t, stride: threads, connections: Math.ceil(50 / threads) },
+          },
+        }),
+    );
+    // Every thread loaded before the clock starts, so none begins late.
+    await Promise.all(workers.map((worker) => once(worker, 'message')));
+    const startAt = epochNow() + 50;
+    results = await Promise.all(
+      workers.map(async (worker) => {
+        const answered = once(worker, 'message');
+        worker.postMessage(startAt);
+        const [result] = (await answered) as [LoopResult];
+        await worker.terminate();
+        return result;
+      }),
+    );
+    began = startAt;
+  }
+  const latencies = results.flatMap((r) => r.latencies);
+  const late = results.flatMap((r) => r.late);
+  const took = (Math.max(...results.map((r) => r.endedAt)) - began) / 1000;
   const round1 = (ms: number) => Math.round(ms * 10) / 10;
   return {
     rate,
-    sent,
+    sent: results.reduce((n, r) => n + r.sent, 0),
     reqPerSec: Math.round(latencies.length / took),
     p50: round1(percentile(latencies, 50)),
     p99: round1(percentile(latencies, 99)),
     sendLateP99: round1(percentile(late, 99)),
-    errors,
+    errors: results.reduce((n, r) => n + r.errors, 0),
+    threads,
   };
 }
 
@@ -107,4 +186,16 @@ export function pacedFrom(options: autocannon.Options): { origin: string; next: 
       return { method: made.method, path: made.path, headers: made.headers, body: made.body };
     },
   };
+}
+
+if (!isMainThread && workerData?.requests) {
+  const { origin, requests, options } = workerData as {
+    origin: string;
+    requests: PacedRequest[];
+    options: Omit<Parameters<typeof paceLoop>[2], 'startAt'>;
+  };
+  parentPort!.once('message', async (startAt: number) => {
+    parentPort!.postMessage(await paceLoop(origin, (k) => requests[k]!, { ...options, startAt }));
+  });
+  parentPort!.postMessage('ready');
 }

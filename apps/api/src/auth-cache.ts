@@ -88,15 +88,26 @@ export class PrincipalCache {
     this.#map = new BoundedMap(options.maxEntries ?? 10_000);
   }
 
+  /**
+   * The key's principal when this instance holds it fresh (the bus listens, the entry is young
+   * enough, the key not expired), else undefined: `read` then asks Postgres. No promise, so a
+   * request with a known key is authenticated without waiting for a turn of the event loop.
+   */
+  peek(hash: string, now = Date.now()): Principal | undefined {
+    if (!this.#bus.live) return undefined;
+    const entry = this.#map.get(hash);
+    if (entry === undefined) return undefined;
+    const expiresAt = entry.value.expiresAt;
+    if (now - entry.filledAt <= this.#ttlMs && (expiresAt === null || expiresAt.getTime() > now)) return entry.value;
+    this.#map.delete(hash);
+    return undefined;
+  }
+
   /** The key's principal: cached when the bus listens and the entry is fresh, else from `load`. */
   async read(hash: string, load: () => Promise<Principal | undefined>, now = Date.now()) {
     if (!this.#bus.live) return load();
-    const entry = this.#map.get(hash);
-    if (entry) {
-      const expiresAt = entry.value.expiresAt;
-      if (now - entry.filledAt <= this.#ttlMs && (expiresAt === null || expiresAt.getTime() > now)) return entry.value;
-      this.#map.delete(hash);
-    }
+    const cached = this.peek(hash, now);
+    if (cached !== undefined) return cached;
     const before = this.#bus.generation + this.#map.generation;
     const principal = await load();
     if (principal && this.#bus.live && this.#bus.generation + this.#map.generation === before) {
@@ -126,13 +137,22 @@ export class JobCache {
     this.#map = new BoundedMap(options.maxEntries ?? 10_000);
   }
 
-  async read(serviceId: string, id: string, load: () => Promise<JobRow | undefined>): Promise<JobRow | undefined> {
-    if (!this.#bus.live) return load();
+  /**
+   * The job's row when this instance holds it fresh: the row, `null` when the row is another
+   * service's (tenant isolation: "no such job", as Postgres would answer), undefined when it
+   * must be read. No promise, so a cached read answers within the request's own turn.
+   */
+  peek(serviceId: string, id: string): JobRow | null | undefined {
+    if (!this.#bus.live) return undefined;
     const entry = this.#map.get(id);
-    if (entry && Date.now() - entry.filledAt <= this.#ttlMs) {
-      // Tenant isolation: another service's job is "no such job", as Postgres would answer.
-      return entry.value.service_id === serviceId ? entry.value : undefined;
-    }
+    if (entry === undefined || Date.now() - entry.filledAt > this.#ttlMs) return undefined;
+    return entry.value.service_id === serviceId ? entry.value : null;
+  }
+
+  async read(serviceId: string, id: string, load: () => Promise<JobRow | undefined>): Promise<JobRow | undefined> {
+    const cached = this.peek(serviceId, id);
+    if (cached !== undefined) return cached ?? undefined;
+    if (!this.#bus.live) return load();
     const before = this.#bus.generation + this.#map.generation;
     const started = Date.now();
     const row = await load();

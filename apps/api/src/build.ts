@@ -72,9 +72,10 @@ export async function buildServer(
   server.addHook('preClose', async () => {
     closing = true;
   });
-  server.addHook('onSend', async (request, reply) => {
+  server.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
     if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
   await server.register(app, config);
   return server;

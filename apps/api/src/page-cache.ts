@@ -10,6 +10,11 @@
  * after `maxAgeMs` (a transaction id repeats only after ~4 billion transactions), and one whose
  * JSON depends on the clock (a job's `skipUntil` shown until it passes) only until then. At
  * most `maxEntries` are kept. `TICKWORK_PAGE_CACHE=off` reads and serializes every row.
+ *
+ * The whole body of a page is kept too, beside the ids and versions it was made from: a page
+ * whose first query finds exactly those rows at exactly those versions (and the same next
+ * cursor) is answered with the same bytes, so a list read again allocates nothing per row and
+ * no new body. Kept bodies are bounded by `maxPageBytes` in all, the oldest dropped first.
  */
 import type { Page, Stamped } from '@tickwork/db';
 
@@ -19,29 +24,100 @@ interface Entry {
   until: number;
 }
 
+interface KeptPage {
+  ids: string[];
+  stamps: string[];
+  nextCursor: string | null;
+  body: Buffer;
+  until: number;
+}
+
 export interface SerializedRowsOptions {
   maxEntries?: number;
   maxAgeMs?: number;
+  /** @defaultValue 4 MiB: the bodies of whole pages kept at most, in bytes. */
+  maxPageBytes?: number;
 }
+
+/** Which kept page a page could be: its first id, length and next cursor (the rows are then compared). */
+const pageKeyOf = (page: Page<Stamped>) => `${page.items[0]?.id}:${page.items.length}:${page.nextCursor}`;
 
 /** Serialized rows by id, each good for one row version. */
 export class SerializedRows {
   readonly #entries = new Map<string, Entry>();
   readonly #maxEntries: number;
   readonly #maxAgeMs: number;
+  readonly #pages = new Map<string, KeptPage>();
+  readonly #maxPageBytes: number;
+  #pageBytes = 0;
 
   constructor(options: SerializedRowsOptions = {}) {
     this.#maxEntries = options.maxEntries ?? 10_000;
     this.#maxAgeMs = options.maxAgeMs ?? 10 * 60_000;
+    this.#maxPageBytes = options.maxPageBytes ?? 4 * 1024 * 1024;
   }
 
   /** The row's JSON if it was serialized at this version and is still good at `now`. */
   get(id: string, stamp: string, now: number): Buffer | undefined {
+    return this.#entry(id, stamp, now)?.json;
+  }
+
+  #entry(id: string, stamp: string, now: number): Entry | undefined {
     const entry = this.#entries.get(id);
     if (entry === undefined) return undefined;
-    if (entry.stamp === stamp && entry.until > now) return entry.json;
+    if (entry.stamp === stamp && entry.until > now) return entry;
     this.#entries.delete(id);
     return undefined;
+  }
+
+  /** The kept body of this page: the same rows at the same versions, the same cursor, still good at `now`. */
+  page(page: Page<Stamped>, now: number): Buffer | undefined {
+    const kept = this.#pages.get(pageKeyOf(page));
+    if (kept === undefined || kept.until <= now || kept.nextCursor !== page.nextCursor) return undefined;
+    const { items } = page;
+    if (items.length !== kept.ids.length) return undefined;
+    for (let i = 0; i < items.length; i++) {
+      if (items[i]!.id !== kept.ids[i] || items[i]!.stamp !== kept.stamps[i]) return undefined;
+    }
+    return kept.body;
+  }
+
+  /** Keeps a page's body, made from exactly its rows at its versions, until `until` at the latest. */
+  setPage(page: Page<Stamped>, body: Buffer, until: number): void {
+    const key = pageKeyOf(page);
+    this.#dropPage(key);
+    if (body.length > this.#maxPageBytes) return;
+    while (this.#pageBytes + body.length > this.#maxPageBytes) {
+      // Maps iterate in insertion order: the first page is the oldest.
+      const oldest = this.#pages.keys().next();
+      if (oldest.done) break;
+      this.#dropPage(oldest.value);
+    }
+    this.#pages.set(key, {
+      ids: page.items.map((item) => item.id),
+      stamps: page.items.map((item) => item.stamp),
+      nextCursor: page.nextCursor,
+      body,
+      until,
+    });
+    this.#pageBytes += body.length;
+  }
+
+  #dropPage(key: string): void {
+    const kept = this.#pages.get(key);
+    if (kept === undefined) return;
+    this.#pages.delete(key);
+    this.#pageBytes -= kept.body.length;
+  }
+
+  /** Bytes of whole pages kept. */
+  get pageBytes(): number {
+    return this.#pageBytes;
+  }
+
+  /** Row JSON as kept for a version, for `pageBody`. */
+  entry(id: string, stamp: string, now: number): { json: Buffer; until: number } | undefined {
+    return this.#entry(id, stamp, now);
   }
 
   /** Keeps a row's JSON for its version, until `until` at the latest (default: the maximum age). */
@@ -84,15 +160,23 @@ export async function pageBody<R extends Stamped>(
   parts: PageParts<R>,
 ): Promise<Buffer> {
   const now = Date.now();
+  const kept = rows.page(page, now);
+  if (kept !== undefined) return kept;
   const items: Array<Buffer | undefined> = new Array(page.items.length);
   const missing: string[] = [];
   const at = new Map<string, number>();
+  // Until when the body holds (its rows' soonest), and whether every row is at the page's version.
+  let until = Number.POSITIVE_INFINITY;
+  let exact = true;
   page.items.forEach((item, i) => {
-    const json = rows.get(item.id, item.stamp, now);
-    if (json === undefined) {
+    const entry = rows.entry(item.id, item.stamp, now);
+    if (entry === undefined) {
       missing.push(item.id);
       at.set(item.id, i);
-    } else items[i] = json;
+    } else {
+      items[i] = entry.json;
+      until = Math.min(until, entry.until);
+    }
   });
   if (missing.length > 0) {
     for (const row of await parts.load(missing)) {
@@ -102,15 +186,23 @@ export async function pageBody<R extends Stamped>(
       items[i] = json;
       // A newer version than the page's first read is answered as it is now, and kept as that.
       rows.set(row.id, row.stamp, json, now, parts.until?.(row, now));
+      if (row.stamp !== page.items[i]!.stamp) exact = false;
+      until = Math.min(until, rows.entry(row.id, row.stamp, now)?.until ?? now);
     }
   }
   const chunks: Buffer[] = [OPEN];
   for (const json of items) {
     // A row deleted between the two reads is left out, as a read after the delete would.
-    if (json === undefined) continue;
+    if (json === undefined) {
+      exact = false;
+      continue;
+    }
     if (chunks.length > 1) chunks.push(COMMA);
     chunks.push(json);
   }
   chunks.push(Buffer.from(`],"nextCursor":${page.nextCursor === null ? 'null' : JSON.stringify(page.nextCursor)}}`));
-  return Buffer.concat(chunks);
+  const body = Buffer.concat(chunks);
+  // Only a body made of exactly the page's rows at its versions answers that page again.
+  if (exact) rows.setPage(page, body, until);
+  return body;
 }

@@ -10,9 +10,11 @@
  * `config.scope`, so a new route is covered without a line of its own. Admin routes take the
  * ADMIN_TOKEN, compared in constant time.
  *
- * Both checks run as `onRequest` hooks that `onRoute` adds to every `/v1` route, before the body
- * is read, parsed or validated: a caller without a usable credential learns nothing about what a
- * request would need (401/403, never the field list of a 400), and its body is never parsed.
+ * Both checks run as `onRequest` hooks that `onRoute` adds to every `/v1` route (reading the
+ * route's declared scope once, there), before the body is read, parsed or validated: a caller
+ * without a usable credential learns nothing about what a request would need (401/403, never the
+ * field list of a 400), and its body is never parsed. A key this instance holds is checked
+ * without a promise, so the request goes on in the same turn of the event loop.
  */
 import { timingSafeEqual } from 'node:crypto';
 import fp from 'fastify-plugin';
@@ -66,10 +68,9 @@ export function principalOf(request: FastifyRequest): Principal {
 }
 
 /** The scope a request needs: the route's own, else `jobs:read` for GET/HEAD and `jobs:write` for the rest. */
-function scopeOf(request: FastifyRequest): ApiKeyScope {
-  const declared = request.routeOptions.config?.scope;
+function scopeOf(method: string, declared: ApiKeyScope | undefined): ApiKeyScope {
   if (declared) return declared;
-  return request.method === 'GET' || request.method === 'HEAD' ? 'jobs:read' : 'jobs:write';
+  return method === 'GET' || method === 'HEAD' ? 'jobs:read' : 'jobs:write';
 }
 
 /**
@@ -105,43 +106,82 @@ export default fp<AuthPluginOptions>(
         );
       }
     });
-    /** The key's principal: from this instance's cache while it is known fresh, else Postgres. */
-    const principalOfHash = (hash: string) =>
-      principals ? principals.read(hash, () => findUsableKey(app.db, hash)) : findUsableKey(app.db, hash);
-    app.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => {
-      const token = bearerOf(request);
-      if (!token) {
-        reply.header('www-authenticate', 'Bearer');
-        throw new TickworkError('unauthorized', 'Authenticate with Authorization: Bearer <api key>.');
-      }
-      // One SHA-256 per request: the key's hash is both its lookup and what both constant-time
-      // checks compare (as `constantTimeEqual` would: hashes of equal length, `timingSafeEqual`).
-      const digest = apiKeyDigest(token);
-      if (adminDigest !== undefined && timingSafeEqual(digest, adminDigest)) {
-        throw new TickworkError('forbidden', 'The admin token is for /v1/admin routes only; use a service API key.');
-      }
-      // The lookup is by hash, so a timing difference in the index says nothing about any key;
-      // the constant-time check after it makes the comparison itself independent of the secret.
-      const hash = digest.toString('hex'); // hashApiKey(token)
-      const principal = API_KEY_PATTERN.test(token) ? await principalOfHash(hash) : undefined;
+    const findKey = (hash: string) => findUsableKey(app.db, hash);
+    /** The key's principal from Postgres (through this instance's cache, which fills from it). */
+    const principalOfHash = (hash: string) => (principals ? principals.read(hash, () => findKey(hash)) : findKey(hash));
+
+    /** What a request with a key's principal may do: the error to answer, or undefined once admitted. */
+    const admit = (
+      request: FastifyRequest,
+      reply: FastifyReply,
+      principal: Principal | undefined,
+      digest: Buffer,
+      declared: ApiKeyScope | undefined,
+    ): TickworkError | undefined => {
       if (!principal || !isDigestOf(principal.hash, digest)) {
         reply.header('www-authenticate', 'Bearer error="invalid_token"');
-        throw new TickworkError('unauthorized', 'The API key is not valid (unknown, revoked, expired or disabled).');
+        return new TickworkError('unauthorized', 'The API key is not valid (unknown, revoked, expired or disabled).');
       }
-      const needed = scopeOf(request);
+      const needed = scopeOf(request.method, declared);
       if (!principal.scopes.includes(needed)) {
-        throw new TickworkError('forbidden', `This API key lacks the scope ${needed}.`);
+        return new TickworkError('forbidden', `This API key lacks the scope ${needed}.`);
       }
       request.principal = principal;
-      const now = new Date();
-      if (!principal.lastUsedAt || now.getTime() - principal.lastUsedAt.getTime() > TOUCH_EVERY_MS) {
+      const now = Date.now();
+      if (!principal.lastUsedAt || now - principal.lastUsedAt.getTime() > TOUCH_EVERY_MS) {
         // A cached principal is shared by the key's requests: one touch a minute, not one each.
-        principal.lastUsedAt = now;
-        touchApiKey(app.db, principal.keyId, now).catch((error: unknown) => {
+        const at = new Date(now);
+        principal.lastUsedAt = at;
+        touchApiKey(app.db, principal.keyId, at).catch((error: unknown) => {
           request.log.warn({ err: error }, 'could not record the key as used');
         });
       }
-    });
+      return undefined;
+    };
+
+    /**
+     * The onRequest check of a service route whose declared scope is `declared`. A key this
+     * instance holds fresh is checked without a promise (`done` in the same turn); any other
+     * asks Postgres first. Every outcome is the same either way.
+     */
+    const authenticateFor =
+      (declared: ApiKeyScope | undefined) =>
+      (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void => {
+        const token = bearerOf(request);
+        if (!token) {
+          reply.header('www-authenticate', 'Bearer');
+          done(new TickworkError('unauthorized', 'Authenticate with Authorization: Bearer <api key>.'));
+          return;
+        }
+        // One SHA-256 per request: the key's hash is both its lookup and what both constant-time
+        // checks compare (as `constantTimeEqual` would: hashes of equal length, `timingSafeEqual`).
+        const digest = apiKeyDigest(token);
+        if (adminDigest !== undefined && timingSafeEqual(digest, adminDigest)) {
+          done(new TickworkError('forbidden', 'The admin token is for /v1/admin routes only; use a service API key.'));
+          return;
+        }
+        if (!API_KEY_PATTERN.test(token)) {
+          done(admit(request, reply, undefined, digest, declared));
+          return;
+        }
+        // The lookup is by hash, so a timing difference in the index says nothing about any key;
+        // the constant-time check after it makes the comparison itself independent of the secret.
+        const hash = digest.toString('hex'); // hashApiKey(token)
+        const cached = principals?.peek(hash);
+        if (cached !== undefined) {
+          done(admit(request, reply, cached, digest, declared));
+          return;
+        }
+        principalOfHash(hash).then((principal) => done(admit(request, reply, principal, digest, declared)), done);
+      };
+    app.decorate(
+      'authenticate',
+      (request: FastifyRequest, reply: FastifyReply) =>
+        new Promise<void>((resolve, reject) => {
+          const check = authenticateFor(request.routeOptions.config?.scope);
+          check(request, reply, (error) => (error ? reject(error) : resolve()));
+        }),
+    );
     app.decorate('authenticateAdmin', async (request: FastifyRequest, reply: FastifyReply) => {
       const token = bearerOf(request);
       if (!token) {
@@ -157,7 +197,7 @@ export default fp<AuthPluginOptions>(
     app.addHook('onRoute', (route) => {
       const credential = credentialOf(route.url);
       if (credential === undefined) return;
-      const check = credential === 'adminToken' ? app.authenticateAdmin : app.authenticate;
+      const check = credential === 'adminToken' ? app.authenticateAdmin : authenticateFor(route.config?.scope);
       const existing = route.onRequest;
       route.onRequest =
         existing === undefined ? [check] : [check, ...(Array.isArray(existing) ? existing : [existing])];

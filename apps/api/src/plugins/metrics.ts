@@ -44,15 +44,18 @@ export default fp(
     if (app.readRouter) registerReplicaMetrics(registry, app.readRouter);
     app.decorate('metrics', registry);
 
-    app.addHook('onResponse', async (request, reply) => {
-      requestDuration.observe(
-        {
-          method: request.method,
-          route: request.routeOptions.url ?? UNMATCHED_ROUTE,
-          status_code: String(reply.statusCode),
-        },
-        reply.elapsedTime / 1000,
-      );
+    // One labels object per series, made once: a request only looks its series up.
+    const series = new Map<string, { method: string; route: string; status_code: string }>();
+    app.addHook('onResponse', (request, reply, done) => {
+      const route = request.routeOptions.url ?? UNMATCHED_ROUTE;
+      const key = `${request.method} ${reply.statusCode} ${route}`;
+      let labels = series.get(key);
+      if (labels === undefined) {
+        labels = { method: request.method, route, status_code: String(reply.statusCode) };
+        series.set(key, labels);
+      }
+      requestDuration.observe(labels, reply.elapsedTime / 1000);
+      done();
     });
 
     app.get(

@@ -102,16 +102,9 @@ export default fp<RateLimitPluginOptions>(
       reply.header('ratelimit-reset', Math.max(1, Math.ceil((state.endsAt - now) / 1000)));
     };
 
-    const count = async (request: FastifyRequest, reply: FastifyReply) => {
-      const keyId = request.principal?.keyId;
-      if (keyId === undefined) return;
+    /** Waits for leases until the key has a token (or is known refused, or Redis is away). */
+    const countAfterLease = async (keyId: string, state: KeyState, reply: FastifyReply) => {
       let now = Date.now();
-      let state = states.get(keyId);
-      if (!state) {
-        prune(now);
-        state = { tokens: 0, counted: 0, endsAt: 0, leasing: undefined };
-        states.set(keyId, state);
-      }
       // Spent in this window (or a window that has ended): lease again, unless known refused.
       while (state.tokens <= 0 || state.endsAt <= now) {
         if (state.endsAt > now && state.counted >= limit) {
@@ -129,6 +122,29 @@ export default fp<RateLimitPluginOptions>(
       }
       state.tokens--;
       setHeaders(reply, state, now);
+    };
+
+    /** The onRequest hook: a token this instance holds is spent in the same turn, no promise. */
+    const count = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void => {
+      const keyId = request.principal?.keyId;
+      if (keyId === undefined) {
+        done();
+        return;
+      }
+      const now = Date.now();
+      let state = states.get(keyId);
+      if (!state) {
+        prune(now);
+        state = { tokens: 0, counted: 0, endsAt: 0, leasing: undefined };
+        states.set(keyId, state);
+      }
+      if (state.tokens > 0 && state.endsAt > now) {
+        state.tokens--;
+        setHeaders(reply, state, now);
+        done();
+        return;
+      }
+      countAfterLease(keyId, state, reply).then(() => done(), done);
     };
 
     app.addHook('onRoute', (route) => {

@@ -460,6 +460,14 @@ export class JobsService {
   }
 
   /** One job of the service. */
+  /**
+   * The job's row when this instance's cache holds it fresh for this service, else undefined
+   * (then {@link get} reads it): what {@link get} would answer, without a promise.
+   */
+  cached(serviceId: string, id: string): JobRow | undefined {
+    return this.#deps.jobCache?.peek(serviceId, id) ?? undefined;
+  }
+
   async get(serviceId: string, id: string): Promise<JobRow> {
     const { jobCache, readDb } = this.#deps;
     const load = () => findJob(readDb, serviceId, id);
