@@ -1,5 +1,6 @@
 /**
- * `lockAndRecordOnTime` restates core's rules of a scheduled occurrence in SQL, for speed: it
+ * `lockAndRecordOnTimeMany` (and `lockAndRecordOnTime`, its group of one) restates core's rules of a
+ * scheduled occurrence in SQL, for speed: it
  * records the run only when every rule passes. This holds the two to the same verdict on real
  * Postgres: for generated job rows (state, version, overlap, window, maxRuns, skip asked for,
  * jitter, misfire grace, calendars, a disabled service, a run already recorded) and instants

@@ -2,22 +2,41 @@
  * Group commit of the on-time record-and-start (`statement-group.ts`): concurrent
  * {@link lockAndRecordOnTime} calls through one database handle go as one statement, at most one
  * occurrence per job and 100 per statement. Each occurrence gets what its own statement would
- * have answered: the same checks (core's `judgeOccurrence`, restated as in `lockAndRecordOnTime`),
- * the same run row and id, the same read of the previous instant. A group whose statement fails
+ * have answered: the same checks (core's `judgeOccurrence`, restated in SQL once, in
+ * {@link lockAndRecordOnTimeMany}), the same run row and id, the same read of the previous instant. A group whose statement fails
  * is run again occurrence by occurrence, so one bad occurrence fails only its caller.
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../types.ts';
 import { PREPARE } from '../prepared.ts';
 import { JOB_COLUMNS, JOB_COLUMNS_OF_J } from './job-columns.ts';
-import {
-  lockAndRecordOnTime,
-  onTimeRecordOf,
-  type OnTimeOccurrence,
-  type OnTimeRecord,
-  type OnTimeRow,
-} from './runs.ts';
+import { onTimeRecordOf, type OnTimeOccurrence, type OnTimeRecord, type OnTimeRow } from './runs.ts';
 import { groupOf, type GroupWriter, type StatementGroup } from './statement-group.ts';
+
+/**
+ * The common case of a scheduled occurrence in one statement: locks the job (its row only, with
+ * its service's signing secrets) and, when every check passes — service enabled, job active at
+ * this version, overlap allowed, inside its window and under maxRuns, not skipped on request
+ * (`skip_until`), due (jitter) and within its
+ * misfire grace at `now`, no exclusion calendars (a job with calendars is decided in TypeScript,
+ * which reads them) — records the run as started by `workerId` and bumps `run_count`, and
+ * reads the version's previous scheduled instant (for the skipped-slot check). Its predicate is
+ * core's `judgeOccurrence` answering "deliver" without asking anything more, restated in SQL for
+ * speed, once, in {@link lockAndRecordOnTimeMany}: this is its group of one;
+ * `test/on-time.properties.test.ts` holds the two to the same verdict. `jitterHash` is
+ * `jitterHash(key)` of `@tickwork/core`, so the jitter is `jitterHash % (jitter_ms + 1)` as
+ * `stableJitter` computes it.
+ * When a check fails, or the occurrence already has its run (a retry, a redelivery), nothing is
+ * written. The statement runs on its own, in its own implicit transaction: the row lock covers its
+ * checks and its insert and ends with it, so a caller that must decide further locks the row again
+ * in a transaction of its own. Undefined when the job does not exist.
+ */
+export async function lockAndRecordOnTime(
+  db: Kysely<Database>,
+  occurrence: OnTimeOccurrence,
+): Promise<OnTimeRecord | undefined> {
+  return (await lockAndRecordOnTimeMany(db, [occurrence]))[0];
+}
 
 const writer: GroupWriter<OnTimeOccurrence, OnTimeRecord | undefined> = {
   max: 100,
@@ -30,8 +49,7 @@ const writer: GroupWriter<OnTimeOccurrence, OnTimeRecord | undefined> = {
  * {@link lockAndRecordOnTime} for occurrences of distinct jobs, in one statement from arrays (one
  * fixed text whatever the group's size, so it is prepared once). The jobs are locked in id order,
  * as the outcomes' group locks them, so concurrent groups never wait on each other in a cycle. The
- * statement's parts see one snapshot, as the single statement's do: an occurrence's checks and
- * its previous instant are those of the rows before this statement's own writes (no two of the
+ * statement's parts see one snapshot: an occurrence's checks and its previous instant are those of the rows before this statement's own writes (no two of the
  * group share a job, so none could see another's). Undefined, in its place, for a job that does
  * not exist.
  */

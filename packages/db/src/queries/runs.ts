@@ -4,7 +4,6 @@ import type { Database, JobRow, RunRow } from '../types.ts';
 import { pageOf, type Page } from './cursor.ts';
 import { jobForFireOf, type JobForFire, type Stamped } from './jobs.ts';
 import { PREPARE } from '../prepared.ts';
-import { JOB_COLUMNS, JOB_COLUMNS_OF_J } from './job-columns.ts';
 import { versionOfJobIf, type VersionStamp } from './job-versions.ts';
 
 export interface NewRun {
@@ -505,66 +504,4 @@ export interface OnTimeRecord {
   runId: string | undefined;
   /** The instant of the job version's latest scheduled occurrence before this one, if any. */
   previous: Date | undefined;
-}
-
-/**
- * The common case of a scheduled occurrence in one statement: locks the job (its row only, with
- * its service's signing secrets) and, when every check passes — service enabled, job active at
- * this version, overlap allowed, inside its window and under maxRuns, not skipped on request
- * (`skip_until`), due (jitter) and within its
- * misfire grace at `now`, no exclusion calendars (a job with calendars is decided in TypeScript,
- * which reads them) — records the run as started by `workerId` and bumps `run_count`, and
- * reads the version's previous scheduled instant (for the skipped-slot check). Its predicate is
- * core's `judgeOccurrence` answering "deliver" without asking anything more, restated in SQL for
- * speed; `test/on-time.properties.test.ts` holds the two to the same verdict. `jitterHash` is
- * `jitterHash(key)` of `@tickwork/core`, so the jitter is `jitterHash % (jitter_ms + 1)` as
- * `stableJitter` computes it.
- * When a check fails, or the occurrence already has its run (a retry, a redelivery), nothing is
- * written. The statement runs on its own, in its own implicit transaction: the row lock covers its
- * checks and its insert and ends with it, so a caller that must decide further locks the row again
- * in a transaction of its own. Undefined when the job does not exist.
- */
-export async function lockAndRecordOnTime(
-  db: Kysely<Database>,
-  occurrence: OnTimeOccurrence,
-): Promise<OnTimeRecord | undefined> {
-  const at = new Date(occurrence.scheduledFor);
-  const now = occurrence.now;
-  const { rows } = await sql<OnTimeRow>`${sql.raw(PREPARE)}
-    with j as (
-      select ${JOB_COLUMNS}, s.signing_secret, s.previous_signing_secret, s.previous_secret_expires_at, s.disabled_at,
-        ${occurrence.scheduledFor}::bigint
-          + case when jobs.jitter_ms > 0 then ${occurrence.jitterHash}::bigint % (jobs.jitter_ms + 1) else 0 end
-            as due_at
-      from jobs join services s on s.id = jobs.service_id
-      where jobs.id = ${occurrence.jobId}
-      for update of jobs
-    ), ins as (
-      insert into runs (id, job_id, service_id, job_version, scheduled_for, trigger, status, attempts, started_at,
-        worker_id)
-      select ${occurrence.runId}, j.id, j.service_id, j.version, ${at}, 'schedule', 'running', 1, now(),
-        ${occurrence.workerId}
-      from j
-      where j.disabled_at is null and j.state = 'active' and j.version = ${occurrence.version} and j.overlap <> 'skip'
-        and cardinality(j.calendar_ids) = 0
-        and (j.start_at is null or j.start_at <= ${at}) and (j.end_at is null or j.end_at >= ${at})
-        and (j.max_runs is null or j.run_count < j.max_runs)
-        and (j.skip_until is null or j.skip_until <= ${at})
-        and (not ${occurrence.mayWait}::boolean or ${now}::bigint >= j.due_at)
-        and ${now}::bigint <= j.due_at + (j.misfire->>'graceMs')::bigint
-      on conflict (job_id, scheduled_for, trigger) do nothing
-      returning id
-    ), bump as (
-      update jobs set run_count = run_count + 1 where id = ${occurrence.jobId} and exists (select 1 from ins)
-    )
-    select ${JOB_COLUMNS_OF_J}, j.signing_secret, j.previous_signing_secret, j.previous_secret_expires_at, j.disabled_at,
-      (select id from ins) as recorded_run_id,
-      (select r.scheduled_for from runs r
-        where r.job_id = ${occurrence.jobId} and r.trigger = 'schedule' and r.job_version = ${occurrence.version}
-          and r.scheduled_for < ${at}
-        order by r.scheduled_for desc limit 1) as previous_scheduled_for
-    from j
-  `.execute(db);
-  const row = rows[0];
-  return row ? onTimeRecordOf(row) : undefined;
 }
