@@ -15,9 +15,10 @@ import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
+import type autocannon from 'autocannon';
 import { freePort, startApi, type FleetEnv, type Proc } from '@tickwork/testkit';
 import { loadNow, rssOf } from './machine.ts';
+import { shoot } from './api-bench.ts';
 import { median, rotated, round } from './stats.ts';
 import { deploy, seedApiReads } from './tickwork.ts';
 
@@ -77,22 +78,16 @@ try {
     });
   }
   const names = Object.keys(shots);
-  const shoot = async (name: string, seconds: number) => {
-    const result = await autocannon({ ...shots[name]!(), connections: 50, pipelining: 1, duration: seconds });
-    return {
-      reqPerSec: result.requests.total / Math.max(result.duration, 0.001),
-      p99: result.latency.p99,
-      errors: result.errors + result.timeouts + result.non2xx,
-    };
-  };
-  for (const name of names) await shoot(name, 1);
+  const shootNamed = (name: string, seconds: number) =>
+    shoot({ ...shots[name]!(), connections: 50, duration: seconds });
+  for (const name of names) await shootNamed(name, 1);
   const per: Record<string, { reqPerSec: number[]; toHello: number[]; toFirst: number[]; p99: number[] }> = {};
   for (const name of names) per[name] = { reqPerSec: [], toHello: [], toFirst: [], p99: [] };
   for (let r = 0; r < rounds; r++) {
     console.log(`round ${r + 1}/${rounds}, load ${loadNow()}`);
     const got: Record<string, number> = {};
     for (const name of rotated(names, r)) {
-      const shot = await shoot(name, duration);
+      const shot = await shootNamed(name, duration);
       got[name] = shot.reqPerSec;
       per[name]!.reqPerSec.push(shot.reqPerSec);
       per[name]!.p99.push(shot.p99);

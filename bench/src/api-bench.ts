@@ -60,14 +60,15 @@ export interface ApiFigures {
   fleets: FleetFigures[];
 }
 
-interface Shot {
+export interface Shot {
   reqPerSec: number;
   p50: number;
   p99: number;
   errors: number;
 }
 
-async function shoot(options: autocannon.Options): Promise<Shot> {
+/** One autocannon shot, one request per connection at a time: its rate, latency and failures. */
+export async function shoot(options: autocannon.Options): Promise<Shot> {
   const result = await autocannon({ ...options, pipelining: 1 });
   return {
     reqPerSec: result.requests.total / Math.max(result.duration, 0.001),

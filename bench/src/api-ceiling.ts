@@ -10,18 +10,12 @@
  * `post` vs `bare insert` (one INSERT and its commit), `bare schedule` (one BullMQ
  * `upsertJobScheduler`) and `bare create` (both, as a create does).
  */
-import { fork } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
-import { freePort } from '@tickwork/testkit';
+import type autocannon from 'autocannon';
 import { loadNow } from './machine.ts';
+import { shoot } from './api-bench.ts';
 import { median, rotated, round } from './stats.ts';
-import { deploy, seedApiReads } from './tickwork.ts';
+import { deploy, seedApiReads, startBareServer } from './tickwork.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -35,40 +29,20 @@ const duration = Number(args.duration);
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 const tw = await deploy({ redisUrl, workers: 0, label: 'tw_bench_ceiling' });
-let bare: ReturnType<typeof fork> | undefined;
+let bare: Awaited<ReturnType<typeof startBareServer>> | undefined;
 try {
   const service = await tw.service('bench-ceiling', 10_000_000);
   const auth = { authorization: `Bearer ${service.token}`, 'content-type': 'application/json' };
   const { draft, ids: seededIds, runsJob } = await seedApiReads(tw, service);
-  const text = async (path: string) => {
-    const response = await fetch(`${tw.api.url}${path}`, { headers: auth });
-    if (response.status !== 200) throw new Error(`${path}: ${response.status}`);
-    return response.text();
-  };
-  const bodies = {
-    get: await text(`/v1/jobs/${seededIds[1]}`),
-    list: await text('/v1/jobs?limit=100'),
-    runs: await text(`/v1/jobs/${runsJob}/runs`),
-  };
+  bare = await startBareServer(tw, service, redisUrl, {
+    get: `/v1/jobs/${seededIds[1]}`,
+    list: '/v1/jobs?limit=100',
+    runs: `/v1/jobs/${runsJob}/runs`,
+  });
+  const { bodies, origin: bareUrl } = bare;
   console.log(
     `bodies: get ${bodies.get.length} B, list ${bodies.list.length} B, runs ${bodies.runs.length} B (the api's own)`,
   );
-  const file = join(mkdtempSync(join(tmpdir(), 'tw-ceiling-')), 'bodies.json');
-  writeFileSync(file, JSON.stringify({ token: service.token, serviceId: service.id, bodies }));
-  const port = await freePort();
-  bare = fork(fileURLToPath(new URL('./api-bare-server.ts', import.meta.url)), [], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      BARE_DB_URL: tw.db.url,
-      BARE_REDIS_URL: redisUrl,
-      BARE_PREFIX: `${tw.env.BULLMQ_PREFIX}bare`,
-      BARE_BODIES: file,
-    },
-  });
-  const [message] = (await once(bare, 'message')) as [{ type: string }];
-  if (message.type !== 'ready') throw new Error('bare server did not start');
-  const bareUrl = `http://127.0.0.1:${port}`;
 
   let unique = 0;
   let next = 0;
@@ -114,22 +88,16 @@ try {
   const shots: Record<string, () => autocannon.Options> = { hello: () => ({ url: bareUrl }) };
   for (const group of only) Object.assign(shots, groups[group]);
   const names = Object.keys(shots);
-  const shoot = async (name: string, seconds: number) => {
-    const result = await autocannon({ ...shots[name]!(), connections: 50, pipelining: 1, duration: seconds });
-    return {
-      reqPerSec: result.requests.total / Math.max(result.duration, 0.001),
-      p99: result.latency.p99,
-      errors: result.errors + result.timeouts + result.non2xx,
-    };
-  };
-  for (const name of names) await shoot(name, 1);
+  const shootNamed = (name: string, seconds: number) =>
+    shoot({ ...shots[name]!(), connections: 50, duration: seconds });
+  for (const name of names) await shootNamed(name, 1);
   const perName: Record<string, { reqPerSec: number[]; ratio: number[]; p99: number[] }> = {};
   for (const name of names) perName[name] = { reqPerSec: [], ratio: [], p99: [] };
   for (let r = 0; r < rounds; r++) {
     console.log(`round ${r + 1}/${rounds}, load ${loadNow()}`);
     const got: Record<string, number> = {};
     for (const name of rotated(names, r)) {
-      const shot = await shoot(name, duration);
+      const shot = await shootNamed(name, duration);
       got[name] = shot.reqPerSec;
       perName[name]!.reqPerSec.push(shot.reqPerSec);
       perName[name]!.p99.push(shot.p99);
@@ -146,9 +114,6 @@ try {
     );
   }
 } finally {
-  if (bare) {
-    bare.kill('SIGTERM');
-    await once(bare, 'exit');
-  }
+  await bare?.close();
   await tw.close();
 }

@@ -14,18 +14,12 @@
  * Shots: `list`, `runs`, `get` (the api), `bare-list`, `bare-runs`, `bare-get` (the same bodies from
  * memory in a bare Fastify process, `api-bare-server.ts`: the transport and the client alone).
  */
-import { execFileSync, fork } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort } from '@tickwork/testkit';
 import { loadNow } from './machine.ts';
 import { pacedShot, type PacedRequest } from './api-paced.ts';
-import { deploy, seedApiReads } from './tickwork.ts';
+import { deploy, seedApiReads, startBareServer } from './tickwork.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -44,33 +38,17 @@ const tw = await deploy({
   label: 'tw_bench_tail',
   env: { TICKWORK_NODE_FLAGS: `${args.flags ?? shipped} --trace-gc` },
 });
-let bare: ReturnType<typeof fork> | undefined;
+let bare: Awaited<ReturnType<typeof startBareServer>> | undefined;
 try {
   const service = await tw.service('bench-tail', 10_000_000);
   const headers = { authorization: `Bearer ${service.token}` };
   const { ids, runsJob } = await seedApiReads(tw, service);
-  const text = async (path: string) => (await fetch(`${tw.api.url}${path}`, { headers })).text();
-  const file = join(mkdtempSync(join(tmpdir(), 'tw-tail-')), 'bodies.json');
-  const bodies = {
-    get: await text(`/v1/jobs/${ids[1]}`),
-    list: await text('/v1/jobs?limit=100'),
-    runs: await text(`/v1/jobs/${runsJob}/runs`),
-  };
-  writeFileSync(file, JSON.stringify({ token: service.token, serviceId: service.id, bodies }));
-  const port = await freePort();
-  bare = fork(fileURLToPath(new URL('./api-bare-server.ts', import.meta.url)), [], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      BARE_DB_URL: tw.db.url,
-      BARE_REDIS_URL: redisUrl,
-      BARE_PREFIX: `${tw.env.BULLMQ_PREFIX}bare`,
-      BARE_BODIES: file,
-    },
+  bare = await startBareServer(tw, service, redisUrl, {
+    get: `/v1/jobs/${ids[1]}`,
+    list: '/v1/jobs?limit=100',
+    runs: `/v1/jobs/${runsJob}/runs`,
   });
-  const [message] = (await once(bare, 'message')) as [{ type: string }];
-  if (message.type !== 'ready') throw new Error('bare server did not start');
-  const bareOrigin = `http://127.0.0.1:${port}`;
+  const bareOrigin = bare.origin;
 
   let next = 0;
   const get =
@@ -196,9 +174,6 @@ try {
     for (const line of ss) console.log(`    ss: ${line}`);
   }
 } finally {
-  if (bare) {
-    bare.kill('SIGTERM');
-    await once(bare, 'exit');
-  }
+  await bare?.close();
   await tw.close();
 }

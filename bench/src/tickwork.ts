@@ -2,6 +2,12 @@
  * A Tickwork deployment for a bench run: a database of its own, a BullMQ prefix of its own, real
  * api and worker processes (started by the e2e helpers), and services made through the admin API.
  */
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { uuidv7 } from '@tickwork/core';
 import {
@@ -14,6 +20,7 @@ import {
   type FleetEnv,
   type Proc,
   deletePrefix,
+  freePort,
 } from '@tickwork/testkit';
 
 export interface Deployment {
@@ -132,6 +139,57 @@ export async function seedApiReads(
     )
     .execute();
   return { draft, ids, runsJob };
+}
+
+/** The api's own answers the bare server serves from memory, by name. */
+export interface BareBodies {
+  get: string;
+  list: string;
+  runs: string;
+}
+
+/**
+ * The bare routes of `api-bare-server.ts` in a process of their own beside the deployment: the
+ * api's own answers to `paths` (read here once, with the service's key) served from memory, and
+ * the I/O any design needs (a prepared SELECT, an INSERT, a BullMQ registration) on the
+ * deployment's database and Redis. `close()` stops it.
+ */
+export async function startBareServer(
+  tw: Deployment,
+  service: { id: string; token: string },
+  redisUrl: string,
+  paths: BareBodies,
+): Promise<{ origin: string; bodies: BareBodies; close(): Promise<void> }> {
+  const text = async (path: string) => {
+    const response = await fetch(`${tw.api.url}${path}`, { headers: { authorization: `Bearer ${service.token}` } });
+    if (response.status !== 200) throw new Error(`${path}: ${response.status}`);
+    return response.text();
+  };
+  const bodies = { get: await text(paths.get), list: await text(paths.list), runs: await text(paths.runs) };
+  const file = join(mkdtempSync(join(tmpdir(), 'tw-bare-')), 'bodies.json');
+  writeFileSync(file, JSON.stringify({ token: service.token, serviceId: service.id, bodies }));
+  const port = await freePort();
+  const child = fork(fileURLToPath(new URL('./api-bare-server.ts', import.meta.url)), [], {
+    env: {
+      ...process.env,
+      PORT: String(port),
+      BARE_DB_URL: tw.db.url,
+      BARE_REDIS_URL: redisUrl,
+      BARE_PREFIX: `${tw.env.BULLMQ_PREFIX}bare`,
+      BARE_BODIES: file,
+    },
+  });
+  const close = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  };
+  const [message] = (await once(child, 'message')) as [{ type: string }];
+  if (message.type !== 'ready') {
+    await close();
+    throw new Error('bare server did not start');
+  }
+  return { origin: `http://127.0.0.1:${port}`, bodies, close };
 }
 
 /**
