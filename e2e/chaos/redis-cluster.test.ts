@@ -101,6 +101,22 @@ function doubledRows(runs: LedgerRun[]): string[] {
   return [...seen].filter(([, n]) => n > 1).map(([key]) => key);
 }
 
+/**
+ * Three more occurrences of every job once a disturbance is over, then the ledger and the sink
+ * from `from` to 2 s ago judged together.
+ */
+async function settledVerdict(from: number): Promise<{ runs: LedgerRun[]; verdict: ReturnType<typeof judge> }> {
+  const settled = Date.now();
+  await scenario.sink.waitFor(
+    (r) => jobs.every((j) => r.filter((c) => c.headers['tickwork-job-id'] === j.id && c.at > settled).length >= 3),
+    20_000,
+    'three more occurrences of every job',
+  );
+  const until = Date.now() - 2_000;
+  const runs = await scenario.runs();
+  return { runs, verdict: judge({ jobs, runs, received: scenario.sink.received, from, until }) };
+}
+
 describe('Redis Cluster, fire queue in shards', () => {
   it('keeps the three shards on the three masters, each job on the shard its id names', async () => {
     const names = fireQueueNamesOf({ prefix, shards: SHARDS, cluster: true });
@@ -200,15 +216,7 @@ describe('Redis Cluster, fire queue in shards', () => {
       });
     const worstMs = Math.max(...jobs.map((j) => firstAfter.get(j.id)! - killedAt));
     // A few regular occurrences after the recovery, then the whole span is judged.
-    const settled = Date.now();
-    await sink.waitFor(
-      (r) => jobs.every((j) => r.filter((c) => c.headers['tickwork-job-id'] === j.id && c.at > settled).length >= 3),
-      20_000,
-      'three more occurrences of every job',
-    );
-    const until = Date.now() - 2_000;
-    const runs = await scenario.runs();
-    const verdict = judge({ jobs, runs, received: sink.received, from: from - 5_000, until });
+    const { runs, verdict } = await settledVerdict(from - 5_000);
     report('redis-cluster master kill', {
       failoverMs: failedOverMs,
       worstRecoveryMs: worstMs,
@@ -292,15 +300,7 @@ describe('Redis Cluster, fire queue in shards', () => {
     } finally {
       client.disconnect();
     }
-    const settled = Date.now();
-    await sink.waitFor(
-      (r) => jobs.every((j) => r.filter((c) => c.headers['tickwork-job-id'] === j.id && c.at > settled).length >= 3),
-      20_000,
-      'three more occurrences of every job',
-    );
-    const until = Date.now() - 2_000;
-    const runs = await scenario.runs();
-    const verdict = judge({ jobs, runs, received: sink.received, from: changedAt - 3_000, until });
+    const { runs, verdict } = await settledVerdict(changedAt - 3_000);
     const missedAt = verdict.missed.map(
       (run) => `${jobs.findIndex((job) => job.id === run.jobId)}@${Math.round((run.scheduledFor - changedAt) / 1000)}`,
     );
