@@ -163,11 +163,9 @@ export async function scheduledNeighboursMany(
   });
 }
 
-let reads = 0;
 const neighbourReader: GroupWriter<NeighboursOf, Neighbours> = {
   max: 100,
-  // A read takes no lock: any occurrences may share a statement.
-  key: () => String(reads++),
+  // A read takes no lock (no key): any occurrences may share a statement.
   many: scheduledNeighboursMany,
   one: async (db, o) => (await scheduledNeighboursMany(db, [o]))[0]!,
 };

@@ -13,8 +13,8 @@ import type { Database } from '../types.ts';
 export interface GroupWriter<I, R> {
   /** The most items one statement writes. */
   max: number;
-  /** Items of one key never share a group. */
-  key: (item: I) => string;
+  /** Items of one key never share a group; without it, any items may (a read that locks nothing). */
+  key?: (item: I) => string;
   /** The group's statement: one result per item, in the items' order. */
   many: (db: Kysely<Database>, items: readonly I[]) => Promise<R[]>;
   /** One item alone (a group of one, and each item of a failed group). */
@@ -55,10 +55,10 @@ export class StatementGroup<I, R> {
         const rest: Pending<I, R>[] = [];
         const keys = new Set<string>();
         for (const p of this.#pending) {
-          const key = this.#writer.key(p.item);
-          if (group.length >= this.#writer.max || keys.has(key)) rest.push(p);
+          const key = this.#writer.key?.(p.item);
+          if (group.length >= this.#writer.max || (key !== undefined && keys.has(key))) rest.push(p);
           else {
-            keys.add(key);
+            if (key !== undefined) keys.add(key);
             group.push(p);
           }
         }
