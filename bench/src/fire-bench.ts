@@ -12,6 +12,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { startSink, type Received, type Sink } from '@tickwork/testkit';
@@ -107,6 +108,90 @@ export interface WindowDetails {
   deliveries: Array<[number, number]>;
   workerMetricsAtStart: string;
   workerMetricsAtEnd: string;
+  /**
+   * Each delivery's path, where it could be read (NaN where not): [scheduled instant, received at,
+   * BullMQ's `processedOn` (the Worker sent its `moveToActive`), the run's `started_at` (Postgres
+   * began the record-and-start statement), BullMQ's `finishedOn`] (epoch ms).
+   */
+  parts: Array<[number, number, number, number, number]>;
+  /** The box every 50 ms: [at, busy % of the whole box, steal % of the box, the first worker's CPU % of a core]. */
+  box: Array<[number, number, number, number]>;
+}
+
+/** /proc/stat's first line: [busy, steal, total] ticks. */
+function boxTicks(): [number, number, number] {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return [total - f[3]! - f[4]!, f[7] ?? 0, total];
+}
+
+/**
+ * What a lateness analysis needs besides the deliveries, sampled while the window runs: BullMQ's
+ * completed jobs of the fire queue (its `processedOn` and `finishedOn`, read every second: it keeps
+ * only the last 1,000) and the box's CPU every 50 ms.
+ */
+function traceWindow(redisUrl: string, prefix: string, workerPid: number) {
+  const redis = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 });
+  const jobs = new Map<string, [number, number]>();
+  const box: Array<[number, number, number, number]> = [];
+  let last = boxTicks();
+  let lastWorker = cpuSecondsOf(workerPid);
+  let lastAt = Date.now();
+  const boxTimer = setInterval(() => {
+    const now = boxTicks();
+    const worker = cpuSecondsOf(workerPid);
+    const at = Date.now();
+    const total = now[2] - last[2] || 1;
+    box.push([
+      at,
+      Math.round((200 * (now[0] - last[0])) / total),
+      Math.round((200 * (now[1] - last[1])) / total),
+      Math.round((100 * (worker - lastWorker)) / ((at - lastAt) / 1000)),
+    ]);
+    [last, lastWorker, lastAt] = [now, worker, at];
+  }, 50);
+  let since = Date.now() - 1_000;
+  let keys: string[] = [];
+  const read = async () => {
+    if (keys.length === 0) {
+      const [, found] = await redis.scan('0', 'MATCH', `${prefix}*:completed`, 'COUNT', 10_000);
+      keys = found.filter((k) => !k.includes('maintenance'));
+    }
+    const from = since;
+    since = Date.now() - 200;
+    for (const key of keys) {
+      const ids = await redis.zrangebyscore(key, from, '+inf');
+      const base = key.slice(0, -'completed'.length);
+      const pipe = redis.pipeline();
+      for (const id of ids) pipe.hmget(`${base}${id}`, 'processedOn', 'finishedOn');
+      const answers = (await pipe.exec()) ?? [];
+      ids.forEach((id, i) => {
+        const [p, f] = (answers[i]?.[1] as Array<string | null> | undefined) ?? [];
+        jobs.set(id, [Number(p ?? Number.NaN), Number(f ?? Number.NaN)]);
+      });
+    }
+  };
+  let reading = Promise.resolve();
+  const readTimer = setInterval(() => {
+    reading = reading.then(read).catch(() => {});
+  }, 1_000);
+  return {
+    box,
+    /** processedOn and finishedOn of the fire job of (job id, scheduled instant). */
+    async stop(): Promise<(jobId: string, at: number) => [number, number]> {
+      clearInterval(boxTimer);
+      clearInterval(readTimer);
+      await reading;
+      await read().catch(() => {});
+      redis.disconnect();
+      const byOccurrence = new Map<string, [number, number]>();
+      for (const [id, times] of jobs) {
+        const m = /^repeat:job:([^:]+):v\d+:(\d+)$/.exec(id);
+        if (m) byOccurrence.set(`${m[1]}@${m[2]}`, times);
+      }
+      return (jobId, at) => byOccurrence.get(`${jobId}@${at}`) ?? [Number.NaN, Number.NaN];
+    },
+  };
 }
 
 async function metricsOf(proc: Deployment['api']): Promise<string> {
@@ -199,6 +284,9 @@ export async function fireAtRate(options: {
     await sleep(Math.max(t0, createdAt) + 2_000 - Date.now());
     // Read first (it resets the event-loop delay histogram): the end's figures are the window's.
     const workerMetricsAtStart = options.onWindow ? await metricsOf(tw.workers[0]!) : '';
+    const trace = options.onWindow
+      ? traceWindow(options.redisUrl, tw.env.BULLMQ_PREFIX, tw.workers[0]!.child.pid!)
+      : undefined;
     const windowStart = Date.now();
     const windowEnd = windowStart + options.measureS * 1000;
     sink.received.length = 0;
@@ -292,13 +380,32 @@ export async function fireAtRate(options: {
       written.map((row) => [row.skip_reason ? `${row.status}:${row.skip_reason}` : row.status, Number(row.n)]),
     );
     const recorded = Object.values(recordedByOutcome).reduce((a, b) => a + b, 0);
-    await options.onWindow?.({
-      windowStart,
-      windowEnd,
-      deliveries: inWindow.map((r) => [scheduledForOf(r), r.at]),
-      workerMetricsAtStart,
-      workerMetricsAtEnd,
-    });
+    if (options.onWindow) {
+      const bullmq = await trace!.stop();
+      const started = await tw.db.db
+        .selectFrom('runs')
+        .select(['job_id', 'scheduled_for', 'started_at'])
+        .where('scheduled_for', '>=', new Date(windowStart))
+        .where('scheduled_for', '<', new Date(windowEnd))
+        .execute();
+      const startedAt = new Map(
+        started.map((row) => [`${row.job_id}@${row.scheduled_for.getTime()}`, row.started_at?.getTime() ?? Number.NaN]),
+      );
+      await options.onWindow({
+        windowStart,
+        windowEnd,
+        deliveries: inWindow.map((r) => [scheduledForOf(r), r.at]),
+        workerMetricsAtStart,
+        workerMetricsAtEnd,
+        parts: inWindow.map((r) => {
+          const at = scheduledForOf(r);
+          const jobId = String(r.headers['tickwork-job-id']);
+          const [processedOn, finishedOn] = bullmq(jobId, at);
+          return [at, r.at, processedOn, startedAt.get(`${jobId}@${at}`) ?? Number.NaN, finishedOn];
+        }),
+        box: trace!.box,
+      });
+    }
     return {
       redisHz: options.redisHz,
       schedules,

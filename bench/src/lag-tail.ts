@@ -9,6 +9,17 @@
  * against a scattered tail); each burst's start (s into the window), size and worst lateness;
  * and the worker's own figures over the window from its /metrics: event-loop delay (max, p99)
  * and garbage collection (count, total pause, by kind).
+ *
+ * Where the file has each delivery's path (`parts`), every occurrence's lateness is split into
+ * its parts, and each part's p50/p99 is printed for all occurrences and its mean for the late ones:
+ *   - `fetch`: due instant → BullMQ's `processedOn` (the Worker sends its `moveToActive`): Redis's
+ *     wake-up (the waker's `PING` or Redis's own timer), the blocking wait's end, the Worker's loop;
+ *   - `start`: → the run's `started_at` (Postgres begins the record-and-start statement): the
+ *     `moveToActive` round trip, the processor's start, the group commit's wait for the previous
+ *     group, the statement's way to Postgres;
+ *   - `call`: → received at the sink: the statement's run and answer, the pipeline, the HTTP call.
+ * And the box (`box`, sampled every 50 ms): its busy and steal share, and the worker's CPU, in the
+ * 100 ms before each late occurrence's delivery against the window's average.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -69,6 +80,36 @@ for (const file of readdirSync(dir)
       `${inBursts} of them in ${bursts.filter((b) => b.n > 1).length} bursts, ${late.length - inBursts} alone; ` +
       `worker event-loop delay max ${loopMax} ms, p99 ${loopP99} ms; GC ${gc || 'none counted'}`,
   );
+  if (w.parts?.length) {
+    const split = w.parts
+      .filter(([, , p, s]) => Number.isFinite(p) && Number.isFinite(s))
+      .map(([due, at, p, s]) => ({ lag: at - due, fetch: p - due, start: s - p, call: at - s, at }));
+    const names = ['fetch', 'start', 'call'] as const;
+    const lateSplit = split.filter((x) => x.lag > lateMs);
+    const mean = (xs: number[]) => (xs.length ? Math.round(xs.reduce((a, b) => a + b, 0) / xs.length) : Number.NaN);
+    console.log(
+      `    parts of ${split.length} (of ${w.parts.length}): ` +
+        names
+          .map((n) => {
+            const xs = split.map((x) => x[n]);
+            return `${n} p50/p99 ${percentile(xs, 50)}/${percentile(xs, 99)} ms`;
+          })
+          .join(', ') +
+        `; the ${lateSplit.length} late: mean ${names.map((n) => `${n} ${mean(lateSplit.map((x) => x[n]))}`).join(', ')} ms`,
+    );
+    // Which part is the largest, for each late occurrence.
+    const largest: Record<string, number> = { fetch: 0, start: 0, call: 0 };
+    for (const x of lateSplit) largest[names.reduce((a, b) => (x[b] > x[a] ? b : a))]!++;
+    const box = w.box ?? [];
+    const boxNear = (at: number) => box.filter(([t]) => t > at - 150 && t <= at + 50);
+    const avg = (rows: typeof box, i: 1 | 2 | 3) => mean(rows.map((r) => r[i]));
+    const nearLate = lateSplit.flatMap((x) => boxNear(x.at));
+    console.log(
+      `    largest part of the late: fetch ${largest.fetch}, start ${largest.start}, call ${largest.call}; ` +
+        `box busy/steal/worker around the late ${avg(nearLate, 1)}/${avg(nearLate, 2)}/${avg(nearLate, 3)} % ` +
+        `against the window's ${avg(box, 1)}/${avg(box, 2)}/${avg(box, 3)} % (box of 200, worker of 100)`,
+    );
+  }
   const worst = [...bursts].sort((a, b) => b.n - a.n).slice(0, 8);
   for (const b of worst.sort((a, b) => a.start - b.start)) {
     console.log(
