@@ -18,7 +18,8 @@
  *     `moveToActive` round trip, the processor's start, the group commit's wait for the previous
  *     group, the statement's way to Postgres;
  *   - `call`: → received at the sink: the statement's run and answer, the pipeline, the HTTP call.
- * And the box (`box`, sampled every 50 ms): its busy and steal share, and the worker's CPU, in the
+ * Then the Worker's slots: how long an occurrence holds one, and how many occurrences found every
+ * slot held at their due instant. And the box (`box`, sampled every 50 ms): its busy and steal share, and the worker's CPU, in the
  * 100 ms before each late occurrence's delivery against the window's average.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -36,6 +37,8 @@ if (!dir) throw new Error('usage: node bench/src/lag-tail.ts <dir> [--late-ms 25
 const lateMs = Number(values['late-ms']);
 /** Late occurrences due closer together than this belong to one burst. */
 const BURST_GAP_MS = 50;
+/** The worker's concurrency (the bench runs one worker at the default). */
+const CONCURRENCY = 10;
 
 const metric = (text: string, name: string, labels = ''): number => {
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}` : ''}`));
@@ -100,6 +103,19 @@ for (const file of readdirSync(dir)
     // Which part is the largest, for each late occurrence.
     const largest: Record<string, number> = { fetch: 0, start: 0, call: 0 };
     for (const x of lateSplit) largest[names.reduce((a, b) => (x[b] > x[a] ? b : a))]!++;
+    // The Worker's slots: an occurrence holds one from its `processedOn` to its `finishedOn`. How
+    // many were held at each due instant (10: none free, so nothing fetches it but a completion).
+    const held = w.parts.filter(([, , p, , f]) => Number.isFinite(p) && Number.isFinite(f));
+    const heldAt = (t: number) => held.reduce((n, [, , p, , f]) => (p <= t && f > t ? n + 1 : n), 0);
+    const full = (rows: typeof held) => rows.filter(([due]) => heldAt(due + 2) >= CONCURRENCY).length;
+    const lateHeld = held.filter(([due, at]) => at - due > lateMs);
+    const holds = held.map(([, , p, , f]) => f - p);
+    const finish = held.map(([, at, , , f]) => f - at);
+    console.log(
+      `    slot held (processedOn → finishedOn) p50/p99 ${percentile(holds, 50)}/${percentile(holds, 99)} ms ` +
+        `(of which received → finishedOn p50/p99 ${percentile(finish, 50)}/${percentile(finish, 99)}); ` +
+        `every slot held at the due instant: ${full(held)} of ${held.length} occurrences, ${full(lateHeld)} of the ${lateHeld.length} late`,
+    );
     const box = w.box ?? [];
     const boxNear = (at: number) => box.filter(([t]) => t > at - 150 && t <= at + 50);
     const avg = (rows: typeof box, i: 1 | 2 | 3) => mean(rows.map((r) => r[i]));
