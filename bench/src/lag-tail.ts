@@ -27,6 +27,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
 import type { WindowDetails } from './fire-bench.ts';
 import { percentile } from './stats.ts';
@@ -52,9 +53,10 @@ const metric = (text: string, name: string, labels = ''): number => {
 const gcKinds = ['minor', 'major', 'incremental', 'weakcb'];
 
 for (const file of readdirSync(dir)
-  .filter((f) => f.endsWith('.json'))
+  .filter((f) => f.endsWith('.json') || f.endsWith('.json.gz'))
   .sort()) {
-  const w = JSON.parse(readFileSync(join(dir, file), 'utf8')) as WindowDetails;
+  const raw = readFileSync(join(dir, file));
+  const w = JSON.parse((file.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8')) as WindowDetails;
   const rows = w.deliveries.map(([due, at]) => ({ due, lag: at - due })).sort((a, b) => a.due - b.due);
   const lags = rows.map((r) => r.lag);
   const late = rows.filter((r) => r.lag > lateMs);
