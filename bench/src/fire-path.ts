@@ -152,7 +152,7 @@ console.log(`sink received ${sink.received.length}`);
 for (const v of variants) {
   const seen = new Map<string, { generic: number; custom: number }>();
   for (let i = 0; i < concurrency; i++) {
-    const { rows } = await sql`select left(regexp_replace(statement, '\s+', ' ', 'g'), 70) as statement,
+    const { rows } = await sql`select left(regexp_replace(statement, '[[:space:]]+', ' ', 'g'), 70) as statement,
       generic_plans::int as generic, custom_plans::int as custom from pg_prepared_statements`.execute(
       (v.ctx as { db: never }).db,
     );
