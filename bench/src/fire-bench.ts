@@ -16,6 +16,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { startSink, type Received, type Sink } from '@tickwork/testkit';
 import { cpuSecondsOf, cpuWindow, loadNow, pidsNamed, rssOf } from './machine.ts';
 import { redisPid, redisUsedMemory } from './redis-server.ts';
@@ -511,6 +512,78 @@ export interface DrainShot {
    * (`box`: the whole box's busy time; `bench (driver + sink)`: this process).
    */
   cpuMsPerOccurrence?: Record<string, number>;
+  /** `BENCH_ACCOUNT=1`: Postgres and Redis counters per occurrence. */
+  account?: { pg: Account; redis: Account };
+}
+
+/**
+ * `BENCH_ACCOUNT=1`: what a drain shot costs Postgres and Redis per occurrence, from counters
+ * snapshotted at the due instant and after the last delivery: the bench database's
+ * `pg_stat_database` (transactions — one per autocommit statement —, tuples, time active in
+ * statements) and `pg_stat_user_tables` (rows inserted, updated, HOT-updated, index scans per
+ * table), and the bench Redis's `INFO commandstats` (calls and time per command). An idle
+ * Postgres backend publishes its counters within 10 s, so the end is read after 11 s.
+ */
+export type Account = Record<string, number>;
+
+const PG_DATABASE_COUNTERS = `select xact_commit + xact_rollback as xacts, tup_returned, tup_fetched, tup_inserted,
+  tup_updated, tup_deleted, blks_hit + blks_read as blocks, active_time from pg_stat_database
+  where datname = current_database()`;
+const PG_TABLE_COUNTERS = `select relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, coalesce(idx_scan, 0) as idx_scan,
+  coalesce(seq_scan, 0) as seq_scan, coalesce(seq_tup_read, 0) as seq_tup_read,
+  coalesce(idx_tup_fetch, 0) as idx_tup_fetch from pg_stat_user_tables`;
+
+async function countersOf(databaseUrl: string, redisUrl: string): Promise<{ pg: Account; redis: Account }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const pgCounters: Account = {};
+  try {
+    const db = (await client.query(PG_DATABASE_COUNTERS)).rows[0] as Record<string, string>;
+    for (const [k, v] of Object.entries(db)) pgCounters[`db.${k}`] = Number(v);
+    for (const row of (await client.query(PG_TABLE_COUNTERS)).rows as Array<Record<string, string>>) {
+      for (const [k, v] of Object.entries(row)) if (k !== 'relname') pgCounters[`${row.relname}.${k}`] = Number(v);
+    }
+  } finally {
+    await client.end();
+  }
+  return { pg: pgCounters, redis: await redisCommandStats(redisUrl) };
+}
+
+async function redisCommandStats(redisUrl: string): Promise<Account> {
+  const redis = new Redis(redisUrl, { lazyConnect: true });
+  await redis.connect();
+  try {
+    const info = await redis.info('commandstats');
+    const out: Account = {};
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+      out[`${m[1]}.calls`] = Number(m[2]);
+      out[`${m[1]}.usec`] = Number(m[3]);
+    }
+    return out;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** The counters' growth per occurrence, the ones that moved, rounded. */
+function perOccurrence(before: Account, after: Account, count: number): Account {
+  const out: Account = {};
+  for (const [k, v] of Object.entries(after)) {
+    const d = (v - (before[k] ?? 0)) / count;
+    if (Math.abs(d) >= 0.005) out[k] = round(d, 3);
+  }
+  return out;
+}
+
+/** Starts accounting a drain shot; the returned function ends it and gives the per-occurrence figures. */
+async function accountFrom(databaseUrl: string, redisUrl: string) {
+  const before = await countersOf(databaseUrl, redisUrl);
+  return async (count: number) => {
+    const redisAfter = await redisCommandStats(redisUrl);
+    await sleep(Number(process.env.BENCH_ACCOUNT_WAIT_MS ?? 11_000));
+    const after = await countersOf(databaseUrl, redisUrl);
+    return { pg: perOccurrence(before.pg, after.pg, count), redis: perOccurrence(before.redis, redisAfter, count) };
+  };
 }
 
 /** The processes whose CPU a drain shot records, besides this one and the box. */
@@ -519,16 +592,22 @@ type CpuRoles = Record<string, () => number[]>;
 /** Starts counting CPU at `dueAt` (waits for it: nothing is delivered before it anyway). */
 async function cpuFromDue(dueAt: number, roles: CpuRoles | undefined) {
   if (!roles) return undefined;
+  await sleep(Math.max(0, dueAt - 300 - Date.now()));
+  const account = accounting ? await accountFrom(accounting.databaseUrl, accounting.redisUrl) : undefined;
   await sleep(Math.max(0, dueAt - Date.now()));
   const startedAt = Date.now();
   const stop = cpuWindow(roles);
-  return (count: number) => {
+  const cpu = (count: number) => {
     const seconds = (Date.now() - startedAt) / 1000;
     return Object.fromEntries(
       Object.entries(stop()).map(([role, percent]) => [role, round(((percent / 100) * seconds * 1000) / count, 2)]),
     );
   };
+  return Object.assign(cpu, { account });
 }
+
+/** Where `BENCH_ACCOUNT=1` reads its counters (set by `drainCompare`). */
+let accounting: { databaseUrl: string; redisUrl: string } | undefined;
 
 /** Waits until `count` callbacks whose path starts with `path` reached the sink; their receive times. */
 async function sinkArrivals(sink: Sink, path: string, count: number, timeoutMs: number): Promise<Received[]> {
@@ -597,13 +676,15 @@ export async function tickworkDrain(
   }
   const cpu = await cpuFromDue(dueAt, cpuRoles);
   const arrivals = await sinkArrivals(sink, `/tw/${tag}`, count, 120_000);
+  const cpuMs = cpu?.(count);
   return {
     ...shotOf(
       dueAt,
       arrivals.map((r) => r.at),
       count,
     ),
-    ...(cpu ? { cpuMsPerOccurrence: cpu(count) } : {}),
+    ...(cpuMs ? { cpuMsPerOccurrence: cpuMs } : {}),
+    ...(cpu?.account ? { account: await cpu.account(count) } : {}),
   };
 }
 
@@ -624,7 +705,11 @@ async function peerDrain(
   const cpu = await cpuFromDue(dueAt, cpuRoles);
   const drained = await peer.next('drained');
   if (process.env.BENCH_DEBUG) console.log('debug: drained', kind, sink.received.length);
-  const withCpu = (shot: DrainShot) => (cpu ? { ...shot, cpuMsPerOccurrence: cpu(count) } : shot);
+  const withCpu = async (shot: DrainShot): Promise<DrainShot> => {
+    if (!cpu) return shot;
+    const cpuMsPerOccurrence = cpu(count);
+    return { ...shot, cpuMsPerOccurrence, ...(cpu.account ? { account: await cpu.account(count) } : {}) };
+  };
   if (kind === 'bullmq-noop') return withCpu(shotOf(dueAt, [drained.lastAt!], count));
   const arrivals = await sinkArrivals(sink, `/peer/${tag}`, count, 120_000);
   return withCpu(
@@ -665,6 +750,7 @@ export async function drainCompare(options: {
   token: string;
 }): Promise<DrainFigures> {
   const { sink, count } = options;
+  accounting = process.env.BENCH_ACCOUNT ? { databaseUrl: options.tw.db.url, redisUrl: options.redisUrl } : undefined;
   const peers = new Map<Contestant, Peer>();
   const env = {
     REDIS_URL: options.redisUrl,
@@ -732,6 +818,7 @@ export async function drainCompare(options: {
           `  drain round ${r + 1}/${options.rounds} ${kind.padEnd(13)} ${shot.perSec}/s, last-delivery lag p99 ${shot.lagP99Ms} ms; ` +
             `CPU ms per occurrence ${JSON.stringify(shot.cpuMsPerOccurrence)}`,
         );
+        if (shot.account) console.log(`    account ${kind} per occurrence ${JSON.stringify(shot.account)}`);
         await sleep(500);
       }
       const tick = inRound.tickwork?.perSec ?? Number.NaN;
@@ -838,6 +925,10 @@ export interface LeverFigures {
   /** Peak RSS of the worker after each shot, MiB. */
   baselineRssMiB: number[];
   variantRssMiB: number[];
+  /** CPU ms per occurrence of each shot (worker, Postgres, Redis, box), and the median B/A of each. */
+  baselineCpuMs: Array<Record<string, number>>;
+  variantCpuMs: Array<Record<string, number>>;
+  cpuVariantOverBaseline: Record<string, number>;
 }
 
 /**
@@ -864,6 +955,8 @@ export async function compareLever(options: {
   const b: number[] = [];
   const ratios: number[] = [];
   const rss: Record<string, number[]> = { A: [], B: [] };
+  const cpuMs: Record<string, Array<Record<string, number>>> = { A: [], B: [] };
+  const rPid = await redisPid(options.tw.env.REDIS_URL).catch(() => Number.NaN);
   for (let r = 0; r < options.rounds; r++) {
     const shots: Record<string, number> = {};
     for (const variant of rotated(['A', 'B'], r)) {
@@ -871,13 +964,18 @@ export async function compareLever(options: {
       await tw.addWorker(variant === 'B' ? options.env : {});
       for (const [name, value] of Object.entries(variant === 'B' ? redisConfig : found))
         await redis.config('SET', name, value);
-      const shot = await tickworkDrain(tw, options.token, sink, count, `lever-${variant}-${r}`, createPerSec);
+      const shot = await tickworkDrain(tw, options.token, sink, count, `lever-${variant}-${r}`, createPerSec, 2, {
+        worker: () => tw.workers.map((w) => w.child.pid!),
+        postgres: () => pidsNamed('postgres'),
+        redis: () => (Number.isFinite(rPid) ? [rPid] : []),
+      });
       sink.received.length = 0;
       shots[variant] = shot.perSec;
       const peak = rssOf(tw.workers[0]!.child.pid!).peakMiB;
       rss[variant]!.push(peak);
+      cpuMs[variant]!.push(shot.cpuMsPerOccurrence ?? {});
       console.log(
-        `  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify({ ...options.env, ...redisConfig })}: ${shot.perSec}/s, worker peak RSS ${peak} MiB`,
+        `  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify({ ...options.env, ...redisConfig })}: ${shot.perSec}/s, worker peak RSS ${peak} MiB, CPU ms per occurrence ${JSON.stringify(shot.cpuMsPerOccurrence)}`,
       );
     }
     a.push(shots.A!);
@@ -895,5 +993,13 @@ export async function compareLever(options: {
     variantOverBaseline: round(median(ratios), 3),
     baselineRssMiB: rss.A!,
     variantRssMiB: rss.B!,
+    baselineCpuMs: cpuMs.A!,
+    variantCpuMs: cpuMs.B!,
+    cpuVariantOverBaseline: Object.fromEntries(
+      Object.keys(cpuMs.A![0] ?? {}).map((role) => [
+        role,
+        round(median(cpuMs.A!.map((a, i) => (cpuMs.B![i]?.[role] ?? Number.NaN) / (a[role] ?? Number.NaN))), 3),
+      ]),
+    ),
   };
 }

@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { sql } from 'kysely';
 import { buildJobSpec, encryptSecret, uuidv7 } from '@tickwork/core';
 import { insertJob, insertService } from '@tickwork/db';
 import { createTestDatabase, deletePrefix, startSink } from '@tickwork/testkit';
@@ -146,6 +147,23 @@ for (const v of variants) {
   );
 }
 console.log(`sink received ${sink.received.length}`);
+// How Postgres plans the prepared statements of the path: custom plans are planned again at every
+// execution, generic ones once per connection (pg_prepared_statements, per connection: sampled on a few).
+for (const v of variants) {
+  const seen = new Map<string, { generic: number; custom: number }>();
+  for (let i = 0; i < concurrency; i++) {
+    const { rows } = await sql`select left(regexp_replace(statement, '[[:space:]]+', ' ', 'g'), 70) as statement,
+      generic_plans::int as generic, custom_plans::int as custom from pg_prepared_statements`.execute(
+      (v.ctx as { db: never }).db,
+    );
+    for (const r of rows as Array<{ statement: string; generic: number; custom: number }>) {
+      const was = seen.get(r.statement);
+      if (!was || was.generic + was.custom < r.generic + r.custom) seen.set(r.statement, r);
+    }
+  }
+  for (const [statement, r] of seen)
+    console.log(`${v.name} plans: generic ${r.generic} custom ${r.custom}  ${statement}`);
+}
 await sink.close();
 for (const v of variants) await v.database.close();
 await queue.close();

@@ -1,11 +1,14 @@
 /**
  * `node bench/src/profile-top.ts <file.cpuprofile>…`: the top self-time functions of V8 CPU
  * profiles and the share of each package, the figures RESULTS.md quotes for a missed goal.
+ * `PROFILE_INCLUSIVE=deliver,executeQuery,…` also prints the inclusive share (the function and all it
+ * calls) of every function whose name is listed.
  */
 import { readFileSync } from 'node:fs';
 
 interface Node {
   id: number;
+  children?: number[];
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
 }
@@ -52,4 +55,24 @@ for (const file of process.argv.slice(2)) {
   for (const [owner, us] of [...owners].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`  ${pct(us)}  ${owner}`);
   console.log('  top functions (self time):');
   for (const [fn, us] of [...fns].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`  ${pct(us)}  ${fn}`);
+  const wanted = new Set((process.env.PROFILE_INCLUSIVE ?? '').split(',').filter(Boolean));
+  if (wanted.size === 0) continue;
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const inclusive = new Map<string, number>();
+  for (const [id, us] of selfUs) {
+    if (idle.has(byId.get(id)!.callFrame.functionName)) continue;
+    // Each listed function counted once per sample, however deep it recurses.
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const frame = byId.get(at)!.callFrame;
+      if (!wanted.has(frame.functionName)) continue;
+      const key = `${frame.functionName} ${frame.url.replace(/^.*\//, '')}:${frame.lineNumber + 1}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      inclusive.set(key, (inclusive.get(key) ?? 0) + us);
+    }
+  }
+  console.log('  inclusive:');
+  for (const [fn, us] of [...inclusive].sort((a, b) => b[1] - a[1])) console.log(`  ${pct(us)}  ${fn}`);
 }
