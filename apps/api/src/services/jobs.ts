@@ -89,7 +89,7 @@ import {
   type RunOwner,
   type RunRow,
   type ServiceRow,
-  type Stamped,
+  type StampText,
   type VersionStamp,
 } from '@tickwork/db';
 import type { FireQueue } from '@tickwork/queue';
@@ -481,8 +481,8 @@ export class JobsService {
     return listJobs(this.#deps.readDb, serviceId, filter);
   }
 
-  /** The page {@link list} gives, as ids and row versions (`page-cache.ts`). */
-  listStamps(serviceId: string, filter: JobListFilter): Promise<Page<Stamped>> {
+  /** The page {@link list} gives, as ids and row versions in one text (`page-cache.ts`). */
+  listStamps(serviceId: string, filter: JobListFilter): Promise<StampText> {
     return listJobStamps(this.#deps.readDb, serviceId, filter);
   }
 
@@ -534,8 +534,8 @@ export class JobsService {
     return { column: 'job_id', id: job.id };
   }
 
-  /** A page of an owner's runs as ids and row versions (`page-cache.ts`). */
-  runStamps(owner: RunOwner, filter: RunListFilter): Promise<Page<Stamped>> {
+  /** A page of an owner's runs as ids and row versions in one text (`page-cache.ts`). */
+  runStamps(owner: RunOwner, filter: RunListFilter): Promise<StampText> {
     return listRunStamps(this.#deps.readDb, owner, filter);
   }
 
