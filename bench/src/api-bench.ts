@@ -1,7 +1,9 @@
 /**
  * API bench: autocannon against one real api process (local Postgres and Redis), and in the same
  * run a bare Fastify hello-world on the same Node as the ceiling. Each round measures hello-world
- * and every endpoint in a rotated order; a figure is the median over rounds of the per-round ratio.
+ * and every endpoint in a rotated order; a figure is the median over rounds of the per-round ratio
+ * (of an even count, the mean of the middle two: `median` of `stats.ts` takes the lower, so two
+ * rounds reported their worse one), and the per-round ratios are kept beside it.
  * Then each endpoint runs again at half its peak rate for the p99 an operator would see: once
  * with autocannon's `overallRate` (per-second bursts) and once evenly paced, open loop (`api-paced.ts`).
  * `POST /v1/jobs (50 services)` spreads the creates over 50 services, one key each, in turn.
@@ -16,6 +18,13 @@ import { freePort, startFleet } from '@tickwork/testkit';
 import { loadNow } from './machine.ts';
 import { pacedFrom, pacedShot } from './api-paced.ts';
 import { median, rotated, round } from './stats.ts';
+
+/** The median; of an even count, the mean of the middle two (not the lower, as `median` takes). */
+export function midpoint(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const half = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[half]! : (sorted[half - 1]! + sorted[half]!) / 2;
+}
 import { deploy, seedApiReads } from './tickwork.ts';
 
 export interface ApiOptions {
@@ -41,6 +50,8 @@ export interface EndpointFigures {
   p50Ms: number;
   p99Ms: number;
   ratioToHello: number;
+  /** The ratio to hello-world in each round, in round order. */
+  ratiosByRound: number[];
   halfRate: number;
   halfRateP50Ms: number;
   halfRateP99Ms: number;
@@ -178,7 +189,7 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
     }
     const figures: EndpointFigures[] = [];
     for (const name of names) {
-      const peak = median(shots[name]!.map((s) => s.reqPerSec));
+      const peak = midpoint(shots[name]!.map((s) => s.reqPerSec));
       const half = Math.max(1, Math.round(peak / 2));
       const at = await shoot({ ...endpoints[name]!(), ...base, overallRate: half });
       console.log(`  api half-rate ${name.padEnd(24)} ${half} req/s offered: p50 ${at.p50} ms p99 ${at.p99} ms`);
@@ -192,7 +203,8 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
         reqPerSec: Math.round(peak),
         p50Ms: median(shots[name]!.map((s) => s.p50)),
         p99Ms: median(shots[name]!.map((s) => s.p99)),
-        ratioToHello: round(median(ratios[name]!), 3),
+        ratioToHello: round(midpoint(ratios[name]!), 3),
+        ratiosByRound: ratios[name]!.map((ratio) => round(ratio, 3)),
         halfRate: half,
         halfRateP50Ms: at.p50,
         halfRateP99Ms: at.p99,
@@ -230,7 +242,7 @@ export async function benchApi(options: ApiOptions): Promise<ApiFigures> {
       }
     }
     return {
-      helloReqPerSec: Math.round(median(shots.hello!.map((s) => s.reqPerSec))),
+      helloReqPerSec: Math.round(midpoint(shots.hello!.map((s) => s.reqPerSec))),
       helloP99Ms: median(shots.hello!.map((s) => s.p99)),
       endpoints: figures,
       loads,

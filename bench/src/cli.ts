@@ -91,8 +91,10 @@ if (command === 'api' || command === 'all') {
   });
   console.log(`  hello-world ${out.api.helloReqPerSec} req/s p99 ${out.api.helloP99Ms} ms`);
   for (const e of out.api.endpoints) {
+    const rounds = e.ratiosByRound.join(', ');
     console.log(
-      `  ${e.name.padEnd(24)} ${e.reqPerSec} req/s = ${e.ratioToHello}× hello; p50 ${e.p50Ms} p99 ${e.p99Ms} ms; at half rate (${e.halfRate}/s) p99 ${e.halfRateP99Ms} ms, paced ${e.pacedP99Ms} ms`,
+      `  ${e.name.padEnd(24)} ${e.reqPerSec} req/s = ${e.ratioToHello}× hello (rounds ${rounds}); ` +
+        `p50 ${e.p50Ms} p99 ${e.p99Ms} ms; at half rate (${e.halfRate}/s) p99 ${e.halfRateP99Ms} ms, paced ${e.pacedP99Ms} ms`,
     );
   }
 }

@@ -11,12 +11,13 @@
  * JSON depends on the clock (a job's `skipUntil` shown until it passes) only until then. At
  * most `maxEntries` are kept. `TICKWORK_PAGE_CACHE=off` reads and serializes every row.
  *
- * The whole body of a page is kept too, beside the ids and versions it was made from: a page
- * whose first query finds exactly those rows at exactly those versions (and the same next
- * cursor) is answered with the same bytes, so a list read again allocates nothing per row and
- * no new body. Kept bodies are bounded by `maxPageBytes` in all, the oldest dropped first.
+ * The whole body of a page is kept too, beside the ids and versions it was made from, as the one
+ * text the first query answers (`StampText`): a page whose first query answers exactly that text
+ * (the same rows at the same versions, so the same next cursor) is answered with the same bytes
+ * after one string comparison, so a list read again parses no row and allocates no new body.
+ * Kept bodies are bounded by `maxPageBytes` in all, the oldest dropped first.
  */
-import type { Page, Stamped } from '@tickwork/db';
+import { pageOfStamps, type StampText, type Stamped } from '@tickwork/db';
 
 interface Entry {
   stamp: string;
@@ -25,9 +26,7 @@ interface Entry {
 }
 
 interface KeptPage {
-  ids: string[];
-  stamps: string[];
-  nextCursor: string | null;
+  stamps: StampText;
   body: Buffer;
   until: number;
 }
@@ -39,8 +38,8 @@ export interface SerializedRowsOptions {
   maxPageBytes?: number;
 }
 
-/** Which kept page a page could be: its first id, length and next cursor (the rows are then compared). */
-const pageKeyOf = (page: Page<Stamped>) => `${page.items[0]?.id}:${page.items.length}:${page.nextCursor}`;
+/** Which kept page a page could be: its limit, first row and length (the whole texts are then compared). */
+const pageKeyOf = ({ text, limit }: StampText) => `${limit}:${text.length}:${text.slice(0, 48)}`;
 
 /** Serialized rows by id, each good for one row version. */
 export class SerializedRows {
@@ -70,21 +69,16 @@ export class SerializedRows {
     return undefined;
   }
 
-  /** The kept body of this page: the same rows at the same versions, the same cursor, still good at `now`. */
-  page(page: Page<Stamped>, now: number): Buffer | undefined {
-    const kept = this.#pages.get(pageKeyOf(page));
-    if (kept === undefined || kept.until <= now || kept.nextCursor !== page.nextCursor) return undefined;
-    const { items } = page;
-    if (items.length !== kept.ids.length) return undefined;
-    for (let i = 0; i < items.length; i++) {
-      if (items[i]!.id !== kept.ids[i] || items[i]!.stamp !== kept.stamps[i]) return undefined;
-    }
-    return kept.body;
+  /** The kept body of this page: the same rows at the same versions (so the same cursor), still good at `now`. */
+  page(stamps: StampText, now: number): Buffer | undefined {
+    const kept = this.#pages.get(pageKeyOf(stamps));
+    if (kept === undefined || kept.until <= now) return undefined;
+    return kept.stamps.text === stamps.text && kept.stamps.limit === stamps.limit ? kept.body : undefined;
   }
 
   /** Keeps a page's body, made from exactly its rows at its versions, until `until` at the latest. */
-  setPage(page: Page<Stamped>, body: Buffer, until: number): void {
-    const key = pageKeyOf(page);
+  setPage(stamps: StampText, body: Buffer, until: number): void {
+    const key = pageKeyOf(stamps);
     this.#dropPage(key);
     if (body.length > this.#maxPageBytes) return;
     while (this.#pageBytes + body.length > this.#maxPageBytes) {
@@ -93,13 +87,7 @@ export class SerializedRows {
       if (oldest.done) break;
       this.#dropPage(oldest.value);
     }
-    this.#pages.set(key, {
-      ids: page.items.map((item) => item.id),
-      stamps: page.items.map((item) => item.stamp),
-      nextCursor: page.nextCursor,
-      body,
-      until,
-    });
+    this.#pages.set(key, { stamps, body, until });
     this.#pageBytes += body.length;
   }
 
@@ -155,13 +143,14 @@ const COMMA = Buffer.from(',');
  * would be flattened, measured and encoded again on every send.
  */
 export async function pageBody<R extends Stamped>(
-  page: Page<Stamped>,
+  stamps: StampText,
   rows: SerializedRows,
   parts: PageParts<R>,
 ): Promise<Buffer> {
   const now = Date.now();
-  const kept = rows.page(page, now);
+  const kept = rows.page(stamps, now);
   if (kept !== undefined) return kept;
+  const page = pageOfStamps(stamps);
   const items: Array<Buffer | undefined> = new Array(page.items.length);
   const missing: string[] = [];
   const at = new Map<string, number>();
@@ -203,6 +192,6 @@ export async function pageBody<R extends Stamped>(
   chunks.push(Buffer.from(`],"nextCursor":${page.nextCursor === null ? 'null' : JSON.stringify(page.nextCursor)}}`));
   const body = Buffer.concat(chunks);
   // Only a body made of exactly the page's rows at its versions answers that page again.
-  if (exact) rows.setPage(page, body, until);
+  if (exact) rows.setPage(stamps, body, until);
   return body;
 }

@@ -89,7 +89,7 @@ import {
   type RunOwner,
   type RunRow,
   type ServiceRow,
-  type Stamped,
+  type StampText,
   type VersionStamp,
 } from '@tickwork/db';
 import type { FireQueue } from '@tickwork/queue';
@@ -97,6 +97,7 @@ import type { JobCache } from '../auth-cache.ts';
 import { etagOf } from '../serializers.ts';
 import { CalendarsService, calendarsNotFound } from './calendars.ts';
 import { skipUntilOf, untilOf } from './history.ts';
+import { SameTurnReads } from './same-turn.ts';
 
 export interface JobsServiceDeps {
   /** The primary: every write, and every read a write decides on. */
@@ -166,9 +167,13 @@ export class JobsService {
   readonly #deps: JobsServiceDeps;
   readonly #now: () => number;
   readonly #calendars: CalendarsService;
+  /** The stamps of list pages, identical reads of one turn sharing a query; none with a replica. */
+  readonly #stamps: SameTurnReads<StampText> | undefined;
 
   constructor(deps: JobsServiceDeps) {
     this.#deps = deps;
+    this.#stamps =
+      deps.readDb === deps.db && process.env.TICKWORK_SAME_TURN_READS !== 'off' ? new SameTurnReads() : undefined;
     this.#now = deps.clock ?? Date.now;
     this.#calendars = deps.calendars ?? new CalendarsService({ db: deps.db, readDb: deps.readDb, clock: deps.clock });
   }
@@ -481,9 +486,13 @@ export class JobsService {
     return listJobs(this.#deps.readDb, serviceId, filter);
   }
 
-  /** The page {@link list} gives, as ids and row versions (`page-cache.ts`). */
-  listStamps(serviceId: string, filter: JobListFilter): Promise<Page<Stamped>> {
-    return listJobStamps(this.#deps.readDb, serviceId, filter);
+  /** The page {@link list} gives, as ids and row versions in one text (`page-cache.ts`). */
+  listStamps(serviceId: string, filter: JobListFilter): Promise<StampText> {
+    const read = () => listJobStamps(this.#deps.readDb, serviceId, filter);
+    if (this.#stamps === undefined) return read();
+    const { limit, afterId, state, labels, namePrefix } = filter;
+    const key = JSON.stringify(['jobs', serviceId, limit, afterId, state, labels, namePrefix]);
+    return this.#stamps.read(key, read);
   }
 
   /** The service's jobs of these ids, each with its row version. */
@@ -534,9 +543,12 @@ export class JobsService {
     return { column: 'job_id', id: job.id };
   }
 
-  /** A page of an owner's runs as ids and row versions (`page-cache.ts`). */
-  runStamps(owner: RunOwner, filter: RunListFilter): Promise<Page<Stamped>> {
-    return listRunStamps(this.#deps.readDb, owner, filter);
+  /** A page of an owner's runs as ids and row versions in one text (`page-cache.ts`). */
+  runStamps(owner: RunOwner, filter: RunListFilter): Promise<StampText> {
+    const read = () => listRunStamps(this.#deps.readDb, owner, filter);
+    if (this.#stamps === undefined) return read();
+    const { limit, afterId, status } = filter;
+    return this.#stamps.read(JSON.stringify(['runs', owner.column, owner.id, limit, afterId, status]), read);
   }
 
   /** An owner's runs of these ids, each with its row version. */

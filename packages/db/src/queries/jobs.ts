@@ -12,7 +12,7 @@ import {
   type Target,
 } from '@tickwork/core';
 import type { Database, JobRow } from '../types.ts';
-import { pageOf, type Page } from './cursor.ts';
+import { pageOf, STAMP_TEXT_SQL, type Page, type Stamped, type StampText } from './cursor.ts';
 import { PREPARE } from '../prepared.ts';
 import { JOB_COLUMNS } from './job-columns.ts';
 
@@ -157,25 +157,15 @@ export async function listJobs(db: Kysely<Database>, serviceId: string, filter: 
 }
 
 /**
- * A row version: `xmin`, the transaction that wrote the row as it is now. Every update writes a
- * new one, so a serialized row kept under (id, stamp) is exactly the row while the stamp matches
- * (`xmin` can repeat only after ~4 billion transactions: keepers bound their entries' age).
- */
-export interface Stamped {
-  id: string;
-  stamp: string;
-}
-
-/**
- * A page of {@link listJobs}, its ids and row versions only: what a page served from serialized
- * rows needs ({@link findStampedJobs} reads the rows it has not serialized yet). A named
- * statement per combination of filters (at most 16 texts).
+ * A page of {@link listJobs}, its ids and row versions only, as one text ({@link StampText}): what
+ * a page served from serialized rows needs ({@link findStampedJobs} reads the rows it has not
+ * serialized yet). A named statement per combination of filters (at most 16 texts).
  */
 export async function listJobStamps(
   db: Kysely<Database>,
   serviceId: string,
   filter: JobListFilter,
-): Promise<Page<Stamped>> {
+): Promise<StampText> {
   const labels =
     filter.labels && Object.keys(filter.labels).length > 0
       ? sql` and labels @> ${JSON.stringify(filter.labels)}::jsonb`
@@ -183,11 +173,12 @@ export async function listJobStamps(
   const name = filter.namePrefix
     ? sql` and name like ${`${filter.namePrefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`}`
     : sql``;
-  const { rows } = await sql<Stamped>`${sql.raw(PREPARE)} select id, xmin::text as stamp from jobs
-    where service_id = ${serviceId}${filter.afterId ? sql` and id < ${filter.afterId}` : sql``}${
-      filter.state ? sql` and state = ${filter.state}` : sql``
-    }${labels}${name} order by id desc limit ${filter.limit + 1}`.execute(db);
-  return pageOf(rows, filter.limit);
+  const { rows } = await sql<{ stamps: string }>`${sql.raw(PREPARE)} select ${sql.raw(STAMP_TEXT_SQL)} as stamps
+    from (select id, xmin from jobs where service_id = ${serviceId}${
+      filter.afterId ? sql` and id < ${filter.afterId}` : sql``
+    }${filter.state ? sql` and state = ${filter.state}` : sql``}${labels}${name}
+    order by id desc limit ${filter.limit + 1}) page`.execute(db);
+  return { text: rows[0]?.stamps ?? '', limit: filter.limit };
 }
 
 /** Jobs of a service by id, each with its row version ({@link Stamped}); ids of other services are left out. */

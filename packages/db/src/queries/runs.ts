@@ -1,8 +1,8 @@
 import { sql, type Kysely } from 'kysely';
 import type { RunStatus, RunTrigger, SkipReason } from '@tickwork/core';
 import type { Database, JobRow, RunRow } from '../types.ts';
-import { pageOf, type Page } from './cursor.ts';
-import { jobForFireOf, type JobForFire, type Stamped } from './jobs.ts';
+import { pageOf, STAMP_TEXT_SQL, type Page, type Stamped, type StampText } from './cursor.ts';
+import { jobForFireOf, type JobForFire } from './jobs.ts';
 import { PREPARE } from '../prepared.ts';
 import { versionOfJobIf, type VersionStamp } from './job-versions.ts';
 
@@ -206,19 +206,18 @@ export interface RunOwner {
 
 /**
  * A page of runs ({@link listRunsOfJob}, {@link listRunsOfService}), ids and row versions only
- * ({@link Stamped}): a run changes as it runs, so a serialized run is good while its stamp matches.
+ * ({@link Stamped}) in one text ({@link StampText}): a run changes as it runs, so a serialized run is
+ * good while its stamp matches.
  */
-export async function listRunStamps(
-  db: Kysely<Database>,
-  owner: RunOwner,
-  filter: RunListFilter,
-): Promise<Page<Stamped>> {
+export async function listRunStamps(db: Kysely<Database>, owner: RunOwner, filter: RunListFilter): Promise<StampText> {
   // The column is one of two fixed names, never input: at most 8 statement texts.
-  const { rows } = await sql<Stamped>`${sql.raw(PREPARE)} select id, xmin::text as stamp from runs
-    where ${sql.ref(owner.column)} = ${owner.id}${filter.afterId ? sql` and id < ${filter.afterId}` : sql``}${
-      filter.status ? sql` and status = ${filter.status}` : sql``
-    } order by id desc limit ${filter.limit + 1}`.execute(db);
-  return pageOf(rows, filter.limit);
+  const { rows } = await sql<{ stamps: string }>`${sql.raw(PREPARE)} select ${sql.raw(STAMP_TEXT_SQL)} as stamps
+    from (select id, xmin from runs where ${sql.ref(owner.column)} = ${owner.id}${
+      filter.afterId ? sql` and id < ${filter.afterId}` : sql``
+    }${filter.status ? sql` and status = ${filter.status}` : sql``} order by id desc limit ${filter.limit + 1}) page`.execute(
+    db,
+  );
+  return { text: rows[0]?.stamps ?? '', limit: filter.limit };
 }
 
 /** Runs of an owner by id, each with its row version; ids of other owners are left out. */
