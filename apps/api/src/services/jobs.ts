@@ -490,9 +490,8 @@ export class JobsService {
   listStamps(serviceId: string, filter: JobListFilter): Promise<StampText> {
     const read = () => listJobStamps(this.#deps.readDb, serviceId, filter);
     if (this.#stamps === undefined) return read();
-    const { limit, afterId, state, labels, namePrefix } = filter;
-    const key = JSON.stringify(['jobs', serviceId, limit, afterId, state, labels, namePrefix]);
-    return this.#stamps.read(key, read);
+    // The whole filter is the key, so a field added to it later can never make two pages share.
+    return this.#stamps.read(JSON.stringify(['jobs', serviceId, filter]), read);
   }
 
   /** The service's jobs of these ids, each with its row version. */
@@ -547,8 +546,7 @@ export class JobsService {
   runStamps(owner: RunOwner, filter: RunListFilter): Promise<StampText> {
     const read = () => listRunStamps(this.#deps.readDb, owner, filter);
     if (this.#stamps === undefined) return read();
-    const { limit, afterId, status } = filter;
-    return this.#stamps.read(JSON.stringify(['runs', owner.column, owner.id, limit, afterId, status]), read);
+    return this.#stamps.read(JSON.stringify(['runs', owner.column, owner.id, filter]), read);
   }
 
   /** An owner's runs of these ids, each with its row version. */
