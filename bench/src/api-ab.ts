@@ -1,7 +1,7 @@
 /**
  * `node bench/src/api-ab.ts --side <label|root|flags|env> --side … [--only get,list,runs,post] [--rounds 3]
- * [--duration 5] [--seed-seconds 60] [--probe]`: api processes side by side in one run, on one database and
- * one Redis prefix (the same seeded jobs and key), with hello-world in every round. A side is
+ * [--duration 5] [--idle-seconds 0] [--seed-seconds 60] [--probe]`: api processes side by side in one run, on
+ * one database and one Redis prefix (the same seeded jobs and key), with hello-world in every round. A side is
  * `label|root|flags|env`: `root` another checkout whose built code it runs (`TICKWORK_ROOT`; empty: this
  * one), `flags` its Node flags (`TICKWORK_NODE_FLAGS`; absent or empty: the shipped ones of
  * `infra/node/launch.sh`, `-`: none), `env` more environment for it (`NAME=value,NAME=value`, e.g.
@@ -9,7 +9,7 @@
  * order rotates each round. Prints per round req/s and p99, then medians of the per-round ratios to
  * hello-world and to the first side, and each side's peak RSS (`VmHWM`) over the whole run.
  *
- * Memory: each side's RSS is read when it is ready (idle), after `--seed-seconds` of the seed's load
+ * Memory: each side's RSS is read `--idle-seconds` after it is ready (idle), after `--seed-seconds` of the seed's load
  * (1,000 requests a minute, 17/s at a steady pace, get/list/runs/post in turn, every side at once,
  * before any warm-up: its peak is reset once the side is ready) and at the end (the peak shots), each
  * split by `/proc/<pid>/smaps` (the node binary, other files, anonymous memory). `--probe` adds, from a
@@ -42,6 +42,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '5' },
     only: { type: 'string', default: 'get' },
     'seed-seconds': { type: 'string', default: '0' },
+    'idle-seconds': { type: 'string', default: '0' },
     probe: { type: 'boolean', default: false },
   },
 });
@@ -129,9 +130,10 @@ function describeProbe(r: ProbeReading): string {
   const large = sp('large_object_space');
   const other = r.physicalHeap - young.physical - old.physical - code.physical - large.physical;
   return (
-    `V8 heap ${mb(r.physicalHeap)} resident (${mb(r.heapUsed)} used): young ${mb(young.physical)} (${mb(young.used)}), ` +
-    `old ${mb(old.physical)} (${mb(old.used)}), code ${mb(code.physical)} (${mb(code.used)}), large ${mb(large.physical)}, ` +
-    `other spaces ${mb(other)}; external ${mb(r.external)} (array buffers ${mb(r.arrayBuffers)}); V8 malloc ${mb(r.malloced)}`
+    `V8 heap ${mb(r.physicalHeap)} resident (${mb(r.heapUsed)} used): ` +
+    `young ${mb(young.physical)} (${mb(young.used)}), old ${mb(old.physical)} (${mb(old.used)}), ` +
+    `code ${mb(code.physical)} (${mb(code.used)}), large ${mb(large.physical)}, other spaces ${mb(other)}; ` +
+    `external ${mb(r.external)} (array buffers ${mb(r.arrayBuffers)}); V8 malloc ${mb(r.malloced)}`
   );
 }
 
@@ -141,8 +143,10 @@ async function memoryOf(label: string, pid: number, what: string) {
   const s = smapsOf(pid);
   const probe = await probeOf(pid);
   console.log(
-    `  ${label} ${what}: RSS ${mb(s.rss)} MB (${rssMiB} MiB), peak ${round((peakMiB * 1024 * 1024) / MB, 0)} MB (${peakMiB} MiB); ` +
-      `node binary ${mb(s.binaryText)} code + ${mb(s.binaryData)} data, other files ${mb(s.files)}, brk heap ${mb(s.brk)}, anonymous ${mb(s.anon)} MB`,
+    `  ${label} ${what}: RSS ${mb(s.rss)} MB (${rssMiB} MiB), ` +
+      `peak ${round((peakMiB * 1024 * 1024) / MB, 0)} MB (${peakMiB} MiB); ` +
+      `node binary ${mb(s.binaryText)} code + ${mb(s.binaryData)} data, other files ${mb(s.files)}, ` +
+      `brk heap ${mb(s.brk)}, anonymous ${mb(s.anon)} MB`,
   );
   if (probe) {
     console.log(`    now:  ${describeProbe(probe.latest)}`);
@@ -174,6 +178,8 @@ try {
   }
   const pids = procs.map((p) => p.child.pid!);
   console.log(`sides ready, load ${loadNow()}`);
+  // V8's memory reducer runs a while after start when the process allocates little.
+  await sleep(Number(args['idle-seconds']) * 1000);
   for (const [i, side] of sides.entries()) await memoryOf(side.label, pids[i]!, 'idle');
 
   let unique = 0;
@@ -198,7 +204,8 @@ try {
     for (const [i, side] of sides.entries()) {
       const shot = shots[i]!;
       console.log(
-        `  ${side.label}: ${shot.reqPerSec}/s, p50 ${shot.p50} p99 ${shot.p99} ms, errors ${shot.errors}; load ${loadNow()}`,
+        `  ${side.label}: ${shot.reqPerSec}/s, p50 ${shot.p50} p99 ${shot.p99} ms, errors ${shot.errors}; ` +
+          `load ${loadNow()}`,
       );
     }
     for (const [i, side] of sides.entries()) await memoryOf(side.label, pids[i]!, 'at the seed load');

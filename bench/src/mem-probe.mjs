@@ -1,8 +1,9 @@
 /**
- * A preload for a benchmark's api (`TICKWORK_NODE_FLAGS="… --import=<abs path>/bench/src/mem-probe.mjs"`,
- * with `TICKWORK_MEM_PROBE_DIR` set): every 100 ms it reads `process.memoryUsage()` and V8's heap
- * spaces, and writes `<dir>/<pid>.json` once a second with the latest reading and the one taken when
- * RSS was highest (`SIGWINCH`, which no part of the api handles, writes it at once and starts a new peak). Plain JavaScript, so it loads no
+ * A preload for a benchmark's api (`NODE_OPTIONS=--import=<abs path>/bench/src/mem-probe.mjs`, with
+ * `TICKWORK_MEM_PROBE_DIR` set; `api-ab.ts --probe` does both): every 100 ms it reads
+ * `process.memoryUsage()` and V8's heap spaces, and writes `<dir>/<pid>.json` once a second with the
+ * latest reading and the one taken when RSS was highest. `SIGWINCH`, which no part of the api handles
+ * (SIGUSR2 would close it), writes it at once and starts a new peak. Plain JavaScript, so it loads no
  * type stripper into the process it measures. Not part of any shipped process.
  */
 import { writeFileSync } from 'node:fs';
