@@ -15,10 +15,14 @@ cd "$(dirname "$0")/../.."
 [ "$#" -gt 0 ] || set -- api
 
 # V8 sizes the young and the old generation from the machine's memory and, on a large box, lets
-# both grow far past what the live data needs (30-40 MiB under load): 2 MiB semi-spaces and a
+# both grow far past what the live data needs (30-50 MiB under load): 2 MiB semi-spaces and a
 # 96 MiB old generation keep idle and peak RSS low (bench/RESULTS.md; docs/operations.md says
-# what they cost a process that allocates fast). TICKWORK_NODE_FLAGS replaces them: for a
-# deployment that trades memory back, or a side-by-side benchmark.
+# what they cost a process that allocates fast). The api has its own: V8 commits both semi-spaces
+# at start and keeps them, so their size is paid at the seed's load too; 4 MiB ones (with a
+# 160 MiB old generation) keep that within 150 MB with room (8 MiB ones came to 148-149 MB) and
+# win back part of the throughput the 2 MiB ones cost. MALLOC_ARENA_MAX=2 (glibc) keeps the api's threads from each
+# growing a malloc arena of their own (set it empty for glibc's default). TICKWORK_NODE_FLAGS
+# replaces the flags of any process: for a deployment that trades memory back, or a benchmark.
 flags=${TICKWORK_NODE_FLAGS-"--max-old-space-size=96 --max-semi-space-size=2"}
 node=${NODE:-node}
 
@@ -36,7 +40,13 @@ start() {
 }
 
 case "$1" in
-  api)     shift; start apps/api/src/server.ts apps/api/dist/server.js "$@" ;;
+  api)
+    shift
+    flags=${TICKWORK_NODE_FLAGS-"--max-old-space-size=160 --max-semi-space-size=4"}
+    MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX-2}
+    export MALLOC_ARENA_MAX
+    start apps/api/src/server.ts apps/api/dist/server.js "$@"
+    ;;
   worker)  shift; start apps/worker/src/main.ts apps/worker/dist/main.js "$@" ;;
   migrate) shift; start packages/db/src/cli.ts packages/db/dist/cli.js "$@" ;;
   rekey)   shift; start packages/db/src/rekey-cli.ts packages/db/dist/rekey-cli.js "$@" ;;

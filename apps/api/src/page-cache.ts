@@ -34,7 +34,11 @@ interface KeptPage {
 export interface SerializedRowsOptions {
   maxEntries?: number;
   maxAgeMs?: number;
-  /** @defaultValue 4 MiB: the bodies of whole pages kept at most, in bytes. */
+  /**
+   * @defaultValue 1 MiB: the bodies of whole pages kept at most, in bytes (a dozen pages of 100 jobs). A create
+   * makes a new first page of its service's list, so under creates the kept pages are mostly ones no read will
+   * find again; this bound is what they cost.
+   */
   maxPageBytes?: number;
 }
 
@@ -53,7 +57,7 @@ export class SerializedRows {
   constructor(options: SerializedRowsOptions = {}) {
     this.#maxEntries = options.maxEntries ?? 10_000;
     this.#maxAgeMs = options.maxAgeMs ?? 10 * 60_000;
-    this.#maxPageBytes = options.maxPageBytes ?? 4 * 1024 * 1024;
+    this.#maxPageBytes = options.maxPageBytes ?? 1024 * 1024;
   }
 
   /** The row's JSON if it was serialized at this version and is still good at `now`. */

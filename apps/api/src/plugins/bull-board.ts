@@ -7,84 +7,23 @@
  * schedulers one page load took 12 s, 24 MB of JSON and 660 MB of api memory (measured here).
  * The board's queue therefore lists only the BOARD_SCHEDULER_LIMIT schedulers due soonest; the
  * queue's card still shows the full count, and GET /v1/jobs lists every job.
+ *
+ * The board (`bull-board-ui.ts`: its modules, UI files, views and queues) is loaded on the first
+ * request an operator makes, not at start: most api processes never serve it, and it would cost
+ * each of them its memory.
  */
 import fp from 'fastify-plugin';
-import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import { FastifyAdapter } from '@bull-board/fastify';
-import { Queue } from 'bullmq';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { TickworkError } from '@tickwork/core';
 import { jobNames } from '@tickwork/db';
-import { closeQueue, parseSchedulerId, type FireJobData } from '@tickwork/queue';
 import { isAdminToken } from './auth.ts';
 import { sendProblem } from './errors.ts';
+import type { Board } from './bull-board-ui.ts';
 
 const BULL_BOARD_PATH = '/admin/queues';
 
 /** How many schedulers the board's schedulers page lists (the soonest due). */
 export const BOARD_SCHEDULER_LIMIT = 100;
-
-/** How long the board trusts a job's name it read (a rename shows within this). */
-const LABEL_TTL_MS = 10_000;
-/** At most this many names are kept. */
-const LABEL_CACHE_SIZE = 10_000;
-
-/**
- * The fire queue as the board sees it: every read as BullMQ does it, schedulers bounded, and each
- * occurrence and scheduler named `<service> / <job>` from Postgres. Redis holds only ids (a
- * BullMQ name would be stored twice per scheduler and go stale on a rename); the names cost one
- * query per page the board reads, for the ids not read in the last LABEL_TTL_MS.
- */
-class BoardQueue extends Queue {
-  private readonly labels = new Map<string, { label: string; until: number }>();
-  /** Reads the names of jobs by id; set by the plugin. */
-  namesOf: (ids: string[]) => Promise<Array<{ id: string; name: string; service: string }>> = async () => [];
-
-  private async labelsOf(ids: Array<string | undefined>): Promise<Map<string, string>> {
-    const now = Date.now();
-    const wanted = [...new Set(ids.filter((id): id is string => id !== undefined))];
-    const missing = wanted.filter((id) => (this.labels.get(id)?.until ?? 0) <= now);
-    if (missing.length > 0) {
-      // The board still shows ids when Postgres does not answer.
-      const found = await this.namesOf(missing).catch(() => []);
-      if (this.labels.size + found.length > LABEL_CACHE_SIZE) this.labels.clear();
-      for (const { id, name, service } of found) {
-        this.labels.set(id, { label: `${service} / ${name}`, until: now + LABEL_TTL_MS });
-      }
-    }
-    return new Map(wanted.flatMap((id) => (this.labels.has(id) ? [[id, this.labels.get(id)!.label]] : [])));
-  }
-
-  private async named<T extends { name: string; data?: unknown }>(jobs: T[]): Promise<T[]> {
-    const jobIdOf = (job: T) => (job.data as Partial<FireJobData> | undefined)?.jobId;
-    const labels = await this.labelsOf(jobs.map(jobIdOf));
-    for (const job of jobs) {
-      const label = labels.get(jobIdOf(job) ?? '');
-      if (label) job.name = label;
-    }
-    return jobs;
-  }
-
-  override async getJobs(...args: Parameters<Queue['getJobs']>) {
-    return this.named(await super.getJobs(...args));
-  }
-
-  override async getJob(...args: Parameters<Queue['getJob']>) {
-    const job = await super.getJob(...args);
-    if (job) await this.named([job]);
-    return job;
-  }
-
-  override async getJobSchedulers(start = 0, end = -1, asc = true) {
-    const bounded = end < 0 || end - start >= BOARD_SCHEDULER_LIMIT ? start + BOARD_SCHEDULER_LIMIT - 1 : end;
-    const schedulers = await super.getJobSchedulers(start, bounded, asc);
-    const labels = await this.labelsOf(schedulers.map((s) => parseSchedulerId(s.key)?.jobId));
-    return schedulers.map((s) => {
-      const label = labels.get(parseSchedulerId(s.key)?.jobId ?? '');
-      return label ? { ...s, name: label } : s;
-    });
-  }
-}
 
 function tokenOf(header: string | undefined): string | undefined {
   if (!header) return undefined;
@@ -100,42 +39,56 @@ function tokenOf(header: string | undefined): string | undefined {
 export default fp<{ adminToken: string | undefined }>(
   async (app, options) => {
     const { connection, prefix } = app.fireQueue.queue.opts;
-    // One board queue per fire queue: the shards, and those of an earlier shard count still
-    // holding jobs (the list is refreshed as a page is asked for, from Redis at most every 10 s).
-    const boardQueues = new Map<string, BoardQueue>();
-    const boardQueueOf = (name: string) => {
-      let boardQueue = boardQueues.get(name);
-      if (!boardQueue) {
-        boardQueue = new BoardQueue(name, { connection, prefix });
-        boardQueue.namesOf = (ids) => jobNames(app.readDb, ids);
-        boardQueue.on('error', () => {});
-        boardQueues.set(name, boardQueue);
-      }
-      return new BullMQAdapter(boardQueue, { readOnlyMode: true });
+    let board: Promise<Board> | undefined;
+    const boardOf = () => {
+      board ??= import('./bull-board-ui.ts').then(({ loadBoard }) =>
+        loadBoard({
+          basePath: BULL_BOARD_PATH,
+          fireQueue: app.fireQueue,
+          connection,
+          prefix,
+          schedulerLimit: BOARD_SCHEDULER_LIMIT,
+          namesOf: (ids) => jobNames(app.readDb, ids),
+        }),
+      );
+      // A board that failed to load is loaded again by the next request.
+      board.catch(() => {
+        board = undefined;
+      });
+      return board;
     };
     app.addHook('onClose', async () => {
-      await Promise.all([...boardQueues.values()].map((boardQueue) => closeQueue(boardQueue)));
+      await (await board?.catch(() => undefined))?.close();
     });
-    const serverAdapter = new FastifyAdapter();
-    serverAdapter.setBasePath(BULL_BOARD_PATH);
-    const board = createBullBoard({
-      queues: app.fireQueue.shards.map((shard) => boardQueueOf(shard.name)),
-      serverAdapter,
-      options: { uiConfig: { boardTitle: 'Tickwork' } },
-    });
-    let shown = app.fireQueue.shards.map((shard) => shard.name).join(',');
-    const refresh = async () => {
-      const names = (await app.fireQueue.knownShards().catch(() => app.fireQueue.shards)).map((shard) => shard.name);
-      if (names.join(',') === shown) return;
-      shown = names.join(',');
-      board.replaceQueues(names.map(boardQueueOf));
+    const answer = async (request: FastifyRequest, reply: FastifyReply) => {
+      const answered = await (await boardOf()).answer({
+        method: request.method,
+        url: request.url,
+        headers: request.headers,
+        body: request.body,
+      });
+      if (answered.kind === 'none') {
+        const path = request.url.split('?')[0]!;
+        if (answered.allowed.length === 0) {
+          return sendProblem(request, reply, new TickworkError('not_found', `No route ${request.method} ${path}.`));
+        }
+        reply.header('allow', answered.allowed.join(', '));
+        return sendProblem(
+          request,
+          reply,
+          new TickworkError(
+            'method_not_allowed',
+            `${path} does not take ${request.method}; it takes ${answered.allowed.join(', ')}.`,
+          ),
+        );
+      }
+      reply.code(answered.status).headers(answered.headers);
+      return reply.send(answered.body);
     };
     await app.register(async (scope) => {
       scope.addHook('onRequest', async (request, reply) => {
         if (!isAdminToken(tokenOf(request.headers.authorization), options.adminToken)) {
           reply.header('www-authenticate', 'Basic realm="Tickwork operators", charset="UTF-8"');
-          // Sent here, not thrown: Bull Board's routes have an error handler of their own,
-          // which would turn the 401 into a 500.
           return sendProblem(
             request,
             reply,
@@ -145,9 +98,15 @@ export default fp<{ adminToken: string | undefined }>(
             ),
           );
         }
-        await refresh();
       });
-      await scope.register(serverAdapter.registerPlugin(), { prefix: BULL_BOARD_PATH });
+      for (const url of [BULL_BOARD_PATH, `${BULL_BOARD_PATH}/*`]) {
+        scope.route({
+          method: ['GET', 'PUT', 'POST', 'PATCH', 'DELETE'],
+          url,
+          schema: { hide: true },
+          handler: answer,
+        });
+      }
     });
   },
   { name: 'bull-board', dependencies: ['queue', 'db'] },

@@ -58,7 +58,7 @@ export function toTickworkError(error: unknown): TickworkError {
 }
 
 /** A route's path as a pattern: `:param` matches one segment, `*` the rest. */
-function patternOf(url: string): RegExp {
+export function patternOf(url: string): RegExp {
   const source = url
     .split('/')
     .map((segment) =>
