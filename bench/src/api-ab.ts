@@ -20,7 +20,7 @@
  *   flags A/B: --side "shipped" --side "mid||--max-old-space-size=160" --side "none||-"
  *   env A/B:   --side "shipped" --side "arena2|||MALLOC_ARENA_MAX=2"
  */
-import { fork } from 'node:child_process';
+import type { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,11 +28,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type autocannon from 'autocannon';
-import { freePort, startApi, type FleetEnv, type Proc } from '@tickwork/testkit';
+import { startApi, type FleetEnv, type Proc } from '@tickwork/testkit';
 import { loadNow, rssOf } from './machine.ts';
-import { shoot } from './api-bench.ts';
+import { shootRounds, startHello } from './api-bench.ts';
 import { pacedShot, type PacedRequest } from './api-paced.ts';
-import { median, rotated, round, sleep } from './stats.ts';
+import { median, round, sleep } from './stats.ts';
 import { deploy, seedApiReads } from './tickwork.ts';
 
 const { values: args } = parseArgs({
@@ -213,12 +213,8 @@ try {
 
   // `--rounds 0`: the memory at idle and at the seed's load only.
   if (rounds > 0) {
-    const helloPort = await freePort();
-    hello = fork(fileURLToPath(new URL('./hello-server.ts', import.meta.url)), [], {
-      env: { ...process.env, PORT: String(helloPort) },
-    });
-    const [message] = (await once(hello, 'message')) as [{ type: string }];
-    if (message.type !== 'ready') throw new Error('hello-world server did not start');
+    const started = await startHello();
+    hello = started.child;
 
     let next = 0;
     const endpoints: Record<string, (url: string) => autocannon.Options> = {
@@ -235,35 +231,22 @@ try {
         requests: [{ method: 'POST', path: '/v1/jobs', headers: auth, setupRequest: (r) => ({ ...r, body: body() }) }],
       }),
     };
-    const shots: Record<string, () => autocannon.Options> = { hello: () => ({ url: `http://127.0.0.1:${helloPort}` }) };
+    const shots: Record<string, () => autocannon.Options> = { hello: () => ({ url: started.url }) };
     for (const endpoint of args.only.split(',')) {
       sides.forEach((side, i) => {
         shots[`${endpoint} ${side.label}`] = () => endpoints[endpoint]!(procs[i]!.url);
       });
     }
     const names = Object.keys(shots);
-    const shootNamed = (name: string, seconds: number) =>
-      shoot({ ...shots[name]!(), connections: 50, duration: seconds });
-    for (const name of names) await shootNamed(name, 1);
     const per: Record<string, { reqPerSec: number[]; toHello: number[]; toFirst: number[]; p99: number[] }> = {};
     for (const name of names) per[name] = { reqPerSec: [], toHello: [], toFirst: [], p99: [] };
-    for (let r = 0; r < rounds; r++) {
-      console.log(`round ${r + 1}/${rounds}, load ${loadNow()}`);
-      const got: Record<string, number> = {};
-      for (const name of rotated(names, r)) {
-        const shot = await shootNamed(name, duration);
-        got[name] = shot.reqPerSec;
-        per[name]!.reqPerSec.push(shot.reqPerSec);
-        per[name]!.p99.push(shot.p99);
-        const errors = shot.errors ? ` errors ${shot.errors}` : '';
-        console.log(
-          `  ${name.padEnd(24)} ${String(Math.round(shot.reqPerSec)).padStart(6)} req/s p99 ${shot.p99} ms${errors}`,
-        );
-      }
+    for (const got of await shootRounds(shots, { rounds, duration })) {
       for (const name of names) {
-        per[name]!.toHello.push(got[name]! / got.hello!);
+        per[name]!.reqPerSec.push(got[name]!.reqPerSec);
+        per[name]!.p99.push(got[name]!.p99);
+        per[name]!.toHello.push(got[name]!.reqPerSec / got.hello!.reqPerSec);
         const first = name === 'hello' ? 'hello' : `${name.split(' ')[0]} ${sides[0]!.label}`;
-        per[name]!.toFirst.push(got[name]! / got[first]!);
+        per[name]!.toFirst.push(got[name]!.reqPerSec / got[first]!.reqPerSec);
       }
     }
     console.log(`\nmedians over ${rounds} rounds (load ${loadNow()} at the end):`);

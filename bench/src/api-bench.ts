@@ -18,6 +18,7 @@ import { freePort, startFleet } from '@tickwork/testkit';
 import { loadNow } from './machine.ts';
 import { pacedFrom, pacedShot } from './api-paced.ts';
 import { median, rotated, round } from './stats.ts';
+import { deploy, seedApiReads } from './tickwork.ts';
 
 /** The median; of an even count, the mean of the middle two (not the lower, as `median` takes). */
 export function midpoint(values: number[]): number {
@@ -25,7 +26,6 @@ export function midpoint(values: number[]): number {
   const half = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[half]! : (sorted[half - 1]! + sorted[half]!) / 2;
 }
-import { deploy, seedApiReads } from './tickwork.ts';
 
 export interface ApiOptions {
   redisUrl: string;
@@ -89,7 +89,8 @@ export async function shoot(options: autocannon.Options): Promise<Shot> {
   };
 }
 
-async function startHello(): Promise<{ url: string; child: ChildProcess }> {
+/** A bare Fastify hello-world in a process of its own, the ceiling every api figure is a ratio to. */
+export async function startHello(): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
   const child = fork(fileURLToPath(new URL('./hello-server.ts', import.meta.url)), [], {
     env: { ...process.env, PORT: String(port) },
@@ -97,6 +98,35 @@ async function startHello(): Promise<{ url: string; child: ChildProcess }> {
   const [message] = (await once(child, 'message')) as [{ type: string }];
   if (message.type !== 'ready') throw new Error('hello-world server did not start');
   return { url: `http://127.0.0.1:${port}`, child };
+}
+
+/**
+ * Named autocannon shots side by side: each warmed up for 1 s, then `rounds` rounds of `duration` s
+ * each, 50 connections, the order rotated each round. Returns each round's shots by name.
+ */
+export async function shootRounds(
+  shots: Record<string, () => autocannon.Options>,
+  options: { rounds: number; duration: number; pad?: number },
+): Promise<Array<Record<string, Shot>>> {
+  const names = Object.keys(shots);
+  const shootNamed = (name: string, seconds: number) =>
+    shoot({ ...shots[name]!(), connections: 50, duration: seconds });
+  for (const name of names) await shootNamed(name, 1);
+  const byRound: Array<Record<string, Shot>> = [];
+  for (let r = 0; r < options.rounds; r++) {
+    console.log(`round ${r + 1}/${options.rounds}, load ${loadNow()}`);
+    const got: Record<string, Shot> = {};
+    for (const name of rotated(names, r)) {
+      const shot = await shootNamed(name, options.duration);
+      got[name] = shot;
+      const errors = shot.errors ? ` errors ${shot.errors}` : '';
+      console.log(
+        `  ${name.padEnd(options.pad ?? 24)} ${String(Math.round(shot.reqPerSec)).padStart(6)} req/s p99 ${shot.p99} ms${errors}`,
+      );
+    }
+    byRound.push(got);
+  }
+  return byRound;
 }
 
 export async function benchApi(options: ApiOptions): Promise<ApiFigures> {

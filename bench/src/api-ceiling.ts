@@ -13,8 +13,8 @@
 import { parseArgs } from 'node:util';
 import type autocannon from 'autocannon';
 import { loadNow } from './machine.ts';
-import { shoot } from './api-bench.ts';
-import { median, rotated, round } from './stats.ts';
+import { shootRounds } from './api-bench.ts';
+import { median, round } from './stats.ts';
 import { deploy, seedApiReads, startBareServer } from './tickwork.ts';
 
 const { values: args } = parseArgs({
@@ -88,23 +88,14 @@ try {
   const shots: Record<string, () => autocannon.Options> = { hello: () => ({ url: bareUrl }) };
   for (const group of only) Object.assign(shots, groups[group]);
   const names = Object.keys(shots);
-  const shootNamed = (name: string, seconds: number) =>
-    shoot({ ...shots[name]!(), connections: 50, duration: seconds });
-  for (const name of names) await shootNamed(name, 1);
   const perName: Record<string, { reqPerSec: number[]; ratio: number[]; p99: number[] }> = {};
   for (const name of names) perName[name] = { reqPerSec: [], ratio: [], p99: [] };
-  for (let r = 0; r < rounds; r++) {
-    console.log(`round ${r + 1}/${rounds}, load ${loadNow()}`);
-    const got: Record<string, number> = {};
-    for (const name of rotated(names, r)) {
-      const shot = await shootNamed(name, duration);
-      got[name] = shot.reqPerSec;
-      perName[name]!.reqPerSec.push(shot.reqPerSec);
-      perName[name]!.p99.push(shot.p99);
-      const errors = shot.errors ? ` errors ${shot.errors}` : '';
-      console.log(`  ${name.padEnd(30)} ${Math.round(shot.reqPerSec)} req/s p99 ${shot.p99} ms${errors}`);
+  for (const got of await shootRounds(shots, { rounds, duration, pad: 30 })) {
+    for (const name of names) {
+      perName[name]!.reqPerSec.push(got[name]!.reqPerSec);
+      perName[name]!.p99.push(got[name]!.p99);
+      perName[name]!.ratio.push(got[name]!.reqPerSec / got.hello!.reqPerSec);
     }
-    for (const name of names) perName[name]!.ratio.push(got[name]! / got.hello!);
   }
   console.log(`\nmedians over ${rounds} rounds (load ${loadNow()} at the end):`);
   for (const name of names) {

@@ -9,15 +9,14 @@
  * its GC); one that drops on both is the database's or the box's (Postgres still busy after the
  * writes); one whose hello drops too is the host.
  */
-import { fork } from 'node:child_process';
+import type { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type autocannon from 'autocannon';
-import { freePort, startApi, type Proc } from '@tickwork/testkit';
+import { startApi, type Proc } from '@tickwork/testkit';
 import { cpuWindow, loadNow, pidsNamed, rssOf } from './machine.ts';
-import { shoot } from './api-bench.ts';
+import { shoot, startHello } from './api-bench.ts';
 import { median, rotated, round } from './stats.ts';
 import { deploy, seedApiReads } from './tickwork.ts';
 
@@ -44,12 +43,8 @@ try {
   const { draft, ids, runsJob } = await seedApiReads(tw, service);
   other = await startApi(tw.env, { from: 'dist' });
   const procs = { A: tw.api, B: other };
-  const helloPort = await freePort();
-  hello = fork(fileURLToPath(new URL('./hello-server.ts', import.meta.url)), [], {
-    env: { ...process.env, PORT: String(helloPort) },
-  });
-  const [message] = (await once(hello, 'message')) as [{ type: string }];
-  if (message.type !== 'ready') throw new Error('hello-world server did not start');
+  const started = await startHello();
+  hello = started.child;
 
   let next = 0;
   let unique = 0;
@@ -63,7 +58,7 @@ try {
     list: (url) => ({ url: `${url}/v1/jobs?limit=100`, headers: auth }),
     runs: (url) => ({ url: `${url}/v1/jobs/${runsJob}/runs`, headers: auth }),
   };
-  const shots: Record<string, () => autocannon.Options> = { hello: () => ({ url: `http://127.0.0.1:${helloPort}` }) };
+  const shots: Record<string, () => autocannon.Options> = { hello: () => ({ url: started.url }) };
   for (const endpoint of args.only.split(',')) {
     for (const [label, proc] of Object.entries(procs))
       shots[`${endpoint} ${label}`] = () => endpoints[endpoint]!(proc.url);
