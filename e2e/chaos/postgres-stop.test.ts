@@ -89,15 +89,16 @@ describe('chaos: Postgres stops for 20 s', () => {
       const verdict = await eventually(
         async () => {
           if (Date.now() < until + 2_000) return undefined;
-          const all = judge({ jobs, runs: await scenario.runs(), received: sink.received, from, until });
+          const all = judge({ jobs, ledger: await scenario.ledger(), from, until });
           return all.notSucceeded.length === 0 && all.undelivered.length === 0 ? all : undefined;
         },
         90_000,
         'every run to succeed after Postgres is back',
       );
-      const runs = await scenario.runs();
-      const before = judge({ jobs, runs, received: sink.received, from, until: cutAt - 2_000 });
-      const after = judge({ jobs, runs, received: sink.received, from: restoredAt + 3_000, until });
+      const ledger = await scenario.ledger();
+      const { runs } = ledger;
+      const before = judge({ jobs, ledger, from, until: cutAt - 2_000 });
+      const after = judge({ jobs, ledger, from: restoredAt + 3_000, until });
       // Slots of the outage no worker ever saw are recorded `missed`; the catch-ups are the rest.
       const catchUps = jobs.map(
         (j) =>

@@ -113,8 +113,8 @@ async function settledVerdict(from: number): Promise<{ runs: LedgerRun[]; verdic
     'three more occurrences of every job',
   );
   const until = Date.now() - 2_000;
-  const runs = await scenario.runs();
-  return { runs, verdict: judge({ jobs, runs, received: scenario.sink.received, from, until }) };
+  const ledger = await scenario.ledger();
+  return { runs: ledger.runs, verdict: judge({ jobs, ledger, from, until }) };
 }
 
 describe('Redis Cluster, fire queue in shards', () => {

@@ -90,12 +90,13 @@ async function lose(jobs: CreatedJob[], how: () => Promise<void>, name: string) 
     // Let a few regular occurrences pass after the repair, then judge.
     await new Promise<void>((resolve) => setTimeout(resolve, 4_000));
     const until = Date.now() - 2_000;
-    const runs = await scenario.runs();
+    const ledger = await scenario.ledger();
+    const { runs } = ledger;
     const catchUps = jobs.map(
       (j) => runs.filter((r) => r.jobId === j.id && r.scheduledFor > lostAt && r.scheduledFor <= repairedAt).length,
     );
-    const beforeLoss = judge({ jobs, runs, received: sink.received, from: before - 5_000, until: lostAt - 1_500 });
-    const afterRepair = judge({ jobs, runs, received: sink.received, from: repairedAt + 1_500, until });
+    const beforeLoss = judge({ jobs, ledger, from: before - 5_000, until: lostAt - 1_500 });
+    const afterRepair = judge({ jobs, ledger, from: repairedAt + 1_500, until });
 
     // Redis holds exactly the schedulers Postgres accounts for.
     const schedulers = (await fire.getJobSchedulers(0, -1)).map((s) => s.key).sort();

@@ -91,7 +91,7 @@ describe('chaos: rolling restart', () => {
     const until = Date.now();
     const verdict = await eventually(
       async () => {
-        const v = judge({ jobs, runs: await scenario.runs(), received: sink.received, from, until });
+        const v = judge({ jobs, ledger: await scenario.ledger(), from, until });
         return v.lost.length === 0 && v.notSucceeded.length === 0 && v.undelivered.length === 0 ? v : undefined;
       },
       30_000,

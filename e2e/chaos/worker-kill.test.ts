@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, type ConnectionOptions } from 'bullmq';
 import { redisOptionsFrom, FIRE_QUEUE, schedulerIdOf, schedulerOccurrenceIdOf } from '@tickwork/queue';
 import { call, eventually } from '@tickwork/testkit';
-import { judge, report, scaled, startScenario, type CreatedJob, type Scenario } from './lib/scenario.ts';
+import { judge, report, scaled, startScenario, type CreatedJob, type Ledger, type Scenario } from './lib/scenario.ts';
 
 let scenario: Scenario;
 
@@ -33,8 +33,7 @@ function stallGaps(
   lost: Array<{ jobId: string; at: number }>,
   jobs: CreatedJob[],
   verdict: { maxLatenessMs: number },
-  runs: Array<{ id: string; jobId: string; scheduledFor: number }>,
-  received: Array<{ at: number; headers: Record<string, unknown> }>,
+  { runs, received }: Ledger,
 ): { unexplained: Array<{ jobId: string; at: number }>; jobs: number } {
   const unexplained: Array<{ jobId: string; at: number }> = [];
   const stalled = new Set<string>();
@@ -97,14 +96,15 @@ describe('chaos: worker kill', () => {
       // stallGaps): those collapse into that late occurrence, as missed occurrences do.
       const verdict = await eventually(
         async () => {
-          const v = judge({ jobs, runs: await scenario.runs(), received: sink.received, from, until });
-          const { unexplained } = stallGaps(v.lost, jobs, v, await scenario.runs(), sink.received);
+          const ledger = await scenario.ledger();
+          const v = judge({ jobs, ledger, from, until });
+          const { unexplained } = stallGaps(v.lost, jobs, v, ledger);
           return unexplained.length === 0 && v.notSucceeded.length === 0 && v.undelivered.length === 0 ? v : undefined;
         },
         RECOVERY_BOUND_MS + 15_000,
         'every occurrence of the kill window to succeed',
       ).catch(async (error: Error) => {
-        const v = judge({ jobs, runs: await scenario.runs(), received: sink.received, from, until });
+        const v = judge({ jobs, ledger: await scenario.ledger(), from, until });
         // What BullMQ knows of the first lost occurrences, to tell "never created" from "dropped".
         const queue = new Queue(FIRE_QUEUE, {
           connection: redisOptionsFrom(scenario.env.REDIS_URL, 'worker') as ConnectionOptions,
@@ -125,7 +125,7 @@ describe('chaos: worker kill', () => {
         const summary = { ...v, lost: v.lost.length, states, notSucceeded: v.notSucceeded.slice(0, 10) };
         throw new Error(`${error.message}\n${JSON.stringify(summary, null, 1)}`);
       });
-      const gaps = stallGaps(verdict.lost, jobs, verdict, await scenario.runs(), sink.received);
+      const gaps = stallGaps(verdict.lost, jobs, verdict, await scenario.ledger());
       report('worker-kill', {
         kills,
         occurrences: verdict.expected,

@@ -71,7 +71,22 @@ export interface Scenario {
   api: Proc;
   createEveryJobs(count: number, everyMs: number, name: string): Promise<CreatedJob[]>;
   runs(): Promise<LedgerRun[]>;
+  /** The runs and the callbacks received, read to be judged together (see {@link Ledger}). */
+  ledger(): Promise<Ledger>;
   close(): Promise<void>;
+}
+
+/**
+ * The runs table and the sink's callbacks as one reading. The workers keep firing while it is
+ * taken, so the two are not one instant: `readAt` is the clock just before the runs were read,
+ * and the callbacks are copied once the read is back. A run is committed before its callback is
+ * sent, so every callback that arrived before `readAt` names a run the read saw; one that arrived
+ * later may name a run committed after it, and {@link judge} does not count it as unknown.
+ */
+export interface Ledger {
+  runs: LedgerRun[];
+  received: Received[];
+  readAt: number;
 }
 
 /**
@@ -117,6 +132,28 @@ export async function startScenario(options: ScenarioOptions = {}): Promise<Scen
   if (service.status !== 201) throw new Error(`service: ${service.status} ${JSON.stringify(service.body)}`);
   const token = service.body.apiKey as string;
   const live = fleet;
+  const readRuns = async (): Promise<LedgerRun[]> => {
+    const result = await sql<{
+      id: string;
+      job_id: string;
+      scheduled_for: Date;
+      trigger: string;
+      status: string;
+      skip_reason: string | null;
+      attempts: number;
+      job_version: number;
+    }>`select id, job_id, scheduled_for, trigger, status, skip_reason, attempts, job_version from runs`.execute(db.db);
+    return result.rows.map((r) => ({
+      id: r.id,
+      jobId: r.job_id,
+      scheduledFor: r.scheduled_for.getTime(),
+      trigger: r.trigger,
+      status: r.status,
+      skipReason: r.skip_reason,
+      attempts: r.attempts,
+      jobVersion: r.job_version,
+    }));
+  };
 
   return {
     db,
@@ -142,29 +179,11 @@ export async function startScenario(options: ScenarioOptions = {}): Promise<Scen
       }
       return jobs;
     },
-    async runs() {
-      const result = await sql<{
-        id: string;
-        job_id: string;
-        scheduled_for: Date;
-        trigger: string;
-        status: string;
-        skip_reason: string | null;
-        attempts: number;
-        job_version: number;
-      }>`select id, job_id, scheduled_for, trigger, status, skip_reason, attempts, job_version from runs`.execute(
-        db.db,
-      );
-      return result.rows.map((r) => ({
-        id: r.id,
-        jobId: r.job_id,
-        scheduledFor: r.scheduled_for.getTime(),
-        trigger: r.trigger,
-        status: r.status,
-        skipReason: r.skip_reason,
-        attempts: r.attempts,
-        jobVersion: r.job_version,
-      }));
+    runs: readRuns,
+    async ledger() {
+      const readAt = Date.now();
+      const runs = await readRuns();
+      return { runs, received: [...sink.received], readAt };
     },
     async close() {
       await live.stop();
@@ -205,20 +224,15 @@ export function instantsOf(job: CreatedJob, from: number, until: number): number
   return out;
 }
 
-export function judge(input: {
-  jobs: CreatedJob[];
-  runs: LedgerRun[];
-  received: Received[];
-  from: number;
-  until: number;
-}): Verdict {
+export function judge(input: { jobs: CreatedJob[]; ledger: Ledger; from: number; until: number }): Verdict {
   const jobIds = new Set(input.jobs.map((j) => j.id));
-  const runs = input.runs.filter((r) => jobIds.has(r.jobId));
+  const { readAt } = input.ledger;
+  const runs = input.ledger.runs.filter((r) => jobIds.has(r.jobId));
   const runsByKey = new Map(
     runs.filter((r) => r.trigger === 'schedule').map((r) => [`${r.jobId}@${r.scheduledFor}`, r]),
   );
   const runIds = new Set(runs.map((r) => r.id));
-  const received = input.received.filter((c) => jobIds.has(String(c.headers['tickwork-job-id'])));
+  const received = input.ledger.received.filter((c) => jobIds.has(String(c.headers['tickwork-job-id'])));
   const scheduledAt = (c: Received) => Date.parse(String(c.headers['tickwork-scheduled-for']));
 
   const lost: Verdict['lost'] = [];
@@ -232,17 +246,19 @@ export function judge(input: {
 
   const idsByOccurrence = new Map<string, Set<string>>();
   const lastDelivery = new Map<string, number>();
+  const arrivedBeforeRead = new Set<string>();
   for (const callback of received) {
     const h = callback.headers;
     const key = `${h['tickwork-job-id']}@${h['tickwork-scheduled-for']}@${h['tickwork-trigger']}`;
     const id = String(callback.headers['webhook-id']);
     idsByOccurrence.set(key, (idsByOccurrence.get(key) ?? new Set()).add(id));
     lastDelivery.set(id, Math.max(lastDelivery.get(id) ?? 0, callback.at));
+    if (callback.at < readAt) arrivedBeforeRead.add(id);
   }
   const twoIds = [...idsByOccurrence.entries()]
     .filter(([, ids]) => ids.size > 1)
     .map(([key, ids]) => ({ jobId: key.split('@')[0]!, at: key.split('@')[1]!, ids: [...ids] }));
-  const unknownIds = [...lastDelivery.keys()].filter((id) => !runIds.has(id));
+  const unknownIds = [...arrivedBeforeRead].filter((id) => !runIds.has(id));
 
   const inWindow = runs.filter((r) => r.scheduledFor >= input.from && r.scheduledFor <= input.until);
   const isMissed = (r: LedgerRun) => r.status === 'skipped' && r.skipReason === 'missed';
