@@ -5,24 +5,17 @@
  * answers commits none, one that reads Postgres commits one. Tells whether creates leave the
  * cache unable to fill (the full run measures its GETs right after its POSTs).
  */
-import { fork } from 'node:child_process';
-import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { freePort } from '@tickwork/testkit';
+import { startHello } from './api-bench.ts';
 import { loadNow } from './machine.ts';
 import { deploy, seedApiReads } from './tickwork.ts';
 
 const seconds = Number(process.argv[2] ?? 5);
 const tw = await deploy({ redisUrl: 'redis://127.0.0.1:6379', workers: 0, label: 'tw_bench_after_posts' });
-const port = await freePort();
-const hello = fork(fileURLToPath(new URL('./hello-server.ts', import.meta.url)), [], {
-  env: { ...process.env, PORT: String(port) },
-});
+const hello = await startHello();
 const client = new pg.Client({ connectionString: tw.db.url });
 try {
-  await once(hello, 'message');
   await client.connect();
   const service = await tw.service('bench-after-posts', 10_000_000);
   const auth = { authorization: `Bearer ${service.token}`, 'content-type': 'application/json' };
@@ -47,7 +40,7 @@ try {
     // Statistics reach pg_stat_database within a second of a transaction's end.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     const committed = (await commits()) - before;
-    const helloShot = await autocannon({ url: `http://127.0.0.1:${port}`, connections: 50, duration: seconds });
+    const helloShot = await autocannon({ url: hello.url, connections: 50, duration: seconds });
     const ratio = result.requests.average / helloShot.requests.average;
     console.log(
       `${label.padEnd(22)} GET ${Math.round(result.requests.average)} req/s (hello ${Math.round(helloShot.requests.average)}, ` +
@@ -55,7 +48,7 @@ try {
         `${result.requests.total} GETs; load ${loadNow()}`,
     );
   };
-  await autocannon({ url: `http://127.0.0.1:${port}`, connections: 50, duration: 1 });
+  await autocannon({ url: hello.url, connections: 50, duration: 1 });
   await get('before any create');
   const posts = await autocannon({
     url: tw.api.url,
@@ -75,6 +68,6 @@ try {
   await get('again');
 } finally {
   await client.end();
-  hello.kill('SIGTERM');
+  hello.child.kill('SIGTERM');
   await tw.close();
 }
