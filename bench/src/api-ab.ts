@@ -1,5 +1,5 @@
 /**
- * `node bench/src/api-ab.ts --side <label|root|flags|env> --side … [--only get,list,runs,post] [--rounds 3]
+ * `node bench/src/api-ab.ts --side <label|root|flags|env> --side … [--only get,gets,list,runs,post] [--rounds 3]
  * [--duration 5] [--idle-seconds 0] [--seed-seconds 60] [--probe]`: api processes side by side in one run, on
  * one database and one Redis prefix (the same seeded jobs and key), with hello-world in every round. A side is
  * `label|root|flags|env`: `root` another checkout whose built code it runs (`TICKWORK_ROOT`; empty: this
@@ -224,6 +224,9 @@ try {
           { method: 'GET', headers: auth, setupRequest: (r) => ({ ...r, path: `/v1/jobs/${ids[next++ % 200]}` }) },
         ],
       }),
+      // The same 200 GETs as fixed requests: autocannon builds each once instead of one per request
+      // (a `setupRequest` rebuilds the request's bytes every time, client CPU on the api's two cores).
+      gets: (url) => ({ url, requests: ids.map((id) => ({ method: 'GET', path: `/v1/jobs/${id}`, headers: auth })) }),
       list: (url) => ({ url: `${url}/v1/jobs?limit=100`, headers: auth }),
       runs: (url) => ({ url: `${url}/v1/jobs/${runsJob}/runs`, headers: auth }),
       post: (url) => ({
