@@ -2,15 +2,7 @@
  * Credentials: API keys (shown once, stored as SHA-256), Standard Webhooks signing secrets
  * (stored encrypted with AES-256-GCM under SECRET_KEY) and callback signatures.
  */
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHash,
-  createHmac,
-  hash,
-  randomBytes,
-  timingSafeEqual,
-} from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const API_KEY_PREFIX = 'tw_';
 
@@ -41,8 +33,7 @@ export function hashApiKey(apiKey: string): string {
 
 /** {@link hashApiKey} as bytes: what a request's credential is compared by. */
 export function apiKeyDigest(apiKey: string): Buffer {
-  // One-shot: no Hash object per request (the api hashes every request's key).
-  return hash('sha256', apiKey, 'buffer');
+  return createHash('sha256').update(apiKey).digest();
 }
 
 /** Whether a stored key hash ({@link hashApiKey}) is this digest ({@link apiKeyDigest}), in constant time. */

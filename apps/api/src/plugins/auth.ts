@@ -25,6 +25,7 @@ import {
   TickworkError,
   apiKeyDigest,
   constantTimeEqual,
+  isDigestOf,
   type ApiKeyScope,
 } from '@tickwork/core';
 import { findUsableKey, touchApiKey, type Principal } from '@tickwork/db';
@@ -81,19 +82,6 @@ export function credentialOf(path: string): 'apiKey' | 'adminToken' | undefined 
   return path.startsWith('/v1/') ? 'apiKey' : undefined;
 }
 
-/** A cached principal's stored hash as bytes, decoded once rather than on every request it admits. */
-const storedDigests = new WeakMap<Principal, Buffer>();
-
-/** Whether the principal's stored hash is this digest, in constant time (as `isDigestOf`). */
-function isPrincipalOf(principal: Principal, digest: Buffer): boolean {
-  let stored = storedDigests.get(principal);
-  if (stored === undefined) {
-    stored = Buffer.from(principal.hash, 'hex');
-    storedDigests.set(principal, stored);
-  }
-  return stored.length === digest.length && timingSafeEqual(stored, digest);
-}
-
 /** `last_used_at` is written at most this often per key, so a busy key costs no write per request. */
 const TOUCH_EVERY_MS = 60_000;
 
@@ -130,7 +118,7 @@ export default fp<AuthPluginOptions>(
       digest: Buffer,
       declared: ApiKeyScope | undefined,
     ): TickworkError | undefined => {
-      if (!principal || !isPrincipalOf(principal, digest)) {
+      if (!principal || !isDigestOf(principal.hash, digest)) {
         reply.header('www-authenticate', 'Bearer error="invalid_token"');
         return new TickworkError('unauthorized', 'The API key is not valid (unknown, revoked, expired or disabled).');
       }
