@@ -5,7 +5,6 @@ import Fastify, { type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { TickworkError, sensitiveHeaderLogPaths, toProblem, uuidv7 } from '@tickwork/core';
 import app, { type AppConfig } from './app.ts';
-import { lazyChildLogger } from './plugins/request-log.ts';
 import { SHARED_SCHEMAS, installJsonParser, validatorCompiler } from './plugins/validation.ts';
 
 /** The largest body the api reads (413 beyond); tests send one byte more. */
@@ -55,8 +54,6 @@ export async function buildServer(
       return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : uuidv7();
     },
     requestIdHeader: false,
-    // A request's child logger is made on its first line that is logged, not for every request.
-    childLoggerFactory: lazyChildLogger,
     requestTimeout: 30_000,
     connectionTimeout: 30_000,
     return503OnClosing: true,
