@@ -1,13 +1,14 @@
 /**
- * `node bench/src/api-ab.ts --side <label|root|flags|env> --side … [--only get,list,runs,post] [--rounds 3]
+ * `node bench/src/api-ab.ts --side <label|root|flags|env> --side … [--only get,gets,list,runs,post] [--rounds 3]
  * [--duration 5] [--idle-seconds 0] [--seed-seconds 60] [--probe]`: api processes side by side in one run, on
  * one database and one Redis prefix (the same seeded jobs and key), with hello-world in every round. A side is
  * `label|root|flags|env`: `root` another checkout whose built code it runs (`TICKWORK_ROOT`; empty: this
  * one), `flags` its Node flags (`TICKWORK_NODE_FLAGS`; absent or empty: the shipped ones of
  * `infra/node/launch.sh`, `-`: none), `env` more environment for it (`NAME=value,NAME=value`, e.g.
  * `MALLOC_ARENA_MAX=2`). Every shot is autocannon, 50 connections, after a 1 s warm-up of each; the
- * order rotates each round. Prints per round req/s and p99, then medians of the per-round ratios to
- * hello-world and to the first side, and each side's peak RSS (`VmHWM`) over the whole run.
+ * order rotates each round. Prints per round req/s, p99 and each server's CPU time per request, then medians
+ * of the per-round ratios to hello-world and to the first side (the CPU per request too: a lever's own work,
+ * less swayed than req/s by what else the box runs), and each side's peak RSS (`VmHWM`) over the whole run.
  *
  * Memory: each side's RSS is read `--idle-seconds` after it is ready (idle), after `--seed-seconds` of the seed's load
  * (1,000 requests a minute, 17/s at a steady pace, get/list/runs/post in turn, every side at once,
@@ -224,6 +225,9 @@ try {
           { method: 'GET', headers: auth, setupRequest: (r) => ({ ...r, path: `/v1/jobs/${ids[next++ % 200]}` }) },
         ],
       }),
+      // The same 200 GETs as fixed requests: autocannon builds each once instead of one per request
+      // (a `setupRequest` rebuilds the request's bytes every time, client CPU on the api's two cores).
+      gets: (url) => ({ url, requests: ids.map((id) => ({ method: 'GET', path: `/v1/jobs/${id}`, headers: auth })) }),
       list: (url) => ({ url: `${url}/v1/jobs?limit=100`, headers: auth }),
       runs: (url) => ({ url: `${url}/v1/jobs/${runsJob}/runs`, headers: auth }),
       post: (url) => ({
@@ -238,15 +242,28 @@ try {
       });
     }
     const names = Object.keys(shots);
-    const per: Record<string, { reqPerSec: number[]; toHello: number[]; toFirst: number[]; p99: number[] }> = {};
-    for (const name of names) per[name] = { reqPerSec: [], toHello: [], toFirst: [], p99: [] };
-    for (const got of await shootRounds(shots, { rounds, duration })) {
+    // Each shot's server, for its CPU per request.
+    const pidOf: Record<string, number> = { hello: hello.pid! };
+    for (const name of names) {
+      const i = sides.findIndex((side) => name.endsWith(` ${side.label}`));
+      if (i >= 0) pidOf[name] = pids[i]!;
+    }
+    const per: Record<
+      string,
+      { reqPerSec: number[]; toHello: number[]; toFirst: number[]; p99: number[]; cpu: number[]; cpuToFirst: number[] }
+    > = {};
+    for (const name of names) per[name] = { reqPerSec: [], toHello: [], toFirst: [], p99: [], cpu: [], cpuToFirst: [] };
+    for (const got of await shootRounds(shots, { rounds, duration, pids: pidOf })) {
       for (const name of names) {
         per[name]!.reqPerSec.push(got[name]!.reqPerSec);
         per[name]!.p99.push(got[name]!.p99);
         per[name]!.toHello.push(got[name]!.reqPerSec / got.hello!.reqPerSec);
         const first = name === 'hello' ? 'hello' : `${name.split(' ')[0]} ${sides[0]!.label}`;
         per[name]!.toFirst.push(got[name]!.reqPerSec / got[first]!.reqPerSec);
+        per[name]!.cpu.push(got[name]!.cpuUsPerRequest ?? Number.NaN);
+        per[name]!.cpuToFirst.push(
+          (got[name]!.cpuUsPerRequest ?? Number.NaN) / (got[first]!.cpuUsPerRequest ?? Number.NaN),
+        );
       }
     }
     console.log(`\nmedians over ${rounds} rounds (load ${loadNow()} at the end):`);
@@ -254,7 +271,8 @@ try {
       const f = per[name]!;
       console.log(
         `  ${name.padEnd(24)} ${String(Math.round(median(f.reqPerSec))).padStart(6)} req/s  /hello ${round(median(f.toHello), 3)}` +
-          `  /${sides[0]!.label} ${round(median(f.toFirst), 3)}  p99 ${median(f.p99)} ms`,
+          `  /${sides[0]!.label} ${round(median(f.toFirst), 3)}  p99 ${median(f.p99)} ms` +
+          `  cpu ${Math.round(median(f.cpu))} µs/req (/${sides[0]!.label} ${round(median(f.cpuToFirst), 3)})`,
       );
     }
     sides.forEach((side, i) => {

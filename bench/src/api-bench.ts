@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { freePort, startFleet } from '@tickwork/testkit';
-import { loadNow } from './machine.ts';
+import { cpuSecondsOf, loadNow } from './machine.ts';
 import { pacedFrom, pacedShot } from './api-paced.ts';
 import { median, rotated, round } from './stats.ts';
 import { deploy, seedApiReads } from './tickwork.ts';
@@ -76,6 +76,8 @@ export interface Shot {
   p50: number;
   p99: number;
   errors: number;
+  /** With `pids` given to `shootRounds`: the server's CPU time per answered request (µs). */
+  cpuUsPerRequest?: number;
 }
 
 /** One autocannon shot, one request per connection at a time: its rate, latency and failures. */
@@ -106,11 +108,17 @@ export async function startHello(): Promise<{ url: string; child: ChildProcess }
  */
 export async function shootRounds(
   shots: Record<string, () => autocannon.Options>,
-  options: { rounds: number; duration: number; pad?: number },
+  options: { rounds: number; duration: number; pad?: number; pids?: Record<string, number> },
 ): Promise<Array<Record<string, Shot>>> {
   const names = Object.keys(shots);
-  const shootNamed = (name: string, seconds: number) =>
-    shoot({ ...shots[name]!(), connections: 50, duration: seconds });
+  const shootNamed = async (name: string, seconds: number) => {
+    const pid = options.pids?.[name];
+    const before = pid === undefined ? 0 : cpuSecondsOf(pid);
+    const shot = await shoot({ ...shots[name]!(), connections: 50, duration: seconds });
+    // The server's CPU per request: its own work, less swayed than req/s by what else the box runs.
+    if (pid !== undefined) shot.cpuUsPerRequest = ((cpuSecondsOf(pid) - before) * 1e6) / (shot.reqPerSec * seconds);
+    return shot;
+  };
   for (const name of names) await shootNamed(name, 1);
   const byRound: Array<Record<string, Shot>> = [];
   for (let r = 0; r < options.rounds; r++) {
@@ -120,8 +128,9 @@ export async function shootRounds(
       const shot = await shootNamed(name, options.duration);
       got[name] = shot;
       const errors = shot.errors ? ` errors ${shot.errors}` : '';
+      const cpu = shot.cpuUsPerRequest === undefined ? '' : ` cpu ${Math.round(shot.cpuUsPerRequest)} µs/req`;
       console.log(
-        `  ${name.padEnd(options.pad ?? 24)} ${String(Math.round(shot.reqPerSec)).padStart(6)} req/s p99 ${shot.p99} ms${errors}`,
+        `  ${name.padEnd(options.pad ?? 24)} ${String(Math.round(shot.reqPerSec)).padStart(6)} req/s p99 ${shot.p99} ms${cpu}${errors}`,
       );
     }
     byRound.push(got);

@@ -1,5 +1,5 @@
 /**
- * `node bench/src/api-ceiling.ts [--rounds 3] [--duration 5] [--only get,list,…]`: each api
+ * `node bench/src/api-ceiling.ts [--rounds 3] [--duration 5] [--only get,list,runs,post,client]`: each api
  * endpoint beside the bare route that does only the I/O any design of it needs
  * (`api-bare-server.ts`), and hello-world, in one run: the ceiling a design could reach on this
  * box. Every shot is autocannon, 50 connections, no pipelining; the order rotates each round; a
@@ -8,7 +8,9 @@
  * Pairs: `get` (the api's cached GET) vs `bare get body` (its answer from memory, the same auth
  * parse) and `bare select` (one prepared SELECT); `list` and `runs` vs their bodies from memory;
  * `post` vs `bare insert` (one INSERT and its commit), `bare schedule` (one BullMQ
- * `upsertJobScheduler`) and `bare create` (both, as a create does).
+ * `upsertJobScheduler`) and `bare create` (both, as a create does); `client`: hello-world and the
+ * bare GET body with autocannon rebuilding each request (a `setupRequest`, as the api's GET shots
+ * rotate their ids) beside the same built once, the generator's share of a GET shot.
  */
 import { parseArgs } from 'node:util';
 import type autocannon from 'autocannon';
@@ -76,6 +78,16 @@ try {
     runs: {
       'api GET /v1/jobs/{id}/runs': () => ({ url: `${tw.api.url}/v1/jobs/${runsJob}/runs`, headers: auth }),
       'bare runs body': () => ({ url: `${bareUrl}/bare/body/runs`, headers: auth }),
+    },
+    // What the generator's own work costs a shot: the same answers with the request rebuilt for
+    // every request (`setupRequest`, as the api's GET rotates its ids) against one built once.
+    client: {
+      'hello, rebuilt': () => ({
+        url: bareUrl,
+        requests: [{ method: 'GET', setupRequest: (r) => ({ ...r, path: '/' }) }],
+      }),
+      'bare get body, rebuilt': () => rotatingGet(bareUrl, () => '/bare/body/get'),
+      'bare get body': () => ({ url: `${bareUrl}/bare/body/get`, headers: auth }),
     },
     post: {
       'api POST /v1/jobs': () => posting(tw.api.url, '/v1/jobs'),

@@ -30,7 +30,8 @@ const { values: args } = parseArgs({
 });
 const seconds = Number(args.seconds);
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const shipped = '--max-old-space-size=96 --max-semi-space-size=2';
+// The api's own flags (infra/node/launch.sh), with --trace-gc added.
+const shipped = '--max-old-space-size=160 --max-semi-space-size=4';
 
 const tw = await deploy({
   redisUrl,

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { JobRow, Principal } from '@tickwork/db';
 import { JobCache, PrincipalCache, type Freshness } from './auth-cache.ts';
 
-const bus = (live = true): Freshness & { live: boolean } => ({ live, generation: 0 });
+const bus = (live = true): Freshness & { live: boolean; generation: number } => ({ live, generation: 0 });
 
 describe('JobCache.peek', () => {
   const row = { id: 'j1', service_id: 's1', version: 1 } as unknown as JobRow;
@@ -31,6 +31,55 @@ describe('JobCache.peek', () => {
     const expiring = new JobCache(bus(), { ttlMs: -1 });
     await expiring.read('s1', 'j1', async () => row);
     expect(expiring.peek('s1', 'j1')).toBeUndefined();
+  });
+});
+
+describe('JobCache.read', () => {
+  const row = { id: 'j1', service_id: 's1', version: 1 } as unknown as JobRow;
+  /** A load that answers when told to, counting its calls. */
+  const gated = () => {
+    const calls: Array<(row: JobRow | undefined) => void> = [];
+    const load = () => new Promise<JobRow | undefined>((resolve) => calls.push(resolve));
+    return { calls, load };
+  };
+
+  it('shares one load between reads of one job that miss together', async () => {
+    const cache = new JobCache(bus());
+    const { calls, load } = gated();
+    const reads = [cache.read('s1', 'j1', load), cache.read('s1', 'j1', load), cache.read('s1', 'j1', load)];
+    expect(calls).toHaveLength(1);
+    calls[0]!(row);
+    expect(await Promise.all(reads)).toEqual([row, row, row]);
+    // Settled: the next miss loads again.
+    cache.delete('j1');
+    void cache.read('s1', 'j1', load);
+    expect(calls).toHaveLength(2);
+  });
+
+  it("never shares a load with another service's read, nor one begun before an invalidation", async () => {
+    const freshness = bus();
+    const cache = new JobCache(freshness);
+    const { calls, load } = gated();
+    const first = cache.read('s1', 'j1', load);
+    const other = cache.read('s2', 'j1', load);
+    expect(calls).toHaveLength(2);
+    cache.delete('j1'); // a change of the job arrives while the first load is in flight
+    const after = cache.read('s1', 'j1', load);
+    expect(calls).toHaveLength(3);
+    freshness.generation++; // the bus reset (a reconnect): the same
+    const later = cache.read('s1', 'j1', load);
+    expect(calls).toHaveLength(4);
+    const newer = { ...row, version: 2 } as unknown as JobRow;
+    calls[0]!(row);
+    calls[1]!(undefined);
+    calls[2]!(newer);
+    calls[3]!(newer);
+    expect(await first).toBe(row);
+    expect(await other).toBeUndefined();
+    expect(await after).toBe(newer);
+    expect(await later).toBe(newer);
+    // Only the load begun after the last invalidation filled the cache.
+    expect(cache.peek('s1', 'j1')).toBe(newer);
   });
 });
 

@@ -130,6 +130,8 @@ export class JobCache {
   readonly #map: BoundedMap<JobRow>;
   readonly #ttlMs: number;
   readonly #bus: Freshness;
+  /** Loads in flight, by service and job, with the generation each began at. */
+  readonly #loading = new Map<string, { generation: number; row: Promise<JobRow | undefined> }>();
 
   constructor(bus: Freshness, options: CacheOptions = {}) {
     this.#bus = bus;
@@ -149,18 +151,38 @@ export class JobCache {
     return entry.value.service_id === serviceId ? entry.value : null;
   }
 
-  async read(serviceId: string, id: string, load: () => Promise<JobRow | undefined>): Promise<JobRow | undefined> {
+  /**
+   * The job's row: cached, else from `load`. Reads of one job that miss together share one load
+   * (a job that many clients poll costs one Postgres read when its row ages out, not one per
+   * waiting request), but only while no invalidation has arrived since that load began: a
+   * request after a change never joins a read that may predate it.
+   */
+  read(serviceId: string, id: string, load: () => Promise<JobRow | undefined>): Promise<JobRow | undefined> {
     const cached = this.peek(serviceId, id);
-    if (cached !== undefined) return cached ?? undefined;
+    if (cached !== undefined) return Promise.resolve(cached ?? undefined);
     if (!this.#bus.live) return load();
     const before = this.#bus.generation + this.#map.generation;
+    // The load is the service's own (another service's job reads as none), so it is keyed by both.
+    const key = `${serviceId} ${id}`;
+    const pending = this.#loading.get(key);
+    if (pending !== undefined && pending.generation === before) return pending.row;
     const started = Date.now();
-    const row = await load();
-    if (row && this.#bus.live && this.#bus.generation + this.#map.generation === before) {
-      // Aged from before the read: the row is no newer than that.
-      this.#map.set(id, row, started);
-    }
-    return row;
+    const entry = {
+      generation: before,
+      row: load()
+        .then((row) => {
+          if (row && this.#bus.live && this.#bus.generation + this.#map.generation === before) {
+            // Aged from before the read: the row is no newer than that.
+            this.#map.set(id, row, started);
+          }
+          return row;
+        })
+        .finally(() => {
+          if (this.#loading.get(key) === entry) this.#loading.delete(key);
+        }),
+    };
+    this.#loading.set(key, entry);
+    return entry.row;
   }
 
   /** How long a row is kept at most: a row read before a change is gone this long after it. */

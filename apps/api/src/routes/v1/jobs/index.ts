@@ -38,12 +38,13 @@ import historyRoutes from './history.ts';
 import { JobParams, actorOf, afterIdOf } from './shared.ts';
 
 /**
- * The serialized body of a job row, kept as long as the row object lives: a row the job cache
- * answers again is the same object, so its JSON is made and encoded once, not on every read
- * (bytes: no measuring or encoding of a string on each send). (A body of bytes skips
- * `preSerialization` hooks: a hook that must see every job belongs in `jobDto`.)
+ * The answer to a GET of a job row, kept as long as the row object lives: a row the job cache
+ * answers again is the same object, so its JSON and its ETag are made once, not on every read.
+ * The body is kept as text, not bytes: Node writes a text body and the response's head as one
+ * string in one `write`, where bytes go as a `writev` of two buffers. (A body that is already
+ * text skips `preSerialization` hooks: a hook that must see every job belongs in `jobDto`.)
  */
-const serialized = new WeakMap<JobRow, Buffer>();
+const answers = new WeakMap<JobRow, { body: string; etag: string }>();
 
 /** One item of a page of jobs, for the serializer of the list's rows (`page-cache.ts`). */
 const JOB_ITEM: Record<string, unknown> = { ...Ref(JobSchema) };
@@ -231,15 +232,15 @@ const jobs: FastifyPluginAsyncTypebox = async (app) => {
     (request, reply) => {
       const { serviceId } = principalOf(request);
       const answer = (row: JobRow) => {
-        reply.header('etag', etagOf(row.version)).type('application/json; charset=utf-8');
-        let body = serialized.get(row);
-        if (body === undefined) {
-          // The route's own serializer (its response schema), so the bytes are those it would send.
-          body = Buffer.from(String(reply.serialize(jobDto(row, app.secretKeys))));
-          serialized.set(row, body);
+        let kept = answers.get(row);
+        if (kept === undefined) {
+          // The route's own serializer (its response schema), so the text is what it would send.
+          kept = { body: String(reply.serialize(jobDto(row, app.secretKeys))), etag: etagOf(row.version) };
+          answers.set(row, kept);
         }
-        // The type provider checks objects against the schema; these bytes are the schema's own output.
-        return body as unknown as ReturnType<typeof jobDto>;
+        reply.header('etag', kept.etag).type('application/json; charset=utf-8');
+        // The type provider checks objects against the schema; this text is the schema's own output.
+        return kept.body as unknown as ReturnType<typeof jobDto>;
       };
       // A row this instance holds is answered in the request's own turn; any other is read first.
       const cached = app.jobs.cached(serviceId, request.params.id);
