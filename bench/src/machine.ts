@@ -134,3 +134,50 @@ export function cpuWindow(roles: Record<string, () => number[]>): () => Record<s
     return out;
   };
 }
+
+/**
+ * A process's read and write syscalls so far (Linux `/proc/<pid>/io`: `syscr`, `syscw`, every
+ * thread of it; `read`/`recv*`/`readv` and `write`/`send*`/`writev` alike), or undefined when
+ * the file cannot be read (another user's process, e.g. Postgres's backends).
+ */
+export function syscallsOf(pid: number): { reads: number; writes: number } | undefined {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? Number.NaN);
+    return { reads: field('syscr'), writes: field('syscw') };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts counting the read and write syscalls of each role's processes; the returned function
+ * gives the growth per role as `<role>.reads` / `<role>.writes` (roles whose files cannot be read
+ * are left out). Reading `/proc/<pid>/io` costs the process counted nothing.
+ */
+export function syscallWindow(roles: Record<string, () => number[]>): () => Record<string, number> {
+  const before = new Map<number, { reads: number; writes: number }>();
+  for (const pids of Object.values(roles))
+    for (const pid of pids()) {
+      const now = syscallsOf(pid);
+      if (now) before.set(pid, now);
+    }
+  return () => {
+    const out: Record<string, number> = {};
+    for (const [role, pids] of Object.entries(roles)) {
+      let reads = 0;
+      let writes = 0;
+      let seen = false;
+      for (const pid of pids()) {
+        const start = before.get(pid);
+        const now = syscallsOf(pid);
+        if (!start || !now) continue;
+        seen = true;
+        reads += now.reads - start.reads;
+        writes += now.writes - start.writes;
+      }
+      if (seen) Object.assign(out, { [`${role}.reads`]: reads, [`${role}.writes`]: writes });
+    }
+    return out;
+  };
+}
