@@ -514,7 +514,8 @@ export interface DrainShot {
   cpuMsPerOccurrence?: Record<string, number>;
   /**
    * Read and write syscalls per occurrence of each process whose `/proc/<pid>/io` is readable
-   * (the worker, the bench's own Redis, the api: `worker.writes`, …), over the same window.
+   * (the worker, the bench's own Redis, the api: `worker.writes`, …) and their CPU ms in user and kernel mode
+   * (`worker.userMs`, `worker.sysMs`), over the same window.
    */
   syscallsPerOccurrence?: Record<string, number>;
   /** `BENCH_ACCOUNT=1`: Postgres and Redis counters per occurrence. */
@@ -617,7 +618,8 @@ async function cpuFromDue(dueAt: number, roles: CpuRoles | undefined) {
 
 /**
  * `BENCH_STRACE=<file prefix>`: `strace -c -f` on the worker's processes over a drain shot (from
- * its due instant to its last delivery), its summary written to `<prefix>-<n>.strace`. strace
+ * its due instant to its last delivery), its summary written to `<prefix>-<n>.strace`
+ * (`BENCH_STRACE_ARGS` replaces `-c`, e.g. `-yy -e trace=write,writev` for each call and its socket). strace
  * slows every syscall of the process it traces: for the counts, not for a rate.
  */
 function straceOf(pids: number[], prefix: string): (() => Promise<void>) | undefined {
@@ -625,7 +627,13 @@ function straceOf(pids: number[], prefix: string): (() => Promise<void>) | undef
   straces += 1;
   const child = spawn(
     'strace',
-    ['-c', '-f', '-o', `${prefix}-${straces}.strace`, ...pids.flatMap((p) => ['-p', `${p}`])],
+    [
+      ...(process.env.BENCH_STRACE_ARGS ?? '-c').split(' '),
+      '-f',
+      '-o',
+      `${prefix}-${straces}.strace`,
+      ...pids.flatMap((p) => ['-p', `${p}`]),
+    ],
     {
       stdio: 'ignore',
     },
@@ -986,6 +994,8 @@ export async function compareLever(options: {
   count: number;
   rounds: number;
   env: Record<string, string>;
+  /** The baseline's environment (A); B's is this and `env`. */
+  baseEnv?: Record<string, string>;
   /** Redis settings (CONFIG SET) of the variant's shots; the baseline's get their values as found. */
   redisConfig?: Record<string, string>;
 }): Promise<LeverFigures> {
@@ -1007,7 +1017,8 @@ export async function compareLever(options: {
     const shots: Record<string, number> = {};
     for (const variant of rotated(['A', 'B'], r)) {
       while (tw.workers.length) await tw.removeWorker();
-      await tw.addWorker(variant === 'B' ? options.env : {});
+      const baseEnv = options.baseEnv ?? {};
+      await tw.addWorker(variant === 'B' ? { ...baseEnv, ...options.env } : baseEnv);
       for (const [name, value] of Object.entries(variant === 'B' ? redisConfig : found))
         await redis.config('SET', name, value);
       const shot = await tickworkDrain(tw, options.token, sink, count, `lever-${variant}-${r}`, createPerSec, 2, {
