@@ -71,33 +71,6 @@ async function readExcerpt(body: Dispatcher.ResponseData['body']): Promise<strin
   return Buffer.concat(chunks).subarray(0, EXCERPT_BYTES).toString('utf8');
 }
 
-/**
- * TICKWORK_CALLBACK_TIMER=on: the callback's deadline as one timer and one AbortController, the
- * shutdown's signal forwarded to it, instead of `AbortSignal.timeout` joined to the shutdown's
- * signal by `AbortSignal.any` (a timer and two signals per callback). Off unless set.
- */
-const ONE_TIMER = process.env.TICKWORK_CALLBACK_TIMER === 'on';
-
-function oneTimer(ms: number, outer: AbortSignal | undefined) {
-  const controller = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
-  }, ms);
-  const forward = () => controller.abort(outer?.reason);
-  if (outer?.aborted) forward();
-  else outer?.addEventListener('abort', forward, { once: true });
-  return {
-    signal: controller.signal,
-    timedOut: () => timedOut,
-    clear() {
-      clearTimeout(timer);
-      outer?.removeEventListener('abort', forward);
-    },
-  };
-}
-
 function isRefusal(error: unknown): DestinationNotAllowedError | undefined {
   for (let e: unknown = error; e; e = (e as { cause?: unknown }).cause) {
     if (e instanceof DestinationNotAllowedError) return e;
@@ -137,15 +110,14 @@ export async function deliver(
     ...headersFor(delivery, body ?? '', Math.floor(Date.now() / 1000)),
   };
   const dispatcher = isHostAllowListed(policy, url) ? dispatchers.allowListed : dispatchers.guarded;
-  const timeout = ONE_TIMER ? oneTimer(delivery.target.timeoutMs, signal) : undefined;
-  const timeoutSignal = timeout?.signal ?? AbortSignal.timeout(delivery.target.timeoutMs);
+  const timeout = AbortSignal.timeout(delivery.target.timeoutMs);
   try {
     const response = await request(url, {
       method: delivery.target.method,
       headers,
       body,
       dispatcher,
-      signal: timeout ? timeout.signal : signal ? AbortSignal.any([timeoutSignal, signal]) : timeoutSignal,
+      signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
       headersTimeout: delivery.target.timeoutMs,
       bodyTimeout: delivery.target.timeoutMs,
     });
@@ -173,7 +145,7 @@ export async function deliver(
         error: 'destination not allowed',
       };
     }
-    if (timeout ? timeout.timedOut() : timeoutSignal.aborted) {
+    if (timeout.aborted) {
       const message = `timed out after ${delivery.target.timeoutMs} ms`;
       return {
         result: { kind: 'timeout' },
@@ -192,7 +164,5 @@ export async function deliver(
       responseExcerpt: null,
       error: message,
     };
-  } finally {
-    timeout?.clear();
   }
 }
