@@ -208,8 +208,17 @@ describe('logs', () => {
     for (const line of aboutRequests) expect(line.reqId).toEqual(expect.any(String));
   });
 
-  it('carry jobId, runId and attempt on every worker line about an attempt', () => {
-    const attempts = linesOf(worker).filter((line) => line.jobId === jobId && line.runId !== undefined);
+  it('carry jobId, runId and attempt on every worker line about an attempt', async () => {
+    // The worker writes its lines 4 KiB or a second at a time: the retry's line may still be on its way.
+    const attempts = await eventually(
+      async () => {
+        const about = linesOf(worker).filter((line) => line.jobId === jobId && line.runId !== undefined);
+        const seen = new Set(about.map((line) => line.attempt));
+        return seen.has(1) && seen.has(2) ? about : undefined;
+      },
+      5_000,
+      "the worker's lines about both attempts",
+    );
     expect(attempts.map((line) => line.attempt)).toEqual(expect.arrayContaining([1, 2]));
     for (const line of attempts) {
       expect(line.runId).toEqual(expect.any(String));

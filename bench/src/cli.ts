@@ -44,6 +44,8 @@ const { values, positionals } = parseArgs({
     'skip-drain': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     env: { type: 'string', multiple: true },
+    // `lever`: the baseline's own settings (default: none), e.g. LOG_LEVEL=info on both sides.
+    'a-env': { type: 'string', multiple: true },
     'redis-config': { type: 'string', multiple: true },
     contestants: { type: 'string', default: 'tickwork,bullmq-fetch,bullmq-noop,pgboss,graphile,timers' },
     // `fire`: the same at-rate run and a Tickwork drain on a Redis Cluster of N masters (N fire
@@ -222,6 +224,7 @@ if (command === 'lever') {
   const pairs = (list: string[] | undefined) =>
     Object.fromEntries((list ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
   const env = pairs(values.env);
+  const baseEnv = pairs(values['a-env']);
   // `--redis-config name=value`: a Redis setting of the variant's shots (CONFIG SET on the bench's Redis).
   const redisConfig = pairs(values['redis-config']);
   const hz = Number(values.hz!.split(',')[0]);
@@ -232,7 +235,7 @@ if (command === 'lever') {
     const service = await tw.service('bench-lever', 10_000_000);
     const count = num(values.drain, 1_000);
     console.log(
-      `lever: drain of ${count} with the default worker vs ${JSON.stringify({ ...env, ...redisConfig })}, own Redis hz ${hz}`,
+      `lever: drain of ${count} with the default worker ${JSON.stringify(baseEnv)} vs ${JSON.stringify({ ...env, ...redisConfig })}, own Redis hz ${hz}`,
     );
     out.lever = await compareLever({
       tw,
@@ -241,6 +244,7 @@ if (command === 'lever') {
       count,
       rounds: num(values.rounds, 3),
       env,
+      baseEnv,
       redisConfig,
     });
     console.log(`  variant/default ${out.lever.variantOverBaseline}×`);

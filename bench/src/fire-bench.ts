@@ -11,14 +11,14 @@
  *     rounds; throughput = K / (last delivery − due instant).
  *   - `scaleOut`: the same drain with 1, 2 and 3 Tickwork workers.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { startSink, type Received, type Sink } from '@tickwork/testkit';
-import { cpuSecondsOf, cpuWindow, loadNow, pidsNamed, rssOf } from './machine.ts';
+import { cpuSecondsOf, cpuWindow, loadNow, pidsNamed, rssOf, syscallWindow } from './machine.ts';
 import { redisPid, redisUsedMemory } from './redis-server.ts';
 import { median, percentile, rotated, round, sleep } from './stats.ts';
 import { createJobs, deploy, type Deployment, type JobDraft } from './tickwork.ts';
@@ -512,6 +512,12 @@ export interface DrainShot {
    * (`box`: the whole box's busy time; `bench (driver + sink)`: this process).
    */
   cpuMsPerOccurrence?: Record<string, number>;
+  /**
+   * Read and write syscalls per occurrence of each process whose `/proc/<pid>/io` is readable
+   * (the worker, the bench's own Redis, the api: `worker.writes`, …) and their CPU ms in user and kernel mode
+   * (`worker.userMs`, `worker.sysMs`), over the same window.
+   */
+  syscallsPerOccurrence?: Record<string, number>;
   /** `BENCH_ACCOUNT=1`: Postgres and Redis counters per occurrence. */
   account?: { pg: Account; redis: Account };
 }
@@ -597,14 +603,48 @@ async function cpuFromDue(dueAt: number, roles: CpuRoles | undefined) {
   await sleep(Math.max(0, dueAt - Date.now()));
   const startedAt = Date.now();
   const stop = cpuWindow(roles);
+  const stopSyscalls = syscallWindow(roles);
+  const strace = process.env.BENCH_STRACE ? straceOf(roles.worker?.() ?? [], process.env.BENCH_STRACE) : undefined;
+  let syscalls: Record<string, number> = {};
   const cpu = (count: number) => {
     const seconds = (Date.now() - startedAt) / 1000;
+    syscalls = Object.fromEntries(Object.entries(stopSyscalls()).map(([key, n]) => [key, round(n / count, 2)]));
     return Object.fromEntries(
       Object.entries(stop()).map(([role, percent]) => [role, round(((percent / 100) * seconds * 1000) / count, 2)]),
     );
   };
-  return Object.assign(cpu, { account });
+  return Object.assign(cpu, { account, syscalls: () => syscalls, strace });
 }
+
+/**
+ * `BENCH_STRACE=<file prefix>`: `strace -c -f` on the worker's processes over a drain shot (from
+ * its due instant to its last delivery), its summary written to `<prefix>-<n>.strace`
+ * (`BENCH_STRACE_ARGS` replaces `-c`, e.g. `-yy -e trace=write,writev` for each call and its socket). strace
+ * slows every syscall of the process it traces: for the counts, not for a rate.
+ */
+function straceOf(pids: number[], prefix: string): (() => Promise<void>) | undefined {
+  if (pids.length === 0) return undefined;
+  straces += 1;
+  const child = spawn(
+    'strace',
+    [
+      ...(process.env.BENCH_STRACE_ARGS ?? '-c').split(' '),
+      '-f',
+      '-o',
+      `${prefix}-${straces}.strace`,
+      ...pids.flatMap((p) => ['-p', `${p}`]),
+    ],
+    {
+      stdio: 'ignore',
+    },
+  );
+  return async () => {
+    const exited = once(child, 'exit');
+    child.kill('SIGINT');
+    await Promise.race([exited, sleep(5_000)]);
+  };
+}
+let straces = 0;
 
 /** Where `BENCH_ACCOUNT=1` reads its counters (set by `drainCompare`). */
 let accounting: { databaseUrl: string; redisUrl: string } | undefined;
@@ -677,13 +717,14 @@ export async function tickworkDrain(
   const cpu = await cpuFromDue(dueAt, cpuRoles);
   const arrivals = await sinkArrivals(sink, `/tw/${tag}`, count, 120_000);
   const cpuMs = cpu?.(count);
+  await cpu?.strace?.();
   return {
     ...shotOf(
       dueAt,
       arrivals.map((r) => r.at),
       count,
     ),
-    ...(cpuMs ? { cpuMsPerOccurrence: cpuMs } : {}),
+    ...(cpuMs ? { cpuMsPerOccurrence: cpuMs, syscallsPerOccurrence: cpu!.syscalls() } : {}),
     ...(cpu?.account ? { account: await cpu.account(count) } : {}),
   };
 }
@@ -708,7 +749,13 @@ async function peerDrain(
   const withCpu = async (shot: DrainShot): Promise<DrainShot> => {
     if (!cpu) return shot;
     const cpuMsPerOccurrence = cpu(count);
-    return { ...shot, cpuMsPerOccurrence, ...(cpu.account ? { account: await cpu.account(count) } : {}) };
+    await cpu.strace?.();
+    return {
+      ...shot,
+      cpuMsPerOccurrence,
+      syscallsPerOccurrence: cpu.syscalls(),
+      ...(cpu.account ? { account: await cpu.account(count) } : {}),
+    };
   };
   if (kind === 'bullmq-noop') return withCpu(shotOf(dueAt, [drained.lastAt!], count));
   const arrivals = await sinkArrivals(sink, `/peer/${tag}`, count, 120_000);
@@ -818,6 +865,8 @@ export async function drainCompare(options: {
           `  drain round ${r + 1}/${options.rounds} ${kind.padEnd(13)} ${shot.perSec}/s, last-delivery lag p99 ${shot.lagP99Ms} ms; ` +
             `CPU ms per occurrence ${JSON.stringify(shot.cpuMsPerOccurrence)}`,
         );
+        if (shot.syscallsPerOccurrence)
+          console.log(`    syscalls ${kind} per occurrence ${JSON.stringify(shot.syscallsPerOccurrence)}`);
         if (shot.account) console.log(`    account ${kind} per occurrence ${JSON.stringify(shot.account)}`);
         await sleep(500);
       }
@@ -929,6 +978,9 @@ export interface LeverFigures {
   baselineCpuMs: Array<Record<string, number>>;
   variantCpuMs: Array<Record<string, number>>;
   cpuVariantOverBaseline: Record<string, number>;
+  /** Read and write syscalls per occurrence of each shot (the worker, the bench's Redis). */
+  baselineSyscalls: Array<Record<string, number>>;
+  variantSyscalls: Array<Record<string, number>>;
 }
 
 /**
@@ -942,6 +994,8 @@ export async function compareLever(options: {
   count: number;
   rounds: number;
   env: Record<string, string>;
+  /** The baseline's environment (A); B's is this and `env`. */
+  baseEnv?: Record<string, string>;
   /** Redis settings (CONFIG SET) of the variant's shots; the baseline's get their values as found. */
   redisConfig?: Record<string, string>;
 }): Promise<LeverFigures> {
@@ -956,12 +1010,15 @@ export async function compareLever(options: {
   const ratios: number[] = [];
   const rss: Record<string, number[]> = { A: [], B: [] };
   const cpuMs: Record<string, Array<Record<string, number>>> = { A: [], B: [] };
+  const syscalls: Record<string, Array<Record<string, number>>> = { A: [], B: [] };
+  accounting = process.env.BENCH_ACCOUNT ? { databaseUrl: tw.db.url, redisUrl: tw.env.REDIS_URL! } : undefined;
   const rPid = await redisPid(options.tw.env.REDIS_URL).catch(() => Number.NaN);
   for (let r = 0; r < options.rounds; r++) {
     const shots: Record<string, number> = {};
     for (const variant of rotated(['A', 'B'], r)) {
       while (tw.workers.length) await tw.removeWorker();
-      await tw.addWorker(variant === 'B' ? options.env : {});
+      const baseEnv = options.baseEnv ?? {};
+      await tw.addWorker(variant === 'B' ? { ...baseEnv, ...options.env } : baseEnv);
       for (const [name, value] of Object.entries(variant === 'B' ? redisConfig : found))
         await redis.config('SET', name, value);
       const shot = await tickworkDrain(tw, options.token, sink, count, `lever-${variant}-${r}`, createPerSec, 2, {
@@ -974,9 +1031,12 @@ export async function compareLever(options: {
       const peak = rssOf(tw.workers[0]!.child.pid!).peakMiB;
       rss[variant]!.push(peak);
       cpuMs[variant]!.push(shot.cpuMsPerOccurrence ?? {});
+      syscalls[variant]!.push(shot.syscallsPerOccurrence ?? {});
       console.log(
         `  lever round ${r + 1}/${options.rounds} ${variant === 'A' ? 'default' : JSON.stringify({ ...options.env, ...redisConfig })}: ${shot.perSec}/s, worker peak RSS ${peak} MiB, CPU ms per occurrence ${JSON.stringify(shot.cpuMsPerOccurrence)}`,
       );
+      console.log(`    syscalls per occurrence ${JSON.stringify(shot.syscallsPerOccurrence ?? {})}`);
+      if (shot.account) console.log(`    account per occurrence ${JSON.stringify(shot.account)}`);
     }
     a.push(shots.A!);
     b.push(shots.B!);
@@ -995,6 +1055,8 @@ export async function compareLever(options: {
     variantRssMiB: rss.B!,
     baselineCpuMs: cpuMs.A!,
     variantCpuMs: cpuMs.B!,
+    baselineSyscalls: syscalls.A!,
+    variantSyscalls: syscalls.B!,
     cpuVariantOverBaseline: Object.fromEntries(
       Object.keys(cpuMs.A![0] ?? {}).map((role) => [
         role,

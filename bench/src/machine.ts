@@ -134,3 +134,58 @@ export function cpuWindow(roles: Record<string, () => number[]>): () => Record<s
     return out;
   };
 }
+
+/**
+ * A process's read and write syscalls so far (Linux `/proc/<pid>/io`: `syscr`, `syscw`, every
+ * thread of it; `read`/`recv*`/`readv` and `write`/`send*`/`writev` alike) and its CPU ms in user
+ * and in kernel mode (`/proc/<pid>/stat`), or undefined when the files cannot be read (another
+ * user's process, e.g. Postgres's backends).
+ */
+export function syscallsOf(pid: number): { reads: number; writes: number; userMs: number; sysMs: number } | undefined {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? Number.NaN);
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return {
+      reads: field('syscr'),
+      writes: field('syscw'),
+      userMs: Number(fields[11]) * 10,
+      sysMs: Number(fields[12]) * 10,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts counting the read and write syscalls of each role's processes, and their CPU in user and
+ * kernel mode; the returned function gives the growth per role as `<role>.reads`, `<role>.writes`,
+ * `<role>.userMs`, `<role>.sysMs` (roles whose files cannot be read are left out). Reading
+ * `/proc/<pid>/io` costs the process counted nothing.
+ */
+export function syscallWindow(roles: Record<string, () => number[]>): () => Record<string, number> {
+  type Counts = NonNullable<ReturnType<typeof syscallsOf>>;
+  const before = new Map<number, Counts>();
+  for (const pids of Object.values(roles))
+    for (const pid of pids()) {
+      const now = syscallsOf(pid);
+      if (now) before.set(pid, now);
+    }
+  return () => {
+    const out: Record<string, number> = {};
+    for (const [role, pids] of Object.entries(roles)) {
+      const sum: Counts = { reads: 0, writes: 0, userMs: 0, sysMs: 0 };
+      let seen = false;
+      for (const pid of pids()) {
+        const start = before.get(pid);
+        const now = syscallsOf(pid);
+        if (!start || !now) continue;
+        seen = true;
+        for (const key of Object.keys(sum) as Array<keyof Counts>) sum[key] += now[key] - start[key];
+      }
+      if (seen) for (const [key, n] of Object.entries(sum)) out[`${role}.${key}`] = n;
+    }
+    return out;
+  };
+}

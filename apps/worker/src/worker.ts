@@ -134,6 +134,7 @@ export async function startWorker(config: WorkerConfig, logger: Logger): Promise
     redis: redisTargetOf(config),
     prefix: config.bullmqPrefix,
     name: `tickwork-worker:${workerId}`,
+    autoPipelining: process.env.TICKWORK_REDIS_AUTOPIPELINE === 'on',
   });
   const shards = config.fireQueueShards ?? 1;
   // The fire path's handle (skipped slots, removing a completed job's scheduler): on the shared,
