@@ -11,6 +11,7 @@ import { pageOf, type Page } from './cursor.ts';
 import { PREPARE } from '../prepared.ts';
 import { JOB_COLUMNS } from './job-columns.ts';
 import { newJobValues, type NewJob } from './jobs.ts';
+import { groupOf, type GroupWriter, type StatementGroup } from './statement-group.ts';
 
 /** What a history entry says beside the job's row: its id, the change, who made it, when. */
 export interface VersionStamp {
@@ -106,6 +107,31 @@ export async function insertJobsRecorded(db: Kysely<Database>, creates: readonly
   `.execute(db);
   const byId = new Map(rows.map((row) => [row.id, row]));
   return creates.map((c) => byId.get(c.values.id)!);
+}
+
+const createWriter: GroupWriter<RecordedCreate, JobRow> = {
+  max: 100,
+  many: insertJobsRecorded,
+  one: async (db, create) => (await insertJobsRecorded(db, [create]))[0]!,
+};
+
+const createGroups = new WeakMap<Kysely<Database>, StatementGroup<RecordedCreate, JobRow>>();
+
+/**
+ * {@link insertJobRecorded}, group-committed (`statement-group.ts`) with the other creates made through
+ * the same database handle at the same time: one statement, one commit and one run of the `maxJobs`
+ * trigger for them all. Each caller gets its own row once that statement has committed, or its own
+ * error: a group that fails (a name taken, a service that would pass its quota, a calendar gone) is
+ * written again create by create, so only the creates at fault fail, with the error a lone create gets,
+ * and the quota stays exact (each of those is the lone statement it always was).
+ */
+export function insertJobRecordedGrouped(
+  db: Kysely<Database>,
+  job: NewJob,
+  stamp: VersionStamp,
+  keys: SecretKeys,
+): Promise<JobRow> {
+  return groupOf(createGroups, db, createWriter).run({ values: newJobValues(job, keys), stamp });
 }
 
 /** Records the job's row as it stands now (within the caller's transaction, after its change). */
