@@ -5,13 +5,14 @@
  * wait shows as `Lock:transactionid`, a connection waiting on the api as `Client:ClientRead`).
  * A quick A/B of one lever: run it for each side, interleaved, under the bench lock. Pass
  * `"--cpu-prof --cpu-prof-dir=<dir>"` for a CPU profile of the api. Prints the api's peak RSS too
- * (`VmHWM`) and its CPU seconds per second of the shot: with `TICKWORK_NODE_FLAGS=…` an A/B of the
+ * (`VmHWM`) and its CPU seconds per second of the shot, with those of every `postgres` and `redis-server` process of
+ * the box (other work on them counts too) and all three per request: with `TICKWORK_NODE_FLAGS=…` an A/B of the
  * process flags; with `BENCH_RATE=17 BENCH_SECONDS=60` what it needs at the seed's load (add
  * `BENCH_PACE=even` for requests at a steady rate instead of autocannon's per-second bursts).
  */
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { deploy, seedApiReads } from './tickwork.ts';
 import { pacedFrom, pacedShot } from './api-paced.ts';
 
@@ -27,9 +28,26 @@ const cpuSeconds = (pid: number | undefined) => {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 };
+/** CPU seconds of every process whose name is `comm` (all of Postgres's backends and helpers, say). */
+const cpuSecondsOf = (comm: string) => {
+  let total = 0;
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== comm) continue;
+      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+};
 /** `BENCH_RATE=17 BENCH_SECONDS=60`: the shot at that overall rate for that long (the seed's load: 1,000/min). */
 const rate = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+
+const round2 = (n: number) => Math.round(n * 100) / 100;
 
 /** The process's peak resident set (`VmHWM`), in MiB. */
 const rssPeakMiB = (pid: number | undefined) =>
@@ -86,6 +104,8 @@ try {
     }
   })();
   const cpuBefore = cpuSeconds(tw.api.child.pid);
+  const pgBefore = cpuSecondsOf('postgres');
+  const redisBefore = cpuSecondsOf('redis-server');
   const shotStarted = performance.now();
   const paced = rate !== undefined && process.env.BENCH_PACE === 'even';
   const result = paced
@@ -96,7 +116,10 @@ try {
         duration: seconds,
         ...(rate === undefined ? {} : { overallRate: rate }),
       });
-  const cpuPerSecond = (cpuSeconds(tw.api.child.pid) - cpuBefore) / ((performance.now() - shotStarted) / 1000);
+  const shotSeconds = (performance.now() - shotStarted) / 1000;
+  const cpuPerSecond = (cpuSeconds(tw.api.child.pid) - cpuBefore) / shotSeconds;
+  const pgPerSecond = (cpuSecondsOf('postgres') - pgBefore) / shotSeconds;
+  const redisPerSecond = (cpuSecondsOf('redis-server') - redisBefore) / shotSeconds;
   sampling = false;
   await sampler;
   await client.end();
@@ -113,6 +136,16 @@ try {
     rssPeakMiB(tw.api.child.pid),
     'api CPU s/s',
     Math.round(cpuPerSecond * 100) / 100,
+    'postgres CPU s/s',
+    Math.round(pgPerSecond * 100) / 100,
+    'redis CPU s/s',
+    Math.round(redisPerSecond * 100) / 100,
+    'CPU ms per request: api',
+    round2((cpuPerSecond * 1000) / result.requests.average),
+    'postgres',
+    round2((pgPerSecond * 1000) / result.requests.average),
+    'redis',
+    round2((redisPerSecond * 1000) / result.requests.average),
   );
   console.log(
     [...waits]

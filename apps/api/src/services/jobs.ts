@@ -60,6 +60,7 @@ import {
   findServiceById,
   hasVersions,
   insertJobRecorded,
+  insertJobRecordedGrouped,
   insertRequestedRun,
   isForeignKeyViolation,
   isMaxJobsViolation,
@@ -136,6 +137,12 @@ export interface Creator {
   minIntervalMs: number;
 }
 
+/**
+ * Creates arriving together are inserted by one statement (`insertJobRecordedGrouped`);
+ * `TICKWORK_CREATE_GROUP=off` inserts each alone (to measure the lever).
+ */
+const GROUP_CREATES = process.env.TICKWORK_CREATE_GROUP !== 'off';
+
 /** Jobs (un)registered at once while a service is enabled or disabled. */
 const REGISTRATION_BATCH = 50;
 
@@ -201,9 +208,11 @@ export class JobsService {
 
   /**
    * Creates a job (rule 1): its schedule in Redis, then its row in one statement, in its own
-   * transaction. The `maxJobs` quota is counted by the insert's trigger on one of the service's
-   * count shards (migration 0060), so racing creates can never pass it and, far from the quota,
-   * never wait for each other.
+   * transaction, shared with the creates of this process that arrive at the same time (group commit:
+   * each is answered only once that statement has committed its row). The `maxJobs` quota is
+   * counted by the insert's trigger on one of the service's count shards (migration 0060), so
+   * racing creates can never pass it and, far from the quota, never wait for each other; a group
+   * that would pass it is written again create by create, so exactly the creates over it fail.
    */
   /** `bodyText` is `body.target.body` as the client wrote it, the bytes its callbacks send. */
   async create(creator: Creator, body: CreateJobBody, bodyText?: string): Promise<JobRow> {
@@ -219,7 +228,7 @@ export class JobsService {
     const stamp = this.#stamp('create', now);
     await this.#deps.fireQueue.register({ ...draft, state }, now);
     try {
-      return await insertJobRecorded(
+      return await (GROUP_CREATES ? insertJobRecordedGrouped : insertJobRecorded)(
         this.#deps.db,
         {
           ...spec,

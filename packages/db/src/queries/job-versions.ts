@@ -8,7 +8,10 @@ import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Actor, JobChange, SecretKeys } from '@tickwork/core';
 import type { Database, JobRow, JobVersionRow } from '../types.ts';
 import { pageOf, type Page } from './cursor.ts';
+import { PREPARE } from '../prepared.ts';
+import { JOB_COLUMNS } from './job-columns.ts';
 import { newJobValues, type NewJob } from './jobs.ts';
+import { groupOf, type GroupWriter, type StatementGroup } from './statement-group.ts';
 
 /** What a history entry says beside the job's row: its id, the change, who made it, when. */
 export interface VersionStamp {
@@ -37,6 +40,12 @@ const ENTRY_COLUMNS = [
   'definition',
 ] as const;
 
+/** A create for {@link insertJobsRecorded}: the new job's row (`newJobValues`) and its first history entry. */
+export interface RecordedCreate {
+  values: ReturnType<typeof newJobValues>;
+  stamp: VersionStamp;
+}
+
 /**
  * Creates a job and its first history entry, in one statement. The entry copies the row, so its
  * headers stay sealed under `keys` as the job's are.
@@ -47,12 +56,82 @@ export async function insertJobRecorded(
   stamp: VersionStamp,
   keys: SecretKeys,
 ): Promise<JobRow> {
-  return db
-    .with('ins', (qb) => qb.insertInto('jobs').values(newJobValues(job, keys)).returningAll())
-    .with('v', (qb) => qb.insertInto('job_versions').columns(ENTRY_COLUMNS).expression(entryOf('ins', stamp)))
-    .selectFrom('ins')
-    .selectAll()
-    .executeTakeFirstOrThrow() as Promise<JobRow>;
+  return (await insertJobsRecorded(db, [{ values: newJobValues(job, keys), stamp }]))[0]!;
+}
+
+/**
+ * Creates jobs and their first history entries, in one statement from arrays: one fixed text whatever
+ * their number, so it is prepared once per connection (a lone create is a group of one). The rows come
+ * back in the creates' order. The statement is all or nothing: one name taken, one missing calendar,
+ * or a service whose `maxJobs` the statement's rows would pass (its trigger counts them together, once
+ * per service) fails every create of it.
+ */
+export async function insertJobsRecorded(db: Kysely<Database>, creates: readonly RecordedCreate[]): Promise<JobRow[]> {
+  const column = <T>(f: (c: RecordedCreate) => T): T[] => creates.map(f);
+  const { rows } = await sql<JobRow>`${sql.raw(PREPARE)}
+    with n as (
+      select * from unnest(
+        ${column((c) => c.values.id)}::uuid[], ${column((c) => c.values.service_id)}::uuid[],
+        ${column((c) => c.values.name)}::text[], ${column((c) => c.values.description)}::text[],
+        ${column((c) => c.values.labels)}::text[], ${column((c) => c.values.schedule)}::text[],
+        ${column((c) => c.values.target)}::text[], ${column((c) => c.values.target_body)}::text[],
+        ${column((c) => c.values.target_headers)}::text[], ${column((c) => c.values.start_at)}::timestamptz[],
+        ${column((c) => c.values.end_at)}::timestamptz[], ${column((c) => c.values.max_runs)}::integer[],
+        ${column((c) => c.values.jitter_ms)}::integer[], ${column((c) => c.values.overlap)}::text[],
+        ${column((c) => c.values.misfire)}::text[], ${column((c) => c.values.retry)}::text[],
+        ${column((c) => `{${c.values.calendar_ids.join(',')}}`)}::text[],
+        ${column((c) => c.values.alert_after_ms)}::integer[], ${column((c) => c.values.state)}::text[],
+        ${column((c) => c.values.next_run_at)}::timestamptz[], ${column((c) => c.values.created_at)}::timestamptz[],
+        ${column((c) => c.stamp.id)}::uuid[], ${column((c) => c.stamp.change)}::text[],
+        ${column((c) => c.stamp.actor.kind)}::text[], ${column((c) => c.stamp.actor.id)}::text[],
+        ${column((c) => c.stamp.at)}::timestamptz[]
+      ) with ordinality as n(id, service_id, name, description, labels, schedule, target, target_body,
+        target_headers, start_at, end_at, max_runs, jitter_ms, overlap, misfire, retry, calendar_ids,
+        alert_after_ms, state, next_run_at, now, stamp_id, change, actor_kind, actor_id, changed_at, ord)
+    ), ins as (
+      insert into jobs (id, service_id, name, description, labels, schedule, target, target_body, target_headers,
+        start_at, end_at, max_runs, jitter_ms, overlap, misfire, retry, calendar_ids, alert_after_ms, state,
+        version, next_run_at, created_at, updated_at)
+      select id, service_id, name, description, labels::jsonb, schedule::jsonb, target::jsonb, target_body,
+        target_headers, start_at, end_at, max_runs, jitter_ms, overlap, misfire::jsonb, retry::jsonb,
+        calendar_ids::uuid[], alert_after_ms, state, 1, next_run_at, now, now
+      from n order by ord
+      returning *
+    ), v as (
+      insert into job_versions (${sql.raw(ENTRY_COLUMNS.join(', '))})
+      select n.stamp_id, ins.id, ins.service_id, ins.version, n.change, n.actor_kind, n.actor_id, n.changed_at,
+        to_jsonb(ins)
+      from ins join n on n.id = ins.id
+    )
+    select ${JOB_COLUMNS} from ins as jobs
+  `.execute(db);
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  return creates.map((c) => byId.get(c.values.id)!);
+}
+
+const createWriter: GroupWriter<RecordedCreate, JobRow> = {
+  max: 100,
+  many: insertJobsRecorded,
+  one: async (db, create) => (await insertJobsRecorded(db, [create]))[0]!,
+};
+
+const createGroups = new WeakMap<Kysely<Database>, StatementGroup<RecordedCreate, JobRow>>();
+
+/**
+ * {@link insertJobRecorded}, group-committed (`statement-group.ts`) with the other creates made through
+ * the same database handle at the same time: one statement, one commit and one run of the `maxJobs`
+ * trigger for them all. Each caller gets its own row once that statement has committed, or its own
+ * error: a group that fails (a name taken, a service that would pass its quota, a calendar gone) is
+ * written again create by create, so only the creates at fault fail, with the error a lone create gets,
+ * and the quota stays exact (each of those is the lone statement it always was).
+ */
+export function insertJobRecordedGrouped(
+  db: Kysely<Database>,
+  job: NewJob,
+  stamp: VersionStamp,
+  keys: SecretKeys,
+): Promise<JobRow> {
+  return groupOf(createGroups, db, createWriter).run({ values: newJobValues(job, keys), stamp });
 }
 
 /** Records the job's row as it stands now (within the caller's transaction, after its change). */
