@@ -42,6 +42,7 @@ import {
   claimWatchedJobs,
   findCalendars,
   jobFromRow,
+  judgedThrough,
   WITHOUT_HEADERS,
   lockJobForAlert,
   openAlert,
@@ -224,6 +225,8 @@ export function startAlertWatch(options: AlertWatchOptions): AlertWatch {
       for (const alert of await claimResolvableAlerts(trx, BATCH)) {
         const resolved = await resolveAlert(trx, alert.job_id, uuidv7());
         if (resolved) {
+          // The watch judges on from the success that resolved it, as its own walk would have.
+          await judgedThrough(trx, alert.job_id, alert.resolved_by);
           result.resolved += 1;
           logger.info({ alertId: resolved.id, jobId: alert.job_id }, 'alert resolved');
         }

@@ -249,24 +249,42 @@ export async function advanceAlertWatch(
     .execute();
 }
 
+/** An open alert a later occurrence resolves: `resolved_by` is the first such occurrence's instant. */
+export type ResolvableAlert = AlertRow & { resolved_by: Date };
+
 /**
  * Claims up to `limit` open alerts that a later scheduled occurrence of their job has succeeded
- * since, with their job's row (both skipped when someone else holds them). Any job's: an alert
- * stays resolvable when its job stops asking for alerts.
+ * since, with their job's row (both skipped when someone else holds them), and the first such
+ * occurrence's instant. Any job's: an alert stays resolvable when its job stops asking for alerts.
  */
-export async function claimResolvableAlerts(trx: Transaction<Database>, limit: number): Promise<AlertRow[]> {
-  const { rows } = await sql<AlertRow>`
-    select a.* from alerts a join jobs j on j.id = a.job_id
-    where a.resolved_at is null and exists (
-      select 1 from runs r
+export async function claimResolvableAlerts(trx: Transaction<Database>, limit: number): Promise<ResolvableAlert[]> {
+  const { rows } = await sql<ResolvableAlert>`
+    select a.*, s.resolved_by from alerts a join jobs j on j.id = a.job_id
+    cross join lateral (
+      select min(r.scheduled_for) as resolved_by from runs r
       where r.job_id = a.job_id and r.trigger = 'schedule' and r.status = 'succeeded'
         and r.scheduled_for > a.scheduled_for
-    )
+    ) s
+    where a.resolved_at is null and s.resolved_by is not null
     limit ${limit}
     for update of a skip locked
     for no key update of j skip locked
   `.execute(trx);
   return rows;
+}
+
+/**
+ * Records a watched job as judged at least through `instant` (it never moves back): an alert
+ * resolved early by the occurrence at `instant` stood for every occurrence before it, so the
+ * failures between the alert's occurrence and that success open no second alert when the watch
+ * reaches them. Nothing for a job no longer watched.
+ */
+export async function judgedThrough(trx: Transaction<Database>, jobId: string, instant: Date): Promise<void> {
+  await trx
+    .updateTable('alert_watch')
+    .set({ checked_until: sql<Date>`greatest(checked_until, ${instant})` })
+    .where('job_id', '=', jobId)
+    .execute();
 }
 
 /** A notification claimed for one attempt, with what its webhook call needs. */
