@@ -19,6 +19,7 @@ import {
   type FleetEnv,
   type Proc,
   eventually,
+  logLinesOf,
   startSink,
   type Sink,
   deletePrefix,
@@ -186,13 +187,6 @@ describe('the metric contract with infra/ (dashboard, alerts, KEDA)', () => {
 });
 
 describe('logs', () => {
-  const linesOf = (proc: Proc) =>
-    proc.output
-      .join('')
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
-
   it('never show a signing secret, an api key, a target header or a callback body', () => {
     const everything = [...api.output, ...worker.output].join('');
     expect(everything.length).toBeGreaterThan(0);
@@ -202,7 +196,7 @@ describe('logs', () => {
   });
 
   it('carry the request id on every api line about a request', () => {
-    const lines = linesOf(api);
+    const lines = logLinesOf(api);
     const aboutRequests = lines.filter((line) => 'req' in line || 'res' in line);
     expect(aboutRequests.length).toBeGreaterThan(0);
     for (const line of aboutRequests) expect(line.reqId).toEqual(expect.any(String));
@@ -212,7 +206,7 @@ describe('logs', () => {
     // The worker writes its lines 4 KiB or a second at a time: the retry's line may still be on its way.
     const attempts = await eventually(
       async () => {
-        const about = linesOf(worker).filter((line) => line.jobId === jobId && line.runId !== undefined);
+        const about = logLinesOf(worker).filter((line) => line.jobId === jobId && line.runId !== undefined);
         const seen = new Set(about.map((line) => line.attempt));
         return seen.has(1) && seen.has(2) ? about : undefined;
       },

@@ -10,6 +10,7 @@ import {
   startWorker,
   type Proc,
   eventually,
+  logLinesOf,
 } from '@tickwork/testkit';
 import { EVICTION_WARNING } from '@tickwork/queue';
 
@@ -33,12 +34,7 @@ afterAll(async () => {
 });
 
 function warningIn(proc: Proc) {
-  return proc.output
-    .join('')
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>)
-    .find((line) => line.msg === EVICTION_WARNING);
+  return logLinesOf(proc).find((line) => line.msg === EVICTION_WARNING);
 }
 
 describe('Redis eviction policy check at start', () => {

@@ -24,6 +24,7 @@ import {
   type FleetEnv,
   type Proc,
   eventually,
+  logLinesOf,
   startSink,
   type Sink,
   scrape,
@@ -110,11 +111,7 @@ describe('a schedule that cannot be computed at fire time', () => {
 
     // Counted when the worker took the occurrence, and again on each reconcile pass.
     await eventually(async () => ((await scheduleErrors()) >= 3 ? true : undefined), 20_000, 'retries');
-    const lines = worker.output
-      .join('')
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const lines = logLinesOf(worker);
     expect(lines).toContainEqual(
       expect.objectContaining({ jobId, cron: legacy, msg: 'could not compute the next occurrence' }),
     );

@@ -8,6 +8,7 @@ import {
   createTestDatabase,
   deletePrefix,
   eventually,
+  logLinesOf,
   startWorker,
   testBaseUrls,
   testPrefix,
@@ -19,14 +20,6 @@ import {
 let db: TestDatabase;
 let env: FleetEnv;
 const workers: Proc[] = [];
-
-/** The JSON lines of a process's output (stderr's plain lines, BullMQ's notices, left out). */
-const linesOf = (proc: Proc) =>
-  proc.output
-    .join('')
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as { msg?: string; service?: string });
 
 beforeAll(async () => {
   db = await createTestDatabase('tw_e2e_worker_logs');
@@ -46,12 +39,12 @@ describe("the worker's log lines", () => {
       // Its start logs far less than 4 KiB: only the periodic write brings this line while the
       // worker is idle.
       await eventually(
-        async () => (linesOf(worker).some((line) => line.msg === 'health and metrics port open') ? true : undefined),
+        async () => (logLinesOf(worker).some((line) => line.msg === 'health and metrics port open') ? true : undefined),
         3_000,
         'the line logged once the health port is open',
       );
       expect(await worker.stop('SIGTERM')).toBe(0);
-      const lines = linesOf(worker);
+      const lines = logLinesOf(worker);
       // Logged just before the process exits: written by the flush at exit, not by the timer.
       expect(lines.map((line) => line.msg)).toContain('worker stopped');
       expect(lines.every((line) => line.service === 'tickwork-worker')).toBe(true);

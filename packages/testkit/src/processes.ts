@@ -24,6 +24,15 @@ export interface Proc {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** The JSON log lines a process has written so far (pino's, one object a line; other lines left out). */
+export function logLinesOf(proc: Proc): Array<Record<string, unknown>> {
+  return proc.output
+    .join('')
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
 export interface FleetEnv {
   DATABASE_URL: string;
   REDIS_URL: string;
