@@ -12,9 +12,10 @@
  */
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { readdirSync, readFileSync } from 'node:fs';
 import { deploy, seedApiReads } from './tickwork.ts';
 import { pacedFrom, pacedShot } from './api-paced.ts';
+import { cpuSecondsOf, pidsNamed, rssOf } from './machine.ts';
+import { round } from './stats.ts';
 
 /** `BENCH_PACE=even` with `BENCH_RATE`: the shot open loop at a steady rate (`api-paced.ts`), not autocannon's bursts. */
 async function pacedAsAutocannon(opts: autocannon.Options, rate: number, seconds: number) {
@@ -23,35 +24,15 @@ async function pacedAsAutocannon(opts: autocannon.Options, rate: number, seconds
   return { requests: { average: shot.reqPerSec }, latency: { p50: shot.p50, p99: shot.p99 }, non2xx: shot.errors };
 }
 
-/** CPU seconds (user + system) the process has used, from `/proc/<pid>/stat` (clock ticks of 10 ms). */
-const cpuSeconds = (pid: number | undefined) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
-/** CPU seconds of every process whose name is `comm` (all of Postgres's backends and helpers, say). */
-const cpuSecondsOf = (comm: string) => {
-  let total = 0;
-  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== comm) continue;
-      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return total;
-};
+/** CPU seconds of every process named `name` (all of Postgres's backends and helpers, say). */
+const cpuSecondsNamed = (name: string) =>
+  pidsNamed(name)
+    .map(cpuSecondsOf)
+    .filter(Number.isFinite)
+    .reduce((a, b) => a + b, 0);
 /** `BENCH_RATE=17 BENCH_SECONDS=60`: the shot at that overall rate for that long (the seed's load: 1,000/min). */
 const rate = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
-
-const round2 = (n: number) => Math.round(n * 100) / 100;
-
-/** The process's peak resident set (`VmHWM`), in MiB. */
-const rssPeakMiB = (pid: number | undefined) =>
-  Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN) / 1024);
 
 const which = process.argv[2] ?? 'post';
 const nodeOptions = process.argv[3];
@@ -103,9 +84,9 @@ try {
       await new Promise((res) => setTimeout(res, 100));
     }
   })();
-  const cpuBefore = cpuSeconds(tw.api.child.pid);
-  const pgBefore = cpuSecondsOf('postgres');
-  const redisBefore = cpuSecondsOf('redis-server');
+  const cpuBefore = cpuSecondsOf(tw.api.child.pid!);
+  const pgBefore = cpuSecondsNamed('postgres');
+  const redisBefore = cpuSecondsNamed('redis-server');
   const shotStarted = performance.now();
   const paced = rate !== undefined && process.env.BENCH_PACE === 'even';
   const result = paced
@@ -117,9 +98,9 @@ try {
         ...(rate === undefined ? {} : { overallRate: rate }),
       });
   const shotSeconds = (performance.now() - shotStarted) / 1000;
-  const cpuPerSecond = (cpuSeconds(tw.api.child.pid) - cpuBefore) / shotSeconds;
-  const pgPerSecond = (cpuSecondsOf('postgres') - pgBefore) / shotSeconds;
-  const redisPerSecond = (cpuSecondsOf('redis-server') - redisBefore) / shotSeconds;
+  const cpuPerSecond = (cpuSecondsOf(tw.api.child.pid!) - cpuBefore) / shotSeconds;
+  const pgPerSecond = (cpuSecondsNamed('postgres') - pgBefore) / shotSeconds;
+  const redisPerSecond = (cpuSecondsNamed('redis-server') - redisBefore) / shotSeconds;
   sampling = false;
   await sampler;
   await client.end();
@@ -133,19 +114,19 @@ try {
     'non2xx',
     result.non2xx,
     'api RSS peak MiB',
-    rssPeakMiB(tw.api.child.pid),
+    rssOf(tw.api.child.pid!).peakMiB,
     'api CPU s/s',
-    Math.round(cpuPerSecond * 100) / 100,
+    round(cpuPerSecond),
     'postgres CPU s/s',
-    Math.round(pgPerSecond * 100) / 100,
+    round(pgPerSecond),
     'redis CPU s/s',
-    Math.round(redisPerSecond * 100) / 100,
+    round(redisPerSecond),
     'CPU ms per request: api',
-    round2((cpuPerSecond * 1000) / result.requests.average),
+    round((cpuPerSecond * 1000) / result.requests.average),
     'postgres',
-    round2((pgPerSecond * 1000) / result.requests.average),
+    round((pgPerSecond * 1000) / result.requests.average),
     'redis',
-    round2((redisPerSecond * 1000) / result.requests.average),
+    round((redisPerSecond * 1000) / result.requests.average),
   );
   console.log(
     [...waits]

@@ -15,6 +15,7 @@
  * memory in a bare Fastify process, `api-bare-server.ts`: the transport and the client alone).
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { loadNow } from './machine.ts';
@@ -30,8 +31,10 @@ const { values: args } = parseArgs({
 });
 const seconds = Number(args.seconds);
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-// The api's own flags (infra/node/launch.sh), with --trace-gc added.
-const shipped = '--max-old-space-size=160 --max-semi-space-size=4';
+// The api's own flags, read from infra/node/launch.sh (a copy here went stale once), with --trace-gc added.
+const launch = readFileSync(new URL('../../infra/node/launch.sh', import.meta.url), 'utf8');
+const shipped = /api\)\s+shift\s+flags=\$\{TICKWORK_NODE_FLAGS-"([^"]*)"\}/.exec(launch)?.[1];
+if (shipped === undefined) throw new Error("infra/node/launch.sh: the api's flags not found");
 
 const tw = await deploy({
   redisUrl,

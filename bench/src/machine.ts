@@ -71,12 +71,18 @@ export function rssOf(pid: number): { rssMiB: number; peakMiB: number } {
   }
 }
 
-/** CPU seconds (user + system) a process has used so far (Linux /proc, 100 ticks a second). */
+/** A process's CPU so far in user and in kernel mode, ms (Linux `/proc/<pid>/stat`, 100 ticks a second). */
+function cpuMsOf(pid: number): { userMs: number; sysMs: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { userMs: Number(fields[11]) * 10, sysMs: Number(fields[12]) * 10 };
+}
+
+/** CPU seconds (user + system) a process has used so far (Linux /proc). */
 export function cpuSecondsOf(pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    const { userMs, sysMs } = cpuMsOf(pid);
+    return (userMs + sysMs) / 1000;
   } catch {
     return Number.NaN;
   }
@@ -145,14 +151,7 @@ export function syscallsOf(pid: number): { reads: number; writes: number; userMs
   try {
     const io = readFileSync(`/proc/${pid}/io`, 'utf8');
     const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? Number.NaN);
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return {
-      reads: field('syscr'),
-      writes: field('syscw'),
-      userMs: Number(fields[11]) * 10,
-      sysMs: Number(fields[12]) * 10,
-    };
+    return { reads: field('syscr'), writes: field('syscw'), ...cpuMsOf(pid) };
   } catch {
     return undefined;
   }
