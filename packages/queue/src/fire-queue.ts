@@ -9,7 +9,7 @@ import {
   type FireJobData,
   type Registration,
 } from './catalog.ts';
-import { closeRedis, openRedis, type RedisClient, type RedisTarget } from './connection.ts';
+import { closeRedis, clusterNodesOf, openRedis, type RedisClient, type RedisTarget } from './connection.ts';
 import type { RedisQueue } from './layout.ts';
 import { fireQueueNamesOf, shardIndexOf } from './shards.ts';
 
@@ -48,6 +48,13 @@ export type FireQueueOptions = {
   | {
       /** A fail-fast connection of the queue's own is opened to this Redis (and closed with it). */
       redisUrl: RedisTarget;
+      /**
+       * ioredis's `enableAutoPipelining` on that connection: the commands sent in one turn of the
+       * event loop (the creates of concurrent requests) go in one socket write and one pipeline
+       * instead of one each. A single Redis only: a Cluster's connection is left as it is.
+       * @defaultValue false
+       */
+      autoPipelining?: boolean;
     }
   | {
       /** A connection to share (from {@link RedisConnections}); its owner closes it. */
@@ -95,7 +102,14 @@ export class FireQueue implements RedisQueue {
     this.prefix = options.prefix;
     this.ownsConnection = 'redisUrl' in options;
     this.redis =
-      'redisUrl' in options ? openRedis(options.redisUrl, 'producer', 'tickwork:fire-queue') : options.connection;
+      'redisUrl' in options
+        ? openRedis(
+            options.redisUrl,
+            'producer',
+            'tickwork:fire-queue',
+            options.autoPipelining && !clusterNodesOf(options.redisUrl) ? { enableAutoPipelining: true } : {},
+          )
+        : options.connection;
     const names = fireQueueNamesOf({
       prefix: options.prefix,
       shards: options.shards ?? 1,

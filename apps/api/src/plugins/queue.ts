@@ -12,11 +12,21 @@ export interface QueuePluginOptions {
   prefix: string;
   /** FIRE_QUEUE_SHARDS. */
   shards: number;
+  /**
+   * ioredis auto-pipelining on the queue's connection (single Redis only), so the Redis calls of
+   * concurrent creates share socket writes. @defaultValue true (`TICKWORK_REDIS_AUTOPIPELINE=off`)
+   */
+  autoPipelining?: boolean;
 }
 
 export default fp<QueuePluginOptions>(
   async (app, options) => {
-    const fireQueue = new FireQueue({ redisUrl: options.redis, prefix: options.prefix, shards: options.shards });
+    const fireQueue = new FireQueue({
+      redisUrl: options.redis,
+      prefix: options.prefix,
+      shards: options.shards,
+      autoPipelining: options.autoPipelining ?? process.env.TICKWORK_REDIS_AUTOPIPELINE !== 'off',
+    });
     app.decorate('fireQueue', fireQueue);
     // Not awaited: a Redis that is down must not stop the api from starting (ready says 503).
     app.addHook('onReady', async () => {
