@@ -1,6 +1,6 @@
 /**
  * `node bench/src/api-ab.ts --side <label|root|flags|env> --side … [--only get,gets,list,runs,post] [--rounds 3]
- * [--duration 5] [--idle-seconds 0] [--seed-seconds 60] [--probe]`: api processes side by side in one run, on
+ * [--duration 5] [--idle-seconds 0] [--seed-seconds 60] [--probe] [--drop-logs]`: api processes side by side in one run, on
  * one database and one Redis prefix (the same seeded jobs and key), with hello-world in every round. A side is
  * `label|root|flags|env`: `root` another checkout whose built code it runs (`TICKWORK_ROOT`; empty: this
  * one), `flags` its Node flags (`TICKWORK_NODE_FLAGS`; absent or empty: the shipped ones of
@@ -45,6 +45,10 @@ const { values: args } = parseArgs({
     'seed-seconds': { type: 'string', default: '0' },
     'idle-seconds': { type: 'string', default: '0' },
     probe: { type: 'boolean', default: false },
+    // Read each side's stdout and stderr and throw them away once it is ready, instead of keeping
+    // them in this process (at LOG_LEVEL=info that is hundreds of MB a run, and this process's
+    // CPU on the same two cores).
+    'drop-logs': { type: 'boolean', default: false },
   },
 });
 const rounds = Number(args.rounds);
@@ -175,7 +179,14 @@ try {
       env.TICKWORK_MEM_PROBE_DIR = probeDir;
       env.NODE_OPTIONS = `--import=${fileURLToPath(new URL('./mem-probe.mjs', import.meta.url))}`;
     }
-    procs.push(await startApi(env, { from: 'dist' }));
+    const proc = await startApi(env, { from: 'dist' });
+    if (args['drop-logs']) {
+      for (const stream of [proc.child.stdout, proc.child.stderr]) {
+        stream?.removeAllListeners('data');
+        stream?.on('data', () => {});
+      }
+    }
+    procs.push(proc);
   }
   const pids = procs.map((p) => p.child.pid!);
   console.log(`sides ready, load ${loadNow()}`);
