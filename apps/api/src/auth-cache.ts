@@ -14,7 +14,9 @@
  * Job rows age out after one second whatever happens (`JobCache`): the workers' per-occurrence
  * writes (`runCount`, `lastRunAt`, `nextRunAt`) send no notification, so a cached row is at most
  * that old; a new version or a delete is dropped at once on every instance, and the instance
- * that makes it drops it before it answers.
+ * that makes it drops it before it answers. A row that aged out is checked by its version
+ * (`xmin`) rather than read again: while it is unchanged Postgres sends only the version, and the
+ * same row object (with the answer serialized from it) is kept for another second.
  */
 import type { JobRow, Principal } from '@tickwork/db';
 
@@ -27,6 +29,8 @@ export interface Freshness {
 interface Entry<T> {
   value: T;
   filledAt: number;
+  /** The row version it was read at (a job row's `xmin`), when known. */
+  stamp?: string | undefined;
 }
 
 class BoundedMap<T> {
@@ -46,14 +50,14 @@ class BoundedMap<T> {
     return this.#entries.get(key);
   }
 
-  set(key: string, value: T, now: number): void {
+  set(key: string, value: T, now: number, stamp?: string): void {
     this.#entries.delete(key);
     if (this.#entries.size >= this.#maxEntries) {
       // Maps iterate in insertion order: the first entry is the oldest.
       const oldest = this.#entries.keys().next();
       if (!oldest.done) this.#entries.delete(oldest.value);
     }
-    this.#entries.set(key, { value, filledAt: now });
+    this.#entries.set(key, { value, filledAt: now, stamp });
   }
 
   delete(key: string): void {
@@ -125,6 +129,12 @@ export class PrincipalCache {
   }
 }
 
+/**
+ * A job's row read from Postgres with its version (`xmin`); given the version of the row the
+ * cache holds, `row` is undefined while the job is still that version. Undefined: no such job.
+ */
+export type JobLoad = (stamp?: string) => Promise<{ stamp: string; row: JobRow | undefined } | undefined>;
+
 /** Job rows by id, at most `ttlMs` (1 s) old; a row of another service is never answered. */
 export class JobCache {
   readonly #map: BoundedMap<JobRow>;
@@ -156,24 +166,36 @@ export class JobCache {
    * (a job that many clients poll costs one Postgres read when its row ages out, not one per
    * waiting request), but only while no invalidation has arrived since that load began: a
    * request after a change never joins a read that may predate it.
+   *
+   * A row that has aged out is checked rather than read again: `load` gets the version it was
+   * read at and answers `row: undefined` while the job's row is still that version; the row kept
+   * (the same object, so what was made of it, such as its serialized answer, is reused) is then
+   * answered, and kept again as of this read.
    */
-  read(serviceId: string, id: string, load: () => Promise<JobRow | undefined>): Promise<JobRow | undefined> {
+  read(serviceId: string, id: string, load: JobLoad): Promise<JobRow | undefined> {
     const cached = this.peek(serviceId, id);
     if (cached !== undefined) return Promise.resolve(cached ?? undefined);
-    if (!this.#bus.live) return load();
+    if (!this.#bus.live) return load().then((found) => found?.row);
     const before = this.#bus.generation + this.#map.generation;
     // The load is the service's own (another service's job reads as none), so it is keyed by both.
     const key = `${serviceId} ${id}`;
     const pending = this.#loading.get(key);
     if (pending !== undefined && pending.generation === before) return pending.row;
+    // An entry past its age, of this service: its version is what the load checks against.
+    const held = this.#map.get(id);
+    const kept = held?.stamp !== undefined && held.value.service_id === serviceId ? held : undefined;
     const started = Date.now();
     const entry = {
       generation: before,
-      row: load()
-        .then((row) => {
-          if (row && this.#bus.live && this.#bus.generation + this.#map.generation === before) {
+      row: load(kept?.stamp)
+        .then((found) => {
+          if (found === undefined) return undefined;
+          // Unchanged since it was kept: the row of that version is the row now.
+          const row = found.row ?? (found.stamp === kept?.stamp ? kept.value : undefined);
+          if (row === undefined) throw new Error(`job ${id}: the load answered no row for a version it was not given`);
+          if (this.#bus.live && this.#bus.generation + this.#map.generation === before) {
             // Aged from before the read: the row is no newer than that.
-            this.#map.set(id, row, started);
+            this.#map.set(id, row, started, found.stamp);
           }
           return row;
         })

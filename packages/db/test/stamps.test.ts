@@ -7,7 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { buildJobSpec, uuidv7 } from '@tickwork/core';
 import { createTestDatabase, type TestDatabase } from '@tickwork/testkit';
-import { decodeCursor, insertJob, insertService, listJobs, listJobStamps, pageOfStamps } from '../src/index.ts';
+import {
+  decodeCursor,
+  findJob,
+  findJobUnlessStamp,
+  insertJob,
+  insertService,
+  listJobs,
+  listJobStamps,
+  pageOfStamps,
+} from '../src/index.ts';
 
 const KEYS = { current: 'test-secret-key-0123456789-0123456789' };
 
@@ -61,5 +70,35 @@ describe('listJobStamps', () => {
     const after = await listJobStamps(db.db, serviceId, { limit: 2 });
     expect(after.text).not.toBe(before.text);
     expect(pageOfStamps(after).items[0]!.stamp).toBe(await xminOf(first!.id));
+  });
+});
+
+describe('findJobUnlessStamp', () => {
+  it("gives the row and its version, only the version while it is the caller's, the row again once it changed", async () => {
+    const { items } = await listJobs(db.db, serviceId, { limit: 1 });
+    const id = items[0]!.id;
+    const first = await findJobUnlessStamp(db.db, serviceId, id);
+    expect(first?.stamp).toBe(await xminOf(id));
+    // The same row findJob reads, every column.
+    expect(first?.row).toEqual(await findJob(db.db, serviceId, id));
+    expect(await findJobUnlessStamp(db.db, serviceId, id, first!.stamp)).toEqual({
+      stamp: first!.stamp,
+      row: undefined,
+    });
+    await sql`update jobs set description = 'changed' where id = ${id}`.execute(db.db);
+    const changed = await findJobUnlessStamp(db.db, serviceId, id, first!.stamp);
+    expect(changed?.stamp).not.toBe(first!.stamp);
+    expect(changed?.stamp).toBe(await xminOf(id));
+    expect(changed?.row?.description).toBe('changed');
+    expect(changed?.row).toEqual(await findJob(db.db, serviceId, id));
+  });
+
+  it("gives nothing for another service's job or a deleted one, whatever the version given", async () => {
+    const { items } = await listJobs(db.db, serviceId, { limit: 1, afterId: undefined });
+    const id = items[0]!.id;
+    const stamp = await xminOf(id);
+    expect(await findJobUnlessStamp(db.db, uuidv7(), id)).toBeUndefined();
+    expect(await findJobUnlessStamp(db.db, uuidv7(), id, stamp)).toBeUndefined();
+    expect(await findJobUnlessStamp(db.db, serviceId, uuidv7(), stamp)).toBeUndefined();
   });
 });

@@ -56,6 +56,7 @@ import {
   deleteRun,
   deleteVersion,
   findJob,
+  findJobUnlessStamp,
   findRun,
   findServiceById,
   hasVersions,
@@ -484,8 +485,9 @@ export class JobsService {
 
   async get(serviceId: string, id: string): Promise<JobRow> {
     const { jobCache, readDb } = this.#deps;
-    const load = () => findJob(readDb, serviceId, id);
-    const row = await (jobCache ? jobCache.read(serviceId, id, load) : load());
+    const row = await (jobCache
+      ? jobCache.read(serviceId, id, (stamp) => findJobUnlessStamp(readDb, serviceId, id, stamp))
+      : findJob(readDb, serviceId, id));
     if (!row) throw noJob(id);
     return row;
   }

@@ -125,6 +125,27 @@ export async function findJob(db: Kysely<Database>, serviceId: string, id: strin
   return rows[0];
 }
 
+/**
+ * A job of the service with its row version (`xmin`, which every update changes), or only that
+ * version when it is still `stamp` (the caller holds that row: nothing else is read off the
+ * tuple or parsed), or undefined when the service has no such job. Without a stamp, the row.
+ */
+export async function findJobUnlessStamp(
+  db: Kysely<Database>,
+  serviceId: string,
+  id: string,
+  stamp = '',
+): Promise<{ stamp: string; row: JobRow | undefined } | undefined> {
+  const { rows } = await sql<JobRow & { stamp: string }>`${sql.raw(PREPARE)} select jobs.xmin::text as stamp, j.*
+    from jobs left join lateral (select ${JOB_COLUMNS} where jobs.xmin::text <> ${stamp}) j on true
+    where jobs.service_id = ${serviceId} and jobs.id = ${id}`.execute(db);
+  const found = rows[0];
+  if (found === undefined) return undefined;
+  if (found.id === null) return { stamp: found.stamp, row: undefined };
+  const { stamp: version, ...row } = found;
+  return { stamp: version, row: row as JobRow };
+}
+
 export async function findJobById(db: Kysely<Database>, id: string): Promise<JobRow | undefined> {
   return db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
 }
