@@ -16,3 +16,31 @@ new PerformanceObserver((list) => {
     text += `${(origin + e.startTime).toFixed(2)} ${e.detail?.kind ?? 0} ${e.duration.toFixed(3)}\n`;
   appendFileSync(file, text);
 }).observe({ entryTypes: ['gc'] });
+
+// BENCH_HEAP_SAMPLE=<ms>: from that long after the start until the process exits, V8's sampling
+// heap profiler with the objects that died in a mark-compact kept (not those a scavenge took):
+// what was allocated and lived long enough to be promoted, by allocation site, to
+// <BENCH_GC_DIR>/heap-<pid>.heapprofile at exit (DevTools' format; `heap-top.ts` lists it).
+if (process.env.BENCH_HEAP_SAMPLE) {
+  const { Session } = await import('node:inspector');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  setTimeout(() => {
+    session.post('HeapProfiler.startSampling', {
+      samplingInterval: 8192,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: false,
+    });
+  }, Number(process.env.BENCH_HEAP_SAMPLE)).unref();
+  process.on('exit', () => {
+    // The session is this thread's: the answer comes before post returns.
+    session.post('HeapProfiler.stopSampling', (err, result) => {
+      if (!err)
+        writeFileSync(
+          join(process.env.BENCH_GC_DIR ?? '.', `heap-${process.pid}.heapprofile`),
+          JSON.stringify(result.profile),
+        );
+    });
+  });
+}
