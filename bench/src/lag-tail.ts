@@ -24,8 +24,15 @@
  * Then the Worker's slots: how long an occurrence holds one, and how many occurrences found every
  * slot held at their due instant. And the box (`box`, sampled every 50 ms): its busy and steal share, and the worker's CPU, in the
  * 100 ms before each late occurrence's delivery against the window's average.
+ *
+ * Where `wake-ab.ts --gc-trace` left `<side>-r<round>.gc/` beside a file (V8's `--trace-gc-nvp`
+ * lines and gc-observe.mjs's wall-clock events of the worker), the window's garbage collection:
+ * scavenges and mark-compacts per second and their pauses, bytes allocated and promoted to the old
+ * generation per occurrence, and how the late occurrences line up with the pauses: the share of
+ * their lateness spent inside a pause, and how many late occurrences and bursts hold a
+ * mark-compact against how many would by chance at that rate.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
@@ -51,6 +58,69 @@ const metric = (text: string, name: string, labels = ''): number => {
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : Number.NaN;
 };
 const gcKinds = ['minor', 'major', 'incremental', 'weakcb'];
+
+/** A main-thread GC: wall-clock start (ms), node's kind (1 minor, 4 major, 8 incremental, 16 weakcb), pause (ms). */
+type GcEvent = { start: number; kind: number; ms: number };
+/** One `--trace-gc-nvp` line: its wall-clock end (ms), `gc=` (s, mc, …) and its byte counts. */
+type GcLine = { at: number; gc: string; pause: number; promoted: number; allocated: number; sizeAfter: number };
+
+/**
+ * The worker's GC of one window, from worker-node.sh's files: the observer's events (wall clock)
+ * and V8's lines (ms since the isolate began), put on the wall clock by pairing the first
+ * scavenges and mark-compacts of both in order (the shift with the tightest spread).
+ */
+function readGc(dir: string): { events: GcEvent[]; lines: GcLine[]; offsetSpreadMs: number } | undefined {
+  const files = readdirSync(dir);
+  const obsFile = files.find((f) => f.startsWith('observe-'));
+  const logFile = files.find((f) => f.startsWith('worker-') && f.endsWith('.log'));
+  if (!obsFile || !logFile) return undefined;
+  const events = readFileSync(join(dir, obsFile), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' ').map(Number))
+    .map(([start, kind, ms]) => ({ start: start!, kind: kind!, ms: ms! }));
+  const raw = readFileSync(join(dir, logFile), 'utf8')
+    .split('\n')
+    .flatMap((l) => {
+      const m = /^\[\d+:0x[0-9a-f]+(?::\d+)?\]\s+(\d+) ms: (pause=.*)$/.exec(l);
+      if (!m) return [];
+      const kv = Object.fromEntries(m[2]!.split(' ').map((p) => p.split('=') as [string, string]));
+      return [
+        {
+          ms: Number(m[1]),
+          gc: kv.gc ?? '',
+          pause: Number(kv.pause),
+          promoted: Number(kv.promoted ?? 0),
+          allocated: Number(kv.allocated ?? 0),
+          sizeAfter: Number(kv.end_object_size ?? kv.total_size_after ?? 0),
+        },
+      ];
+    });
+  const paired = events.filter((e) => e.kind === 1 || e.kind === 4);
+  const kindOf = (e: GcEvent) => (e.kind === 1 ? 's' : 'mc');
+  let best = { spread: Number.POSITIVE_INFINITY, offset: Number.NaN };
+  for (let shift = -5; shift <= 5; shift++) {
+    const diffs: number[] = [];
+    for (let i = Math.max(0, -shift); i < Math.min(raw.length, 60); i++) {
+      const e = paired[i + shift];
+      if (!e || kindOf(e) !== raw[i]!.gc) {
+        diffs.length = 0;
+        break;
+      }
+      diffs.push(e.start + e.ms - raw[i]!.ms);
+    }
+    if (diffs.length < 5) continue;
+    const spread = Math.max(...diffs) - Math.min(...diffs);
+    if (spread < best.spread) best = { spread, offset: percentile(diffs, 50) };
+  }
+  if (!Number.isFinite(best.offset)) return undefined;
+  const lines = raw.map(({ ms, ...rest }) => ({ at: ms + best.offset, ...rest }));
+  return { events, lines, offsetSpreadMs: best.spread };
+}
+
+/** How many ms of [from, to] the events' pauses cover. */
+const pausedWithin = (events: GcEvent[], from: number, to: number) =>
+  events.reduce((sum, e) => sum + Math.max(0, Math.min(to, e.start + e.ms) - Math.max(from, e.start)), 0);
 
 for (const file of readdirSync(dir)
   .filter((f) => f.endsWith('.json') || f.endsWith('.json.gz'))
@@ -143,6 +213,59 @@ for (const file of readdirSync(dir)
       `    first occurrences (${firstCycle.length}) p50/p99 ${percentile(firstCycle, 50)}/${percentile(firstCycle, 99)} ms; ` +
         `later ones (${later.length}) ${percentile(later, 50)}/${percentile(later, 99)} ms`,
     );
+  const gcDir = join(dir, file.replace(/\.json(\.gz)?$/, '.gc'));
+  const trace = existsSync(gcDir) ? readGc(gcDir) : undefined;
+  if (trace) {
+    const { windowStart: from, windowEnd: to } = w;
+    const seconds = (to - from) / 1000;
+    const inWindow = trace.events.filter((e) => e.start >= from && e.start < to);
+    const lines = trace.lines.filter((l) => l.at >= from && l.at < to);
+    const scav = lines.filter((l) => l.gc === 's');
+    const mcLines = lines.filter((l) => l.gc === 'mc');
+    const minor = inWindow.filter((e) => e.kind === 1);
+    const major = inWindow.filter((e) => e.kind === 4);
+    const incremental = inWindow.filter((e) => e.kind === 8);
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const kib = (bytes: number) => (bytes / 1024).toFixed(1);
+    const gaps = major.slice(1).map((e, i) => Math.round(e.start - major[i]!.start));
+    const pauses = (es: GcEvent[], digits: number) => {
+      const ms = es.map((e) => e.ms);
+      return `pause p50/max ${percentile(ms, 50).toFixed(digits)}/${Math.max(0, ...ms).toFixed(digits)} ms`;
+    };
+    const total = (es: GcEvent[]) => Math.round(sum(es.map((e) => e.ms)));
+    const apart = gaps.length ? `${percentile(gaps, 50)} ms apart, ` : '';
+    const oldAfter = mcLines.map((l) => (l.sizeAfter / 1048576).toFixed(1)).join('/');
+    console.log(
+      `    GC (V8's trace, on the wall clock ±${Math.ceil(trace.offsetSpreadMs)} ms): scavenges ${minor.length} ` +
+        `(${(minor.length / seconds).toFixed(1)}/s, ${pauses(minor, 2)}, ${total(minor)} ms); mark-compacts ` +
+        `${major.length} (${(major.length / seconds).toFixed(2)}/s, ${apart}${pauses(major, 1)}, ${total(major)} ms); ` +
+        `incremental marking ${incremental.length} steps, ${total(incremental)} ms; heap objects after each mark-compact ${oldAfter} MiB`,
+    );
+    console.log(
+      `    per occurrence (${rows.length}): allocated ${kib(sum(lines.map((l) => l.allocated)) / rows.length)} KiB, ` +
+        `promoted by scavenges ${kib(sum(scav.map((l) => l.promoted)) / rows.length)} KiB`,
+    );
+    // The late occurrences against the pauses: how much of their lateness was a pause of the worker,
+    // and how many hold a mark-compact, against what independence at this rate would give.
+    const mcRate = major.length / (to - from);
+    const mcMean = major.length ? sum(major.map((e) => e.ms)) / major.length : 0;
+    const withMc = late.filter((r) => major.some((e) => e.start < r.due + r.lag && e.start + e.ms > r.due));
+    const chance = sum(late.map((r) => Math.min(1, (r.lag + mcMean) * mcRate)));
+    const paused = sum(late.map((r) => pausedWithin(inWindow, r.due, r.due + r.lag)));
+    const onTime = rows.filter((r) => r.lag <= lateMs);
+    const onTimePaused = sum(onTime.map((r) => pausedWithin(inWindow, r.due, r.due + r.lag)));
+    const multi = bursts.filter((b) => b.n > 1);
+    const burstsWithMc = multi.filter((b) => major.some((e) => e.start >= b.start - 100 && e.start <= b.end + 10));
+    const burstChance = sum(multi.map((b) => Math.min(1, (b.end - b.start + 110) * mcRate)));
+    const burstGaps = multi.slice(1).map((b, i) => b.start - multi[i]!.start);
+    console.log(
+      `    the ${late.length} late: ${Math.round(paused)} of their ${Math.round(sum(late.map((r) => r.lag)))} ms of lateness ` +
+        `inside a GC pause (${((100 * paused) / Math.max(1, sum(late.map((r) => r.lag)))).toFixed(1)}%; on-time ones ` +
+        `${((100 * onTimePaused) / Math.max(1, sum(onTime.map((r) => r.lag)))).toFixed(1)}%); ${withMc.length} hold a mark-compact ` +
+        `(${chance.toFixed(1)} by chance); bursts with a mark-compact from 100 ms before to their end: ${burstsWithMc.length} of ` +
+        `${multi.length} (${burstChance.toFixed(1)} by chance); bursts ${burstGaps.length ? percentile(burstGaps, 50) : '—'} ms apart (median)`,
+    );
+  }
   const worst = [...bursts].sort((a, b) => b.n - a.n).slice(0, 8);
   for (const b of worst.sort((a, b) => a.start - b.start)) {
     console.log(
