@@ -11,6 +11,7 @@ import * as m0040 from './migrations/0040_sealed_target_headers.ts';
 import * as m0050 from './migrations/0050_jobs_updated_at.ts';
 import * as m0060 from './migrations/0060_job_count_shards.ts';
 import * as m0061 from './migrations/0061_cache_notify.ts';
+import * as m0062 from './migrations/0062_run_neighbours.ts';
 
 /** Every migration, in order. Forward-only: a change is a new file, never an edit. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -25,6 +26,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0050_jobs_updated_at': m0050,
   '0060_job_count_shards': m0060,
   '0061_cache_notify': m0061,
+  '0062_run_neighbours': m0062,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -1,21 +1,23 @@
 /**
  * The group of the on-time statement beyond its verdicts (on-time.properties.test.ts holds those):
  * a bad occurrence fails only its caller, a missing job answers undefined in its place, and the
- * grouped read of a version's neighbours answers what the two reads it replaces answer.
+ * version's neighbours (`tickwork_run_neighbours`) are read under the job's lock: the statement
+ * and the transaction path's `runNeighbours` agree, and a run committed while the statement waited
+ * for the lock is seen.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildJobSpec, uuidv7 } from '@tickwork/core';
 import { createTestDatabase, type TestDatabase } from '@tickwork/testkit';
+import { sql } from 'kysely';
 import {
-  firstScheduledAfter,
   insertJob,
   insertService,
-  lastScheduledBefore,
+  lockAndRecordOnTime,
   lockAndRecordOnTimeGrouped,
   lockAndRecordOnTimeMany,
+  lockJobForFireWithService,
   recordOccurrence,
-  scheduledNeighboursGrouped,
-  scheduledNeighboursMany,
+  runNeighbours,
   type OnTimeOccurrence,
 } from '../src/index.ts';
 
@@ -102,47 +104,111 @@ describe('lockAndRecordOnTimeMany', () => {
   });
 });
 
-describe('scheduledNeighboursGrouped', () => {
-  it("answers each occurrence's previous and next recorded instant of its version, as the two reads do", async () => {
+describe("the version's neighbours, read under the job's lock", () => {
+  const at = (minutes: number) => new Date(BASE + minutes * 60_000);
+  const run = (jobId: string, minutes: number, version = 1, trigger: 'schedule' | 'manual' = 'schedule') =>
+    recordOccurrence(db.db, {
+      id: uuidv7(),
+      jobId,
+      serviceId,
+      jobVersion: version,
+      scheduledFor: at(minutes),
+      trigger,
+      status: 'succeeded',
+    });
+
+  it("answers the version's scheduled runs just before and after an instant, in the statement as in runNeighbours", async () => {
     const [a, b] = await Promise.all([aJob(), aJob()]);
-    const at = (minutes: number) => new Date(BASE + minutes * 60_000);
-    const run = (jobId: string, minutes: number, version = 1, trigger: 'schedule' | 'manual' = 'schedule') =>
-      recordOccurrence(db.db, {
-        id: uuidv7(),
-        jobId,
-        serviceId,
-        jobVersion: version,
-        scheduledFor: at(minutes),
-        trigger,
-        status: 'succeeded',
-      });
     // Job a: runs of version 1 at 1 and 5, of version 2 at 3, a manual run at 4; job b: none.
     await run(a!, 1);
     await run(a!, 5);
     await run(a!, 3, 2);
     await run(a!, 4, 1, 'manual');
-    const asked = [
-      { jobId: a!, version: 1, scheduledFor: at(3).getTime() },
-      { jobId: a!, version: 1, scheduledFor: at(0).getTime() },
-      { jobId: a!, version: 1, scheduledFor: at(6).getTime() },
-      { jobId: a!, version: 1, scheduledFor: at(5).getTime() },
-      { jobId: a!, version: 2, scheduledFor: at(2).getTime() },
-      { jobId: b!, version: 1, scheduledFor: at(3).getTime() },
+    const asked: Array<[string, number, number]> = [
+      [a!, 1, 3],
+      [a!, 1, 0],
+      [a!, 1, 6],
+      [a!, 1, 5],
+      [a!, 2, 2],
+      [b!, 1, 3],
     ];
-    const expected = await Promise.all(
-      asked.map(async (o) => ({
-        previous: await lastScheduledBefore(db.db, o.jobId, o.version, new Date(o.scheduledFor)),
-        next: await firstScheduledAfter(db.db, o.jobId, o.version, new Date(o.scheduledFor)),
-      })),
+    const read = await Promise.all(
+      asked.map(([job, version, minutes]) => runNeighbours(db.db, job, version, at(minutes))),
     );
-    expect(expected.slice(0, 5)).toEqual([
+    expect(read).toEqual([
       { previous: at(1), next: at(5) },
       { previous: undefined, next: at(1) },
       { previous: at(5), next: undefined },
       { previous: at(1), next: undefined },
       { previous: undefined, next: at(3) },
+      { previous: undefined, next: undefined },
     ]);
-    expect(await scheduledNeighboursMany(db.db, asked)).toEqual(expected);
-    expect(await Promise.all(asked.map((o) => scheduledNeighboursGrouped(db.db, o)))).toEqual(expected);
+    // The on-time statement (which records nothing here: a missed occurrence, far past its grace)
+    // reads the same, and so does its group of several jobs.
+    const stale = (job: string, minutes: number): OnTimeOccurrence => ({
+      ...onTime(job, at(minutes).getTime()),
+      now: Date.now(),
+    });
+    expect((await lockAndRecordOnTime(db.db, stale(a!, 3)))?.neighbours).toEqual(read[0]);
+    const many = await lockAndRecordOnTimeMany(db.db, [stale(a!, 6), stale(b!, 3)]);
+    expect(many.map((r) => r?.runId)).toEqual([undefined, undefined]);
+    expect(many.map((r) => r?.neighbours)).toEqual([read[2], read[5]]);
+  });
+
+  it('sees a run of the job committed while the statement waited for its lock', async () => {
+    const job = await aJob();
+    const now = Date.now();
+    const minute = 60_000;
+    // Before the statement starts, the version's latest run is two minutes back.
+    await recordOccurrence(db.db, {
+      id: uuidv7(),
+      jobId: job,
+      serviceId,
+      jobVersion: 1,
+      scheduledFor: new Date(now - 2 * minute),
+      trigger: 'schedule',
+      status: 'succeeded',
+    });
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let locked!: (pid: number) => void;
+    const isLocked = new Promise<number>((resolve) => {
+      locked = resolve;
+    });
+    // Another decision holds the job's lock and records the occurrence one minute back.
+    const holder = db.db.transaction().execute(async (trx) => {
+      await lockJobForFireWithService(trx, job);
+      await recordOccurrence(trx, {
+        id: uuidv7(),
+        jobId: job,
+        serviceId,
+        jobVersion: 1,
+        scheduledFor: new Date(now - minute),
+        trigger: 'schedule',
+        status: 'running',
+      });
+      const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
+      locked(rows[0]!.pid);
+      await released;
+    });
+    const holderPid = await isLocked;
+    const statement = lockAndRecordOnTime(db.db, onTime(job, now));
+    // Commit only once the statement is waiting for the lock, so its snapshot predates the run.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const { rows } = await sql<{ n: string }>`
+        select count(*)::text as n from pg_stat_activity where ${holderPid}::int = any(pg_blocking_pids(pid))
+      `.execute(db.db);
+      if (rows[0]?.n !== '0') break;
+      if (Date.now() > deadline) throw new Error('the on-time statement never waited for the lock');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    release();
+    await holder;
+    const record = await statement;
+    expect(record?.runId).toBeDefined();
+    expect(record?.neighbours).toEqual({ previous: new Date(now - minute), next: undefined });
   });
 });

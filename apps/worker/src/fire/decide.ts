@@ -37,6 +37,7 @@ import {
   lockAndRecordOnTimeGrouped,
   lockJobForFireWithService,
   recordOccurrence,
+  runNeighbours,
   type Database,
   type JobForFire,
   type RunRow,
@@ -90,8 +91,8 @@ function factsOf(
 /**
  * A scheduled occurrence. The common case in one statement (`lockAndRecordOnTime`), shared with
  * the other occurrences in flight on this worker (`lockAndRecordOnTimeGrouped`, a group commit):
- * lock, check, record the run with its first attempt started, and read the previous instant for
- * the skipped-slot check; two round trips in all, this and later the outcome, each grouped. The statement only
+ * lock, check, record the run with its first attempt started, and read the version's neighbouring
+ * runs for the skipped-slot check; two round trips in all, this and later the outcome, each grouped. The statement only
  * ever answers "deliver"; when it records nothing, the verdicts it can be given without the lock
  * come from the row it read, and the rest is decided in a transaction under the job's lock.
  */
@@ -129,7 +130,7 @@ async function decideScheduled(
       occurrence: { trigger: 'schedule', scheduledFor },
       schedule: { runCount: found.job.run_count + 1, catchUp: false },
       started: 1,
-      slots: { job, version, scheduledFor, previous: onTime.previous ?? null, catchUp: isCatchUp(bullJobId) },
+      slots: { job, version, scheduledFor, neighbours: onTime.neighbours, catchUp: isCatchUp(bullJobId) },
     };
   }
   // `disabled` and `wait` come before the calendars' rule, so the row alone decides them.
@@ -189,12 +190,14 @@ function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, mayWai
     );
     const scheduledFor = new Date(occurrence.scheduledFor);
     const base = { jobId, serviceId: job.serviceId, jobVersion: version, scheduledFor, trigger: 'schedule' as const };
-    const slots = (slotVersion: number): SlotCheck => ({
+    // The neighbours are read here, under the job's lock, like the on-time statement's.
+    const slots = async (slotVersion: number): Promise<SlotCheck> => ({
       job,
       version: slotVersion,
       scheduledFor: occurrence.scheduledFor,
       exclusion,
       catchUp: isCatchUp(bullJob.id ?? ''),
+      neighbours: await runNeighbours(trx, jobId, slotVersion, scheduledFor),
     });
     const delivering = (run: Pick<RunRow, 'id'>, runCount: number, catchUp: boolean, check?: SlotCheck): Decision => ({
       kind: 'deliver',
@@ -208,12 +211,12 @@ function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, mayWai
     // A retry, or another worker after a crash: the occurrence was decided already. The worker
     // that recorded it may have died before checking the slots skipped before it: check them
     // again (each is recorded once), unless the run was recorded under another version or paused.
-    const decided = (existing: RunRow): Decision => {
+    const decided = async (existing: RunRow): Promise<Decision> => {
       const current = job.version === existing.job_version;
       if (existing.status !== 'skipped')
-        return delivering(existing, row.run_count, false, current ? slots(existing.job_version) : undefined);
+        return delivering(existing, row.run_count, false, current ? await slots(existing.job_version) : undefined);
       const reason = existing.skip_reason as SkipReason;
-      const check = current && reason !== 'paused' ? slots(existing.job_version) : undefined;
+      const check = current && reason !== 'paused' ? await slots(existing.job_version) : undefined;
       return { kind: 'skipped', reason, run: existing, occurrence, slots: check };
     };
 
@@ -224,7 +227,7 @@ function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, mayWai
       // of an occurrence decided already by its unique key, which is what looking it up first
       // would have found.
       const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
-      return created ? delivering(run, row.run_count + 1, false, slots(version)) : decided(run);
+      return created ? delivering(run, row.run_count + 1, false, await slots(version)) : decided(run);
     }
     const existing = await findOccurrenceRun(trx, jobId, scheduledFor, 'schedule');
     if (existing) return decided(existing);
@@ -244,7 +247,7 @@ function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, mayWai
         };
       case 'deliver': {
         const { run, created } = await recordOccurrence(trx, { ...base, id: uuidv7(), status: 'running' });
-        return delivering(run, row.run_count + (created ? 1 : 0), verdict.catchUp, slots(version));
+        return delivering(run, row.run_count + (created ? 1 : 0), verdict.catchUp, await slots(version));
       }
       case 'skip': {
         const { reason } = verdict;
@@ -255,7 +258,7 @@ function decideUnderLock(ctx: FireContext, bullJob: BullJob<FireJobData>, mayWai
           await completeJob(trx, jobId, version);
         if (reason === 'requested') await moveOnAfterSkip(trx, job, row.run_count, occurrence.scheduledFor);
         // A paused or superseded occurrence says nothing of the version's timer: no slot check.
-        const check = reason === 'paused' || reason === 'superseded' ? undefined : slots(version);
+        const check = reason === 'paused' || reason === 'superseded' ? undefined : await slots(version);
         return { kind: 'skipped', reason, run, occurrence, slots: check };
       }
     }

@@ -10,10 +10,12 @@
  * worker may decide the scheduler's later occurrence first. So the slots between two recorded
  * runs of a version are checked by whichever of the two is decided second: every occurrence looks
  * back to the version's previous run; a catch-up, and an occurrence with no previous run of its
- * version, also look forward to the next one.
+ * version, also look forward to the next one. "Second" is the order of the job's lock: every
+ * scheduled run is recorded under it, and the decision reads the occurrence's neighbours while
+ * holding it (`SlotCheck.neighbours`), so the second sees the first's run.
  */
 import { slotsBetween, uuidv7 } from '@tickwork/core';
-import { firstScheduledAfter, lastScheduledBefore, recordMissedSlots, scheduledNeighboursGrouped } from '@tickwork/db';
+import { recordMissedSlots } from '@tickwork/db';
 import { catchUpJobIdOf, schedulerIdOf, schedulerOccurrenceIdOf } from '@tickwork/queue';
 import type { FireContext, SlotCheck } from './types.ts';
 
@@ -21,18 +23,20 @@ import type { FireContext, SlotCheck } from './types.ts';
  * Records the slots skipped around a decided occurrence. Run after the occurrence's run has
  * committed, not with it: a worker that dies in between leaves its BullMQ job to be taken over,
  * and the takeover finds the run and checks the slots again (its decision carries the check too).
- * Run after the commit, its reads also see every run committed before it: of two occurrences
- * decided at once, the one that commits second sees the other. Every row is inserted once (the
- * occurrence's unique key), so checking twice records nothing twice.
+ * The neighbours it checks between were read under the job's lock by the decision (no read
+ * here): of two occurrences decided at once, the one that took the lock second saw the other.
+ * Every row is inserted once (the occurrence's unique key), so checking twice records nothing
+ * twice.
  */
 export async function recordSkippedSlots(ctx: FireContext, check: SlotCheck): Promise<void> {
   const { job, version, scheduledFor, exclusion } = check;
   const queue = ctx.queue;
   if (!queue) return;
-  const { previous, next } = await neighboursOf(ctx, check);
+  const { previous, next } = check.neighbours;
   const gaps: Array<[number, number]> = [];
   if (previous) gaps.push([previous.getTime(), scheduledFor]);
-  if (next) gaps.push([scheduledFor, next.getTime()]);
+  // Forward only where a later occurrence may have been decided first (see the top of the file).
+  if (next && (check.catchUp || !previous)) gaps.push([scheduledFor, next.getTime()]);
   const gap: number[] = [];
   for (const [from, to] of gaps) {
     const slots = slotsBetween(job, from, to);
@@ -66,34 +70,4 @@ export async function recordSkippedSlots(ctx: FireContext, check: SlotCheck): Pr
     (await recordMissedSlots(ctx.db, base, missed, uuidv7)) +
     (await recordMissedSlots(ctx.db, base, excluded, uuidv7, 'excluded'));
   if (recorded > 0) ctx.logger.info({ jobId: job.id, recorded }, 'slots the timer skipped recorded as missed');
-}
-
-/**
- * The recorded runs of the occurrence's version just before and just after it, as far as they are
- * needed. The common case: the deciding statement read a previous run, and the occurrence is the
- * scheduler's: one gap, no query. `null` (none when that statement began) is read again here: a
- * run committed while the statement waited for the job's lock is not in its snapshot. Both are
- * read at once when the forward look is likely needed (one statement, grouped with the other
- * occurrences' reads in flight), so it costs no round trip more.
- */
-async function neighboursOf(
-  ctx: FireContext,
-  check: SlotCheck,
-): Promise<{ previous: Date | undefined; next: Date | undefined }> {
-  const at = new Date(check.scheduledFor);
-  const before = () => lastScheduledBefore(ctx.db, check.job.id, check.version, at);
-  const after = () => firstScheduledAfter(ctx.db, check.job.id, check.version, at);
-  if (check.previous instanceof Date) {
-    return { previous: check.previous, next: check.catchUp ? await after() : undefined };
-  }
-  if (check.catchUp || check.previous === null) {
-    // One statement for both, shared with the other occurrences' reads in flight.
-    return scheduledNeighboursGrouped(ctx.db, {
-      jobId: check.job.id,
-      version: check.version,
-      scheduledFor: check.scheduledFor,
-    });
-  }
-  const previous = await before();
-  return { previous, next: previous ? undefined : await after() };
 }

@@ -7,7 +7,7 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import type { Exclusion, Job, RunStatus, RunTrigger, SecretKeys, SkipReason } from '@tickwork/core';
-import type { Database, JobForFire, RunRow } from '@tickwork/db';
+import type { Database, JobForFire, Neighbours, RunRow } from '@tickwork/db';
 import type { Occurrence } from '@tickwork/queue';
 import type { OutboundPolicy } from '../outbound-guard.ts';
 
@@ -96,10 +96,11 @@ export interface SlotCheck {
   version: number;
   scheduledFor: number;
   /**
-   * The version's previous scheduled instant, when the deciding statement read it (null: none
-   * then; read again after the commit, which may see a run committed meanwhile).
+   * The version's recorded scheduled runs just before and after the occurrence, read while the
+   * decision held the job's lock: every run of the job recorded before the lock was granted is
+   * among what they were chosen from.
    */
-  previous?: Date | null;
+  neighbours: Neighbours;
   /**
    * A catch-up (its BullMQ job id is `catchUpJobIdOf`): it may be decided after later occurrences
    * of its version, so the slots up to the next recorded one are checked too.

@@ -3,8 +3,9 @@
  * {@link lockAndRecordOnTime} calls through one database handle go as one statement, at most one
  * occurrence per job and 100 per statement. Each occurrence gets what its own statement would
  * have answered: the same checks (core's `judgeOccurrence`, restated in SQL once, in
- * {@link lockAndRecordOnTimeMany}), the same run row and id, the same read of the previous instant. A group whose statement fails
- * is run again occurrence by occurrence, so one bad occurrence fails only its caller.
+ * {@link lockAndRecordOnTimeMany}), the same run row and id, the same neighbours. A group whose
+ * statement fails is run again occurrence by occurrence, so one bad occurrence fails only its
+ * caller.
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../types.ts';
@@ -20,7 +21,10 @@ import { groupOf, type GroupWriter, type StatementGroup } from './statement-grou
  * (`skip_until`), due (jitter) and within its
  * misfire grace at `now`, no exclusion calendars (a job with calendars is decided in TypeScript,
  * which reads them) — records the run as started by `workerId` and bumps `run_count`, and
- * reads the version's previous scheduled instant (for the skipped-slot check). Its predicate is
+ * reads the version's scheduled runs just before and after the occurrence (for the skipped-slot
+ * check), under the lock: `tickwork_run_neighbours` (migration 0062) takes its own snapshot once
+ * the row is locked, so it sees a run of the job committed while the statement waited for the
+ * lock, which the statement's own snapshot does not. Its predicate is
  * core's `judgeOccurrence` answering "deliver" without asking anything more, restated in SQL for
  * speed, once, in {@link lockAndRecordOnTimeMany}: this is its group of one;
  * `test/on-time.properties.test.ts` holds the two to the same verdict. `jitterHash` is
@@ -49,9 +53,10 @@ const writer: GroupWriter<OnTimeOccurrence, OnTimeRecord | undefined> = {
  * {@link lockAndRecordOnTime} for occurrences of distinct jobs, in one statement from arrays (one
  * fixed text whatever the group's size, so it is prepared once). The jobs are locked in id order,
  * as the outcomes' group locks them, so concurrent groups never wait on each other in a cycle. The
- * statement's parts see one snapshot: an occurrence's checks and its previous instant are those of the rows before this statement's own writes (no two of the
- * group share a job, so none could see another's). Undefined, in its place, for a job that does
- * not exist.
+ * statement's checks see the job rows as locked, before this statement's own writes (no two of
+ * the group share a job, so none could see another's); each occurrence's neighbours are read
+ * once its job is locked, and its own run (at its instant) is never one of them. Undefined, in
+ * its place, for a job that does not exist.
  */
 export async function lockAndRecordOnTimeMany(
   db: Kysely<Database>,
@@ -96,10 +101,8 @@ export async function lockAndRecordOnTimeMany(
     )
     select ${JOB_COLUMNS_OF_J}, j.signing_secret, j.previous_signing_secret, j.previous_secret_expires_at, j.disabled_at,
       (select ins.id from ins where ins.job_id = j.id) as recorded_run_id,
-      (select r.scheduled_for from runs r
-        where r.job_id = j.id and r.trigger = 'schedule' and r.job_version = j.o_version and r.scheduled_for < j.o_at
-        order by r.scheduled_for desc limit 1) as previous_scheduled_for
-    from j
+      n.previous as previous_scheduled_for, n.next as next_scheduled_for
+    from j cross join lateral tickwork_run_neighbours(j.id, j.o_version, j.o_at) n
   `.execute(db);
   const byJob = new Map(found.map((row) => [row.id, row]));
   return occurrences.map((o) => {
@@ -119,62 +122,4 @@ export function lockAndRecordOnTimeGrouped(
   occurrence: OnTimeOccurrence,
 ): Promise<OnTimeRecord | undefined> {
   return groupOf(groups, db, writer).run(occurrence);
-}
-
-/** An occurrence whose version's recorded neighbours {@link scheduledNeighboursGrouped} reads. */
-export interface NeighboursOf {
-  jobId: string;
-  version: number;
-  scheduledFor: number;
-}
-
-/** The instants of the version's nearest scheduled occurrences before and after one, if any. */
-export interface Neighbours {
-  previous: Date | undefined;
-  next: Date | undefined;
-}
-
-/**
- * `lastScheduledBefore` and `firstScheduledAfter` (runs.ts) of several occurrences in one
- * statement (a read: it locks nothing, and an occurrence's answer is what the two reads would
- * have said).
- */
-export async function scheduledNeighboursMany(
-  db: Kysely<Database>,
-  occurrences: readonly NeighboursOf[],
-): Promise<Neighbours[]> {
-  const { rows } = await sql<{ i: string; previous: Date | null; next: Date | null }>`${sql.raw(PREPARE)}
-    select o.i::text as i,
-      (select r.scheduled_for from runs r
-        where r.job_id = o.job_id and r.trigger = 'schedule' and r.job_version = o.version and r.scheduled_for < o.at
-        order by r.scheduled_for desc limit 1) as previous,
-      (select r.scheduled_for from runs r
-        where r.job_id = o.job_id and r.trigger = 'schedule' and r.job_version = o.version and r.scheduled_for > o.at
-        order by r.scheduled_for asc limit 1) as next
-    from unnest(
-      ${occurrences.map((o) => o.jobId)}::uuid[], ${occurrences.map((o) => o.version)}::integer[],
-      ${occurrences.map((o) => new Date(o.scheduledFor))}::timestamptz[]
-    ) with ordinality as o(job_id, version, at, i)
-  `.execute(db);
-  const byIndex = new Map(rows.map((row) => [Number(row.i), row]));
-  return occurrences.map((_, i) => {
-    const row = byIndex.get(i + 1);
-    return { previous: row?.previous ?? undefined, next: row?.next ?? undefined };
-  });
-}
-
-const neighbourReader: GroupWriter<NeighboursOf, Neighbours> = {
-  max: 100,
-  // A read takes no lock (no key): any occurrences may share a statement.
-  many: scheduledNeighboursMany,
-  one: async (db, o) => (await scheduledNeighboursMany(db, [o]))[0]!,
-};
-const neighbourGroups = new WeakMap<Kysely<Database>, StatementGroup<NeighboursOf, Neighbours>>();
-
-/**
- * Both recorded neighbours of an occurrence's instant in its version, read with the other
- * occurrences' reads in flight through the same handle, one statement for them all.
- */
-export function scheduledNeighboursGrouped(db: Kysely<Database>, occurrence: NeighboursOf): Promise<Neighbours> {
-  return groupOf(neighbourGroups, db, neighbourReader).run(occurrence);
 }

@@ -388,48 +388,27 @@ export async function deleteRun(db: Kysely<Database>, id: string): Promise<void>
   await db.deleteFrom('runs').where('id', '=', id).execute();
 }
 
-/** The instant of the job version's nearest scheduled occurrence before or after `at`, if any. */
-async function nearestScheduled(
-  db: Kysely<Database>,
-  jobId: string,
-  version: number,
-  side: 'before' | 'after',
-  at: Date,
-): Promise<Date | undefined> {
-  const row = await db
-    .selectFrom('runs')
-    .select('scheduled_for')
-    .where('job_id', '=', jobId)
-    .where('trigger', '=', 'schedule')
-    .where('job_version', '=', version)
-    .where('scheduled_for', side === 'before' ? '<' : '>', at)
-    .orderBy('scheduled_for', side === 'before' ? 'desc' : 'asc')
-    .limit(1)
-    .executeTakeFirst();
-  return row?.scheduled_for;
-}
-
-/** The instant of the job version's latest scheduled occurrence before `before`, if any. */
-export function lastScheduledBefore(
-  db: Kysely<Database>,
-  jobId: string,
-  version: number,
-  before: Date,
-): Promise<Date | undefined> {
-  return nearestScheduled(db, jobId, version, 'before', before);
+/** The instants of a job version's nearest scheduled occurrences before and after one, if any. */
+export interface Neighbours {
+  previous: Date | undefined;
+  next: Date | undefined;
 }
 
 /**
- * The instant of the job version's earliest scheduled occurrence after `after`, if any: for an
- * occurrence decided after a later one of its version (see the fire path's skipped-slot check).
+ * The version's scheduled runs just before and just after `at` (`tickwork_run_neighbours`,
+ * migration 0062): what the fire path's skipped-slot check reads of an occurrence decided in a
+ * transaction that holds the job's lock, so it sees every run recorded before it took the lock.
  */
-export function firstScheduledAfter(
+export async function runNeighbours(
   db: Kysely<Database>,
   jobId: string,
   version: number,
-  after: Date,
-): Promise<Date | undefined> {
-  return nearestScheduled(db, jobId, version, 'after', after);
+  at: Date,
+): Promise<Neighbours> {
+  const { rows } = await sql<{ previous: Date | null; next: Date | null }>`${sql.raw(PREPARE)}
+    select n.previous, n.next from tickwork_run_neighbours(${jobId}::uuid, ${version}::integer, ${at}::timestamptz) n
+  `.execute(db);
+  return { previous: rows[0]?.previous ?? undefined, next: rows[0]?.next ?? undefined };
 }
 
 /** Records slots no worker ever received as `skipped` (`missed`, or `excluded` by a calendar), one row each, once. */
@@ -484,14 +463,15 @@ export type OnTimeRow = JobRow & {
   disabled_at: Date | null;
   recorded_run_id: string | null;
   previous_scheduled_for: Date | null;
+  next_scheduled_for: Date | null;
 };
 
 export function onTimeRecordOf(row: OnTimeRow): OnTimeRecord {
-  const { recorded_run_id, previous_scheduled_for, ...rest } = row;
+  const { recorded_run_id, previous_scheduled_for, next_scheduled_for, ...rest } = row;
   return {
     found: jobForFireOf(rest)!,
     runId: recorded_run_id ?? undefined,
-    previous: previous_scheduled_for ?? undefined,
+    neighbours: { previous: previous_scheduled_for ?? undefined, next: next_scheduled_for ?? undefined },
   };
 }
 
@@ -501,6 +481,9 @@ export interface OnTimeRecord {
   found: JobForFire;
   /** The run recorded for the occurrence, already started (attempt 1); undefined when a check failed. */
   runId: string | undefined;
-  /** The instant of the job version's latest scheduled occurrence before this one, if any. */
-  previous: Date | undefined;
+  /**
+   * The job version's scheduled runs just before and after this occurrence, read under the job's
+   * lock (so as of when it was granted, not when the statement began).
+   */
+  neighbours: Neighbours;
 }
