@@ -196,17 +196,22 @@ describe("the version's neighbours, read under the job's lock", () => {
     const holderPid = await isLocked;
     const statement = lockAndRecordOnTime(db.db, onTime(job, now));
     // Commit only once the statement is waiting for the lock, so its snapshot predates the run.
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const { rows } = await sql<{ n: string }>`
-        select count(*)::text as n from pg_stat_activity where ${holderPid}::int = any(pg_blocking_pids(pid))
-      `.execute(db.db);
-      if (rows[0]?.n !== '0') break;
-      if (Date.now() > deadline) throw new Error('the on-time statement never waited for the lock');
-      await new Promise((resolve) => setTimeout(resolve, 10));
+    // The deadline is within the test's own timeout; the lock is let go whatever happens, so a
+    // failure never leaves the holder's transaction open (and the database undroppable).
+    const deadline = Date.now() + 4_000;
+    try {
+      for (;;) {
+        const { rows } = await sql<{ n: string }>`
+          select count(*)::text as n from pg_stat_activity where ${holderPid}::int = any(pg_blocking_pids(pid))
+        `.execute(db.db);
+        if (rows[0]?.n !== '0') break;
+        if (Date.now() > deadline) throw new Error('the on-time statement never waited for the lock');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    } finally {
+      release();
+      await holder;
     }
-    release();
-    await holder;
     const record = await statement;
     expect(record?.runId).toBeDefined();
     expect(record?.neighbours).toEqual({ previous: new Date(now - minute), next: undefined });
